@@ -1,0 +1,24 @@
+# The two commands of the README: `make demo` and `make test`.
+# Everything else is a building block of those.
+PRESET ?= dev
+BUILD_DIR := build
+
+.PHONY: deps configure build test demo bench clean format
+
+deps:
+	@scripts/install-deps
+
+configure: deps
+	@if [ ! -f $(BUILD_DIR)/build.ninja ]; then cmake --preset $(PRESET) >/dev/null; fi
+
+build: configure
+	@cmake --build --preset $(PRESET)
+
+test: build
+	@ctest --preset $(PRESET)
+
+format:
+	@clang-format -i $$(git ls-files '*.cc' '*.h')
+
+clean:
+	rm -rf $(BUILD_DIR) build-release
