@@ -1,0 +1,124 @@
+// Snapshots: a source folder as a Merkle tree of canonical amld.v1.Directory
+// nodes. The root Directory's digest is the snapshot's id.
+//
+// Canonical Directory: files, directories and symlinks each sorted by name
+// (byte order), no name twice across the three lists, names never empty,
+// ".", "..", or containing '/' or NUL; serialized with deterministic proto
+// serialization. Two folders with the same content and modes give the same
+// root digest, whatever order readdir returns. Symlinks are recorded as links
+// (never followed); a link whose target is absolute or climbs out of the
+// root is refused. Only the execute bit of a file's mode is recorded. Other
+// file types (sockets, fifos, devices) are skipped and reported.
+//
+// Thread-safety: free functions; BuildSnapshot may use several threads
+// internally. A ContentStore passed in must outlive the call.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "amld/v1/common.pb.h"
+#include "storage/cas.h"
+#include "storage/digest.h"
+#include "storage/ignore.h"
+
+namespace amld::storage {
+
+// One regular file included in a snapshot.
+struct SnapshotFile {
+  std::string rel_path;             // "a/b.py"
+  std::filesystem::path abs_path;   // where it was read from
+  Digest digest;
+  bool executable = false;
+};
+
+// One path left out, and why.
+struct SkippedPath {
+  std::string rel_path;
+  bool is_dir = false;
+  IgnoreDecision decision;  // decision.ignored == false for unsupported types
+  std::string why;          // e.g. "ignored by src/.gitignore:3 (*.log)" or "fifo"
+};
+
+// A folder hashed into a tree; nothing is stored yet.
+struct Snapshot {
+  Digest root;
+  // Serialized canonical Directory blobs, by digest (the root included).
+  absl::flat_hash_map<Digest, std::string> directories;
+  // Every included regular file, sorted by rel_path.
+  std::vector<SnapshotFile> files;
+  // Every excluded path (ignored directories are listed, not their content).
+  std::vector<SkippedPath> skipped;
+  int64_t total_file_bytes = 0;
+};
+
+// A cache of file digests keyed by what stat says, so an unchanged file is
+// not read again. Implementations decide persistence.
+class DigestCache {
+ public:
+  virtual ~DigestCache() = default;
+  virtual std::optional<Digest> Lookup(const std::string& rel_path, const struct stat& st) = 0;
+  virtual void Store(const std::string& rel_path, const struct stat& st, const Digest& d) = 0;
+};
+
+struct BuildOptions {
+  // Honour .amlignore/.gitignore; `.git` is skipped either way.
+  bool use_ignore_files = true;
+  // Hashing threads; 0 means one per core.
+  int threads = 0;
+  // Optional stat → digest cache.
+  DigestCache* cache = nullptr;
+  // Limits; 0 means none. Going over fails with RESOURCE_EXHAUSTED listing
+  // the largest files.
+  int64_t max_total_bytes = 0;
+  int64_t max_files = 0;
+};
+
+// Walks `dir` and hashes it into a Snapshot.
+absl::StatusOr<Snapshot> BuildSnapshot(const std::filesystem::path& dir,
+                                       const BuildOptions& options = {});
+
+// Stores every directory and file blob of `snapshot` in `cas` (files are
+// read from their abs_path, and must still hash to their digest).
+absl::Status StoreSnapshot(const Snapshot& snapshot, ContentStore& cas);
+
+// Canonical bytes of a Directory (it must already be sorted and unique).
+std::string EncodeDirectory(const amld::v1::Directory& dir);
+// Parses a Directory blob and checks it is canonical and safe: sorted,
+// unique, valid names, safe symlink targets (`depth_from_root` is how many
+// levels below the root it sits, for checking that `..` in a link target
+// stays inside). INVALID_ARGUMENT otherwise.
+absl::StatusOr<amld::v1::Directory> DecodeDirectory(std::string_view bytes,
+                                                    int depth_from_root = 0);
+
+// Every blob reachable from `root` that `cas` lacks (directories that are
+// missing hide their children, which are then not listed). Empty when the
+// whole tree is present. INVALID_ARGUMENT when a stored directory is bad.
+absl::StatusOr<std::vector<Digest>> FindMissingInTree(const ContentStore& cas, const Digest& root);
+
+// Every digest reachable from `root` (directories and files), for GC.
+absl::Status CollectTreeDigests(const ContentStore& cas, const Digest& root,
+                                absl::flat_hash_set<Digest>* out);
+
+// The file node at `rel_path` in the tree, or NOT_FOUND (also when the path
+// names a directory or symlink).
+absl::StatusOr<amld::v1::FileNode> LookupFile(const ContentStore& cas, const Digest& root,
+                                              std::string_view rel_path);
+
+// Recreates the tree under `dest` (created if missing, must be empty):
+// files with mode 0644/0755, symlinks as symlinks. The result never shares
+// an inode with the CAS, so the run cannot alter stored objects.
+absl::Status Materialize(const ContentStore& cas, const Digest& root,
+                         const std::filesystem::path& dest);
+
+}  // namespace amld::storage

@@ -1,0 +1,144 @@
+// StateStore: the workspace's durable state in one SQLite file — experiments,
+// runs and every status transition they went through, artifacts, metrics.
+// Logs and artifact bytes are files and CAS blobs, never rows.
+//
+// SQLite in WAL mode with foreign keys on; the schema is migrated forward by
+// `PRAGMA user_version` when the file is opened (an older file always
+// loads; a newer one is refused with FAILED_PRECONDITION). Every status
+// change goes through Transition(), one transaction each; illegal ones
+// (COMPLETED → RUNNING, anything out of a terminal status) are refused with
+// FAILED_PRECONDITION and change nothing.
+//
+// Thread-safety: thread-safe; calls are serialized on one connection (the
+// daemon is the only writer).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "amld/v1/experiments.pb.h"
+#include "amld/v1/runs.pb.h"
+#include "storage/digest.h"
+
+namespace amld::storage {
+
+using RunStatus = amld::v1::RunStatus::Value;
+
+// True for COMPLETED, FAILED and CANCELED.
+bool IsTerminal(RunStatus s);
+// The one table of legal status changes.
+bool IsLegalTransition(RunStatus from, RunStatus to);
+// "QUEUED", "RUNNING", ...
+std::string StatusName(RunStatus s);
+
+// What a new run is created with.
+struct NewRun {
+  std::string id;
+  amld::v1::RunConfig config;  // config.experiment_name names the experiment
+  uint32_t submitter_uid = 0;
+  std::string parent_run_id;   // empty when none
+  absl::Time now;
+};
+
+// Extra facts recorded with a transition; unset fields leave the run's
+// values as they are.
+struct TransitionDetails {
+  std::string reason;                 // stored with the transition
+  std::optional<int> exit_code;
+  std::optional<int> exit_signal;
+  std::optional<std::string> error;   // Run.error
+  std::optional<std::string> placement;
+};
+
+struct RunFilter {
+  std::string experiment_name;              // empty: any
+  std::vector<RunStatus> statuses;          // empty: any
+  std::optional<uint32_t> submitter_uid;
+  std::string parent_run_id;                // empty: any
+  int page_size = 50;                       // clamped to [1, 1000]
+  std::string page_token;                   // from RunPage::next_page_token
+};
+
+struct RunPage {
+  std::vector<amld::v1::Run> runs;  // newest first
+  std::string next_page_token;      // empty on the last page
+};
+
+struct Artifact {
+  std::string path;  // "outputs/model.json"
+  Digest digest;
+};
+
+class StateStore {
+ public:
+  // Opens or creates the database at `path` and migrates it.
+  static absl::StatusOr<std::unique_ptr<StateStore>> Open(const std::filesystem::path& path);
+  ~StateStore();
+
+  // The schema version this code writes (the latest migration).
+  static int LatestSchemaVersion();
+  // The file's `PRAGMA user_version`.
+  absl::StatusOr<int> SchemaVersion();
+
+  // Experiments. CreateExperiment returns the existing one when present.
+  absl::StatusOr<amld::v1::Experiment> CreateExperiment(const std::string& name, absl::Time now);
+  absl::StatusOr<amld::v1::Experiment> GetExperiment(const std::string& name);
+  absl::StatusOr<std::vector<amld::v1::Experiment>> ListExperiments();
+
+  // Creates the experiment if needed and the run as QUEUED, in one
+  // transaction. ALREADY_EXISTS when the id is taken.
+  absl::StatusOr<amld::v1::Run> InsertRun(const NewRun& run);
+  // NOT_FOUND when no run has that id.
+  absl::StatusOr<amld::v1::Run> GetRun(const std::string& id);
+  // INVALID_ARGUMENT for a token this store did not issue.
+  absl::StatusOr<RunPage> ListRuns(const RunFilter& filter);
+  // Every run in one of `statuses`, oldest first (for the scheduler and
+  // recovery at start).
+  absl::StatusOr<std::vector<amld::v1::Run>> RunsInStatus(const std::vector<RunStatus>& statuses);
+  // Number of runs in each status.
+  absl::StatusOr<absl::flat_hash_map<RunStatus, int64_t>> CountByStatus();
+
+  // Moves the run to `to` and records the transition at `now`.
+  // FAILED_PRECONDITION when illegal; NOT_FOUND when no such run.
+  absl::StatusOr<amld::v1::Run> Transition(const std::string& run_id, RunStatus to,
+                                           const TransitionDetails& details, absl::Time now);
+
+  // The executor's opaque handle of a run (pids, host, job id), for
+  // re-adoption after a restart. Empty when none was set.
+  absl::Status SetRunHandle(const std::string& run_id, const std::string& handle);
+  absl::StatusOr<std::string> GetRunHandle(const std::string& run_id);
+
+  // Adds or replaces artifacts of a run, in one transaction.
+  absl::Status PutArtifacts(const std::string& run_id, const std::vector<Artifact>& artifacts);
+  // Artifacts whose path starts with `prefix`, sorted by path.
+  absl::StatusOr<std::vector<Artifact>> ListArtifacts(const std::string& run_id,
+                                                      const std::string& prefix = "");
+  // NOT_FOUND when the run has no artifact at `path`.
+  absl::StatusOr<Artifact> GetArtifact(const std::string& run_id, const std::string& path);
+
+  // Appends metric values (Metric.time must be set), in one transaction.
+  absl::Status AppendMetrics(const std::string& run_id,
+                             const std::vector<amld::v1::Metric>& metrics);
+  // Values ordered by name, step, time; `names` empty means all.
+  absl::StatusOr<std::vector<amld::v1::Metric>> GetMetrics(const std::string& run_id,
+                                                           const std::vector<std::string>& names);
+
+  // Every digest a run refers to directly: snapshot roots and artifacts (the
+  // roots of garbage collection; trees are expanded by the caller).
+  absl::StatusOr<std::vector<Digest>> ReferencedDigests();
+
+ private:
+  struct Impl;
+  explicit StateStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace amld::storage
