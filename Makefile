@@ -3,7 +3,7 @@
 PRESET ?= dev
 BUILD_DIR := build
 
-.PHONY: deps configure build test demo bench clean format
+.PHONY: deps configure build test demo clean format
 
 deps:
 	@scripts/install-deps
@@ -22,3 +22,6 @@ format:
 
 clean:
 	rm -rf $(BUILD_DIR) build-release
+
+demo: build
+	@scripts/demo
