@@ -13,7 +13,33 @@
 // bytes (dedup). The empty blob is always present (Contains() is true even
 // before anything is written).
 //
-// Thread-safety: thread-safe; several processes may share one root.
+// An object is identified on disk by its hash; its size must match the
+// digest's, so {hash, wrong size} is absent (NOT_FOUND), not corrupt.
+// Corruption on disk (bytes changed after the rename) is caught by re-hashing
+// on every full read and reported as DATA_LOSS; it is never repaired silently
+// (Put of a blob whose object exists with the right size is a no-op).
+//
+// Resumable uploads and concurrency: the partial data of an upload of D lives
+// in uploads/<hash>-<size>, and the BlobUpload that uses it holds an
+// exclusive flock on it. The lock dies with its process, so a partial file
+// left by a killed daemon is resumed by the next BeginUpload, from any
+// ContentStore object. A second, concurrent upload of the same digest does
+// not wait for the lock (a stalled client must not block another); it writes
+// to its own file in tmp/ from offset 0 instead. Both may commit: the second
+// rename replaces identical bytes. We chose this over "one private file per
+// upload, resume best-effort" because resuming after a restart is the common
+// case worth guaranteeing, and over "wait for the lock" because waits across
+// clients turn one stuck stream into many.
+//
+// Durability: objects are fsynced and their folder fsynced after the rename.
+// Appended upload data is fsynced only at Commit; data lost in a crash
+// surfaces as a digest mismatch at Commit (the client starts over).
+// ENOSPC/EDQUOT surface as RESOURCE_EXHAUSTED: a Put leaves no temp file
+// behind; an upload keeps the chunks it had appended, to be resumed.
+//
+// Thread-safety: ContentStore is thread-safe (it has no mutable state); several
+// processes may share one root. BlobReader and BlobUpload are
+// thread-compatible: one thread at a time per object.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +52,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "storage/digest.h"
 
@@ -41,7 +68,7 @@ class BlobReader {
   // Moves the read position; INVALID_ARGUMENT past the end. Seeking skips
   // the corruption check (only a read from 0 to the end verifies).
   virtual absl::Status Seek(int64_t offset) = 0;
-  // Reads up to `n` bytes into `buf`; returns how many (0 at the end).
+  // Reads up to `n` (> 0) bytes into `buf`; returns how many (0 at the end).
   virtual absl::StatusOr<size_t> Read(char* buf, size_t n) = 0;
 };
 
@@ -56,14 +83,17 @@ class BlobUpload {
   virtual absl::Status Append(int64_t offset, std::string_view data) = 0;
   // Verifies the whole content against the digest, fsyncs and moves it into
   // objects/. INVALID_ARGUMENT (and the partial data discarded) on mismatch
-  // or when fewer than size bytes were appended.
+  // or when fewer than size bytes were appended. An I/O error while storing
+  // also discards the data (after a failed fsync its state is unknown). After
+  // a discard, Append and Commit return FAILED_PRECONDITION.
   virtual absl::Status Commit() = 0;
 };
 
 struct GcStats {
-  int64_t objects_kept = 0;
+  int64_t objects_kept = 0;  // includes the empty blob's object
   int64_t objects_removed = 0;
-  int64_t bytes_removed = 0;
+  int64_t bytes_removed = 0;       // of removed objects and stale temp files
+  int64_t temp_files_removed = 0;  // stale files of tmp/ and uploads/
 };
 
 class ContentStore {
@@ -73,21 +103,26 @@ class ContentStore {
   virtual ~ContentStore() = default;
 
   const std::filesystem::path& root() const { return root_; }
-  // Where the object lives (whether or not it exists).
+  // Where the object lives (whether or not it exists); meaningful only for a
+  // valid digest (a malformed one maps to objects/invalid).
   std::filesystem::path ObjectPath(const Digest& d) const;
 
+  // False for a malformed digest. Checks existence and size, not content.
   bool Contains(const Digest& d) const;
-  // The digests of `digests` the store lacks, each once, in first-seen order.
+  // The digests of `digests` the store lacks, each once, in first-seen order
+  // (malformed digests count as missing; BeginUpload refuses them).
   std::vector<Digest> FindMissing(absl::Span<const Digest> digests) const;
 
   // Stores `data`; returns its digest.
   absl::StatusOr<Digest> Put(std::string_view data);
   // Stores `data`, which must hash to `expected` (INVALID_ARGUMENT if not).
   absl::Status PutVerified(const Digest& expected, std::string_view data);
-  // Stores a copy of the file at `path`, hashing while copying.
+  // Stores a copy of the file at `path`, hashing while copying (one read
+  // pass). INVALID_ARGUMENT when `path` is not a regular file.
   absl::StatusOr<Digest> PutFile(const std::filesystem::path& path);
 
-  // Reads a whole blob; NOT_FOUND when absent, DATA_LOSS when corrupt.
+  // Reads a whole blob; NOT_FOUND when absent, DATA_LOSS when corrupt,
+  // INVALID_ARGUMENT for a malformed digest (likewise below).
   absl::StatusOr<std::string> Read(const Digest& d) const;
   // Opens a blob for streaming; NOT_FOUND when absent.
   absl::StatusOr<std::unique_ptr<BlobReader>> OpenBlob(const Digest& d) const;
@@ -96,14 +131,26 @@ class ContentStore {
 
   // Starts or resumes the upload of `d` (INVALID_ARGUMENT for a malformed
   // digest). If the blob is already stored, committed_size() == d.size and
-  // Commit() is a no-op.
+  // Commit() is a no-op. Resuming re-reads the bytes already held, to hash
+  // them. While another upload of `d` is open, this one starts at 0 in a
+  // private file (see the top of this file).
   absl::StatusOr<std::unique_ptr<BlobUpload>> BeginUpload(const Digest& d);
   // Bytes held of an interrupted upload of `d` (d.size if stored, else 0).
   int64_t UploadedSize(const Digest& d) const;
 
-  // Removes every object not in `live`, and temp/upload files older than an
-  // hour. Safe while other threads add blobs that are in `live`.
-  absl::StatusOr<GcStats> CollectGarbage(const absl::flat_hash_set<Digest>& live);
+  // Removes every object whose hash is not in `live` (the empty blob always
+  // stays), and files of tmp/ and uploads/ untouched for over an hour and not
+  // locked by a live upload. Safe while other threads or processes add blobs
+  // that are in `live`; a blob not in `live` added meanwhile may be removed,
+  // so callers serialize GC with the code that decides what is live.
+  //
+  // Objects modified less than `min_age` ago are kept too: a client may have
+  // just uploaded them, or been told by FindMissing that they are present,
+  // for a run it has not submitted yet. FindMissing refreshes the mtime of
+  // the objects it reports present (as REAPI's FindMissingBlobs extends a
+  // blob's lifetime), so a blob a client relies on outlives one GC pass.
+  absl::StatusOr<GcStats> CollectGarbage(const absl::flat_hash_set<Digest>& live,
+                                         absl::Duration min_age = absl::ZeroDuration());
 
  private:
   explicit ContentStore(std::filesystem::path root) : root_(std::move(root)) {}

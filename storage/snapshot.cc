@@ -1,0 +1,912 @@
+#include "storage/snapshot.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "storage/file_util.h"
+#include "storage/status_macros.h"
+
+namespace amld::storage {
+namespace {
+
+namespace fs = std::filesystem;
+using amld::v1::Directory;
+
+// Deeper trees are refused on build and decode alike, so that whatever is
+// built can be materialized, and recursion and open directory fds stay
+// bounded.
+constexpr int kMaxTreeDepth = 256;
+constexpr size_t kMaxNameBytes = 255;         // NAME_MAX
+constexpr size_t kMaxLinkTargetBytes = 4095;  // PATH_MAX - 1
+constexpr size_t kLargestFilesListed = 10;
+constexpr size_t kCopyChunk = 128 * 1024;
+
+// Keeps the code, puts context in front of the message.
+absl::Status Annotate(const absl::Status& s, std::string_view context) {
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat(std::string(context), ": ", std::string(s.message())));
+}
+
+// Names come from the file system and may hold any byte; messages show them
+// escaped so that a control character cannot garble a terminal.
+std::string Quote(std::string_view s) {
+  return absl::StrCat("\"", absl::CHexEscape(absl::string_view(s.data(), s.size())), "\"");
+}
+
+std::string HumanBytes(int64_t n) {
+  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB"};
+  if (n < 1024) return absl::StrCat(n, " B");
+  double v = static_cast<double>(n);
+  int unit = -1;
+  while (v >= 1024 && unit < 3) {
+    v /= 1024;
+    ++unit;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[unit]);
+  return buf;
+}
+
+// Proto3 string fields must hold valid UTF-8 (a parser refuses anything
+// else), so names and link targets that are not are refused up front.
+bool IsValidUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    int len;
+    uint32_t cp;
+    if ((c & 0xe0) == 0xc0) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > s.size()) return false;
+    for (int k = 1; k < len; ++k) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    static constexpr uint32_t kMinForLength[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMinForLength[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += len;
+  }
+  return true;
+}
+
+absl::Status CheckName(std::string_view name) {
+  if (name.empty()) return absl::InvalidArgumentError("empty name");
+  if (name == "." || name == "..") {
+    return absl::InvalidArgumentError(absl::StrCat("name ", Quote(name), " is not allowed"));
+  }
+  if (name.find('/') != std::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("name ", Quote(name), " contains '/'"));
+  }
+  if (name.find('\0') != std::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("name ", Quote(name), " contains NUL"));
+  }
+  if (name.size() > kMaxNameBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("name ", Quote(name.substr(0, 40)), "... is longer than 255 bytes"));
+  }
+  return absl::OkStatus();
+}
+
+// A target is safe when following it from a link `depth` folders below the
+// root ends inside the root. `..` may only lead the target: after a name, the
+// name could itself be a link (e.g. to "."), and `..` would then climb from
+// wherever that points, which a lexical check cannot see.
+absl::Status CheckLinkTarget(std::string_view target, int depth) {
+  if (target.empty()) return absl::InvalidArgumentError("symlink target is empty");
+  if (target.size() > kMaxLinkTargetBytes) {
+    return absl::InvalidArgumentError("symlink target is longer than 4095 bytes");
+  }
+  if (target.find('\0') != std::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("symlink target ", Quote(target), " contains NUL"));
+  }
+  if (target.front() == '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("symlink target ", Quote(target),
+                     " is absolute; only relative links that stay inside the folder can be kept"));
+  }
+  int ups = 0;
+  bool seen_name = false;
+  size_t start = 0;
+  while (start <= target.size()) {
+    size_t end = target.find('/', start);
+    if (end == std::string_view::npos) end = target.size();
+    std::string_view part = target.substr(start, end - start);
+    start = end + 1;
+    if (part.empty() || part == ".") continue;
+    if (part != "..") {
+      seen_name = true;
+      continue;
+    }
+    if (seen_name) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "symlink target ", Quote(target),
+          " has '..' after a name, which could climb out of the folder through another link; "
+          "write the target without it"));
+    }
+    if (++ups > depth) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("symlink target ", Quote(target), " climbs above the root of the folder"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+template <typename Nodes>
+absl::Status CheckSortedNames(const Nodes& nodes, std::string_view kind,
+                              std::vector<std::string_view>* all_names) {
+  for (int i = 0; i < nodes.size(); ++i) {
+    const std::string& name = nodes[i].name();
+    AMLD_RETURN_IF_ERROR(Annotate(CheckName(name), absl::StrCat(std::string(kind), " ", i)));
+    if (i > 0 && !(nodes[i - 1].name() < name)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          std::string(kind), " names are ",
+          nodes[i - 1].name() == name ? "repeated: " : "not sorted: ", Quote(nodes[i - 1].name()),
+          " then ", Quote(name)));
+    }
+    all_names->push_back(name);
+  }
+  return absl::OkStatus();
+}
+
+// Runs fn(0..n-1) on up to `threads` threads. Returns the error of the lowest
+// failing index, so that the message does not depend on scheduling.
+absl::Status ParallelFor(size_t n, int threads, const std::function<absl::Status(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex mu;
+  size_t failed_index = SIZE_MAX;
+  absl::Status first_error;
+  auto work = [&] {
+    while (!failed.load(std::memory_order_relaxed)) {
+      size_t i = next.fetch_add(1);
+      if (i >= n) return;
+      absl::Status s = fn(i);
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (i < failed_index) {
+          failed_index = i;
+          first_error = s;
+        }
+        failed = true;
+      }
+    }
+  };
+  size_t want = std::min<size_t>(std::max(threads, 1), n);
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < want; ++t) {
+    try {
+      pool.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;  // fewer threads is still correct
+    }
+  }
+  work();
+  for (std::thread& t : pool) t.join();
+  return first_error;
+}
+
+int ResolveThreads(int threads) {
+  if (threads > 0) return threads;
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+// ---------------------------------------------------------------- building
+
+struct WalkNode {
+  std::vector<std::pair<std::string, size_t>> files;  // name, index into pending
+  std::vector<std::pair<std::string, std::unique_ptr<WalkNode>>> dirs;
+  std::vector<std::pair<std::string, std::string>> links;  // name, target
+};
+
+struct PendingFile {
+  std::string rel_path;
+  fs::path abs_path;
+  struct stat st;
+};
+
+std::string JoinRel(const std::string& dir, std::string_view name) {
+  return dir.empty() ? std::string(name) : absl::StrCat(dir, "/", std::string(name));
+}
+
+const char* UnsupportedTypeName(mode_t mode) {
+  if (S_ISFIFO(mode)) return "fifo";
+  if (S_ISSOCK(mode)) return "socket";
+  if (S_ISCHR(mode)) return "character device";
+  if (S_ISBLK(mode)) return "block device";
+  return "unknown file type";
+}
+
+std::string WhyIgnored(const IgnoreDecision& d) {
+  if (d.source == "(builtin)") return absl::StrCat("always left out (", d.pattern, ")");
+  return absl::StrCat("ignored by ", d.source, ":", d.line, " (", d.pattern, ")");
+}
+
+// Walks a folder through directory fds opened with O_NOFOLLOW, so a folder
+// swapped for a link during the walk is never followed out of the tree.
+class TreeWalker {
+ public:
+  TreeWalker(fs::path root, const IgnoreRules* rules) : root_(std::move(root)), rules_(rules) {}
+
+  absl::Status Walk(int dirfd, const std::string& rel_dir, int depth, WalkNode* node);
+
+  std::vector<PendingFile> TakeFiles() { return std::move(files_); }
+  std::vector<SkippedPath> TakeSkipped() { return std::move(skipped_); }
+
+ private:
+  absl::Status AddEntry(int dirfd, const std::string& rel_dir, const std::string& name, int depth,
+                        WalkNode* node);
+  std::optional<IgnoreDecision> Ignored(const std::string& name, const std::string& rel,
+                                        bool is_dir) const;
+
+  fs::path root_;
+  const IgnoreRules* rules_;  // null: ignore files are not honoured
+  std::vector<PendingFile> files_;
+  std::vector<SkippedPath> skipped_;
+};
+
+std::optional<IgnoreDecision> TreeWalker::Ignored(const std::string& name, const std::string& rel,
+                                                  bool is_dir) const {
+  // `.git` is git's own metadata whatever its type (a worktree or submodule
+  // has a `.git` file), and is skipped even when ignore files are not read.
+  if (name == ".git") return IgnoreDecision{true, "(builtin)", 0, is_dir ? ".git/" : ".git"};
+  if (rules_ == nullptr) return std::nullopt;
+  IgnoreDecision d = rules_->Check(rel, is_dir);
+  if (!d.ignored) return std::nullopt;
+  return d;
+}
+
+absl::Status TreeWalker::Walk(int dirfd, const std::string& rel_dir, int depth, WalkNode* node) {
+  DIR* dir = ::fdopendir(dirfd);
+  if (dir == nullptr) {
+    int err = errno;
+    ::close(dirfd);
+    return ErrnoStatus(err, "fdopendir", root_ / rel_dir);
+  }
+  std::unique_ptr<DIR, int (*)(DIR*)> closer(dir, ::closedir);
+  std::vector<std::string> names;
+  for (;;) {
+    errno = 0;
+    struct dirent* e = ::readdir(dir);
+    if (e == nullptr) {
+      if (errno != 0) {
+        return Annotate(ErrnoStatus(errno, "readdir", root_ / rel_dir),
+                        "cannot list a folder of the snapshot");
+      }
+      break;
+    }
+    std::string_view n = e->d_name;
+    if (n == "." || n == "..") continue;
+    names.emplace_back(n);
+  }
+  // Byte order, whatever readdir's: this makes each WalkNode's lists come
+  // out in canonical order, and errors and skipped entries stable.
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    AMLD_RETURN_IF_ERROR(AddEntry(::dirfd(dir), rel_dir, name, depth, node));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TreeWalker::AddEntry(int dirfd, const std::string& rel_dir, const std::string& name,
+                                  int depth, WalkNode* node) {
+  std::string rel = JoinRel(rel_dir, name);
+  struct stat st;
+  if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();  // removed while we walk: not part of it
+    return Annotate(ErrnoStatus(errno, "stat", root_ / rel), "cannot snapshot");
+  }
+  bool is_dir = S_ISDIR(st.st_mode);
+  if (std::optional<IgnoreDecision> d = Ignored(name, rel, is_dir)) {
+    skipped_.push_back(SkippedPath{rel, is_dir, *d, WhyIgnored(*d)});
+    return absl::OkStatus();
+  }
+  if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+    skipped_.push_back(SkippedPath{rel, false, IgnoreDecision{}, UnsupportedTypeName(st.st_mode)});
+    return absl::OkStatus();
+  }
+  if (!IsValidUtf8(name)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot snapshot ", Quote(rel),
+                     ": its name is not valid UTF-8; rename it or list it in .amlignore"));
+  }
+  if (S_ISREG(st.st_mode)) {
+    node->files.emplace_back(name, files_.size());
+    files_.push_back(PendingFile{rel, root_ / rel, st});
+    return absl::OkStatus();
+  }
+  if (S_ISLNK(st.st_mode)) {
+    std::string target(kMaxLinkTargetBytes + 1, '\0');
+    ssize_t n = ::readlinkat(dirfd, name.c_str(), target.data(), target.size());
+    if (n < 0) return Annotate(ErrnoStatus(errno, "readlink", root_ / rel), "cannot snapshot");
+    target.resize(static_cast<size_t>(n));
+    absl::Status ok = CheckLinkTarget(target, depth);
+    if (ok.ok() && !IsValidUtf8(target)) {
+      ok = absl::InvalidArgumentError("its target is not valid UTF-8");
+    }
+    if (!ok.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot snapshot symlink ", Quote(rel), ": ", std::string(ok.message()),
+                       ". Remove the link, or list it in .amlignore"));
+    }
+    node->links.emplace_back(name, std::move(target));
+    return absl::OkStatus();
+  }
+  if (depth + 1 > kMaxTreeDepth) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot snapshot ", Quote(rel), ": folders nest deeper than ", kMaxTreeDepth, " levels"));
+  }
+  int child = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (child < 0) {
+    int err = errno;
+    return absl::Status(
+        ErrnoStatus(err, "open", root_ / rel).code(),
+        absl::StrCat("cannot read folder ", Quote(rel), " (", (root_ / rel).string(),
+                     "): ", std::strerror(err), "; fix its permissions or list it in .amlignore"));
+  }
+  auto sub = std::make_unique<WalkNode>();
+  AMLD_RETURN_IF_ERROR(Walk(child, rel, depth + 1, sub.get()));
+  node->dirs.emplace_back(name, std::move(sub));
+  return absl::OkStatus();
+}
+
+bool SameStat(const struct stat& a, const struct stat& b) {
+  return a.st_size == b.st_size && a.st_ino == b.st_ino && a.st_dev == b.st_dev &&
+         a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec &&
+         a.st_ctim.tv_sec == b.st_ctim.tv_sec && a.st_ctim.tv_nsec == b.st_ctim.tv_nsec;
+}
+
+struct HashedFile {
+  Digest digest;
+  struct stat st;       // as opened, before reading
+  bool stable = false;  // unchanged while it was read: safe to cache
+};
+
+// O_NOFOLLOW and O_NONBLOCK: a file swapped for a link or a fifo after the
+// walk is neither followed nor waited on.
+absl::StatusOr<HashedFile> HashFile(const PendingFile& f, std::vector<char>& buf) {
+  auto cannot_read = [&](int err, std::string_view op) {
+    return Annotate(ErrnoStatus(err, op, f.abs_path),
+                    absl::StrCat("cannot read ", Quote(f.rel_path),
+                                 " (fix its permissions or list it in .amlignore)"));
+  };
+  ScopedFd fd(::open(f.abs_path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!fd.valid() && errno == ENOENT) {
+    return absl::AbortedError(absl::StrCat(
+        Quote(f.rel_path), " disappeared while the snapshot was taken; take it again"));
+  }
+  if (!fd.valid()) return cannot_read(errno, "open");
+  HashedFile out;
+  if (::fstat(fd.get(), &out.st) != 0) return cannot_read(errno, "fstat");
+  if (!S_ISREG(out.st.st_mode)) {
+    return absl::AbortedError(absl::StrCat(Quote(f.rel_path),
+                                           " stopped being a regular file while the snapshot was "
+                                           "taken; take it again"));
+  }
+  Sha256 h;
+  int64_t total = 0;
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return cannot_read(errno, "read");
+    }
+    if (n == 0) break;
+    h.Update(buf.data(), static_cast<size_t>(n));
+    total += n;
+  }
+  struct stat after;
+  out.stable = ::fstat(fd.get(), &after) == 0 && SameStat(out.st, after) && total == after.st_size;
+  out.digest = Digest{h.FinishHex(), total};
+  return out;
+}
+
+absl::Status CheckLimits(const fs::path& dir, const std::vector<PendingFile>& files,
+                         const BuildOptions& options) {
+  int64_t total = 0;
+  for (const PendingFile& f : files) total += f.st.st_size;
+  const int64_t count = static_cast<int64_t>(files.size());
+  std::string over;
+  if (options.max_files > 0 && count > options.max_files) {
+    over = absl::StrCat(count, " files, over the limit of ", options.max_files, " files");
+  } else if (options.max_total_bytes > 0 && total > options.max_total_bytes) {
+    over =
+        absl::StrCat(HumanBytes(total), " (", total, " bytes), over the limit of ",
+                     HumanBytes(options.max_total_bytes), " (", options.max_total_bytes, " bytes)");
+  } else {
+    return absl::OkStatus();
+  }
+  std::vector<const PendingFile*> largest;
+  for (const PendingFile& f : files) largest.push_back(&f);
+  size_t listed = std::min(kLargestFilesListed, largest.size());
+  std::partial_sort(largest.begin(), largest.begin() + listed, largest.end(),
+                    [](const PendingFile* a, const PendingFile* b) {
+                      if (a->st.st_size != b->st.st_size) return a->st.st_size > b->st.st_size;
+                      return a->rel_path < b->rel_path;
+                    });
+  std::vector<std::string> lines;
+  for (size_t i = 0; i < listed; ++i) {
+    lines.push_back(absl::StrCat("  ", largest[i]->rel_path, "  ",
+                                 HumanBytes(largest[i]->st.st_size), " (", largest[i]->st.st_size,
+                                 " bytes)"));
+  }
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "snapshot of ", dir.string(), " holds ", over,
+      ". List what the run does not need in .amlignore, or raise the limit. Largest files:\n",
+      absl::StrJoin(lines, "\n")));
+}
+
+absl::StatusOr<std::vector<Digest>> HashAll(const std::vector<PendingFile>& files,
+                                            const BuildOptions& options) {
+  std::vector<Digest> digests(files.size());
+  std::vector<size_t> to_hash;
+  // The cache is only touched from this thread, so it need not be thread-safe.
+  for (size_t i = 0; i < files.size(); ++i) {
+    std::optional<Digest> hit;
+    if (options.cache != nullptr) hit = options.cache->Lookup(files[i].rel_path, files[i].st);
+    if (hit && hit->size == files[i].st.st_size && ValidateDigest(*hit).ok()) {
+      digests[i] = *hit;
+    } else {
+      to_hash.push_back(i);
+    }
+  }
+  std::vector<HashedFile> hashed(to_hash.size());
+  AMLD_RETURN_IF_ERROR(
+      ParallelFor(to_hash.size(), ResolveThreads(options.threads), [&](size_t k) -> absl::Status {
+        thread_local std::vector<char> buf(kCopyChunk);
+        AMLD_ASSIGN_OR_RETURN(hashed[k], HashFile(files[to_hash[k]], buf));
+        return absl::OkStatus();
+      }));
+  for (size_t k = 0; k < to_hash.size(); ++k) {
+    const PendingFile& f = files[to_hash[k]];
+    digests[to_hash[k]] = hashed[k].digest;
+    if (options.cache != nullptr && hashed[k].stable) {
+      options.cache->Store(f.rel_path, hashed[k].st, hashed[k].digest);
+    }
+  }
+  return digests;
+}
+
+Digest EncodeTree(const WalkNode& node, const std::vector<PendingFile>& files,
+                  const std::vector<Digest>& digests, Snapshot* out) {
+  Directory dir;
+  for (const auto& [name, index] : node.files) {
+    amld::v1::FileNode* f = dir.add_files();
+    f->set_name(name);
+    ToProto(digests[index], f->mutable_digest());
+    f->set_is_executable((files[index].st.st_mode & 0111) != 0);
+  }
+  for (const auto& [name, child] : node.dirs) {
+    amld::v1::DirectoryNode* d = dir.add_directories();
+    d->set_name(name);
+    ToProto(EncodeTree(*child, files, digests, out), d->mutable_digest());
+  }
+  for (const auto& [name, target] : node.links) {
+    amld::v1::SymlinkNode* l = dir.add_symlinks();
+    l->set_name(name);
+    l->set_target(target);
+  }
+  std::string bytes = EncodeDirectory(dir);
+  Digest digest = DigestOf(bytes);
+  out->directories.emplace(digest, std::move(bytes));
+  return digest;
+}
+
+// ------------------------------------------------------------ reading trees
+
+absl::StatusOr<Directory> ReadDirectory(const ContentStore& cas, const Digest& d, int depth) {
+  // An empty Directory serializes to no bytes: its digest is the empty
+  // blob's, which the store holds without a file.
+  if (d == Digest::Empty()) return Directory();
+  absl::StatusOr<std::string> bytes = cas.Read(d);
+  if (!bytes.ok()) return Annotate(bytes.status(), absl::StrCat("directory ", d.ToString()));
+  absl::StatusOr<Directory> dir = DecodeDirectory(*bytes, depth);
+  if (!dir.ok()) return Annotate(dir.status(), absl::StrCat("directory ", d.ToString()));
+  return dir;
+}
+
+absl::Status CheckRoot(const Digest& root) {
+  return Annotate(ValidateDigest(root), "snapshot root");
+}
+
+// Visits every directory reachable from root once, breadth first, so each
+// is first decoded at its shallowest depth (the strictest check of `..` in
+// its links). `on_dir` hears of each directory and whether the store has it;
+// the children of one it lacks stay unknown.
+absl::Status VisitTree(const ContentStore& cas, const Digest& root,
+                       const std::function<void(const Digest&, bool present)>& on_dir,
+                       const std::function<void(const amld::v1::FileNode&)>& on_file) {
+  absl::flat_hash_set<Digest> seen{root};
+  std::deque<std::pair<Digest, int>> queue{{root, 0}};
+  while (!queue.empty()) {
+    auto [digest, depth] = queue.front();
+    queue.pop_front();
+    if (!cas.Contains(digest)) {
+      on_dir(digest, false);
+      continue;
+    }
+    absl::StatusOr<Directory> dir = ReadDirectory(cas, digest, depth);
+    if (absl::IsNotFound(dir.status())) {  // removed since Contains()
+      on_dir(digest, false);
+      continue;
+    }
+    if (!dir.ok()) return dir.status();
+    on_dir(digest, true);
+    for (const amld::v1::FileNode& f : dir->files()) on_file(f);
+    for (const amld::v1::DirectoryNode& child : dir->directories()) {
+      Digest cd = FromProto(child.digest());
+      if (depth + 1 > kMaxTreeDepth) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "snapshot ", root.ToString(), " nests deeper than ", kMaxTreeDepth, " levels"));
+      }
+      if (seen.insert(cd).second) queue.emplace_back(cd, depth + 1);
+    }
+  }
+  return absl::OkStatus();
+}
+
+// ------------------------------------------------------------ materializing
+
+// Copies a CAS object into a new file. Never a hardlink: the run may write
+// its files, and must not reach the store through them.
+absl::Status CopyBlobInto(const ContentStore& cas, const Digest& d, int out_fd,
+                          const fs::path& out_path) {
+  if (d == Digest::Empty()) return absl::OkStatus();
+  fs::path object = cas.ObjectPath(d);
+  ScopedFd in(::open(object.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in.valid()) {
+    return Annotate(ErrnoStatus(errno, "open", object),
+                    absl::StrCat("blob ", d.ToString(), " for ", out_path.string()));
+  }
+  struct stat st;
+  if (::fstat(in.get(), &st) != 0) return ErrnoStatus(errno, "fstat", object);
+  if (st.st_size != d.size) {
+    return absl::DataLossError(absl::StrCat("stored object ", object.string(), " has ", st.st_size,
+                                            " bytes, its digest says ", d.size));
+  }
+  if (::ioctl(out_fd, FICLONE, in.get()) == 0) return absl::OkStatus();
+  int64_t copied = 0;
+  while (copied < d.size) {
+    ssize_t n = ::copy_file_range(in.get(), nullptr, out_fd, nullptr,
+                                  static_cast<size_t>(d.size - copied), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // unsupported here (EXDEV, EINVAL, ...): read and write
+    copied += n;
+  }
+  if (copied < d.size) {
+    if (::lseek(in.get(), copied, SEEK_SET) < 0 || ::lseek(out_fd, copied, SEEK_SET) < 0) {
+      return ErrnoStatus(errno, "lseek", out_path);
+    }
+    std::vector<char> buf(kCopyChunk);
+    while (copied < d.size) {
+      ssize_t n = ::read(in.get(), buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoStatus(errno, "read", object);
+      if (n == 0) break;
+      AMLD_RETURN_IF_ERROR(WriteAll(out_fd, std::string_view(buf.data(), n), out_path));
+      copied += n;
+    }
+  }
+  if (copied != d.size) {
+    return absl::DataLossError(
+        absl::StrCat("stored object ", object.string(), " ended after ", copied, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MaterializeFile(const ContentStore& cas, const amld::v1::FileNode& f, int dirfd,
+                             const fs::path& path) {
+  const mode_t mode = f.is_executable() ? 0755 : 0644;
+  ScopedFd out(::openat(dirfd, f.name().c_str(),
+                        O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+  if (!out.valid()) return ErrnoStatus(errno, "create", path);
+  if (::fchmod(out.get(), mode) != 0) return ErrnoStatus(errno, "chmod", path);  // umask
+  return CopyBlobInto(cas, FromProto(f.digest()), out.get(), path);
+}
+
+// Everything is created with openat/mkdirat/symlinkat relative to folders
+// this call made, by names DecodeDirectory vetted, with O_EXCL/O_NOFOLLOW:
+// nothing can land outside dest, even through a link in the tree.
+absl::Status MaterializeDir(const ContentStore& cas, const Digest& d, int dirfd,
+                            const fs::path& path, int depth) {
+  AMLD_ASSIGN_OR_RETURN(Directory dir, ReadDirectory(cas, d, depth));
+  for (const amld::v1::FileNode& f : dir.files()) {
+    AMLD_RETURN_IF_ERROR(MaterializeFile(cas, f, dirfd, path / f.name()));
+  }
+  for (const amld::v1::SymlinkNode& l : dir.symlinks()) {
+    if (::symlinkat(l.target().c_str(), dirfd, l.name().c_str()) != 0) {
+      return ErrnoStatus(errno, "symlink", path / l.name());
+    }
+  }
+  for (const amld::v1::DirectoryNode& sub : dir.directories()) {
+    fs::path sub_path = path / sub.name();
+    if (depth + 1 > kMaxTreeDepth) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(sub_path.string(), ": tree nests deeper than ", kMaxTreeDepth, " levels"));
+    }
+    if (::mkdirat(dirfd, sub.name().c_str(), 0755) != 0) {
+      return ErrnoStatus(errno, "mkdir", sub_path);
+    }
+    ScopedFd fd(
+        ::openat(dirfd, sub.name().c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid()) return ErrnoStatus(errno, "open", sub_path);
+    if (::fchmod(fd.get(), 0755) != 0) return ErrnoStatus(errno, "chmod", sub_path);
+    AMLD_RETURN_IF_ERROR(
+        MaterializeDir(cas, FromProto(sub.digest()), fd.get(), sub_path, depth + 1));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> IsEmptyDir(int fd, const fs::path& path) {
+  int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return ErrnoStatus(errno, "dup", path);
+  DIR* dir = ::fdopendir(dup);
+  if (dir == nullptr) {
+    ::close(dup);
+    return ErrnoStatus(errno, "opendir", path);
+  }
+  std::unique_ptr<DIR, int (*)(DIR*)> closer(dir, ::closedir);
+  while (struct dirent* e = ::readdir(dir)) {
+    std::string_view n = e->d_name;
+    if (n != "." && n != "..") return false;
+  }
+  return true;
+}
+
+// The components of a '/'-separated path, each a valid name.
+absl::StatusOr<std::vector<std::string>> SplitRelPath(std::string_view rel_path) {
+  if (rel_path.empty()) return absl::InvalidArgumentError("the path is empty");
+  if (rel_path.front() == '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("path ", Quote(rel_path), " must be relative to the snapshot root"));
+  }
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start <= rel_path.size()) {
+    size_t end = std::min(rel_path.find('/', start), rel_path.size());
+    std::string_view part = rel_path.substr(start, end - start);
+    absl::Status ok = CheckName(part);
+    if (!ok.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("path ", Quote(rel_path),
+                       " must be plain names joined by '/' (no empty, '.' or '..' parts): ",
+                       std::string(ok.message())));
+    }
+    parts.emplace_back(part);
+    start = end + 1;
+  }
+  return parts;
+}
+
+template <typename Nodes>
+auto FindByName(const Nodes& nodes, const std::string& name) {
+  auto it =
+      std::lower_bound(nodes.begin(), nodes.end(), name,
+                       [](const auto& node, const std::string& n) { return node.name() < n; });
+  return (it != nodes.end() && it->name() == name) ? &*it : nullptr;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ public
+
+std::string EncodeDirectory(const Directory& dir) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    dir.SerializeToCodedStream(&coded);
+  }
+  return out;
+}
+
+absl::StatusOr<Directory> DecodeDirectory(std::string_view bytes, int depth_from_root) {
+  if (depth_from_root < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("directory depth must not be negative, got ", depth_from_root));
+  }
+  Directory dir;
+  if (bytes.size() > static_cast<size_t>(INT_MAX) ||
+      !dir.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::InvalidArgumentError("not a valid amld.v1.Directory message");
+  }
+  std::vector<std::string_view> names;
+  AMLD_RETURN_IF_ERROR(CheckSortedNames(dir.files(), "file", &names));
+  AMLD_RETURN_IF_ERROR(CheckSortedNames(dir.directories(), "directory", &names));
+  AMLD_RETURN_IF_ERROR(CheckSortedNames(dir.symlinks(), "symlink", &names));
+  std::sort(names.begin(), names.end());
+  auto dup = std::adjacent_find(names.begin(), names.end());
+  if (dup != names.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("name ", Quote(*dup), " appears twice in one directory"));
+  }
+  for (const amld::v1::FileNode& f : dir.files()) {
+    AMLD_RETURN_IF_ERROR(
+        Annotate(ValidateDigest(FromProto(f.digest())), absl::StrCat("file ", Quote(f.name()))));
+  }
+  for (const amld::v1::DirectoryNode& d : dir.directories()) {
+    AMLD_RETURN_IF_ERROR(Annotate(ValidateDigest(FromProto(d.digest())),
+                                  absl::StrCat("directory ", Quote(d.name()))));
+  }
+  for (const amld::v1::SymlinkNode& l : dir.symlinks()) {
+    AMLD_RETURN_IF_ERROR(Annotate(CheckLinkTarget(l.target(), depth_from_root),
+                                  absl::StrCat("symlink ", Quote(l.name()))));
+  }
+  return dir;
+}
+
+absl::StatusOr<Snapshot> BuildSnapshot(const fs::path& dir, const BuildOptions& options) {
+  std::error_code ec;
+  fs::path root = fs::absolute(dir, ec);
+  if (ec) return absl::InvalidArgumentError(absl::StrCat("bad source folder ", dir.string()));
+  int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    return Annotate(ErrnoStatus(errno, "open", root), "source folder must be a readable folder");
+  }
+  std::unique_ptr<IgnoreRules> rules;
+  if (options.use_ignore_files) rules = std::make_unique<IgnoreRules>(root);
+  TreeWalker walker(root, rules.get());
+  WalkNode tree;
+  AMLD_RETURN_IF_ERROR(walker.Walk(fd, "", 0, &tree));
+  // An unreadable ignore file counts as empty during the walk, which could
+  // take in files the user meant to leave out: refuse instead.
+  if (rules != nullptr) {
+    AMLD_RETURN_IF_ERROR(Annotate(rules->ReadStatus(), "cannot read an ignore file"));
+  }
+  std::vector<PendingFile> files = walker.TakeFiles();
+  AMLD_RETURN_IF_ERROR(CheckLimits(root, files, options));
+  AMLD_ASSIGN_OR_RETURN(std::vector<Digest> digests, HashAll(files, options));
+
+  Snapshot snap;
+  snap.root = EncodeTree(tree, files, digests, &snap);
+  snap.skipped = walker.TakeSkipped();
+  std::sort(snap.skipped.begin(), snap.skipped.end(),
+            [](const SkippedPath& a, const SkippedPath& b) { return a.rel_path < b.rel_path; });
+  snap.files.reserve(files.size());
+  for (size_t i = 0; i < files.size(); ++i) {
+    snap.total_file_bytes += digests[i].size;
+    snap.files.push_back(SnapshotFile{std::move(files[i].rel_path), std::move(files[i].abs_path),
+                                      digests[i], (files[i].st.st_mode & 0111) != 0});
+  }
+  std::sort(snap.files.begin(), snap.files.end(),
+            [](const SnapshotFile& a, const SnapshotFile& b) { return a.rel_path < b.rel_path; });
+  return snap;
+}
+
+absl::Status StoreSnapshot(const Snapshot& snapshot, ContentStore& cas) {
+  // Files first and the root last, so a stored root hints at a whole tree.
+  absl::flat_hash_set<Digest> queued;
+  std::vector<const SnapshotFile*> to_store;
+  for (const SnapshotFile& f : snapshot.files) {
+    if (queued.insert(f.digest).second && !cas.Contains(f.digest)) to_store.push_back(&f);
+  }
+  AMLD_RETURN_IF_ERROR(
+      ParallelFor(to_store.size(), ResolveThreads(0), [&](size_t i) -> absl::Status {
+        const SnapshotFile& f = *to_store[i];
+        absl::StatusOr<Digest> got = cas.PutFile(f.abs_path);
+        if (!got.ok())
+          return Annotate(got.status(), absl::StrCat("cannot store ", Quote(f.rel_path)));
+        if (*got != f.digest) {
+          return absl::AbortedError(absl::StrCat(Quote(f.rel_path),
+                                                 " changed after it was hashed; take the snapshot "
+                                                 "again"));
+        }
+        return absl::OkStatus();
+      }));
+  for (const auto& [digest, bytes] : snapshot.directories) {
+    if (digest == snapshot.root || cas.Contains(digest)) continue;
+    AMLD_RETURN_IF_ERROR(cas.PutVerified(digest, bytes));
+  }
+  auto root = snapshot.directories.find(snapshot.root);
+  if (root == snapshot.directories.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("snapshot lacks its root directory ", snapshot.root.ToString()));
+  }
+  if (cas.Contains(snapshot.root)) return absl::OkStatus();
+  return cas.PutVerified(snapshot.root, root->second);
+}
+
+absl::StatusOr<std::vector<Digest>> FindMissingInTree(const ContentStore& cas, const Digest& root) {
+  AMLD_RETURN_IF_ERROR(CheckRoot(root));
+  std::vector<Digest> missing;
+  std::vector<Digest> files;
+  absl::flat_hash_set<Digest> files_seen;
+  AMLD_RETURN_IF_ERROR(VisitTree(
+      cas, root,
+      [&](const Digest& d, bool present) {
+        if (!present) missing.push_back(d);
+      },
+      [&](const amld::v1::FileNode& f) {
+        Digest d = FromProto(f.digest());
+        if (files_seen.insert(d).second) files.push_back(std::move(d));
+      }));
+  absl::flat_hash_set<Digest> listed(missing.begin(), missing.end());
+  for (Digest& d : cas.FindMissing(files)) {
+    if (listed.insert(d).second) missing.push_back(std::move(d));
+  }
+  return missing;
+}
+
+absl::Status CollectTreeDigests(const ContentStore& cas, const Digest& root,
+                                absl::flat_hash_set<Digest>* out) {
+  AMLD_RETURN_IF_ERROR(CheckRoot(root));
+  return VisitTree(
+      cas, root, [&](const Digest& d, bool) { out->insert(d); },
+      [&](const amld::v1::FileNode& f) { out->insert(FromProto(f.digest())); });
+}
+
+absl::StatusOr<amld::v1::FileNode> LookupFile(const ContentStore& cas, const Digest& root,
+                                              std::string_view rel_path) {
+  AMLD_RETURN_IF_ERROR(CheckRoot(root));
+  AMLD_ASSIGN_OR_RETURN(std::vector<std::string> parts, SplitRelPath(rel_path));
+  Digest current = root;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    AMLD_ASSIGN_OR_RETURN(Directory dir, ReadDirectory(cas, current, static_cast<int>(i)));
+    if (i + 1 == parts.size()) {
+      if (const auto* f = FindByName(dir.files(), parts[i])) return *f;
+      break;
+    }
+    const auto* sub = FindByName(dir.directories(), parts[i]);
+    if (sub == nullptr) break;
+    current = FromProto(sub->digest());
+  }
+  return absl::NotFoundError(
+      absl::StrCat("snapshot ", root.ToString(), " has no file ", Quote(rel_path)));
+}
+
+absl::Status Materialize(const ContentStore& cas, const Digest& root, const fs::path& dest) {
+  AMLD_RETURN_IF_ERROR(CheckRoot(root));
+  std::error_code ec;
+  fs::create_directories(dest, ec);
+  if (ec) {
+    return absl::Status(ErrnoStatus(ec.value(), "mkdir", dest).code(),
+                        absl::StrCat("cannot create ", dest.string(), ": ", ec.message()));
+  }
+  ScopedFd fd(::open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoStatus(errno, "open", dest);
+  AMLD_ASSIGN_OR_RETURN(bool empty, IsEmptyDir(fd.get(), dest));
+  if (!empty) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot materialize snapshot into ",
+                                                      dest.string(), ": the folder is not empty"));
+  }
+  return MaterializeDir(cas, root, fd.get(), dest, 0);
+}
+
+}  // namespace amld::storage

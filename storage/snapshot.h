@@ -7,8 +7,12 @@
 // serialization. Two folders with the same content and modes give the same
 // root digest, whatever order readdir returns. Symlinks are recorded as links
 // (never followed); a link whose target is absolute or climbs out of the
-// root is refused. Only the execute bit of a file's mode is recorded. Other
-// file types (sockets, fifos, devices) are skipped and reported.
+// root is refused. `..` may only lead a link target ("../../lib/x"): after a
+// name ("a/../b") it is refused, since `a` could itself be a link and `..`
+// would climb from wherever that points. Only the execute bit of a file's
+// mode is recorded. Other file types (sockets, fifos, devices) are skipped
+// and reported. Names and link targets must be UTF-8 (proto3 strings);
+// trees deeper than 256 levels are refused.
 //
 // Thread-safety: free functions; BuildSnapshot may use several threads
 // internally. A ContentStore passed in must outlive the call.
@@ -25,6 +29,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "amld/v1/common.pb.h"
@@ -36,8 +41,8 @@ namespace amld::storage {
 
 // One regular file included in a snapshot.
 struct SnapshotFile {
-  std::string rel_path;             // "a/b.py"
-  std::filesystem::path abs_path;   // where it was read from
+  std::string rel_path;            // "a/b.py"
+  std::filesystem::path abs_path;  // where it was read from
   Digest digest;
   bool executable = false;
 };
@@ -84,12 +89,18 @@ struct BuildOptions {
   int64_t max_files = 0;
 };
 
-// Walks `dir` and hashes it into a Snapshot.
+// Walks `dir` and hashes it into a Snapshot. Files are opened with
+// O_NOFOLLOW and hashed as read; a file that changes while being read is
+// hashed but not put in the cache. The cache is only called from the calling
+// thread. Errors: NOT_FOUND/INVALID_ARGUMENT for a bad `dir`, a bad link or
+// name; PERMISSION_DENIED naming an unreadable file or folder;
+// RESOURCE_EXHAUSTED over a limit, listing the 10 largest files.
 absl::StatusOr<Snapshot> BuildSnapshot(const std::filesystem::path& dir,
                                        const BuildOptions& options = {});
 
 // Stores every directory and file blob of `snapshot` in `cas` (files are
-// read from their abs_path, and must still hash to their digest).
+// read from their abs_path, and must still hash to their digest: ABORTED,
+// take the snapshot again, when one changed). The root is stored last.
 absl::Status StoreSnapshot(const Snapshot& snapshot, ContentStore& cas);
 
 // Canonical bytes of a Directory (it must already be sorted and unique).
@@ -106,7 +117,9 @@ absl::StatusOr<amld::v1::Directory> DecodeDirectory(std::string_view bytes,
 // whole tree is present. INVALID_ARGUMENT when a stored directory is bad.
 absl::StatusOr<std::vector<Digest>> FindMissingInTree(const ContentStore& cas, const Digest& root);
 
-// Every digest reachable from `root` (directories and files), for GC.
+// Every digest reachable from `root` (directories and files), for GC. A
+// directory the store lacks is listed, but its children cannot be known;
+// a corrupt or invalid directory is an error (DATA_LOSS, INVALID_ARGUMENT).
 absl::Status CollectTreeDigests(const ContentStore& cas, const Digest& root,
                                 absl::flat_hash_set<Digest>* out);
 
@@ -117,7 +130,13 @@ absl::StatusOr<amld::v1::FileNode> LookupFile(const ContentStore& cas, const Dig
 
 // Recreates the tree under `dest` (created if missing, must be empty):
 // files with mode 0644/0755, symlinks as symlinks. The result never shares
-// an inode with the CAS, so the run cannot alter stored objects.
+// an inode with the CAS, so the run cannot alter stored objects: each file
+// is a reflink (FICLONE) or a copy (copy_file_range, else read/write), never
+// a hardlink. Every directory blob is decoded and checked at its depth before
+// anything in it is created, and entries are created relative to folders
+// this call made (O_EXCL, O_NOFOLLOW), so a bad tree cannot write outside
+// `dest`. FAILED_PRECONDITION when `dest` is not empty; NOT_FOUND when a blob
+// is missing. On error `dest` may hold part of the tree.
 absl::Status Materialize(const ContentStore& cas, const Digest& root,
                          const std::filesystem::path& dest);
 

@@ -7,7 +7,9 @@
 // loads; a newer one is refused with FAILED_PRECONDITION). Every status
 // change goes through Transition(), one transaction each; illegal ones
 // (COMPLETED → RUNNING, anything out of a terminal status) are refused with
-// FAILED_PRECONDITION and change nothing.
+// FAILED_PRECONDITION and change nothing. A call that returned OK survives
+// the daemon being killed at any moment; with synchronous=NORMAL the last
+// commits can be lost if the machine loses power, never the file's integrity.
 //
 // Thread-safety: thread-safe; calls are serialized on one connection (the
 // daemon is the only writer).
@@ -36,35 +38,40 @@ using RunStatus = amld::v1::RunStatus::Value;
 bool IsTerminal(RunStatus s);
 // The one table of legal status changes.
 bool IsLegalTransition(RunStatus from, RunStatus to);
-// "QUEUED", "RUNNING", ...
+// "QUEUED", "RUNNING", ...; "STATUS(42)" for a value this build does not know.
 std::string StatusName(RunStatus s);
+// OK when `name` is 1 to 128 letters, digits, '-', '_' and '.'; otherwise
+// INVALID_ARGUMENT saying what is wrong.
+absl::Status ValidateExperimentName(const std::string& name);
 
 // What a new run is created with.
 struct NewRun {
   std::string id;
   amld::v1::RunConfig config;  // config.experiment_name names the experiment
   uint32_t submitter_uid = 0;
-  std::string parent_run_id;   // empty when none
+  std::string parent_run_id;  // empty when none
   absl::Time now;
 };
 
 // Extra facts recorded with a transition; unset fields leave the run's
 // values as they are.
 struct TransitionDetails {
-  std::string reason;                 // stored with the transition
-  std::optional<int> exit_code;
-  std::optional<int> exit_signal;
-  std::optional<std::string> error;   // Run.error
-  std::optional<std::string> placement;
+  // The {} initializers let callers use designated initializers naming only
+  // what they set, without -Wmissing-field-initializers warnings.
+  std::string reason{};  // stored with the transition
+  std::optional<int> exit_code{};
+  std::optional<int> exit_signal{};
+  std::optional<std::string> error{};  // Run.error
+  std::optional<std::string> placement{};
 };
 
 struct RunFilter {
-  std::string experiment_name;              // empty: any
-  std::vector<RunStatus> statuses;          // empty: any
-  std::optional<uint32_t> submitter_uid;
-  std::string parent_run_id;                // empty: any
-  int page_size = 50;                       // clamped to [1, 1000]
-  std::string page_token;                   // from RunPage::next_page_token
+  std::string experiment_name{};      // empty: any
+  std::vector<RunStatus> statuses{};  // empty: any
+  std::optional<uint32_t> submitter_uid{};
+  std::string parent_run_id{};  // empty: any
+  int page_size = 50;           // <= 0 means 50; clamped to 1000
+  std::string page_token{};     // from RunPage::next_page_token
 };
 
 struct RunPage {
@@ -79,7 +86,9 @@ struct Artifact {
 
 class StateStore {
  public:
-  // Opens or creates the database at `path` and migrates it.
+  // Opens or creates the database at `path` and migrates it. The folder
+  // must exist. FAILED_PRECONDITION for a file of a newer amld (upgrade
+  // amld), a file that is not a database, or another program's database.
   static absl::StatusOr<std::unique_ptr<StateStore>> Open(const std::filesystem::path& path);
   ~StateStore();
 
@@ -88,20 +97,25 @@ class StateStore {
   // The file's `PRAGMA user_version`.
   absl::StatusOr<int> SchemaVersion();
 
-  // Experiments. CreateExperiment returns the existing one when present.
+  // Experiments. CreateExperiment returns the existing one when present;
+  // INVALID_ARGUMENT for a name ValidateExperimentName refuses. NOT_FOUND
+  // from GetExperiment when none has that name. Listed by name.
   absl::StatusOr<amld::v1::Experiment> CreateExperiment(const std::string& name, absl::Time now);
   absl::StatusOr<amld::v1::Experiment> GetExperiment(const std::string& name);
   absl::StatusOr<std::vector<amld::v1::Experiment>> ListExperiments();
 
   // Creates the experiment if needed and the run as QUEUED, in one
-  // transaction. ALREADY_EXISTS when the id is taken.
+  // transaction. ALREADY_EXISTS when the id is taken; NOT_FOUND when the
+  // parent run does not exist; INVALID_ARGUMENT for an empty id, a bad
+  // experiment name or a malformed snapshot digest.
   absl::StatusOr<amld::v1::Run> InsertRun(const NewRun& run);
   // NOT_FOUND when no run has that id.
   absl::StatusOr<amld::v1::Run> GetRun(const std::string& id);
-  // INVALID_ARGUMENT for a token this store did not issue.
+  // INVALID_ARGUMENT for a token this store did not issue or an UNKNOWN or
+  // unknown status in the filter.
   absl::StatusOr<RunPage> ListRuns(const RunFilter& filter);
   // Every run in one of `statuses`, oldest first (for the scheduler and
-  // recovery at start).
+  // recovery at start); none when `statuses` is empty.
   absl::StatusOr<std::vector<amld::v1::Run>> RunsInStatus(const std::vector<RunStatus>& statuses);
   // Number of runs in each status.
   absl::StatusOr<absl::flat_hash_map<RunStatus, int64_t>> CountByStatus();
@@ -112,11 +126,15 @@ class StateStore {
                                            const TransitionDetails& details, absl::Time now);
 
   // The executor's opaque handle of a run (pids, host, job id), for
-  // re-adoption after a restart. Empty when none was set.
+  // re-adoption after a restart. Empty when none was set; NOT_FOUND when no
+  // run has that id.
   absl::Status SetRunHandle(const std::string& run_id, const std::string& handle);
   absl::StatusOr<std::string> GetRunHandle(const std::string& run_id);
 
-  // Adds or replaces artifacts of a run, in one transaction.
+  // Adds or replaces artifacts of a run, in one transaction; all or none.
+  // INVALID_ARGUMENT for a malformed digest or a path that is empty,
+  // absolute, or has an empty, "." or ".." component; NOT_FOUND when no run
+  // has that id (also from ListArtifacts).
   absl::Status PutArtifacts(const std::string& run_id, const std::vector<Artifact>& artifacts);
   // Artifacts whose path starts with `prefix`, sorted by path.
   absl::StatusOr<std::vector<Artifact>> ListArtifacts(const std::string& run_id,
@@ -124,16 +142,23 @@ class StateStore {
   // NOT_FOUND when the run has no artifact at `path`.
   absl::StatusOr<Artifact> GetArtifact(const std::string& run_id, const std::string& path);
 
-  // Appends metric values (Metric.time must be set), in one transaction.
+  // Appends metric values, in one transaction; all or none. INVALID_ARGUMENT
+  // when a metric has no name, no value or no time; NOT_FOUND when no run
+  // has that id (also from GetMetrics). NaN and infinities are kept.
   absl::Status AppendMetrics(const std::string& run_id,
                              const std::vector<amld::v1::Metric>& metrics);
   // Values ordered by name, step, time; `names` empty means all.
   absl::StatusOr<std::vector<amld::v1::Metric>> GetMetrics(const std::string& run_id,
                                                            const std::vector<std::string>& names);
 
-  // Every digest a run refers to directly: snapshot roots and artifacts (the
-  // roots of garbage collection; trees are expanded by the caller).
-  absl::StatusOr<std::vector<Digest>> ReferencedDigests();
+  // Every digest a run refers to directly, the roots of garbage collection:
+  // snapshot roots (trees, expanded by the caller) and artifacts (plain
+  // blobs). Each list sorted, without duplicates.
+  struct References {
+    std::vector<Digest> snapshot_roots;
+    std::vector<Digest> artifacts;
+  };
+  absl::StatusOr<References> ReferencedDigests();
 
  private:
   struct Impl;
