@@ -1,0 +1,251 @@
+#include "daemon/daemon.h"
+
+#include <grpcpp/impl/codegen/service_type.h>
+#include <grpcpp/resource_quota.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "daemon/clock.h"
+#include "daemon/executors/local_executor.h"
+#include "daemon/file_watcher.h"
+#include "daemon/instance_lock.h"
+#include "daemon/run_manager.h"
+#include "daemon/run_plan.h"
+#include "daemon/services.h"
+#include "daemon/socket_listener.h"
+#include "daemon/task_runner.h"
+#include "spdlog/sinks/basic_file_sink.h"
+#include "spdlog/sinks/stdout_sinks.h"
+#include "spdlog/spdlog.h"
+#include "storage/cas.h"
+#include "storage/file_util.h"
+#include "storage/state_store.h"
+#include "storage/status_macros.h"
+#include "storage/workspace_paths.h"
+
+#ifndef AMLD_VERSION
+#define AMLD_VERSION "0.0.0"
+#endif
+
+namespace amld::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Open streams (WaitRun, StreamLogs) are cancelled this long after shutdown
+// begins; clients reconnect to the next daemon.
+constexpr absl::Duration kShutdownGrace = absl::Seconds(2);
+// Work threads beyond this queue their tasks; each task is one run's
+// preparation or finalization, so more threads would only fight for disk.
+constexpr int kMaxWorkThreads = 32;
+
+absl::Status MakePrivateDir(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::is_directory(dir, ec)) return absl::OkStatus();
+  fs::create_directories(dir.parent_path(), ec);
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return amld::storage::ErrnoStatus(errno, "mkdir", dir);
+  }
+  return absl::OkStatus();
+}
+
+std::shared_ptr<spdlog::logger> MakeLogger(const fs::path& log_file, bool to_stderr) {
+  std::vector<spdlog::sink_ptr> sinks;
+  if (to_stderr) sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  try {
+    sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_file.string()));
+  } catch (const spdlog::spdlog_ex& e) {
+    // Logging to the file is a convenience; the daemon works without it.
+    if (!to_stderr) sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  }
+  auto log = std::make_shared<spdlog::logger>("amld", sinks.begin(), sinks.end());
+  log->set_pattern("%Y-%m-%d %H:%M:%S.%e amld[%P] %l: %v");
+  log->flush_on(spdlog::level::info);
+  return log;
+}
+
+}  // namespace
+
+struct Daemon::Impl {
+  DaemonOptions options;
+  std::shared_ptr<spdlog::logger> log;
+  std::unique_ptr<InstanceLock> lock;
+  std::unique_ptr<amld::storage::StateStore> store;
+  std::unique_ptr<amld::storage::ContentStore> cas;
+  std::unique_ptr<FileWatcher> watcher;
+  std::unique_ptr<Executor> executor;
+  std::unique_ptr<ThreadPoolTaskRunner> tasks;
+  std::unique_ptr<RunManager> runs;
+  DaemonCounters counters;
+  std::vector<std::unique_ptr<grpc::Service>> services;
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<SocketListener> listener;
+  fs::path socket_path;
+  bool stopped = false;
+
+  absl::Status OpenStores() {
+    AMLD_RETURN_IF_ERROR(MakePrivateDir(options.data_dir));
+    log = MakeLogger(options.data_dir / "amld.log", options.log_to_stderr);
+    AMLD_ASSIGN_OR_RETURN(lock, InstanceLock::Acquire(options.data_dir));
+    AMLD_ASSIGN_OR_RETURN(store, amld::storage::StateStore::Open(options.data_dir / "amld.db"));
+    AMLD_ASSIGN_OR_RETURN(cas, amld::storage::ContentStore::Open(options.data_dir / "cas"));
+    AMLD_RETURN_IF_ERROR(MakePrivateDir(options.data_dir / "runs"));
+    return absl::OkStatus();
+  }
+
+  absl::Status StartRuns() {
+    AMLD_ASSIGN_OR_RETURN(watcher, NewInotifyFileWatcher());
+    fs::path shim = options.shim_path.empty() ? ShimPathBesideExecutable() : options.shim_path;
+    AMLD_ASSIGN_OR_RETURN(executor, NewLocalExecutor(LocalExecutorOptions{shim}));
+    tasks = std::make_unique<ThreadPoolTaskRunner>(
+        std::clamp(options.max_concurrent_runs, 2, kMaxWorkThreads));
+    RunManagerOptions run_options;
+    run_options.runs_root = options.data_dir / "runs";
+    run_options.max_concurrent_runs = options.max_concurrent_runs;
+    run_options.kill_grace = options.kill_grace;
+    run_options.base_env = CaptureDaemonEnvironment();
+    RunManagerDeps deps{store.get(), cas.get(), executor.get(), RealClock(), tasks.get(), log};
+    runs = std::make_unique<RunManager>(std::move(deps), std::move(run_options));
+    return runs->Start();
+  }
+
+  absl::Status StartServer() {
+    if (options.listen_fd >= 0) {
+      AMLD_ASSIGN_OR_RETURN(listener, SocketListener::Adopt(options.listen_fd));
+    } else {
+      AMLD_ASSIGN_OR_RETURN(listener, SocketListener::Bind(options.socket_path));
+    }
+    socket_path = listener->path();
+    ServiceDeps deps;
+    deps.runs = runs.get();
+    deps.store = store.get();
+    deps.cas = cas.get();
+    deps.watcher = watcher.get();
+    deps.clock = RealClock();
+    deps.counters = &counters;
+    SocketListener* l = listener.get();
+    deps.uid_of_peer = [l](const std::string& peer) { return l->UidOfPeer(peer); };
+    deps.facts = DaemonFacts{AMLD_VERSION, options.data_dir, socket_path,
+                             ::getpid(),   absl::Now(),      {"local"}};
+    services.push_back(NewRunsService(deps));
+    services.push_back(NewCasService(deps));
+    services.push_back(NewExperimentsService(deps));
+    services.push_back(NewDaemonService(deps));
+    grpc::ServerBuilder builder;
+    for (auto& service : services) builder.RegisterService(service.get());
+    // Room for a full batch plus its framing; bigger blobs go through Write.
+    builder.SetMaxReceiveMessageSize(static_cast<int>(4 * kMaxBatchBytes));
+    server = builder.BuildAndStart();
+    if (server == nullptr) return absl::InternalError("the gRPC server did not start");
+    listener->Serve(server.get(), log);
+    return absl::OkStatus();
+  }
+
+  void Shutdown() {
+    if (stopped) return;
+    stopped = true;
+    if (listener != nullptr) listener->Stop();
+    if (server != nullptr) {
+      server->Shutdown(absl::ToChronoTime(absl::Now() + kShutdownGrace));
+      server->Wait();
+    }
+    if (tasks != nullptr) tasks->Shutdown();
+    // No exit callbacks after this; undelivered ones come back on Reattach.
+    executor.reset();
+    server.reset();
+    services.clear();
+    runs.reset();
+    watcher.reset();
+    listener.reset();
+    store.reset();
+    cas.reset();
+    if (log != nullptr && lock != nullptr)
+      log->info("stopped; runs keep going under their supervisors");
+    lock.reset();
+  }
+};
+
+Daemon::Daemon(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Daemon::~Daemon() { Shutdown(); }
+void Daemon::Shutdown() { impl_->Shutdown(); }
+const fs::path& Daemon::data_dir() const { return impl_->options.data_dir; }
+const fs::path& Daemon::socket_path() const { return impl_->socket_path; }
+
+absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
+  if (options.data_dir.empty()) options.data_dir = amld::storage::DefaultDataDir();
+  if (options.socket_path.empty()) options.socket_path = amld::storage::DefaultSocketPath();
+  if (options.max_concurrent_runs <= 0) {
+    options.max_concurrent_runs = std::max(1u, std::thread::hardware_concurrency());
+  }
+  std::error_code ec;
+  options.data_dir = fs::absolute(options.data_dir, ec);
+  auto impl = std::make_unique<Impl>();
+  impl->options = std::move(options);
+  absl::Status s = impl->OpenStores();
+  if (s.ok()) s = impl->StartRuns();
+  if (s.ok()) s = impl->StartServer();
+  if (!s.ok()) {
+    if (impl->log != nullptr && impl->lock != nullptr)
+      impl->log->error("cannot start: {}", s.ToString());
+    impl->Shutdown();
+    return s;
+  }
+  impl->log->info("amld {} serving {} on {} ({} concurrent runs)", AMLD_VERSION,
+                  impl->options.data_dir.string(), impl->socket_path.string(),
+                  impl->options.max_concurrent_runs);
+  return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
+}
+
+// ---------------------------------------------------------------------------
+// Run(): signals arrive through a self-pipe (an eventfd written by the
+// handler), so no thread's signal mask changes — runs inherit none.
+
+namespace {
+
+int g_signal_fd = -1;
+
+extern "C" void OnStopSignal(int) {
+  int saved = errno;
+  uint64_t one = 1;
+  (void)!::write(g_signal_fd, &one, sizeof(one));
+  errno = saved;
+}
+
+}  // namespace
+
+absl::Status Run(DaemonOptions options) {
+  if (options.listen_fd < 0) options.listen_fd = SocketListener::TakeSocketActivationFd();
+  amld::storage::ScopedFd signal_fd(::eventfd(0, EFD_CLOEXEC));
+  if (!signal_fd.valid()) return amld::storage::ErrnoStatus(errno, "eventfd", "signal");
+  g_signal_fd = signal_fd.get();
+  struct sigaction action = {};
+  action.sa_handler = OnStopSignal;
+  action.sa_flags = SA_RESTART;
+  sigemptyset(&action.sa_mask);
+  struct sigaction old_term, old_int;
+  ::sigaction(SIGTERM, &action, &old_term);
+  ::sigaction(SIGINT, &action, &old_int);
+
+  absl::StatusOr<std::unique_ptr<Daemon>> daemon = Daemon::Start(std::move(options));
+  if (daemon.ok()) {
+    uint64_t count;
+    while (::read(signal_fd.get(), &count, sizeof(count)) < 0 && errno == EINTR) {
+    }
+    (*daemon)->Shutdown();
+  }
+  ::sigaction(SIGTERM, &old_term, nullptr);
+  ::sigaction(SIGINT, &old_int, nullptr);
+  g_signal_fd = -1;
+  return daemon.ok() ? absl::OkStatus() : daemon.status();
+}
+
+}  // namespace amld::daemon

@@ -1,0 +1,523 @@
+#include "daemon/run_manager.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "daemon/run_files.h"
+#include "spdlog/spdlog.h"
+#include "storage/file_util.h"
+#include "storage/snapshot.h"
+#include "storage/status_macros.h"
+
+namespace amld::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+using amld::storage::IsTerminal;
+using amld::storage::RunStatus;
+using amld::storage::StatusName;
+using amld::storage::TransitionDetails;
+using amld::v1::Run;
+using amld::v1::RunConfig;
+using Status = amld::v1::RunStatus;
+
+constexpr int kRunIdAttempts = 8;
+
+std::string WithReason(std::string what, const std::string& reason) {
+  if (!reason.empty()) absl::StrAppend(&what, ": ", reason);
+  return what;
+}
+
+// A prepared but unused run folder, renamed into place by the next run.
+// Never a run id: those always contain '_'.
+constexpr char kSpareName[] = ".spare";
+
+absl::Status MakeDir(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return amld::storage::ErrnoStatus(ec.value(), "mkdir", dir);
+  if (!fs::is_directory(fs::symlink_status(dir, ec))) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir.filename().string(),
+                     " exists in the run folder but is not a folder; rename that "
+                     "entry of the source folder (amld creates outputs/ and logs/ for the run)"));
+  }
+  return absl::OkStatus();
+}
+
+// What every run folder has before its snapshot is materialized: wd/ (empty),
+// user_logs/std_log.txt (empty; it exists from now on, so a follower never
+// waits for it to appear) and system_logs/.
+absl::Status MakeRunSkeleton(const fs::path& root) {
+  AMLD_RETURN_IF_ERROR(MakeDir(root));
+  for (const char* sub : {"wd", "user_logs", "system_logs"}) {
+    AMLD_RETURN_IF_ERROR(MakeDir(root / sub));
+  }
+  const fs::path log = root / "user_logs/std_log.txt";
+  amld::storage::ScopedFd fd(::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  if (!fd.valid()) return amld::storage::ErrnoStatus(errno, "create", log);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+RunManager::RunManager(RunManagerDeps deps, RunManagerOptions options)
+    : deps_(std::move(deps)),
+      options_(std::move(options)),
+      snapshot_checker_(deps_.cas),
+      scheduler_(options_.max_concurrent_runs) {
+  if (options_.max_concurrent_runs < 1) options_.max_concurrent_runs = 1;
+  if (deps_.log == nullptr) deps_.log = std::make_shared<spdlog::logger>("amld-run-manager");
+}
+
+RunManager::~RunManager() = default;
+
+// ---------------------------------------------------------------------------
+// Submit, cancel, watch.
+
+absl::StatusOr<Run> RunManager::Submit(const RunConfig& config, uint32_t submitter_uid) {
+  AMLD_RETURN_IF_ERROR(ValidateRunConfig(config));
+  AMLD_RETURN_IF_ERROR(snapshot_checker_.Check(config));
+  amld::storage::NewRun new_run;
+  new_run.config = config;
+  new_run.submitter_uid = submitter_uid;
+  new_run.now = deps_.clock->Now();
+  absl::StatusOr<Run> run = absl::InternalError("no run id was tried");
+  for (int attempt = 0; attempt < kRunIdAttempts; ++attempt) {
+    uint32_t bits;
+    {
+      absl::MutexLock lock(&mu_);
+      bits = absl::Uniform<uint32_t>(random_);
+    }
+    new_run.id = MakeRunId(config.experiment_name(), new_run.now, bits);
+    run = deps_.store->InsertRun(new_run);
+    if (run.status().code() != absl::StatusCode::kAlreadyExists) break;
+  }
+  if (!run.ok()) return run.status();
+  deps_.log->info("run {} queued ({})", run->id(),
+                  config.script().empty() ? "command" : config.script());
+  absl::MutexLock lock(&mu_);
+  ++runs_submitted_;
+  ActiveRun& active = active_[run->id()];
+  active.config = config;
+  scheduler_.Enqueue(run->id());
+  StartReadyLocked();
+  return run;
+}
+
+absl::StatusOr<Run> RunManager::Cancel(const std::string& run_id, const std::string& reason) {
+  bool signal_process = false;
+  absl::StatusOr<Run> result;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(run_id);
+    if (it == active_.end()) return deps_.store->GetRun(run_id);
+    ActiveRun& r = it->second;
+    TransitionDetails details;
+    details.reason = reason;
+    if (r.phase == Phase::kQueued) {
+      scheduler_.RemoveQueued(run_id);
+      details.error = WithReason("canceled before it started", reason);
+      result = TransitionLocked(run_id, Status::CANCELED, details);
+      if (result.ok()) ForgetLocked(run_id);
+      return result;
+    }
+    if (r.phase == Phase::kFinalizing || r.cancel_requested) return deps_.store->GetRun(run_id);
+    r.cancel_requested = true;
+    r.cancel_reason = reason;
+    result = TransitionLocked(run_id, Status::CANCEL_REQUESTED, details);
+    signal_process = r.phase == Phase::kRunning;
+  }
+  deps_.log->info("run {}: cancel requested{}", run_id, reason.empty() ? "" : ": " + reason);
+  if (signal_process) {
+    absl::Status s = deps_.executor->Cancel(run_id);
+    // NOT_FOUND: the process ended meanwhile; its exit callback finishes it.
+    if (!s.ok()) deps_.log->warn("run {}: cancel: {}", run_id, s.ToString());
+  }
+  return result;
+}
+
+absl::StatusOr<RunManager::Subscription> RunManager::Subscribe(const std::string& run_id,
+                                                               RunListener listener) {
+  absl::MutexLock lock(&mu_);
+  AMLD_ASSIGN_OR_RETURN(Run run, deps_.store->GetRun(run_id));
+  Subscription sub;
+  if (!IsTerminal(run.status())) {
+    sub.listener_id = next_listener_id_++;
+    listeners_[run_id].emplace_back(sub.listener_id, std::move(listener));
+  }
+  sub.run = std::move(run);
+  return sub;
+}
+
+void RunManager::Unsubscribe(const std::string& run_id, uint64_t listener_id) {
+  if (listener_id == 0) return;
+  absl::MutexLock lock(&mu_);
+  auto it = listeners_.find(run_id);
+  if (it == listeners_.end()) return;
+  std::erase_if(it->second, [&](const auto& l) { return l.first == listener_id; });
+  if (it->second.empty()) listeners_.erase(it);
+}
+
+RunPaths RunManager::PathsFor(const std::string& run_id) const {
+  return RunPathsFor(options_.runs_root, run_id);
+}
+
+int64_t RunManager::runs_submitted() const {
+  absl::MutexLock lock(&mu_);
+  return runs_submitted_;
+}
+
+int64_t RunManager::queued_runs() const {
+  absl::MutexLock lock(&mu_);
+  return scheduler_.queued();
+}
+
+int64_t RunManager::runs_holding_slots() const {
+  absl::MutexLock lock(&mu_);
+  return scheduler_.holding_slots();
+}
+
+// ---------------------------------------------------------------------------
+// Bookkeeping under the lock.
+
+absl::StatusOr<Run> RunManager::TransitionLocked(const std::string& run_id, RunStatus to,
+                                                 const TransitionDetails& details) {
+  absl::StatusOr<Run> run = deps_.store->Transition(run_id, to, details, deps_.clock->Now());
+  if (!run.ok()) {
+    deps_.log->error("run {}: cannot record {}: {}", run_id, StatusName(to),
+                     run.status().ToString());
+    return run;
+  }
+  if (auto it = active_.find(run_id); it != active_.end()) it->second.status = to;
+  if (auto it = listeners_.find(run_id); it != listeners_.end()) {
+    for (const auto& [id, listener] : it->second) listener(*run);
+  }
+  return run;
+}
+
+void RunManager::StartReadyLocked() {
+  for (std::string& run_id : scheduler_.TakeStartable()) {
+    auto it = active_.find(run_id);
+    if (it == active_.end()) {
+      scheduler_.Release(run_id);
+      continue;
+    }
+    it->second.phase = Phase::kPreparing;
+    deps_.tasks->Post([this, run_id = std::move(run_id)] { Prepare(run_id); });
+  }
+}
+
+void RunManager::ForgetLocked(const std::string& run_id) {
+  active_.erase(run_id);
+  if (scheduler_.Release(run_id)) StartReadyLocked();
+}
+
+void RunManager::EndWithoutProcessLocked(const std::string& run_id, RunStatus status,
+                                         const std::string& error) {
+  TransitionDetails details;
+  details.error = error;
+  (void)TransitionLocked(run_id, status, details);
+  deps_.log->info("run {}: {} ({})", run_id, StatusName(status), error);
+  ForgetLocked(run_id);
+}
+
+// ---------------------------------------------------------------------------
+// PREPARING → STARTING → RUNNING, on a task thread.
+
+void RunManager::Prepare(const std::string& run_id) {
+  RunConfig config;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(run_id);
+    if (it == active_.end()) return;
+    ActiveRun& r = it->second;
+    if (r.cancel_requested) {
+      return EndWithoutProcessLocked(run_id, Status::CANCELED,
+                                     WithReason("canceled before it started", r.cancel_reason));
+    }
+    if (r.status != Status::PREPARING && !TransitionLocked(run_id, Status::PREPARING, {}).ok()) {
+      return ForgetLocked(run_id);
+    }
+    config = r.config;
+  }
+  const RunPaths paths = PathsFor(run_id);
+  const absl::Time prepare_start = absl::Now();
+  absl::Status prepared = PrepareRunFolder(config, paths);
+  const absl::Duration prepare_time = absl::Now() - prepare_start;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(run_id);
+    if (it == active_.end()) return;
+    ActiveRun& r = it->second;
+    if (!prepared.ok()) {
+      return EndWithoutProcessLocked(
+          run_id, Status::FAILED, absl::StrCat("could not prepare the run: ", prepared.message()));
+    }
+    if (r.cancel_requested) {
+      return EndWithoutProcessLocked(run_id, Status::CANCELED,
+                                     WithReason("canceled before it started", r.cancel_reason));
+    }
+    // Committed before the launch: after a crash, a STARTING run without a
+    // handle is failed, never launched again.
+    if (!TransitionLocked(run_id, Status::STARTING, {}).ok()) return ForgetLocked(run_id);
+    r.phase = Phase::kStarting;
+  }
+  Launch(run_id, config, prepare_time);
+  ReplenishSpare();  // for the next run, now that this one is on its way
+}
+
+absl::Status RunManager::PrepareRunFolder(const RunConfig& config, const RunPaths& paths) {
+  std::error_code ec;
+  // Leftovers of an earlier attempt (recovery of a PREPARING run).
+  if (fs::exists(paths.root, ec)) fs::remove_all(paths.root, ec);
+  if (ec) return amld::storage::ErrnoStatus(ec.value(), "remove", paths.root);
+  // One rename instead of five creations on the way to the first
+  // instruction; another submit may have taken the spare, then build one.
+  if (::rename(SparePath().c_str(), paths.root.c_str()) != 0) {
+    AMLD_RETURN_IF_ERROR(MakeRunSkeleton(paths.root));
+  }
+  AMLD_RETURN_IF_ERROR(amld::storage::Materialize(
+      *deps_.cas, amld::storage::FromProto(config.snapshot_root()), paths.wd));
+  AMLD_RETURN_IF_ERROR(MakeDir(paths.outputs));
+  return MakeDir(paths.logs);
+}
+
+fs::path RunManager::SparePath() const { return options_.runs_root / kSpareName; }
+
+void RunManager::ReplenishSpare() {
+  std::error_code ec;
+  if (fs::exists(SparePath(), ec)) return;
+  uint32_t bits;
+  {
+    absl::MutexLock lock(&mu_);
+    bits = absl::Uniform<uint32_t>(random_);
+  }
+  const fs::path tmp = options_.runs_root / absl::StrCat(kSpareName, "-tmp-", bits);
+  absl::Status made = MakeRunSkeleton(tmp);
+  // Renaming onto an existing spare fails: someone else made one first.
+  if (!made.ok() || ::rename(tmp.c_str(), SparePath().c_str()) != 0) {
+    if (!made.ok()) deps_.log->warn("cannot prepare a spare run folder: {}", made.ToString());
+    fs::remove_all(tmp, ec);
+  }
+}
+
+void RunManager::RemoveStaleSpares() {
+  std::error_code ec;
+  for (fs::directory_iterator it(options_.runs_root, ec), end; !ec && it != end; it.increment(ec)) {
+    if (absl::StartsWith(it->path().filename().string(), absl::StrCat(kSpareName, "-tmp-"))) {
+      std::error_code rm;
+      fs::remove_all(it->path(), rm);
+    }
+  }
+}
+
+void RunManager::Launch(const std::string& run_id, const RunConfig& config,
+                        absl::Duration prepare_time) {
+  LaunchSpec spec =
+      BuildLaunchSpec(run_id, config, PathsFor(run_id), options_.base_env, options_.kill_grace);
+  const absl::Time launch_start = absl::Now();
+  absl::StatusOr<std::string> handle = deps_.executor->Launch(spec);
+  const absl::Duration launch_time = absl::Now() - launch_start;
+  bool signal_process = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(run_id);
+    if (it == active_.end()) return;
+    ActiveRun& r = it->second;
+    if (!handle.ok()) {
+      return EndWithoutProcessLocked(run_id, Status::FAILED,
+                                     absl::StrCat("could not start: ", handle.status().message()));
+    }
+    absl::Status saved = deps_.store->SetRunHandle(run_id, *handle);
+    if (!saved.ok()) {
+      // The run goes on; only a daemon restart before it ends would lose it.
+      deps_.log->error("run {}: cannot persist its handle: {}", run_id, saved.ToString());
+    }
+    r.phase = Phase::kRunning;
+    if (!r.cancel_requested) {
+      TransitionDetails details;
+      details.placement = "local";
+      (void)TransitionLocked(run_id, Status::RUNNING, details);
+      deps_.log->info("run {} running (prepared in {:.2f} ms, launched in {:.2f} ms)", run_id,
+                      absl::ToDoubleMilliseconds(prepare_time),
+                      absl::ToDoubleMilliseconds(launch_time));
+    }
+    if (r.early_exit.has_value()) {
+      absl::StatusOr<ExitStatus> outcome = std::move(*r.early_exit);
+      r.early_exit.reset();
+      return BeginFinalizeLocked(run_id, outcome);
+    }
+    signal_process = r.cancel_requested;
+  }
+  if (signal_process) {
+    absl::Status s = deps_.executor->Cancel(run_id);
+    if (!s.ok()) deps_.log->warn("run {}: cancel: {}", run_id, s.ToString());
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Exit → FINALIZING → terminal.
+
+void RunManager::OnExit(const std::string& run_id, absl::StatusOr<ExitStatus> outcome) {
+  absl::MutexLock lock(&mu_);
+  auto it = active_.find(run_id);
+  if (it == active_.end()) {
+    deps_.log->warn("exit reported for run {}, which is not active", run_id);
+    return;
+  }
+  if (it->second.phase == Phase::kStarting) {
+    it->second.early_exit = std::move(outcome);  // Launch() finishes it
+    return;
+  }
+  if (it->second.phase == Phase::kFinalizing) return;  // reported twice
+  BeginFinalizeLocked(run_id, outcome);
+}
+
+void RunManager::BeginFinalizeLocked(const std::string& run_id,
+                                     const absl::StatusOr<ExitStatus>& outcome) {
+  ActiveRun& r = active_.at(run_id);
+  r.phase = Phase::kFinalizing;
+  FinalOutcome final_outcome =
+      DecideOutcome(outcome, r.config.max_run_duration_seconds(), r.cancel_reason);
+  if (r.status != Status::FINALIZING) {
+    TransitionDetails details;
+    details.exit_code = final_outcome.exit_code;
+    details.exit_signal = final_outcome.exit_signal;
+    details.reason = outcome.ok() ? "process ended" : std::string(outcome.status().message());
+    if (!TransitionLocked(run_id, Status::FINALIZING, details).ok()) {
+      // Only a database error gets here; the run cannot be recorded further.
+      return ForgetLocked(run_id);
+    }
+  }
+  deps_.log->info("run {} ended ({}); storing its outputs", run_id,
+                  final_outcome.error.empty() ? "ok" : final_outcome.error);
+  deps_.tasks->Post([this, run_id, final_outcome] { Finalize(run_id, final_outcome); });
+}
+
+void RunManager::Finalize(const std::string& run_id, FinalOutcome outcome) {
+  std::vector<std::string> skipped;
+  absl::StatusOr<std::vector<amld::storage::Artifact>> artifacts =
+      CollectArtifacts(*deps_.cas, PathsFor(run_id), &skipped);
+  absl::Status stored =
+      artifacts.ok() ? deps_.store->PutArtifacts(run_id, *artifacts) : artifacts.status();
+  if (!skipped.empty()) {
+    deps_.log->info("run {}: not stored: {}", run_id, absl::StrJoin(skipped, "; "));
+  }
+  if (!stored.ok()) {
+    std::string what = absl::StrCat("could not store the run's outputs: ", stored.message());
+    outcome.error =
+        outcome.status == Status::COMPLETED ? what : absl::StrCat(outcome.error, "; ", what);
+    if (outcome.status == Status::COMPLETED) outcome.status = Status::FAILED;
+  }
+  absl::MutexLock lock(&mu_);
+  TransitionDetails details;
+  if (!outcome.error.empty()) details.error = outcome.error;
+  (void)TransitionLocked(run_id, outcome.status, details);
+  deps_.log->info("run {} {}{}", run_id, StatusName(outcome.status),
+                  outcome.error.empty() ? "" : " (" + outcome.error + ")");
+  ForgetLocked(run_id);
+}
+
+// ---------------------------------------------------------------------------
+// Start and recovery.
+
+absl::Status RunManager::Start() {
+  deps_.executor->SetExitCallback(
+      [this](const std::string& run_id, absl::StatusOr<ExitStatus> outcome) {
+        OnExit(run_id, std::move(outcome));
+      });
+  AMLD_ASSIGN_OR_RETURN(
+      std::vector<Run> runs,
+      deps_.store->RunsInStatus({Status::QUEUED, Status::PREPARING, Status::STARTING,
+                                 Status::RUNNING, Status::CANCEL_REQUESTED, Status::FINALIZING}));
+  for (const Run& run : runs) {
+    absl::Status s = Recover(run);
+    if (!s.ok()) deps_.log->error("run {}: recovery: {}", run.id(), s.ToString());
+  }
+  if (!runs.empty()) deps_.log->info("took over {} unfinished run(s)", runs.size());
+  RemoveStaleSpares();
+  ReplenishSpare();
+  absl::MutexLock lock(&mu_);
+  StartReadyLocked();
+  return absl::OkStatus();
+}
+
+absl::Status RunManager::Recover(const Run& run) {
+  const std::string& id = run.id();
+  const RunStatus status = run.status();
+  {
+    absl::MutexLock lock(&mu_);
+    ActiveRun& r = active_[id];
+    r.config = run.config();
+    r.status = status;
+    if (status == Status::QUEUED) {
+      scheduler_.Enqueue(id);
+      return absl::OkStatus();
+    }
+    scheduler_.Adopt(id);
+    if (status == Status::PREPARING) {
+      r.phase = Phase::kPreparing;
+      deps_.tasks->Post([this, id] { Prepare(id); });
+      return absl::OkStatus();
+    }
+  }
+  absl::StatusOr<std::string> handle = deps_.store->GetRunHandle(id);
+  absl::MutexLock lock(&mu_);
+  ActiveRun& r = active_.at(id);
+  if (!handle.ok() || handle->empty()) {
+    if (status == Status::STARTING) {
+      EndWithoutProcessLocked(id, Status::FAILED,
+                              "the daemon stopped while starting this run, before it could "
+                              "record the process; it may or may not have run. Resubmit it");
+    } else if (status == Status::CANCEL_REQUESTED) {
+      EndWithoutProcessLocked(id, Status::CANCELED,
+                              "canceled; the daemon restarted before the run started");
+    } else {
+      EndWithoutProcessLocked(id, Status::FAILED,
+                              "daemon lost the run: no process handle was recorded");
+    }
+    return absl::OkStatus();
+  }
+  // The launch finished (its handle is stored), so the process exists or
+  // existed: RUNNING is the truth, and the only way on to FINALIZING.
+  if (status == Status::STARTING) {
+    TransitionDetails details;
+    details.placement = "local";
+    if (!TransitionLocked(id, Status::RUNNING, details).ok()) {
+      ForgetLocked(id);
+      return absl::InternalError("cannot record RUNNING");
+    }
+  }
+  r.phase = Phase::kRunning;
+  r.cancel_requested = status == Status::CANCEL_REQUESTED;
+  const RunPaths paths = PathsFor(id);
+  // Reattach may report the exit at once, from the executor's thread, which
+  // takes mu_: call it unlocked.
+  mu_.Unlock();
+  absl::Status attached = deps_.executor->Reattach(id, paths.root, *handle);
+  if (attached.ok() && status == Status::CANCEL_REQUESTED) {
+    absl::Status s = deps_.executor->Cancel(id);
+    if (!s.ok()) deps_.log->warn("run {}: cancel: {}", id, s.ToString());
+  }
+  mu_.Lock();
+  if (!attached.ok()) {
+    auto it = active_.find(id);
+    if (it != active_.end() && it->second.phase == Phase::kRunning) {
+      EndWithoutProcessLocked(
+          id, Status::FAILED,
+          absl::StrCat("daemon lost the run after a restart: ", attached.message()));
+    }
+    return absl::OkStatus();
+  }
+  deps_.log->info("run {} re-adopted ({})", id, StatusName(status));
+  return absl::OkStatus();
+}
+
+}  // namespace amld::daemon

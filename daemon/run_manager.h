@@ -1,0 +1,196 @@
+// RunManager: the run lifecycle. It accepts runs (SubmitRun), decides when
+// they start (through the pure Scheduler), prepares their folders, hands them
+// to the Executor, stores their outputs when they end, and tells watchers
+// about every status change. The gRPC services are thin layers over it.
+//
+// Lifecycle of one run (every arrow is one StateStore::Transition):
+//   QUEUED → PREPARING   a slot is free; a task materializes the snapshot into
+//                        runs/<id>/wd and creates wd/outputs, wd/logs,
+//                        user_logs/std_log.txt and system_logs/
+//          → STARTING    committed before Executor::Launch, so a crash
+//                        after it never launches the run a second time
+//          → RUNNING     Launch returned; its handle is persisted first
+//          → FINALIZING  the executor reported the exit (exit code/signal
+//                        recorded); a task stores outputs/, logs/ and the
+//                        std log in the CAS as artifacts
+//          → COMPLETED | FAILED | CANCELED, with a reason (run_plan.h)
+// Cancel: QUEUED → CANCELED at once; PREPARING/STARTING/RUNNING →
+// CANCEL_REQUESTED (then Executor::Cancel once the process exists);
+// FINALIZING and terminal runs are left as they are.
+//
+// Recovery when the daemon starts (Start()): what was persisted decides, and
+// nothing is ever launched twice.
+//   QUEUED            stays queued, in the original order.
+//   PREPARING         nothing was launched (STARTING is committed before any
+//                     launch): the half-made run folder is removed and the
+//                     run prepared again.
+//   STARTING          with a handle: the launch finished, so it is re-adopted
+//                     (→ RUNNING). Without one the daemon died inside Launch
+//                     and cannot know whether the process started: FAILED,
+//                     saying so and to resubmit — never a blind second launch.
+//   RUNNING, FINALIZING, CANCEL_REQUESTED with a handle: Executor::Reattach;
+//                     a run that ended meanwhile reports its exit at once and
+//                     is finalized (again: storing artifacts is idempotent);
+//                     a CANCEL_REQUESTED run is sent its cancel again.
+//   without a handle  RUNNING/FINALIZING: FAILED "daemon lost the run";
+//                     CANCEL_REQUESTED: CANCELED (it never started).
+//   Reattach failure  FAILED "daemon lost the run after a restart: …".
+// Re-adopted runs hold slots even beyond the limit.
+//
+// Latency: creating folders costs ~0.2-1 ms each on this kind of disk, so a
+// spare run folder (runs/.spare: wd/, user_logs/std_log.txt, system_logs/) is
+// made ahead of time and renamed into place at PREPARING; the next spare is
+// made after the launch, off the path from submit to the first instruction.
+//
+// No polling anywhere: work is posted to the TaskRunner as events happen
+// (submit, slot freed, exit reported), and watchers are called on change.
+//
+// Thread-safety: thread-safe. One mutex guards the in-memory state and
+// serializes status transitions with the notification of watchers, so a
+// watcher sees every change exactly once and in order. Executor calls and
+// slow work (materialize, store outputs) happen outside it.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "amld/v1/runs.pb.h"
+#include "daemon/clock.h"
+#include "daemon/executor.h"
+#include "daemon/run_plan.h"
+#include "daemon/scheduler.h"
+#include "daemon/submit_validation.h"
+#include "daemon/task_runner.h"
+#include "storage/cas.h"
+#include "storage/state_store.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace amld::daemon {
+
+struct RunManagerOptions {
+  // <data>/runs: each run gets runs/<run_id>/.
+  std::filesystem::path runs_root;
+  // Runs holding a slot (PREPARING through FINALIZING) at most.
+  int max_concurrent_runs = 1;
+  // SIGTERM → SIGKILL grace for cancel and timeout.
+  absl::Duration kill_grace = absl::Seconds(10);
+  // The environment every run starts from (CaptureDaemonEnvironment()).
+  EnvList base_env;
+};
+
+// What the manager works with; all must outlive it. `log` may be null
+// (no logging).
+struct RunManagerDeps {
+  amld::storage::StateStore* store = nullptr;
+  amld::storage::ContentStore* cas = nullptr;
+  Executor* executor = nullptr;
+  Clock* clock = nullptr;
+  TaskRunner* tasks = nullptr;
+  std::shared_ptr<spdlog::logger> log;
+};
+
+class RunManager {
+ public:
+  RunManager(RunManagerDeps deps, RunManagerOptions options);
+  ~RunManager();
+  RunManager(const RunManager&) = delete;
+  RunManager& operator=(const RunManager&) = delete;
+
+  // Installs the executor's exit callback and takes over the runs the store
+  // holds in non-terminal statuses (see "Recovery" above). Call once, before
+  // the first Submit.
+  absl::Status Start();
+
+  // Validates `config` (submit_validation.h), records the run as QUEUED in
+  // one transaction and schedules it. Returns the QUEUED run.
+  absl::StatusOr<amld::v1::Run> Submit(const amld::v1::RunConfig& config, uint32_t submitter_uid);
+
+  // See "Cancel" above. Returns the run as it is after the request.
+  // NOT_FOUND when no run has that id.
+  absl::StatusOr<amld::v1::Run> Cancel(const std::string& run_id, const std::string& reason);
+
+  // Called with the run after each status change, under the manager's lock:
+  // it must be quick and must not call back into the manager.
+  using RunListener = std::function<void(const amld::v1::Run&)>;
+  struct Subscription {
+    amld::v1::Run run;         // the state when subscribed
+    uint64_t listener_id = 0;  // 0: the run is terminal, no listener kept
+  };
+  // The run's current state and, unless it is terminal, a listener for every
+  // later change (atomically: no change is missed or seen twice). NOT_FOUND
+  // when no run has that id.
+  absl::StatusOr<Subscription> Subscribe(const std::string& run_id, RunListener listener);
+  // Removes a listener; once it returns the listener is never called again.
+  void Unsubscribe(const std::string& run_id, uint64_t listener_id);
+
+  RunPaths PathsFor(const std::string& run_id) const;
+  int max_concurrent_runs() const { return options_.max_concurrent_runs; }
+  int64_t runs_submitted() const;
+  // Runs waiting for a slot / holding one, as the scheduler sees them.
+  int64_t queued_runs() const;
+  int64_t runs_holding_slots() const;
+
+ private:
+  enum class Phase { kQueued, kPreparing, kStarting, kRunning, kFinalizing };
+  struct ActiveRun {
+    Phase phase = Phase::kQueued;
+    amld::storage::RunStatus status = amld::v1::RunStatus::QUEUED;  // as stored
+    amld::v1::RunConfig config;
+    bool cancel_requested = false;
+    std::string cancel_reason;
+    // An exit reported while Launch had not returned yet.
+    std::optional<absl::StatusOr<ExitStatus>> early_exit;
+  };
+
+  absl::StatusOr<amld::v1::Run> TransitionLocked(const std::string& run_id,
+                                                 amld::storage::RunStatus to,
+                                                 const amld::storage::TransitionDetails& details)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartReadyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends a run that holds a slot but has no process (prepare failed, cancel
+  // before launch, launch failed).
+  void EndWithoutProcessLocked(const std::string& run_id, amld::storage::RunStatus status,
+                               const std::string& error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void BeginFinalizeLocked(const std::string& run_id, const absl::StatusOr<ExitStatus>& outcome)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ForgetLocked(const std::string& run_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  void Prepare(const std::string& run_id);
+  absl::Status PrepareRunFolder(const amld::v1::RunConfig& config, const RunPaths& paths);
+  std::filesystem::path SparePath() const;
+  void ReplenishSpare();
+  void RemoveStaleSpares();
+  void Launch(const std::string& run_id, const amld::v1::RunConfig& config,
+              absl::Duration prepare_time);
+  void Finalize(const std::string& run_id, FinalOutcome outcome);
+  void OnExit(const std::string& run_id, absl::StatusOr<ExitStatus> outcome);
+  absl::Status Recover(const amld::v1::Run& run);
+
+  RunManagerDeps deps_;
+  RunManagerOptions options_;
+  SnapshotChecker snapshot_checker_;
+
+  mutable absl::Mutex mu_;
+  Scheduler scheduler_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, ActiveRun> active_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::vector<std::pair<uint64_t, RunListener>>> listeners_
+      ABSL_GUARDED_BY(mu_);
+  uint64_t next_listener_id_ ABSL_GUARDED_BY(mu_) = 1;
+  int64_t runs_submitted_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::BitGen random_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace amld::daemon
