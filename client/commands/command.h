@@ -1,0 +1,101 @@
+// The `aml` commands, one per file (as pueue's client/commands/): each file
+// registers its subcommand and does its work. This header is included by
+// every command file, so it keeps CLI11 and nlohmann/json out (a forward
+// declaration of CLI::App is enough).
+//
+// Conventions every command follows:
+//   - Results go to stdout: a table or lines for people, or one JSON value
+//     with --output json. Progress and status notes go to stderr.
+//   - Errors are one line on stderr, "aml: <what went wrong and what to
+//     do>" (and with --output json, also {"error": {...}} on stdout); exit
+//     code 1. Usage errors exit with 2.
+//
+// Thread-safety: single-threaded (the CLI's main thread).
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "amld/v1/runs.pb.h"
+#include "client/connection.h"
+
+namespace CLI {
+class App;
+}
+
+namespace amld::client::commands {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+// Ctrl-C while following a run (the run goes on), as shells report SIGINT.
+inline constexpr int kExitInterrupted = 130;
+
+struct GlobalOptions {
+  std::string socket;            // --socket / AMLD_SOCKET; empty: the default path
+  std::string output = "table";  // --output: "table" or "json"
+
+  bool json() const { return output == "json"; }
+  std::filesystem::path SocketPath() const;
+};
+
+// What the parsed command line asks for; set by the chosen subcommand's
+// callback, run by RunCli once parsing succeeded. Returns the exit code.
+struct CommandContext {
+  GlobalOptions global;
+  std::function<int()> action;
+  // Everything after the first "--" on the command line, kept away from the
+  // parser (it would hand "--" to the parent command): the script's
+  // arguments for `aml run submit`; a usage error for every other command.
+  std::vector<std::string> passthrough_args;
+  bool has_passthrough = false;
+};
+
+// Prints `status` as the command's error; returns kExitFailure.
+int ReportError(const GlobalOptions& global, const absl::Status& status);
+// Prints a usage error ("aml: ...; see `aml <command> --help`"); returns kExitUsage.
+int ReportUsageError(const GlobalOptions& global, const std::string& message,
+                     const std::string& command_path);
+
+// Connect() to the socket of `global`.
+absl::StatusOr<Connection> ConnectFromOptions(const GlobalOptions& global);
+
+// Follows a run until it ends, as `aml run wait` does: with `show_output`
+// the log streams to stdout (stderr with --output json); status notes go to
+// stderr. Ctrl-C leaves the run going and prints how to reattach. Prints no
+// JSON and no error itself: the caller reports `run` or `error` its way.
+struct WaitOutcome {
+  // 0 only for COMPLETED; 1 otherwise; kExitInterrupted after Ctrl-C.
+  int exit_code = kExitFailure;
+  // The final state, when the run ended.
+  std::optional<amld::v1::Run> run;
+  // Why following failed (not printed yet); OK when the run ended or
+  // following was interrupted.
+  absl::Status error;
+};
+WaitOutcome FollowUntilDone(const GlobalOptions& global, const Connection& conn,
+                            const std::string& run_id, bool show_output);
+
+// Subcommand registration, one per file in client/commands/.
+void AddRunSubmitCommand(CLI::App& run, CommandContext& ctx);
+void AddRunWaitCommand(CLI::App& run, CommandContext& ctx);
+void AddRunLogsCommand(CLI::App& run, CommandContext& ctx);
+void AddRunCancelCommand(CLI::App& run, CommandContext& ctx);
+void AddRunListCommand(CLI::App& run, CommandContext& ctx);
+void AddRunShowCommand(CLI::App& run, CommandContext& ctx);
+void AddRunFilesCommand(CLI::App& run, CommandContext& ctx);
+void AddRunDownloadCommand(CLI::App& run, CommandContext& ctx);
+void AddExperimentListCommand(CLI::App& experiment, CommandContext& ctx);
+void AddDaemonStartCommand(CLI::App& daemon, CommandContext& ctx);
+void AddDaemonStopCommand(CLI::App& daemon, CommandContext& ctx);
+void AddDaemonStatusCommand(CLI::App& daemon, CommandContext& ctx);
+
+// Parses argv and runs the chosen command; returns the exit code.
+int RunCli(int argc, char** argv);
+
+}  // namespace amld::client::commands

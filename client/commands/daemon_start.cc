@@ -1,0 +1,75 @@
+// `aml daemon start`: run a user-mode amld in the background and return
+// once it answers.
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "client/commands/command.h"
+#include "client/commands/output.h"
+#include "client/daemon_control.h"
+#include "storage/workspace_paths.h"
+
+namespace amld::client::commands {
+namespace {
+
+struct StartOptions {
+  std::string data_dir;
+  int max_concurrent_runs = 0;
+  int kill_grace_seconds = -1;
+  int timeout_seconds = 30;
+};
+
+int RunDaemonStart(const GlobalOptions& global, const StartOptions& o) {
+  DaemonStartOptions start;
+  start.socket = global.SocketPath();
+  start.data_dir =
+      o.data_dir.empty() ? amld::storage::DefaultDataDir() : std::filesystem::path(o.data_dir);
+  if (o.max_concurrent_runs > 0) {
+    start.extra_args.insert(start.extra_args.end(),
+                            {"--max-concurrent-runs", std::to_string(o.max_concurrent_runs)});
+  }
+  if (o.kill_grace_seconds >= 0) {
+    start.extra_args.insert(start.extra_args.end(),
+                            {"--kill-grace-seconds", std::to_string(o.kill_grace_seconds)});
+  }
+  start.timeout = absl::Seconds(o.timeout_seconds);
+  auto result = StartDaemon(start);
+  if (!result.ok()) return ReportError(global, result.status());
+  const auto& info = result->info;
+  if (global.json()) {
+    nlohmann::json j = nlohmann::json::parse(ProtoToJson(info));
+    j["already_running"] = result->already_running;
+    j["log"] = result->log_path.string();
+    std::cout << j.dump(2) << std::endl;
+  } else if (result->already_running) {
+    std::cout << "amld is already running at " << info.socket_path() << " (pid " << info.pid()
+              << ", data dir " << info.data_dir() << ")" << std::endl;
+  } else {
+    std::cout << "amld started (pid " << info.pid() << ", socket " << start.socket.string()
+              << ", data dir " << info.data_dir() << ", log " << result->log_path.string() << ")"
+              << std::endl;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddDaemonStartCommand(CLI::App& daemon, CommandContext& ctx) {
+  auto o = std::make_shared<StartOptions>();
+  auto* cmd = daemon.add_subcommand(
+      "start", "start amld (found next to aml) in the background; returns when it answers");
+  cmd->add_option("--data-dir", o->data_dir,
+                  "data folder (default: $XDG_DATA_HOME/amld, else ~/.local/share/amld)")
+      ->envname("AMLD_DATA_DIR");
+  cmd->add_option("--max-concurrent-runs", o->max_concurrent_runs,
+                  "runs that may run at once (default: the daemon's)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--kill-grace-seconds", o->kill_grace_seconds,
+                  "seconds between SIGTERM and SIGKILL on cancel (default: the daemon's)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--timeout", o->timeout_seconds, "seconds to wait for amld to answer")
+      ->check(CLI::PositiveNumber);
+  cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunDaemonStart(ctx.global, *o); }; });
+}
+
+}  // namespace amld::client::commands

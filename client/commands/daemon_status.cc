@@ -1,0 +1,51 @@
+// `aml daemon status`: whether amld answers, and what it is doing.
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "absl/strings/str_join.h"
+#include "client/commands/command.h"
+#include "client/commands/output.h"
+
+namespace amld::client::commands {
+namespace {
+
+int64_t Count(const amld::v1::DaemonInfo& info, const std::string& status) {
+  auto it = info.run_counts().find(status);
+  return it == info.run_counts().end() ? 0 : it->second;
+}
+
+int RunDaemonStatus(const GlobalOptions& global) {
+  auto conn = ConnectFromOptions(global);
+  if (!conn.ok()) return ReportError(global, conn.status());
+  const auto& info = conn->info;
+  if (global.json()) {
+    std::cout << ProtoToJson(info) << std::endl;
+    return kExitOk;
+  }
+  const absl::Duration uptime = absl::Now() - ToAbslTime(info.start_time());
+  std::cout << "amld " << info.version() << " is running\n"
+            << "pid:           " << info.pid() << '\n'
+            << "uptime:        " << HumanDuration(uptime) << '\n'
+            << "socket:        " << conn->socket_path.string() << '\n'
+            << "data dir:      " << info.data_dir() << '\n'
+            << "runs:          " << Count(info, "QUEUED") << " queued, " << Count(info, "RUNNING")
+            << " running";
+  if (info.max_concurrent_runs() > 0) {
+    std::cout << " (at most " << info.max_concurrent_runs() << " at once)";
+  }
+  std::cout << '\n';
+  if (info.executors_size() > 0) {
+    std::cout << "executors:     " << absl::StrJoin(info.executors(), ", ") << '\n';
+  }
+  std::cout << std::flush;
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddDaemonStatusCommand(CLI::App& daemon, CommandContext& ctx) {
+  auto* cmd = daemon.add_subcommand("status", "show whether amld runs, its pid, uptime and queue");
+  cmd->callback([&ctx] { ctx.action = [&ctx] { return RunDaemonStatus(ctx.global); }; });
+}
+
+}  // namespace amld::client::commands

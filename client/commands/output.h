@@ -1,0 +1,58 @@
+// Formatting shared by the `aml` commands: times, durations, sizes, status
+// names, plain-text tables, and proto messages as JSON.
+//
+// JSON of a message is proto3's canonical JSON mapping with the field names
+// of the .proto files (snake_case), every field printed even when it has
+// its default value, enums by name and timestamps in RFC 3339 (UTC), so
+// scripts get a stable shape.
+//
+// Thread-safety: free functions, thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "amld/v1/runs.pb.h"
+
+namespace google::protobuf {
+class Message;
+class Timestamp;
+}  // namespace google::protobuf
+
+namespace amld::client::commands {
+
+absl::Time ToAbslTime(const google::protobuf::Timestamp& ts);
+// Local time, "2024-05-01 12:00:03" (with milliseconds when `millis`);
+// "-" when unset.
+std::string FormatTimestamp(const google::protobuf::Timestamp& ts, bool millis = false);
+// "850ms", "12.3s", "4m05s", "2h03m".
+std::string HumanDuration(absl::Duration d);
+// "512 B", "1.5 KiB", "12.0 MiB".
+std::string FormatBytes(int64_t bytes);
+
+std::string StatusName(amld::v1::RunStatus::Value status);
+// Case-insensitive status name ("running", "COMPLETED"); INVALID_ARGUMENT
+// listing the valid names otherwise.
+absl::StatusOr<amld::v1::RunStatus::Value> ParseStatusName(std::string_view name);
+
+// When the run entered `status` (its last such transition); unset if never.
+const google::protobuf::Timestamp* TransitionTime(const amld::v1::Run& run,
+                                                  amld::v1::RunStatus::Value status);
+// Time from RUNNING to the end (or to now while it runs); zero if it never ran.
+absl::Duration RunDuration(const amld::v1::Run& run);
+// "FAILED (exit code 3)"-style status with the error when there is one.
+std::string StatusWithError(const amld::v1::Run& run);
+
+// Columns padded to their widest cell, two spaces apart.
+void PrintTable(std::ostream& out, const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows);
+
+// See the file comment.
+std::string ProtoToJson(const google::protobuf::Message& message);
+
+}  // namespace amld::client::commands

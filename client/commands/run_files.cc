@@ -1,0 +1,49 @@
+// `aml run files`: the files a run stored (outputs/, logs/, user_logs/).
+#include "client/run_files.h"
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "amld/v1/runs.pb.h"
+#include "client/commands/command.h"
+#include "client/commands/output.h"
+
+namespace amld::client::commands {
+namespace {
+
+struct FilesOptions {
+  std::string run_id;
+  std::string prefix;
+};
+
+int RunFiles(const GlobalOptions& global, const FilesOptions& o) {
+  auto conn = ConnectFromOptions(global);
+  if (!conn.ok()) return ReportError(global, conn.status());
+  auto files = ListRunFiles(*conn, o.run_id, o.prefix);
+  if (!files.ok()) return ReportError(global, files.status());
+  if (global.json()) {
+    amld::v1::ListFilesResponse resp;
+    for (auto& f : *files) *resp.add_files() = std::move(f);
+    std::cout << ProtoToJson(resp) << std::endl;
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& f : *files) {
+    rows.push_back(
+        {f.path(), FormatBytes(f.digest().size_bytes()), f.digest().hash().substr(0, 12)});
+  }
+  PrintTable(std::cout, {"PATH", "SIZE", "SHA256"}, rows);
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddRunFilesCommand(CLI::App& run, CommandContext& ctx) {
+  auto o = std::make_shared<FilesOptions>();
+  auto* cmd = run.add_subcommand("files", "list the files a run stored");
+  cmd->add_option("run", o->run_id, "the run id")->required();
+  cmd->add_option("--prefix", o->prefix, "only paths starting with this, e.g. outputs/");
+  cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunFiles(ctx.global, *o); }; });
+}
+
+}  // namespace amld::client::commands

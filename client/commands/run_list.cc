@@ -1,0 +1,89 @@
+// `aml run list`: the newest runs first, filtered by experiment and status.
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "amld/v1/runs.grpc.pb.h"
+#include "client/commands/command.h"
+#include "client/commands/output.h"
+#include "client/grpc_status.h"
+
+namespace amld::client::commands {
+namespace {
+
+struct ListOptions {
+  std::string experiment;
+  std::vector<std::string> statuses;
+  int limit = 50;
+};
+
+std::string WhatRan(const amld::v1::RunConfig& c) {
+  std::string s = c.script().empty() ? c.command() : c.script();
+  if (c.arguments_size() > 0) s += " " + absl::StrJoin(c.arguments(), " ");
+  constexpr size_t kMax = 40;
+  if (s.size() > kMax) s = s.substr(0, kMax - 3) + "...";
+  return s;
+}
+
+int RunList(const GlobalOptions& global, const ListOptions& o) {
+  amld::v1::ListRunsRequest req;
+  req.set_experiment_name(o.experiment);
+  for (const auto& arg : o.statuses) {
+    for (absl::string_view name : absl::StrSplit(arg, ',', absl::SkipWhitespace())) {
+      auto status = ParseStatusName(std::string(name));
+      if (!status.ok()) {
+        return ReportUsageError(global, std::string(status.status().message()), "aml run list");
+      }
+      req.add_statuses(*status);
+    }
+  }
+  auto conn = ConnectFromOptions(global);
+  if (!conn.ok()) return ReportError(global, conn.status());
+  auto stub = amld::v1::Runs::NewStub(conn->channel);
+  amld::v1::ListRunsResponse all;
+  while (all.runs_size() < o.limit) {
+    req.set_page_size(std::min(1000, o.limit - all.runs_size()));
+    grpc::ClientContext ctx;
+    amld::v1::ListRunsResponse page;
+    grpc::Status st = stub->ListRuns(&ctx, req, &page);
+    if (!st.ok()) return ReportError(global, FromGrpcStatus(st, "list runs", conn->socket_path));
+    for (auto& r : *page.mutable_runs()) {
+      if (all.runs_size() < o.limit) *all.add_runs() = std::move(r);
+    }
+    if (page.next_page_token().empty()) break;
+    req.set_page_token(page.next_page_token());
+  }
+  if (global.json()) {
+    std::cout << ProtoToJson(all) << std::endl;
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& r : all.runs()) {
+    const absl::Duration d = RunDuration(r);
+    rows.push_back({r.id(), StatusName(r.status()), r.config().experiment_name(),
+                    FormatTimestamp(r.created_time()),
+                    d > absl::ZeroDuration() ? HumanDuration(d) : "-", WhatRan(r.config())});
+  }
+  PrintTable(std::cout, {"RUN", "STATUS", "EXPERIMENT", "SUBMITTED", "DURATION", "SCRIPT"}, rows);
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddRunListCommand(CLI::App& run, CommandContext& ctx) {
+  auto o = std::make_shared<ListOptions>();
+  auto* cmd = run.add_subcommand("list", "list runs, newest first");
+  cmd->add_option("-e,--experiment", o->experiment, "only runs of this experiment");
+  cmd->add_option("--status", o->statuses,
+                  "only runs in this status (repeatable, or comma-separated), e.g. RUNNING")
+      ->allow_extra_args(false);
+  cmd->add_option("--limit", o->limit, "at most this many runs (default 50)")
+      ->check(CLI::PositiveNumber);
+  cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunList(ctx.global, *o); }; });
+}
+
+}  // namespace amld::client::commands

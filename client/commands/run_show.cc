@@ -1,0 +1,122 @@
+// `aml run show`: everything the daemon records about one run.
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "amld/v1/runs.grpc.pb.h"
+#include "client/commands/command.h"
+#include "client/commands/output.h"
+#include "client/grpc_status.h"
+
+namespace amld::client::commands {
+namespace {
+
+struct ShowOptions {
+  std::string run_id;
+};
+
+void Field(std::ostream& out, std::string_view name, const std::string& value) {
+  if (value.empty()) return;
+  out << name << ':' << std::string(name.size() < 14 ? 14 - name.size() : 1, ' ') << value << '\n';
+}
+
+std::string GitLine(const amld::v1::GitInfo& g) {
+  if (g.commit().empty() && g.repository_uri().empty() && g.branch().empty()) return "";
+  std::string s = g.repository_uri().empty() ? "(no origin)" : g.repository_uri();
+  if (!g.branch().empty()) absl::StrAppend(&s, " branch ", g.branch());
+  if (!g.commit().empty()) absl::StrAppend(&s, " commit ", g.commit());
+  if (g.dirty()) absl::StrAppend(&s, " (dirty)");
+  return s;
+}
+
+template <typename Map>
+std::string JoinMap(const Map& m) {
+  std::vector<std::string> items;
+  for (const auto& [k, v] : m) items.push_back(absl::StrCat(k, "=", v));
+  std::sort(items.begin(), items.end());
+  return absl::StrJoin(items, ", ");
+}
+
+void PrintRun(const amld::v1::Run& r) {
+  const auto& c = r.config();
+  std::ostream& out = std::cout;
+  Field(out, "run", r.id());
+  Field(out, "experiment", c.experiment_name());
+  Field(out, "display name", c.display_name());
+  Field(out, "status", StatusName(r.status()));
+  Field(out, "error", r.error());
+  const bool ended = r.status() == amld::v1::RunStatus::COMPLETED ||
+                     r.status() == amld::v1::RunStatus::FAILED ||
+                     r.status() == amld::v1::RunStatus::CANCELED;
+  if (ended && r.exit_signal() != 0) {
+    Field(out, "exit signal", std::to_string(r.exit_signal()));
+  } else if (ended && TransitionTime(r, amld::v1::RunStatus::FINALIZING) != nullptr) {
+    Field(out, "exit code", std::to_string(r.exit_code()));
+  }
+  Field(out, "script", c.script());
+  Field(out, "command", c.command());
+  Field(out, "arguments", absl::StrJoin(c.arguments(), " "));
+  Field(out, "compute", c.compute_target().empty() ? "local" : c.compute_target());
+  Field(out, "placement", r.placement());
+  if (c.has_environment()) {
+    Field(out, "interpreter", c.environment().interpreter_path());
+    Field(out, "env", JoinMap(c.environment().environment_variables()));
+  }
+  if (c.max_run_duration_seconds() > 0) {
+    Field(out, "max duration", absl::StrCat(c.max_run_duration_seconds(), " s"));
+  }
+  Field(out, "tags", JoinMap(c.tags()));
+  Field(out, "git", GitLine(c.git()));
+  Field(out, "snapshot",
+        absl::StrCat(c.snapshot_root().hash(), "/", c.snapshot_root().size_bytes()));
+  Field(out, "submitted by", absl::StrCat("uid ", r.submitter_uid()));
+  Field(out, "parent run", r.parent_run_id());
+  if (const absl::Duration d = RunDuration(r); d > absl::ZeroDuration()) {
+    Field(out, "duration", HumanDuration(d));
+  }
+  out << "history:\n";
+  for (const auto& t : r.history()) {
+    out << "  " << StatusName(t.status())
+        << std::string(StatusName(t.status()).size() < 17 ? 17 - StatusName(t.status()).size() : 1,
+                       ' ')
+        << FormatTimestamp(t.time(), /*millis=*/true);
+    if (!t.reason().empty()) out << "  " << t.reason();
+    out << '\n';
+  }
+}
+
+int RunShow(const GlobalOptions& global, const ShowOptions& o) {
+  auto conn = ConnectFromOptions(global);
+  if (!conn.ok()) return ReportError(global, conn.status());
+  auto stub = amld::v1::Runs::NewStub(conn->channel);
+  grpc::ClientContext ctx;
+  amld::v1::GetRunRequest req;
+  req.set_run_id(o.run_id);
+  amld::v1::Run run;
+  grpc::Status st = stub->GetRun(&ctx, req, &run);
+  if (!st.ok()) {
+    return ReportError(global, FromGrpcStatus(st, "show run " + o.run_id, conn->socket_path));
+  }
+  if (global.json()) {
+    std::cout << ProtoToJson(run) << std::endl;
+  } else {
+    PrintRun(run);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddRunShowCommand(CLI::App& run, CommandContext& ctx) {
+  auto o = std::make_shared<ShowOptions>();
+  auto* cmd = run.add_subcommand(
+      "show", "show a run: status with the time of each, exit code, error, git info, tags");
+  cmd->add_option("run", o->run_id, "the run id")->required();
+  cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunShow(ctx.global, *o); }; });
+}
+
+}  // namespace amld::client::commands

@@ -1,0 +1,253 @@
+// `aml run submit`: hash the source folder, upload what the daemon lacks,
+// submit the run (ScriptRunConfig + Experiment.submit), optionally wait.
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <future>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "amld/v1/runs.grpc.pb.h"
+#include "client/commands/command.h"
+#include "client/commands/output.h"
+#include "client/git_info.h"
+#include "client/grpc_status.h"
+#include "client/run_config_builder.h"
+#include "client/snapshot_uploader.h"
+#include "storage/status_macros.h"
+
+namespace amld::client::commands {
+namespace {
+
+struct SubmitOptions {
+  SubmitSpec spec;
+  std::vector<std::string> script_and_args;
+  bool wait = false;
+  bool quiet = false;
+};
+
+// Uploads smaller than this finish before a bar would be worth drawing.
+constexpr int64_t kProgressBarMinBytes = 8 << 20;
+
+// A one-line progress bar on stderr, redrawn at most ten times a second.
+class ProgressBar {
+ public:
+  void Update(const UploadProgress& p) {
+    if (p.bytes_to_send < kProgressBarMinBytes) return;
+    const absl::Time now = absl::Now();
+    const bool done = p.blobs_done == p.blobs_to_send;
+    if (!done && now - last_draw_ < absl::Milliseconds(100)) return;
+    last_draw_ = now;
+    constexpr int kWidth = 30;
+    const int filled =
+        static_cast<int>(kWidth * p.bytes_done / std::max<int64_t>(1, p.bytes_to_send));
+    std::cerr << absl::StrFormat("\ruploading [%s%s] %s / %s, %d of %d blobs ",
+                                 std::string(filled, '#'), std::string(kWidth - filled, ' '),
+                                 FormatBytes(p.bytes_done), FormatBytes(p.bytes_to_send),
+                                 p.blobs_done, p.blobs_to_send)
+              << std::flush;
+    drawn_ = true;
+  }
+  ~ProgressBar() {
+    if (drawn_) std::cerr << std::endl;
+  }
+
+ private:
+  absl::Time last_draw_ = absl::InfinitePast();
+  bool drawn_ = false;
+};
+
+absl::Status CheckScriptIncluded(const amld::storage::Snapshot& snapshot,
+                                 const std::filesystem::path& source_dir,
+                                 const std::string& script) {
+  for (const auto& f : snapshot.files) {
+    if (f.rel_path == script) return absl::OkStatus();
+  }
+  std::error_code ec;
+  if (std::filesystem::exists(source_dir / script, ec)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the script ", script, " is left out of the snapshot of ", source_dir.string(),
+                     " (an ignore rule, or not a regular file): change .amlignore/.gitignore"));
+  }
+  return absl::NotFoundError(absl::StrCat("the script ", script, " does not exist in ",
+                                          source_dir.string(),
+                                          ": give its path relative to the source folder (-s)"));
+}
+
+absl::StatusOr<amld::v1::Run> Submit(const Connection& conn, const amld::v1::RunConfig& config) {
+  auto stub = amld::v1::Runs::NewStub(conn.channel);
+  grpc::ClientContext ctx;
+  amld::v1::SubmitRunRequest req;
+  *req.mutable_config() = config;
+  amld::v1::SubmitRunResponse resp;
+  grpc::Status st = stub->SubmitRun(&ctx, req, &resp);
+  if (!st.ok()) return FromGrpcStatus(st, "submit the run", conn.socket_path);
+  return resp.run();
+}
+
+nlohmann::json StatsJson(const UploadStats& s) {
+  return {{"files_total", s.files_total},
+          {"files_uploaded", s.files_uploaded},
+          {"directories_total", s.directories_total},
+          {"directories_uploaded", s.directories_uploaded},
+          {"bytes_uploaded", s.bytes_uploaded},
+          {"bytes_total", s.bytes_total}};
+}
+
+// Moves SCRIPT [ARGS...] (or, with --command, ARGS...) into the spec.
+void TakePositionals(SubmitOptions& o) {
+  if (!o.spec.command.empty()) {
+    o.spec.arguments = o.script_and_args;
+  } else if (!o.script_and_args.empty()) {
+    o.spec.script = o.script_and_args.front();
+    o.spec.arguments.assign(o.script_and_args.begin() + 1, o.script_and_args.end());
+  }
+}
+
+// The connected daemon, the hashed source folder and the finished config.
+struct PreparedRun {
+  Connection conn;
+  amld::storage::Snapshot snapshot;
+  amld::v1::RunConfig config;
+};
+
+absl::StatusOr<PreparedRun> Prepare(const GlobalOptions& global, const SubmitSpec& spec,
+                                    amld::v1::RunConfig config) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(spec.source_dir, ec)) {
+    return absl::NotFoundError(absl::StrCat("the source folder ", spec.source_dir.string(),
+                                            " does not exist or is not a folder: check -s"));
+  }
+  // Connecting and reading git state overlap with hashing; only a missing
+  // socket is worth failing on before the tree is hashed.
+  if (!std::filesystem::exists(global.SocketPath(), ec)) {
+    return DaemonNotRunningError(global.SocketPath());
+  }
+  auto pending_conn =
+      std::async(std::launch::async, [&global] { return ConnectFromOptions(global); });
+  auto pending_git =
+      std::async(std::launch::async, [&spec] { return ReadGitInfo(spec.source_dir); });
+  auto snapshot = amld::storage::BuildSnapshot(spec.source_dir);
+  auto conn = pending_conn.get();
+  auto git = pending_git.get();
+  if (!conn.ok()) return conn.status();
+  if (!snapshot.ok()) return snapshot.status();
+  if (!config.script().empty()) {
+    AMLD_RETURN_IF_ERROR(CheckScriptIncluded(*snapshot, spec.source_dir, config.script()));
+  }
+  amld::storage::ToProto(snapshot->root, config.mutable_snapshot_root());
+  if (!git.ok()) {
+    std::cerr << "aml: warning: " << git.status().message() << "; the run gets no git info"
+              << std::endl;
+  } else if (git->has_value()) {
+    *config.mutable_git() = **git;
+  }
+  return PreparedRun{*std::move(conn), *std::move(snapshot), std::move(config)};
+}
+
+absl::StatusOr<UploadStats> UploadSnapshot(const PreparedRun& p, bool show_progress) {
+  ProgressBar bar;
+  UploaderOptions options;
+  options.socket_path = p.conn.socket_path;
+  if (p.conn.info.max_batch_bytes() > 0) options.max_batch_bytes = p.conn.info.max_batch_bytes();
+  if (show_progress) options.on_progress = [&bar](const UploadProgress& u) { bar.Update(u); };
+  SnapshotUploader uploader(p.conn.channel, options);
+  return uploader.Upload(p.snapshot);
+}
+
+// --output json: one object with the id, the upload stats and the run (its
+// final state with --wait).
+int PrintJson(const GlobalOptions& global, const PreparedRun& p, const UploadStats& stats,
+              const amld::v1::Run& run, bool wait) {
+  WaitOutcome outcome;
+  outcome.exit_code = kExitOk;
+  outcome.run = run;
+  if (wait) outcome = FollowUntilDone(global, p.conn, run.id(), /*show_output=*/true);
+  nlohmann::json j = {{"run_id", run.id()},
+                      {"experiment", run.config().experiment_name()},
+                      {"snapshot_root", p.snapshot.root.ToString()},
+                      {"upload", StatsJson(stats)}};
+  if (outcome.run) j["run"] = nlohmann::json::parse(ProtoToJson(*outcome.run));
+  if (!outcome.error.ok()) {
+    std::cerr << "aml: " << outcome.error.message() << std::endl;
+    j["error"] = {{"code", std::string(StatusCodeName(outcome.error.code()))},
+                  {"message", std::string(outcome.error.message())}};
+  }
+  std::cout << j.dump(2) << std::endl;
+  return outcome.exit_code;
+}
+
+void PrintText(const UploadStats& stats, const amld::v1::Run& run, bool quiet, bool wait) {
+  if (quiet) {
+    std::cout << run.id() << std::endl;
+    return;
+  }
+  std::cout << "submitted run " << run.id() << " (experiment " << run.config().experiment_name()
+            << ")\n"
+            << "uploaded " << stats.files_uploaded << " of " << stats.files_total << " files and "
+            << stats.directories_uploaded << " of " << stats.directories_total << " directories ("
+            << FormatBytes(stats.bytes_uploaded) << ")" << std::endl;
+  if (!wait) std::cout << "follow it with: aml run wait " << run.id() << " --show-output\n";
+}
+
+int RunSubmit(const GlobalOptions& global, SubmitOptions& o) {
+  TakePositionals(o);
+  auto config = BuildRunConfig(o.spec);
+  if (!config.ok()) {
+    return ReportUsageError(global, std::string(config.status().message()), "aml run submit");
+  }
+  auto prepared = Prepare(global, o.spec, *std::move(config));
+  if (!prepared.ok()) return ReportError(global, prepared.status());
+  auto stats = UploadSnapshot(*prepared, ::isatty(STDERR_FILENO) && !o.quiet);
+  if (!stats.ok()) return ReportError(global, stats.status());
+  auto run = Submit(prepared->conn, prepared->config);
+  if (!run.ok()) return ReportError(global, run.status());
+
+  if (global.json()) return PrintJson(global, *prepared, *stats, *run, o.wait);
+  PrintText(*stats, *run, o.quiet, o.wait);
+  if (!o.wait) return kExitOk;
+  WaitOutcome outcome = FollowUntilDone(global, prepared->conn, run->id(), !o.quiet);
+  if (!outcome.error.ok()) return ReportError(global, outcome.error);
+  return outcome.exit_code;
+}
+
+}  // namespace
+
+void AddRunSubmitCommand(CLI::App& run, CommandContext& ctx) {
+  auto o = std::make_shared<SubmitOptions>();
+  auto* cmd =
+      run.add_subcommand("submit",
+                         "submit a script (or --command) from a source folder; prints the run id.\n"
+                         "  aml run submit [options] SCRIPT [-- ARGS...]\n"
+                         "  aml run submit [options] --command \"CMD\" [-- ARGS...]");
+  cmd->add_option("-e,--experiment", o->spec.experiment,
+                  "experiment name (default: the source folder's name)");
+  cmd->add_option("-s,--source-dir", o->spec.source_dir, "folder to snapshot (default: .)");
+  cmd->add_option("-c,--compute", o->spec.compute_target, "compute target (default: local)");
+  cmd->add_option("--interpreter", o->spec.interpreter,
+                  "Python interpreter for the script (default: python3 on the daemon's PATH)");
+  cmd->add_option("--max-duration", o->spec.max_duration_seconds,
+                  "stop the run as FAILED after this many seconds (0: no limit)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--tag", o->spec.tags, "a tag KEY=VALUE (repeatable)")->allow_extra_args(false);
+  cmd->add_option("--env", o->spec.env, "an environment variable NAME=VALUE (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--command", o->spec.command, "a shell command line to run instead of SCRIPT");
+  cmd->add_flag("--wait", o->wait, "stream the output and wait; exit 0 only if it COMPLETED");
+  cmd->add_flag("-q,--quiet", o->quiet, "print only the run id");
+  cmd->add_option("script", o->script_and_args, "SCRIPT [-- ARGS...]");
+  cmd->callback([&ctx, o] {
+    ctx.action = [&ctx, o] {
+      o->script_and_args.insert(o->script_and_args.end(), ctx.passthrough_args.begin(),
+                                ctx.passthrough_args.end());
+      return RunSubmit(ctx.global, *o);
+    };
+  });
+}
+
+}  // namespace amld::client::commands

@@ -1,0 +1,53 @@
+// Following a run: its status (Runs.WaitRun) and its log (Runs.StreamLogs),
+// surviving dropped streams. Both loops reopen the stream after a drop (a
+// daemon restart, a broken connection) and continue where they were: the
+// status loop reports each status once, the log loop resumes from the byte
+// after the last one it handed out, so output is never lost or repeated.
+// They give up when the daemon has not answered for `reconnect_timeout`.
+//
+// Thread-safety: each call is independent; the sink and callback run on the
+// calling thread. An Interrupt may be triggered from any thread; the loop
+// then returns CANCELLED ("interrupted").
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "amld/v1/runs.pb.h"
+#include "client/connection.h"
+#include "client/interrupt.h"
+
+namespace amld::client {
+
+struct FollowOptions {
+  // How long the daemon may be unreachable before the loop gives up.
+  absl::Duration reconnect_timeout = absl::Minutes(2);
+  // Pause before the first reconnect; doubles up to one second.
+  absl::Duration initial_backoff = absl::Milliseconds(50);
+  // Stops the loop; may be null.
+  Interrupt* interrupt = nullptr;
+};
+
+bool IsTerminal(amld::v1::RunStatus::Value status);
+
+// Follows the run until it is terminal and returns its final state.
+// `on_change` (may be empty) sees the first state and every status change.
+absl::StatusOr<amld::v1::Run> FollowRun(const Connection& conn, const std::string& run_id,
+                                        const std::function<void(const amld::v1::Run&)>& on_change,
+                                        const FollowOptions& options = {});
+
+// Streams the log at `path` ("" = user_logs/std_log.txt) from `offset` to
+// `sink`. Without `follow`, stops at the current end; with it, keeps going
+// until the run is terminal and the whole log is sent. Returns the offset
+// after the last byte handed to the sink. A log that does not exist yet
+// counts as empty (with `follow`, the loop waits for it).
+absl::StatusOr<int64_t> FollowLogs(const Connection& conn, const std::string& run_id,
+                                   const std::string& path, int64_t offset, bool follow,
+                                   const std::function<void(std::string_view)>& sink,
+                                   const FollowOptions& options = {});
+
+}  // namespace amld::client

@@ -1,0 +1,77 @@
+#include "client/commands/output.h"
+
+#include <google/protobuf/timestamp.pb.h>
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+namespace amld::client::commands {
+namespace {
+
+using amld::v1::RunStatus;
+
+TEST(OutputTest, StatusNamesParseCaseInsensitively) {
+  EXPECT_EQ(*ParseStatusName("running"), RunStatus::RUNNING);
+  EXPECT_EQ(*ParseStatusName("Completed"), RunStatus::COMPLETED);
+  auto bad = ParseStatusName("done");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("QUEUED, PREPARING"), std::string::npos);
+  EXPECT_FALSE(ParseStatusName("unknown").ok());
+}
+
+TEST(OutputTest, HumanDurations) {
+  EXPECT_EQ(HumanDuration(absl::Milliseconds(850)), "850ms");
+  EXPECT_EQ(HumanDuration(absl::Milliseconds(12340)), "12.3s");
+  EXPECT_EQ(HumanDuration(absl::Seconds(245)), "4m05s");
+  EXPECT_EQ(HumanDuration(absl::Minutes(123)), "2h03m");
+}
+
+TEST(OutputTest, Bytes) {
+  EXPECT_EQ(FormatBytes(512), "512 B");
+  EXPECT_EQ(FormatBytes(1536), "1.5 KiB");
+  EXPECT_EQ(FormatBytes(12 << 20), "12.0 MiB");
+}
+
+TEST(OutputTest, TableColumnsAlign) {
+  std::ostringstream out;
+  PrintTable(out, {"RUN", "STATUS"}, {{"a_1", "RUNNING"}, {"bb_22", "QUEUED"}});
+  EXPECT_EQ(out.str(), "RUN    STATUS\na_1    RUNNING\nbb_22  QUEUED\n");
+}
+
+amld::v1::Run RunWithHistory() {
+  amld::v1::Run run;
+  run.set_id("exp_1_abcd");
+  run.set_status(RunStatus::FAILED);
+  run.set_error("exit code 3");
+  run.set_exit_code(3);
+  auto add = [&run](RunStatus::Value s, int64_t secs) {
+    auto* t = run.add_history();
+    t->set_status(s);
+    t->mutable_time()->set_seconds(secs);
+  };
+  add(RunStatus::QUEUED, 100);
+  add(RunStatus::RUNNING, 101);
+  add(RunStatus::FINALIZING, 111);
+  add(RunStatus::FAILED, 112);
+  return run;
+}
+
+TEST(OutputTest, DurationRunsFromRunningToTheEnd) {
+  auto run = RunWithHistory();
+  EXPECT_EQ(RunDuration(run), absl::Seconds(10));
+  EXPECT_EQ(StatusWithError(run), "FAILED (exit code 3)");
+  ASSERT_NE(TransitionTime(run, RunStatus::RUNNING), nullptr);
+  EXPECT_EQ(TransitionTime(run, RunStatus::CANCELED), nullptr);
+}
+
+TEST(OutputTest, JsonUsesProtoFieldNamesAndPrintsDefaults) {
+  auto run = RunWithHistory();
+  const std::string json = ProtoToJson(run);
+  EXPECT_NE(json.find("\"exit_code\": 3"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"exit_signal\": 0"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"status\": \"FAILED\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"time\": \"1970-01-01T00:01:41Z\""), std::string::npos) << json;
+}
+
+}  // namespace
+}  // namespace amld::client::commands

@@ -1,0 +1,504 @@
+// End-to-end: the real `aml` against a real `amld` (build/bin), started with
+// `aml daemon start` on a temp data dir and socket for each test and stopped
+// with `aml daemon stop` after it. Scripts run with /usr/bin/python3.
+//
+// Waiting is always "until it happens, with a generous limit"; nothing here
+// asserts on how long something took.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "tests/client/subprocess.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using amld::testing::ProcessOptions;
+using amld::testing::ProcessResult;
+using amld::testing::ReadFile;
+using amld::testing::Subprocess;
+using amld::testing::WriteFile;
+using nlohmann::json;
+
+const std::string kBin = std::string(AMLD_BINARY_DIR) + "/bin";
+const std::string kAml = kBin + "/aml";
+const std::string kPython = "/usr/bin/python3";
+
+std::string Describe(const ProcessResult& r) {
+  return absl::StrCat("exit ", r.exit_code, r.timed_out ? " (timed out)" : "", "\nstdout:\n", r.out,
+                      "\nstderr:\n", r.err);
+}
+
+// Waits for `cond` with a generous limit; false if it never held.
+template <typename F>
+bool Eventually(F cond, absl::Duration limit = absl::Seconds(60)) {
+  const absl::Time give_up = absl::Now() + limit;
+  while (absl::Now() < give_up) {
+    if (cond()) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return cond();
+}
+
+bool ProcessGone(pid_t pid) {
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+  const std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  const size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'Z';
+}
+
+absl::Time ParseTime(const std::string& rfc3339) {
+  absl::Time t;
+  std::string err;
+  EXPECT_TRUE(absl::ParseTime(absl::RFC3339_full, rfc3339, &t, &err)) << rfc3339 << ": " << err;
+  return t;
+}
+
+// The time of the run's `status` transition, from `aml run show --output json`.
+std::optional<absl::Time> TransitionTime(const json& run, const std::string& status) {
+  std::optional<absl::Time> found;
+  for (const auto& t : run["history"]) {
+    if (t["status"] == status) found = ParseTime(t["time"].get<std::string>());
+  }
+  return found;
+}
+
+class AmlE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(fs::exists(kBin + "/amld")) << "build the amld target first";
+    ASSERT_TRUE(fs::exists(kBin + "/amld-shim")) << "build the amld-shim target first";
+    dir_ = amld::testing::MakeTempDir("amld-e2e-");
+    socket_ = dir_ / "run" / "amld.sock";
+    data_ = dir_ / "data";
+    project_ = dir_ / "proj";
+    fs::create_directories(project_);
+  }
+
+  void TearDown() override {
+    if (started_) {
+      // A test that failed midway may leave runs going; they would outlive
+      // the daemon under their supervisors.
+      auto left = Aml({"--output", "json", "run", "list", "--status",
+                       "QUEUED,PREPARING,STARTING,RUNNING,CANCEL_REQUESTED"});
+      auto j = json::parse(left.out, nullptr, /*allow_exceptions=*/false);
+      if (!j.is_discarded() && j.contains("runs")) {
+        for (const auto& run : j["runs"]) {
+          Aml({"run", "cancel", run["id"]});
+          Aml({"run", "wait", run["id"]});
+        }
+      }
+      auto r = Aml({"daemon", "stop"});
+      EXPECT_EQ(r.exit_code, 0) << Describe(r);
+      EXPECT_EQ(Aml({"daemon", "status"}).exit_code, 1) << "the daemon still answers";
+    }
+    if (HasFailure()) {
+      std::cerr << "--- amld.log ---\n" << ReadFile(data_ / "amld.log") << "--- end ---\n";
+    }
+    fs::remove_all(dir_);
+  }
+
+  void StartDaemon(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"daemon", "start", "--data-dir", data_.string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = Aml(args);
+    ASSERT_EQ(r.exit_code, 0) << Describe(r);
+    started_ = true;
+    auto status = Aml({"daemon", "status"});
+    ASSERT_EQ(status.exit_code, 0) << Describe(status);
+  }
+
+  ProcessOptions Options(fs::path cwd = {}) const {
+    ProcessOptions o;
+    o.unset_env = {"AMLD_SOCKET", "AMLD_DATA_DIR"};
+    o.cwd = cwd.empty() ? dir_ : cwd;
+    return o;
+  }
+  std::vector<std::string> Argv(std::vector<std::string> args) const {
+    args.insert(args.begin(), {kAml, "--socket", socket_.string()});
+    return args;
+  }
+  ProcessResult Aml(std::vector<std::string> args) const {
+    return amld::testing::RunProcess(Argv(std::move(args)), Options());
+  }
+  json AmlJson(std::vector<std::string> args, int expected_exit = 0) const {
+    args.insert(args.begin(), {"--output", "json"});
+    auto r = Aml(args);
+    EXPECT_EQ(r.exit_code, expected_exit) << Describe(r);
+    auto j = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+    EXPECT_FALSE(j.is_discarded()) << Describe(r);
+    return j;
+  }
+
+  // Submits `script` of the project with `args`; returns the run id.
+  std::string Submit(const std::string& script, std::vector<std::string> submit_flags = {},
+                     std::vector<std::string> script_args = {}) {
+    std::vector<std::string> args = {"run",           "submit", "-q", "-s", project_.string(),
+                                     "--interpreter", kPython};
+    args.insert(args.end(), submit_flags.begin(), submit_flags.end());
+    args.push_back(script);
+    if (!script_args.empty()) {
+      args.push_back("--");
+      args.insert(args.end(), script_args.begin(), script_args.end());
+    }
+    auto r = Aml(args);
+    EXPECT_EQ(r.exit_code, 0) << Describe(r);
+    std::string id = r.out;
+    while (!id.empty() && id.back() == '\n') id.pop_back();
+    EXPECT_EQ(id.find('\n'), std::string::npos) << "-q prints only the id: " << r.out;
+    return id;
+  }
+
+  json Show(const std::string& id) { return AmlJson({"run", "show", id}); }
+
+  fs::path dir_, socket_, data_, project_;
+  bool started_ = false;
+};
+
+// The bytes train.py writes to outputs/weights.bin.
+std::string ExpectedWeights() {
+  std::string s;
+  for (int rep = 0; rep < 800; ++rep) {
+    for (int b = 0; b < 256; ++b) s.push_back(static_cast<char>(b));
+  }
+  return s;
+}
+
+TEST_F(AmlE2eTest, SubmitWaitAndDownloadOutputsByteIdentical) {
+  StartDaemon();
+  WriteFile(project_ / "train.py", R"(import os, sys, json
+epochs = int(sys.argv[sys.argv.index("--epochs") + 1])
+os.makedirs("outputs/sub", exist_ok=True)
+os.makedirs("logs", exist_ok=True)
+for e in range(1, epochs + 1):
+    print(f"epoch {e} loss {1.0 / e:.3f}")
+with open("outputs/model.json", "w") as f:
+    json.dump({"weights": [0.5, -1.25], "run": os.environ["AMLD_RUN_ID"]}, f)
+with open("outputs/sub/weights.bin", "wb") as f:
+    f.write(bytes(range(256)) * 800)
+with open("logs/train.log", "w") as f:
+    f.write("trained\n")
+)");
+  WriteFile(project_ / "lib" / "util.py", "X = 1\n");
+  ASSERT_EQ(std::system(("cd '" + project_.string() +
+                         "' && git init -q && git -c user.name=t -c user.email=t@e "
+                         "commit -q --allow-empty -m init && git remote add origin "
+                         "https://example.com/proj.git")
+                            .c_str()),
+            0);
+
+  const std::string id =
+      Submit("train.py", {"-e", "e2e-success", "--tag", "kind=smoke"}, {"--epochs", "3"});
+  ASSERT_FALSE(id.empty());
+  auto wait = Aml({"run", "wait", id, "--show-output"});
+  EXPECT_EQ(wait.exit_code, 0) << Describe(wait);
+  EXPECT_NE(wait.out.find("epoch 1 loss 1.000\nepoch 2 loss 0.500\nepoch 3 loss 0.333\n"),
+            std::string::npos)
+      << Describe(wait);
+
+  json run = Show(id);
+  EXPECT_EQ(run["status"], "COMPLETED");
+  EXPECT_EQ(run["exit_code"], 0);
+  EXPECT_EQ(run["config"]["tags"]["kind"], "smoke");
+  EXPECT_EQ(run["config"]["git"]["repository_uri"], "https://example.com/proj.git");
+  EXPECT_EQ(run["config"]["git"]["dirty"], true);  // the files were never committed
+  EXPECT_EQ(run["config"]["git"]["commit"].get<std::string>().size(), 40u);
+  for (const char* s : {"QUEUED", "RUNNING", "FINALIZING", "COMPLETED"}) {
+    EXPECT_TRUE(TransitionTime(run, s).has_value()) << s;
+  }
+  auto show = Aml({"run", "show", id});
+  EXPECT_NE(show.out.find("COMPLETED"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("https://example.com/proj.git"), std::string::npos) << show.out;
+
+  auto files = Aml({"run", "files", id});
+  EXPECT_NE(files.out.find("outputs/model.json"), std::string::npos) << Describe(files);
+  EXPECT_NE(files.out.find("logs/train.log"), std::string::npos) << Describe(files);
+
+  const std::string model = R"({"weights": [0.5, -1.25], "run": ")" + id + "\"}";
+  auto one =
+      Aml({"run", "download", id, "outputs/model.json", "-o", (dir_ / "model.json").string()});
+  ASSERT_EQ(one.exit_code, 0) << Describe(one);
+  EXPECT_EQ(ReadFile(dir_ / "model.json"), model);
+
+  auto all = Aml({"run", "download", id, "--prefix", "outputs/", "-o", (dir_ / "dl").string()});
+  ASSERT_EQ(all.exit_code, 0) << Describe(all);
+  EXPECT_EQ(ReadFile(dir_ / "dl" / "outputs" / "model.json"), model);
+  EXPECT_EQ(ReadFile(dir_ / "dl" / "outputs" / "sub" / "weights.bin"), ExpectedWeights());
+
+  auto logs = Aml({"run", "logs", id});
+  EXPECT_EQ(logs.out, "epoch 1 loss 1.000\nepoch 2 loss 0.500\nepoch 3 loss 0.333\n");
+  auto experiments = Aml({"experiment", "list"});
+  EXPECT_NE(experiments.out.find("e2e-success"), std::string::npos) << Describe(experiments);
+  auto list = Aml({"run", "list", "-e", "e2e-success", "--status", "completed"});
+  EXPECT_NE(list.out.find(id), std::string::npos) << Describe(list);
+
+  // --wait exits 0 for COMPLETED; with -q stdout has the id and nothing else.
+  auto quiet = Aml({"run", "submit", "-q", "--wait", "-s", project_.string(), "--interpreter",
+                    kPython, "train.py", "--", "--epochs", "1"});
+  EXPECT_EQ(quiet.exit_code, 0) << Describe(quiet);
+  EXPECT_EQ(std::count(quiet.out.begin(), quiet.out.end(), '\n'), 1) << Describe(quiet);
+  // A command line instead of a script, with the arguments appended.
+  auto command = Aml({"run", "submit", "--wait", "-s", project_.string(), "--command",
+                      "echo from-command", "--", "and", "args"});
+  EXPECT_EQ(command.exit_code, 0) << Describe(command);
+  EXPECT_NE(command.out.find("from-command and args\n"), std::string::npos) << Describe(command);
+}
+
+TEST_F(AmlE2eTest, FailingScriptEndsFailedWithItsExitCode) {
+  StartDaemon();
+  WriteFile(project_ / "fail.py", "print('about to fail')\nraise SystemExit(3)\n");
+  auto r = Aml(
+      {"run", "submit", "-s", project_.string(), "--interpreter", kPython, "--wait", "fail.py"});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_NE(r.out.find("about to fail"), std::string::npos) << Describe(r);
+  EXPECT_NE(r.err.find("FAILED"), std::string::npos) << Describe(r);
+
+  json list = AmlJson({"run", "list", "-e", "proj"});
+  ASSERT_EQ(list["runs"].size(), 1u) << list.dump();
+  const std::string id = list["runs"][0]["id"];
+  json run = Show(id);
+  EXPECT_EQ(run["status"], "FAILED");
+  EXPECT_EQ(run["exit_code"], 3);
+  EXPECT_NE(run["error"].get<std::string>().find("exit code 3"), std::string::npos) << run.dump();
+  EXPECT_EQ(Aml({"run", "wait", id}).exit_code, 1);
+}
+
+TEST_F(AmlE2eTest, CancelOfASleepingScriptEndsCanceledWithNoProcessLeft) {
+  StartDaemon({"--kill-grace-seconds", "5"});
+  const fs::path pidfile = dir_ / "pids";
+  WriteFile(project_ / "sleepy.py", R"(import os, subprocess, time
+child = subprocess.Popen(["sleep", "300"])
+with open(os.environ["PIDFILE"] + ".tmp", "w") as f:
+    f.write(f"{os.getpid()} {child.pid}\n")
+os.rename(os.environ["PIDFILE"] + ".tmp", os.environ["PIDFILE"])
+print("sleeping", flush=True)
+time.sleep(300)
+)");
+  const std::string id = Submit("sleepy.py", {"--env", "PIDFILE=" + pidfile.string()});
+  ASSERT_TRUE(Eventually([&] { return fs::exists(pidfile); })) << "the script never started";
+  std::vector<pid_t> pids;
+  for (absl::string_view p :
+       absl::StrSplit(ReadFile(pidfile), absl::ByAnyChar(" \n"), absl::SkipEmpty())) {
+    pids.push_back(std::stoi(std::string(p)));
+  }
+  ASSERT_EQ(pids.size(), 2u);
+  for (pid_t pid : pids) ASSERT_FALSE(ProcessGone(pid));
+
+  auto cancel = Aml({"run", "cancel", id});
+  EXPECT_EQ(cancel.exit_code, 0) << Describe(cancel);
+  auto wait = Aml({"run", "wait", id});
+  EXPECT_EQ(wait.exit_code, 1) << Describe(wait);
+  json run = Show(id);
+  EXPECT_EQ(run["status"], "CANCELED") << run.dump();
+  for (pid_t pid : pids) {
+    EXPECT_TRUE(Eventually([pid] { return ProcessGone(pid); }, absl::Seconds(15)))
+        << "process " << pid << " of the canceled run is still alive";
+  }
+}
+
+TEST_F(AmlE2eTest, MaxDurationEndsFailedSayingItTimedOut) {
+  StartDaemon({"--kill-grace-seconds", "2"});
+  WriteFile(project_ / "forever.py", "import time\nprint('start', flush=True)\ntime.sleep(300)\n");
+  const std::string id = Submit("forever.py", {"--max-duration", "2"});
+  auto wait = Aml({"run", "wait", id});
+  EXPECT_EQ(wait.exit_code, 1) << Describe(wait);
+  json run = Show(id);
+  EXPECT_EQ(run["status"], "FAILED") << run.dump();
+  EXPECT_NE(run["error"].get<std::string>().find("timed out"), std::string::npos) << run.dump();
+}
+
+TEST_F(AmlE2eTest, ResubmitAfterChangingOneFileUploadsExactlyOneFileBlob) {
+  StartDaemon();
+  WriteFile(project_ / "main.py", "print('v1')\n");
+  for (int i = 0; i < 20; ++i) {
+    WriteFile(project_ / "pkg" / ("mod" + std::to_string(i) + ".py"),
+              "VALUE = " + std::to_string(i) + "\n");
+  }
+  auto submit = [&] {
+    return AmlJson({"run", "submit", "-s", project_.string(), "--interpreter", kPython, "main.py"});
+  };
+  json first = submit();
+  EXPECT_EQ(first["upload"]["files_total"], 21) << first.dump();
+  EXPECT_EQ(first["upload"]["files_uploaded"], 21) << first.dump();
+  EXPECT_FALSE(first["run_id"].get<std::string>().empty());
+
+  json unchanged = submit();
+  EXPECT_EQ(unchanged["upload"]["files_uploaded"], 0) << unchanged.dump();
+  EXPECT_EQ(unchanged["upload"]["directories_uploaded"], 0) << unchanged.dump();
+  EXPECT_EQ(unchanged["snapshot_root"], first["snapshot_root"]);
+
+  WriteFile(project_ / "pkg" / "mod7.py", "VALUE = 'seven, changed'\n");
+  json changed = submit();
+  EXPECT_EQ(changed["upload"]["files_uploaded"], 1) << changed.dump();
+  EXPECT_EQ(changed["upload"]["directories_uploaded"], 2) << changed.dump();  // pkg/ and root
+  EXPECT_NE(changed["snapshot_root"], first["snapshot_root"]);
+  for (const json* j : {&first, &unchanged, &changed}) {
+    EXPECT_EQ(Aml({"run", "wait", (*j)["run_id"]}).exit_code, 0);
+  }
+}
+
+TEST_F(AmlE2eTest, DownloadsThatEscapeTheRunAreRefusedAndTheDaemonLivesOn) {
+  StartDaemon();
+  WriteFile(project_ / "links.py", R"(import os
+os.makedirs("outputs", exist_ok=True)
+with open("outputs/ok.txt", "w") as f:
+    f.write("fine\n")
+os.symlink("/etc/passwd", "outputs/abs_link")
+os.symlink("../../../../../../../../etc/passwd", "outputs/up_link")
+)");
+  const std::string id = Submit("links.py");
+  ASSERT_EQ(Aml({"run", "wait", id}).exit_code, 0);
+  const fs::path out_dir = dir_ / "downloads";
+  fs::create_directories(out_dir);
+
+  for (const std::string bad : {"../../../../etc/passwd", "outputs/../../../etc/passwd",
+                                "/etc/passwd", "outputs/abs_link", "outputs/up_link"}) {
+    auto r =
+        Aml({"--output", "json", "run", "download", id, bad, "-o", (out_dir / "got").string()});
+    EXPECT_EQ(r.exit_code, 1) << bad << "\n" << Describe(r);
+    auto j = json::parse(r.out, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << Describe(r);
+    EXPECT_EQ(j["error"]["code"], "INVALID_ARGUMENT") << bad << "\n" << Describe(r);
+    EXPECT_EQ(r.err.rfind("aml: cannot download " + bad, 0), 0u) << Describe(r);
+    EXPECT_NE(r.err.find("(INVALID_ARGUMENT)"), std::string::npos) << Describe(r);
+    EXPECT_FALSE(fs::exists(out_dir / "got")) << bad;
+    EXPECT_FALSE(fs::exists(out_dir / "got.part")) << bad;
+    auto alive = Aml({"daemon", "status"});
+    ASSERT_EQ(alive.exit_code, 0) << "after " << bad << "\n" << Describe(alive);
+  }
+  auto logs = Aml({"--output", "json", "run", "logs", id, "--path", "../../../../etc/passwd"});
+  EXPECT_EQ(logs.exit_code, 1) << Describe(logs);
+  EXPECT_NE(logs.out.find("INVALID_ARGUMENT"), std::string::npos) << Describe(logs);
+  EXPECT_EQ(Aml({"daemon", "status"}).exit_code, 0);
+
+  auto ok = Aml({"run", "download", id, "outputs/ok.txt", "-o", (out_dir / "ok.txt").string()});
+  EXPECT_EQ(ok.exit_code, 0) << Describe(ok);
+  EXPECT_EQ(ReadFile(out_dir / "ok.txt"), "fine\n");
+}
+
+TEST_F(AmlE2eTest, TwoRunsRespectASlotLimitOfOne) {
+  StartDaemon({"--max-concurrent-runs", "1"});
+  WriteFile(project_ / "nap.py", "import time\nprint('nap', flush=True)\ntime.sleep(1.5)\n");
+  const std::string a = Submit("nap.py");
+  const std::string b = Submit("nap.py");
+  EXPECT_EQ(Aml({"run", "wait", a}).exit_code, 0);
+  EXPECT_EQ(Aml({"run", "wait", b}).exit_code, 0);
+  json ra = Show(a);
+  json rb = Show(b);
+  auto a_running = TransitionTime(ra, "RUNNING");
+  auto b_running = TransitionTime(rb, "RUNNING");
+  ASSERT_TRUE(a_running && b_running) << ra.dump() << rb.dump();
+  const json& first = *a_running <= *b_running ? ra : rb;
+  const json& second = *a_running <= *b_running ? rb : ra;
+  // The first run's process had ended (FINALIZING) before the second ran.
+  auto first_end = TransitionTime(first, "FINALIZING");
+  auto second_running = TransitionTime(second, "RUNNING");
+  ASSERT_TRUE(first_end && second_running);
+  EXPECT_GE(*second_running, *first_end) << first.dump() << second.dump();
+}
+
+TEST_F(AmlE2eTest, LogIsCompleteAfterFollowingHalfwayAndReattaching) {
+  StartDaemon();
+  std::string expected;
+  for (int i = 1; i <= 40; ++i) expected += "line " + std::to_string(i) + "\n";
+  WriteFile(project_ / "chatty.py",
+            "import time\nfor i in range(1, 41):\n    print(f'line {i}', flush=True)\n"
+            "    time.sleep(0.05)\n");
+  const std::string id = Submit("chatty.py");
+
+  std::string first_part;
+  {
+    Subprocess follower(Argv({"run", "logs", "-f", id}), Options());
+    ASSERT_TRUE(Eventually([&] {
+      return follower.StdoutSoFar().find("line 5\n") != std::string::npos;
+    })) << "the follower never got line 5";
+    follower.Signal(SIGKILL);
+    follower.Wait();
+    first_part = follower.StdoutSoFar();
+  }
+  ASSERT_FALSE(first_part.empty());
+  ASSERT_EQ(expected.compare(0, first_part.size(), first_part), 0) << first_part;
+
+  auto rest = Aml({"run", "logs", "-f", "--offset", std::to_string(first_part.size()), id});
+  EXPECT_EQ(rest.exit_code, 0) << Describe(rest);
+  EXPECT_EQ(first_part + rest.out, expected);
+  auto whole = Aml({"run", "logs", id});
+  EXPECT_EQ(whole.out, expected);
+}
+
+TEST_F(AmlE2eTest, WaitWithOutputSurvivesADaemonRestart) {
+  StartDaemon();
+  std::string expected;
+  for (int i = 1; i <= 30; ++i) expected += "line " + std::to_string(i) + "\n";
+  WriteFile(project_ / "count.py",
+            "import time\nfor i in range(1, 31):\n    print(f'line {i}', flush=True)\n"
+            "    time.sleep(0.1)\n");
+  const std::string id = Submit("count.py");
+  Subprocess waiter(Argv({"run", "wait", id, "--show-output"}), Options());
+  ASSERT_TRUE(
+      Eventually([&] { return waiter.StdoutSoFar().find("line 3\n") != std::string::npos; }));
+  auto stop = Aml({"daemon", "stop"});
+  ASSERT_EQ(stop.exit_code, 0) << Describe(stop);
+  StartDaemon();
+  auto r = waiter.Wait();
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(r.out, expected);
+  EXPECT_EQ(Aml({"run", "logs", id}).out, expected);
+}
+
+TEST_F(AmlE2eTest, CtrlCWhileWaitingLeavesTheRunRunning) {
+  StartDaemon({"--kill-grace-seconds", "2"});
+  WriteFile(project_ / "slow.py", "import time\nprint('started', flush=True)\ntime.sleep(300)\n");
+  const std::string id = Submit("slow.py");
+  Subprocess waiter(Argv({"run", "wait", id, "--show-output"}), Options());
+  ASSERT_TRUE(
+      Eventually([&] { return waiter.StdoutSoFar().find("started") != std::string::npos; }));
+  waiter.Signal(SIGINT);
+  auto r = waiter.Wait();
+  EXPECT_EQ(r.exit_code, 130) << Describe(r);
+  EXPECT_NE(r.err.find("run " + id + " is still running; reattach with: aml run wait " + id +
+                       " --show-output"),
+            std::string::npos)
+      << Describe(r);
+  EXPECT_EQ(Show(id)["status"], "RUNNING");
+  EXPECT_EQ(Aml({"run", "cancel", id}).exit_code, 0);
+  EXPECT_EQ(Aml({"run", "wait", id}).exit_code, 1);
+}
+
+TEST_F(AmlE2eTest, DaemonStartTwiceReportsTheRunningOneAndStopEndsIt) {
+  StartDaemon();
+  json info = AmlJson({"daemon", "status"});
+  const int64_t pid = info["pid"].is_string() ? std::stoll(info["pid"].get<std::string>())
+                                              : info["pid"].get<int64_t>();
+  ASSERT_GT(pid, 1);
+  EXPECT_EQ(fs::status(data_).permissions() & fs::perms::all, fs::perms::owner_all);
+  auto again = Aml({"daemon", "start", "--data-dir", data_.string()});
+  EXPECT_EQ(again.exit_code, 0) << Describe(again);
+  EXPECT_NE(again.out.find("already running"), std::string::npos) << Describe(again);
+  // A second daemon on the same data dir (another socket) is refused, and
+  // `aml daemon start` says why.
+  auto second = amld::testing::RunProcess({kAml, "--socket", (dir_ / "other.sock").string(),
+                                           "daemon", "start", "--data-dir", data_.string()},
+                                          Options());
+  EXPECT_EQ(second.exit_code, 1) << Describe(second);
+  EXPECT_NE(second.err.find("amld exited with code 1 before answering"), std::string::npos)
+      << Describe(second);
+  EXPECT_NE(second.err.find(absl::StrCat("pid ", pid)), std::string::npos) << Describe(second);
+  auto stop = Aml({"daemon", "stop"});
+  EXPECT_EQ(stop.exit_code, 0) << Describe(stop);
+  EXPECT_TRUE(ProcessGone(static_cast<pid_t>(pid)));
+  auto status = Aml({"daemon", "status"});
+  EXPECT_EQ(status.exit_code, 1);
+  EXPECT_NE(status.err.find("amld is not running at " + socket_.string()), std::string::npos);
+  started_ = false;
+}
+
+}  // namespace
