@@ -3,7 +3,7 @@
 PRESET ?= dev
 BUILD_DIR := build
 
-.PHONY: deps configure build test demo clean format
+.PHONY: deps configure build test demo clean format bench
 
 deps:
 	@scripts/install-deps
@@ -25,3 +25,7 @@ clean:
 
 demo: build
 	@scripts/demo
+
+# amld beside its anchors (task-spooler, nq, git, restic, rsync, tar+zstd); BENCH_QUICK=1 for a short run.
+bench: build
+	@bench/run

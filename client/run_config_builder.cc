@@ -74,6 +74,12 @@ absl::StatusOr<amld::v1::RunConfig> BuildRunConfig(const SubmitSpec& spec) {
   if (spec.max_duration_seconds < 0) {
     return absl::InvalidArgumentError("--max-duration must be 0 (no limit) or more seconds");
   }
+  if (spec.priority < -100 || spec.priority > 100) {
+    return absl::InvalidArgumentError("--priority must be between -100 and 100");
+  }
+  if (spec.cpus < 0 || spec.gpus < 0) {
+    return absl::InvalidArgumentError("--cpus and --gpus must be 0 or more");
+  }
   amld::v1::RunConfig config;
   config.set_experiment_name(spec.experiment.empty() ? DefaultExperimentName(spec.source_dir)
                                                      : spec.experiment);
@@ -86,6 +92,11 @@ absl::StatusOr<amld::v1::RunConfig> BuildRunConfig(const SubmitSpec& spec) {
   for (const auto& arg : spec.arguments) config.add_arguments(arg);
   config.set_compute_target(spec.compute_target);
   config.set_max_run_duration_seconds(spec.max_duration_seconds);
+  config.set_priority(spec.priority);
+  if (spec.cpus > 0 || spec.gpus > 0) {
+    config.mutable_resources()->set_cpus(spec.cpus);
+    config.mutable_resources()->set_gpus(spec.gpus);
+  }
   for (const auto& tag : spec.tags) {
     AMLD_ASSIGN_OR_RETURN(auto kv, ParseKeyValue("--tag", tag));
     (*config.mutable_tags())[kv.first] = kv.second;

@@ -24,6 +24,9 @@ struct SubmitSpec {
   std::string compute_target;        // empty: the daemon's "local"
   std::string interpreter;           // empty: python3 on the executor's PATH
   int64_t max_duration_seconds = 0;  // 0: no limit
+  int priority = 0;                  // -100..100; higher starts first
+  int cpus = 0;                      // CPU slots; 0: the daemon's default (1)
+  int gpus = 0;                      // GPUs the run gets to itself
   std::vector<std::string> tags;     // "KEY=VALUE" each
   std::vector<std::string> env;      // "NAME=VALUE" each
   std::string script;                // relative to source_dir ...
@@ -49,7 +52,8 @@ absl::StatusOr<std::string> NormalizeScriptPath(std::string_view script);
 
 // The RunConfig for `spec`. INVALID_ARGUMENT (a usage error) when both or
 // neither of script and command are given, a tag or variable is malformed,
-// or the duration is negative.
+// the duration, cpus or gpus is negative, or the priority is outside
+// -100..100.
 absl::StatusOr<amld::v1::RunConfig> BuildRunConfig(const SubmitSpec& spec);
 
 }  // namespace amld::client

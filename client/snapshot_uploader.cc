@@ -69,12 +69,41 @@ struct SnapshotUploader::Impl {
   void Collect(const amld::storage::Snapshot& snapshot) {
     sources.clear();
     order.clear();
+    if (options.present_dirs != nullptr) return CollectChanged(snapshot);
     for (const auto& [digest, bytes] : snapshot.directories) {
       if (sources.emplace(digest, BlobSource{&bytes, nullptr}).second) order.push_back(digest);
     }
     for (const auto& file : snapshot.files) {
       if (sources.emplace(file.digest, BlobSource{nullptr, &file}).second) {
         order.push_back(file.digest);
+      }
+    }
+  }
+
+  // Only the folders the daemon is not known to hold, and their files.
+  void CollectChanged(const amld::storage::Snapshot& snapshot) {
+    absl::flat_hash_map<Digest, const amld::storage::SnapshotFile*> file_of;
+    for (const auto& file : snapshot.files) file_of.emplace(file.digest, &file);
+    std::vector<std::pair<Digest, int>> pending = {{snapshot.root, 0}};
+    while (!pending.empty()) {
+      auto [digest, depth] = pending.back();
+      pending.pop_back();
+      if (options.present_dirs->contains(digest)) continue;
+      auto blob = snapshot.directories.find(digest);
+      if (blob == snapshot.directories.end()) continue;  // the empty folder
+      if (!sources.emplace(digest, BlobSource{&blob->second, nullptr}).second) continue;
+      order.push_back(digest);
+      auto dir = amld::storage::DecodeDirectory(blob->second, depth);
+      if (!dir.ok()) continue;  // built by BuildSnapshot: cannot happen
+      for (const auto& f : dir->files()) {
+        auto file = file_of.find(amld::storage::FromProto(f.digest()));
+        if (file == file_of.end()) continue;
+        if (sources.emplace(file->first, BlobSource{nullptr, file->second}).second) {
+          order.push_back(file->first);
+        }
+      }
+      for (const auto& sub : dir->directories()) {
+        pending.emplace_back(amld::storage::FromProto(sub.digest()), depth + 1);
       }
     }
   }

@@ -5,6 +5,10 @@
 //      under the daemon's max_batch_bytes;
 //   3. large missing blobs through Cas.Write in 1 MiB chunks; an
 //      interrupted stream resumes from QueryWriteStatus.committed_size.
+// Folders the daemon is known to hold with everything below them
+// (UploaderOptions.present_dirs, remembered from the last upload of the same
+// root to the same daemon) are not asked about, nor is anything below them:
+// a resubmit after one edit asks about the few folders on the edited path.
 // A file is read when it is sent; if it no longer hashes to its digest (it
 // changed after hashing) the daemon refuses it and the upload fails saying
 // so.
@@ -18,6 +22,7 @@
 #include <functional>
 #include <memory>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "storage/snapshot.h"
 
@@ -58,6 +63,9 @@ struct UploaderOptions {
   int write_attempts = 5;
   // Called after each batch or chunk; may be empty.
   std::function<void(const UploadProgress&)> on_progress;
+  // Directory digests the daemon holds with every blob below them; may be
+  // null (ask about every blob). Must outlive Upload().
+  const absl::flat_hash_set<amld::storage::Digest>* present_dirs = nullptr;
 };
 
 class SnapshotUploader {

@@ -14,15 +14,21 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "daemon/clock.h"
+#include "daemon/executor_factories.h"
+#include "daemon/executor_registry.h"
 #include "daemon/executors/local_executor.h"
+#include "daemon/dir_watcher.h"
 #include "daemon/file_watcher.h"
 #include "daemon/instance_lock.h"
+#include "daemon/live_ingester.h"
 #include "daemon/run_manager.h"
 #include "daemon/run_plan.h"
 #include "daemon/services.h"
 #include "daemon/socket_listener.h"
 #include "daemon/task_runner.h"
+#include "daemon/watched_roots.h"
 #include "spdlog/sinks/basic_file_sink.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
@@ -58,8 +64,18 @@ absl::Status MakePrivateDir(const fs::path& dir) {
   return absl::OkStatus();
 }
 
+// True when fd 2 already writes to `log_file` (`aml daemon start` sends the
+// daemon's stderr there, to catch errors printed before the logger exists):
+// a second sink would write every line twice.
+bool StderrIsFile(const fs::path& log_file) {
+  struct stat err_st, file_st;
+  return ::fstat(STDERR_FILENO, &err_st) == 0 && ::stat(log_file.c_str(), &file_st) == 0 &&
+         err_st.st_dev == file_st.st_dev && err_st.st_ino == file_st.st_ino;
+}
+
 std::shared_ptr<spdlog::logger> MakeLogger(const fs::path& log_file, bool to_stderr) {
   std::vector<spdlog::sink_ptr> sinks;
+  if (to_stderr && StderrIsFile(log_file)) to_stderr = false;
   if (to_stderr) sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
   try {
     sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_file.string()));
@@ -82,9 +98,15 @@ struct Daemon::Impl {
   std::unique_ptr<amld::storage::StateStore> store;
   std::unique_ptr<amld::storage::ContentStore> cas;
   std::unique_ptr<FileWatcher> watcher;
-  std::unique_ptr<Executor> executor;
+  // Live ingestion of running runs' outputs/, logs/ and metrics.
+  std::unique_ptr<DirWatcher> dir_watcher;
+  std::unique_ptr<LiveIngester> ingester;
+  std::unique_ptr<IngestLoop> ingest_loop;
+  // Routes each run to its compute target's executor (local, ssh, ...).
+  std::unique_ptr<ExecutorRegistry> executor;
   std::unique_ptr<ThreadPoolTaskRunner> tasks;
   std::unique_ptr<RunManager> runs;
+  std::unique_ptr<WatchedRoots> watched_roots;
   DaemonCounters counters;
   std::vector<std::unique_ptr<grpc::Service>> services;
   std::unique_ptr<grpc::Server> server;
@@ -104,18 +126,41 @@ struct Daemon::Impl {
 
   absl::Status StartRuns() {
     AMLD_ASSIGN_OR_RETURN(watcher, NewInotifyFileWatcher());
+    AMLD_ASSIGN_OR_RETURN(dir_watcher, NewInotifyDirWatcher());
+    ingester = std::make_unique<LiveIngester>(
+        LiveIngesterDeps{store.get(), cas.get(), dir_watcher.get(), RealClock(), log},
+        LiveIngesterOptions{});
+    ingest_loop = std::make_unique<IngestLoop>(ingester.get(), dir_watcher.get(), RealClock());
     fs::path shim = options.shim_path.empty() ? ShimPathBesideExecutable() : options.shim_path;
-    AMLD_ASSIGN_OR_RETURN(executor, NewLocalExecutor(LocalExecutorOptions{shim}));
+    AMLD_ASSIGN_OR_RETURN(std::unique_ptr<Executor> local,
+                          NewLocalExecutor(LocalExecutorOptions{shim}));
+    executor = std::make_unique<ExecutorRegistry>(
+        std::move(local), MakeExecutorFactories({options.data_dir, shim}), store.get());
     tasks = std::make_unique<ThreadPoolTaskRunner>(
         std::clamp(options.max_concurrent_runs, 2, kMaxWorkThreads));
     RunManagerOptions run_options;
     run_options.runs_root = options.data_dir / "runs";
     run_options.max_concurrent_runs = options.max_concurrent_runs;
+    run_options.cpus = options.cpus;
+    run_options.gpus = options.gpus;
+    run_options.default_run_duration_seconds = options.default_run_duration_seconds;
+    run_options.max_run_duration_seconds = options.max_run_duration_seconds;
     run_options.kill_grace = options.kill_grace;
     run_options.base_env = CaptureDaemonEnvironment();
     RunManagerDeps deps{store.get(), cas.get(), executor.get(), RealClock(), tasks.get(), log};
+    deps.ingester = ingester.get();
     runs = std::make_unique<RunManager>(std::move(deps), std::move(run_options));
     return runs->Start();
+  }
+
+  absl::Status StartWatchedRoots() {
+    WatchedRootsOptions o;
+    o.state_file = options.data_dir / "watched-roots";
+    o.settle_delay = options.watch_settle_delay;
+    o.max_snapshot_bytes = options.max_snapshot_bytes;
+    o.max_snapshot_files = options.max_snapshot_files;
+    watched_roots = std::make_unique<WatchedRoots>(WatchedRootsDeps{cas.get(), RealClock(), log}, o);
+    return watched_roots->Start(NewInotifyTreeWatcher);
   }
 
   absl::Status StartServer() {
@@ -135,11 +180,15 @@ struct Daemon::Impl {
     SocketListener* l = listener.get();
     deps.uid_of_peer = [l](const std::string& peer) { return l->UidOfPeer(peer); };
     deps.facts = DaemonFacts{AMLD_VERSION, options.data_dir, socket_path,
-                             ::getpid(),   absl::Now(),      {"local"}};
+                             ::getpid(),   absl::Now(),      executor->Kinds()};
+    deps.executors = executor.get();
+    deps.log = log;
     services.push_back(NewRunsService(deps));
     services.push_back(NewCasService(deps));
     services.push_back(NewExperimentsService(deps));
     services.push_back(NewDaemonService(deps));
+    services.push_back(NewComputeTargetsService(deps));
+    services.push_back(NewSnapshotsService(watched_roots.get()));
     grpc::ServerBuilder builder;
     for (auto& service : services) builder.RegisterService(service.get());
     // Room for a full batch plus its framing; bigger blobs go through Write.
@@ -164,6 +213,11 @@ struct Daemon::Impl {
     server.reset();
     services.clear();
     runs.reset();
+    if (watched_roots != nullptr) watched_roots->Shutdown();
+    watched_roots.reset();
+    ingest_loop.reset();
+    ingester.reset();
+    dir_watcher.reset();
     watcher.reset();
     listener.reset();
     store.reset();
@@ -186,12 +240,14 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   if (options.max_concurrent_runs <= 0) {
     options.max_concurrent_runs = std::max(1u, std::thread::hardware_concurrency());
   }
+  if (options.cpus <= 0) options.cpus = std::max(1u, std::thread::hardware_concurrency());
   std::error_code ec;
   options.data_dir = fs::absolute(options.data_dir, ec);
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
   absl::Status s = impl->OpenStores();
   if (s.ok()) s = impl->StartRuns();
+  if (s.ok()) s = impl->StartWatchedRoots();
   if (s.ok()) s = impl->StartServer();
   if (!s.ok()) {
     if (impl->log != nullptr && impl->lock != nullptr)
@@ -199,9 +255,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
     impl->Shutdown();
     return s;
   }
-  impl->log->info("amld {} serving {} on {} ({} concurrent runs)", AMLD_VERSION,
-                  impl->options.data_dir.string(), impl->socket_path.string(),
-                  impl->options.max_concurrent_runs);
+  impl->log->info("amld {} serving {} on {} ({} concurrent runs, {} CPU slots, GPUs [{}]; "
+                  "config {})",
+                  AMLD_VERSION, impl->options.data_dir.string(), impl->socket_path.string(),
+                  impl->options.max_concurrent_runs, impl->options.cpus,
+                  absl::StrJoin(impl->options.gpus, ","),
+                  impl->options.config_file.empty() ? "none"
+                                                    : impl->options.config_file.string());
   return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
 }
 

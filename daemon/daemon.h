@@ -8,7 +8,9 @@
 //   runs/<run_id>/ wd/, user_logs/std_log.txt, system_logs/, metrics.jsonl,
 //                  exit.json (daemon/executor.h)
 //   amld.lock      one daemon per data dir; holds the owner's pid
+//   watched-roots  source roots registered with `aml snapshot watch`
 //   amld.log       the daemon's own log (also on stderr)
+//   amld.yaml      the daemon's config, optional (read by main.cc; config.h)
 //
 // Shutdown stops listening, ends open calls (streams are cancelled after a
 // short grace), lets running work tasks finish and closes the stores. Runs
@@ -18,9 +20,11 @@
 // calls on gRPC's threads.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -40,8 +44,26 @@ struct DaemonOptions {
   int listen_fd = -1;
   // Runs at once on the local target; <= 0 means the number of cores.
   int max_concurrent_runs = 0;
+  // CPU slots of the local target (ResourceRequest.cpus draws on them);
+  // <= 0 means the number of cores.
+  int cpus = 0;
+  // GPU ids of the local target, handed to runs through
+  // CUDA_VISIBLE_DEVICES; distinct.
+  std::vector<int> gpus;
+  // max_run_duration_seconds for runs that set none; 0: no limit.
+  int64_t default_run_duration_seconds = 0;
+  // The longest max_run_duration_seconds a run may ask for; 0: no cap.
+  int64_t max_run_duration_seconds = 0;
   // SIGTERM → SIGKILL grace for cancel and timeout.
   absl::Duration kill_grace = absl::Seconds(10);
+  // Limits on a watched root's snapshot (daemon/watched_roots.h); 0: none.
+  int64_t max_snapshot_bytes = int64_t{2} << 30;
+  int64_t max_snapshot_files = 100000;
+  // Quiet time before a watched root applies the changes it saw.
+  absl::Duration watch_settle_delay = absl::Milliseconds(100);
+  // The config file the options came from (daemon/config.h), for the log;
+  // empty when none was read.
+  std::filesystem::path config_file;
   // The run supervisor binary; empty: amld-shim beside the executable.
   std::filesystem::path shim_path;
   // Also log to stderr (always to <data>/amld.log).

@@ -39,6 +39,15 @@ class DaemonService final : public pb::Daemon::Service {
     counters["runs_submitted"] = deps_.runs->runs_submitted();
     info->set_max_batch_bytes(kMaxBatchBytes);
     info->set_max_concurrent_runs(deps_.runs->max_concurrent_runs());
+    const RunManager::LocalTargetState local = deps_.runs->local_target();
+    info->set_cpus(local.capacity.cpus);
+    info->set_free_cpus(local.free_cpus);
+    for (int id : local.capacity.gpus) info->add_gpus(id);
+    for (int id : local.free_gpus) info->add_free_gpus(id);
+    const RunManagerOptions& run_options = deps_.runs->options();
+    info->set_default_run_duration_seconds(run_options.default_run_duration_seconds);
+    info->set_max_run_duration_seconds(run_options.max_run_duration_seconds);
+    info->set_kill_grace_seconds(absl::ToInt64Seconds(run_options.kill_grace));
     return grpc::Status::OK;
   }
 

@@ -34,6 +34,20 @@ struct LaunchSpec {
   std::vector<std::string> argv;
   // The complete environment of the process (the daemon composes it).
   std::vector<std::pair<std::string, std::string>> env;
+  // Only what amld and the run's config set (AMLD_*, PYTHONUNBUFFERED, the
+  // config's environment_variables), without the daemon's own environment:
+  // what executors whose process runs on another machine (ssh) add to that
+  // machine's login environment. Paths in it name the daemon's run folder
+  // (run_dir); such executors rewrite that prefix to their own folder.
+  std::vector<std::pair<std::string, std::string>> run_env;
+  // The compute target's name (RunConfig.compute_target); "" means local.
+  std::string compute_target;
+  // The run's ResourceRequest: CPUs (at least 1) and GPUs. The local
+  // executor's share is assigned by the daemon (CUDA_VISIBLE_DEVICES);
+  // executors of clusters ask their scheduler for them (Slurm:
+  // --cpus-per-task, --gpus).
+  int cpus = 1;
+  int gpus = 0;
   // Wall-clock limit from the start of the process; zero means none.
   absl::Duration max_duration = absl::ZeroDuration();
   // Between SIGTERM and SIGKILL on cancel or timeout.
@@ -51,6 +65,19 @@ struct ExitStatus {
   // Set when the process could not be started at all (e.g. "exec python3:
   // No such file or directory"); then exit_code is 127.
   std::string launch_error;
+  // Set when the executor knows the run failed for a reason neither the exit
+  // code nor a signal tells (e.g. "Slurm ended job 12 NODE_FAIL"); the run
+  // is FAILED with this as its error.
+  std::string failure;
+};
+
+// What an executor learned about a run between Launch and its end, for
+// executors whose Launch only hands the run to another scheduler (Slurm):
+// the run may wait in that scheduler's queue before its process starts.
+struct RunProgress {
+  bool started = false;   // the process runs (or ran); before: still waiting
+  std::string placement;  // where, e.g. "slurm:1234" or "slurm:1234 on node-7"
+  std::string detail;     // that scheduler's words, e.g. "PENDING (Resources)"
 };
 
 class Executor {
@@ -64,6 +91,25 @@ class Executor {
 
   // Must be called before the first Launch/Reattach.
   virtual void SetExitCallback(ExitCallback callback) = 0;
+
+  // Called (from an executor-owned thread, quickly, like the exit callback)
+  // each time a launched or re-attached run's RunProgress changes; never
+  // after its exit callback. Executors whose process runs as soon as Launch
+  // returns (local) never call it. One whose runs may wait elsewhere first
+  // (Slurm) calls it with started == false from inside Launch and Reattach,
+  // on the caller's thread, before they return: the daemon then keeps the
+  // run STARTING until a progress with started == true. Set it before the
+  // first Launch/Reattach.
+  using ProgressCallback =
+      std::function<void(const std::string& run_id, const RunProgress& progress)>;
+  virtual void SetProgressCallback(ProgressCallback callback) {}
+
+  // Where the run with this handle runs, for Run.placement: "local",
+  // "ssh:user@host:port", "slurm:1234". Called when the run is recorded
+  // RUNNING (after Launch, or after Reattach of a run launched earlier).
+  virtual std::string Placement(const std::string& run_id, const std::string& handle) const {
+    return "local";
+  }
 
   // Starts the run under its supervisor and returns once the process is
   // started. Returns an opaque handle the daemon persists for Reattach.

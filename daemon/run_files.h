@@ -1,12 +1,13 @@
 // Run files: how a run-relative path a client names ("outputs/model.json",
 // "logs/train.log", "user_logs/std_log.txt", "system_logs/...") maps into the
 // run's folder, and opening such files without ever following a symlink, so
-// a run cannot make the daemon read outside it. Also the walk that stores a
-// finished run's outputs/ and logs/ in the CAS (FINALIZING).
+// a run cannot make the daemon read outside it. Storing a run's files is
+// artifact_sync.h's and live_ingester.h's.
 //
 // Thread-safety: free functions, thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -28,16 +29,13 @@ absl::StatusOr<std::string> RunFileLocation(const std::string& rel);
 // INVALID_ARGUMENT when it is not a regular file.
 absl::StatusOr<amld::storage::ScopedFd> OpenRunFile(const RunPaths& paths, const std::string& rel);
 
+// openat2(2) of `rel` beneath `dirfd`, refusing symlinks and magic links in
+// any component. The fd, or -1 with errno set: ELOOP or EXDEV for a link,
+// ENOENT or ENOTDIR when there is no such file.
+int OpenBeneath(int dirfd, const std::string& rel, uint64_t flags);
+
 // True when `rel` exists in the run's folder but is, or passes through, a
 // symbolic link (what a client asking for it is told instead of NOT_FOUND).
 bool IsSymlinkInRun(const RunPaths& paths, const std::string& rel);
-
-// Stores the regular files of wd/outputs/ and wd/logs/ (recursively; links,
-// fifos and other non-regular files are skipped and described in `skipped`),
-// and user_logs/std_log.txt, in `cas`. Returns them as artifacts named
-// "outputs/…", "logs/…" and "user_logs/std_log.txt". Missing folders are
-// fine (no artifacts from them).
-absl::StatusOr<std::vector<amld::storage::Artifact>> CollectArtifacts(
-    amld::storage::ContentStore& cas, const RunPaths& paths, std::vector<std::string>* skipped);
 
 }  // namespace amld::daemon

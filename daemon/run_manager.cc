@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <system_error>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "daemon/live_ingester.h"
 #include "daemon/run_files.h"
 #include "spdlog/spdlog.h"
 #include "storage/file_util.h"
@@ -51,6 +53,26 @@ absl::Status MakeDir(const fs::path& dir) {
   return absl::OkStatus();
 }
 
+TargetCapacity CapacityOf(const RunManagerOptions& o) {
+  const int runs = std::max(o.max_concurrent_runs, 1);
+  return TargetCapacity{runs, o.cpus > 0 ? o.cpus : runs, o.gpus};
+}
+
+bool IsLocalTarget(const RunConfig& config) {
+  return config.compute_target().empty() || config.compute_target() == "local";
+}
+
+// What the run holds of the local target: its request; runs for another
+// target hold a slot only.
+RunResources ResourcesOf(const RunConfig& config) {
+  if (!IsLocalTarget(config)) return RunResources{0, 0};
+  return NormalizeResources(config.resources().cpus(), config.resources().gpus());
+}
+
+QueueRequest QueueRequestOf(const RunConfig& config, uint32_t submitter_uid) {
+  return QueueRequest{config.priority(), submitter_uid, ResourcesOf(config)};
+}
+
 // What every run folder has before its snapshot is materialized: wd/ (empty),
 // user_logs/std_log.txt (empty; it exists from now on, so a follower never
 // waits for it to appear) and system_logs/.
@@ -71,9 +93,15 @@ RunManager::RunManager(RunManagerDeps deps, RunManagerOptions options)
     : deps_(std::move(deps)),
       options_(std::move(options)),
       snapshot_checker_(deps_.cas),
-      scheduler_(options_.max_concurrent_runs) {
+      scheduler_(CapacityOf(options_)) {
   if (options_.max_concurrent_runs < 1) options_.max_concurrent_runs = 1;
   if (deps_.log == nullptr) deps_.log = std::make_shared<spdlog::logger>("amld-run-manager");
+  if (deps_.ingester == nullptr) {
+    own_ingester_ = std::make_unique<LiveIngester>(
+        LiveIngesterDeps{deps_.store, deps_.cas, nullptr, deps_.clock, deps_.log},
+        LiveIngesterOptions{});
+    deps_.ingester = own_ingester_.get();
+  }
 }
 
 RunManager::~RunManager() = default;
@@ -81,8 +109,16 @@ RunManager::~RunManager() = default;
 // ---------------------------------------------------------------------------
 // Submit, cancel, watch.
 
-absl::StatusOr<Run> RunManager::Submit(const RunConfig& config, uint32_t submitter_uid) {
-  AMLD_RETURN_IF_ERROR(ValidateRunConfig(config));
+absl::StatusOr<Run> RunManager::Submit(const RunConfig& submitted, uint32_t submitter_uid) {
+  AMLD_RETURN_IF_ERROR(ValidateRunConfig(submitted));
+  if (!submitted.compute_target().empty()) {  // NOT_FOUND naming it when undefined
+    AMLD_RETURN_IF_ERROR(deps_.store->GetComputeTarget(submitted.compute_target()).status());
+  }
+  RunConfig config = submitted;
+  {
+    absl::MutexLock lock(&mu_);
+    AMLD_RETURN_IF_ERROR(ApplyLimitsLocked(&config));
+  }
   AMLD_RETURN_IF_ERROR(snapshot_checker_.Check(config));
   amld::storage::NewRun new_run;
   new_run.config = config;
@@ -106,9 +142,19 @@ absl::StatusOr<Run> RunManager::Submit(const RunConfig& config, uint32_t submitt
   ++runs_submitted_;
   ActiveRun& active = active_[run->id()];
   active.config = config;
-  scheduler_.Enqueue(run->id());
+  scheduler_.Enqueue(run->id(), QueueRequestOf(config, submitter_uid));
   StartReadyLocked();
   return run;
+}
+
+absl::Status RunManager::ApplyLimitsLocked(RunConfig* config) {
+  AMLD_RETURN_IF_ERROR(scheduler_.CheckFits(ResourcesOf(*config)));
+  AMLD_ASSIGN_OR_RETURN(int64_t seconds,
+                        EffectiveRunDuration(config->max_run_duration_seconds(),
+                                             options_.default_run_duration_seconds,
+                                             options_.max_run_duration_seconds));
+  config->set_max_run_duration_seconds(seconds);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Run> RunManager::Cancel(const std::string& run_id, const std::string& reason) {
@@ -184,6 +230,11 @@ int64_t RunManager::runs_holding_slots() const {
   return scheduler_.holding_slots();
 }
 
+RunManager::LocalTargetState RunManager::local_target() const {
+  absl::MutexLock lock(&mu_);
+  return LocalTargetState{scheduler_.capacity(), scheduler_.free_cpus(), scheduler_.free_gpus()};
+}
+
 // ---------------------------------------------------------------------------
 // Bookkeeping under the lock.
 
@@ -203,6 +254,7 @@ absl::StatusOr<Run> RunManager::TransitionLocked(const std::string& run_id, RunS
 }
 
 void RunManager::StartReadyLocked() {
+  if (recovering_) return;
   for (std::string& run_id : scheduler_.TakeStartable()) {
     auto it = active_.find(run_id);
     if (it == active_.end()) {
@@ -225,6 +277,7 @@ void RunManager::EndWithoutProcessLocked(const std::string& run_id, RunStatus st
   details.error = error;
   (void)TransitionLocked(run_id, status, details);
   deps_.log->info("run {}: {} ({})", run_id, StatusName(status), error);
+  deps_.ingester->Forget(run_id);  // it may have been watched for a launch
   ForgetLocked(run_id);
 }
 
@@ -233,6 +286,7 @@ void RunManager::EndWithoutProcessLocked(const std::string& run_id, RunStatus st
 
 void RunManager::Prepare(const std::string& run_id) {
   RunConfig config;
+  std::vector<int> gpus;
   {
     absl::MutexLock lock(&mu_);
     auto it = active_.find(run_id);
@@ -242,7 +296,11 @@ void RunManager::Prepare(const std::string& run_id) {
       return EndWithoutProcessLocked(run_id, Status::CANCELED,
                                      WithReason("canceled before it started", r.cancel_reason));
     }
-    if (r.status != Status::PREPARING && !TransitionLocked(run_id, Status::PREPARING, {}).ok()) {
+    gpus = scheduler_.GpusOf(run_id);
+    TransitionDetails preparing;
+    preparing.assigned_gpus = gpus;  // before any launch, so a restart keeps them
+    if (r.status != Status::PREPARING &&
+        !TransitionLocked(run_id, Status::PREPARING, preparing).ok()) {
       return ForgetLocked(run_id);
     }
     config = r.config;
@@ -269,7 +327,7 @@ void RunManager::Prepare(const std::string& run_id) {
     if (!TransitionLocked(run_id, Status::STARTING, {}).ok()) return ForgetLocked(run_id);
     r.phase = Phase::kStarting;
   }
-  Launch(run_id, config, prepare_time);
+  Launch(run_id, config, gpus, prepare_time);
   ReplenishSpare();  // for the next run, now that this one is on its way
 }
 
@@ -319,12 +377,16 @@ void RunManager::RemoveStaleSpares() {
 }
 
 void RunManager::Launch(const std::string& run_id, const RunConfig& config,
-                        absl::Duration prepare_time) {
+                        const std::vector<int>& gpus, absl::Duration prepare_time) {
   LaunchSpec spec =
       BuildLaunchSpec(run_id, config, PathsFor(run_id), options_.base_env, options_.kill_grace);
+  if (IsLocalTarget(config)) SetVisibleGpus(gpus, &spec);
+  // Before the process exists, so its first file is seen.
+  deps_.ingester->Watch(run_id, PathsFor(run_id));
   const absl::Time launch_start = absl::Now();
   absl::StatusOr<std::string> handle = deps_.executor->Launch(spec);
   const absl::Duration launch_time = absl::Now() - launch_start;
+  const std::string placement = handle.ok() ? deps_.executor->Placement(run_id, *handle) : "";
   bool signal_process = false;
   {
     absl::MutexLock lock(&mu_);
@@ -341,9 +403,15 @@ void RunManager::Launch(const std::string& run_id, const RunConfig& config,
       deps_.log->error("run {}: cannot persist its handle: {}", run_id, saved.ToString());
     }
     r.phase = Phase::kRunning;
-    if (!r.cancel_requested) {
+    if (!r.cancel_requested && r.waiting_elsewhere) {
+      // Handed to another scheduler (Slurm): STARTING until it runs there.
+      SetPlacementLocked(run_id, r.waiting_placement);
+      deps_.log->info("run {} handed on ({}); prepared in {:.2f} ms, launched in {:.2f} ms",
+                      run_id, r.waiting_placement, absl::ToDoubleMilliseconds(prepare_time),
+                      absl::ToDoubleMilliseconds(launch_time));
+    } else if (!r.cancel_requested) {
       TransitionDetails details;
-      details.placement = "local";
+      details.placement = placement;
       (void)TransitionLocked(run_id, Status::RUNNING, details);
       deps_.log->info("run {} running (prepared in {:.2f} ms, launched in {:.2f} ms)", run_id,
                       absl::ToDoubleMilliseconds(prepare_time),
@@ -380,13 +448,66 @@ void RunManager::OnExit(const std::string& run_id, absl::StatusOr<ExitStatus> ou
   BeginFinalizeLocked(run_id, outcome);
 }
 
+void RunManager::OnProgress(const std::string& run_id, const RunProgress& progress) {
+  absl::MutexLock lock(&mu_);
+  auto it = active_.find(run_id);
+  if (it == active_.end() || it->second.phase == Phase::kFinalizing) return;
+  ActiveRun& r = it->second;
+  if (!progress.started) {
+    // A run amld already recorded RUNNING never goes back (a re-adopting
+    // executor says "waiting" until it has looked).
+    if (r.status == Status::RUNNING) return;
+    r.waiting_elsewhere = true;
+    r.waiting_placement = absl::StrCat(progress.placement, " ", progress.detail);
+    // While Launch has not returned, it records this itself.
+    if (r.phase == Phase::kRunning) SetPlacementLocked(run_id, r.waiting_placement);
+    return;
+  }
+  const bool was_waiting = r.waiting_elsewhere;
+  r.waiting_elsewhere = false;
+  if (r.phase != Phase::kRunning) return;  // Launch goes on to RUNNING itself
+  if (r.status == Status::STARTING) {
+    TransitionDetails details;
+    details.placement = progress.placement;
+    details.reason = absl::StrCat(progress.placement, ": ", progress.detail);
+    if (TransitionLocked(run_id, Status::RUNNING, details).ok()) {
+      deps_.log->info("run {} running ({})", run_id, progress.placement);
+    }
+  } else if (was_waiting || r.status == Status::RUNNING) {
+    SetPlacementLocked(run_id, progress.placement);
+  }
+}
+
+void RunManager::SetPlacementLocked(const std::string& run_id, const std::string& placement) {
+  absl::StatusOr<Run> run = deps_.store->SetRunPlacement(run_id, placement);
+  if (!run.ok()) {
+    deps_.log->warn("run {}: cannot record placement {}: {}", run_id, placement,
+                    run.status().ToString());
+    return;
+  }
+  if (auto it = listeners_.find(run_id); it != listeners_.end()) {
+    for (const auto& [id, listener] : it->second) listener(*run);
+  }
+}
+
 void RunManager::BeginFinalizeLocked(const std::string& run_id,
                                      const absl::StatusOr<ExitStatus>& outcome) {
   ActiveRun& r = active_.at(run_id);
   r.phase = Phase::kFinalizing;
   FinalOutcome final_outcome =
       DecideOutcome(outcome, r.config.max_run_duration_seconds(), r.cancel_reason);
-  if (r.status != Status::FINALIZING) {
+  if (r.status == Status::STARTING &&
+      (!r.waiting_elsewhere || final_outcome.status == Status::COMPLETED)) {
+    // Its process ran: it ended while being re-adopted, or between two
+    // looks of an executor that was still reporting it waiting.
+    (void)TransitionLocked(run_id, Status::RUNNING, {});
+  }
+  if (r.status == Status::STARTING) {
+    // Ended while still waiting elsewhere (canceled or refused by another
+    // scheduler before it started): no process ran, nothing to finalize
+    // first; Finalize goes straight to CANCELED or FAILED.
+    deps_.log->info("run {} ended before it started ({})", run_id, final_outcome.error);
+  } else if (r.status != Status::FINALIZING) {
     TransitionDetails details;
     details.exit_code = final_outcome.exit_code;
     details.exit_signal = final_outcome.exit_signal;
@@ -403,10 +524,7 @@ void RunManager::BeginFinalizeLocked(const std::string& run_id,
 
 void RunManager::Finalize(const std::string& run_id, FinalOutcome outcome) {
   std::vector<std::string> skipped;
-  absl::StatusOr<std::vector<amld::storage::Artifact>> artifacts =
-      CollectArtifacts(*deps_.cas, PathsFor(run_id), &skipped);
-  absl::Status stored =
-      artifacts.ok() ? deps_.store->PutArtifacts(run_id, *artifacts) : artifacts.status();
+  absl::Status stored = deps_.ingester->Finish(run_id, PathsFor(run_id), &skipped);
   if (!skipped.empty()) {
     deps_.log->info("run {}: not stored: {}", run_id, absl::StrJoin(skipped, "; "));
   }
@@ -433,6 +551,10 @@ absl::Status RunManager::Start() {
       [this](const std::string& run_id, absl::StatusOr<ExitStatus> outcome) {
         OnExit(run_id, std::move(outcome));
       });
+  deps_.executor->SetProgressCallback(
+      [this](const std::string& run_id, const RunProgress& progress) {
+        OnProgress(run_id, progress);
+      });
   AMLD_ASSIGN_OR_RETURN(
       std::vector<Run> runs,
       deps_.store->RunsInStatus({Status::QUEUED, Status::PREPARING, Status::STARTING,
@@ -445,6 +567,7 @@ absl::Status RunManager::Start() {
   RemoveStaleSpares();
   ReplenishSpare();
   absl::MutexLock lock(&mu_);
+  recovering_ = false;
   StartReadyLocked();
   return absl::OkStatus();
 }
@@ -458,10 +581,19 @@ absl::Status RunManager::Recover(const Run& run) {
     r.config = run.config();
     r.status = status;
     if (status == Status::QUEUED) {
-      scheduler_.Enqueue(id);
+      const QueueRequest request = QueueRequestOf(run.config(), run.submitter_uid());
+      if (absl::Status fits = scheduler_.CheckFits(request.resources); !fits.ok()) {
+        EndWithoutProcessLocked(
+            id, Status::FAILED,
+            absl::StrCat("the daemon's capacity changed while the run was queued: ",
+                         fits.message()));
+        return absl::OkStatus();
+      }
+      scheduler_.Enqueue(id, request);
       return absl::OkStatus();
     }
-    scheduler_.Adopt(id);
+    scheduler_.Adopt(id, ResourcesOf(run.config()),
+                     std::vector<int>(run.assigned_gpus().begin(), run.assigned_gpus().end()));
     if (status == Status::PREPARING) {
       r.phase = Phase::kPreparing;
       deps_.tasks->Post([this, id] { Prepare(id); });
@@ -486,21 +618,15 @@ absl::Status RunManager::Recover(const Run& run) {
     return absl::OkStatus();
   }
   // The launch finished (its handle is stored), so the process exists or
-  // existed: RUNNING is the truth, and the only way on to FINALIZING.
-  if (status == Status::STARTING) {
-    TransitionDetails details;
-    details.placement = "local";
-    if (!TransitionLocked(id, Status::RUNNING, details).ok()) {
-      ForgetLocked(id);
-      return absl::InternalError("cannot record RUNNING");
-    }
-  }
+  // existed, unless it still waits in another scheduler's queue (the
+  // executor says so during Reattach): then RUNNING comes with its start.
   r.phase = Phase::kRunning;
   r.cancel_requested = status == Status::CANCEL_REQUESTED;
   const RunPaths paths = PathsFor(id);
   // Reattach may report the exit at once, from the executor's thread, which
   // takes mu_: call it unlocked.
   mu_.Unlock();
+  deps_.ingester->Watch(id, paths);  // before an exit reported at once finishes it
   absl::Status attached = deps_.executor->Reattach(id, paths.root, *handle);
   if (attached.ok() && status == Status::CANCEL_REQUESTED) {
     absl::Status s = deps_.executor->Cancel(id);
@@ -515,6 +641,16 @@ absl::Status RunManager::Recover(const Run& run) {
           absl::StrCat("daemon lost the run after a restart: ", attached.message()));
     }
     return absl::OkStatus();
+  }
+  if (auto it = active_.find(id); status == Status::STARTING && it != active_.end() &&
+                                  it->second.phase == Phase::kRunning &&
+                                  it->second.status == Status::STARTING &&
+                                  !it->second.waiting_elsewhere) {
+    TransitionDetails details;
+    details.placement = deps_.executor->Placement(id, *handle);
+    if (!TransitionLocked(id, Status::RUNNING, details).ok()) {
+      return absl::InternalError("cannot record RUNNING");
+    }
   }
   deps_.log->info("run {} re-adopted ({})", id, StatusName(status));
   return absl::OkStatus();

@@ -8,11 +8,26 @@
 //                        runs/<id>/wd and creates wd/outputs, wd/logs,
 //                        user_logs/std_log.txt and system_logs/
 //          → STARTING    committed before Executor::Launch, so a crash
-//                        after it never launches the run a second time
-//          → RUNNING     Launch returned; its handle is persisted first
+//                        after it never launches the run a second time;
+//                        the live ingester (live_ingester.h) starts
+//                        watching the run's folders before the launch
+//          → RUNNING     Launch returned; its handle is persisted first.
+//                        An executor that only queued the run elsewhere
+//                        (Slurm) says so during Launch (RunProgress with
+//                        started == false): the run stays STARTING, its
+//                        placement carrying that scheduler's words
+//                        ("slurm:12 PENDING (Resources)",
+//                        StateStore::SetRunPlacement, watchers told), and
+//                        becomes RUNNING on a progress with started == true.
+//                        It never goes back to QUEUED: a restart hands a
+//                        QUEUED run on again, and this one was handed on.
+//                        Ending while still waiting (canceled, refused
+//                        there) goes from STARTING or CANCEL_REQUESTED to
+//                        its end without RUNNING.
 //          → FINALIZING  the executor reported the exit (exit code/signal
-//                        recorded); a task stores outputs/, logs/ and the
-//                        std log in the CAS as artifacts
+//                        recorded); a task stops the watching and brings
+//                        the artifacts (outputs/, logs/, the std log) and
+//                        metrics up to date, reading only changed files
 //          → COMPLETED | FAILED | CANCELED, with a reason (run_plan.h)
 // Cancel: QUEUED → CANCELED at once; PREPARING/STARTING/RUNNING →
 // CANCEL_REQUESTED (then Executor::Cancel once the process exists);
@@ -25,17 +40,29 @@
 //                     launch): the half-made run folder is removed and the
 //                     run prepared again.
 //   STARTING          with a handle: the launch finished, so it is re-adopted
-//                     (→ RUNNING). Without one the daemon died inside Launch
+//                     (→ RUNNING, unless the executor says during Reattach
+//                     that it still waits elsewhere). Without one the daemon
+//                     died inside Launch
 //                     and cannot know whether the process started: FAILED,
 //                     saying so and to resubmit — never a blind second launch.
 //   RUNNING, FINALIZING, CANCEL_REQUESTED with a handle: Executor::Reattach;
 //                     a run that ended meanwhile reports its exit at once and
 //                     is finalized (again: storing artifacts is idempotent);
-//                     a CANCEL_REQUESTED run is sent its cancel again.
+//                     a CANCEL_REQUESTED run is sent its cancel again. Its
+//                     folders are watched again first, with a full rescan.
 //   without a handle  RUNNING/FINALIZING: FAILED "daemon lost the run";
 //                     CANCEL_REQUESTED: CANCELED (it never started).
 //   Reattach failure  FAILED "daemon lost the run after a restart: …".
-// Re-adopted runs hold slots even beyond the limit.
+// Re-adopted runs hold slots even beyond the limit, and keep the GPUs they
+// were given (Run.assigned_gpus, recorded with PREPARING); nothing new starts
+// until every run found at start is taken over. A queued run the target can
+// no longer hold (the config shrank) is FAILED saying so, never left queued.
+//
+// Scheduling (scheduler.h): priority, then users taking turns, then FIFO,
+// with strict head-of-line blocking; a local run holds its CPU slots and
+// GPUs from PREPARING to its end and sees only its GPUs through
+// CUDA_VISIBLE_DEVICES ("" without GPUs). Runs for other targets hold a slot
+// but no local CPUs or GPUs.
 //
 // Latency: creating folders costs ~0.2-1 ms each on this kind of disk, so a
 // spare run folder (runs/.spare: wd/, user_logs/std_log.txt, system_logs/) is
@@ -80,11 +107,21 @@ class logger;
 
 namespace amld::daemon {
 
+class LiveIngester;
+
 struct RunManagerOptions {
   // <data>/runs: each run gets runs/<run_id>/.
   std::filesystem::path runs_root;
   // Runs holding a slot (PREPARING through FINALIZING) at most.
   int max_concurrent_runs = 1;
+  // The rest of the local target's capacity (scheduler.h): CPU slots
+  // (<= 0: as many as max_concurrent_runs) and GPU ids.
+  int cpus = 0;
+  std::vector<int> gpus;
+  // Limits on max_run_duration_seconds (run_plan.h EffectiveRunDuration);
+  // 0: none.
+  int64_t default_run_duration_seconds = 0;
+  int64_t max_run_duration_seconds = 0;
   // SIGTERM → SIGKILL grace for cancel and timeout.
   absl::Duration kill_grace = absl::Seconds(10);
   // The environment every run starts from (CaptureDaemonEnvironment()).
@@ -100,6 +137,9 @@ struct RunManagerDeps {
   Clock* clock = nullptr;
   TaskRunner* tasks = nullptr;
   std::shared_ptr<spdlog::logger> log;
+  // Stores outputs/, logs/ and metrics while runs run. Null: the manager
+  // keeps one without a watcher (everything is stored at the end).
+  LiveIngester* ingester = nullptr;
 };
 
 class RunManager {
@@ -142,6 +182,14 @@ class RunManager {
   // Runs waiting for a slot / holding one, as the scheduler sees them.
   int64_t queued_runs() const;
   int64_t runs_holding_slots() const;
+  // The local target's capacity and what of it is free now.
+  struct LocalTargetState {
+    TargetCapacity capacity;
+    int free_cpus = 0;
+    std::vector<int> free_gpus;
+  };
+  LocalTargetState local_target() const;
+  const RunManagerOptions& options() const { return options_; }
 
  private:
   enum class Phase { kQueued, kPreparing, kStarting, kRunning, kFinalizing };
@@ -153,6 +201,12 @@ class RunManager {
     std::string cancel_reason;
     // An exit reported while Launch had not returned yet.
     std::optional<absl::StatusOr<ExitStatus>> early_exit;
+    // The executor said the run waits in another scheduler's queue (a
+    // RunProgress with started == false, e.g. a pending Slurm job): it stays
+    // STARTING, with `waiting_placement` as its placement, until a progress
+    // with started == true makes it RUNNING.
+    bool waiting_elsewhere = false;
+    std::string waiting_placement;
   };
 
   absl::StatusOr<amld::v1::Run> TransitionLocked(const std::string& run_id,
@@ -174,13 +228,22 @@ class RunManager {
   void ReplenishSpare();
   void RemoveStaleSpares();
   void Launch(const std::string& run_id, const amld::v1::RunConfig& config,
-              absl::Duration prepare_time);
+              const std::vector<int>& gpus, absl::Duration prepare_time);
+  // The run's time limit after the daemon's limits, and its place in the
+  // scheduler's order; INVALID_ARGUMENT when the target cannot hold it.
+  absl::Status ApplyLimitsLocked(amld::v1::RunConfig* config) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finalize(const std::string& run_id, FinalOutcome outcome);
   void OnExit(const std::string& run_id, absl::StatusOr<ExitStatus> outcome);
+  void OnProgress(const std::string& run_id, const RunProgress& progress);
+  // Records a placement change of a run that keeps its status, and tells
+  // the run's listeners.
+  void SetPlacementLocked(const std::string& run_id, const std::string& placement)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Recover(const amld::v1::Run& run);
 
   RunManagerDeps deps_;
   RunManagerOptions options_;
+  std::unique_ptr<LiveIngester> own_ingester_;  // when deps_ has none
   SnapshotChecker snapshot_checker_;
 
   mutable absl::Mutex mu_;
@@ -190,6 +253,9 @@ class RunManager {
       ABSL_GUARDED_BY(mu_);
   uint64_t next_listener_id_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t runs_submitted_ ABSL_GUARDED_BY(mu_) = 0;
+  // Until Start() has taken over every run it found, nothing new starts: a
+  // re-adopted run's GPUs must be marked taken before any are handed out.
+  bool recovering_ ABSL_GUARDED_BY(mu_) = true;
   absl::BitGen random_ ABSL_GUARDED_BY(mu_);
 };
 

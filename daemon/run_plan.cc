@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 extern char** environ;
 
@@ -102,9 +103,37 @@ LaunchSpec BuildLaunchSpec(const std::string& run_id, const amld::v1::RunConfig&
   spec.run_dir = paths.root;
   spec.argv = BuildArgv(config);
   spec.env = BuildEnvironment(base_env, run_id, config, paths);
+  spec.run_env = BuildEnvironment({}, run_id, config, paths);
+  spec.compute_target = config.compute_target();
+  spec.cpus = std::max(1, config.resources().cpus());
+  spec.gpus = std::max(0, config.resources().gpus());
   spec.max_duration = absl::Seconds(config.max_run_duration_seconds());
   spec.kill_grace = kill_grace;
   return spec;
+}
+
+void SetVisibleGpus(const std::vector<int>& gpus, LaunchSpec* spec) {
+  constexpr char kName[] = "CUDA_VISIBLE_DEVICES";
+  std::string value = absl::StrJoin(gpus, ",");
+  auto before = [](const auto& entry, const char* name) { return entry.first < name; };
+  auto it = std::lower_bound(spec->env.begin(), spec->env.end(), kName, before);
+  if (it != spec->env.end() && it->first == kName) {
+    it->second = std::move(value);
+  } else {
+    spec->env.insert(it, {kName, std::move(value)});
+  }
+}
+
+absl::StatusOr<int64_t> EffectiveRunDuration(int64_t requested, int64_t default_seconds,
+                                             int64_t cap_seconds) {
+  if (cap_seconds > 0 && requested > cap_seconds) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_run_duration_seconds ", requested, " is above this daemon's limit of ", cap_seconds,
+        " s; ask for at most ", cap_seconds, " (limits.max_run_duration_seconds in amld.yaml)"));
+  }
+  int64_t effective = requested > 0 ? requested : default_seconds;
+  if (cap_seconds > 0 && (effective == 0 || effective > cap_seconds)) effective = cap_seconds;
+  return effective;
 }
 
 std::string DescribeSignal(int signal) {
@@ -134,6 +163,9 @@ FinalOutcome DecideOutcome(const absl::StatusOr<ExitStatus>& outcome,
   } else if (e.timed_out) {
     f.status = RunStatus::FAILED;
     f.error = absl::StrCat("timed out after ", max_run_duration_seconds, " s");
+  } else if (!e.failure.empty()) {
+    f.status = RunStatus::FAILED;
+    f.error = e.failure;
   } else if (e.signal != 0) {
     f.status = RunStatus::FAILED;
     f.error = DescribeSignal(e.signal);

@@ -61,6 +61,18 @@ LaunchSpec BuildLaunchSpec(const std::string& run_id, const amld::v1::RunConfig&
                            const RunPaths& paths, const EnvList& base_env,
                            absl::Duration kill_grace);
 
+// The GPUs a local run may use: CUDA_VISIBLE_DEVICES in `spec->env` becomes
+// its GPU ids ("0,2"), or "" when it has none, so that a run never sees a
+// device another run holds (CUDA then reports no device at all).
+void SetVisibleGpus(const std::vector<int>& gpus, LaunchSpec* spec);
+
+// The time limit a run gets: `requested` (0: none asked for), else the
+// daemon's `default_seconds`; capped by `cap_seconds` (0: no cap), so a run
+// asking for none under a cap gets the cap. INVALID_ARGUMENT saying the cap
+// when `requested` is above it.
+absl::StatusOr<int64_t> EffectiveRunDuration(int64_t requested, int64_t default_seconds,
+                                             int64_t cap_seconds);
+
 // How a run ends, as stored.
 struct FinalOutcome {
   amld::v1::RunStatus::Value status = amld::v1::RunStatus::UNKNOWN;
@@ -76,6 +88,7 @@ std::string DescribeSignal(int signal);
 //   could not start → FAILED "could not start: <launch_error>"
 //   canceled        → CANCELED "canceled" (+ ": <reason>")
 //   timed out       → FAILED "timed out after N s"
+//   failure         → FAILED "<ExitStatus::failure>"
 //   signal          → FAILED "killed by signal N (SIGX)"
 //   exit code != 0  → FAILED "exit code N"
 //   otherwise       → COMPLETED

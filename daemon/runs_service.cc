@@ -440,7 +440,7 @@ class RunsService final : public RunsBase {
                        "served"));
     }
     return absl::NotFoundError(absl::StrCat("run ", run_id, " has no stored file ", path,
-                                            "; files are stored when the run ends (aml run files ",
+                                            "; files are stored shortly after they are written (aml run files ",
                                             run_id, " lists them)"));
   }
 

@@ -1,5 +1,5 @@
 // The gRPC services of the amld.v1 contract (proto/amld/v1): Runs, Cas,
-// Experiments, Daemon. Each handler is thin: it checks the request's shape,
+// Experiments, Daemon, Snapshots, ComputeTargets. Each handler is thin: it checks the request's shape,
 // calls the run manager or the stores, and converts the result with
 // ToGrpcStatus (grpc_status.h). The generated *.grpc.pb.h headers stay in the
 // .cc files; callers see only grpc::Service.
@@ -32,8 +32,13 @@
 namespace grpc {
 class Service;
 }
+namespace spdlog {
+class logger;
+}
 
 namespace amld::daemon {
+
+class ExecutorRegistry;
 
 // Largest BatchUpdateBlobs request accepted (DaemonInfo.max_batch_bytes).
 inline constexpr int64_t kMaxBatchBytes = 4 << 20;
@@ -67,11 +72,21 @@ struct ServiceDeps {
   // daemon's own uid is assumed: only it can connect in user mode).
   std::function<std::optional<uid_t>(const std::string& peer)> uid_of_peer;
   DaemonFacts facts;
+  // The executors by compute target (ComputeTargets retires a deleted
+  // target's); may be null in tests that define no targets.
+  ExecutorRegistry* executors = nullptr;
+  // The daemon's log; may be null.
+  std::shared_ptr<spdlog::logger> log;
 };
 
 std::unique_ptr<grpc::Service> NewRunsService(const ServiceDeps& deps);
 std::unique_ptr<grpc::Service> NewCasService(const ServiceDeps& deps);
 std::unique_ptr<grpc::Service> NewExperimentsService(const ServiceDeps& deps);
 std::unique_ptr<grpc::Service> NewDaemonService(const ServiceDeps& deps);
+std::unique_ptr<grpc::Service> NewComputeTargetsService(const ServiceDeps& deps);
+
+class WatchedRoots;
+// Snapshots (watched source roots); `roots` must outlive the server.
+std::unique_ptr<grpc::Service> NewSnapshotsService(WatchedRoots* roots);
 
 }  // namespace amld::daemon

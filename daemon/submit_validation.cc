@@ -34,6 +34,11 @@ absl::Status ValidateEnvName(const std::string& name) {
     return absl::InvalidArgumentError(
         absl::StrCat("environment variable name ", Quoted(name), " must not contain '=' or NUL"));
   }
+  if (name == "CUDA_VISIBLE_DEVICES") {
+    return absl::InvalidArgumentError(
+        "environment variable CUDA_VISIBLE_DEVICES is set by amld to the GPUs the run is given; "
+        "ask for GPUs with resources.gpus (aml run submit --gpus N) instead");
+  }
   if (absl::StartsWith(name, "AMLD_")) {
     return absl::InvalidArgumentError(absl::StrCat(
         "environment variable ", name, " is reserved: names starting with AMLD_ are set by amld"));
@@ -117,25 +122,38 @@ absl::Status ValidateRunConfig(const amld::v1::RunConfig& config) {
         absl::StrCat("max_run_duration_seconds must be 0 (no limit) or positive, got ",
                      config.max_run_duration_seconds()));
   }
+  if (config.priority() < kMinPriority || config.priority() > kMaxPriority) {
+    return absl::InvalidArgumentError(absl::StrCat("priority must be between ", kMinPriority,
+                                                   " and ", kMaxPriority, ", got ",
+                                                   config.priority()));
+  }
+  if (config.resources().cpus() < 0 || config.resources().gpus() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("resources must not be negative, got cpus ", config.resources().cpus(),
+                     " and gpus ", config.resources().gpus()));
+  }
   if (!config.has_snapshot_root()) {
     return absl::InvalidArgumentError("snapshot_root is not set: upload the source folder first");
   }
   AMLD_RETURN_IF_ERROR(
       amld::storage::ValidateDigest(amld::storage::FromProto(config.snapshot_root())));
-  const std::string& target = config.compute_target();
-  if (!target.empty() && target != "local") {
-    return absl::NotFoundError(absl::StrCat("compute target ", Quoted(target),
-                                            " does not exist; this daemon has only \"local\""));
-  }
+  // The compute target is checked against the defined targets by
+  // RunManager::Submit (StateStore::GetComputeTarget: NOT_FOUND).
   return ValidateUnsupported(config);
 }
 
+// Folders of checked trees remembered at most (about 100 bytes each).
+constexpr size_t kMaxRememberedDirs = 500000;
+
 absl::Status SnapshotChecker::CheckTreeComplete(const Digest& root) {
+  absl::StatusOr<std::vector<Digest>> missing;
   {
     absl::MutexLock lock(&mu_);
     if (complete_roots_.contains(root)) return absl::OkStatus();
+    // Bounded: past this many folders, start over.
+    if (complete_dirs_.size() > kMaxRememberedDirs) complete_dirs_.clear();
+    missing = amld::storage::FindMissingInTree(*cas_, root, &complete_dirs_);
   }
-  absl::StatusOr<std::vector<Digest>> missing = amld::storage::FindMissingInTree(*cas_, root);
   if (!missing.ok()) {
     return absl::Status(missing.status().code(),
                         absl::StrCat("snapshot ", root.ToString(),
@@ -176,6 +194,7 @@ absl::Status SnapshotChecker::Check(const amld::v1::RunConfig& config) {
 void SnapshotChecker::ForgetAll() {
   absl::MutexLock lock(&mu_);
   complete_roots_.clear();
+  complete_dirs_.clear();
 }
 
 }  // namespace amld::daemon

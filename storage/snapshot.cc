@@ -20,6 +20,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -286,6 +287,11 @@ std::optional<IgnoreDecision> TreeWalker::Ignored(const std::string& name, const
   // `.git` is git's own metadata whatever its type (a worktree or submodule
   // has a `.git` file), and is skipped even when ignore files are not read.
   if (name == ".git") return IgnoreDecision{true, "(builtin)", 0, is_dir ? ".git/" : ".git"};
+  // The daemon's sync cookies (daemon/watched_roots.h) live for a moment in
+  // watched roots; a walk must agree with the daemon's tree.
+  if (absl::StartsWith(name, ".amld-cookie-")) {
+    return IgnoreDecision{true, "(builtin)", 0, ".amld-cookie-*"};
+  }
   if (rules_ == nullptr) return std::nullopt;
   IgnoreDecision d = rules_->Check(rel, is_dir);
   if (!d.ignored) return std::nullopt;
@@ -583,10 +589,29 @@ absl::Status VisitTree(const ContentStore& cas, const Digest& root,
 
 // ------------------------------------------------------------ materializing
 
+// File systems (by st_dev of the destination) where FICLONE said "not
+// supported": ext4 and tmpfs cost no extra syscall per file after the first.
+std::mutex g_no_reflink_mu;
+absl::flat_hash_set<dev_t> g_no_reflink_devices;
+
+bool ReflinkUnsupported(int err) { return err == EOPNOTSUPP || err == ENOTTY || err == ENOSYS; }
+
+bool ReflinkKnownUnsupported(dev_t dev) {
+  std::lock_guard<std::mutex> lock(g_no_reflink_mu);
+  return g_no_reflink_devices.contains(dev);
+}
+
+void NoteReflinkUnsupported(dev_t dev) {
+  std::lock_guard<std::mutex> lock(g_no_reflink_mu);
+  g_no_reflink_devices.insert(dev);
+}
+
 // Copies a CAS object into a new file. Never a hardlink: the run may write
-// its files, and must not reach the store through them.
+// its files, and must not reach the store through them. A reflink shares
+// blocks copy-on-write, so a write to the run's file leaves the object as it
+// was.
 absl::Status CopyBlobInto(const ContentStore& cas, const Digest& d, int out_fd,
-                          const fs::path& out_path) {
+                          const fs::path& out_path, std::atomic<bool>* try_reflink) {
   if (d == Digest::Empty()) return absl::OkStatus();
   fs::path object = cas.ObjectPath(d);
   ScopedFd in(::open(object.c_str(), O_RDONLY | O_CLOEXEC));
@@ -600,7 +625,10 @@ absl::Status CopyBlobInto(const ContentStore& cas, const Digest& d, int out_fd,
     return absl::DataLossError(absl::StrCat("stored object ", object.string(), " has ", st.st_size,
                                             " bytes, its digest says ", d.size));
   }
-  if (::ioctl(out_fd, FICLONE, in.get()) == 0) return absl::OkStatus();
+  if (try_reflink->load(std::memory_order_relaxed)) {
+    if (::ioctl(out_fd, FICLONE, in.get()) == 0) return absl::OkStatus();
+    if (ReflinkUnsupported(errno)) try_reflink->store(false, std::memory_order_relaxed);
+  }
   int64_t copied = 0;
   while (copied < d.size) {
     ssize_t n = ::copy_file_range(in.get(), nullptr, out_fd, nullptr,
@@ -631,47 +659,90 @@ absl::Status CopyBlobInto(const ContentStore& cas, const Digest& d, int out_fd,
 }
 
 absl::Status MaterializeFile(const ContentStore& cas, const amld::v1::FileNode& f, int dirfd,
-                             const fs::path& path) {
+                             const fs::path& path, std::atomic<bool>* try_reflink) {
   const mode_t mode = f.is_executable() ? 0755 : 0644;
   ScopedFd out(::openat(dirfd, f.name().c_str(),
                         O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
   if (!out.valid()) return ErrnoStatus(errno, "create", path);
   if (::fchmod(out.get(), mode) != 0) return ErrnoStatus(errno, "chmod", path);  // umask
-  return CopyBlobInto(cas, FromProto(f.digest()), out.get(), path);
+  return CopyBlobInto(cas, FromProto(f.digest()), out.get(), path, try_reflink);
 }
 
-// Everything is created with openat/mkdirat/symlinkat relative to folders
-// this call made, by names DecodeDirectory vetted, with O_EXCL/O_NOFOLLOW:
-// nothing can land outside dest, even through a link in the tree.
-absl::Status MaterializeDir(const ContentStore& cas, const Digest& d, int dirfd,
-                            const fs::path& path, int depth) {
-  AMLD_ASSIGN_OR_RETURN(Directory dir, ReadDirectory(cas, d, depth));
-  for (const amld::v1::FileNode& f : dir.files()) {
-    AMLD_RETURN_IF_ERROR(MaterializeFile(cas, f, dirfd, path / f.name()));
+// Recreates a tree: one thread walks it, creating folders and links, and
+// hands the files (each with the fd of the folder this call made for it) to
+// a pool that creates and copies them. Nothing is fsynced: a run folder
+// lost in a crash is made again (recovery re-prepares PREPARING runs).
+class TreeMaterializer {
+ public:
+  TreeMaterializer(const ContentStore& cas, int threads, dev_t dest_dev)
+      : cas_(cas), threads_(threads), dest_dev_(dest_dev),
+        try_reflink_(!ReflinkKnownUnsupported(dest_dev)) {}
+  ~TreeMaterializer() {
+    if (!try_reflink_.load()) NoteReflinkUnsupported(dest_dev_);
   }
-  for (const amld::v1::SymlinkNode& l : dir.symlinks()) {
-    if (::symlinkat(l.target().c_str(), dirfd, l.name().c_str()) != 0) {
-      return ErrnoStatus(errno, "symlink", path / l.name());
+
+  absl::Status Dir(const Digest& d, std::shared_ptr<ScopedFd> dirfd, const fs::path& path,
+                   int depth) {
+    AMLD_ASSIGN_OR_RETURN(Directory dir, ReadDirectory(cas_, d, depth));
+    for (const amld::v1::FileNode& f : dir.files()) {
+      jobs_.push_back(FileJob{dirfd, f, path / f.name()});
     }
+    for (const amld::v1::SymlinkNode& l : dir.symlinks()) {
+      if (::symlinkat(l.target().c_str(), dirfd->get(), l.name().c_str()) != 0) {
+        return ErrnoStatus(errno, "symlink", path / l.name());
+      }
+    }
+    if (!dir.files().empty()) ++dirs_held_;
+    if (jobs_.size() >= kMaxQueuedFiles || dirs_held_ >= kMaxHeldDirs) {
+      AMLD_RETURN_IF_ERROR(Flush());
+    }
+    for (const amld::v1::DirectoryNode& sub : dir.directories()) {
+      fs::path sub_path = path / sub.name();
+      if (depth + 1 > kMaxTreeDepth) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(sub_path.string(), ": tree nests deeper than ", kMaxTreeDepth, " levels"));
+      }
+      if (::mkdirat(dirfd->get(), sub.name().c_str(), 0755) != 0) {
+        return ErrnoStatus(errno, "mkdir", sub_path);
+      }
+      auto fd = std::make_shared<ScopedFd>(
+          ::openat(dirfd->get(), sub.name().c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!fd->valid()) return ErrnoStatus(errno, "open", sub_path);
+      if (::fchmod(fd->get(), 0755) != 0) return ErrnoStatus(errno, "chmod", sub_path);
+      AMLD_RETURN_IF_ERROR(Dir(FromProto(sub.digest()), std::move(fd), sub_path, depth + 1));
+    }
+    return absl::OkStatus();
   }
-  for (const amld::v1::DirectoryNode& sub : dir.directories()) {
-    fs::path sub_path = path / sub.name();
-    if (depth + 1 > kMaxTreeDepth) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(sub_path.string(), ": tree nests deeper than ", kMaxTreeDepth, " levels"));
-    }
-    if (::mkdirat(dirfd, sub.name().c_str(), 0755) != 0) {
-      return ErrnoStatus(errno, "mkdir", sub_path);
-    }
-    ScopedFd fd(
-        ::openat(dirfd, sub.name().c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd.valid()) return ErrnoStatus(errno, "open", sub_path);
-    if (::fchmod(fd.get(), 0755) != 0) return ErrnoStatus(errno, "chmod", sub_path);
-    AMLD_RETURN_IF_ERROR(
-        MaterializeDir(cas, FromProto(sub.digest()), fd.get(), sub_path, depth + 1));
+
+  // Creates the queued files and lets their folders' fds go.
+  absl::Status Flush() {
+    absl::Status s = ParallelFor(jobs_.size(), threads_, [this](size_t i) {
+      const FileJob& j = jobs_[i];
+      return MaterializeFile(cas_, j.node, j.dir->get(), j.path, &try_reflink_);
+    });
+    jobs_.clear();
+    dirs_held_ = 0;
+    return s;
   }
-  return absl::OkStatus();
-}
+
+ private:
+  // Bounds on what waits for the pool: memory, and open folder fds.
+  static constexpr size_t kMaxQueuedFiles = 8192;
+  static constexpr size_t kMaxHeldDirs = 64;
+
+  struct FileJob {
+    std::shared_ptr<ScopedFd> dir;
+    amld::v1::FileNode node;
+    fs::path path;
+  };
+
+  const ContentStore& cas_;
+  int threads_;
+  dev_t dest_dev_;
+  std::atomic<bool> try_reflink_;
+  std::vector<FileJob> jobs_;
+  size_t dirs_held_ = 0;
+};
 
 absl::StatusOr<bool> IsEmptyDir(int fd, const fs::path& path) {
   int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -720,6 +791,27 @@ auto FindByName(const Nodes& nodes, const std::string& name) {
       std::lower_bound(nodes.begin(), nodes.end(), name,
                        [](const auto& node, const std::string& n) { return node.name() < n; });
   return (it != nodes.end() && it->name() == name) ? &*it : nullptr;
+}
+
+// Replaces the root folder's fd `*fd` by one of its subfolder `subdir`,
+// opened one name at a time without following links; returns its depth.
+absl::StatusOr<int> OpenSubdir(const fs::path& root, const std::string& subdir, int* fd) {
+  AMLD_ASSIGN_OR_RETURN(std::vector<std::string> parts, SplitRelPath(subdir));
+  for (const std::string& part : parts) {
+    int next = ::openat(*fd, part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0) {
+      int err = errno;
+      if (err == ENOTDIR || err == ELOOP) err = ENOENT;
+      return Annotate(ErrnoStatus(err, "open", root / subdir), "cannot snapshot a subfolder");
+    }
+    ::close(*fd);
+    *fd = next;
+  }
+  if (parts.size() > static_cast<size_t>(kMaxTreeDepth)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot snapshot ", Quote(subdir), ": nests deeper than ", kMaxTreeDepth));
+  }
+  return static_cast<int>(parts.size());
 }
 
 }  // namespace
@@ -780,11 +872,24 @@ absl::StatusOr<Snapshot> BuildSnapshot(const fs::path& dir, const BuildOptions& 
   if (fd < 0) {
     return Annotate(ErrnoStatus(errno, "open", root), "source folder must be a readable folder");
   }
-  std::unique_ptr<IgnoreRules> rules;
-  if (options.use_ignore_files) rules = std::make_unique<IgnoreRules>(root);
-  TreeWalker walker(root, rules.get());
+  int depth = 0;
+  if (!options.subdir.empty()) {
+    absl::StatusOr<int> sub = OpenSubdir(root, options.subdir, &fd);
+    if (!sub.ok()) {
+      ::close(fd);
+      return sub.status();
+    }
+    depth = *sub;
+  }
+  std::unique_ptr<IgnoreRules> own_rules;
+  const IgnoreRules* rules = nullptr;
+  if (options.use_ignore_files) {
+    if (options.rules == nullptr) own_rules = std::make_unique<IgnoreRules>(root);
+    rules = options.rules != nullptr ? options.rules : own_rules.get();
+  }
+  TreeWalker walker(root, rules);
   WalkNode tree;
-  AMLD_RETURN_IF_ERROR(walker.Walk(fd, "", 0, &tree));
+  AMLD_RETURN_IF_ERROR(walker.Walk(fd, options.subdir, depth, &tree));
   // An unreadable ignore file counts as empty during the walk, which could
   // take in files the user meant to leave out: refuse instead.
   if (rules != nullptr) {
@@ -864,6 +969,75 @@ absl::StatusOr<std::vector<Digest>> FindMissingInTree(const ContentStore& cas, c
   return missing;
 }
 
+namespace {
+
+// Depth-first, so that a folder is complete only once everything below it
+// is; a folder met again at a shallower depth is decoded again there (the
+// stricter check of `..` in its links).
+class MissingFinder {
+ public:
+  MissingFinder(const ContentStore& cas, CompleteDirs* known) : cas_(cas), known_(known) {}
+
+  absl::StatusOr<bool> Dir(const Digest& d, int depth) {
+    if (auto it = known_->find(d); it != known_->end() && it->second <= depth) return true;
+    if (auto it = memo_.find(d); it != memo_.end() && it->second.first <= depth) {
+      return it->second.second;
+    }
+    if (depth > kMaxTreeDepth) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("snapshot nests deeper than ", kMaxTreeDepth, " levels"));
+    }
+    absl::StatusOr<Directory> dir =
+        cas_.Contains(d) ? ReadDirectory(cas_, d, depth) : absl::NotFoundError("absent");
+    if (absl::IsNotFound(dir.status())) {
+      Missing(d);
+      memo_[d] = {depth, false};
+      return false;
+    }
+    if (!dir.ok()) return dir.status();
+    std::vector<Digest> files;
+    for (const amld::v1::FileNode& f : dir->files()) files.push_back(FromProto(f.digest()));
+    bool complete = true;
+    for (Digest& m : cas_.FindMissing(files)) {
+      complete = false;
+      Missing(m);
+    }
+    for (const amld::v1::DirectoryNode& sub : dir->directories()) {
+      AMLD_ASSIGN_OR_RETURN(bool below, Dir(FromProto(sub.digest()), depth + 1));
+      complete = complete && below;
+    }
+    memo_[d] = {depth, complete};
+    if (complete) {
+      auto [it, fresh] = known_->emplace(d, depth);
+      if (!fresh) it->second = std::min(it->second, depth);
+    }
+    return complete;
+  }
+
+  std::vector<Digest> TakeMissing() { return std::move(missing_); }
+
+ private:
+  void Missing(const Digest& d) {
+    if (listed_.insert(d).second) missing_.push_back(d);
+  }
+
+  const ContentStore& cas_;
+  CompleteDirs* known_;
+  absl::flat_hash_map<Digest, std::pair<int, bool>> memo_;
+  absl::flat_hash_set<Digest> listed_;
+  std::vector<Digest> missing_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::vector<Digest>> FindMissingInTree(const ContentStore& cas, const Digest& root,
+                                                      CompleteDirs* known) {
+  AMLD_RETURN_IF_ERROR(CheckRoot(root));
+  MissingFinder finder(cas, known);
+  AMLD_RETURN_IF_ERROR(finder.Dir(root, 0).status());
+  return finder.TakeMissing();
+}
+
 absl::Status CollectTreeDigests(const ContentStore& cas, const Digest& root,
                                 absl::flat_hash_set<Digest>* out) {
   AMLD_RETURN_IF_ERROR(CheckRoot(root));
@@ -892,6 +1066,11 @@ absl::StatusOr<amld::v1::FileNode> LookupFile(const ContentStore& cas, const Dig
 }
 
 absl::Status Materialize(const ContentStore& cas, const Digest& root, const fs::path& dest) {
+  return Materialize(cas, root, dest, MaterializeOptions());
+}
+
+absl::Status Materialize(const ContentStore& cas, const Digest& root, const fs::path& dest,
+                         const MaterializeOptions& options) {
   AMLD_RETURN_IF_ERROR(CheckRoot(root));
   std::error_code ec;
   fs::create_directories(dest, ec);
@@ -906,7 +1085,11 @@ absl::Status Materialize(const ContentStore& cas, const Digest& root, const fs::
     return absl::FailedPreconditionError(absl::StrCat("cannot materialize snapshot into ",
                                                       dest.string(), ": the folder is not empty"));
   }
-  return MaterializeDir(cas, root, fd.get(), dest, 0);
+  struct stat dest_st;
+  if (::fstat(fd.get(), &dest_st) != 0) return ErrnoStatus(errno, "stat", dest);
+  TreeMaterializer m(cas, ResolveThreads(options.threads), dest_st.st_dev);
+  AMLD_RETURN_IF_ERROR(m.Dir(root, std::make_shared<ScopedFd>(fd.release()), dest, 0));
+  return m.Flush();
 }
 
 }  // namespace amld::storage

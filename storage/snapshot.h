@@ -87,9 +87,20 @@ struct BuildOptions {
   // the largest files.
   int64_t max_total_bytes = 0;
   int64_t max_files = 0;
+  // Ignore rules of `dir` to use instead of fresh ones (when
+  // use_ignore_files); lets a caller that keeps rules across walks (the
+  // daemon's watched roots) re-read only what changed. Must outlive the call.
+  const IgnoreRules* rules = nullptr;
+  // Walk only this folder of `dir` ("a/b"; empty: all of it), with the
+  // rules and symlink checks that apply there in a walk of all of `dir`.
+  // Paths in the result stay relative to `dir`; the root digest is the
+  // subfolder's. INVALID_ARGUMENT for a bad path, NOT_FOUND when it is not
+  // a folder (a symlink on the way is not followed).
+  std::string subdir = {};
 };
 
-// Walks `dir` and hashes it into a Snapshot. Files are opened with
+// Walks `dir` and hashes it into a Snapshot. `.git` and `.amld-cookie-*`
+// (the daemon's sync cookies) are always left out. Files are opened with
 // O_NOFOLLOW and hashed as read; a file that changes while being read is
 // hashed but not put in the cache. The cache is only called from the calling
 // thread. Errors: NOT_FOUND/INVALID_ARGUMENT for a bad `dir`, a bad link or
@@ -117,6 +128,19 @@ absl::StatusOr<amld::v1::Directory> DecodeDirectory(std::string_view bytes,
 // whole tree is present. INVALID_ARGUMENT when a stored directory is bad.
 absl::StatusOr<std::vector<Digest>> FindMissingInTree(const ContentStore& cas, const Digest& root);
 
+// Folders known to be in a store with everything below them, each with the
+// shallowest depth it was checked at (a folder whose links are safe at
+// depth d is safe deeper).
+using CompleteDirs = absl::flat_hash_map<Digest, int>;
+
+// FindMissingInTree that skips the folders `known` holds (when met no
+// shallower) and adds each folder it finds complete: a tree that shares
+// most folders with one checked before costs reading its new folders only.
+// `known` stays true only while nothing removes blobs (CAS garbage
+// collection must clear it). Not thread-safe for `known`.
+absl::StatusOr<std::vector<Digest>> FindMissingInTree(const ContentStore& cas, const Digest& root,
+                                                      CompleteDirs* known);
+
 // Every digest reachable from `root` (directories and files), for GC. A
 // directory the store lacks is listed, but its children cannot be known;
 // a corrupt or invalid directory is an error (DATA_LOSS, INVALID_ARGUMENT).
@@ -139,5 +163,14 @@ absl::StatusOr<amld::v1::FileNode> LookupFile(const ContentStore& cas, const Dig
 // is missing. On error `dest` may hold part of the tree.
 absl::Status Materialize(const ContentStore& cas, const Digest& root,
                          const std::filesystem::path& dest);
+
+struct MaterializeOptions {
+  // Threads creating and copying files (folders are made by the calling
+  // thread first); 0 means one per core. Nothing is fsynced: a half-made
+  // run folder is made again after a crash.
+  int threads = 0;
+};
+absl::Status Materialize(const ContentStore& cas, const Digest& root,
+                         const std::filesystem::path& dest, const MaterializeOptions& options);
 
 }  // namespace amld::storage

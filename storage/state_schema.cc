@@ -77,9 +77,30 @@ CREATE INDEX runs_by_submitter ON runs(submitter_uid, created_ns, id);
 CREATE INDEX runs_by_parent ON runs(parent_run_id, created_ns, id);
 )sql";
 
+// Version 3: the GPUs the scheduler gave a run (comma-separated ids, "" for
+// none), recorded when it leaves the queue, so a run re-adopted after a
+// restart keeps its GPUs and no other run is given them.
+constexpr char kV3Sql[] = R"sql(
+ALTER TABLE runs ADD COLUMN assigned_gpus TEXT NOT NULL DEFAULT '';
+)sql";
+
+// Version 4: compute targets (proto amld.v1.ComputeTarget) as rows. A
+// target is its serialized ComputeTarget (name and created_time included);
+// the name and time are copied into columns for lookup and listing. The
+// built-in "local" target is not stored: it always exists.
+constexpr char kV4Sql[] = R"sql(
+CREATE TABLE compute_targets (
+  name TEXT PRIMARY KEY,
+  target BLOB NOT NULL,
+  created_ns INTEGER NOT NULL
+) STRICT;
+)sql";
+
 constexpr SchemaMigration kMigrations[] = {
     {1, "initial tables: experiments, runs, run_transitions, artifacts, metrics", kV1Sql},
     {2, "run handle column; metrics, submitter and parent indexes", kV2Sql},
+    {3, "assigned GPUs column", kV3Sql},
+    {4, "compute targets table", kV4Sql},
 };
 
 }  // namespace

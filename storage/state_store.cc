@@ -305,7 +305,7 @@ class Stmt {
 // The columns RunFromRow reads, in its order.
 constexpr char kRunColumns[] =
     "id, config, status, created_ns, exit_code, exit_signal, error, placement, submitter_uid, "
-    "parent_run_id";
+    "parent_run_id, assigned_gpus";
 
 }  // namespace
 
@@ -502,6 +502,15 @@ struct StateStore::Impl {
     run.set_placement(row.Text(7));
     run.set_submitter_uid(static_cast<uint32_t>(row.Int(8)));
     run.set_parent_run_id(row.Text(9));  // NULL reads as ""
+    const std::string gpus = row.Text(10);
+    for (absl::string_view id : absl::StrSplit(gpus, ',', absl::SkipEmpty())) {
+      int gpu = 0;
+      if (!absl::SimpleAtoi(id, &gpu)) {
+        return absl::DataLossError(absl::StrCat("state database: run ", run.id(),
+                                                " has a malformed assigned_gpus \"", gpus, "\""));
+      }
+      run.add_assigned_gpus(gpu);
+    }
     return run;
   }
 
@@ -647,13 +656,17 @@ struct StateStore::Impl {
     AMLD_ASSIGN_OR_RETURN(Stmt update,
                           Prepare("UPDATE runs SET status=?, exit_code=COALESCE(?, exit_code), "
                                   "exit_signal=COALESCE(?, exit_signal), error=COALESCE(?, error), "
-                                  "placement=COALESCE(?, placement) WHERE id=?"));
+                                  "placement=COALESCE(?, placement), "
+                                  "assigned_gpus=COALESCE(?, assigned_gpus) WHERE id=?"));
+    std::optional<std::string> gpus;
+    if (details.assigned_gpus) gpus = absl::StrJoin(*details.assigned_gpus, ",");
     update.BindInt(1, to)
         .BindOptionalInt(2, details.exit_code)
         .BindOptionalInt(3, details.exit_signal)
         .BindOptionalText(4, details.error)
         .BindOptionalText(5, details.placement)
-        .BindText(6, run_id);
+        .BindOptionalText(6, gpus)
+        .BindText(7, run_id);
     AMLD_RETURN_IF_ERROR(update.Run());
     AMLD_RETURN_IF_ERROR(AddTransition(run_id, to, now_ns, details.reason));
     return LoadRun(run_id);
@@ -843,6 +856,27 @@ absl::Status StateStore::SetRunHandle(const std::string& run_id, const std::stri
   });
 }
 
+absl::StatusOr<v1::Run> StateStore::SetRunPlacement(const std::string& run_id,
+                                                    const std::string& placement) {
+  absl::MutexLock lock(&impl_->mu);
+  absl::Status updated = impl_->InWriteTransaction([&]() -> absl::Status {
+    AMLD_ASSIGN_OR_RETURN(Stmt stmt, impl_->Prepare("SELECT status FROM runs WHERE id=?"));
+    stmt.BindText(1, run_id);
+    AMLD_ASSIGN_OR_RETURN(bool found, stmt.Step());
+    if (!found) return absl::NotFoundError(absl::StrCat("run ", run_id, " does not exist"));
+    const RunStatus status = static_cast<RunStatus>(stmt.Int(0));
+    if (IsTerminal(status)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("run ", run_id, " is ", StatusName(status), "; its placement is final"));
+    }
+    AMLD_ASSIGN_OR_RETURN(Stmt update, impl_->Prepare("UPDATE runs SET placement=? WHERE id=?"));
+    update.BindText(1, placement).BindText(2, run_id);
+    return update.Run();
+  });
+  AMLD_RETURN_IF_ERROR(updated);
+  return impl_->LoadRun(run_id);
+}
+
 absl::StatusOr<std::string> StateStore::GetRunHandle(const std::string& run_id) {
   absl::MutexLock lock(&impl_->mu);
   AMLD_ASSIGN_OR_RETURN(Stmt stmt, impl_->Prepare("SELECT handle FROM runs WHERE id=?"));
@@ -871,6 +905,21 @@ absl::Status StateStore::PutArtifacts(const std::string& run_id,
           .BindText(2, a.path)
           .BindText(3, a.digest.hash)
           .BindInt(4, a.digest.size);
+      AMLD_RETURN_IF_ERROR(stmt.Run());
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status StateStore::RemoveArtifacts(const std::string& run_id,
+                                         const std::vector<std::string>& paths) {
+  absl::MutexLock lock(&impl_->mu);
+  return impl_->InWriteTransaction([&]() -> absl::Status {
+    AMLD_RETURN_IF_ERROR(impl_->RequireRun(run_id));
+    for (const std::string& path : paths) {
+      AMLD_ASSIGN_OR_RETURN(Stmt stmt,
+                            impl_->Prepare("DELETE FROM artifacts WHERE run_id=? AND path=?"));
+      stmt.BindText(1, run_id).BindText(2, path);
       AMLD_RETURN_IF_ERROR(stmt.Run());
     }
     return absl::OkStatus();
@@ -996,6 +1045,221 @@ absl::StatusOr<StateStore::References> StateStore::ReferencedDigests() {
     }
   }
   return refs;
+}
+
+// ---------------------------------------------------------------------------
+// Compute targets.
+
+namespace {
+
+absl::Status BadTarget(const std::string& name, absl::string_view what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("compute target \"", absl::CHexEscape(name), "\": ", what));
+}
+
+// True when `s` has a byte that would split a word or a line in a shell or
+// an ssh/sbatch argument: whitespace, control characters, DEL.
+bool HasSpaceOrControl(const std::string& s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u <= ' ' || u == 0x7f;
+  });
+}
+
+bool HasLineBreakOrNul(const std::string& s) {
+  return s.find_first_of(std::string("\n\r\0", 3)) != std::string::npos;
+}
+
+absl::Status ValidateSshTarget(const std::string& name, const v1::SshTarget& ssh) {
+  if (ssh.host().empty()) return BadTarget(name, "an ssh target needs a host (--host)");
+  if (ssh.host().size() > 255 || HasSpaceOrControl(ssh.host()) || ssh.host().front() == '-' ||
+      absl::StrContains(ssh.host(), "@")) {
+    return BadTarget(name, absl::StrCat("host \"", absl::CHexEscape(ssh.host()),
+                                        "\" is not a host name or address (no spaces, no leading "
+                                        "'-', and give the login name as the user, not user@host)"));
+  }
+  if (ssh.port() < 0 || ssh.port() > 65535) {
+    return BadTarget(name, absl::StrCat("port ", ssh.port(), " is outside 1..65535 (0: ssh's default)"));
+  }
+  if (HasSpaceOrControl(ssh.user()) || absl::StartsWith(ssh.user(), "-") ||
+      absl::StrContains(ssh.user(), "@")) {
+    return BadTarget(name, absl::StrCat("user \"", absl::CHexEscape(ssh.user()),
+                                        "\" is not a login name"));
+  }
+  if (!ssh.identity_file().empty() &&
+      (ssh.identity_file().front() != '/' || HasLineBreakOrNul(ssh.identity_file()))) {
+    return BadTarget(name, absl::StrCat("identity file \"", absl::CHexEscape(ssh.identity_file()),
+                                        "\" must be an absolute path on the daemon's machine"));
+  }
+  if (HasLineBreakOrNul(ssh.workdir())) {
+    return BadTarget(name, "workdir must not contain line breaks or NUL");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSlurmTarget(const std::string& name, const v1::SlurmTarget& slurm) {
+  if (slurm.workdir().empty() || slurm.workdir().front() != '/' ||
+      HasLineBreakOrNul(slurm.workdir())) {
+    return BadTarget(name,
+                     "a slurm target needs --workdir: the absolute path of a folder that is the "
+                     "same on this machine and on every node (a shared filesystem)");
+  }
+  for (const std::string* field : {&slurm.partition(), &slurm.account()}) {
+    if (HasSpaceOrControl(*field) || absl::StartsWith(*field, "-")) {
+      return BadTarget(name, absl::StrCat("partition or account \"", absl::CHexEscape(*field),
+                                          "\" is not a Slurm name"));
+    }
+  }
+  for (const std::string& arg : slurm.sbatch_args()) {
+    if (arg.empty() || HasLineBreakOrNul(arg)) {
+      return BadTarget(name, "sbatch arguments must be non-empty and free of line breaks");
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The run statuses in which a run still needs its target.
+constexpr char kUnfinishedStatuses[] = "1, 2, 3, 4, 5, 9";
+static_assert(v1::RunStatus::QUEUED == 1 && v1::RunStatus::PREPARING == 2 &&
+              v1::RunStatus::STARTING == 3 && v1::RunStatus::RUNNING == 4 &&
+              v1::RunStatus::FINALIZING == 5 && v1::RunStatus::CANCEL_REQUESTED == 9);
+
+v1::ComputeTarget LocalTarget() {
+  v1::ComputeTarget target;
+  target.set_name(kLocalTargetName);
+  target.mutable_local();
+  return target;
+}
+
+}  // namespace
+
+absl::Status ValidateComputeTarget(const v1::ComputeTarget& target) {
+  const std::string& name = target.name();
+  if (name.empty() || name.size() > 128) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("compute target name must be 1 to 128 characters, got ", name.size()));
+  }
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.';
+    if (!ok) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("compute target name \"", absl::CHexEscape(name),
+                       "\" may contain only letters, digits, '-', '_' and '.'"));
+    }
+  }
+  switch (target.kind_case()) {
+    case v1::ComputeTarget::kSsh:
+      return ValidateSshTarget(name, target.ssh());
+    case v1::ComputeTarget::kSlurm:
+      return ValidateSlurmTarget(name, target.slurm());
+    case v1::ComputeTarget::kLocal:
+      return BadTarget(name, "the local kind is built in (the target \"local\"); choose ssh or slurm");
+    default:
+      return BadTarget(name, "say what kind of target it is: ssh or slurm");
+  }
+}
+
+absl::StatusOr<v1::ComputeTarget> StateStore::CreateComputeTarget(const v1::ComputeTarget& target,
+                                                                  absl::Time now) {
+  if (target.name() == kLocalTargetName) {
+    return absl::AlreadyExistsError(
+        "compute target \"local\" is built in; it cannot be redefined. Choose another name");
+  }
+  AMLD_RETURN_IF_ERROR(ValidateComputeTarget(target));
+  v1::ComputeTarget stored = target;
+  const int64_t now_ns = ToNanos(now);
+  *stored.mutable_created_time() = TimestampFromNanos(now_ns);
+  absl::MutexLock lock(&impl_->mu);
+  return impl_->InWriteTransaction([&]() -> absl::StatusOr<v1::ComputeTarget> {
+    AMLD_ASSIGN_OR_RETURN(Stmt exists, impl_->Prepare("SELECT 1 FROM compute_targets WHERE name=?"));
+    exists.BindText(1, stored.name());
+    AMLD_ASSIGN_OR_RETURN(bool taken, exists.Step());
+    if (taken) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("compute target \"", stored.name(),
+                       "\" already exists; targets are never redefined: delete it first "
+                       "(`aml compute delete ",
+                       stored.name(), "`) or choose another name"));
+    }
+    AMLD_ASSIGN_OR_RETURN(
+        Stmt insert,
+        impl_->Prepare("INSERT INTO compute_targets(name, target, created_ns) VALUES(?, ?, ?)"));
+    insert.BindText(1, stored.name()).BindBlob(2, stored.SerializeAsString()).BindInt(3, now_ns);
+    AMLD_RETURN_IF_ERROR(insert.Run());
+    return stored;
+  });
+}
+
+absl::StatusOr<v1::ComputeTarget> StateStore::GetComputeTarget(const std::string& name) {
+  if (name == kLocalTargetName) return LocalTarget();
+  absl::MutexLock lock(&impl_->mu);
+  AMLD_ASSIGN_OR_RETURN(Stmt stmt,
+                        impl_->Prepare("SELECT target FROM compute_targets WHERE name=?"));
+  stmt.BindText(1, name);
+  AMLD_ASSIGN_OR_RETURN(bool row, stmt.Step());
+  if (!row) {
+    return absl::NotFoundError(absl::StrCat("compute target \"", absl::CHexEscape(name),
+                                            "\" does not exist; `aml compute list` shows the "
+                                            "targets, `aml compute create` defines one"));
+  }
+  v1::ComputeTarget target;
+  if (!target.ParseFromString(stmt.Blob(0))) {
+    return absl::DataLossError(
+        absl::StrCat("state database: the stored compute target ", name, " does not parse"));
+  }
+  return target;
+}
+
+absl::StatusOr<std::vector<v1::ComputeTarget>> StateStore::ListComputeTargets() {
+  std::vector<v1::ComputeTarget> targets = {LocalTarget()};
+  absl::MutexLock lock(&impl_->mu);
+  AMLD_ASSIGN_OR_RETURN(Stmt stmt,
+                        impl_->Prepare("SELECT name, target FROM compute_targets ORDER BY name"));
+  for (;;) {
+    AMLD_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) break;
+    v1::ComputeTarget& target = targets.emplace_back();
+    if (!target.ParseFromString(stmt.Blob(1))) {
+      return absl::DataLossError(absl::StrCat("state database: the stored compute target ",
+                                              stmt.Text(0), " does not parse"));
+    }
+  }
+  std::sort(targets.begin(), targets.end(),
+            [](const auto& a, const auto& b) { return a.name() < b.name(); });
+  return targets;
+}
+
+absl::Status StateStore::DeleteComputeTarget(const std::string& name) {
+  if (name == kLocalTargetName) {
+    return absl::FailedPreconditionError("compute target \"local\" is built in; it cannot be deleted");
+  }
+  absl::MutexLock lock(&impl_->mu);
+  return impl_->InWriteTransaction([&]() -> absl::Status {
+    // Unfinished runs are few (queued and running ones); their configs are
+    // read rather than keeping a copy of the target name in an indexed column.
+    AMLD_ASSIGN_OR_RETURN(
+        Stmt runs, impl_->Prepare(absl::StrCat("SELECT id, config FROM runs WHERE status IN (",
+                                               kUnfinishedStatuses, ") ORDER BY created_ns, id")));
+    for (;;) {
+      AMLD_ASSIGN_OR_RETURN(bool row, runs.Step());
+      if (!row) break;
+      v1::RunConfig config;
+      if (config.ParseFromString(runs.Blob(1)) && config.compute_target() == name) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "compute target \"", name, "\" is in use by run ", runs.Text(0),
+            ", which has not ended; cancel it or wait for it to end, then delete the target"));
+      }
+    }
+    AMLD_ASSIGN_OR_RETURN(Stmt del, impl_->Prepare("DELETE FROM compute_targets WHERE name=?"));
+    del.BindText(1, name);
+    AMLD_RETURN_IF_ERROR(del.Run());
+    if (sqlite3_changes(impl_->db) == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("compute target \"", absl::CHexEscape(name), "\" does not exist"));
+    }
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace amld::storage

@@ -26,6 +26,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "amld/v1/compute.pb.h"
 #include "amld/v1/experiments.pb.h"
 #include "amld/v1/runs.pb.h"
 #include "storage/digest.h"
@@ -43,6 +44,15 @@ std::string StatusName(RunStatus s);
 // OK when `name` is 1 to 128 letters, digits, '-', '_' and '.'; otherwise
 // INVALID_ARGUMENT saying what is wrong.
 absl::Status ValidateExperimentName(const std::string& name);
+
+// The built-in compute target: this machine. Always exists, never stored.
+inline constexpr char kLocalTargetName[] = "local";
+// OK when `target` may be stored: a valid name (1 to 128 letters, digits,
+// '-', '_', '.'), exactly one kind, not the local kind, and well-formed
+// settings (ssh: a host without spaces or a leading '-', a port in 0..65535,
+// an absolute identity file; slurm: an absolute workdir). INVALID_ARGUMENT
+// saying what to change otherwise. Nothing is checked against the world.
+absl::Status ValidateComputeTarget(const amld::v1::ComputeTarget& target);
 
 // What a new run is created with.
 struct NewRun {
@@ -63,6 +73,8 @@ struct TransitionDetails {
   std::optional<int> exit_signal{};
   std::optional<std::string> error{};  // Run.error
   std::optional<std::string> placement{};
+  // Run.assigned_gpus, replaced as a whole.
+  std::optional<std::vector<int>> assigned_gpus{};
 };
 
 struct RunFilter {
@@ -131,11 +143,22 @@ class StateStore {
   absl::Status SetRunHandle(const std::string& run_id, const std::string& handle);
   absl::StatusOr<std::string> GetRunHandle(const std::string& run_id);
 
+  // Replaces Run.placement without a status change: where a run handed to
+  // another scheduler waits and what that scheduler says ("slurm:1234
+  // PENDING (Resources)"). FAILED_PRECONDITION for a terminal run (its
+  // record is final); NOT_FOUND when no run has that id.
+  absl::StatusOr<amld::v1::Run> SetRunPlacement(const std::string& run_id,
+                                                const std::string& placement);
+
   // Adds or replaces artifacts of a run, in one transaction; all or none.
   // INVALID_ARGUMENT for a malformed digest or a path that is empty,
   // absolute, or has an empty, "." or ".." component; NOT_FOUND when no run
   // has that id (also from ListArtifacts).
   absl::Status PutArtifacts(const std::string& run_id, const std::vector<Artifact>& artifacts);
+  // Removes the run's artifacts at exactly these paths (files that vanished
+  // while the run ran), in one transaction; paths it does not have are
+  // ignored. NOT_FOUND when no run has that id.
+  absl::Status RemoveArtifacts(const std::string& run_id, const std::vector<std::string>& paths);
   // Artifacts whose path starts with `prefix`, sorted by path.
   absl::StatusOr<std::vector<Artifact>> ListArtifacts(const std::string& run_id,
                                                       const std::string& prefix = "");
@@ -150,6 +173,22 @@ class StateStore {
   // Values ordered by name, step, time; `names` empty means all.
   absl::StatusOr<std::vector<amld::v1::Metric>> GetMetrics(const std::string& run_id,
                                                            const std::vector<std::string>& names);
+
+  // Compute targets (proto amld/v1/compute.proto). The built-in "local"
+  // target is returned by Get and List but never stored.
+  // Create: INVALID_ARGUMENT when ValidateComputeTarget refuses it;
+  // ALREADY_EXISTS when the name is taken ("local" included). created_time
+  // is set to `now`.
+  absl::StatusOr<amld::v1::ComputeTarget> CreateComputeTarget(
+      const amld::v1::ComputeTarget& target, absl::Time now);
+  // NOT_FOUND when no target has that name.
+  absl::StatusOr<amld::v1::ComputeTarget> GetComputeTarget(const std::string& name);
+  // Every target, "local" included, sorted by name.
+  absl::StatusOr<std::vector<amld::v1::ComputeTarget>> ListComputeTargets();
+  // Removes a target, in one transaction with the check that no run which
+  // has not ended (any non-terminal status) names it: FAILED_PRECONDITION
+  // naming such a run, or for "local"; NOT_FOUND when none has that name.
+  absl::Status DeleteComputeTarget(const std::string& name);
 
   // Every digest a run refers to directly, the roots of garbage collection:
   // snapshot roots (trees, expanded by the caller) and artifacts (plain

@@ -96,6 +96,7 @@ int RunCli(int argc, char** argv) {
   AddRunShowCommand(*run, ctx);
   AddRunFilesCommand(*run, ctx);
   AddRunDownloadCommand(*run, ctx);
+  AddRunMetricsCommand(*run, ctx);
 
   auto* experiment = app.add_subcommand("experiment", "list experiments");
   experiment->require_subcommand(1);
@@ -106,6 +107,21 @@ int RunCli(int argc, char** argv) {
   AddDaemonStartCommand(*daemon, ctx);
   AddDaemonStopCommand(*daemon, ctx);
   AddDaemonStatusCommand(*daemon, ctx);
+
+  auto* snapshot = app.add_subcommand("snapshot", "snapshot source folders into amld's store");
+  snapshot->require_subcommand(1);
+  AddSnapshotCreateCommand(*snapshot, ctx);
+  AddSnapshotExplainCommand(*snapshot, ctx);
+  AddSnapshotWatchCommand(*snapshot, ctx);
+  AddSnapshotUnwatchCommand(*snapshot, ctx);
+  AddSnapshotListCommand(*snapshot, ctx);
+
+  auto* compute = app.add_subcommand("compute", "define and list compute targets (SSH hosts, Slurm)");
+  compute->require_subcommand(1);
+  AddComputeCreateCommand(*compute, ctx);
+  AddComputeListCommand(*compute, ctx);
+  AddComputeShowCommand(*compute, ctx);
+  AddComputeDeleteCommand(*compute, ctx);
 
   // Split off "-- ARGS..." before parsing (see CommandContext).
   std::vector<std::string> args;

@@ -90,10 +90,20 @@ void AddRunListCommand(CLI::App& run, CommandContext& ctx);
 void AddRunShowCommand(CLI::App& run, CommandContext& ctx);
 void AddRunFilesCommand(CLI::App& run, CommandContext& ctx);
 void AddRunDownloadCommand(CLI::App& run, CommandContext& ctx);
+void AddRunMetricsCommand(CLI::App& run, CommandContext& ctx);
 void AddExperimentListCommand(CLI::App& experiment, CommandContext& ctx);
+void AddComputeCreateCommand(CLI::App& compute, CommandContext& ctx);
+void AddComputeListCommand(CLI::App& compute, CommandContext& ctx);
+void AddComputeShowCommand(CLI::App& compute, CommandContext& ctx);
+void AddComputeDeleteCommand(CLI::App& compute, CommandContext& ctx);
 void AddDaemonStartCommand(CLI::App& daemon, CommandContext& ctx);
 void AddDaemonStopCommand(CLI::App& daemon, CommandContext& ctx);
 void AddDaemonStatusCommand(CLI::App& daemon, CommandContext& ctx);
+void AddSnapshotCreateCommand(CLI::App& snapshot, CommandContext& ctx);
+void AddSnapshotExplainCommand(CLI::App& snapshot, CommandContext& ctx);
+void AddSnapshotWatchCommand(CLI::App& snapshot, CommandContext& ctx);
+void AddSnapshotUnwatchCommand(CLI::App& snapshot, CommandContext& ctx);
+void AddSnapshotListCommand(CLI::App& snapshot, CommandContext& ctx);
 
 // Parses argv and runs the chosen command; returns the exit code.
 int RunCli(int argc, char** argv);

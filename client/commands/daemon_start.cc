@@ -14,6 +14,7 @@ namespace {
 
 struct StartOptions {
   std::string data_dir;
+  std::string config;
   int max_concurrent_runs = 0;
   int kill_grace_seconds = -1;
   int timeout_seconds = 30;
@@ -24,6 +25,10 @@ int RunDaemonStart(const GlobalOptions& global, const StartOptions& o) {
   start.socket = global.SocketPath();
   start.data_dir =
       o.data_dir.empty() ? amld::storage::DefaultDataDir() : std::filesystem::path(o.data_dir);
+  if (!o.config.empty()) {
+    start.extra_args.insert(start.extra_args.end(),
+                            {"--config", std::filesystem::absolute(o.config).string()});
+  }
   if (o.max_concurrent_runs > 0) {
     start.extra_args.insert(start.extra_args.end(),
                             {"--max-concurrent-runs", std::to_string(o.max_concurrent_runs)});
@@ -61,6 +66,8 @@ void AddDaemonStartCommand(CLI::App& daemon, CommandContext& ctx) {
   cmd->add_option("--data-dir", o->data_dir,
                   "data folder (default: $XDG_DATA_HOME/amld, else ~/.local/share/amld)")
       ->envname("AMLD_DATA_DIR");
+  cmd->add_option("--config", o->config,
+                  "amld's YAML config (default: amld.yaml in the data folder, if there)");
   cmd->add_option("--max-concurrent-runs", o->max_concurrent_runs,
                   "runs that may run at once (default: the daemon's)")
       ->check(CLI::PositiveNumber);

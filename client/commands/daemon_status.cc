@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "client/commands/command.h"
 #include "client/commands/output.h"
@@ -34,6 +35,21 @@ int RunDaemonStatus(const GlobalOptions& global) {
     std::cout << " (at most " << info.max_concurrent_runs() << " at once)";
   }
   std::cout << '\n';
+  if (info.cpus() > 0) {
+    std::cout << "capacity:      " << info.cpus() << " CPU slots (" << info.free_cpus()
+              << " free), ";
+    if (info.gpus_size() == 0) {
+      std::cout << "no GPUs\n";
+    } else {
+      std::cout << "GPUs " << absl::StrJoin(info.gpus(), ",") << " (free: "
+                << (info.free_gpus_size() == 0 ? "none" : absl::StrJoin(info.free_gpus(), ","))
+                << ")\n";
+    }
+    auto seconds = [](int64_t s) { return s > 0 ? absl::StrCat(s, " s") : std::string("none"); };
+    std::cout << "run limits:    default duration " << seconds(info.default_run_duration_seconds())
+              << ", max duration " << seconds(info.max_run_duration_seconds())
+              << ", cancel grace " << info.kill_grace_seconds() << " s\n";
+  }
   if (info.executors_size() > 0) {
     std::cout << "executors:     " << absl::StrJoin(info.executors(), ", ") << '\n';
   }

@@ -2,6 +2,7 @@
 
 #include <google/protobuf/timestamp.pb.h>
 #include <google/protobuf/util/json_util.h>
+#include <string.h>
 
 #include <algorithm>
 #include <cctype>
@@ -85,6 +86,25 @@ absl::Duration RunDuration(const Run& run) {
     }
   }
   return end - ToAbslTime(*start);
+}
+
+absl::Duration QueueWait(const Run& run) {
+  // The history is oldest first and starts with QUEUED; whatever comes next
+  // (PREPARING, or CANCELED/FAILED for a run that never left the queue)
+  // ends the wait.
+  const auto& h = run.history();
+  if (h.empty() || h[0].status() != RunStatus::QUEUED) return absl::ZeroDuration();
+  const absl::Time left = h.size() > 1 ? ToAbslTime(h[1].time()) : absl::Now();
+  return left - ToAbslTime(h[0].time());
+}
+
+std::string ExitStatusText(const Run& run) {
+  // The exit is recorded with FINALIZING; a run that never got there has none.
+  if (TransitionTime(run, RunStatus::FINALIZING) == nullptr) return "";
+  if (run.exit_signal() == 0) return absl::StrCat("exit code ", run.exit_code());
+  const char* name = ::sigabbrev_np(run.exit_signal());
+  return name == nullptr ? absl::StrCat("signal ", run.exit_signal())
+                         : absl::StrCat("signal ", run.exit_signal(), " (SIG", name, ")");
 }
 
 std::string StatusWithError(const Run& run) {

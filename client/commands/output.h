@@ -45,6 +45,12 @@ const google::protobuf::Timestamp* TransitionTime(const amld::v1::Run& run,
                                                   amld::v1::RunStatus::Value status);
 // Time from RUNNING to the end (or to now while it runs); zero if it never ran.
 absl::Duration RunDuration(const amld::v1::Run& run);
+// Time from QUEUED until the run's next status (PREPARING, or the end of a
+// run canceled while queued), or until now while it waits.
+absl::Duration QueueWait(const amld::v1::Run& run);
+// How the process ended: "exit code 3", "signal 9 (SIGKILL)"; empty when it
+// did not end (or never ran).
+std::string ExitStatusText(const amld::v1::Run& run);
 // "FAILED (exit code 3)"-style status with the error when there is one.
 std::string StatusWithError(const amld::v1::Run& run);
 

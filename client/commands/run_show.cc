@@ -48,20 +48,23 @@ void PrintRun(const amld::v1::Run& r) {
   Field(out, "experiment", c.experiment_name());
   Field(out, "display name", c.display_name());
   Field(out, "status", StatusName(r.status()));
-  Field(out, "error", r.error());
-  const bool ended = r.status() == amld::v1::RunStatus::COMPLETED ||
-                     r.status() == amld::v1::RunStatus::FAILED ||
-                     r.status() == amld::v1::RunStatus::CANCELED;
-  if (ended && r.exit_signal() != 0) {
-    Field(out, "exit signal", std::to_string(r.exit_signal()));
-  } else if (ended && TransitionTime(r, amld::v1::RunStatus::FINALIZING) != nullptr) {
-    Field(out, "exit code", std::to_string(r.exit_code()));
+  Field(out, "exit status", ExitStatusText(r));
+  Field(out, "reason", r.error());
+  Field(out, "queue wait", HumanDuration(QueueWait(r)));
+  if (const absl::Duration d = RunDuration(r); d > absl::ZeroDuration()) {
+    Field(out, "run time", HumanDuration(d));
   }
   Field(out, "script", c.script());
   Field(out, "command", c.command());
   Field(out, "arguments", absl::StrJoin(c.arguments(), " "));
   Field(out, "compute", c.compute_target().empty() ? "local" : c.compute_target());
   Field(out, "placement", r.placement());
+  Field(out, "priority", std::to_string(c.priority()));
+  const int cpus = c.resources().cpus() > 0 ? c.resources().cpus() : 1;
+  Field(out, "resources", absl::StrCat(cpus, cpus == 1 ? " CPU slot, " : " CPU slots, ",
+                                       c.resources().gpus(),
+                                       c.resources().gpus() == 1 ? " GPU" : " GPUs"));
+  Field(out, "GPUs", absl::StrJoin(r.assigned_gpus(), ","));
   if (c.has_environment()) {
     Field(out, "interpreter", c.environment().interpreter_path());
     Field(out, "env", JoinMap(c.environment().environment_variables()));
@@ -75,9 +78,6 @@ void PrintRun(const amld::v1::Run& r) {
         absl::StrCat(c.snapshot_root().hash(), "/", c.snapshot_root().size_bytes()));
   Field(out, "submitted by", absl::StrCat("uid ", r.submitter_uid()));
   Field(out, "parent run", r.parent_run_id());
-  if (const absl::Duration d = RunDuration(r); d > absl::ZeroDuration()) {
-    Field(out, "duration", HumanDuration(d));
-  }
   out << "history:\n";
   for (const auto& t : r.history()) {
     out << "  " << StatusName(t.status())
@@ -114,7 +114,9 @@ int RunShow(const GlobalOptions& global, const ShowOptions& o) {
 void AddRunShowCommand(CLI::App& run, CommandContext& ctx) {
   auto o = std::make_shared<ShowOptions>();
   auto* cmd = run.add_subcommand(
-      "show", "show a run: status with the time of each, exit code, error, git info, tags");
+      "show",
+      "show a run: status with the time of each, queue wait, run time, exit status and reason, "
+      "resources, git info, tags");
   cmd->add_option("run", o->run_id, "the run id")->required();
   cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunShow(ctx.global, *o); }; });
 }

@@ -1,11 +1,10 @@
-// `aml run submit`: hash the source folder, upload what the daemon lacks,
-// submit the run (ScriptRunConfig + Experiment.submit), optionally wait.
+// `aml run submit`: hash the source folder (or take the daemon's tree of a
+// watched one), upload what the daemon lacks, submit the run (ScriptRunConfig + Experiment.submit), optionally wait.
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <future>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <system_error>
@@ -15,10 +14,9 @@
 #include "amld/v1/runs.grpc.pb.h"
 #include "client/commands/command.h"
 #include "client/commands/output.h"
-#include "client/git_info.h"
+#include "client/commands/source_snapshot.h"
 #include "client/grpc_status.h"
 #include "client/run_config_builder.h"
-#include "client/snapshot_uploader.h"
 #include "storage/status_macros.h"
 
 namespace amld::client::commands {
@@ -29,37 +27,7 @@ struct SubmitOptions {
   std::vector<std::string> script_and_args;
   bool wait = false;
   bool quiet = false;
-};
-
-// Uploads smaller than this finish before a bar would be worth drawing.
-constexpr int64_t kProgressBarMinBytes = 8 << 20;
-
-// A one-line progress bar on stderr, redrawn at most ten times a second.
-class ProgressBar {
- public:
-  void Update(const UploadProgress& p) {
-    if (p.bytes_to_send < kProgressBarMinBytes) return;
-    const absl::Time now = absl::Now();
-    const bool done = p.blobs_done == p.blobs_to_send;
-    if (!done && now - last_draw_ < absl::Milliseconds(100)) return;
-    last_draw_ = now;
-    constexpr int kWidth = 30;
-    const int filled =
-        static_cast<int>(kWidth * p.bytes_done / std::max<int64_t>(1, p.bytes_to_send));
-    std::cerr << absl::StrFormat("\ruploading [%s%s] %s / %s, %d of %d blobs ",
-                                 std::string(filled, '#'), std::string(kWidth - filled, ' '),
-                                 FormatBytes(p.bytes_done), FormatBytes(p.bytes_to_send),
-                                 p.blobs_done, p.blobs_to_send)
-              << std::flush;
-    drawn_ = true;
-  }
-  ~ProgressBar() {
-    if (drawn_) std::cerr << std::endl;
-  }
-
- private:
-  absl::Time last_draw_ = absl::InfinitePast();
-  bool drawn_ = false;
+  SnapshotLimits limits;
 };
 
 absl::Status CheckScriptIncluded(const amld::storage::Snapshot& snapshot,
@@ -90,15 +58,6 @@ absl::StatusOr<amld::v1::Run> Submit(const Connection& conn, const amld::v1::Run
   return resp.run();
 }
 
-nlohmann::json StatsJson(const UploadStats& s) {
-  return {{"files_total", s.files_total},
-          {"files_uploaded", s.files_uploaded},
-          {"directories_total", s.directories_total},
-          {"directories_uploaded", s.directories_uploaded},
-          {"bytes_uploaded", s.bytes_uploaded},
-          {"bytes_total", s.bytes_total}};
-}
-
 // Moves SCRIPT [ARGS...] (or, with --command, ARGS...) into the spec.
 void TakePositionals(SubmitOptions& o) {
   if (!o.spec.command.empty()) {
@@ -111,53 +70,21 @@ void TakePositionals(SubmitOptions& o) {
 
 // The connected daemon, the hashed source folder and the finished config.
 struct PreparedRun {
-  Connection conn;
-  amld::storage::Snapshot snapshot;
+  SourceSnapshot source;
   amld::v1::RunConfig config;
 };
 
 absl::StatusOr<PreparedRun> Prepare(const GlobalOptions& global, const SubmitSpec& spec,
-                                    amld::v1::RunConfig config) {
-  std::error_code ec;
-  if (!std::filesystem::is_directory(spec.source_dir, ec)) {
-    return absl::NotFoundError(absl::StrCat("the source folder ", spec.source_dir.string(),
-                                            " does not exist or is not a folder: check -s"));
+                                    const SnapshotLimits& limits, amld::v1::RunConfig config) {
+  AMLD_ASSIGN_OR_RETURN(SourceSnapshot source, HashSourceFolder(global, spec.source_dir, limits));
+  // A watched folder's file list stays in the daemon, which checks the
+  // script itself at submit.
+  if (!config.script().empty() && !source.watched) {
+    AMLD_RETURN_IF_ERROR(CheckScriptIncluded(source.snapshot, spec.source_dir, config.script()));
   }
-  // Connecting and reading git state overlap with hashing; only a missing
-  // socket is worth failing on before the tree is hashed.
-  if (!std::filesystem::exists(global.SocketPath(), ec)) {
-    return DaemonNotRunningError(global.SocketPath());
-  }
-  auto pending_conn =
-      std::async(std::launch::async, [&global] { return ConnectFromOptions(global); });
-  auto pending_git =
-      std::async(std::launch::async, [&spec] { return ReadGitInfo(spec.source_dir); });
-  auto snapshot = amld::storage::BuildSnapshot(spec.source_dir);
-  auto conn = pending_conn.get();
-  auto git = pending_git.get();
-  if (!conn.ok()) return conn.status();
-  if (!snapshot.ok()) return snapshot.status();
-  if (!config.script().empty()) {
-    AMLD_RETURN_IF_ERROR(CheckScriptIncluded(*snapshot, spec.source_dir, config.script()));
-  }
-  amld::storage::ToProto(snapshot->root, config.mutable_snapshot_root());
-  if (!git.ok()) {
-    std::cerr << "aml: warning: " << git.status().message() << "; the run gets no git info"
-              << std::endl;
-  } else if (git->has_value()) {
-    *config.mutable_git() = **git;
-  }
-  return PreparedRun{*std::move(conn), *std::move(snapshot), std::move(config)};
-}
-
-absl::StatusOr<UploadStats> UploadSnapshot(const PreparedRun& p, bool show_progress) {
-  ProgressBar bar;
-  UploaderOptions options;
-  options.socket_path = p.conn.socket_path;
-  if (p.conn.info.max_batch_bytes() > 0) options.max_batch_bytes = p.conn.info.max_batch_bytes();
-  if (show_progress) options.on_progress = [&bar](const UploadProgress& u) { bar.Update(u); };
-  SnapshotUploader uploader(p.conn.channel, options);
-  return uploader.Upload(p.snapshot);
+  amld::storage::ToProto(source.snapshot.root, config.mutable_snapshot_root());
+  if (source.git) *config.mutable_git() = *source.git;
+  return PreparedRun{std::move(source), std::move(config)};
 }
 
 // --output json: one object with the id, the upload stats and the run (its
@@ -167,11 +94,12 @@ int PrintJson(const GlobalOptions& global, const PreparedRun& p, const UploadSta
   WaitOutcome outcome;
   outcome.exit_code = kExitOk;
   outcome.run = run;
-  if (wait) outcome = FollowUntilDone(global, p.conn, run.id(), /*show_output=*/true);
+  if (wait) outcome = FollowUntilDone(global, p.source.conn, run.id(), /*show_output=*/true);
   nlohmann::json j = {{"run_id", run.id()},
                       {"experiment", run.config().experiment_name()},
-                      {"snapshot_root", p.snapshot.root.ToString()},
-                      {"upload", StatsJson(stats)}};
+                      {"snapshot_root", p.source.snapshot.root.ToString()},
+                      {"upload", UploadStatsJson(stats)},
+                      {"snapshot_source", SnapshotSourceJson(p.source)}};
   if (outcome.run) j["run"] = nlohmann::json::parse(ProtoToJson(*outcome.run));
   if (!outcome.error.ok()) {
     std::cerr << "aml: " << outcome.error.message() << std::endl;
@@ -182,16 +110,22 @@ int PrintJson(const GlobalOptions& global, const PreparedRun& p, const UploadSta
   return outcome.exit_code;
 }
 
-void PrintText(const UploadStats& stats, const amld::v1::Run& run, bool quiet, bool wait) {
+void PrintText(const SourceSnapshot& source, const UploadStats& stats, const amld::v1::Run& run,
+               bool quiet, bool wait) {
   if (quiet) {
     std::cout << run.id() << std::endl;
     return;
   }
   std::cout << "submitted run " << run.id() << " (experiment " << run.config().experiment_name()
-            << ")\n"
-            << "uploaded " << stats.files_uploaded << " of " << stats.files_total << " files and "
+            << ")\n";
+  if (source.watched) {
+    std::cout << "snapshot from amld's watch of the folder: " << stats.files_total << " files ("
+              << FormatBytes(stats.bytes_total) << "), nothing uploaded" << std::endl;
+  } else {
+    std::cout << "uploaded " << stats.files_uploaded << " of " << stats.files_total << " files and "
             << stats.directories_uploaded << " of " << stats.directories_total << " directories ("
             << FormatBytes(stats.bytes_uploaded) << ")" << std::endl;
+  }
   if (!wait) std::cout << "follow it with: aml run wait " << run.id() << " --show-output\n";
 }
 
@@ -201,17 +135,26 @@ int RunSubmit(const GlobalOptions& global, SubmitOptions& o) {
   if (!config.ok()) {
     return ReportUsageError(global, std::string(config.status().message()), "aml run submit");
   }
-  auto prepared = Prepare(global, o.spec, *std::move(config));
+  auto prepared = Prepare(global, o.spec, o.limits, *std::move(config));
   if (!prepared.ok()) return ReportError(global, prepared.status());
-  auto stats = UploadSnapshot(*prepared, ::isatty(STDERR_FILENO) && !o.quiet);
+  auto stats = UploadSourceSnapshot(prepared->source, ::isatty(STDERR_FILENO) && !o.quiet);
   if (!stats.ok()) return ReportError(global, stats.status());
-  auto run = Submit(prepared->conn, prepared->config);
+  auto run = Submit(prepared->source.conn, prepared->config);
+  if (!run.ok() && absl::IsFailedPrecondition(run.status()) &&
+      prepared->source.trusted_earlier_upload) {
+    // The daemon lost blobs it held at the last upload (a reset store, a
+    // garbage collection): upload again, asking about every blob.
+    stats = UploadSourceSnapshot(prepared->source, ::isatty(STDERR_FILENO) && !o.quiet,
+                                 /*trust_earlier_upload=*/false);
+    if (!stats.ok()) return ReportError(global, stats.status());
+    run = Submit(prepared->source.conn, prepared->config);
+  }
   if (!run.ok()) return ReportError(global, run.status());
 
   if (global.json()) return PrintJson(global, *prepared, *stats, *run, o.wait);
-  PrintText(*stats, *run, o.quiet, o.wait);
+  PrintText(prepared->source, *stats, *run, o.quiet, o.wait);
   if (!o.wait) return kExitOk;
-  WaitOutcome outcome = FollowUntilDone(global, prepared->conn, run->id(), !o.quiet);
+  WaitOutcome outcome = FollowUntilDone(global, prepared->source.conn, run->id(), !o.quiet);
   if (!outcome.error.ok()) return ReportError(global, outcome.error);
   return outcome.exit_code;
 }
@@ -234,12 +177,20 @@ void AddRunSubmitCommand(CLI::App& run, CommandContext& ctx) {
   cmd->add_option("--max-duration", o->spec.max_duration_seconds,
                   "stop the run as FAILED after this many seconds (0: no limit)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--priority", o->spec.priority,
+                  "-100..100: among queued runs the highest starts first (default 0)");
+  cmd->add_option("--cpus", o->spec.cpus, "CPU slots the run holds (default 1)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--gpus", o->spec.gpus,
+                  "GPUs the run gets to itself, through CUDA_VISIBLE_DEVICES (default 0)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--tag", o->spec.tags, "a tag KEY=VALUE (repeatable)")->allow_extra_args(false);
   cmd->add_option("--env", o->spec.env, "an environment variable NAME=VALUE (repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--command", o->spec.command, "a shell command line to run instead of SCRIPT");
   cmd->add_flag("--wait", o->wait, "stream the output and wait; exit 0 only if it COMPLETED");
   cmd->add_flag("-q,--quiet", o->quiet, "print only the run id");
+  AddSnapshotLimitOptions(*cmd, o->limits);
   cmd->add_option("script", o->script_and_args, "SCRIPT [-- ARGS...]");
   cmd->callback([&ctx, o] {
     ctx.action = [&ctx, o] {

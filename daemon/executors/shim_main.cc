@@ -10,6 +10,12 @@
 // the group, and once the group leader has exited kills whatever is left of
 // the run, waits until nothing is left, and writes exit.json.
 //
+// --foreground (the Slurm executor: the shim is the task srun starts on a
+// node): no fork, no report on fd 3, no new session — the shim stays the
+// task, so Slurm's signals (scancel, time limit) reach it and the job step
+// lasts as long as the run; it exits with the run's status (the exit code,
+// or 128 + the signal), so Slurm's own record agrees with exit.json.
+//
 // It is on the submit → first-instruction path, so it is a static binary
 // that touches only libc: single-threaded, signals handled synchronously
 // with sigtimedwait (no handlers, no self-pipe). setsid comes only after the
@@ -50,6 +56,7 @@ struct Options {
   std::string run_dir;
   int64_t max_duration_ns = 0;  // 0: no deadline
   int64_t grace_ns = 10'000'000'000;
+  bool foreground = false;
   std::vector<char*> argv;  // null-terminated
 };
 
@@ -84,11 +91,14 @@ void WriteAllFd(int fd, std::string_view data) {
   }
 }
 
+// Set by --foreground, before anything can fail after option parsing.
+bool g_foreground = false;
+
 // Reports a failure to start the run to the executor and exits; no exit
 // file is written because the run never started.
 [[noreturn]] void FailToStart(const std::string& message) {
   Log("cannot start the run: %s", message.c_str());
-  WriteAllFd(kReadyFd, "error " + message + "\n");
+  if (!g_foreground) WriteAllFd(kReadyFd, "error " + message + "\n");
   ::_exit(1);
 }
 
@@ -123,6 +133,8 @@ Options ParseOptions(int argc, char** argv) {
         FailToStart("bad --max-duration-ns: " + std::string(v));
     } else if (const char* v = value_of("--grace-ns=")) {
       if (!ParseInt64(v, &o.grace_ns)) FailToStart("bad --grace-ns: " + std::string(v));
+    } else if (arg == "--foreground") {
+      o.foreground = g_foreground = true;
     } else {
       FailToStart("unknown argument: " + std::string(arg));
     }
@@ -151,7 +163,9 @@ class Supervisor {
     StartProcess();
     WaitForLeader();
     KillEverythingLeft();
-    return WriteExitFile() ? 0 : 1;
+    bool written = WriteExitFile();
+    if (!o_.foreground) return written ? 0 : 1;
+    return record_.signal != 0 ? 128 + record_.signal : record_.exit_code;
   }
 
  private:
@@ -213,6 +227,7 @@ void Supervisor::StartProcess() {
         std::string(child_stage_) + " " + child_what_ + ": " + std::strerror(child_errno_);
   }
 
+  if (o_.foreground) return;  // nobody to report to, no session to leave
   std::optional<uint64_t> start_time = ReadProcessStartTime(0);
   if (!start_time) FailToStart("cannot read /proc/self/stat");
   char ready[96];
@@ -420,6 +435,12 @@ int main(int argc, char** argv) {
   ::fcntl(kReadyFd, F_SETFD, FD_CLOEXEC);  // the run's process must not hold it
   Options options = ParseOptions(argc, argv);
   if (::chdir("/") != 0) FailToStart(ErrnoMessage("chdir /", errno));
+  if (options.foreground) {
+    if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+      FailToStart(ErrnoMessage("prctl(PR_SET_CHILD_SUBREAPER)", errno));
+    }
+    return Supervisor(std::move(options)).Run();
+  }
 
   // Leave the daemon: it reaps this first process at once, and the
   // supervisor is reparented, so it survives the daemon being killed.

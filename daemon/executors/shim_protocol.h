@@ -6,6 +6,9 @@
 // Invocation (see local_executor.cc for the caller, shim_main.cc for the
 // callee):
 //   amld-shim --run-dir=DIR --max-duration-ns=N --grace-ns=N -- ARGV...
+//   amld-shim --foreground ... (the Slurm executor's job step): no fork, no
+//   report on kReadyFd, no new session; exits with the run's status (exit
+//   code, or 128 + signal) after writing exit.json.
 // - The shim's environment is exactly the run's environment; the shim adds
 //   nothing and hands its own environment to the process (so PATH lookup of
 //   ARGV[0] uses the run's PATH).

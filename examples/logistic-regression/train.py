@@ -2,8 +2,10 @@
 
 Trains on a synthetic, seeded two-class dataset, prints progress per epoch,
 writes the model to ./outputs/model.json and a training log to ./logs/,
-and logs a metric per epoch to AMLD_METRICS_FILE when run under amld.
-No third-party packages: it runs with any python3.
+and logs loss and accuracy per epoch: with amld's SDK when it can be imported
+(Run.get_context().log, as with azureml.core), else straight to
+AMLD_METRICS_FILE when run under amld. No third-party packages: it runs with
+any python3.
 """
 import argparse
 import json
@@ -11,6 +13,11 @@ import math
 import os
 import random
 import time
+
+try:
+    from amld.core import Run
+except ImportError:  # the SDK is not installed: amld still reads AMLD_METRICS_FILE
+    Run = None
 
 
 def make_dataset(n, seed):
@@ -28,6 +35,9 @@ def sigmoid(z):
 
 
 def log_metric(name, value, step):
+    if Run is not None:
+        Run.get_context().log(name, value, step=step)
+        return
     path = os.environ.get("AMLD_METRICS_FILE")
     if path:
         with open(path, "a") as f:

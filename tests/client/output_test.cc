@@ -64,6 +64,23 @@ TEST(OutputTest, DurationRunsFromRunningToTheEnd) {
   EXPECT_EQ(TransitionTime(run, RunStatus::CANCELED), nullptr);
 }
 
+TEST(OutputTest, QueueWaitAndExitStatus) {
+  auto run = RunWithHistory();
+  EXPECT_EQ(QueueWait(run), absl::Seconds(1));  // QUEUED at 100, the next status at 101
+  EXPECT_EQ(ExitStatusText(run), "exit code 3");
+  run.set_exit_signal(9);
+  EXPECT_EQ(ExitStatusText(run), "signal 9 (SIGKILL)");
+
+  amld::v1::Run canceled_in_queue;
+  for (auto [s, secs] : {std::pair{RunStatus::QUEUED, 10}, {RunStatus::CANCELED, 15}}) {
+    auto* t = canceled_in_queue.add_history();
+    t->set_status(s);
+    t->mutable_time()->set_seconds(secs);
+  }
+  EXPECT_EQ(QueueWait(canceled_in_queue), absl::Seconds(5));
+  EXPECT_EQ(ExitStatusText(canceled_in_queue), "");  // it never ran
+}
+
 TEST(OutputTest, JsonUsesProtoFieldNamesAndPrintsDefaults) {
   auto run = RunWithHistory();
   const std::string json = ProtoToJson(run);

@@ -91,6 +91,30 @@ TEST(BuildRunConfigTest, CommandRunWithDefaults) {
   EXPECT_EQ(config->max_run_duration_seconds(), 0);
 }
 
+TEST(BuildRunConfigTest, PriorityAndResources) {
+  SubmitSpec spec;
+  spec.script = "train.py";
+  auto plain = BuildRunConfig(spec);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->priority(), 0);
+  EXPECT_FALSE(plain->has_resources());  // the daemon's default: 1 CPU slot, no GPU
+  spec.priority = -7;
+  spec.gpus = 2;
+  auto asking = BuildRunConfig(spec);
+  ASSERT_TRUE(asking.ok()) << asking.status();
+  EXPECT_EQ(asking->priority(), -7);
+  EXPECT_EQ(asking->resources().cpus(), 0);
+  EXPECT_EQ(asking->resources().gpus(), 2);
+  for (int bad : {101, -101}) {
+    SubmitSpec s = spec;
+    s.priority = bad;
+    EXPECT_TRUE(absl::IsInvalidArgument(BuildRunConfig(s).status())) << bad;
+  }
+  SubmitSpec negative = spec;
+  negative.cpus = -1;
+  EXPECT_TRUE(absl::IsInvalidArgument(BuildRunConfig(negative).status()));
+}
+
 TEST(BuildRunConfigTest, UsageErrors) {
   SubmitSpec neither;
   EXPECT_TRUE(absl::IsInvalidArgument(BuildRunConfig(neither).status()));

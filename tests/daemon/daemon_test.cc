@@ -532,7 +532,7 @@ TEST_F(DaemonTest, CasVerifiesDigestsAndResumesWrites) {
   EXPECT_EQ(info.mode(), pb::DaemonInfo::USER);
   EXPECT_EQ(info.data_dir(), options_.data_dir.string());
   EXPECT_EQ(info.socket_path(), options_.socket_path.string());
-  EXPECT_THAT(info.executors(), ElementsAre("local"));
+  EXPECT_THAT(info.executors(), ElementsAre("local", "ssh", "slurm"));
 }
 
 TEST_F(DaemonTest, ExperimentsAreCreatedOnSubmitAndListed) {

@@ -25,9 +25,11 @@ using RunProto = amld::v1::Run;
 using amld::v1::RunConfig;
 using amld::v1::RunStatus;
 using RunStatusValue = amld::v1::RunStatus::Value;
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using testing::TempDir;
 using testing::WriteFile;
 
@@ -75,7 +77,20 @@ class FakeExecutor final : public Executor {
   absl::Status Reattach(const std::string& run_id, const fs::path& run_dir,
                         const std::string& handle) override {
     reattached.push_back(run_id + " " + handle);
+    if (on_reattach) on_reattach(run_id);
     return reattach_error;
+  }
+  void SetProgressCallback(ProgressCallback callback) override {
+    progress_callback_ = std::move(callback);
+  }
+  // What an executor whose runs wait elsewhere (Slurm) reports.
+  void Progress(const std::string& run_id, bool started, const std::string& placement,
+                const std::string& detail) {
+    RunProgress p;
+    p.started = started;
+    p.placement = placement;
+    p.detail = detail;
+    progress_callback_(run_id, p);
   }
   absl::Status Cancel(const std::string& run_id) override {
     canceled.push_back(run_id);
@@ -99,9 +114,11 @@ class FakeExecutor final : public Executor {
   absl::Status launch_error;
   absl::Status reattach_error;
   std::function<void(const LaunchSpec&)> on_launch;
+  std::function<void(const std::string&)> on_reattach;
 
  private:
   ExitCallback callback_;
+  ProgressCallback progress_callback_;
 };
 
 class RunManagerTest : public ::testing::Test {
@@ -117,11 +134,15 @@ class RunManagerTest : public ::testing::Test {
     root_ = snapshot->root;
   }
 
-  void StartManager(int slots) {
+  RunManagerOptions Options(int slots) {
     RunManagerOptions options;
     options.runs_root = dir_ / "runs";
     options.max_concurrent_runs = slots;
     options.base_env = {{"PATH", "/usr/bin:/bin"}};
+    return options;
+  }
+  void StartManager(int slots) { StartManagerWith(Options(slots)); }
+  void StartManagerWith(const RunManagerOptions& options) {
     manager_ = std::make_unique<RunManager>(
         RunManagerDeps{store_.get(), cas_.get(), &executor_, &clock_, &tasks_, nullptr}, options);
     ASSERT_TRUE(manager_->Start().ok());
@@ -528,6 +549,103 @@ TEST_F(RecoveryTest, EachLeftoverStatusIsTakenOverDeliberatelyAndNothingRunsTwic
   EXPECT_THAT(executor_.launched, ElementsAre(preparing, queued1, queued2));
 }
 
+// An executor whose Launch only queues the run elsewhere (Slurm) says so
+// from inside Launch; the run stays STARTING, its placement carrying the
+// other scheduler's words, until that scheduler starts it.
+TEST_F(RunManagerTest, ARunWaitingInAnotherSchedulerStaysStartingWithItsReason) {
+  StartManager(1);
+  executor_.on_launch = [&](const LaunchSpec& spec) {
+    executor_.Progress(spec.run_id, false, "slurm:7", "SUBMITTED");
+  };
+  std::vector<RunProto> seen;
+  std::string id = Submit();
+  auto sub = manager_->Subscribe(id, [&](const RunProto& r) { seen.push_back(r); });
+  ASSERT_TRUE(sub.ok());
+  tasks_.RunAll();
+  EXPECT_EQ(StatusOf(id), RunStatus::STARTING);
+  EXPECT_EQ(Get(id).placement(), "slurm:7 SUBMITTED");
+  EXPECT_EQ(*store_->GetRunHandle(id), "handle:" + id);  // stored before it is shown
+
+  executor_.Progress(id, false, "slurm:7", "PENDING (Resources)");
+  EXPECT_EQ(StatusOf(id), RunStatus::STARTING);
+  EXPECT_EQ(Get(id).placement(), "slurm:7 PENDING (Resources)");
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.back().placement(), "slurm:7 PENDING (Resources)");  // watchers see it
+
+  executor_.Progress(id, true, "slurm:7 on node-1", "RUNNING");
+  EXPECT_EQ(StatusOf(id), RunStatus::RUNNING);
+  EXPECT_EQ(Get(id).placement(), "slurm:7 on node-1");
+  executor_.ExitCode(id, 0);
+  tasks_.RunAll();
+  EXPECT_THAT(History(id),
+              ElementsAre(RunStatus::QUEUED, RunStatus::PREPARING, RunStatus::STARTING,
+                          RunStatus::RUNNING, RunStatus::FINALIZING, RunStatus::COMPLETED));
+  EXPECT_EQ(Get(id).placement(), "slurm:7 on node-1");
+  manager_->Unsubscribe(id, sub->listener_id);
+}
+
+TEST_F(RunManagerTest, ARunCanceledWhileWaitingElsewhereEndsCanceledWithoutRunning) {
+  StartManager(1);
+  executor_.on_launch = [&](const LaunchSpec& spec) {
+    executor_.Progress(spec.run_id, false, "slurm:8", "SUBMITTED");
+  };
+  std::string id = Submit();
+  tasks_.RunAll();
+  EXPECT_EQ(manager_->Cancel(id, "no longer needed")->status(), RunStatus::CANCEL_REQUESTED);
+  EXPECT_THAT(executor_.canceled, ElementsAre(id));  // scancel, for Slurm
+  ExitStatus e;
+  e.canceled = true;
+  executor_.Exit(id, e);
+  tasks_.RunAll();
+  EXPECT_EQ(StatusOf(id), RunStatus::CANCELED);
+  EXPECT_THAT(History(id), Not(Contains(RunStatus::RUNNING)));
+  EXPECT_EQ(manager_->runs_holding_slots(), 0);
+}
+
+TEST_F(RunManagerTest, ARunEndedByTheOtherSchedulerBeforeItStartedFailsWithItsReason) {
+  StartManager(1);
+  executor_.on_launch = [&](const LaunchSpec& spec) {
+    executor_.Progress(spec.run_id, false, "slurm:9", "SUBMITTED");
+  };
+  std::string id = Submit();
+  tasks_.RunAll();
+  ExitStatus e;
+  e.failure = "Slurm ended job 9 BOOT_FAIL";
+  executor_.Exit(id, e);
+  tasks_.RunAll();
+  EXPECT_EQ(StatusOf(id), RunStatus::FAILED);
+  EXPECT_EQ(Get(id).error(), "Slurm ended job 9 BOOT_FAIL");
+  EXPECT_THAT(History(id), ElementsAre(RunStatus::QUEUED, RunStatus::PREPARING,
+                                       RunStatus::STARTING, RunStatus::FAILED));
+}
+
+// A run that ran between two looks of its executor still passes RUNNING.
+TEST_F(RunManagerTest, ARunThatCompletedWhileReportedWaitingPassesRunning) {
+  StartManager(1);
+  executor_.on_launch = [&](const LaunchSpec& spec) {
+    executor_.Progress(spec.run_id, false, "slurm:10", "SUBMITTED");
+  };
+  std::string id = Submit();
+  tasks_.RunAll();
+  executor_.ExitCode(id, 0);
+  tasks_.RunAll();
+  EXPECT_EQ(StatusOf(id), RunStatus::COMPLETED);
+  EXPECT_THAT(History(id), Contains(RunStatus::RUNNING));
+}
+
+TEST_F(RecoveryTest, AStartingRunStillWaitingElsewhereStaysStartingUntilItRuns) {
+  std::string waiting = Left(RunStatus::STARTING, "h-slurm");
+  executor_.on_reattach = [&](const std::string& run_id) {
+    executor_.Progress(run_id, false, "slurm:11", "re-adopted");
+  };
+  StartManager(1);
+  EXPECT_EQ(StatusOf(waiting), RunStatus::STARTING);
+  EXPECT_EQ(Get(waiting).placement(), "slurm:11 re-adopted");
+  executor_.Progress(waiting, true, "slurm:11 on node-2", "RUNNING");
+  EXPECT_EQ(StatusOf(waiting), RunStatus::RUNNING);
+  EXPECT_EQ(Get(waiting).placement(), "slurm:11 on node-2");
+}
+
 TEST_F(RecoveryTest, AReattachThatFailsEndsTheRunFailedSayingWhy) {
   std::string running = Left(RunStatus::RUNNING, "h");
   executor_.reattach_error = absl::NotFoundError("shim 123 is gone and left no exit file");
@@ -536,6 +654,242 @@ TEST_F(RecoveryTest, AReattachThatFailsEndsTheRunFailedSayingWhy) {
   EXPECT_THAT(Get(running).error(),
               HasSubstr("daemon lost the run after a restart: shim 123 is gone"));
   EXPECT_EQ(manager_->runs_holding_slots(), 0);
+}
+
+// ---------------------------------------------------------------------------
+// Scheduling: priorities, users taking turns, CPU slots and GPUs, limits.
+
+class SchedulingTest : public RunManagerTest {
+ protected:
+  RunConfig Asking(int gpus, int cpus = 0, int priority = 0) {
+    RunConfig c = Config();
+    c.mutable_resources()->set_gpus(gpus);
+    c.mutable_resources()->set_cpus(cpus);
+    c.set_priority(priority);
+    return c;
+  }
+  std::string SubmitAs(const RunConfig& c, uint32_t uid) {
+    absl::StatusOr<RunProto> run = manager_->Submit(c, uid);
+    EXPECT_TRUE(run.ok()) << run.status();
+    return run.ok() ? run->id() : "";
+  }
+  // CUDA_VISIBLE_DEVICES as launched, or "unset".
+  std::string VisibleGpus(const std::string& id) {
+    for (const auto& [name, value] : executor_.specs.at(id).env) {
+      if (name == "CUDA_VISIBLE_DEVICES") return value;
+    }
+    return "unset";
+  }
+  RunManagerOptions GpuOptions(int slots, std::vector<int> gpus) {
+    RunManagerOptions o = Options(slots);
+    o.cpus = 8;
+    o.gpus = std::move(gpus);
+    return o;
+  }
+};
+
+TEST_F(SchedulingTest, GpusReachTheProcessNeverOverlapAndAreRecorded) {
+  StartManagerWith(GpuOptions(3, {0, 1, 2}));
+  std::string one = Submit(Asking(1));
+  std::string two = Submit(Asking(2));
+  std::string again = Submit(Asking(1));
+  std::string cpu_only = Submit(Asking(0));
+  tasks_.RunAll();
+  // "again" needs a GPU and none is free; "cpu_only" waits behind it.
+  EXPECT_THAT(executor_.launched, ElementsAre(one, two));
+  EXPECT_EQ(VisibleGpus(one), "0");
+  EXPECT_EQ(VisibleGpus(two), "1,2");
+  EXPECT_THAT(Get(one).assigned_gpus(), ElementsAre(0));
+  EXPECT_THAT(Get(two).assigned_gpus(), ElementsAre(1, 2));
+  EXPECT_THAT(Get(again).assigned_gpus(), IsEmpty());
+  EXPECT_THAT(manager_->local_target().free_gpus, IsEmpty());
+
+  executor_.ExitCode(one, 0);
+  tasks_.RunAll();
+  EXPECT_THAT(executor_.launched, ElementsAre(one, two, again, cpu_only));
+  EXPECT_EQ(VisibleGpus(again), "0");
+  EXPECT_EQ(VisibleGpus(cpu_only), "");  // set, and empty: no GPU at all
+  EXPECT_THAT(Get(one).assigned_gpus(), ElementsAre(0));  // kept after the end
+  EXPECT_EQ(manager_->local_target().free_cpus, 8 - 3);
+}
+
+TEST_F(SchedulingTest, PriorityFirstThenUsersTakeTurnsThenFifo) {
+  StartManager(1);
+  std::string first = SubmitAs(Config(), 1000);  // starts at once
+  std::string a2 = SubmitAs(Config(), 1000);
+  std::string a3 = SubmitAs(Config(), 1000);
+  std::string b1 = SubmitAs(Config(), 2000);
+  std::string urgent = SubmitAs(Asking(0, 0, 50), 1000);
+  std::string low = SubmitAs(Asking(0, 0, -1), 3000);
+  tasks_.RunAll();
+  for (int i = 0; i < 5; ++i) {
+    executor_.ExitCode(executor_.launched.back(), 0);
+    tasks_.RunAll();
+  }
+  EXPECT_THAT(executor_.launched, ElementsAre(first, urgent, b1, a2, a3, low));
+}
+
+TEST_F(SchedulingTest, CpuSlotsLimitWhatRunsTogether) {
+  RunManagerOptions o = Options(4);
+  o.cpus = 3;
+  StartManagerWith(o);
+  std::string two = Submit(Asking(0, 2));
+  std::string also_two = Submit(Asking(0, 2));
+  std::string one = Submit(Asking(0, 1));
+  tasks_.RunAll();
+  EXPECT_THAT(executor_.launched, ElementsAre(two));  // head-of-line: "one" waits too
+  executor_.ExitCode(two, 0);
+  tasks_.RunAll();
+  EXPECT_THAT(executor_.launched, ElementsAre(two, also_two, one));
+}
+
+TEST_F(SchedulingTest, SubmitRefusesWhatTheTargetCannotHoldSayingItsCapacity) {
+  RunManagerOptions o = GpuOptions(2, {0});
+  o.cpus = 2;
+  StartManagerWith(o);
+  auto refused = [&](const RunConfig& c) {
+    absl::StatusOr<RunProto> run = manager_->Submit(c, 1000);
+    EXPECT_EQ(run.status().code(), absl::StatusCode::kInvalidArgument) << run.status();
+    return std::string(run.status().message());
+  };
+  EXPECT_THAT(refused(Asking(2)), HasSubstr("asks for 2 GPUs but the local target has 1 (ids 0)"));
+  EXPECT_THAT(refused(Asking(0, 3)), HasSubstr("asks for 3 CPU slots but the local target has 2"));
+  EXPECT_THAT(refused(Asking(0, 0, 101)), HasSubstr("priority must be between -100 and 100"));
+  EXPECT_THAT(refused(Asking(0, 0, -101)), HasSubstr("got -101"));
+  EXPECT_THAT(refused(Asking(-1)), HasSubstr("must not be negative"));
+  RunConfig cuda = Config();
+  (*cuda.mutable_environment()->mutable_environment_variables())["CUDA_VISIBLE_DEVICES"] = "0";
+  EXPECT_THAT(refused(cuda), HasSubstr("resources.gpus"));
+  EXPECT_TRUE(store_->ListRuns({})->runs.empty());  // nothing was queued
+  // The edges are fine.
+  Submit(Asking(1, 2, 100));
+  Submit(Asking(0, 0, -100));
+}
+
+TEST_F(SchedulingTest, TheDaemonsDurationLimitsApply) {
+  RunManagerOptions o = Options(4);
+  o.default_run_duration_seconds = 60;
+  o.max_run_duration_seconds = 120;
+  StartManagerWith(o);
+  std::string unset = Submit(Config());
+  RunConfig asks = Config();
+  asks.set_max_run_duration_seconds(100);
+  std::string hundred = Submit(asks);
+  asks.set_max_run_duration_seconds(121);
+  absl::StatusOr<RunProto> too_long = manager_->Submit(asks, 1000);
+  EXPECT_EQ(too_long.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(too_long.status().message()),
+              HasSubstr("above this daemon's limit of 120 s"));
+  tasks_.RunAll();
+  EXPECT_EQ(Get(unset).config().max_run_duration_seconds(), 60);
+  EXPECT_EQ(executor_.specs.at(unset).max_duration, absl::Seconds(60));
+  EXPECT_EQ(executor_.specs.at(hundred).max_duration, absl::Seconds(100));
+  // The reason names the limit that applied.
+  ExitStatus timed_out;
+  timed_out.timed_out = true;
+  timed_out.signal = SIGTERM;
+  executor_.Exit(unset, timed_out);
+  tasks_.RunAll();
+  EXPECT_EQ(Get(unset).error(), "timed out after 60 s");
+
+  EXPECT_EQ(*EffectiveRunDuration(0, 0, 0), 0);
+  EXPECT_EQ(*EffectiveRunDuration(0, 0, 30), 30);  // a cap alone is the default
+  EXPECT_EQ(*EffectiveRunDuration(10, 60, 0), 10);
+}
+
+TEST_F(SchedulingTest, ReadoptedRunsKeepTheirGpusAcrossARestart) {
+  StartManagerWith(GpuOptions(4, {0, 1}));
+  std::string holder = Submit(Asking(1));
+  std::string both = Submit(Asking(2));
+  tasks_.RunAll();
+  EXPECT_THAT(executor_.launched, ElementsAre(holder));
+  EXPECT_EQ(VisibleGpus(holder), "0");
+
+  manager_.reset();  // the daemon goes away; "holder" runs on
+  StartManagerWith(GpuOptions(4, {0, 1}));
+  tasks_.RunAll();
+  EXPECT_THAT(executor_.reattached, ElementsAre(holder + " handle:" + holder));
+  // GPU 0 is still taken: "both" must wait, and a newcomer gets GPU 1 only
+  // once "both" (the head of the queue) has run.
+  EXPECT_THAT(executor_.launched, ElementsAre(holder));
+  EXPECT_THAT(manager_->local_target().free_gpus, ElementsAre(1));
+  std::string later = Submit(Asking(1));
+  tasks_.RunAll();
+  EXPECT_THAT(executor_.launched, ElementsAre(holder));
+  executor_.ExitCode(holder, 0);
+  tasks_.RunAll();
+  EXPECT_THAT(executor_.launched, ElementsAre(holder, both));
+  EXPECT_EQ(VisibleGpus(both), "0,1");
+  executor_.ExitCode(both, 0);
+  tasks_.RunAll();
+  EXPECT_EQ(VisibleGpus(later), "0");
+}
+
+// A run the dead daemon left in `status`, asking for `gpus`, with the GPUs
+// it had been given.
+class SchedulingRecoveryTest : public SchedulingTest {
+ protected:
+  std::string Leave(RunStatusValue status, int gpus, std::vector<int> assigned,
+                    const std::string& handle) {
+    static int n = 0;
+    clock_.Advance(absl::Seconds(1));  // recovery goes oldest first
+    amld::storage::NewRun nr;
+    nr.id = absl::StrCat("exp_1_", 100 + ++n);
+    nr.config = Asking(gpus);
+    nr.submitter_uid = 1000;
+    nr.now = clock_.Now();
+    EXPECT_TRUE(store_->InsertRun(nr).ok());
+    amld::storage::TransitionDetails given;
+    given.assigned_gpus = std::move(assigned);
+    for (RunStatusValue s : {RunStatus::PREPARING, RunStatus::STARTING, RunStatus::RUNNING}) {
+      if (s > status) break;
+      EXPECT_TRUE(store_->Transition(nr.id, s, s == RunStatus::PREPARING ? given
+                                                : amld::storage::TransitionDetails{},
+                                     clock_.Now())
+                      .ok());
+    }
+    if (!handle.empty()) {
+      EXPECT_TRUE(store_->SetRunHandle(nr.id, handle).ok());
+    }
+    return nr.id;
+  }
+};
+
+TEST_F(SchedulingRecoveryTest, NothingStartsBeforeEveryRunningRunHasItsGpusBack) {
+  std::string queued = Leave(RunStatus::QUEUED, 1, {}, "");
+  // Ends FAILED during recovery, which frees a slot before "running" is seen.
+  std::string lost = Leave(RunStatus::RUNNING, 1, {1}, "");
+  std::string running = Leave(RunStatus::RUNNING, 1, {0}, "h");
+  StartManagerWith(GpuOptions(4, {0}));
+  tasks_.RunAll();
+  EXPECT_EQ(StatusOf(lost), RunStatus::FAILED);
+  EXPECT_THAT(executor_.launched, IsEmpty());
+  EXPECT_EQ(StatusOf(queued), RunStatus::QUEUED);
+  executor_.ExitCode(running, 0);
+  tasks_.RunAll();
+  EXPECT_THAT(executor_.launched, ElementsAre(queued));
+  EXPECT_EQ(VisibleGpus(queued), "0");
+}
+
+TEST_F(SchedulingRecoveryTest, APreparingRunIsLaunchedWithTheGpusItWasGiven) {
+  std::string preparing = Leave(RunStatus::PREPARING, 1, {1}, "");
+  std::string queued = Leave(RunStatus::QUEUED, 1, {}, "");
+  StartManagerWith(GpuOptions(4, {0, 1}));
+  tasks_.RunAll();
+  EXPECT_THAT(executor_.launched, ElementsAre(preparing, queued));
+  EXPECT_EQ(VisibleGpus(preparing), "1");
+  EXPECT_EQ(VisibleGpus(queued), "0");
+}
+
+TEST_F(SchedulingRecoveryTest, AQueuedRunTheShrunkenTargetCannotHoldFailsSayingSo) {
+  std::string big = Leave(RunStatus::QUEUED, 2, {}, "");
+  std::string small = Leave(RunStatus::QUEUED, 1, {}, "");
+  StartManagerWith(GpuOptions(4, {0}));  // was [0, 1]
+  tasks_.RunAll();
+  EXPECT_EQ(StatusOf(big), RunStatus::FAILED);
+  EXPECT_THAT(Get(big).error(), HasSubstr("capacity changed while the run was queued: the run "
+                                          "asks for 2 GPUs but the local target has 1"));
+  EXPECT_THAT(executor_.launched, ElementsAre(small));  // not blocked behind it
 }
 
 }  // namespace

@@ -163,8 +163,6 @@ TEST(SubmitValidationTest, ConfigChecksUseTheDocumentedCodes) {
        "snapshot_root"},
       {[](RunConfig& c) { c.mutable_snapshot_root()->set_hash("xyz"); },
        absl::StatusCode::kInvalidArgument, ""},
-      {[](RunConfig& c) { c.set_compute_target("gpu-box"); }, absl::StatusCode::kNotFound,
-       "compute target \"gpu-box\" does not exist"},
       {[](RunConfig& c) { c.mutable_distributed()->mutable_pytorch()->set_process_count(2); },
        absl::StatusCode::kUnimplemented, "distributed"},
       {[](RunConfig& c) { c.mutable_environment()->add_pip_requirements("numpy"); },
@@ -182,9 +180,52 @@ TEST(SubmitValidationTest, ConfigChecksUseTheDocumentedCodes) {
   RunConfig local = Valid();
   local.set_compute_target("local");
   EXPECT_TRUE(ValidateRunConfig(local).ok());
+  // Whether a named target exists is the run manager's check (the store's
+  // targets), not the config's.
+  RunConfig named = Valid();
+  named.set_compute_target("gpu-box");
+  EXPECT_TRUE(ValidateRunConfig(named).ok());
   RunConfig empty_distributed = Valid();
   empty_distributed.mutable_distributed();  // set but naming no framework
   EXPECT_TRUE(ValidateRunConfig(empty_distributed).ok());
+}
+
+TEST(RunPlanTest, VisibleGpusReplaceAnyInheritedValueAndKeepTheEnvironmentSorted) {
+  LaunchSpec spec;
+  spec.env = {{"A", "1"}, {"CUDA_VISIBLE_DEVICES", "0,1,2,3"}, {"Z", "2"}};  // the daemon's own
+  SetVisibleGpus({2, 0}, &spec);
+  EXPECT_THAT(spec.env, ElementsAre(std::pair<std::string, std::string>{"A", "1"},
+                                    std::pair<std::string, std::string>{"CUDA_VISIBLE_DEVICES",
+                                                                        "2,0"},
+                                    std::pair<std::string, std::string>{"Z", "2"}));
+  LaunchSpec none;
+  none.env = {{"A", "1"}, {"PATH", "/bin"}};
+  SetVisibleGpus({}, &none);
+  ASSERT_EQ(none.env.size(), 3u);
+  EXPECT_EQ(none.env[1], (std::pair<std::string, std::string>{"CUDA_VISIBLE_DEVICES", ""}));
+}
+
+TEST(RunPlanTest, EffectiveRunDurationAppliesTheDefaultAndTheCap) {
+  EXPECT_EQ(*EffectiveRunDuration(0, 0, 0), 0);      // no limit anywhere
+  EXPECT_EQ(*EffectiveRunDuration(0, 60, 0), 60);    // the default
+  EXPECT_EQ(*EffectiveRunDuration(30, 60, 0), 30);   // the run's own
+  EXPECT_EQ(*EffectiveRunDuration(0, 0, 120), 120);  // a cap alone bounds "no limit"
+  EXPECT_EQ(*EffectiveRunDuration(120, 60, 120), 120);
+  absl::StatusOr<int64_t> over = EffectiveRunDuration(121, 60, 120);
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(over.status().message()), HasSubstr("limit of 120 s"));
+  // Priority and resources are checked with the rest of the config.
+  RunConfig c;
+  c.set_experiment_name("e");
+  c.set_command("true");
+  c.mutable_snapshot_root()->set_hash(std::string(64, 'a'));
+  c.mutable_snapshot_root()->set_size_bytes(1);
+  ASSERT_TRUE(ValidateRunConfig(c).ok()) << ValidateRunConfig(c);
+  c.set_priority(kMaxPriority + 1);
+  EXPECT_EQ(ValidateRunConfig(c).code(), absl::StatusCode::kInvalidArgument);
+  c.set_priority(kMinPriority);
+  c.mutable_resources()->set_gpus(-1);
+  EXPECT_EQ(ValidateRunConfig(c).code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -271,6 +271,55 @@ TEST_F(AmlE2eTest, FailingScriptEndsFailedWithItsExitCode) {
   EXPECT_EQ(Aml({"run", "wait", id}).exit_code, 1);
 }
 
+TEST_F(AmlE2eTest, PriorityAndGpusFromSubmitToShowAndDaemonStatus) {
+  const fs::path config = dir_ / "amld.yaml";
+  WriteFile(config, "max_concurrent_runs: 1\ncpus: 4\ngpus: [0, 1]\n");
+  StartDaemon({"--config", config.string()});
+  auto status = Aml({"daemon", "status"});
+  EXPECT_NE(status.out.find("uptime:"), std::string::npos) << Describe(status);
+  EXPECT_NE(status.out.find("data dir:      " + data_.string()), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("0 queued, 0 running"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("GPUs 0,1 (free: 0,1)"), std::string::npos) << status.out;
+
+  WriteFile(project_ / "hold.py",
+            "import os, sys, time\n"
+            "print('visible', repr(os.environ['CUDA_VISIBLE_DEVICES']), flush=True)\n"
+            "while not os.path.exists(sys.argv[1]): time.sleep(0.05)\n"
+            "sys.exit(int(sys.argv[2]))\n");
+  const std::string go = (dir_ / "go").string();
+  const std::string first = Submit("hold.py", {"--gpus", "1"}, {go, "0"});
+  ASSERT_TRUE(Eventually([&] { return Show(first)["status"] == "RUNNING"; }));
+  const std::string low = Submit("hold.py", {"--priority", "-5"}, {go, "0"});
+  const std::string high = Submit("hold.py", {"--gpus", "2", "--priority", "7"}, {go, "3"});
+  json info = AmlJson({"daemon", "status"});
+  EXPECT_EQ(info["run_counts"]["QUEUED"], "2") << info.dump();  // int64: a JSON string
+  EXPECT_EQ(info["run_counts"]["RUNNING"], "1") << info.dump();
+  EXPECT_EQ(info["free_gpus"], json::array({1})) << info.dump();
+  WriteFile(dir_ / "go", "");
+  EXPECT_EQ(Aml({"run", "wait", low}).exit_code, 0);
+
+  json run = Show(high);
+  EXPECT_EQ(run["status"], "FAILED");
+  EXPECT_EQ(run["assigned_gpus"], json::array({0, 1})) << run.dump();
+  EXPECT_EQ(run["config"]["priority"], 7);
+  EXPECT_EQ(run["config"]["resources"]["gpus"], 2);
+  // The higher priority went first although it was submitted last.
+  EXPECT_LT(*TransitionTime(run, "RUNNING"), *TransitionTime(Show(low), "RUNNING"));
+  EXPECT_EQ(Aml({"run", "logs", high}).out, "visible '0,1'\n");
+  EXPECT_EQ(Aml({"run", "logs", low}).out, "visible ''\n");
+  auto show = Aml({"run", "show", high});
+  for (const char* line : {"exit status:   exit code 3\n", "reason:        exit code 3\n",
+                           "priority:      7\n", "resources:     1 CPU slot, 2 GPUs\n",
+                           "GPUs:          0,1\n", "queue wait:    ", "run time:      "}) {
+    EXPECT_NE(show.out.find(line), std::string::npos) << line << "\n" << show.out;
+  }
+
+  auto refused = Aml({"run", "submit", "-s", project_.string(), "--gpus", "3", "hold.py"});
+  EXPECT_EQ(refused.exit_code, 1) << Describe(refused);
+  EXPECT_NE(refused.err.find("the local target has 2 (ids 0,1)"), std::string::npos)
+      << Describe(refused);
+}
+
 TEST_F(AmlE2eTest, CancelOfASleepingScriptEndsCanceledWithNoProcessLeft) {
   StartDaemon({"--kill-grace-seconds", "5"});
   const fs::path pidfile = dir_ / "pids";

@@ -789,5 +789,127 @@ TEST_F(SnapshotTest, BadSourceFolderIsAClearError) {
   EXPECT_FALSE(BuildSnapshot(tmp_ / "plain").ok());
 }
 
+// ------------------------------------------------ subfolders, cookies, threads
+
+TEST_F(SnapshotTest, SubdirWalkIsTheSubtreeOfAFullWalk) {
+  fs::path src = MakeTree("src", {{".gitignore", "*.log\n"},
+                                  {"top.py", "t"},
+                                  {"sub/y.py", "y"},
+                                  {"sub/x.log", "ignored by the parent's rule"},
+                                  {"sub/deeper/z.py", "z"}});
+  Symlink("../y.py", src / "sub/deeper/up");  // climbs to sub/: fine at depth 2
+  Snapshot full = Build(src);
+  BuildOptions o;
+  o.subdir = "sub";
+  Snapshot part = Build(src, o);
+  Directory root;
+  ASSERT_TRUE(root.ParseFromString(full.directories.at(full.root)));
+  ASSERT_EQ(root.directories_size(), 1);
+  EXPECT_EQ(part.root, FromProto(root.directories(0).digest()));
+  std::vector<std::string> paths;
+  for (const SnapshotFile& f : part.files) paths.push_back(f.rel_path);
+  EXPECT_THAT(paths, ElementsAre("sub/deeper/z.py", "sub/y.py"));
+  ASSERT_EQ(part.skipped.size(), 1u);
+  EXPECT_EQ(part.skipped[0].rel_path, "sub/x.log");
+  EXPECT_EQ(part.skipped[0].decision.source, ".gitignore");
+}
+
+TEST_F(SnapshotTest, SubdirIsNeverReachedThroughALinkOrDots) {
+  fs::path src = MakeTree("src", {{"real/a", "a"}});
+  Symlink("real", src / "link");
+  BuildOptions o;
+  o.subdir = "link";
+  EXPECT_EQ(BuildSnapshot(src, o).status().code(), absl::StatusCode::kNotFound);
+  o.subdir = "../src/real";
+  EXPECT_EQ(BuildSnapshot(src, o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.subdir = "real/a";
+  EXPECT_EQ(BuildSnapshot(src, o).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SnapshotTest, SyncCookiesAreAlwaysLeftOut) {
+  fs::path src = MakeTree("src", {{"a.py", "a"}, {".amld-cookie-12-3", ""}});
+  Snapshot snap = Build(src);
+  ASSERT_EQ(snap.files.size(), 1u);
+  ASSERT_EQ(snap.skipped.size(), 1u);
+  EXPECT_EQ(snap.skipped[0].decision.source, "(builtin)");
+  BuildOptions o;
+  o.use_ignore_files = false;
+  EXPECT_EQ(Build(src, o).files.size(), 1u);
+}
+
+TEST_F(SnapshotTest, MaterializeGivesTheSameTreeOnAnyNumberOfThreads) {
+  // More folders than the materializer holds open at once, so it flushes.
+  // Few distinct files and folders: storing each blob costs an fsync.
+  std::vector<Entry> tree;
+  for (int d = 0; d < 70; ++d) {
+    tree.push_back({absl::StrCat("d", d, "/e0/f.py"), "x = 0\n", 0755});
+    tree.push_back({absl::StrCat("d", d, "/e1/g.py"), "x = 1\n", 0644});
+  }
+  fs::path src = MakeTree("src", tree);
+  Snapshot snap = Build(src);
+  ASSERT_TRUE(StoreSnapshot(snap, *cas_).ok());
+  std::map<std::string, std::string> first;
+  for (int threads : {1, 2, 8}) {
+    fs::path dest = tmp_ / absl::StrCat("dest", threads);
+    MaterializeOptions mo;
+    mo.threads = threads;
+    absl::Status st = Materialize(*cas_, snap.root, dest, mo);
+    ASSERT_TRUE(st.ok()) << st;
+    EXPECT_EQ(Build(dest).root, snap.root) << threads << " threads";
+    if (first.empty()) {
+      first = Describe(dest);
+    } else {
+      EXPECT_EQ(Describe(dest), first) << threads << " threads";
+    }
+  }
+}
+
+TEST_F(SnapshotTest, FindMissingInTreeRemembersCompleteFolders) {
+  fs::path src = MakeTree("src", {{"a/x.py", "x"}, {"a/b/y.py", "y"}, {"c/z.py", "z"}});
+  Snapshot snap = Build(src);
+  ASSERT_TRUE(StoreSnapshot(snap, *cas_).ok());
+  CompleteDirs known;
+  auto missing = FindMissingInTree(*cas_, snap.root, &known);
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  EXPECT_THAT(*missing, IsEmpty());
+  EXPECT_EQ(known.size(), 4u);  // root, a, a/b, c
+  EXPECT_EQ(known.at(snap.root), 0);
+
+  // An edit below c/ makes a new root and a new c/; a/ is the same folder.
+  WriteFile(src / "c/z.py", "z2");
+  Snapshot edited = Build(src);
+  ASSERT_TRUE(StoreSnapshot(edited, *cas_).ok());
+  // Remove a/ from the store behind the cache's back (only GC removes
+  // blobs, and it clears what is known): the remembered a/ is not read
+  // again, which shows it is skipped.
+  Directory root;
+  ASSERT_TRUE(root.ParseFromString(snap.directories.at(snap.root)));
+  ASSERT_EQ(root.directories(0).name(), "a");
+  const Digest a = FromProto(root.directories(0).digest());
+  ASSERT_TRUE(fs::remove(cas_->ObjectPath(a)));
+  missing = FindMissingInTree(*cas_, edited.root, &known);
+  ASSERT_TRUE(missing.ok());
+  EXPECT_THAT(*missing, IsEmpty());
+  EXPECT_TRUE(known.contains(edited.root));
+  CompleteDirs fresh;
+  auto all = FindMissingInTree(*cas_, edited.root, &fresh);
+  ASSERT_TRUE(all.ok());
+  EXPECT_THAT(*all, ElementsAre(a));
+  EXPECT_THAT(*FindMissingInTree(*cas_, edited.root), ElementsAre(a));
+  EXPECT_FALSE(fresh.contains(edited.root)) << "a tree with a folder missing is not complete";
+}
+
+TEST_F(SnapshotTest, FolderKnownCompleteDeeperIsCheckedAgainShallower) {
+  // "../t" is fine one level down and climbs out of the root at the top.
+  Directory climbing;
+  auto* link = climbing.add_symlinks();
+  link->set_name("up");
+  link->set_target("../t");
+  const Digest d = PutDirectory(climbing);
+  CompleteDirs known{{d, 1}};
+  auto got = FindMissingInTree(*cas_, d, &known);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument) << got.status();
+}
+
 }  // namespace
 }  // namespace amld::storage

@@ -212,7 +212,7 @@ class StateStoreTest : public ::testing::Test {
 // Opening and migrating.
 
 TEST_F(StateStoreTest, EmptyFileIsMigratedToLatestWithWalAndTables) {
-  EXPECT_EQ(StateStore::LatestSchemaVersion(), 2);
+  EXPECT_EQ(StateStore::LatestSchemaVersion(), 4);
   auto version = store_->SchemaVersion();
   ASSERT_TRUE(version.ok()) << version.status();
   EXPECT_EQ(*version, StateStore::LatestSchemaVersion());
@@ -222,7 +222,8 @@ TEST_F(StateStoreTest, EmptyFileIsMigratedToLatestWithWalAndTables) {
   EXPECT_EQ(raw.One("PRAGMA journal_mode"), "wal");  // WAL is a property of the file
   EXPECT_EQ(raw.One("PRAGMA application_id"), absl::StrCat(kStateApplicationId));
   EXPECT_THAT(raw.Rows("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"),
-              ElementsAre("artifacts", "experiments", "metrics", "run_transitions", "runs"));
+              ElementsAre("artifacts", "compute_targets", "experiments", "metrics", "run_transitions",
+                          "runs"));
   EXPECT_THAT(raw.Rows("SELECT name FROM sqlite_master WHERE type='index' AND sql IS NOT NULL "
                        "ORDER BY name"),
               ElementsAre("metrics_by_run", "runs_by_created", "runs_by_experiment",
@@ -269,6 +270,43 @@ TEST_F(StateStoreTest, ReopeningKeepsEverything) {
   EXPECT_EQ(*store_->SchemaVersion(), StateStore::LatestSchemaVersion());
 }
 
+TEST_F(StateStoreTest, PlacementChangesWithoutATransitionUntilTheRunEnds) {
+  Insert(MakeRun("slurm", "exp", At(0)));
+  Reach("slurm", v1::RunStatus::STARTING, 1);
+  auto pending = store_->SetRunPlacement("slurm", "slurm:12 PENDING (Resources)");
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  EXPECT_EQ(pending->placement(), "slurm:12 PENDING (Resources)");
+  EXPECT_EQ(pending->status(), v1::RunStatus::STARTING);
+  const int transitions = pending->history_size();
+  EXPECT_EQ(store_->GetRun("slurm")->placement(), "slurm:12 PENDING (Resources)");
+  EXPECT_EQ(store_->GetRun("slurm")->history_size(), transitions);
+  ASSERT_TRUE(store_->Transition("slurm", v1::RunStatus::CANCELED, {}, At(10)).ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(store_->SetRunPlacement("slurm", "x").status()));
+  EXPECT_EQ(store_->GetRun("slurm")->placement(), "slurm:12 PENDING (Resources)");
+  EXPECT_TRUE(absl::IsNotFound(store_->SetRunPlacement("nope", "x").status()));
+}
+
+TEST_F(StateStoreTest, AssignedGpusAreRecordedWithATransitionAndKept) {
+  Insert(MakeRun("gpu", "exp", At(0)));
+  auto queued = store_->GetRun("gpu");
+  EXPECT_THAT(queued->assigned_gpus(), ElementsAre());
+  TransitionDetails details;
+  details.assigned_gpus = std::vector<int>{2, 0};
+  auto preparing = store_->Transition("gpu", v1::RunStatus::PREPARING, details, At(1));
+  ASSERT_TRUE(preparing.ok()) << preparing.status();
+  EXPECT_THAT(preparing->assigned_gpus(), ElementsAre(2, 0));
+  // A transition without them leaves them as they are.
+  ASSERT_TRUE(store_->Transition("gpu", v1::RunStatus::STARTING, {}, At(2)).ok());
+  Reopen();
+  EXPECT_THAT(store_->GetRun("gpu")->assigned_gpus(), ElementsAre(2, 0));
+  EXPECT_THAT(store_->RunsInStatus({v1::RunStatus::STARTING})->at(0).assigned_gpus(),
+              ElementsAre(2, 0));
+  // An empty list clears them.
+  details.assigned_gpus = std::vector<int>{};
+  EXPECT_THAT(store_->Transition("gpu", v1::RunStatus::RUNNING, details, At(3))->assigned_gpus(),
+              ElementsAre());
+}
+
 fs::path DataFile(const std::string& name) {
   return fs::path(AMLD_SOURCE_DIR) / "tests" / "data" / name;
 }
@@ -311,6 +349,7 @@ TEST_F(StateStoreTest, MigratesCheckedInV1FileWithItsData) {
   EXPECT_EQ(done->config().snapshot_root().size_bytes(), 412);
   EXPECT_EQ(done->submitter_uid(), 1000u);
   EXPECT_EQ(done->placement(), "local");
+  EXPECT_THAT(done->assigned_gpus(), ElementsAre());  // v1 had no GPUs
   EXPECT_EQ(Nanos(done->created_time()), 1700000000000000000);
   EXPECT_THAT(Statuses(*done), ElementsAre(v1::RunStatus::QUEUED, v1::RunStatus::PREPARING,
                                            v1::RunStatus::STARTING, v1::RunStatus::RUNNING,
@@ -1018,6 +1057,160 @@ TEST_F(StateStoreTest, ConcurrentCallersAreSerialized) {
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(store_->CountByStatus()->at(v1::RunStatus::PREPARING), 100);
+}
+
+// ---------------------------------------------------------------------------
+// Compute targets.
+
+v1::ComputeTarget SshTargetNamed(const std::string& name) {
+  v1::ComputeTarget t;
+  t.set_name(name);
+  v1::SshTarget* ssh = t.mutable_ssh();
+  ssh->set_host("gpu-box.example.org");
+  ssh->set_port(2222);
+  ssh->set_user("alice");
+  ssh->set_identity_file("/home/alice/.ssh/id_ed25519");
+  ssh->set_workdir("/scratch/amld");
+  return t;
+}
+
+v1::ComputeTarget SlurmTargetNamed(const std::string& name) {
+  v1::ComputeTarget t;
+  t.set_name(name);
+  v1::SlurmTarget* slurm = t.mutable_slurm();
+  slurm->set_partition("gpu");
+  slurm->set_account("ml");
+  slurm->set_workdir("/shared/amld");
+  slurm->add_sbatch_args("--gres=gpu:1");
+  return t;
+}
+
+TEST_F(StateStoreTest, ComputeTargetsAreCreatedReadListedAndKeptAcrossReopen) {
+  auto created = store_->CreateComputeTarget(SshTargetNamed("box"), At(7));
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(Nanos(created->created_time()), absl::ToUnixNanos(At(7)));
+  ASSERT_TRUE(store_->CreateComputeTarget(SlurmTargetNamed("cluster"), At(8)).ok());
+
+  store_.reset();
+  auto reopened = StateStore::Open(db_path_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  store_ = std::move(*reopened);
+
+  auto box = store_->GetComputeTarget("box");
+  ASSERT_TRUE(box.ok()) << box.status();
+  EXPECT_TRUE(MessageDifferencer::Equals(*box, *created));
+  EXPECT_EQ(box->ssh().host(), "gpu-box.example.org");
+  EXPECT_EQ(box->ssh().port(), 2222);
+
+  auto list = store_->ListComputeTargets();
+  ASSERT_TRUE(list.ok()) << list.status();
+  std::vector<std::string> names;
+  for (const auto& t : *list) names.push_back(t.name());
+  EXPECT_THAT(names, ElementsAre("box", "cluster", "local"));
+  EXPECT_TRUE((*list)[1].has_slurm());
+  EXPECT_THAT((*list)[1].slurm().sbatch_args(), ElementsAre("--gres=gpu:1"));
+  EXPECT_TRUE((*list)[2].has_local());
+}
+
+TEST_F(StateStoreTest, LocalTargetIsBuiltInAndCannotBeRedefinedOrDeleted) {
+  auto local = store_->GetComputeTarget("local");
+  ASSERT_TRUE(local.ok()) << local.status();
+  EXPECT_TRUE(local->has_local());
+  EXPECT_FALSE(local->has_created_time());
+
+  EXPECT_EQ(store_->CreateComputeTarget(SshTargetNamed("local"), At(1)).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  absl::Status deleted = store_->DeleteComputeTarget("local");
+  EXPECT_EQ(deleted.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(deleted.message(), HasSubstr("built in"));
+  RawDb raw(db_path_);
+  EXPECT_EQ(raw.One("SELECT COUNT(*) FROM compute_targets"), "0");
+}
+
+TEST_F(StateStoreTest, DuplicateAndMissingComputeTargets) {
+  ASSERT_TRUE(store_->CreateComputeTarget(SshTargetNamed("box"), At(1)).ok());
+  v1::ComputeTarget other = SlurmTargetNamed("box");
+  auto again = store_->CreateComputeTarget(other, At(2));
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(again.status().message(), HasSubstr("aml compute delete box"));
+  EXPECT_TRUE(store_->GetComputeTarget("box")->has_ssh());  // the first is kept
+
+  EXPECT_EQ(store_->GetComputeTarget("nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->DeleteComputeTarget("nope").code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(StateStoreTest, MalformedComputeTargetsAreRefusedSayingWhat) {
+  struct Case {
+    std::string why;
+    v1::ComputeTarget target;
+    std::string message;
+  };
+  std::vector<Case> cases;
+  auto ssh = [](auto edit) {
+    v1::ComputeTarget t = SshTargetNamed("box");
+    edit(t);
+    return t;
+  };
+  cases.push_back({"bad name", ssh([](auto& t) { t.set_name("a b"); }), "may contain only"});
+  cases.push_back({"empty name", ssh([](auto& t) { t.set_name(""); }), "1 to 128"});
+  cases.push_back({"no kind", [] { v1::ComputeTarget t; t.set_name("x"); return t; }(),
+                   "ssh or slurm"});
+  cases.push_back({"local kind", [] { v1::ComputeTarget t; t.set_name("x"); t.mutable_local();
+                                      return t; }(), "built in"});
+  cases.push_back({"no host", ssh([](auto& t) { t.mutable_ssh()->clear_host(); }), "needs a host"});
+  cases.push_back({"option host", ssh([](auto& t) { t.mutable_ssh()->set_host("-oProxyCommand=x"); }),
+                   "leading '-'"});
+  cases.push_back({"user@host", ssh([](auto& t) { t.mutable_ssh()->set_host("bob@h"); }), "user"});
+  cases.push_back({"spaces", ssh([](auto& t) { t.mutable_ssh()->set_host("a b"); }), "no spaces"});
+  cases.push_back({"port", ssh([](auto& t) { t.mutable_ssh()->set_port(70000); }), "port 70000"});
+  cases.push_back({"user", ssh([](auto& t) { t.mutable_ssh()->set_user("-l"); }), "login name"});
+  cases.push_back({"relative key", ssh([](auto& t) { t.mutable_ssh()->set_identity_file("id"); }),
+                   "absolute"});
+  cases.push_back({"workdir newline",
+                   ssh([](auto& t) { t.mutable_ssh()->set_workdir("a\nb"); }), "line breaks"});
+  v1::ComputeTarget slurm = SlurmTargetNamed("c");
+  slurm.mutable_slurm()->set_workdir("relative/dir");
+  cases.push_back({"slurm workdir", slurm, "shared filesystem"});
+  slurm = SlurmTargetNamed("c");
+  slurm.mutable_slurm()->set_partition("gpu debug");
+  cases.push_back({"partition", slurm, "not a Slurm name"});
+
+  for (const Case& c : cases) {
+    auto created = store_->CreateComputeTarget(c.target, At(1));
+    EXPECT_EQ(created.status().code(), absl::StatusCode::kInvalidArgument) << c.why;
+    EXPECT_THAT(created.status().message(), HasSubstr(c.message)) << c.why;
+  }
+  RawDb raw(db_path_);
+  EXPECT_EQ(raw.One("SELECT COUNT(*) FROM compute_targets"), "0");
+}
+
+TEST_F(StateStoreTest, ComputeTargetInUseByAnUnfinishedRunCannotBeDeleted) {
+  ASSERT_TRUE(store_->CreateComputeTarget(SshTargetNamed("box"), At(1)).ok());
+  NewRun on_box = MakeRun("r_box", "mnist", At(2));
+  on_box.config.set_compute_target("box");
+  Insert(on_box);
+  Insert(MakeRun("r_local", "mnist", At(3)));  // on "local": not in the way
+
+  auto expect_refused = [&](const std::string& when) {
+    absl::Status deleted = store_->DeleteComputeTarget("box");
+    EXPECT_EQ(deleted.code(), absl::StatusCode::kFailedPrecondition) << when;
+    EXPECT_THAT(deleted.message(), HasSubstr("in use by run r_box")) << when;
+    EXPECT_TRUE(store_->GetComputeTarget("box").ok()) << when;
+  };
+  expect_refused("queued");
+  Reach("r_box", v1::RunStatus::RUNNING, 10);
+  expect_refused("running");
+  ASSERT_TRUE(store_->Transition("r_box", v1::RunStatus::CANCEL_REQUESTED, {}, At(20)).ok());
+  expect_refused("cancel requested");
+  ASSERT_TRUE(store_->Transition("r_box", v1::RunStatus::FINALIZING, {}, At(21)).ok());
+  expect_refused("finalizing");
+  ASSERT_TRUE(store_->Transition("r_box", v1::RunStatus::CANCELED, {}, At(22)).ok());
+
+  ASSERT_TRUE(store_->DeleteComputeTarget("box").ok());
+  EXPECT_EQ(store_->GetComputeTarget("box").status().code(), absl::StatusCode::kNotFound);
+  // The finished run keeps the name it ran on, and the name may be reused.
+  EXPECT_EQ(store_->GetRun("r_box")->config().compute_target(), "box");
+  EXPECT_TRUE(store_->CreateComputeTarget(SlurmTargetNamed("box"), At(40)).ok());
 }
 
 }  // namespace

@@ -1,0 +1,70 @@
+// The daemon's config file, amld.yaml: the local target's capacity, the
+// cancel grace period and limits on runs. `amld --config PATH` names it;
+// without that flag <data dir>/amld.yaml is read when it exists. Flags given
+// on the command line override the file.
+//
+//   max_concurrent_runs: 2      # runs at once (default: number of cores)
+//   cpus: 8                     # CPU slots runs draw on (default: cores)
+//   gpus: [0, 1]                # GPU ids for CUDA_VISIBLE_DEVICES (default: none)
+//   kill_grace_seconds: 10      # SIGTERM → SIGKILL on cancel and timeout
+//   limits:
+//     default_run_duration_seconds: 3600  # for runs that set none (0: none)
+//     max_run_duration_seconds: 86400     # longest a run may ask for (0: no cap)
+//
+// Every key is optional. Anything else — an unknown key, a value of the
+// wrong type, a negative number, a repeated GPU id, a repeated key, a default
+// above the cap — is an error "<file>:<line>:<column>: <what is wrong>", and
+// the daemon does not start.
+//
+// Thread-safety: free functions, thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "daemon/daemon.h"
+
+namespace amld::daemon {
+
+// What a config source (the file, or the flags) sets; unset means "not said
+// here".
+struct DaemonConfig {
+  std::optional<int> max_concurrent_runs;
+  std::optional<int> cpus;
+  std::optional<std::vector<int>> gpus;
+  std::optional<int64_t> kill_grace_seconds;
+  std::optional<int64_t> default_run_duration_seconds;
+  std::optional<int64_t> max_run_duration_seconds;
+};
+
+// Parses amld.yaml's text; `source` names it in errors (usually the path).
+// INVALID_ARGUMENT "<source>:<line>:<column>: ..." for anything wrong.
+absl::StatusOr<DaemonConfig> ParseDaemonConfig(const std::string& text, const std::string& source);
+
+// Reads and parses a config file. NOT_FOUND when it does not exist; errors
+// name the file.
+absl::StatusOr<DaemonConfig> LoadDaemonConfigFile(const std::filesystem::path& path);
+
+// The file to read: `explicit_path` when given (it must exist), else
+// <data_dir>/amld.yaml when it exists, else none.
+std::optional<std::filesystem::path> ConfigFileToRead(const std::filesystem::path& explicit_path,
+                                                      const std::filesystem::path& data_dir);
+
+// `base` with every value `over` sets replaced (flags over the file).
+DaemonConfig Overlay(DaemonConfig base, const DaemonConfig& over);
+
+// Checks what no single value shows (the default duration above the cap;
+// the same checks as the file for values from flags) and copies the set
+// values into `options`. INVALID_ARGUMENT saying what to change.
+absl::Status ApplyDaemonConfig(const DaemonConfig& config, DaemonOptions* options);
+
+// "0,1" → {0, 1}; "" → {} (the --gpus flag). INVALID_ARGUMENT for anything
+// but distinct non-negative integers.
+absl::StatusOr<std::vector<int>> ParseGpuList(const std::string& text);
+
+}  // namespace amld::daemon

@@ -1,0 +1,45 @@
+#include "daemon/executor_factories.h"
+
+#include "daemon/executors/slurm_executor.h"
+#include "daemon/executors/ssh_executor.h"
+
+namespace amld::daemon {
+namespace {
+
+ExecutorFactory SshFactory(const ExecutorFactoryOptions& options) {
+  return [options](
+             const amld::v1::ComputeTarget& target) -> absl::StatusOr<std::unique_ptr<Executor>> {
+    const amld::v1::SshTarget& ssh = target.ssh();
+    SshExecutorOptions o;
+    o.endpoint = SshEndpoint{ssh.host(), ssh.port(), ssh.user(), ssh.identity_file()};
+    o.workdir = ssh.workdir();
+    o.shim_path = options.shim_path;
+    o.state_dir = options.data_dir / "ssh";
+    return NewSshExecutor(o);
+  };
+}
+
+ExecutorFactory SlurmFactory(const ExecutorFactoryOptions& options) {
+  return [options](
+             const amld::v1::ComputeTarget& target) -> absl::StatusOr<std::unique_ptr<Executor>> {
+    const amld::v1::SlurmTarget& slurm = target.slurm();
+    SlurmExecutorOptions o;
+    o.workdir = slurm.workdir();
+    o.partition = slurm.partition();
+    o.account = slurm.account();
+    o.sbatch_args.assign(slurm.sbatch_args().begin(), slurm.sbatch_args().end());
+    o.shim_path = options.shim_path;
+    return NewSlurmExecutor(o);
+  };
+}
+
+}  // namespace
+
+ExecutorFactories MakeExecutorFactories(const ExecutorFactoryOptions& options) {
+  ExecutorFactories factories;
+  factories.ssh = SshFactory(options);
+  factories.slurm = SlurmFactory(options);
+  return factories;
+}
+
+}  // namespace amld::daemon

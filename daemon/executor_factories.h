@@ -1,0 +1,26 @@
+// The one place where executor kinds are wired into the daemon: the
+// factories the ExecutorRegistry (executor_registry.h) calls to make the
+// executor of an ssh or slurm compute target from its stored settings.
+//
+// Thread-safety: the factories are thread-safe (they copy what they need).
+#pragma once
+
+#include <filesystem>
+
+#include "daemon/executor_registry.h"
+
+namespace amld::daemon {
+
+struct ExecutorFactoryOptions {
+  // The daemon's data dir: ssh keeps known_hosts and its control sockets in
+  // <data>/ssh.
+  std::filesystem::path data_dir;
+  // The daemon's amld-shim, which remote executors copy to their hosts.
+  std::filesystem::path shim_path;
+};
+
+// ssh: NewSshExecutor (daemon/executors/ssh_executor.h).
+// slurm: NewSlurmExecutor (daemon/executors/slurm_executor.h).
+ExecutorFactories MakeExecutorFactories(const ExecutorFactoryOptions& options);
+
+}  // namespace amld::daemon

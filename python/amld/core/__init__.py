@@ -1,0 +1,14 @@
+"""The azureml.core API on amld: Workspace, Experiment, Environment, ScriptRunConfig, Run.
+
+``from azureml.core import ...`` becomes ``from amld.core import ...``; the
+rest of the code stays as it is. Distributed job configurations are in
+amld.core.runconfig, errors in amld.exceptions.
+"""
+
+from amld.core.environment import Environment
+from amld.core.experiment import Experiment
+from amld.core.run import Run
+from amld.core.script_run_config import ScriptRunConfig
+from amld.core.workspace import Workspace
+
+__all__ = ["Environment", "Experiment", "Run", "ScriptRunConfig", "Workspace"]

@@ -1,0 +1,155 @@
+"""Run configuration pieces (azureml.core.runconfig).
+
+The distributed job configurations — MpiConfiguration, PyTorchConfiguration
+and TensorflowConfiguration — with azureml's parameters, and a small
+RunConfiguration carrying what a ScriptRunConfig's ``run_config`` carries in
+amld: the compute target, the environment and the time limit. This daemon
+refuses distributed configurations by name (UNIMPLEMENTED) until it runs
+them; they are never dropped.
+"""
+
+from amld.core.environment import Environment
+from amld.exceptions import UnsupportedOptionError, UserErrorException
+
+
+def _positive(owner, field, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserErrorException("%s.%s must be an integer of at least %d, got %r"
+                                 % (owner, field, minimum, value))
+    return value
+
+
+class MpiConfiguration:
+    """An MPI job: the script is started by mpirun (azureml MpiConfiguration).
+
+    :param process_count_per_node: processes on each node.
+    :param node_count: nodes.
+    """
+
+    def __init__(self, process_count_per_node=1, node_count=1):
+        """azureml's defaults: one process on one node."""
+        self.process_count_per_node = process_count_per_node
+        self.node_count = node_count
+
+    def _to_proto(self):
+        """The amld.v1.DistributedConfig."""
+        from amld.v1 import runs_pb2
+        return runs_pb2.DistributedConfig(mpi=runs_pb2.MpiConfiguration(
+            process_count_per_node=_positive("MpiConfiguration", "process_count_per_node",
+                                             self.process_count_per_node),
+            node_count=_positive("MpiConfiguration", "node_count", self.node_count)))
+
+    def __repr__(self):
+        """The configuration's fields."""
+        return "MpiConfiguration(process_count_per_node=%r, node_count=%r)" % (
+            self.process_count_per_node, self.node_count)
+
+
+class PyTorchConfiguration:
+    """A PyTorch distributed job (azureml PyTorchConfiguration).
+
+    Each process gets MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK
+    and NODE_RANK.
+
+    :param communication_backend: "Nccl" or "Gloo" (any case).
+    :param process_count: total processes; None means node_count.
+    :param node_count: nodes.
+    """
+
+    def __init__(self, communication_backend="Nccl", process_count=None, node_count=1):
+        """azureml's defaults: NCCL, one process per node, one node."""
+        self.communication_backend = communication_backend
+        self.process_count = process_count
+        self.node_count = node_count
+
+    def _to_proto(self):
+        """The amld.v1.DistributedConfig."""
+        from amld.v1 import runs_pb2
+        backend = str(self.communication_backend or "Nccl").lower()
+        if backend not in ("nccl", "gloo"):
+            raise UserErrorException("PyTorchConfiguration.communication_backend must be "
+                                     "\"Nccl\" or \"Gloo\", got %r" % self.communication_backend)
+        nodes = _positive("PyTorchConfiguration", "node_count", self.node_count)
+        processes = nodes if self.process_count is None else self.process_count
+        return runs_pb2.DistributedConfig(pytorch=runs_pb2.PyTorchConfiguration(
+            communication_backend=backend,
+            process_count=_positive("PyTorchConfiguration", "process_count", processes),
+            node_count=nodes))
+
+    def __repr__(self):
+        """The configuration's fields."""
+        return "PyTorchConfiguration(communication_backend=%r, process_count=%r, node_count=%r)" % (
+            self.communication_backend, self.process_count, self.node_count)
+
+
+class TensorflowConfiguration:
+    """A TensorFlow parameter-server job (azureml TensorflowConfiguration); processes get TF_CONFIG.
+
+    :param worker_count: worker tasks.
+    :param parameter_server_count: parameter-server tasks.
+    """
+
+    def __init__(self, worker_count=1, parameter_server_count=1):
+        """azureml's defaults: one worker, one parameter server."""
+        self.worker_count = worker_count
+        self.parameter_server_count = parameter_server_count
+
+    def _to_proto(self):
+        """The amld.v1.DistributedConfig."""
+        from amld.v1 import runs_pb2
+        return runs_pb2.DistributedConfig(tensorflow=runs_pb2.TensorflowConfiguration(
+            worker_count=_positive("TensorflowConfiguration", "worker_count", self.worker_count),
+            parameter_server_count=_positive("TensorflowConfiguration", "parameter_server_count",
+                                             self.parameter_server_count, minimum=0)))
+
+    def __repr__(self):
+        """The configuration's fields."""
+        return "TensorflowConfiguration(worker_count=%r, parameter_server_count=%r)" % (
+            self.worker_count, self.parameter_server_count)
+
+
+def default_environment():
+    """The environment of a run that names none: user-managed, the executor's python3."""
+    env = Environment("amld-default")
+    env.python.user_managed_dependencies = True
+    return env
+
+
+class RunConfiguration:
+    """Where and with what a script runs (the parts of azureml's RunConfiguration amld uses).
+
+    :ivar target: the compute target's name; "local" runs on the daemon's machine.
+    :ivar environment: the Environment; by default user-managed with the
+        executor's python3 (set ``environment.python.interpreter_path`` for another).
+    :ivar node_count: nodes; only 1 is supported without a distributed config.
+    """
+
+    def __init__(self, script=None, arguments=None, framework=None, communicator=None,
+                 conda_dependencies=None, _history_enabled=None, _path=None, _name=None,
+                 command=None):
+        """A local, single-node configuration with the default environment.
+
+        framework other than "Python", communicator other than "None" and
+        conda_dependencies are azureml options amld does not support; they raise.
+        """
+        if framework not in (None, "Python", "python"):
+            raise UnsupportedOptionError("RunConfiguration(framework=%r): amld runs Python "
+                                         "scripts or commands only" % framework)
+        if communicator not in (None, "None"):
+            raise UnsupportedOptionError("RunConfiguration(communicator=%r): use "
+                                         "ScriptRunConfig(distributed_job_config=...) instead"
+                                         % communicator)
+        if conda_dependencies is not None:
+            raise UnsupportedOptionError("RunConfiguration(conda_dependencies=...): amld does not "
+                                         "build conda environments")
+        self.script = script
+        self.arguments = list(arguments or [])
+        self.command = command
+        self.target = "local"
+        self.environment = default_environment()
+        self.node_count = 1
+        self.max_run_duration_seconds = None
+
+    def __repr__(self):
+        """The configuration's target and environment."""
+        return "RunConfiguration(target=%r, environment=%r)" % (self.target, self.environment)

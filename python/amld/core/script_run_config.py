@@ -1,0 +1,159 @@
+"""ScriptRunConfig: everything needed to submit a training run (azureml.core.ScriptRunConfig)."""
+
+import os
+import posixpath
+import shlex
+
+from amld.core.runconfig import (
+    MpiConfiguration,
+    PyTorchConfiguration,
+    RunConfiguration,
+    TensorflowConfiguration,
+)
+from amld.exceptions import UnsupportedOptionError, UserErrorException
+
+_DISTRIBUTED_TYPES = (MpiConfiguration, PyTorchConfiguration, TensorflowConfiguration)
+
+
+def _target_name(target):
+    if target is None:
+        return "local"
+    if isinstance(target, str):
+        return target or "local"
+    name = getattr(target, "name", None)  # a ComputeTarget-like object
+    if isinstance(name, str) and name:
+        return name
+    raise UserErrorException("compute_target must be a name like \"local\", got %r" % (target,))
+
+
+def normalize_script_path(script):
+    """The script relative to the source folder, '/'-separated, normalized ("./a//b.py" → "a/b.py").
+
+    UserErrorException when it is absolute or leaves the source folder.
+    """
+    path = os.fspath(script).replace(os.sep, "/")
+    if path.startswith("/"):
+        raise UserErrorException("script %r is absolute: give it relative to source_directory"
+                                 % script)
+    normalized = posixpath.normpath(path)
+    if normalized == ".." or normalized.startswith("../"):
+        raise UserErrorException("script %r leaves source_directory: give a file inside it"
+                                 % script)
+    if normalized in ("", "."):
+        raise UserErrorException("script %r names no file" % script)
+    return normalized
+
+
+class ScriptRunConfig:
+    """A training run's configuration: source folder, script or command, arguments, environment.
+
+    Same parameters as azureml's ScriptRunConfig. ``compute_target`` and
+    ``environment`` are kept in ``run_config`` (``src.run_config.target``,
+    ``src.run_config.environment``), as in azureml. Options amld does not
+    support (``resume_from``, ``docker_runtime_config``) raise
+    UnsupportedOptionError; distributed job configurations are passed to the
+    daemon, which names them in its refusal until it runs them.
+
+    :param source_directory: the local folder snapshotted for the run.
+    :param script: the script to run, relative to source_directory.
+    :param arguments: command-line arguments for the script (or appended to
+        the command): a list, whose non-strings are passed as str(value), or
+        a string, split as a shell would.
+    :param run_config: a RunConfiguration; by default local with a
+        user-managed python3.
+    :param compute_target: a target name ("local" by default).
+    :param environment: an Environment; by default user-managed python3.
+    :param distributed_job_config: an MpiConfiguration, PyTorchConfiguration
+        or TensorflowConfiguration.
+    :param max_run_duration_seconds: the run is stopped and FAILED after
+        this long (default 2592000 s, 30 days, as azureml).
+    :param command: a command to run instead of a script: a string (a shell
+        command line) or a list (joined with spaces, as azureml does).
+    """
+
+    MAX_DURATION_SECONDS_DEFAULT = 2592000
+
+    def __init__(self, source_directory, script=None, arguments=None, run_config=None,
+                 _telemetry_values=None, compute_target=None, environment=None,
+                 distributed_job_config=None, resume_from=None,
+                 max_run_duration_seconds=MAX_DURATION_SECONDS_DEFAULT, command=None,
+                 docker_runtime_config=None):
+        """Check and keep the configuration; nothing is read or sent until submit."""
+        if resume_from is not None:
+            raise UnsupportedOptionError("ScriptRunConfig(resume_from=...): amld does not resume "
+                                         "runs from checkpoints in datastores")
+        if docker_runtime_config is not None:
+            raise UnsupportedOptionError("ScriptRunConfig(docker_runtime_config=...): amld does "
+                                         "not run containers yet")
+        if script is not None and command is not None:
+            raise UserErrorException("ScriptRunConfig: give either script or command, not both")
+        if distributed_job_config is not None and not isinstance(distributed_job_config,
+                                                                 _DISTRIBUTED_TYPES):
+            raise UserErrorException(
+                "distributed_job_config must be an MpiConfiguration, PyTorchConfiguration or "
+                "TensorflowConfiguration (amld.core.runconfig), got %s"
+                % type(distributed_job_config).__name__)
+        self.source_directory = source_directory
+        self.script = script
+        if isinstance(arguments, str):
+            arguments = shlex.split(arguments)
+        self.arguments = list(arguments or [])
+        self.command = command
+        self.run_config = run_config if run_config is not None else RunConfiguration()
+        if compute_target is not None:
+            self.run_config.target = compute_target
+        if environment is not None:
+            self.run_config.environment = environment
+        self.distributed_job_config = distributed_job_config
+        self.max_run_duration_seconds = max_run_duration_seconds
+
+    def _command_line(self):
+        command = self.command if self.command is not None else self.run_config.command
+        if command is None:
+            return ""
+        if isinstance(command, (list, tuple)):
+            return " ".join(str(part) for part in command)
+        return str(command)
+
+    def _to_proto(self, experiment_name):
+        """The amld.v1.RunConfig without the snapshot and git info (added at submit)."""
+        from amld.v1 import runs_pb2
+        script = self.script if self.script is not None else self.run_config.script
+        command = self._command_line()
+        if bool(script) == bool(command):
+            raise UserErrorException("ScriptRunConfig: nothing to run; give script (a file in "
+                                     "source_directory) or command" if not script else
+                                     "ScriptRunConfig: give either script or command, not both")
+        arguments = self.arguments or list(self.run_config.arguments or [])
+        duration = self.max_run_duration_seconds
+        if duration is None:
+            duration = self.run_config.max_run_duration_seconds or 0
+        if isinstance(duration, bool) or not isinstance(duration, int) or duration < 0:
+            raise UserErrorException("max_run_duration_seconds must be a non-negative integer, "
+                                     "got %r" % (duration,))
+        if self.run_config.node_count not in (None, 1) and self.distributed_job_config is None:
+            raise UnsupportedOptionError("run_config.node_count=%r: give a distributed_job_config "
+                                         "for more than one node" % self.run_config.node_count)
+        environment = self.run_config.environment
+        if environment is None:
+            from amld.core.runconfig import default_environment
+            environment = default_environment()
+        config = runs_pb2.RunConfig(
+            experiment_name=experiment_name,
+            script=normalize_script_path(script) if script else "",
+            command=command,
+            arguments=[str(a) for a in arguments],
+            environment=environment._to_proto(),
+            compute_target=_target_name(self.run_config.target),
+            max_run_duration_seconds=duration,
+        )
+        if self.distributed_job_config is not None:
+            config.distributed.CopyFrom(self.distributed_job_config._to_proto())
+        return config
+
+    def __repr__(self):
+        """The main fields."""
+        return ("ScriptRunConfig(source_directory=%r, script=%r, arguments=%r, command=%r, "
+                "compute_target=%r, environment=%r)" % (
+                    self.source_directory, self.script, self.arguments, self.command,
+                    self.run_config.target, self.run_config.environment))

@@ -1,0 +1,1 @@
+"""The amld.v1 API's generated protobuf and gRPC stubs (proto/amld/v1/*.proto)."""

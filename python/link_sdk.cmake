@@ -1,0 +1,26 @@
+# cmake -DSRC=<python/amld> -DDST=<build/python/amld> -P link_sdk.cmake
+# Links every entry of SRC except v1/ (generated into DST by the build) into
+# DST, replacing what is there (e.g. the empty __init__.py the stub rule
+# creates), and removes links to entries that no longer exist.
+file(MAKE_DIRECTORY ${DST})
+file(GLOB entries RELATIVE ${SRC} ${SRC}/*)
+foreach(entry ${entries})
+  if(entry STREQUAL "v1" OR entry STREQUAL "__pycache__")
+    continue()
+  endif()
+  set(link ${DST}/${entry})
+  if(IS_SYMLINK ${link})
+    file(READ_SYMLINK ${link} target)
+    if(target STREQUAL "${SRC}/${entry}")
+      continue()
+    endif()
+  endif()
+  file(REMOVE_RECURSE ${link})
+  file(CREATE_LINK ${SRC}/${entry} ${link} SYMBOLIC)
+endforeach()
+file(GLOB existing RELATIVE ${DST} ${DST}/*)
+foreach(entry ${existing})
+  if(IS_SYMLINK ${DST}/${entry} AND NOT EXISTS ${SRC}/${entry})
+    file(REMOVE ${DST}/${entry})
+  endif()
+endforeach()

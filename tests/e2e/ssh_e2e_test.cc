@@ -1,0 +1,410 @@
+// End-to-end on an SSH target: the real `aml` and `amld` against the real
+// sshd that scripts/test-env/sshd starts as the ctest fixture `sshd` (user
+// amldtest on 127.0.0.1, port 2222 or a free one; AMLD_TEST_SSH_STATE names
+// its folder, whose env file says which). The
+// same `aml run submit ... -c <target>` as on local: success with outputs
+// downloaded byte-identical, an exit code, cancel, timeout, live logs, an
+// unreachable host, the compute target commands, and `kill -9` of the
+// daemon while an ssh run is in flight.
+//
+// Waiting is always "until it happens, with a generous limit"; nothing here
+// asserts on how long something took.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "tests/client/subprocess.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using amld::testing::ProcessOptions;
+using amld::testing::ProcessResult;
+using amld::testing::ReadFile;
+using amld::testing::Subprocess;
+using amld::testing::WriteFile;
+using nlohmann::json;
+
+const std::string kBin = std::string(AMLD_BINARY_DIR) + "/bin";
+const std::string kAml = kBin + "/aml";
+const std::string kPython = "/usr/bin/python3";
+
+std::string Describe(const ProcessResult& r) {
+  return absl::StrCat("exit ", r.exit_code, r.timed_out ? " (timed out)" : "", "\nstdout:\n", r.out,
+                      "\nstderr:\n", r.err);
+}
+
+template <typename F>
+bool Eventually(F cond, absl::Duration limit = absl::Seconds(90)) {
+  const absl::Time give_up = absl::Now() + limit;
+  while (absl::Now() < give_up) {
+    if (cond()) return true;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return cond();
+}
+
+std::vector<std::string> Statuses(const json& run) {
+  std::vector<std::string> out;
+  for (const auto& t : run["history"]) out.push_back(t["status"].get<std::string>());
+  return out;
+}
+
+// A TCP port on 127.0.0.1 with nothing listening.
+int DeadPort() {
+  int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(s);
+  return ntohs(addr.sin_port);
+}
+
+// The bytes train.py writes to outputs/sub/weights.bin.
+std::string ExpectedWeights() {
+  std::string s;
+  for (int rep = 0; rep < 800; ++rep) {
+    for (int b = 0; b < 256; ++b) s.push_back(static_cast<char>(b));
+  }
+  return s;
+}
+
+class SshE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(fs::exists(kBin + "/amld")) << "build the amld target first";
+    const char* state = std::getenv("AMLD_TEST_SSH_STATE");
+    ASSERT_NE(state, nullptr) << "run through ctest: the sshd fixture sets AMLD_TEST_SSH_STATE";
+    std::map<std::string, std::string> env;
+    for (absl::string_view line :
+         absl::StrSplit(ReadFile(fs::path(state) / "env"), '\n', absl::SkipEmpty())) {
+      std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
+      env[kv.first] = kv.second;
+    }
+    host_ = env["AMLD_TEST_SSH_HOST"];
+    port_ = env["AMLD_TEST_SSH_PORT"];
+    user_ = env["AMLD_TEST_SSH_USER"];
+    key_ = env["AMLD_TEST_SSH_KEY"];
+    ASSERT_FALSE(host_.empty() || key_.empty()) << "the test sshd is not up (" << state << ")";
+    dir_ = amld::testing::MakeTempDir("amld-ssh-e2e-");
+    socket_ = dir_ / "run" / "amld.sock";
+    data_ = dir_ / "data";
+    project_ = dir_ / "proj";
+    fs::create_directories(project_);
+    std::random_device rd;
+    workdir_ = absl::StrCat(env["AMLD_TEST_SSH_HOME"], "/amld-e2e-", rd() % 100000000);
+    // A sleep length only this test's processes carry (another build may run
+    // the same tests against the same user at the same time).
+    token_ = absl::StrCat(100000 + rd() % 900000);
+  }
+
+  void TearDown() override {
+    if (started_) {
+      auto left = Aml({"--output", "json", "run", "list", "--status",
+                       "QUEUED,PREPARING,STARTING,RUNNING,CANCEL_REQUESTED"});
+      auto j = json::parse(left.out, nullptr, /*allow_exceptions=*/false);
+      if (!j.is_discarded() && j.contains("runs")) {
+        for (const auto& run : j["runs"]) {
+          Aml({"run", "cancel", run["id"]});
+          Aml({"run", "wait", run["id"]});
+        }
+      }
+      auto r = Aml({"daemon", "stop"});
+      EXPECT_EQ(r.exit_code, 0) << Describe(r);
+    }
+    if (HasFailure()) {
+      std::cerr << "--- amld.log ---\n" << ReadFile(data_ / "amld.log") << "--- end ---\n";
+    }
+    Remote("rm -rf " + workdir_);
+    fs::remove_all(dir_);
+  }
+
+  void StartDaemon() {
+    auto r = Aml({"daemon", "start", "--data-dir", data_.string()});
+    ASSERT_EQ(r.exit_code, 0) << Describe(r);
+    started_ = true;
+  }
+
+  // `aml compute create NAME --type ssh ...` for the test host.
+  void CreateBox(const std::string& name = "box", const std::string& port = "") {
+    auto r = Aml({"compute", "create", name, "--type", "ssh", "--host", host_, "--port",
+                  port.empty() ? port_ : port, "--user", user_, "--identity-file", key_,
+                  "--workdir", workdir_});
+    ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  }
+
+  ProcessResult Aml(std::vector<std::string> args) const {
+    args.insert(args.begin(), {kAml, "--socket", socket_.string()});
+    ProcessOptions o;
+    o.unset_env = {"AMLD_SOCKET", "AMLD_DATA_DIR"};
+    o.cwd = dir_;
+    return amld::testing::RunProcess(args, o);
+  }
+  json AmlJson(std::vector<std::string> args, int expected_exit = 0) const {
+    args.insert(args.begin(), {"--output", "json"});
+    auto r = Aml(args);
+    EXPECT_EQ(r.exit_code, expected_exit) << Describe(r);
+    auto j = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+    EXPECT_FALSE(j.is_discarded()) << Describe(r);
+    return j;
+  }
+  json Show(const std::string& id) { return AmlJson({"run", "show", id}); }
+
+  std::string Submit(const std::string& target, const std::string& script,
+                     std::vector<std::string> flags = {}) {
+    std::vector<std::string> args = {"run",           "submit", "-q", "-s",  project_.string(),
+                                     "--interpreter", kPython,  "-c", target};
+    args.insert(args.end(), flags.begin(), flags.end());
+    args.push_back(script);
+    auto r = Aml(args);
+    EXPECT_EQ(r.exit_code, 0) << Describe(r);
+    std::string id = r.out;
+    while (!id.empty() && id.back() == '\n') id.pop_back();
+    return id;
+  }
+
+  // Runs `command` on the test host as its user.
+  std::string Remote(const std::string& command) const {
+    auto r = amld::testing::RunProcess(
+        {"/usr/bin/ssh", "-i", key_, "-p", port_, "-o", "BatchMode=yes", "-o",
+         "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+         absl::StrCat(user_, "@", host_), command},
+        ProcessOptions());
+    EXPECT_EQ(r.exit_code, 0) << command << "\n" << Describe(r);
+    return r.out;
+  }
+  // The test host's processes (pgrep -u amldtest) whose command line has `token`.
+  std::string RemoteProcessesWith(const std::string& token) const {
+    std::string out;
+    for (absl::string_view line : absl::StrSplit(Remote("pgrep -u " + user_ + " -a ."), '\n')) {
+      if (absl::StrContains(line, token) && !absl::StrContains(line, "pgrep")) {
+        absl::StrAppend(&out, line, "\n");
+      }
+    }
+    return out;
+  }
+
+  pid_t DaemonPid() {
+    json info = AmlJson({"daemon", "status"});
+    return static_cast<pid_t>(info["pid"].is_string() ? std::stoll(info["pid"].get<std::string>())
+                                                      : info["pid"].get<int64_t>());
+  }
+
+  std::string host_, port_, user_, key_, workdir_, token_;
+  fs::path dir_, socket_, data_, project_;
+  bool started_ = false;
+};
+
+TEST_F(SshE2eTest, TheSameSubmitRunsOverSshAndOutputsDownloadByteIdentical) {
+  StartDaemon();
+  CreateBox();
+  WriteFile(project_ / "train.py", R"(import os, json, getpass
+for e in range(1, 4):
+    print(f"epoch {e} loss {1.0 / e:.3f}")
+print("user", getpass.getuser())
+os.makedirs("outputs/sub", exist_ok=True)
+with open("outputs/model.json", "w") as f:
+    json.dump({"run": os.environ["AMLD_RUN_ID"], "cwd": os.getcwd()}, f)
+with open("outputs/sub/weights.bin", "wb") as f:
+    f.write(bytes(range(256)) * 800)
+with open("logs/train.log", "w") as f:
+    f.write("trained\n")
+)");
+  const std::string id = Submit("box", "train.py", {"-e", "ssh-e2e"});
+  ASSERT_FALSE(id.empty());
+  auto wait = Aml({"run", "wait", id, "--show-output"});
+  EXPECT_EQ(wait.exit_code, 0) << Describe(wait);
+  EXPECT_NE(wait.out.find("epoch 1 loss 1.000\nepoch 2 loss 0.500\nepoch 3 loss 0.333\n"),
+            std::string::npos)
+      << Describe(wait);
+  EXPECT_NE(wait.out.find("user amldtest\n"), std::string::npos) << Describe(wait);
+
+  json run = Show(id);
+  EXPECT_EQ(run["status"], "COMPLETED") << run.dump();
+  const std::string where = absl::StrCat("ssh:", user_, "@", host_, ":", port_);
+  EXPECT_EQ(run["placement"], where) << run.dump();
+  EXPECT_EQ(run["config"]["compute_target"], "box");
+  EXPECT_EQ(Statuses(run), (std::vector<std::string>{"QUEUED", "PREPARING", "STARTING", "RUNNING",
+                                                     "FINALIZING", "COMPLETED"}));
+  auto show = Aml({"run", "show", id});
+  EXPECT_NE(show.out.find("placement:     " + where), std::string::npos) << show.out;
+
+  const fs::path dl = dir_ / "dl";
+  auto got = Aml({"run", "download", id, "--prefix", "outputs/", "-o", dl.string()});
+  ASSERT_EQ(got.exit_code, 0) << Describe(got);
+  EXPECT_EQ(ReadFile(dl / "outputs/sub/weights.bin"), ExpectedWeights());
+  json model = json::parse(ReadFile(dl / "outputs/model.json"), nullptr, false);
+  EXPECT_EQ(model["run"], id);
+  EXPECT_EQ(model["cwd"], absl::StrCat(workdir_, "/", id, "/wd"));  // it ran on the host
+  auto log = Aml({"run", "download", id, "logs/train.log", "-o", (dir_ / "train.log").string()});
+  EXPECT_EQ(log.exit_code, 0) << Describe(log);
+  EXPECT_EQ(ReadFile(dir_ / "train.log"), "trained\n");
+}
+
+TEST_F(SshE2eTest, ExitCodeCancelAndTimeout) {
+  StartDaemon();
+  CreateBox();
+  WriteFile(project_ / "fail.py", "print('about to fail')\nraise SystemExit(3)\n");
+  WriteFile(project_ / "sleep.py", absl::StrCat("import subprocess, time\n"
+                                                "child = subprocess.Popen(['sleep', '",
+                                                token_,
+                                                "'])\n"
+                                                "print('started', flush=True)\n"
+                                                "time.sleep(",
+                                                token_, ")\n"));
+  const std::string failed = Submit("box", "fail.py");
+  const std::string canceled = Submit("box", "sleep.py");
+  const std::string timed_out = Submit("box", "sleep.py", {"--max-duration", "2"});
+
+  EXPECT_EQ(Aml({"run", "wait", failed}).exit_code, 1);
+  json f = Show(failed);
+  EXPECT_EQ(f["status"], "FAILED");
+  EXPECT_EQ(f["exit_code"], 3);
+  EXPECT_NE(f["error"].get<std::string>().find("exit code 3"), std::string::npos) << f.dump();
+  EXPECT_EQ(Aml({"run", "logs", failed}).out, "about to fail\n");
+
+  ASSERT_TRUE(Eventually([&] { return Aml({"run", "logs", canceled}).out == "started\n"; }));
+  EXPECT_NE(RemoteProcessesWith(token_), "");
+  auto c = Aml({"run", "cancel", canceled});
+  EXPECT_EQ(c.exit_code, 0) << Describe(c);
+  EXPECT_EQ(Aml({"run", "wait", canceled}).exit_code, 1);
+  EXPECT_EQ(Show(canceled)["status"], "CANCELED");
+
+  EXPECT_EQ(Aml({"run", "wait", timed_out}).exit_code, 1);
+  json t = Show(timed_out);
+  EXPECT_EQ(t["status"], "FAILED");
+  EXPECT_NE(t["error"].get<std::string>().find("timed out after 2 s"), std::string::npos)
+      << t.dump();
+  // Neither the canceled nor the timed-out run left a process on the host.
+  EXPECT_EQ(RemoteProcessesWith(token_), "");
+}
+
+TEST_F(SshE2eTest, LogsArriveWhileTheRunRuns) {
+  StartDaemon();
+  CreateBox();
+  WriteFile(project_ / "live.py",
+            "import os, time\n"
+            "print('first line', flush=True)\n"
+            "while not os.path.exists('../go'): time.sleep(0.05)\n"
+            "print('second line')\n");
+  const std::string id = Submit("box", "live.py");
+  ASSERT_TRUE(Eventually([&] { return Aml({"run", "logs", id}).out == "first line\n"; }));
+  EXPECT_EQ(Show(id)["status"], "RUNNING") << "the run waits for ../go";
+
+  Subprocess follow(
+      std::vector<std::string>{kAml, "--socket", socket_.string(), "run", "logs", id, "--follow"},
+      ProcessOptions());
+  Remote(absl::StrCat("touch ", workdir_, "/", id, "/go"));
+  ProcessResult followed = follow.Wait();
+  EXPECT_EQ(followed.exit_code, 0) << Describe(followed);
+  EXPECT_EQ(followed.out, "first line\nsecond line\n");
+  EXPECT_EQ(Show(id)["status"], "COMPLETED");
+}
+
+TEST_F(SshE2eTest, KillingTheDaemonLosesNoSshRun) {
+  StartDaemon();
+  CreateBox();
+  WriteFile(project_ / "hold.py",
+            "import os, time\n"
+            "print('before', flush=True)\n"
+            "while not os.path.exists('../go'): time.sleep(0.05)\n"
+            "print('after')\n"
+            "open('outputs/result.txt', 'w').write('kept')\n");
+  const std::string id = Submit("box", "hold.py");
+  ASSERT_TRUE(Eventually([&] { return Aml({"run", "logs", id}).out == "before\n"; }));
+
+  const pid_t pid = DaemonPid();
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(Eventually([&] { return Aml({"daemon", "status"}).exit_code != 0; }));
+  // The run goes on on the host without any daemon.
+  EXPECT_NE(RemoteProcessesWith(absl::StrCat(workdir_, "/", id)), "");
+  Remote(absl::StrCat("touch ", workdir_, "/", id, "/go"));
+
+  StartDaemon();
+  EXPECT_EQ(Aml({"run", "wait", id}).exit_code, 0);
+  json run = Show(id);
+  EXPECT_EQ(run["status"], "COMPLETED") << run.dump();
+  EXPECT_EQ(Aml({"run", "logs", id}).out, "before\nafter\n");  // every line once
+  auto got = Aml({"run", "download", id, "outputs/result.txt", "-o", (dir_ / "r.txt").string()});
+  EXPECT_EQ(got.exit_code, 0) << Describe(got);
+  EXPECT_EQ(ReadFile(dir_ / "r.txt"), "kept");
+  EXPECT_NE(ReadFile(data_ / "amld.log").find("re-adopted"), std::string::npos);
+}
+
+TEST_F(SshE2eTest, AnUnreachableHostFailsTheRunWithSshsMessage) {
+  StartDaemon();
+  CreateBox("nowhere", std::to_string(DeadPort()));
+  WriteFile(project_ / "train.py", "print('never')\n");
+  const std::string id = Submit("nowhere", "train.py");
+  EXPECT_EQ(Aml({"run", "wait", id}).exit_code, 1);
+  json run = Show(id);
+  EXPECT_EQ(run["status"], "FAILED");
+  const std::string error = run["error"];
+  EXPECT_NE(error.find("Connection refused"), std::string::npos) << error;
+  EXPECT_NE(error.find("3 attempts"), std::string::npos) << error;
+}
+
+TEST_F(SshE2eTest, ComputeTargetCommands) {
+  StartDaemon();
+  json list = AmlJson({"compute", "list"});
+  ASSERT_EQ(list["targets"].size(), 1u) << list.dump();
+  EXPECT_EQ(list["targets"][0]["name"], "local");
+
+  CreateBox();
+  json box = AmlJson({"compute", "show", "box"});
+  EXPECT_EQ(box["ssh"]["host"], host_);
+  EXPECT_EQ(box["ssh"]["port"], std::stoi(port_));
+  EXPECT_EQ(box["ssh"]["identity_file"], key_);
+  auto table = Aml({"compute", "list"});
+  EXPECT_NE(table.out.find("box    ssh    " + user_ + "@" + host_ + ":" + port_), std::string::npos)
+      << table.out;
+
+  auto again =
+      Aml({"--output", "json", "compute", "create", "box", "--type", "ssh", "--host", "x"});
+  EXPECT_EQ(again.exit_code, 1) << Describe(again);
+  EXPECT_NE(again.out.find("ALREADY_EXISTS"), std::string::npos) << Describe(again);
+  auto local = Aml({"--output", "json", "compute", "delete", "local"});
+  EXPECT_NE(local.out.find("FAILED_PRECONDITION"), std::string::npos) << Describe(local);
+  auto usage = Aml({"compute", "create", "c", "--type", "ssh", "--partition", "gpu"});
+  EXPECT_EQ(usage.exit_code, 2) << Describe(usage);
+  auto no_key = Aml({"compute", "create", "c", "--type", "ssh", "--host", "h", "--identity-file",
+                     (dir_ / "missing").string()});
+  EXPECT_EQ(no_key.exit_code, 1) << Describe(no_key);
+  EXPECT_NE(no_key.err.find("cannot be read by the daemon"), std::string::npos) << Describe(no_key);
+
+  WriteFile(project_ / "hold.py",
+            "import os, time\nwhile not os.path.exists('../go'): time.sleep(0.05)\n");
+  auto unknown = Aml({"run", "submit", "-s", project_.string(), "-c", "nope", "hold.py"});
+  EXPECT_EQ(unknown.exit_code, 1) << Describe(unknown);
+  EXPECT_NE(unknown.err.find("compute target \"nope\" does not exist"), std::string::npos)
+      << Describe(unknown);
+
+  const std::string id = Submit("box", "hold.py");
+  auto busy = Aml({"compute", "delete", "box"});
+  EXPECT_EQ(busy.exit_code, 1) << Describe(busy);
+  EXPECT_NE(busy.err.find("in use by run " + id), std::string::npos) << Describe(busy);
+  ASSERT_TRUE(Eventually([&] { return Show(id)["status"] == "RUNNING"; }));
+  Remote(absl::StrCat("touch ", workdir_, "/", id, "/go"));
+  EXPECT_EQ(Aml({"run", "wait", id}).exit_code, 0);
+  auto deleted = Aml({"compute", "delete", "box"});
+  EXPECT_EQ(deleted.exit_code, 0) << Describe(deleted);
+  EXPECT_EQ(AmlJson({"compute", "list"})["targets"].size(), 1u);
+  EXPECT_EQ(Show(id)["config"]["compute_target"], "box");  // the run keeps its target's name
+}
+
+}  // namespace
