@@ -1,6 +1,8 @@
 #include "storage/stat_cache.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -128,6 +130,7 @@ StatCache StatCache::Load(const fs::path& file) {
     cache.uploaded_dirs_.insert(std::move(d));
   }
   if (!r.AtEnd()) return bad("trailing bytes after the entries");
+  cache.loaded_ = cache.entries_.size();
   return cache;
 }
 
@@ -138,6 +141,7 @@ std::optional<Digest> StatCache::Lookup(const std::string& rel_path, const struc
     return std::nullopt;
   }
   ++hits_;
+  if (!it->second.touched) ++loaded_touched_;
   it->second.touched = true;
   return Digest{absl::BytesToHexString(it->second.hash_bytes), it->second.size};
 }
@@ -153,9 +157,13 @@ void StatCache::Store(const std::string& rel_path, const struct stat& st, const 
   e.hash_bytes = absl::HexStringToBytes(d.hash);
   e.touched = true;
   entries_.insert_or_assign(rel_path, std::move(e));
+  changed_ = true;
 }
 
 absl::Status StatCache::Save(const fs::path& file, absl::Time walk_started) const {
+  // Every loaded entry still holds and nothing was added: the file is as it
+  // should be (its entries were not racy when written, and are not now).
+  if (!changed_ && loaded_touched_ == loaded_ && loaded_ > 0) return absl::OkStatus();
   const int64_t trusted_before = absl::ToUnixNanos(walk_started - kRacyWindow);
   std::string out(kMagic);
   Put<uint64_t>(out, 0);  // patched below
@@ -187,11 +195,28 @@ absl::Status StatCache::Save(const fs::path& file, absl::Time walk_started) cons
   // Private: paths in it tell what the user works on.
   if (fs::create_directories(file.parent_path(), ec)) ::chmod(file.parent_path().c_str(), 0700);
   if (ec) return ErrnoStatus(ec.value(), "mkdir", file.parent_path());
-  return WriteFileAtomically(file, out, 0600);
+  const fs::path tmp = absl::StrCat(file.string(), ".tmp.", ::getpid());
+  {
+    ScopedFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd.valid()) return ErrnoStatus(errno, "create", tmp);
+    absl::Status written = WriteAll(fd.get(), out, tmp);
+    if (!written.ok()) {
+      ::unlink(tmp.c_str());
+      return written;
+    }
+  }
+  if (::rename(tmp.c_str(), file.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    return ErrnoStatus(err, "rename", file);
+  }
+  return absl::OkStatus();
 }
 
 void StatCache::SetUploadedTree(std::string daemon_id, absl::flat_hash_set<Digest> dirs) {
   if (daemon_id.size() > kMaxDaemonIdBytes) daemon_id.clear();
+  if (daemon_id == uploaded_daemon_ && dirs == uploaded_dirs_) return;
+  changed_ = true;
   uploaded_daemon_ = std::move(daemon_id);
   uploaded_dirs_ = std::move(dirs);
   absl::erase_if(uploaded_dirs_, [](const Digest& d) { return !ValidateDigest(d).ok(); });

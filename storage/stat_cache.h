@@ -32,7 +32,9 @@
 //   u32, bytes  the daemon identity of the uploaded tree (may be empty)
 //   u64         folder count, then per folder 32 raw SHA-256 bytes, i64 size
 //   trailer     32 raw bytes: SHA-256 of everything before it
-// Written to a temp file beside it, fsynced and renamed (mode 0600).
+// Written to a temp file beside it and renamed (mode 0600), not fsynced: a
+// file cut short by a crash fails its checksum and is ignored. Not written
+// at all when it would hold what it already holds.
 //
 // Thread-safety: thread-compatible. BuildSnapshot calls a cache from one
 // thread only.
@@ -70,7 +72,7 @@ class StatCache final : public DigestCache {
   // Writes the entries that a Lookup hit or a Store touched since Load
   // (files no longer in the tree are dropped), except racy ones: those whose
   // mtime or ctime is later than `walk_started` - kRacyWindow. Creates the
-  // folder (0700) when missing.
+  // folder (0700) when missing. Skipped when nothing changed since Load.
   absl::Status Save(const std::filesystem::path& file, absl::Time walk_started) const;
 
   // See "The uploaded tree" above. UploadedTree is null unless the tree was
@@ -97,6 +99,9 @@ class StatCache final : public DigestCache {
   static bool Matches(const Entry& e, const struct stat& st);
 
   absl::flat_hash_map<std::string, Entry> entries_;
+  size_t loaded_ = 0;          // entries read by Load
+  size_t loaded_touched_ = 0;  // of those, how many a Lookup hit
+  bool changed_ = false;       // a Store or a new uploaded tree since Load
   std::string uploaded_daemon_;
   absl::flat_hash_set<Digest> uploaded_dirs_;
   int64_t hits_ = 0;

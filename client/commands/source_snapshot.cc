@@ -62,9 +62,12 @@ bool WithinLimits(const amld::v1::GetWatchedSnapshotResponse& w, const SnapshotL
 
 absl::Status WalkWithStatCache(const std::filesystem::path& dir, const SnapshotLimits& limits,
                                SourceSnapshot* source) {
-  source->stat_cache_file = amld::storage::StatCacheFileFor(amld::storage::DefaultStatCacheDir(), dir);
+  source->stat_cache_file =
+      amld::storage::StatCacheFileFor(amld::storage::DefaultStatCacheDir(), dir);
+  const absl::Time load_started = absl::Now();
   source->stat_cache = std::make_shared<amld::storage::StatCache>(
       amld::storage::StatCache::Load(source->stat_cache_file));
+  source->cache_load_time = absl::Now() - load_started;
   if (!source->stat_cache->load_problem().empty()) {
     std::cerr << "aml: note: " << source->stat_cache->load_problem() << "; hashing every file"
               << std::endl;
@@ -75,6 +78,7 @@ absl::Status WalkWithStatCache(const std::filesystem::path& dir, const SnapshotL
   options.max_files = limits.max_files;
   source->walk_started = absl::Now();
   auto snapshot = amld::storage::BuildSnapshot(dir, options);
+  source->walk_time = absl::Now() - source->walk_started;
   if (!snapshot.ok()) return snapshot.status();
   source->snapshot = *std::move(snapshot);
   source->files_hashed = source->stat_cache->misses();
@@ -101,10 +105,13 @@ absl::StatusOr<SourceSnapshot> HashSourceFolder(const GlobalOptions& global,
       std::async(std::launch::async, [&source_dir] { return ReadGitInfo(source_dir); });
   auto conn = ConnectFromOptions(global);
   if (!conn.ok()) return conn.status();
+  const absl::Time ask_started = absl::Now();
   auto watched = AskWatchedSnapshot(*conn, dir);
+  const absl::Duration ask_time = absl::Now() - ask_started;
   if (!watched.ok()) return watched.status();
   SourceSnapshot source;
   source.conn = *std::move(conn);
+  source.ask_watched_time = ask_time;
   if (watched->snapshot && WithinLimits(*watched->snapshot, limits)) {
     source.snapshot.root = amld::storage::FromProto(watched->snapshot->snapshot_root());
     source.snapshot.total_file_bytes = watched->snapshot->total_bytes();
@@ -162,12 +169,16 @@ absl::StatusOr<UploadStats> UploadSourceSnapshot(const SourceSnapshot& source, b
     source.trusted_earlier_upload = options.present_dirs != nullptr;
   }
   SnapshotUploader uploader(source.conn.channel, options);
+  const absl::Time upload_started = absl::Now();
   auto stats = uploader.Upload(source.snapshot);
+  source.upload_time = absl::Now() - upload_started;
   if (stats.ok() && source.stat_cache != nullptr) {
     absl::flat_hash_set<amld::storage::Digest> dirs;
     for (const auto& [digest, bytes] : source.snapshot.directories) dirs.insert(digest);
     source.stat_cache->SetUploadedTree(daemon, std::move(dirs));
+    const absl::Time save_started = absl::Now();
     absl::Status saved = source.stat_cache->Save(source.stat_cache_file, source.walk_started);
+    source.cache_save_time = absl::Now() - save_started;
     if (!saved.ok()) {
       std::cerr << "aml: warning: cannot save the stat cache (" << saved.message()
                 << "); the next submit hashes every file again" << std::endl;
@@ -186,8 +197,15 @@ nlohmann::json UploadStatsJson(const UploadStats& s) {
 }
 
 nlohmann::json SnapshotSourceJson(const SourceSnapshot& source) {
+  const nlohmann::json seconds = {
+      {"ask_watched", absl::ToDoubleSeconds(source.ask_watched_time)},
+      {"cache_load", absl::ToDoubleSeconds(source.cache_load_time)},
+      {"walk", absl::ToDoubleSeconds(source.walk_time)},
+      {"upload", absl::ToDoubleSeconds(source.upload_time)},
+      {"cache_save", absl::ToDoubleSeconds(source.cache_save_time)}};
   if (source.watched) {
     return {{"kind", "watched_root"},
+            {"seconds", seconds},
             {"files_hashed", 0},
             {"stat_cache_hits", 0},
             {"changes_applied", source.watched->changes_applied()},
@@ -196,7 +214,8 @@ nlohmann::json SnapshotSourceJson(const SourceSnapshot& source) {
   return {{"kind", "walk"},
           {"files_hashed", source.files_hashed},
           {"stat_cache_hits", source.stat_cache != nullptr ? source.stat_cache->hits() : 0},
-          {"trusted_earlier_upload", source.trusted_earlier_upload}};
+          {"trusted_earlier_upload", source.trusted_earlier_upload},
+          {"seconds", seconds}};
 }
 
 }  // namespace amld::client::commands

@@ -53,6 +53,9 @@ struct SourceSnapshot {
   // Set by UploadSourceSnapshot when it skipped the folders the daemon held
   // after the last upload of this folder (storage/stat_cache.h).
   mutable bool trusted_earlier_upload = false;
+  // Where the time went, for --output json ("seconds").
+  absl::Duration ask_watched_time, cache_load_time, walk_time;
+  mutable absl::Duration upload_time, cache_save_time;
 };
 
 // NOT_FOUND when `source_dir` is not a folder; UNAVAILABLE (the "start it
@@ -78,6 +81,8 @@ nlohmann::json UploadStatsJson(const UploadStats& stats);
 
 // How the snapshot was taken, as the "snapshot_source" object of --output
 // json: {"kind": "watched_root" | "walk", "files_hashed", "stat_cache_hits",
+// "trusted_earlier_upload", "seconds": {"ask_watched", "cache_load", "walk",
+// "upload", "cache_save"},
 // "changes_applied" (watched only), "rescanned" (watched only)}.
 nlohmann::json SnapshotSourceJson(const SourceSnapshot& source);
 

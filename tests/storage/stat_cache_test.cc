@@ -117,9 +117,13 @@ TEST_F(StatCacheTest, UnchangedTreeReadsNoFile) {
   auto a = Walk(&first);
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(first->hashed.size(), 40u);
+  struct stat before, after;
+  ASSERT_EQ(::stat(cache_file_.c_str(), &before), 0);
   CountingCache* second;
   auto b = Walk(&second);
   ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ(::stat(cache_file_.c_str(), &after), 0);
+  EXPECT_EQ(before.st_ino, after.st_ino) << "rewritten although nothing changed";
   EXPECT_EQ(second->hits, 40);
   EXPECT_TRUE(second->hashed.empty()) << "read again: " << second->hashed.front();
   EXPECT_EQ(a->root, b->root);
