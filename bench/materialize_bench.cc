@@ -10,8 +10,9 @@
 //                          run could chmod and write through it into the CAS
 //   cp -r SRC, cp -al SRC  the anchors
 // and prints one JSON object: {"fs", "files", "bytes", "reflink", "results":
-// [{"name", "median_s", "runs_s"}]}. Every output folder is removed (not
-// timed) before the next one is made, and `sync` runs untimed before each.
+// [{"name", "median_s", "runs_s"}]}. Output folders are removed only at
+// the end (with ext4's `discard` mount option, freeing blocks right before
+// a measurement slows it down), and `sync` runs untimed before each.
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <spawn.h>
@@ -180,10 +181,11 @@ int main(int argc, char** argv) {
     return RunCommand({"cp", "-al", src.string(), dest.string()}) == 0;
   });
   std::map<std::string, std::vector<double>> times;
+  int made = 0;
   for (int r = 0; r < reps; ++r) {
     for (const auto& [name, run] : methods) {
-      const fs::path dest = work / "out";
-      fs::remove_all(dest);
+      const fs::path dest = work / "out" / std::to_string(made++);
+      fs::create_directories(dest.parent_path());
       RunCommand({"sync"});
       const absl::Time start = absl::Now();
       const bool ok = run(dest);

@@ -911,5 +911,22 @@ TEST_F(SnapshotTest, FolderKnownCompleteDeeperIsCheckedAgainShallower) {
   EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument) << got.status();
 }
 
+TEST_F(SnapshotTest, MaterializedModesDoNotDependOnTheUmask) {
+  fs::path src = MakeTree("src", {{"run.sh", "#!/bin/sh\n", 0755}, {"sub/a.py", "a"}});
+  Snapshot snap = Build(src);
+  ASSERT_TRUE(StoreSnapshot(snap, *cas_).ok());
+  for (mode_t mask : {mode_t{022}, mode_t{077}, mode_t{0}}) {
+    const mode_t old = ::umask(mask);
+    fs::path dest = tmp_ / absl::StrCat("dest", mask);
+    absl::Status st = Materialize(*cas_, snap.root, dest);
+    ::umask(old);
+    ASSERT_TRUE(st.ok()) << st;
+    auto got = Describe(dest);
+    EXPECT_EQ(got.at("run.sh"), "file 755 #!/bin/sh\n") << "umask " << mask;
+    EXPECT_EQ(got.at("sub/a.py"), "file 644 a") << "umask " << mask;
+    EXPECT_EQ(got.at("sub"), "dir 755") << "umask " << mask;
+  }
+}
+
 }  // namespace
 }  // namespace amld::storage
