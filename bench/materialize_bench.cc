@@ -86,7 +86,8 @@ absl::Status HardlinkTree(const ContentStore& cas, const Digest& d, const fs::pa
   }
   for (const auto& sub : dir->directories()) {
     fs::create_directory(dest / sub.name());
-    auto s = HardlinkTree(cas, amld::storage::FromProto(sub.digest()), dest / sub.name(), depth + 1);
+    auto s =
+        HardlinkTree(cas, amld::storage::FromProto(sub.digest()), dest / sub.name(), depth + 1);
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
@@ -96,11 +97,16 @@ std::string FsName(const fs::path& p) {
   struct statfs s;
   if (::statfs(p.c_str(), &s) != 0) return "unknown";
   switch (s.f_type) {
-    case 0xEF53: return "ext4";
-    case 0x58465342: return "xfs";
-    case 0x9123683E: return "btrfs";
-    case 0x01021994: return "tmpfs";
-    default: return absl::StrCat("0x", absl::Hex(s.f_type));
+    case 0xEF53:
+      return "ext4";
+    case 0x58465342:
+      return "xfs";
+    case 0x9123683E:
+      return "btrfs";
+    case 0x01021994:
+      return "tmpfs";
+    default:
+      return absl::StrCat("0x", absl::Hex(s.f_type));
   }
 }
 
@@ -209,8 +215,8 @@ int main(int argc, char** argv) {
   }
   std::cout << "{\"fs\": \"" << FsName(work) << "\", \"files\": " << snap->files.size()
             << ", \"bytes\": " << snap->total_file_bytes
-            << ", \"reflink\": " << (ReflinkWorks(work) ? "true" : "false") << ",\n  \"results\": [\n    "
-            << results << "]}" << std::endl;
+            << ", \"reflink\": " << (ReflinkWorks(work) ? "true" : "false")
+            << ",\n  \"results\": [\n    " << results << "]}" << std::endl;
   fs::remove_all(work);
   return 0;
 }

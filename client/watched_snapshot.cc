@@ -21,8 +21,8 @@ absl::StatusOr<WatchedSnapshotAnswer> AskWatchedSnapshot(const Connection& conn,
     case grpc::StatusCode::OK:
       answer.snapshot = std::move(resp);
       return answer;
-    case grpc::StatusCode::NOT_FOUND:       // not a watched root
-    case grpc::StatusCode::UNIMPLEMENTED:   // a daemon without watched roots
+    case grpc::StatusCode::NOT_FOUND:      // not a watched root
+    case grpc::StatusCode::UNIMPLEMENTED:  // a daemon without watched roots
       return answer;
     case grpc::StatusCode::RESOURCE_EXHAUSTED:
     case grpc::StatusCode::UNAVAILABLE:

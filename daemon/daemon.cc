@@ -159,7 +159,8 @@ struct Daemon::Impl {
     o.settle_delay = options.watch_settle_delay;
     o.max_snapshot_bytes = options.max_snapshot_bytes;
     o.max_snapshot_files = options.max_snapshot_files;
-    watched_roots = std::make_unique<WatchedRoots>(WatchedRootsDeps{cas.get(), RealClock(), log}, o);
+    watched_roots =
+        std::make_unique<WatchedRoots>(WatchedRootsDeps{cas.get(), RealClock(), log}, o);
     return watched_roots->Start(NewInotifyTreeWatcher);
   }
 

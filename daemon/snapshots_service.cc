@@ -37,7 +37,8 @@ class SnapshotsService final : public pb::Snapshots::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status GetWatchedSnapshot(grpc::ServerContext*, const pb::GetWatchedSnapshotRequest* request,
+  grpc::Status GetWatchedSnapshot(grpc::ServerContext*,
+                                  const pb::GetWatchedSnapshotRequest* request,
                                   pb::GetWatchedSnapshotResponse* response) override {
     absl::StatusOr<pb::GetWatchedSnapshotResponse> snap = roots_->Sync(request->path());
     if (!snap.ok()) return ToGrpcStatus(snap.status());

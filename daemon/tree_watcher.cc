@@ -21,8 +21,8 @@ using amld::storage::ScopedFd;
 // IN_MODIFY as well as IN_CLOSE_WRITE: a file written while it stays open
 // reports only IN_MODIFY. The settle delay coalesces the bursts.
 constexpr uint32_t kMask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY |
-                           IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF |
-                           IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK;
+                           IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR |
+                           IN_DONT_FOLLOW | IN_EXCL_UNLINK;
 // Big enough to drain a busy queue in few reads.
 constexpr size_t kReadBufferBytes = 256 * 1024;
 
@@ -44,9 +44,8 @@ class InotifyTreeWatcher final : public TreeWatcher {
     if (wd >= 0) return static_cast<uint64_t>(wd);
     const int err = errno;
     if (err == ENOSPC) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("out of inotify watches (fs.inotify.max_user_watches is ",
-                       InotifyWatchLimit(), ")"));
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "out of inotify watches (fs.inotify.max_user_watches is ", InotifyWatchLimit(), ")"));
     }
     if (err == ENOTDIR || err == ELOOP) {
       return absl::NotFoundError(absl::StrCat(dir.string(), " is not a folder"));

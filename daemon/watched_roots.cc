@@ -9,8 +9,8 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
-#include <set>
 #include <optional>
+#include <set>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -308,10 +308,10 @@ absl::Status CheckLocalFileSystem(const fs::path& path) {
   static constexpr struct {
     int64_t magic;
     const char* name;
-  } kRemote[] = {{0x6969, "NFS"},          {0xFF534D42, "CIFS"},      {0xFE534D42, "SMB2"},
-                 {0x517B, "SMB"},          {0x65735546, "FUSE"},      {0x01021997, "9p"},
-                 {0x00C36400, "Ceph"},     {0x0BD00BD0, "Lustre"},    {0x47504653, "GPFS"},
-                 {0x5346414F, "AFS"},      {0x6B414653, "AFS"}};
+  } kRemote[] = {{0x6969, "NFS"},      {0xFF534D42, "CIFS"},   {0xFE534D42, "SMB2"},
+                 {0x517B, "SMB"},      {0x65735546, "FUSE"},   {0x01021997, "9p"},
+                 {0x00C36400, "Ceph"}, {0x0BD00BD0, "Lustre"}, {0x47504653, "GPFS"},
+                 {0x5346414F, "AFS"},  {0x6B414653, "AFS"}};
   for (const auto& fs_kind : kRemote) {
     if (static_cast<int64_t>(static_cast<uint32_t>(s.f_type)) == fs_kind.magic) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -363,8 +363,8 @@ absl::StatusOr<std::unique_ptr<DirNode>> NodeFromSnapshot(
   if (digest != Digest::Empty()) {
     auto blob = snap.directories.find(digest);
     if (blob == snap.directories.end()) {
-      return absl::InternalError(absl::StrCat("walk of ", rel_dir, " lacks directory ",
-                                              digest.ToString()));
+      return absl::InternalError(
+          absl::StrCat("walk of ", rel_dir, " lacks directory ", digest.ToString()));
     }
     AMLD_ASSIGN_OR_RETURN(pb::Directory dir,
                           amld::storage::DecodeDirectory(blob->second, Depth(rel_dir)));
@@ -489,7 +489,8 @@ absl::Status WatchedRoots::Persist() {
   std::vector<std::pair<std::string, int64_t>> roots;
   {
     absl::MutexLock lock(&mu_);
-    for (const auto& [path, r] : roots_) roots.emplace_back(path, absl::ToUnixSeconds(r->registered));
+    for (const auto& [path, r] : roots_)
+      roots.emplace_back(path, absl::ToUnixSeconds(r->registered));
   }
   std::sort(roots.begin(), roots.end());
   std::string text;
@@ -688,8 +689,8 @@ std::string WatchedRoots::LimitProblem(Root& r) {
     over = absl::StrCat(files, " files, over the limit of ", options_.max_snapshot_files, " files");
   } else if (options_.max_snapshot_bytes > 0 && bytes > options_.max_snapshot_bytes) {
     over = absl::StrCat(HumanBytes(bytes), " (", bytes, " bytes), over the limit of ",
-                        HumanBytes(options_.max_snapshot_bytes), " (",
-                        options_.max_snapshot_bytes, " bytes)");
+                        HumanBytes(options_.max_snapshot_bytes), " (", options_.max_snapshot_bytes,
+                        " bytes)");
   } else {
     return "";
   }
@@ -699,13 +700,13 @@ std::string WatchedRoots::LimitProblem(Root& r) {
   std::partial_sort(all.begin(), all.begin() + listed, all.end(), [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;
   });
-  std::string out = absl::StrCat(
-      "snapshot of ", r.path.string(), " holds ", over,
-      ". List what the run does not need in .amlignore, or raise amld's limit "
-      "(--max-snapshot-files, --max-snapshot-bytes). Largest files:");
+  std::string out =
+      absl::StrCat("snapshot of ", r.path.string(), " holds ", over,
+                   ". List what the run does not need in .amlignore, or raise amld's limit "
+                   "(--max-snapshot-files, --max-snapshot-bytes). Largest files:");
   for (size_t i = 0; i < listed; ++i) {
-    absl::StrAppend(&out, "\n  ", all[i].second, "  ", HumanBytes(all[i].first), " (",
-                    all[i].first, " bytes)");
+    absl::StrAppend(&out, "\n  ", all[i].second, "  ", HumanBytes(all[i].first), " (", all[i].first,
+                    " bytes)");
   }
   return out;
 }
@@ -724,8 +725,8 @@ absl::Status WatchedRoots::FullScan(Root& r, const std::string& reason) {
   r.last_rescan_reason = reason;
   r.last_rescan_time = deps_.clock->Now();
   if (deps_.log) {
-    deps_.log->info("watched root {}: full scan ({}), {} folders watched", r.path.string(),
-                    reason, r.watch_of_dir.size());
+    deps_.log->info("watched root {}: full scan ({}), {} folders watched", r.path.string(), reason,
+                    r.watch_of_dir.size());
   }
   return absl::OkStatus();
 }
@@ -1046,7 +1047,8 @@ absl::StatusOr<pb::WatchedRoot> WatchedRoots::Unwatch(const fs::path& path) {
     if (!ec) r = FindRoot(canon);
   }
   if (r == nullptr) {
-    return absl::NotFoundError(absl::StrCat(path.string(), " is not a watched root (see `aml "
+    return absl::NotFoundError(absl::StrCat(path.string(),
+                                            " is not a watched root (see `aml "
                                             "snapshot list`)"));
   }
   pb::WatchedRoot described;
@@ -1092,7 +1094,8 @@ pb::WatchedRoot WatchedRoots::DescribeLocked(const Root& r) const {
   w.set_total_bytes(r.total_bytes);
   w.set_directories_watched(static_cast<int64_t>(r.watch_of_dir.size()));
   ToTimestamp(r.registered, w.mutable_registered_time());
-  if (r.last_change != absl::InfinitePast()) ToTimestamp(r.last_change, w.mutable_last_change_time());
+  if (r.last_change != absl::InfinitePast())
+    ToTimestamp(r.last_change, w.mutable_last_change_time());
   w.set_rescan_count(r.rescans);
   if (r.rescans > 0) {
     w.mutable_last_rescan()->set_reason(r.last_rescan_reason);
@@ -1113,7 +1116,8 @@ absl::StatusOr<pb::GetWatchedSnapshotResponse> WatchedRoots::Sync(const fs::path
   }
   auto refusal = [&]() -> absl::Status {
     absl::MutexLock lock(&mu_);
-    if (r->removed) return absl::NotFoundError(absl::StrCat(path.string(), " is not a watched root"));
+    if (r->removed)
+      return absl::NotFoundError(absl::StrCat(path.string(), " is not a watched root"));
     if (!r->degraded.empty()) return absl::FailedPreconditionError(r->degraded);
     if (!r->error.empty()) return absl::FailedPreconditionError(r->error);
     return absl::OkStatus();

@@ -690,7 +690,9 @@ absl::Status MaterializeFile(const ContentStore& cas, const amld::v1::FileNode& 
 class TreeMaterializer {
  public:
   TreeMaterializer(const ContentStore& cas, int threads, dev_t dest_dev)
-      : cas_(cas), threads_(threads), dest_dev_(dest_dev),
+      : cas_(cas),
+        threads_(threads),
+        dest_dev_(dest_dev),
         try_reflink_(!ReflinkKnownUnsupported(dest_dev)) {}
   ~TreeMaterializer() {
     if (!try_reflink_.load()) NoteReflinkUnsupported(dest_dev_);
@@ -720,8 +722,8 @@ class TreeMaterializer {
       if (::mkdirat(dirfd->get(), sub.name().c_str(), 0755) != 0) {
         return ErrnoStatus(errno, "mkdir", sub_path);
       }
-      auto fd = std::make_shared<ScopedFd>(
-          ::openat(dirfd->get(), sub.name().c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      auto fd = std::make_shared<ScopedFd>(::openat(
+          dirfd->get(), sub.name().c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!fd->valid()) return ErrnoStatus(errno, "open", sub_path);
       if (needs_chmod_ && ::fchmod(fd->get(), 0755) != 0) {
         return ErrnoStatus(errno, "chmod", sub_path);

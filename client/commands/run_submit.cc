@@ -1,5 +1,6 @@
 // `aml run submit`: hash the source folder (or take the daemon's tree of a
-// watched one), upload what the daemon lacks, submit the run (ScriptRunConfig + Experiment.submit), optionally wait.
+// watched one), upload what the daemon lacks, submit the run (ScriptRunConfig +
+// Experiment.submit), optionally wait.
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 #include <unistd.h>
@@ -123,8 +124,8 @@ void PrintText(const SourceSnapshot& source, const UploadStats& stats, const aml
               << FormatBytes(stats.bytes_total) << "), nothing uploaded" << std::endl;
   } else {
     std::cout << "uploaded " << stats.files_uploaded << " of " << stats.files_total << " files and "
-            << stats.directories_uploaded << " of " << stats.directories_total << " directories ("
-            << FormatBytes(stats.bytes_uploaded) << ")" << std::endl;
+              << stats.directories_uploaded << " of " << stats.directories_total << " directories ("
+              << FormatBytes(stats.bytes_uploaded) << ")" << std::endl;
   }
   if (!wait) std::cout << "follow it with: aml run wait " << run.id() << " --show-output\n";
 }

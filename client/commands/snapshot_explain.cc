@@ -96,20 +96,19 @@ void PrintJson(const fs::path& dir, const Snapshot& snap, const ExplainOptions& 
     largest.push_back({{"path", f->rel_path}, {"bytes", f->digest.size}});
   }
   const std::string problem = LimitProblem(snap, o.limits);
-  nlohmann::json j = {
-      {"source_dir", dir.string()},
-      {"files", files},
-      {"ignored", ignored},
-      {"largest", largest},
-      {"totals",
-       {{"files", snap.files.size()},
-        {"bytes", snap.total_file_bytes},
-        {"ignored", snap.skipped.size()}}},
-      {"limits",
-       {{"max_bytes", o.limits.max_bytes},
-        {"max_files", o.limits.max_files},
-        {"within", problem.empty()},
-        {"problem", problem}}}};
+  nlohmann::json j = {{"source_dir", dir.string()},
+                      {"files", files},
+                      {"ignored", ignored},
+                      {"largest", largest},
+                      {"totals",
+                       {{"files", snap.files.size()},
+                        {"bytes", snap.total_file_bytes},
+                        {"ignored", snap.skipped.size()}}},
+                      {"limits",
+                       {{"max_bytes", o.limits.max_bytes},
+                        {"max_files", o.limits.max_files},
+                        {"within", problem.empty()},
+                        {"problem", problem}}}};
   std::cout << j.dump(2) << std::endl;
 }
 
@@ -139,8 +138,8 @@ void PrintText(const fs::path& dir, const Snapshot& snap, const ExplainOptions& 
   const std::string problem = LimitProblem(snap, o.limits);
   std::cout << "limits: "
             << (o.limits.max_files > 0 ? std::to_string(o.limits.max_files) : "any number of")
-            << " files and " << (o.limits.max_bytes > 0 ? FormatBytes(o.limits.max_bytes) : "any size")
-            << ": "
+            << " files and "
+            << (o.limits.max_bytes > 0 ? FormatBytes(o.limits.max_bytes) : "any size") << ": "
             << (problem.empty() ? "within them"
                                 : "OVER (" + problem +
                                       "): a submit would fail; list what the run does not need "
@@ -152,9 +151,9 @@ int RunSnapshotExplain(const GlobalOptions& global, const ExplainOptions& o) {
   std::error_code ec;
   fs::path dir = fs::absolute(o.source_dir, ec).lexically_normal();
   if (ec || !fs::is_directory(dir, ec)) {
-    return ReportError(global, absl::NotFoundError(absl::StrCat(
-                                   "the source folder ", o.source_dir.string(),
-                                   " does not exist or is not a folder")));
+    return ReportError(global,
+                       absl::NotFoundError(absl::StrCat("the source folder ", o.source_dir.string(),
+                                                        " does not exist or is not a folder")));
   }
   StatOnlyCache no_reads;
   amld::storage::BuildOptions options;

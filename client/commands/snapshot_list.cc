@@ -40,8 +40,8 @@ int RunSnapshotList(const GlobalOptions& global) {
   for (const pb::WatchedRoot& r : resp.roots()) {
     std::string rescan = "-";
     if (r.has_last_rescan()) {
-      rescan = absl::StrCat(FormatTimestamp(r.last_rescan().time()), " (",
-                            r.last_rescan().reason(), ")");
+      rescan = absl::StrCat(FormatTimestamp(r.last_rescan().time()), " (", r.last_rescan().reason(),
+                            ")");
     }
     rows.push_back({r.path(), pb::WatchedRoot::State::Value_Name(r.state()),
                     std::to_string(r.file_count()), FormatBytes(r.total_bytes()),

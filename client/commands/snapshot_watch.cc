@@ -24,8 +24,8 @@ int RunSnapshotWatch(const GlobalOptions& global, const std::filesystem::path& d
   std::error_code ec;
   const std::filesystem::path path = std::filesystem::canonical(dir, ec);
   if (ec || !std::filesystem::is_directory(path, ec)) {
-    return ReportError(global, absl::NotFoundError(absl::StrCat(
-                                   "cannot watch ", dir.string(), ": not an existing folder")));
+    return ReportError(global, absl::NotFoundError(absl::StrCat("cannot watch ", dir.string(),
+                                                                ": not an existing folder")));
   }
   auto conn = ConnectFromOptions(global);
   if (!conn.ok()) return ReportError(global, conn.status());
@@ -64,7 +64,8 @@ void AddSnapshotWatchCommand(CLI::App& snapshot, CommandContext& ctx) {
       "have amld watch a source folder and keep its snapshot current, so submits of it send "
       "nothing (remembered across daemon restarts)");
   cmd->add_option("dir", *dir, "the source folder (default: .)");
-  cmd->callback([&ctx, dir] { ctx.action = [&ctx, dir] { return RunSnapshotWatch(ctx.global, *dir); }; });
+  cmd->callback(
+      [&ctx, dir] { ctx.action = [&ctx, dir] { return RunSnapshotWatch(ctx.global, *dir); }; });
 }
 
 }  // namespace amld::client::commands

@@ -118,9 +118,8 @@ absl::StatusOr<SourceSnapshot> HashSourceFolder(const GlobalOptions& global,
     source.watched = std::move(watched->snapshot);
   } else {
     if (!watched->fallback_reason.empty()) {
-      std::cerr << "aml: note: amld's watch of " << dir.string()
-                << " cannot serve this snapshot (" << watched->fallback_reason
-                << "); walking the folder here" << std::endl;
+      std::cerr << "aml: note: amld's watch of " << dir.string() << " cannot serve this snapshot ("
+                << watched->fallback_reason << "); walking the folder here" << std::endl;
     }
     absl::Status walked = WalkWithStatCache(dir, limits, &source);
     if (!walked.ok()) return walked;
@@ -197,12 +196,11 @@ nlohmann::json UploadStatsJson(const UploadStats& s) {
 }
 
 nlohmann::json SnapshotSourceJson(const SourceSnapshot& source) {
-  const nlohmann::json seconds = {
-      {"ask_watched", absl::ToDoubleSeconds(source.ask_watched_time)},
-      {"cache_load", absl::ToDoubleSeconds(source.cache_load_time)},
-      {"walk", absl::ToDoubleSeconds(source.walk_time)},
-      {"upload", absl::ToDoubleSeconds(source.upload_time)},
-      {"cache_save", absl::ToDoubleSeconds(source.cache_save_time)}};
+  const nlohmann::json seconds = {{"ask_watched", absl::ToDoubleSeconds(source.ask_watched_time)},
+                                  {"cache_load", absl::ToDoubleSeconds(source.cache_load_time)},
+                                  {"walk", absl::ToDoubleSeconds(source.walk_time)},
+                                  {"upload", absl::ToDoubleSeconds(source.upload_time)},
+                                  {"cache_save", absl::ToDoubleSeconds(source.cache_save_time)}};
   if (source.watched) {
     return {{"kind", "watched_root"},
             {"seconds", seconds},

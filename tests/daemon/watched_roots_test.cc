@@ -81,8 +81,8 @@ class WatchedRootsTest : public ::testing::Test {
     o.run_worker_thread = false;
     if (o.cookie_timeout == absl::Seconds(10)) o.cookie_timeout = absl::Seconds(60);
     roots_ = std::make_unique<WatchedRoots>(WatchedRootsDeps{cas_.get(), &clock_, nullptr}, o);
-    absl::Status started =
-        roots_->Start([this](TreeWatcher::Sink sink) -> absl::StatusOr<std::unique_ptr<TreeWatcher>> {
+    absl::Status started = roots_->Start(
+        [this](TreeWatcher::Sink sink) -> absl::StatusOr<std::unique_ptr<TreeWatcher>> {
           auto w = std::make_unique<FakeTreeWatcher>(std::move(sink));
           watcher_ = w.get();
           return std::unique_ptr<TreeWatcher>(std::move(w));
@@ -349,7 +349,8 @@ TEST_F(WatchedRootsTest, SyncOfAFolderNotWatchedIsNotFound) {
   EXPECT_TRUE(absl::IsNotFound(roots_->Sync(root_).status()));
   EXPECT_TRUE(absl::IsInvalidArgument(roots_->Sync("relative/dir").status()));
   WatchOk();
-  EXPECT_TRUE(absl::IsNotFound(roots_->Sync(root_ / "cfg").status())) << "a subfolder is not a root";
+  EXPECT_TRUE(absl::IsNotFound(roots_->Sync(root_ / "cfg").status()))
+      << "a subfolder is not a root";
 }
 
 TEST_F(WatchedRootsTest, OutOfWatchesIsDegradedWithTheSysctlToRaise) {

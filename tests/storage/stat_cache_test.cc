@@ -207,9 +207,9 @@ TEST_F(StatCacheTest, DamagedCacheFilesAreIgnoredAndReplaced) {
   ASSERT_GT(good.size(), 100u);
   std::string flipped = good;
   flipped[flipped.size() / 2] ^= 0x40;
-  const std::vector<std::string> bad = {flipped, good.substr(0, good.size() - 7),
-                                        good.substr(0, 12), std::string(4096, '\xff'), "",
-                                        good + "x"};
+  const std::vector<std::string> bad = {
+      flipped,   good.substr(0, good.size() - 7), good.substr(0, 12), std::string(4096, '\xff'), "",
+      good + "x"};
   for (const std::string& contents : bad) {
     Write(cache_file_, contents);
     CountingCache* counted;
