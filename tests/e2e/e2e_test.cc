@@ -17,43 +17,13 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "tests/client/subprocess.h"
+#include "tests/e2e/aml_e2e_fixture.h"
 
 namespace {
 
-namespace fs = std::filesystem;
-using amld::testing::ProcessOptions;
-using amld::testing::ProcessResult;
-using amld::testing::ReadFile;
+using namespace amld::e2e;  // NOLINT: the shared e2e fixture and helpers
 using amld::testing::Subprocess;
 using amld::testing::WriteFile;
-using nlohmann::json;
-
-const std::string kBin = std::string(AMLD_BINARY_DIR) + "/bin";
-const std::string kAml = kBin + "/aml";
-const std::string kPython = "/usr/bin/python3";
-
-std::string Describe(const ProcessResult& r) {
-  return absl::StrCat("exit ", r.exit_code, r.timed_out ? " (timed out)" : "", "\nstdout:\n", r.out,
-                      "\nstderr:\n", r.err);
-}
-
-// Waits for `cond` with a generous limit; false if it never held.
-template <typename F>
-bool Eventually(F cond, absl::Duration limit = absl::Seconds(60)) {
-  const absl::Time give_up = absl::Now() + limit;
-  while (absl::Now() < give_up) {
-    if (cond()) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return cond();
-}
-
-bool ProcessGone(pid_t pid) {
-  if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
-  const std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
-  const size_t paren = stat.rfind(')');
-  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'Z';
-}
 
 absl::Time ParseTime(const std::string& rfc3339) {
   absl::Time t;
@@ -71,96 +41,9 @@ std::optional<absl::Time> TransitionTime(const json& run, const std::string& sta
   return found;
 }
 
-class AmlE2eTest : public ::testing::Test {
+class AmlE2eTest : public AmlDaemonTest {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(fs::exists(kBin + "/amld")) << "build the amld target first";
-    ASSERT_TRUE(fs::exists(kBin + "/amld-shim")) << "build the amld-shim target first";
-    dir_ = amld::testing::MakeTempDir("amld-e2e-");
-    socket_ = dir_ / "run" / "amld.sock";
-    data_ = dir_ / "data";
-    project_ = dir_ / "proj";
-    fs::create_directories(project_);
-  }
-
-  void TearDown() override {
-    if (started_) {
-      // A test that failed midway may leave runs going; they would outlive
-      // the daemon under their supervisors.
-      auto left = Aml({"--output", "json", "run", "list", "--status",
-                       "QUEUED,PREPARING,STARTING,RUNNING,CANCEL_REQUESTED"});
-      auto j = json::parse(left.out, nullptr, /*allow_exceptions=*/false);
-      if (!j.is_discarded() && j.contains("runs")) {
-        for (const auto& run : j["runs"]) {
-          Aml({"run", "cancel", run["id"]});
-          Aml({"run", "wait", run["id"]});
-        }
-      }
-      auto r = Aml({"daemon", "stop"});
-      EXPECT_EQ(r.exit_code, 0) << Describe(r);
-      EXPECT_EQ(Aml({"daemon", "status"}).exit_code, 1) << "the daemon still answers";
-    }
-    if (HasFailure()) {
-      std::cerr << "--- amld.log ---\n" << ReadFile(data_ / "amld.log") << "--- end ---\n";
-    }
-    fs::remove_all(dir_);
-  }
-
-  void StartDaemon(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"daemon", "start", "--data-dir", data_.string()};
-    args.insert(args.end(), extra.begin(), extra.end());
-    auto r = Aml(args);
-    ASSERT_EQ(r.exit_code, 0) << Describe(r);
-    started_ = true;
-    auto status = Aml({"daemon", "status"});
-    ASSERT_EQ(status.exit_code, 0) << Describe(status);
-  }
-
-  ProcessOptions Options(fs::path cwd = {}) const {
-    ProcessOptions o;
-    o.unset_env = {"AMLD_SOCKET", "AMLD_DATA_DIR"};
-    o.cwd = cwd.empty() ? dir_ : cwd;
-    return o;
-  }
-  std::vector<std::string> Argv(std::vector<std::string> args) const {
-    args.insert(args.begin(), {kAml, "--socket", socket_.string()});
-    return args;
-  }
-  ProcessResult Aml(std::vector<std::string> args) const {
-    return amld::testing::RunProcess(Argv(std::move(args)), Options());
-  }
-  json AmlJson(std::vector<std::string> args, int expected_exit = 0) const {
-    args.insert(args.begin(), {"--output", "json"});
-    auto r = Aml(args);
-    EXPECT_EQ(r.exit_code, expected_exit) << Describe(r);
-    auto j = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
-    EXPECT_FALSE(j.is_discarded()) << Describe(r);
-    return j;
-  }
-
-  // Submits `script` of the project with `args`; returns the run id.
-  std::string Submit(const std::string& script, std::vector<std::string> submit_flags = {},
-                     std::vector<std::string> script_args = {}) {
-    std::vector<std::string> args = {"run",           "submit", "-q", "-s", project_.string(),
-                                     "--interpreter", kPython};
-    args.insert(args.end(), submit_flags.begin(), submit_flags.end());
-    args.push_back(script);
-    if (!script_args.empty()) {
-      args.push_back("--");
-      args.insert(args.end(), script_args.begin(), script_args.end());
-    }
-    auto r = Aml(args);
-    EXPECT_EQ(r.exit_code, 0) << Describe(r);
-    std::string id = r.out;
-    while (!id.empty() && id.back() == '\n') id.pop_back();
-    EXPECT_EQ(id.find('\n'), std::string::npos) << "-q prints only the id: " << r.out;
-    return id;
-  }
-
-  json Show(const std::string& id) { return AmlJson({"run", "show", id}); }
-
-  fs::path dir_, socket_, data_, project_;
-  bool started_ = false;
+  void SetUp() override { SetUpWorkspace("amld-e2e-"); }
 };
 
 // The bytes train.py writes to outputs/weights.bin.

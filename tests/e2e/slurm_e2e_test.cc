@@ -22,48 +22,13 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "tests/client/subprocess.h"
+#include "tests/e2e/aml_e2e_fixture.h"
 
 namespace {
 
-namespace fs = std::filesystem;
-using amld::testing::ProcessOptions;
-using amld::testing::ProcessResult;
-using amld::testing::ReadFile;
+using namespace amld::e2e;  // NOLINT: the shared e2e fixture and helpers
 using amld::testing::Subprocess;
 using amld::testing::WriteFile;
-using nlohmann::json;
-
-const std::string kBin = std::string(AMLD_BINARY_DIR) + "/bin";
-const std::string kAml = kBin + "/aml";
-const std::string kPython = "/usr/bin/python3";
-
-std::string Describe(const ProcessResult& r) {
-  return absl::StrCat("exit ", r.exit_code, r.timed_out ? " (timed out)" : "", "\nstdout:\n", r.out,
-                      "\nstderr:\n", r.err);
-}
-
-template <typename F>
-bool Eventually(F cond, absl::Duration limit = absl::Seconds(90)) {
-  const absl::Time give_up = absl::Now() + limit;
-  while (absl::Now() < give_up) {
-    if (cond()) return true;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  return cond();
-}
-
-bool ProcessGone(pid_t pid) {
-  if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
-  const std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
-  const size_t paren = stat.rfind(')');
-  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'Z';
-}
-
-std::vector<std::string> Statuses(const json& run) {
-  std::vector<std::string> out;
-  for (const auto& t : run["history"]) out.push_back(t["status"].get<std::string>());
-  return out;
-}
 
 // "slurm:12 on amldnode" / "slurm:12 PENDING (Resources)" → "12".
 std::string JobIdOf(const json& run) {
@@ -73,49 +38,20 @@ std::string JobIdOf(const json& run) {
   return p.substr(0, p.find(' '));
 }
 
-class SlurmE2eTest : public ::testing::Test {
+class SlurmE2eTest : public AmlDaemonTest {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(fs::exists(kBin + "/amld")) << "build the amld target first";
     const char* state = std::getenv("AMLD_TEST_SLURM_STATE");
     ASSERT_NE(state, nullptr) << "run through ctest: the slurm fixture sets AMLD_TEST_SLURM_STATE";
-    dir_ = amld::testing::MakeTempDir("amld-slurm-e2e-");
-    socket_ = dir_ / "run" / "amld.sock";
-    data_ = dir_ / "data";
-    project_ = dir_ / "proj";
-    fs::create_directories(project_);
+    SetUpWorkspace("amld-slurm-e2e-");
     std::string shared = (fs::path(state) / "shared" / "e2e-XXXXXX").string();
     ASSERT_NE(::mkdtemp(shared.data()), nullptr);
     shared_ = shared;
   }
 
   void TearDown() override {
-    if (started_) {
-      auto left = Aml({"--output", "json", "run", "list", "--status",
-                       "QUEUED,PREPARING,STARTING,RUNNING,CANCEL_REQUESTED"});
-      auto j = json::parse(left.out, nullptr, /*allow_exceptions=*/false);
-      if (!j.is_discarded() && j.contains("runs")) {
-        for (const auto& run : j["runs"]) {
-          Aml({"run", "cancel", run["id"]});
-          Aml({"run", "wait", run["id"]});
-        }
-      }
-      auto r = Aml({"daemon", "stop"});
-      EXPECT_EQ(r.exit_code, 0) << Describe(r);
-    }
-    if (HasFailure()) {
-      std::cerr << "--- amld.log ---\n" << ReadFile(data_ / "amld.log") << "--- end ---\n";
-    }
-    fs::remove_all(dir_);
+    AmlDaemonTest::TearDown();
     fs::remove_all(shared_);
-  }
-
-  void StartDaemon(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"daemon", "start", "--data-dir", data_.string()};
-    args.insert(args.end(), extra.begin(), extra.end());
-    auto r = Aml(args);
-    ASSERT_EQ(r.exit_code, 0) << Describe(r);
-    started_ = true;
   }
 
   // A Slurm target on the shared dir, with extra sbatch arguments.
@@ -127,50 +63,13 @@ class SlurmE2eTest : public ::testing::Test {
     ASSERT_EQ(r.exit_code, 0) << Describe(r);
   }
 
-  ProcessOptions Options() const {
-    ProcessOptions o;
-    o.unset_env = {"AMLD_SOCKET", "AMLD_DATA_DIR"};
-    o.cwd = dir_;
-    return o;
-  }
-  std::vector<std::string> Argv(std::vector<std::string> args) const {
-    args.insert(args.begin(), {kAml, "--socket", socket_.string()});
-    return args;
-  }
-  ProcessResult Aml(std::vector<std::string> args) const {
-    return amld::testing::RunProcess(Argv(std::move(args)), Options());
-  }
-  json AmlJson(std::vector<std::string> args) const {
-    args.insert(args.begin(), {"--output", "json"});
-    auto r = Aml(args);
-    EXPECT_EQ(r.exit_code, 0) << Describe(r);
-    auto j = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
-    EXPECT_FALSE(j.is_discarded()) << Describe(r);
-    return j;
-  }
-  json Show(const std::string& id) { return AmlJson({"run", "show", id}); }
-
   std::string Submit(const std::string& target, const std::string& script,
-                     std::vector<std::string> flags = {}) {
-    std::vector<std::string> args = {"run", "submit", "-q", "-s", project_.string(),
-                                     "--interpreter", kPython, "-c", target};
-    args.insert(args.end(), flags.begin(), flags.end());
-    args.push_back(script);
-    auto r = Aml(args);
-    EXPECT_EQ(r.exit_code, 0) << Describe(r);
-    std::string id = r.out;
-    while (!id.empty() && id.back() == '\n') id.pop_back();
-    return id;
+                     std::vector<std::string> flags = {}) const {
+    flags.insert(flags.begin(), {"-c", target});
+    return AmlDaemonTest::Submit(script, flags);
   }
 
-  pid_t DaemonPid() {
-    json info = AmlJson({"daemon", "status"});
-    return static_cast<pid_t>(info["pid"].is_string() ? std::stoll(info["pid"].get<std::string>())
-                                                      : info["pid"].get<int64_t>());
-  }
-
-  fs::path dir_, socket_, data_, project_, shared_;
-  bool started_ = false;
+  fs::path shared_;
 };
 
 TEST_F(SlurmE2eTest, TheSameSubmitRunsOnSlurmAndBringsOutputsAndLogsBack) {

@@ -16,70 +16,22 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "tests/client/subprocess.h"
+#include "tests/e2e/aml_e2e_fixture.h"
 
 namespace {
 
-namespace fs = std::filesystem;
-using amld::testing::ProcessOptions;
-using amld::testing::ProcessResult;
-using amld::testing::ReadFile;
+using namespace amld::e2e;  // NOLINT: the shared e2e paths and helpers
 using amld::testing::WriteFile;
-using nlohmann::json;
 
-const std::string kAml = std::string(AMLD_BINARY_DIR) + "/bin/aml";
-const std::string kPython = "/usr/bin/python3";
-
-std::string Describe(const ProcessResult& r) {
-  return absl::StrCat("exit ", r.exit_code, r.timed_out ? " (timed out)" : "", "\nstdout:\n", r.out,
-                      "\nstderr:\n", r.err);
-}
-
-class SnapshotE2eTest : public ::testing::Test {
+class SnapshotE2eTest : public AmlDaemonTest {
  protected:
   void SetUp() override {
-    dir_ = amld::testing::MakeTempDir("amld-se-");
-    socket_ = dir_ / "run" / "amld.sock";
-    data_ = dir_ / "data";
-    project_ = dir_ / "proj";
-    fs::create_directories(project_);
+    SetUpWorkspace("amld-se-");
     WriteFile(project_ / "train.py", "print(open('data.txt').read().strip())\n");
     WriteFile(project_ / "data.txt", "version 1\n");
     WriteFile(project_ / "lib" / "util.py", "X = 1\n");
   }
-  void TearDown() override {
-    if (started_) {
-      auto r = Aml({"daemon", "stop"});
-      EXPECT_EQ(r.exit_code, 0) << Describe(r);
-    }
-    if (HasFailure()) {
-      std::cerr << "--- amld.log ---\n" << ReadFile(data_ / "amld.log") << "--- end ---\n";
-    }
-    fs::remove_all(dir_);
-  }
 
-  void StartDaemon() {
-    auto r = Aml({"daemon", "start", "--data-dir", data_.string()});
-    ASSERT_EQ(r.exit_code, 0) << Describe(r);
-    started_ = true;
-  }
-  ProcessResult Aml(std::vector<std::string> args) const {
-    args.insert(args.begin(), {kAml, "--socket", socket_.string()});
-    ProcessOptions o;
-    o.unset_env = {"AMLD_SOCKET", "AMLD_DATA_DIR", "AMLD_MAX_SNAPSHOT_BYTES",
-                   "AMLD_MAX_SNAPSHOT_FILES"};
-    // The stat cache of this test only.
-    o.env = {{"XDG_CACHE_HOME", (dir_ / "cache").string()}};
-    o.cwd = dir_;
-    return amld::testing::RunProcess(args, o);
-  }
-  json AmlJson(std::vector<std::string> args, int expected_exit = 0) const {
-    args.insert(args.begin(), {"--output", "json"});
-    auto r = Aml(args);
-    EXPECT_EQ(r.exit_code, expected_exit) << Describe(r);
-    auto j = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
-    EXPECT_FALSE(j.is_discarded()) << Describe(r);
-    return j;
-  }
   // `aml run submit --wait` of train.py; the JSON, with the run's output in
   // `stderr` (where --output json sends it).
   json SubmitAndWait(std::string* output = nullptr) {
@@ -91,9 +43,6 @@ class SnapshotE2eTest : public ::testing::Test {
     EXPECT_FALSE(j.is_discarded()) << Describe(r);
     return j;
   }
-
-  fs::path dir_, socket_, data_, project_;
-  bool started_ = false;
 };
 
 TEST_F(SnapshotE2eTest, WatchedFolderSubmitSeesTheLatestEditAndUploadsNothing) {

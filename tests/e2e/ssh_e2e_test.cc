@@ -26,41 +26,13 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "tests/client/subprocess.h"
+#include "tests/e2e/aml_e2e_fixture.h"
 
 namespace {
 
-namespace fs = std::filesystem;
-using amld::testing::ProcessOptions;
-using amld::testing::ProcessResult;
-using amld::testing::ReadFile;
+using namespace amld::e2e;  // NOLINT: the shared e2e fixture and helpers
 using amld::testing::Subprocess;
 using amld::testing::WriteFile;
-using nlohmann::json;
-
-const std::string kBin = std::string(AMLD_BINARY_DIR) + "/bin";
-const std::string kAml = kBin + "/aml";
-const std::string kPython = "/usr/bin/python3";
-
-std::string Describe(const ProcessResult& r) {
-  return absl::StrCat("exit ", r.exit_code, r.timed_out ? " (timed out)" : "", "\nstdout:\n", r.out,
-                      "\nstderr:\n", r.err);
-}
-
-template <typename F>
-bool Eventually(F cond, absl::Duration limit = absl::Seconds(90)) {
-  const absl::Time give_up = absl::Now() + limit;
-  while (absl::Now() < give_up) {
-    if (cond()) return true;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  return cond();
-}
-
-std::vector<std::string> Statuses(const json& run) {
-  std::vector<std::string> out;
-  for (const auto& t : run["history"]) out.push_back(t["status"].get<std::string>());
-  return out;
-}
 
 // A TCP port on 127.0.0.1 with nothing listening.
 int DeadPort() {
@@ -84,10 +56,9 @@ std::string ExpectedWeights() {
   return s;
 }
 
-class SshE2eTest : public ::testing::Test {
+class SshE2eTest : public AmlDaemonTest {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(fs::exists(kBin + "/amld")) << "build the amld target first";
     const char* state = std::getenv("AMLD_TEST_SSH_STATE");
     ASSERT_NE(state, nullptr) << "run through ctest: the sshd fixture sets AMLD_TEST_SSH_STATE";
     std::map<std::string, std::string> env;
@@ -101,11 +72,7 @@ class SshE2eTest : public ::testing::Test {
     user_ = env["AMLD_TEST_SSH_USER"];
     key_ = env["AMLD_TEST_SSH_KEY"];
     ASSERT_FALSE(host_.empty() || key_.empty()) << "the test sshd is not up (" << state << ")";
-    dir_ = amld::testing::MakeTempDir("amld-ssh-e2e-");
-    socket_ = dir_ / "run" / "amld.sock";
-    data_ = dir_ / "data";
-    project_ = dir_ / "proj";
-    fs::create_directories(project_);
+    SetUpWorkspace("amld-ssh-e2e-");
     std::random_device rd;
     workdir_ = absl::StrCat(env["AMLD_TEST_SSH_HOME"], "/amld-e2e-", rd() % 100000000);
     // A sleep length only this test's processes carry (another build may run
@@ -114,30 +81,8 @@ class SshE2eTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (started_) {
-      auto left = Aml({"--output", "json", "run", "list", "--status",
-                       "QUEUED,PREPARING,STARTING,RUNNING,CANCEL_REQUESTED"});
-      auto j = json::parse(left.out, nullptr, /*allow_exceptions=*/false);
-      if (!j.is_discarded() && j.contains("runs")) {
-        for (const auto& run : j["runs"]) {
-          Aml({"run", "cancel", run["id"]});
-          Aml({"run", "wait", run["id"]});
-        }
-      }
-      auto r = Aml({"daemon", "stop"});
-      EXPECT_EQ(r.exit_code, 0) << Describe(r);
-    }
-    if (HasFailure()) {
-      std::cerr << "--- amld.log ---\n" << ReadFile(data_ / "amld.log") << "--- end ---\n";
-    }
+    AmlDaemonTest::TearDown();
     Remote("rm -rf " + workdir_);
-    fs::remove_all(dir_);
-  }
-
-  void StartDaemon() {
-    auto r = Aml({"daemon", "start", "--data-dir", data_.string()});
-    ASSERT_EQ(r.exit_code, 0) << Describe(r);
-    started_ = true;
   }
 
   // `aml compute create NAME --type ssh ...` for the test host.
@@ -148,34 +93,10 @@ class SshE2eTest : public ::testing::Test {
     ASSERT_EQ(r.exit_code, 0) << Describe(r);
   }
 
-  ProcessResult Aml(std::vector<std::string> args) const {
-    args.insert(args.begin(), {kAml, "--socket", socket_.string()});
-    ProcessOptions o;
-    o.unset_env = {"AMLD_SOCKET", "AMLD_DATA_DIR"};
-    o.cwd = dir_;
-    return amld::testing::RunProcess(args, o);
-  }
-  json AmlJson(std::vector<std::string> args, int expected_exit = 0) const {
-    args.insert(args.begin(), {"--output", "json"});
-    auto r = Aml(args);
-    EXPECT_EQ(r.exit_code, expected_exit) << Describe(r);
-    auto j = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
-    EXPECT_FALSE(j.is_discarded()) << Describe(r);
-    return j;
-  }
-  json Show(const std::string& id) { return AmlJson({"run", "show", id}); }
-
   std::string Submit(const std::string& target, const std::string& script,
-                     std::vector<std::string> flags = {}) {
-    std::vector<std::string> args = {"run",           "submit", "-q", "-s",  project_.string(),
-                                     "--interpreter", kPython,  "-c", target};
-    args.insert(args.end(), flags.begin(), flags.end());
-    args.push_back(script);
-    auto r = Aml(args);
-    EXPECT_EQ(r.exit_code, 0) << Describe(r);
-    std::string id = r.out;
-    while (!id.empty() && id.back() == '\n') id.pop_back();
-    return id;
+                     std::vector<std::string> flags = {}) const {
+    flags.insert(flags.begin(), {"-c", target});
+    return AmlDaemonTest::Submit(script, flags);
   }
 
   // Runs `command` on the test host as its user.
@@ -199,15 +120,7 @@ class SshE2eTest : public ::testing::Test {
     return out;
   }
 
-  pid_t DaemonPid() {
-    json info = AmlJson({"daemon", "status"});
-    return static_cast<pid_t>(info["pid"].is_string() ? std::stoll(info["pid"].get<std::string>())
-                                                      : info["pid"].get<int64_t>());
-  }
-
   std::string host_, port_, user_, key_, workdir_, token_;
-  fs::path dir_, socket_, data_, project_;
-  bool started_ = false;
 };
 
 TEST_F(SshE2eTest, TheSameSubmitRunsOverSshAndOutputsDownloadByteIdentical) {

@@ -1,0 +1,185 @@
+// What every end-to-end test shares: the paths of the real binaries, a
+// fixture that starts a real `amld` with `aml daemon start` on a temp data
+// dir and socket and stops it after the test (cancelling runs a failed test
+// left going, and printing amld.log when the test failed), and small helpers
+// for `aml` invocations and their JSON.
+//
+// Waiting is always "until it happens, with a generous limit"; nothing here
+// asserts on how long something took.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "tests/client/subprocess.h"
+
+namespace amld::e2e {
+
+namespace fs = std::filesystem;
+using amld::testing::ProcessOptions;
+using amld::testing::ProcessResult;
+using amld::testing::ReadFile;
+using nlohmann::json;
+
+inline const std::string kBin = std::string(AMLD_BINARY_DIR) + "/bin";
+inline const std::string kAml = kBin + "/aml";
+inline const std::string kPython = "/usr/bin/python3";
+
+inline std::string Describe(const ProcessResult& r) {
+  return absl::StrCat("exit ", r.exit_code, r.timed_out ? " (timed out)" : "", "\nstdout:\n", r.out,
+                      "\nstderr:\n", r.err);
+}
+
+// Waits for `cond` with a generous limit; false if it never held.
+template <typename F>
+bool Eventually(F cond, absl::Duration limit = absl::Seconds(90)) {
+  const absl::Time give_up = absl::Now() + limit;
+  while (absl::Now() < give_up) {
+    if (cond()) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return cond();
+}
+
+// True once `pid` is gone, or is a zombie none of whose threads still runs.
+// A killed multi-threaded process shows its leader as a zombie while the other
+// threads are still exiting — and still hold its files (and so its locks) —
+// so a zombie leader alone is not enough.
+inline bool ProcessGone(pid_t pid) {
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+  const std::string proc = "/proc/" + std::to_string(pid);
+  const std::string stat = ReadFile(proc + "/stat");
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= stat.size() || stat[paren + 2] != 'Z') {
+    return false;
+  }
+  std::error_code ec;
+  int threads = 0;
+  for (fs::directory_iterator it(proc + "/task", ec), end; !ec && it != end; it.increment(ec)) {
+    ++threads;
+  }
+  return threads <= 1;
+}
+
+// The statuses a run went through, oldest first (from `aml run show` JSON).
+inline std::vector<std::string> Statuses(const json& run) {
+  std::vector<std::string> out;
+  for (const auto& t : run["history"]) out.push_back(t["status"].get<std::string>());
+  return out;
+}
+
+// A real daemon per test. Derived fixtures call SetUpWorkspace() first in
+// their SetUp and may add their own clean-up after calling TearDown().
+class AmlDaemonTest : public ::testing::Test {
+ protected:
+  void SetUpWorkspace(const std::string& prefix) {
+    ASSERT_TRUE(fs::exists(kBin + "/amld")) << "build the amld target first";
+    ASSERT_TRUE(fs::exists(kBin + "/amld-shim")) << "build the amld-shim target first";
+    dir_ = amld::testing::MakeTempDir(prefix);
+    socket_ = dir_ / "run" / "amld.sock";
+    data_ = dir_ / "data";
+    project_ = dir_ / "proj";
+    fs::create_directories(project_);
+  }
+
+  void TearDown() override {
+    if (started_) {
+      // A test that failed midway may leave runs going; they would outlive
+      // the daemon under their supervisors.
+      auto left = Aml({"--output", "json", "run", "list", "--status",
+                       "QUEUED,PREPARING,STARTING,RUNNING,CANCEL_REQUESTED"});
+      auto j = json::parse(left.out, nullptr, /*allow_exceptions=*/false);
+      if (!j.is_discarded() && j.contains("runs")) {
+        for (const auto& run : j["runs"]) {
+          Aml({"run", "cancel", run["id"]});
+          Aml({"run", "wait", run["id"]});
+        }
+      }
+      auto r = Aml({"daemon", "stop"});
+      EXPECT_EQ(r.exit_code, 0) << Describe(r);
+      EXPECT_EQ(Aml({"daemon", "status"}).exit_code, 1) << "the daemon still answers";
+    }
+    if (HasFailure()) {
+      std::cerr << "--- amld.log ---\n" << ReadFile(data_ / "amld.log") << "--- end ---\n";
+    }
+    fs::remove_all(dir_);
+  }
+
+  void StartDaemon(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"daemon", "start", "--data-dir", data_.string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = Aml(args);
+    ASSERT_EQ(r.exit_code, 0) << Describe(r);
+    started_ = true;
+    auto status = Aml({"daemon", "status"});
+    ASSERT_EQ(status.exit_code, 0) << Describe(status);
+  }
+
+  ProcessOptions Options(fs::path cwd = {}) const {
+    ProcessOptions o;
+    o.unset_env = {"AMLD_SOCKET", "AMLD_DATA_DIR", "AMLD_MAX_SNAPSHOT_BYTES",
+                   "AMLD_MAX_SNAPSHOT_FILES"};
+    // The client's stat cache of this test only.
+    o.env = {{"XDG_CACHE_HOME", (dir_ / "cache").string()}};
+    o.cwd = cwd.empty() ? dir_ : cwd;
+    return o;
+  }
+  std::vector<std::string> Argv(std::vector<std::string> args) const {
+    args.insert(args.begin(), {kAml, "--socket", socket_.string()});
+    return args;
+  }
+  ProcessResult Aml(std::vector<std::string> args) const {
+    return amld::testing::RunProcess(Argv(std::move(args)), Options());
+  }
+  json AmlJson(std::vector<std::string> args, int expected_exit = 0) const {
+    args.insert(args.begin(), {"--output", "json"});
+    auto r = Aml(args);
+    EXPECT_EQ(r.exit_code, expected_exit) << Describe(r);
+    auto j = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+    EXPECT_FALSE(j.is_discarded()) << Describe(r);
+    return j;
+  }
+  json Show(const std::string& id) const { return AmlJson({"run", "show", id}); }
+
+  // Submits `script` of the project with `submit_flags` and `script_args`;
+  // returns the run id.
+  std::string Submit(const std::string& script, std::vector<std::string> submit_flags = {},
+                     std::vector<std::string> script_args = {}) const {
+    std::vector<std::string> args = {"run",           "submit", "-q", "-s", project_.string(),
+                                     "--interpreter", kPython};
+    args.insert(args.end(), submit_flags.begin(), submit_flags.end());
+    args.push_back(script);
+    if (!script_args.empty()) {
+      args.push_back("--");
+      args.insert(args.end(), script_args.begin(), script_args.end());
+    }
+    auto r = Aml(args);
+    EXPECT_EQ(r.exit_code, 0) << Describe(r);
+    std::string id = r.out;
+    while (!id.empty() && id.back() == '\n') id.pop_back();
+    EXPECT_EQ(id.find('\n'), std::string::npos) << "-q prints only the id: " << r.out;
+    return id;
+  }
+
+  pid_t DaemonPid() const {
+    json info = AmlJson({"daemon", "status"});
+    return static_cast<pid_t>(info["pid"].is_string() ? std::stoll(info["pid"].get<std::string>())
+                                                      : info["pid"].get<int64_t>());
+  }
+
+  fs::path dir_, socket_, data_, project_;
+  bool started_ = false;
+};
+
+}  // namespace amld::e2e
