@@ -560,7 +560,14 @@ TEST_F(LiveIngesterTest, ARealInotifyOverflowLeadsToARescanThatMissesNothing) {
 
   // The rescan watched the new folders: what comes next arrives as events.
   WriteFile(paths_.outputs / "burst/3/live.txt", "live");
-  while (Stored().count("outputs/burst/3/live.txt") == 0 && absl::Now() < give_up) {
+  // Settle is zero here, so the file may first be stored as created (empty)
+  // and then again once written: wait for its final content.
+  auto live_stored = [&] {
+    Files now = Stored();
+    auto it = now.find("outputs/burst/3/live.txt");
+    return it != now.end() && it->second == "live";
+  };
+  while (!live_stored() && absl::Now() < give_up) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   EXPECT_THAT(Stored(), Contains(Pair("outputs/burst/3/live.txt", "live")));
