@@ -5,6 +5,7 @@
 #include <grpcpp/client_context.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -13,6 +14,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
 #include "amld/v1/cas.grpc.pb.h"
 #include "client/grpc_status.h"
 #include "storage/file_util.h"
@@ -53,16 +56,32 @@ struct SnapshotUploader::Impl {
   std::unique_ptr<amld::v1::Cas::Stub> cas;
   UploaderOptions options;
 
-  absl::flat_hash_map<Digest, BlobSource> sources;
-  std::vector<Digest> order;  // first-seen order, directories first
-  UploadStats stats;
-  UploadProgress progress;
+  absl::flat_hash_map<Digest, BlobSource> sources;  // read-only while uploading
+  std::vector<Digest> order;                        // first-seen order, directories first
+  // Uploads run on several threads (Upload's jobs): the figures they share
+  // change under mu, and on_progress is called under it (one call at a time).
+  absl::Mutex mu;
+  UploadStats stats ABSL_GUARDED_BY(mu);
+  UploadProgress progress ABSL_GUARDED_BY(mu);
 
   absl::Status Grpc(const grpc::Status& st, std::string_view doing) const {
     return FromGrpcStatus(st, doing, options.socket_path, /*mid_stream=*/true);
   }
 
-  void Report() {
+  // Adds to the figures and reports them: `bytes_done` to the bytes done,
+  // `blobs` as uploaded, with `bytes_sent` bytes sent for them.
+  void Advance(int64_t bytes_done, absl::Span<const Digest> blobs = {}, int64_t bytes_sent = 0) {
+    absl::MutexLock lock(&mu);
+    progress.bytes_done += bytes_done;
+    for (const Digest& blob : blobs) {
+      if (sources.at(blob).file != nullptr) {
+        ++stats.files_uploaded;
+      } else {
+        ++stats.directories_uploaded;
+      }
+      ++progress.blobs_done;
+    }
+    stats.bytes_uploaded += bytes_sent;
     if (options.on_progress) options.on_progress(progress);
   }
 
@@ -144,16 +163,6 @@ struct SnapshotUploader::Impl {
     return data;
   }
 
-  void Count(const Digest& digest, int64_t bytes_sent) {
-    if (sources.at(digest).file != nullptr) {
-      ++stats.files_uploaded;
-    } else {
-      ++stats.directories_uploaded;
-    }
-    stats.bytes_uploaded += bytes_sent;
-    ++progress.blobs_done;
-  }
-
   std::string Describe(const Digest& digest) const {
     const BlobSource& src = sources.at(digest);
     if (src.file != nullptr) return src.file->rel_path;
@@ -185,29 +194,27 @@ struct SnapshotUploader::Impl {
           code, absl::StrCat("cannot upload ", it != sources.end() ? Describe(d) : d.ToString(),
                              ": ", r.message(), " (", std::string(StatusCodeName(code)), ")"));
     }
-    for (const Digest& d : batch) {
-      Count(d, d.size);
-      progress.bytes_done += d.size;
-    }
-    Report();
+    int64_t bytes = 0;
+    for (const Digest& d : batch) bytes += d.size;
+    Advance(bytes, batch, bytes);
     return absl::OkStatus();
   }
 
-  absl::Status SendSmall(const std::vector<Digest>& small) {
-    std::vector<Digest> batch;
+  // The small blobs in batches of at most max_batch_bytes.
+  std::vector<std::vector<Digest>> Batches(const std::vector<Digest>& small) const {
+    std::vector<std::vector<Digest>> batches(1);
     int64_t batch_bytes = 0;
     for (const Digest& d : small) {
       const int64_t cost = d.size + kBatchItemOverhead;
-      if (!batch.empty() && batch_bytes + cost > options.max_batch_bytes) {
-        AMLD_RETURN_IF_ERROR(SendBatch(batch));
-        batch.clear();
+      if (!batches.back().empty() && batch_bytes + cost > options.max_batch_bytes) {
+        batches.emplace_back();
         batch_bytes = 0;
       }
-      batch.push_back(d);
+      batches.back().push_back(d);
       batch_bytes += cost;
     }
-    if (!batch.empty()) AMLD_RETURN_IF_ERROR(SendBatch(batch));
-    return absl::OkStatus();
+    if (batches.back().empty()) batches.pop_back();
+    return batches;
   }
 
   // Reads [offset, offset+n) of the blob's source.
@@ -254,8 +261,7 @@ struct SnapshotUploader::Impl {
       if (!writer->Write(req)) break;  // the daemon ended the stream; Finish says why
       offset += n;
       *sent += n;
-      progress.bytes_done += n;
-      Report();
+      Advance(n);
     }
     writer->WritesDone();
     grpc::Status st = writer->Finish();
@@ -285,30 +291,28 @@ struct SnapshotUploader::Impl {
       if (!fd.valid()) return amld::storage::ErrnoStatus(errno, "open", src.file->abs_path);
     }
     int64_t sent = 0;
+    int64_t counted = 0;  // of this blob's bytes, how many progress counts as done
     grpc::Status last;
-    const int64_t done_before_blob = progress.bytes_done;
     for (int attempt = 0; attempt < std::max(1, options.write_attempts); ++attempt) {
       if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100 << attempt));
       AMLD_ASSIGN_OR_RETURN(auto status, QueryWrite(digest));
       if (status.complete()) break;
       // Bytes the daemon already holds count as done, not as sent.
-      progress.bytes_done = done_before_blob + status.committed_size();
+      Advance(status.committed_size() - counted);
+      counted = status.committed_size();
       absl::Status local_error;
+      const int64_t sent_before = sent;
       last = WriteOnce(digest, fd.get(), status.committed_size(), &sent, &local_error);
+      counted += sent - sent_before;
       if (!local_error.ok()) return local_error;
       if (last.ok()) {
-        Count(digest, 0);
-        stats.bytes_uploaded += sent;
-        Report();
+        Advance(0, {digest}, sent);
         return absl::OkStatus();
       }
       if (!IsRetryable(last.error_code())) break;
     }
     if (last.ok()) {  // stored meanwhile (e.g. by a concurrent upload)
-      progress.bytes_done = done_before_blob + digest.size;
-      Count(digest, 0);
-      stats.bytes_uploaded += sent;
-      Report();
+      Advance(digest.size - counted, {digest}, sent);
       return absl::OkStatus();
     }
     if (src.file != nullptr && last.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
@@ -329,26 +333,58 @@ SnapshotUploader::~SnapshotUploader() = default;
 
 absl::StatusOr<UploadStats> SnapshotUploader::Upload(const amld::storage::Snapshot& snapshot) {
   Impl& s = *impl_;
-  s.stats = UploadStats();
-  s.progress = UploadProgress();
+  {
+    absl::MutexLock lock(&s.mu);
+    s.stats = UploadStats();
+    s.progress = UploadProgress();
+    s.stats.files_total = static_cast<int64_t>(snapshot.files.size());
+    s.stats.directories_total = static_cast<int64_t>(snapshot.directories.size());
+    s.stats.bytes_total = snapshot.total_file_bytes;
+  }
   s.Collect(snapshot);
-  s.stats.files_total = static_cast<int64_t>(snapshot.files.size());
-  s.stats.directories_total = static_cast<int64_t>(snapshot.directories.size());
-  s.stats.bytes_total = snapshot.total_file_bytes;
 
   AMLD_ASSIGN_OR_RETURN(std::vector<Digest> missing, s.FindMissing());
   const int64_t batch_limit =
       std::min(s.options.max_batched_blob_bytes, s.options.max_batch_bytes - kBatchItemOverhead);
   std::vector<Digest> small;
   std::vector<Digest> large;
-  for (Digest& d : missing) {
-    s.progress.bytes_to_send += d.size;
-    ++s.progress.blobs_to_send;
-    (d.size <= batch_limit ? small : large).push_back(std::move(d));
+  {
+    absl::MutexLock lock(&s.mu);
+    for (Digest& d : missing) {
+      s.progress.bytes_to_send += d.size;
+      ++s.progress.blobs_to_send;
+      (d.size <= batch_limit ? small : large).push_back(std::move(d));
+    }
   }
-  s.Report();
-  AMLD_RETURN_IF_ERROR(s.SendSmall(small));
-  for (const Digest& d : large) AMLD_RETURN_IF_ERROR(s.SendLarge(d));
+  s.Advance(0);
+  // One job per batch of small blobs and per large blob, run by a few
+  // threads: while the daemon verifies and writes one batch, the next is
+  // read and sent (one at a time, the two sides took turns idling).
+  std::vector<std::vector<Digest>> batches = s.Batches(small);
+  const size_t jobs = batches.size() + large.size();
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  absl::Mutex error_mu;
+  absl::Status first_error;
+  auto work = [&] {
+    for (size_t job; !failed.load() && (job = next.fetch_add(1)) < jobs;) {
+      absl::Status st = job < batches.size() ? s.SendBatch(batches[job])
+                                             : s.SendLarge(large[job - batches.size()]);
+      if (!st.ok()) {
+        absl::MutexLock lock(&error_mu);
+        if (first_error.ok()) first_error = std::move(st);
+        failed = true;
+      }
+    }
+  };
+  const size_t threads =
+      std::min(jobs, static_cast<size_t>(std::max(1, s.options.parallel_uploads)));
+  std::vector<std::thread> workers;
+  for (size_t i = 1; i < threads; ++i) workers.emplace_back(work);
+  work();
+  for (std::thread& t : workers) t.join();
+  AMLD_RETURN_IF_ERROR(first_error);
+  absl::MutexLock lock(&s.mu);
   return s.stats;
 }
 

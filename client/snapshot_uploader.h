@@ -13,6 +13,8 @@
 // changed after hashing) the daemon refuses it and the upload fails saying
 // so.
 //
+// Uploads run parallel_uploads jobs (batches, streams) at once.
+//
 // Thread-safety: one Upload() at a time per instance; the channel may be
 // shared.
 #pragma once
@@ -61,7 +63,10 @@ struct UploaderOptions {
   int find_missing_batch = 10000;
   // Attempts per streamed blob before giving up (each resumes).
   int write_attempts = 5;
-  // Called after each batch or chunk; may be empty.
+  // Batches and streams in flight at once (over one channel).
+  int parallel_uploads = 4;
+  // Called after each batch or chunk, one call at a time (from any of the
+  // upload threads); may be empty.
   std::function<void(const UploadProgress&)> on_progress;
   // Directory digests the daemon holds with every blob below them; may be
   // null (ask about every blob). Must outlive Upload().

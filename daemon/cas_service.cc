@@ -16,6 +16,11 @@ namespace pb = amld::v1;
 using amld::storage::Digest;
 using amld::storage::FromProto;
 
+// A snapshot arrives as thousands of blobs: they are synced once, by the
+// SubmitRun that references them (RunManager::Submit calls SyncPending),
+// not one by one (ContentStore's "Durability").
+constexpr amld::storage::Durability kUploadDurability = amld::storage::Durability::kDeferred;
+
 absl::StatusOr<Digest> CheckedDigest(const pb::Digest& proto) {
   Digest d = FromProto(proto);
   AMLD_RETURN_IF_ERROR(amld::storage::ValidateDigest(d));
@@ -77,7 +82,7 @@ class CasService final : public pb::Cas::Service {
  private:
   absl::Status StoreOne(const pb::BatchUpdateBlobsRequest::Request& item) {
     AMLD_ASSIGN_OR_RETURN(Digest d, CheckedDigest(item.digest()));
-    AMLD_RETURN_IF_ERROR(deps_.cas->PutVerified(d, item.data()));
+    AMLD_RETURN_IF_ERROR(deps_.cas->PutVerified(d, item.data(), kUploadDurability));
     Count(d.size);
     return absl::OkStatus();
   }
@@ -98,7 +103,7 @@ class CasService final : public pb::Cas::Service {
     }
     AMLD_ASSIGN_OR_RETURN(Digest d, CheckedDigest(msg.digest()));
     AMLD_ASSIGN_OR_RETURN(std::unique_ptr<amld::storage::BlobUpload> upload,
-                          deps_.cas->BeginUpload(d));
+                          deps_.cas->BeginUpload(d, kUploadDurability));
     if (deps_.cas->Contains(d)) {
       // Already stored: nothing more to send (the client's further writes
       // fail and it reads this response).

@@ -119,6 +119,14 @@ absl::StatusOr<Run> RunManager::Submit(const RunConfig& submitted, uint32_t subm
     absl::MutexLock lock(&mu_);
     AMLD_RETURN_IF_ERROR(ApplyLimitsLocked(&config));
   }
+  // The snapshot's blobs came in with Durability::kDeferred (Cas service,
+  // watched roots): make them durable before the run that needs them is.
+  if (const int64_t pending = deps_.cas->PendingSyncCount(); pending > 0) {
+    const absl::Time start = absl::Now();
+    AMLD_RETURN_IF_ERROR(deps_.cas->SyncPending());
+    deps_.log->info("made {} uploaded blobs durable in {:.1f} ms", pending,
+                    absl::ToDoubleMilliseconds(absl::Now() - start));
+  }
   AMLD_RETURN_IF_ERROR(snapshot_checker_.Check(config));
   amld::storage::NewRun new_run;
   new_run.config = config;
@@ -149,10 +157,9 @@ absl::StatusOr<Run> RunManager::Submit(const RunConfig& submitted, uint32_t subm
 
 absl::Status RunManager::ApplyLimitsLocked(RunConfig* config) {
   AMLD_RETURN_IF_ERROR(scheduler_.CheckFits(ResourcesOf(*config)));
-  AMLD_ASSIGN_OR_RETURN(int64_t seconds,
-                        EffectiveRunDuration(config->max_run_duration_seconds(),
-                                             options_.default_run_duration_seconds,
-                                             options_.max_run_duration_seconds));
+  AMLD_ASSIGN_OR_RETURN(int64_t seconds, EffectiveRunDuration(config->max_run_duration_seconds(),
+                                                              options_.default_run_duration_seconds,
+                                                              options_.max_run_duration_seconds));
   config->set_max_run_duration_seconds(seconds);
   return absl::OkStatus();
 }
@@ -406,8 +413,8 @@ void RunManager::Launch(const std::string& run_id, const RunConfig& config,
     if (!r.cancel_requested && r.waiting_elsewhere) {
       // Handed to another scheduler (Slurm): STARTING until it runs there.
       SetPlacementLocked(run_id, r.waiting_placement);
-      deps_.log->info("run {} handed on ({}); prepared in {:.2f} ms, launched in {:.2f} ms",
-                      run_id, r.waiting_placement, absl::ToDoubleMilliseconds(prepare_time),
+      deps_.log->info("run {} handed on ({}); prepared in {:.2f} ms, launched in {:.2f} ms", run_id,
+                      r.waiting_placement, absl::ToDoubleMilliseconds(prepare_time),
                       absl::ToDoubleMilliseconds(launch_time));
     } else if (!r.cancel_requested) {
       TransitionDetails details;
@@ -642,10 +649,9 @@ absl::Status RunManager::Recover(const Run& run) {
     }
     return absl::OkStatus();
   }
-  if (auto it = active_.find(id); status == Status::STARTING && it != active_.end() &&
-                                  it->second.phase == Phase::kRunning &&
-                                  it->second.status == Status::STARTING &&
-                                  !it->second.waiting_elsewhere) {
+  if (auto it = active_.find(id);
+      status == Status::STARTING && it != active_.end() && it->second.phase == Phase::kRunning &&
+      it->second.status == Status::STARTING && !it->second.waiting_elsewhere) {
     TransitionDetails details;
     details.placement = deps_.executor->Placement(id, *handle);
     if (!TransitionLocked(id, Status::RUNNING, details).ok()) {

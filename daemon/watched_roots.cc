@@ -268,7 +268,9 @@ absl::StatusOr<Digest> ComputeDigest(DirNode& n, amld::storage::ContentStore& ca
   }
   const std::string encoded = amld::storage::EncodeDirectory(dir);
   Digest d = amld::storage::DigestOf(encoded);
-  if (!cas.Contains(d)) AMLD_RETURN_IF_ERROR(cas.PutVerified(d, encoded));
+  if (!cas.Contains(d)) {
+    AMLD_RETURN_IF_ERROR(cas.PutVerified(d, encoded, amld::storage::Durability::kDeferred));
+  }
   n.digest = d;
   n.file_count = count;
   n.total_bytes = bytes;
@@ -751,7 +753,8 @@ absl::Status WatchedRoots::ScanSubtree(Root& r, const std::string& rel_dir, bool
       }
       return snap.status();
     }
-    absl::Status stored = amld::storage::StoreSnapshot(*snap, *deps_.cas);
+    absl::Status stored =
+        amld::storage::StoreSnapshot(*snap, *deps_.cas, amld::storage::Durability::kDeferred);
     if (absl::IsAborted(stored)) continue;  // a file changed under us: walk again
     AMLD_RETURN_IF_ERROR(stored);
     AMLD_ASSIGN_OR_RETURN(
@@ -929,7 +932,9 @@ absl::Status WatchedRoots::StoreFile(Root& r, const std::string& rel,
     return absl::OkStatus();
   }
   // Through the descriptor: the file stat saw, even if the path changed.
-  AMLD_ASSIGN_OR_RETURN(Digest d, deps_.cas->PutFile(absl::StrCat("/proc/self/fd/", fd.get())));
+  // Deferred durability: the SubmitRun that uses the tree syncs it.
+  AMLD_ASSIGN_OR_RETURN(Digest d, deps_.cas->PutFile(absl::StrCat("/proc/self/fd/", fd.get()),
+                                                     amld::storage::Durability::kDeferred));
   const bool stable = ::fstat(fd.get(), &after) == 0 && SameStat(FromStat(before), after) &&
                       after.st_size == d.size;
   FileEntry e = FromStat(before);

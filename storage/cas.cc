@@ -14,13 +14,99 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "storage/file_util.h"
 #include "storage/status_macros.h"
 
 namespace amld::storage {
-namespace {
 
 namespace fs = std::filesystem;
+
+namespace internal {
+
+// The objects stored with Durability::kDeferred and not yet synced.
+class PendingSyncs {
+ public:
+  void Add(fs::path object) {
+    absl::MutexLock lock(&mu_);
+    if (objects_.size() >= kMaxListed) {
+      // Past this many, the list is only memory: SyncAll will syncfs anyway.
+      objects_.clear();
+      overflowed_ = true;
+    }
+    objects_.push_back(std::move(object));
+  }
+
+  int64_t Count() const {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int64_t>(objects_.size());
+  }
+
+  absl::Status SyncAll(const fs::path& root) {
+    // One sync at a time: a caller whose objects another caller took must
+    // not return before that caller's sync has finished.
+    absl::MutexLock one_at_a_time(&sync_mu_);
+    std::vector<fs::path> objects;
+    bool overflowed;
+    {
+      absl::MutexLock lock(&mu_);
+      objects.swap(objects_);
+      overflowed = std::exchange(overflowed_, false);
+    }
+    if (objects.empty()) return absl::OkStatus();
+    absl::Status synced =
+        overflowed || objects.size() >= kSyncfsAtCount ? SyncFilesystem(root) : SyncEach(objects);
+    if (synced.ok()) return synced;
+    // After a failed fsync the kernel may call the pages clean: nothing says
+    // what is on disk, so drop the objects and have them uploaded again.
+    for (const fs::path& object : objects) ::unlink(object.c_str());
+    return absl::Status(synced.code(),
+                        absl::StrCat(synced.message(), "; the ", objects.size(),
+                                     " blobs stored since the last sync were removed: upload "
+                                     "them again (aml run submit does so)"));
+  }
+
+ private:
+  // From this many objects on, one syncfs() beats an fsync per object (and
+  // per folder); below it, fsyncs do not flush other programs' writes.
+  static constexpr size_t kSyncfsAtCount = 64;
+  // Objects listed at most; a longer run of unsynced writes (a watched root
+  // edited for days without a submit) forgets them and syncs the filesystem.
+  static constexpr size_t kMaxListed = 100000;
+
+  static absl::Status SyncFilesystem(const fs::path& root) {
+    ScopedFd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd.valid()) return ErrnoStatus(errno, "open", root);
+    if (::syncfs(fd.get()) != 0) return ErrnoStatus(errno, "syncfs", root);
+    return absl::OkStatus();
+  }
+
+  static absl::Status SyncEach(const std::vector<fs::path>& objects) {
+    absl::flat_hash_set<std::string> folders;
+    for (const fs::path& object : objects) {
+      ScopedFd fd(::open(object.c_str(), O_RDONLY | O_CLOEXEC));
+      // Gone already (GC, or removed by hand): nothing to sync; whoever needs
+      // it finds it missing.
+      if (!fd.valid() && errno == ENOENT) continue;
+      if (!fd.valid()) return ErrnoStatus(errno, "open", object);
+      if (::fsync(fd.get()) != 0) return ErrnoStatus(errno, "fsync", object);
+      folders.insert(object.parent_path().string());
+    }
+    for (const std::string& folder : folders) AMLD_RETURN_IF_ERROR(SyncDirectory(folder));
+    return absl::OkStatus();
+  }
+
+  absl::Mutex sync_mu_;
+  mutable absl::Mutex mu_;
+  std::vector<fs::path> objects_ ABSL_GUARDED_BY(mu_);
+  bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace internal
+
+namespace {
+
+using internal::PendingSyncs;
 
 // Socket, pipe and disk copies need 64-128 KiB buffers to run at full speed.
 constexpr size_t kCopyBufferSize = 128 * 1024;
@@ -132,13 +218,29 @@ absl::Status EnsureShardDir(const fs::path& shard) {
 
 // Makes the verified file at `from` (open as `fd`) the object of `d`: fsync,
 // read-only, rename into its shard, fsync the shard so the rename is durable.
-absl::Status InstallObject(const fs::path& root, int fd, const fs::path& from, const Digest& d) {
-  if (::fsync(fd) != 0) return ErrnoStatus(errno, "fsync", from);
+// With `pending` (Durability::kDeferred) the fsyncs are left to
+// PendingSyncs::SyncAll; writeback starts now so that the sync finds little
+// left to write.
+absl::Status InstallObject(const fs::path& root, int fd, const fs::path& from, const Digest& d,
+                           PendingSyncs* pending) {
+  if (pending != nullptr) {
+    (void)::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);  // a hint: errors surface at sync
+  } else if (::fsync(fd) != 0) {
+    return ErrnoStatus(errno, "fsync", from);
+  }
   if (::fchmod(fd, kObjectMode) != 0) return ErrnoStatus(errno, "chmod", from);
   fs::path to = ObjectPathIn(root, d);
   AMLD_RETURN_IF_ERROR(EnsureShardDir(to.parent_path()));
   if (::rename(from.c_str(), to.c_str()) != 0) return ErrnoStatus(errno, "rename into", to);
+  if (pending != nullptr) {
+    pending->Add(std::move(to));
+    return absl::OkStatus();
+  }
   return SyncDirectory(to.parent_path());
+}
+
+PendingSyncs* PendingFor(Durability durability, const std::shared_ptr<PendingSyncs>& pending) {
+  return durability == Durability::kDeferred ? pending.get() : nullptr;
 }
 
 // A new file in tmp/, removed on destruction unless Install() moved it.
@@ -159,8 +261,8 @@ class TempFile {
   int fd() const { return fd_.get(); }
   const fs::path& path() const { return path_; }
 
-  absl::Status Install(const fs::path& root, const Digest& d) {
-    AMLD_RETURN_IF_ERROR(InstallObject(root, fd_.get(), path_, d));
+  absl::Status Install(const fs::path& root, const Digest& d, PendingSyncs* pending = nullptr) {
+    AMLD_RETURN_IF_ERROR(InstallObject(root, fd_.get(), path_, d, pending));
     path_.clear();
     return absl::OkStatus();
   }
@@ -172,11 +274,12 @@ class TempFile {
 };
 
 // Stores `data`, already known to hash to `d`.
-absl::Status StoreBytes(const fs::path& root, const Digest& d, std::string_view data) {
+absl::Status StoreBytes(const fs::path& root, const Digest& d, std::string_view data,
+                        PendingSyncs* pending = nullptr) {
   if (ObjectFileExists(root, d)) return absl::OkStatus();
   AMLD_ASSIGN_OR_RETURN(TempFile tmp, TempFile::Create(root, "put"));
   AMLD_RETURN_IF_ERROR(WriteAll(tmp.fd(), data, tmp.path()));
-  return tmp.Install(root, d);
+  return tmp.Install(root, d, pending);
 }
 
 // Reads an object with pread, hashing what it returns while the reads run
@@ -255,9 +358,12 @@ class FileBlobUpload final : public BlobUpload {
     return upload;
   }
 
+  // `pending`: where to list the object at Commit for a later sync; null to
+  // fsync it there (Durability::kImmediate).
   FileBlobUpload(fs::path root, Digest d, ScopedFd fd, fs::path path, Kind kind, int64_t committed,
-                 std::unique_ptr<Sha256> hasher)
-      : root_(std::move(root)),
+                 std::unique_ptr<Sha256> hasher, std::shared_ptr<PendingSyncs> pending = nullptr)
+      : pending_(std::move(pending)),
+        root_(std::move(root)),
         digest_(std::move(d)),
         fd_(std::move(fd)),
         path_(std::move(path)),
@@ -311,7 +417,7 @@ class FileBlobUpload final : public BlobUpload {
     }
     // After a failed fsync the data's fate is unknown, so any failure here
     // discards rather than letting a retry commit unchecked bytes.
-    absl::Status installed = InstallObject(root_, fd_.get(), path_, digest_);
+    absl::Status installed = InstallObject(root_, fd_.get(), path_, digest_, pending_.get());
     if (!installed.ok()) return Discard(installed);
     state_ = State::kStored;
     fd_ = ScopedFd();  // releases the lock
@@ -335,6 +441,7 @@ class FileBlobUpload final : public BlobUpload {
                      " was discarded after a failed commit; begin a new upload"));
   }
 
+  std::shared_ptr<PendingSyncs> pending_;
   fs::path root_;
   Digest digest_;
   ScopedFd fd_;
@@ -366,7 +473,8 @@ absl::StatusOr<LockedFile> LockPartialFile(const fs::path& path) {
 
 // Continues the partial file held in `fd` (locked), re-hashing what it holds.
 absl::StatusOr<std::unique_ptr<BlobUpload>> ResumeUpload(const fs::path& root, const Digest& d,
-                                                         ScopedFd fd, const fs::path& path) {
+                                                         ScopedFd fd, const fs::path& path,
+                                                         std::shared_ptr<PendingSyncs> pending) {
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, "stat", path);
   int64_t held = st.st_size;
@@ -379,12 +487,13 @@ absl::StatusOr<std::unique_ptr<BlobUpload>> ResumeUpload(const fs::path& root, c
   if (held != st.st_size && ::ftruncate(fd.get(), held) != 0) {
     return ErrnoStatus(errno, "truncate", path);
   }
-  return std::unique_ptr<BlobUpload>(new FileBlobUpload(
-      root, d, std::move(fd), path, FileBlobUpload::Kind::kResumable, held, std::move(hasher)));
+  return std::unique_ptr<BlobUpload>(new FileBlobUpload(root, d, std::move(fd), path,
+                                                        FileBlobUpload::Kind::kResumable, held,
+                                                        std::move(hasher), std::move(pending)));
 }
 
-absl::StatusOr<std::unique_ptr<BlobUpload>> BeginPrivateUpload(const fs::path& root,
-                                                               const Digest& d) {
+absl::StatusOr<std::unique_ptr<BlobUpload>> BeginPrivateUpload(
+    const fs::path& root, const Digest& d, std::shared_ptr<PendingSyncs> pending) {
   fs::path path = UniqueTempPath(root, "upload");
   ScopedFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd.valid()) return ErrnoStatus(errno, "create", path);
@@ -393,8 +502,9 @@ absl::StatusOr<std::unique_ptr<BlobUpload>> BeginPrivateUpload(const fs::path& r
     ::unlink(path.c_str());
     return st;
   }
-  return std::unique_ptr<BlobUpload>(new FileBlobUpload(
-      root, d, std::move(fd), path, FileBlobUpload::Kind::kPrivate, 0, std::make_unique<Sha256>()));
+  return std::unique_ptr<BlobUpload>(
+      new FileBlobUpload(root, d, std::move(fd), path, FileBlobUpload::Kind::kPrivate, 0,
+                         std::make_unique<Sha256>(), std::move(pending)));
 }
 
 // Names in `dir` (not "." or ".."); empty when it does not exist.
@@ -425,6 +535,13 @@ int64_t RemoveIfStale(const fs::path& path, time_t cutoff) {
 }
 
 }  // namespace
+
+ContentStore::ContentStore(fs::path root)
+    : root_(std::move(root)), pending_(std::make_shared<PendingSyncs>()) {}
+
+absl::Status ContentStore::SyncPending() { return pending_->SyncAll(root_); }
+
+int64_t ContentStore::PendingSyncCount() const { return pending_->Count(); }
 
 absl::StatusOr<std::unique_ptr<ContentStore>> ContentStore::Open(const fs::path& root) {
   if (root.empty()) return absl::InvalidArgumentError("content store root must not be empty");
@@ -476,7 +593,8 @@ absl::StatusOr<Digest> ContentStore::Put(std::string_view data) {
   return d;
 }
 
-absl::Status ContentStore::PutVerified(const Digest& expected, std::string_view data) {
+absl::Status ContentStore::PutVerified(const Digest& expected, std::string_view data,
+                                       Durability durability) {
   AMLD_RETURN_IF_ERROR(ValidateDigest(expected));
   Digest actual = DigestOf(data);
   if (actual != expected) {
@@ -484,10 +602,10 @@ absl::Status ContentStore::PutVerified(const Digest& expected, std::string_view 
                                                    expected.ToString(), ", got ",
                                                    actual.ToString()));
   }
-  return StoreBytes(root_, expected, data);
+  return StoreBytes(root_, expected, data, PendingFor(durability, pending_));
 }
 
-absl::StatusOr<Digest> ContentStore::PutFile(const fs::path& path) {
+absl::StatusOr<Digest> ContentStore::PutFile(const fs::path& path, Durability durability) {
   // O_NONBLOCK so that a fifo cannot hang the open; it is refused below.
   ScopedFd src(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (!src.valid()) return ErrnoStatus(errno, "open", path);
@@ -515,7 +633,7 @@ absl::StatusOr<Digest> ContentStore::PutFile(const fs::path& path) {
   }
   Digest d{hasher.FinishHex(), total};
   if (ObjectFileExists(root_, d)) return d;  // tmp is removed
-  AMLD_RETURN_IF_ERROR(tmp.Install(root_, d));
+  AMLD_RETURN_IF_ERROR(tmp.Install(root_, d, PendingFor(durability, pending_)));
   return d;
 }
 
@@ -558,8 +676,10 @@ absl::Status ContentStore::Verify(const Digest& d) const {
   }
 }
 
-absl::StatusOr<std::unique_ptr<BlobUpload>> ContentStore::BeginUpload(const Digest& d) {
+absl::StatusOr<std::unique_ptr<BlobUpload>> ContentStore::BeginUpload(const Digest& d,
+                                                                      Durability durability) {
   AMLD_RETURN_IF_ERROR(ValidateDigest(d));
+  std::shared_ptr<PendingSyncs> pending = durability == Durability::kDeferred ? pending_ : nullptr;
   fs::path path = PartialUploadPath(root_, d);
   // Retried only while concurrent commits keep moving the partial file away.
   for (int attempt = 0; attempt < 8; ++attempt) {
@@ -567,14 +687,14 @@ absl::StatusOr<std::unique_ptr<BlobUpload>> ContentStore::BeginUpload(const Dige
     AMLD_ASSIGN_OR_RETURN(LockedFile partial, LockPartialFile(path));
     switch (partial.outcome) {
       case LockOutcome::kLocked:
-        return ResumeUpload(root_, d, std::move(partial.fd), path);
+        return ResumeUpload(root_, d, std::move(partial.fd), path, pending);
       case LockOutcome::kBusy:
-        return BeginPrivateUpload(root_, d);
+        return BeginPrivateUpload(root_, d, pending);
       case LockOutcome::kGone:
         break;
     }
   }
-  return BeginPrivateUpload(root_, d);
+  return BeginPrivateUpload(root_, d, pending);
 }
 
 int64_t ContentStore::UploadedSize(const Digest& d) const {

@@ -935,7 +935,7 @@ absl::StatusOr<Snapshot> BuildSnapshot(const fs::path& dir, const BuildOptions& 
   return snap;
 }
 
-absl::Status StoreSnapshot(const Snapshot& snapshot, ContentStore& cas) {
+absl::Status StoreSnapshot(const Snapshot& snapshot, ContentStore& cas, Durability durability) {
   // Files first and the root last, so a stored root hints at a whole tree.
   absl::flat_hash_set<Digest> queued;
   std::vector<const SnapshotFile*> to_store;
@@ -945,7 +945,7 @@ absl::Status StoreSnapshot(const Snapshot& snapshot, ContentStore& cas) {
   AMLD_RETURN_IF_ERROR(
       ParallelFor(to_store.size(), ResolveThreads(0), [&](size_t i) -> absl::Status {
         const SnapshotFile& f = *to_store[i];
-        absl::StatusOr<Digest> got = cas.PutFile(f.abs_path);
+        absl::StatusOr<Digest> got = cas.PutFile(f.abs_path, durability);
         if (!got.ok())
           return Annotate(got.status(), absl::StrCat("cannot store ", Quote(f.rel_path)));
         if (*got != f.digest) {
@@ -957,7 +957,7 @@ absl::Status StoreSnapshot(const Snapshot& snapshot, ContentStore& cas) {
       }));
   for (const auto& [digest, bytes] : snapshot.directories) {
     if (digest == snapshot.root || cas.Contains(digest)) continue;
-    AMLD_RETURN_IF_ERROR(cas.PutVerified(digest, bytes));
+    AMLD_RETURN_IF_ERROR(cas.PutVerified(digest, bytes, durability));
   }
   auto root = snapshot.directories.find(snapshot.root);
   if (root == snapshot.directories.end()) {
@@ -965,7 +965,7 @@ absl::Status StoreSnapshot(const Snapshot& snapshot, ContentStore& cas) {
         absl::StrCat("snapshot lacks its root directory ", snapshot.root.ToString()));
   }
   if (cas.Contains(snapshot.root)) return absl::OkStatus();
-  return cas.PutVerified(snapshot.root, root->second);
+  return cas.PutVerified(snapshot.root, root->second, durability);
 }
 
 absl::StatusOr<std::vector<Digest>> FindMissingInTree(const ContentStore& cas, const Digest& root) {

@@ -112,7 +112,9 @@ absl::StatusOr<Snapshot> BuildSnapshot(const std::filesystem::path& dir,
 // Stores every directory and file blob of `snapshot` in `cas` (files are
 // read from their abs_path, and must still hash to their digest: ABORTED,
 // take the snapshot again, when one changed). The root is stored last.
-absl::Status StoreSnapshot(const Snapshot& snapshot, ContentStore& cas);
+// `durability` as in ContentStore (kDeferred: the caller syncs later).
+absl::Status StoreSnapshot(const Snapshot& snapshot, ContentStore& cas,
+                           Durability durability = Durability::kImmediate);
 
 // Canonical bytes of a Directory (it must already be sorted and unique).
 std::string EncodeDirectory(const amld::v1::Directory& dir);
