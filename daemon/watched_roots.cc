@@ -663,6 +663,13 @@ void WatchedRoots::Publish(Root& r, bool changed) {
   if (r.tree != nullptr) {
     absl::StatusOr<Digest> d = ComputeDigest(*r.tree, *deps_.cas);
     if (!d.ok()) problem = absl::StrCat("cannot store the tree: ", d.status().message());
+    // The files and folders came in with deferred durability (one sync for
+    // a whole scan): make them durable here, on the worker, so that a submit
+    // of the tree finds nothing left to sync. A sync inside SubmitRun waits
+    // for whatever else is dirty on the filesystem (ext4's ordered mode: a
+    // run dir just materialized), 0.1-0.5 s here.
+    absl::Status synced = d.ok() ? deps_.cas->SyncPending() : absl::OkStatus();
+    if (!synced.ok()) problem = absl::StrCat("cannot store the tree: ", synced.message());
   }
   std::string over = problem.empty() ? LimitProblem(r) : "";
   absl::MutexLock lock(&mu_);
