@@ -24,6 +24,7 @@ namespace fs = std::filesystem;
 
 constexpr int64_t kMaxCount = 1'000'000;
 constexpr int64_t kMaxGpuId = 65535;
+constexpr int64_t kKeepAll = -1;  // keep_finished_run_folders: never remove
 constexpr int64_t kMaxSeconds = int64_t{100} * 365 * 24 * 3600;  // a century
 
 // Everything yaml-cpp may throw stays in this file: each function here
@@ -49,6 +50,10 @@ class ConfigParser {
         {"kill_grace_seconds",
          [&](const YAML::Node& k, const YAML::Node& v) {
            return Assign(k, v, 0, kMaxSeconds, &config.kill_grace_seconds);
+         }},
+        {"keep_finished_run_folders",
+         [&](const YAML::Node& k, const YAML::Node& v) {
+           return KeepFinishedRunFolders(k, v, &config);
          }},
         {"limits", [&](const YAML::Node& k, const YAML::Node& v) { return Limits(k, v, &config); }},
     };
@@ -144,6 +149,20 @@ class ConfigParser {
     return absl::OkStatus();
   }
 
+  // A count, or -1 for "keep all" (the one negative allowed).
+  absl::Status KeepFinishedRunFolders(const YAML::Node& key, const YAML::Node& value,
+                                      DaemonConfig* config) {
+    const std::string name = key.Scalar();
+    AMLD_ASSIGN_OR_RETURN(
+        int64_t n, Integer(key, value, name, std::numeric_limits<int64_t>::min(), kMaxCount));
+    if (n < kKeepAll) {
+      return Error(value.Mark().is_null() ? key : value,
+                   absl::StrCat(name, " must be 0 or more, or -1 to keep all, got ", n));
+    }
+    config->keep_finished_run_folders = n;
+    return absl::OkStatus();
+  }
+
   absl::Status Limits(const YAML::Node& key, const YAML::Node& value, DaemonConfig* config) {
     if (value.IsNull()) return absl::OkStatus();  // "limits:" with nothing under it
     if (!value.IsMap()) return Error(value, "limits must be a mapping of limit: value");
@@ -212,6 +231,9 @@ DaemonConfig Overlay(DaemonConfig base, const DaemonConfig& over) {
   if (over.cpus) base.cpus = over.cpus;
   if (over.gpus) base.gpus = over.gpus;
   if (over.kill_grace_seconds) base.kill_grace_seconds = over.kill_grace_seconds;
+  if (over.keep_finished_run_folders) {
+    base.keep_finished_run_folders = over.keep_finished_run_folders;
+  }
   if (over.default_run_duration_seconds) {
     base.default_run_duration_seconds = over.default_run_duration_seconds;
   }
@@ -234,6 +256,8 @@ absl::Status ApplyDaemonConfig(const DaemonConfig& config, DaemonOptions* option
   AMLD_RETURN_IF_ERROR(check("cpus", widen(config.cpus), 0, kMaxCount));
   AMLD_RETURN_IF_ERROR(check("kill_grace_seconds", config.kill_grace_seconds, 0, kMaxSeconds));
   AMLD_RETURN_IF_ERROR(
+      check("keep_finished_run_folders", config.keep_finished_run_folders, kKeepAll, kMaxCount));
+  AMLD_RETURN_IF_ERROR(
       check("default_run_duration_seconds", config.default_run_duration_seconds, 0, kMaxSeconds));
   AMLD_RETURN_IF_ERROR(
       check("max_run_duration_seconds", config.max_run_duration_seconds, 0, kMaxSeconds));
@@ -251,6 +275,9 @@ absl::Status ApplyDaemonConfig(const DaemonConfig& config, DaemonOptions* option
   if (config.cpus) options->cpus = *config.cpus;
   if (config.gpus) options->gpus = *config.gpus;
   if (config.kill_grace_seconds) options->kill_grace = absl::Seconds(*config.kill_grace_seconds);
+  if (config.keep_finished_run_folders) {
+    options->keep_finished_run_folders = static_cast<int>(*config.keep_finished_run_folders);
+  }
   if (config.default_run_duration_seconds) {
     options->default_run_duration_seconds = *config.default_run_duration_seconds;
   }

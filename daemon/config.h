@@ -7,14 +7,18 @@
 //   cpus: 8                     # CPU slots runs draw on (default: cores)
 //   gpus: [0, 1]                # GPU ids for CUDA_VISIBLE_DEVICES (default: none)
 //   kill_grace_seconds: 10      # SIGTERM → SIGKILL on cancel and timeout
+//   keep_finished_run_folders: 20  # run folders kept after their runs end,
+//                                  # the newest; older ones are removed (their
+//                                  # files stay stored). 0: remove each at
+//                                  # once; -1: keep all
 //   limits:
 //     default_run_duration_seconds: 3600  # for runs that set none (0: none)
 //     max_run_duration_seconds: 86400     # longest a run may ask for (0: no cap)
 //
 // Every key is optional. Anything else — an unknown key, a value of the
-// wrong type, a negative number, a repeated GPU id, a repeated key, a default
-// above the cap — is an error "<file>:<line>:<column>: <what is wrong>", and
-// the daemon does not start.
+// wrong type, a negative number (other than keep_finished_run_folders: -1),
+// a repeated GPU id, a repeated key, a default above the cap — is an error
+// "<file>:<line>:<column>: <what is wrong>", and the daemon does not start.
 //
 // Thread-safety: free functions, thread-safe.
 #pragma once
@@ -38,6 +42,7 @@ struct DaemonConfig {
   std::optional<int> cpus;
   std::optional<std::vector<int>> gpus;
   std::optional<int64_t> kill_grace_seconds;
+  std::optional<int64_t> keep_finished_run_folders;  // -1: keep all
   std::optional<int64_t> default_run_duration_seconds;
   std::optional<int64_t> max_run_duration_seconds;
 };

@@ -16,10 +16,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "daemon/clock.h"
+#include "daemon/dir_watcher.h"
 #include "daemon/executor_factories.h"
 #include "daemon/executor_registry.h"
 #include "daemon/executors/local_executor.h"
-#include "daemon/dir_watcher.h"
 #include "daemon/file_watcher.h"
 #include "daemon/instance_lock.h"
 #include "daemon/live_ingester.h"
@@ -146,6 +146,7 @@ struct Daemon::Impl {
     run_options.default_run_duration_seconds = options.default_run_duration_seconds;
     run_options.max_run_duration_seconds = options.max_run_duration_seconds;
     run_options.kill_grace = options.kill_grace;
+    run_options.keep_finished_run_folders = options.keep_finished_run_folders;
     run_options.base_env = CaptureDaemonEnvironment();
     RunManagerDeps deps{store.get(), cas.get(), executor.get(), RealClock(), tasks.get(), log};
     deps.ingester = ingester.get();
@@ -256,13 +257,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
     impl->Shutdown();
     return s;
   }
-  impl->log->info("amld {} serving {} on {} ({} concurrent runs, {} CPU slots, GPUs [{}]; "
-                  "config {})",
-                  AMLD_VERSION, impl->options.data_dir.string(), impl->socket_path.string(),
-                  impl->options.max_concurrent_runs, impl->options.cpus,
-                  absl::StrJoin(impl->options.gpus, ","),
-                  impl->options.config_file.empty() ? "none"
-                                                    : impl->options.config_file.string());
+  impl->log->info(
+      "amld {} serving {} on {} ({} concurrent runs, {} CPU slots, GPUs [{}]; "
+      "config {})",
+      AMLD_VERSION, impl->options.data_dir.string(), impl->socket_path.string(),
+      impl->options.max_concurrent_runs, impl->options.cpus, absl::StrJoin(impl->options.gpus, ","),
+      impl->options.config_file.empty() ? "none" : impl->options.config_file.string());
   return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
 }
 

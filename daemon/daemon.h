@@ -56,6 +56,10 @@ struct DaemonOptions {
   int64_t max_run_duration_seconds = 0;
   // SIGTERM → SIGKILL grace for cancel and timeout.
   absl::Duration kill_grace = absl::Seconds(10);
+  // Folders of the newest finished runs kept under runs/; older ones are
+  // removed (their files stay in the store). 0: each is removed once its run
+  // has ended; -1: all are kept.
+  int keep_finished_run_folders = 20;
   // Limits on a watched root's snapshot (daemon/watched_roots.h); 0: none.
   int64_t max_snapshot_bytes = int64_t{2} << 30;
   int64_t max_snapshot_files = 100000;

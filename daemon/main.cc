@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   int max_concurrent_runs = 0;
   int cpus = 0;
   int64_t kill_grace_seconds = 10;
+  int64_t keep_finished_run_folders = 20;
   int64_t default_run_duration_seconds = 0;
   int64_t max_run_duration_seconds = 0;
   bool foreground = true;
@@ -52,6 +53,11 @@ int main(int argc, char** argv) {
   app.add_option("--kill-grace-seconds", kill_grace_seconds,
                  "seconds between SIGTERM and SIGKILL on cancel or timeout (default 10)")
       ->check(CLI::NonNegativeNumber);
+  // Checked with the file's value (ApplyDaemonConfig): -1 is allowed.
+  app.add_option("--keep-finished-run-folders", keep_finished_run_folders,
+                 "folders of the newest finished runs kept under <data dir>/runs; older ones "
+                 "are removed, their files stay stored (default 20; 0: remove each once its run "
+                 "has ended; -1: keep all)");
   app.add_option("--default-run-duration-seconds", default_run_duration_seconds,
                  "time limit of runs that set none (default 0: no limit)")
       ->check(CLI::NonNegativeNumber);
@@ -84,6 +90,9 @@ int main(int argc, char** argv) {
   if (app.count("--max-concurrent-runs") > 0) flags.max_concurrent_runs = max_concurrent_runs;
   if (app.count("--cpus") > 0) flags.cpus = cpus;
   if (app.count("--kill-grace-seconds") > 0) flags.kill_grace_seconds = kill_grace_seconds;
+  if (app.count("--keep-finished-run-folders") > 0) {
+    flags.keep_finished_run_folders = keep_finished_run_folders;
+  }
   if (app.count("--default-run-duration-seconds") > 0) {
     flags.default_run_duration_seconds = default_run_duration_seconds;
   }

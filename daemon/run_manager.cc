@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <system_error>
+#include <tuple>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -280,12 +282,115 @@ void RunManager::ForgetLocked(const std::string& run_id) {
 
 void RunManager::EndWithoutProcessLocked(const std::string& run_id, RunStatus status,
                                          const std::string& error) {
+  // A run still recorded QUEUED has no folder: PREPARING is recorded before
+  // one is made.
+  auto it = active_.find(run_id);
+  const bool may_have_folder = it != active_.end() && it->second.status != Status::QUEUED;
   TransitionDetails details;
   details.error = error;
-  (void)TransitionLocked(run_id, status, details);
+  const bool ended = TransitionLocked(run_id, status, details).ok();
   deps_.log->info("run {}: {} ({})", run_id, StatusName(status), error);
   deps_.ingester->Forget(run_id);  // it may have been watched for a launch
   ForgetLocked(run_id);
+  if (ended && may_have_folder) NoteFinishedLocked(run_id);
+}
+
+// ---------------------------------------------------------------------------
+// Retention of finished runs' folders.
+
+void RunManager::NoteFinishedLocked(const std::string& run_id) {
+  if (options_.keep_finished_run_folders < 0) return;  // all are kept
+  finished_folders_.push_back(run_id);
+  // While Start() recovers, the folders earlier daemons left are not known
+  // yet; Start() merges them in and prunes.
+  if (!recovering_) PruneFinishedFoldersLocked();
+}
+
+void RunManager::PruneFinishedFoldersLocked() {
+  if (options_.keep_finished_run_folders < 0) return;
+  const size_t keep = static_cast<size_t>(options_.keep_finished_run_folders);
+  if (finished_folders_.size() <= keep) return;
+  std::vector<std::string> to_remove;
+  while (finished_folders_.size() > keep) {
+    to_remove.push_back(std::move(finished_folders_.front()));
+    finished_folders_.pop_front();
+  }
+  // Removing ~10,000 files takes a while: on a task, outside the lock, and
+  // posted after the next run's Prepare so it does not wait for it.
+  deps_.tasks->Post([this, to_remove = std::move(to_remove)] { RemoveRunFolders(to_remove); });
+}
+
+void RunManager::RemoveRunFolders(const std::vector<std::string>& run_ids) {
+  for (const std::string& id : run_ids) {
+    // Only run folders: run ids never start with '.' (the spare and its
+    // temporaries do) and never hold a '/'.
+    if (id.empty() || id[0] == '.' || id.find('/') != std::string::npos) continue;
+    // Only terminal runs, whatever the caller believed: their files are in
+    // the store, and nothing writes to the folder any more.
+    absl::StatusOr<Run> run = deps_.store->GetRun(id);
+    if (!run.ok() || !IsTerminal(run->status())) {
+      deps_.log->warn("run {}: its folder is kept: {}", id,
+                      run.ok() ? "the run has not ended" : run.status().ToString());
+      continue;
+    }
+    const fs::path root = PathsFor(id).root;
+    std::error_code ec;
+    const std::uintmax_t removed = fs::remove_all(root, ec);
+    if (ec) {
+      deps_.log->warn("run {}: cannot remove its folder {}: {}", id, root.string(), ec.message());
+    } else if (removed > 0) {
+      deps_.log->info(
+          "run {}: removed its folder ({} files and folders); its outputs and logs "
+          "stay in the store",
+          id, removed);
+    }
+  }
+}
+
+std::vector<std::string> RunManager::ScanFinishedFolders() {
+  // Ordered by the time of the run's last transition in the state store
+  // (its end), not the folder's mtime: a folder's mtime changes with any
+  // file created at its top level and says nothing reliable about the run.
+  std::vector<std::tuple<int64_t, int32_t, std::string>> finished;  // end (s, ns), id
+  std::vector<std::string> unknown;
+  std::error_code ec;
+  for (fs::directory_iterator it(options_.runs_root, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.empty() || name[0] == '.') continue;  // the spare, never a run
+    std::error_code type_ec;
+    if (it->is_symlink(type_ec) || !it->is_directory(type_ec)) continue;
+    absl::StatusOr<Run> run = deps_.store->GetRun(name);
+    if (absl::IsNotFound(run.status()) || absl::IsInvalidArgument(run.status())) {
+      unknown.push_back(name);
+      continue;
+    }
+    if (!run.ok()) {
+      deps_.log->warn("cannot tell whether run folder {} may be removed: {}", name,
+                      run.status().ToString());
+      continue;
+    }
+    if (!IsTerminal(run->status())) continue;
+    const auto& ended =
+        run->history().empty() ? run->created_time() : run->history(run->history_size() - 1).time();
+    finished.emplace_back(ended.seconds(), ended.nanos(), name);
+  }
+  if (ec) {
+    deps_.log->warn("cannot list {} to remove old run folders: {}", options_.runs_root.string(),
+                    ec.message());
+  }
+  if (!unknown.empty()) {
+    constexpr size_t kNamed = 10;
+    std::vector<std::string> named(unknown.begin(),
+                                   unknown.begin() + std::min(unknown.size(), kNamed));
+    deps_.log->warn("{} folder(s) in {} belong to no run this daemon knows; left as they are: {}{}",
+                    unknown.size(), options_.runs_root.string(), absl::StrJoin(named, ", "),
+                    unknown.size() > kNamed ? ", …" : "");
+  }
+  std::sort(finished.begin(), finished.end());
+  std::vector<std::string> ids;
+  ids.reserve(finished.size());
+  for (auto& f : finished) ids.push_back(std::move(std::get<2>(f)));
+  return ids;
 }
 
 // ---------------------------------------------------------------------------
@@ -544,10 +649,11 @@ void RunManager::Finalize(const std::string& run_id, FinalOutcome outcome) {
   absl::MutexLock lock(&mu_);
   TransitionDetails details;
   if (!outcome.error.empty()) details.error = outcome.error;
-  (void)TransitionLocked(run_id, outcome.status, details);
+  const bool ended = TransitionLocked(run_id, outcome.status, details).ok();
   deps_.log->info("run {} {}{}", run_id, StatusName(outcome.status),
                   outcome.error.empty() ? "" : " (" + outcome.error + ")");
-  ForgetLocked(run_id);
+  ForgetLocked(run_id);  // the next run's Prepare is posted before any removal
+  if (ended) NoteFinishedLocked(run_id);
 }
 
 // ---------------------------------------------------------------------------
@@ -573,9 +679,20 @@ absl::Status RunManager::Start() {
   if (!runs.empty()) deps_.log->info("took over {} unfinished run(s)", runs.size());
   RemoveStaleSpares();
   ReplenishSpare();
+  std::vector<std::string> finished;
+  if (options_.keep_finished_run_folders >= 0) finished = ScanFinishedFolders();
   absl::MutexLock lock(&mu_);
+  // Runs that ended during recovery were noted already; those the scan saw
+  // keep its order, the others ended after it.
+  absl::flat_hash_set<std::string> scanned(finished.begin(), finished.end());
+  for (std::string& id : finished_folders_) {
+    if (!scanned.contains(id)) finished.push_back(std::move(id));
+  }
+  finished_folders_.assign(std::make_move_iterator(finished.begin()),
+                           std::make_move_iterator(finished.end()));
   recovering_ = false;
   StartReadyLocked();
+  PruneFinishedFoldersLocked();
   return absl::OkStatus();
 }
 

@@ -69,6 +69,15 @@
 // made ahead of time and renamed into place at PREPARING; the next spare is
 // made after the launch, off the path from submit to the first instruction.
 //
+// Run folder retention: a finished run's folder (a full copy of its
+// snapshot plus what it wrote) is only a scratch copy once the run is
+// terminal: its outputs, logs and metrics are in the CAS and the state store,
+// which is what downloads, file listings and StreamLogs read from then. So
+// only the folders of the newest `keep_finished_run_folders` finished runs
+// are kept; older ones are removed on a task, outside the lock, after the
+// run's final ingestion. Start() applies the same rule to folders that
+// earlier daemons left.
+//
 // No polling anywhere: work is posted to the TaskRunner as events happen
 // (submit, slot freed, exit reported), and watchers are called on change.
 //
@@ -79,6 +88,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -126,7 +136,14 @@ struct RunManagerOptions {
   absl::Duration kill_grace = absl::Seconds(10);
   // The environment every run starts from (CaptureDaemonEnvironment()).
   EnvList base_env;
+  // Folders of finished runs kept (the newest by end time); older ones are
+  // removed. 0: each is removed once its run has finished;
+  // kKeepAllRunFolders: none is ever removed.
+  int keep_finished_run_folders = 20;
 };
+
+// RunManagerOptions::keep_finished_run_folders: never remove a run folder.
+inline constexpr int kKeepAllRunFolders = -1;
 
 // What the manager works with; all must outlive it. `log` may be null
 // (no logging).
@@ -241,6 +258,14 @@ class RunManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Recover(const amld::v1::Run& run);
 
+  // Records that `run_id` is terminal (its files stored) and posts the
+  // removal of the folders beyond the newest keep_finished_run_folders.
+  void NoteFinishedLocked(const std::string& run_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PruneFinishedFoldersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The terminal runs whose folders earlier daemons left, oldest end first.
+  std::vector<std::string> ScanFinishedFolders();
+  void RemoveRunFolders(const std::vector<std::string>& run_ids);
+
   RunManagerDeps deps_;
   RunManagerOptions options_;
   std::unique_ptr<LiveIngester> own_ingester_;  // when deps_ has none
@@ -257,6 +282,8 @@ class RunManager {
   // re-adopted run's GPUs must be marked taken before any are handed out.
   bool recovering_ ABSL_GUARDED_BY(mu_) = true;
   absl::BitGen random_ ABSL_GUARDED_BY(mu_);
+  // Terminal runs whose folders may still exist, oldest end first.
+  std::deque<std::string> finished_folders_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace amld::daemon

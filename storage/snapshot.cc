@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -231,16 +232,21 @@ int ResolveThreads(int threads) {
 
 // ---------------------------------------------------------------- building
 
-struct WalkNode {
-  std::vector<std::pair<std::string, size_t>> files;  // name, index into pending
-  std::vector<std::pair<std::string, std::unique_ptr<WalkNode>>> dirs;
-  std::vector<std::pair<std::string, std::string>> links;  // name, target
-};
-
 struct PendingFile {
   std::string rel_path;
   fs::path abs_path;
   struct stat st;
+};
+
+// One folder of a walk, filled by the thread that lists it.
+struct WalkNode {
+  // name, index: into `pending` while walking, into the walk's files after.
+  std::vector<std::pair<std::string, size_t>> files;
+  std::vector<std::pair<std::string, std::unique_ptr<WalkNode>>> dirs;
+  std::vector<std::pair<std::string, std::string>> links;  // name, target
+  std::vector<PendingFile> pending;                        // this folder's files, until flattened
+  std::vector<SkippedPath> skipped;
+  absl::Status error;  // why listing this folder stopped (after `dirs`)
 };
 
 std::string JoinRel(const std::string& dir, std::string_view name) {
@@ -262,23 +268,55 @@ std::string WhyIgnored(const IgnoreDecision& d) {
 
 // Walks a folder through directory fds opened with O_NOFOLLOW, so a folder
 // swapped for a link during the walk is never followed out of the tree.
+//
+// Folders are listed by a few threads (a stat walk of 10,000 files is most
+// of a resubmit): each folder is one job that fills its own WalkNode and
+// queues its subfolders. Flatten() then visits the nodes in name order, so
+// the files, the skipped paths and the error reported (the first in name
+// order, as a one-thread walk finds it) do not depend on the threads'
+// timing. A folder's listing stops at its first error; the other folders are
+// still walked, which costs time only when the snapshot fails anyway.
 class TreeWalker {
  public:
-  TreeWalker(fs::path root, const IgnoreRules* rules) : root_(std::move(root)), rules_(rules) {}
+  TreeWalker(fs::path root, const IgnoreRules* rules, int threads)
+      : root_(std::move(root)), rules_(rules), threads_(std::clamp(threads, 1, kMaxWalkThreads)) {}
 
-  absl::Status Walk(int dirfd, const std::string& rel_dir, int depth, WalkNode* node);
+  // Walks the folder open as `dirfd` (closed when done) into `tree`.
+  absl::Status Walk(int dirfd, const std::string& rel_dir, int depth, WalkNode* tree);
 
   std::vector<PendingFile> TakeFiles() { return std::move(files_); }
   std::vector<SkippedPath> TakeSkipped() { return std::move(skipped_); }
 
  private:
+  // More threads do not list a disk's folders faster.
+  static constexpr int kMaxWalkThreads = 4;
+  // Folders queued at most (each holds an open fd); past it, the thread
+  // that found a folder walks it itself (fds then bounded by the depth).
+  static constexpr size_t kMaxQueued = 256;
+
+  struct Job {
+    int fd;
+    std::string rel_dir;
+    int depth;
+    WalkNode* node;
+  };
+
+  void Spawn(Job job);
+  void Work();
+  void RunJob(Job job);
   absl::Status AddEntry(int dirfd, const std::string& rel_dir, const std::string& name, int depth,
                         WalkNode* node);
   std::optional<IgnoreDecision> Ignored(const std::string& name, const std::string& rel,
                                         bool is_dir) const;
+  absl::Status Flatten(WalkNode& node);
 
   fs::path root_;
   const IgnoreRules* rules_;  // null: ignore files are not honoured
+  const int threads_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> queue_;  // guarded by mu_
+  size_t unfinished_ = 0;  // jobs queued or running; guarded by mu_
   std::vector<PendingFile> files_;
   std::vector<SkippedPath> skipped_;
 };
@@ -299,12 +337,63 @@ std::optional<IgnoreDecision> TreeWalker::Ignored(const std::string& name, const
   return d;
 }
 
-absl::Status TreeWalker::Walk(int dirfd, const std::string& rel_dir, int depth, WalkNode* node) {
-  DIR* dir = ::fdopendir(dirfd);
+absl::Status TreeWalker::Walk(int dirfd, const std::string& rel_dir, int depth, WalkNode* tree) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(Job{dirfd, rel_dir, depth, tree});
+    unfinished_ = 1;
+  }
+  std::vector<std::thread> helpers;
+  for (int t = 1; t < threads_; ++t) {
+    try {
+      helpers.emplace_back([this] { Work(); });
+    } catch (const std::system_error&) {
+      break;  // fewer threads is still correct
+    }
+  }
+  Work();
+  for (std::thread& t : helpers) t.join();
+  return Flatten(*tree);
+}
+
+void TreeWalker::Spawn(Job job) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (queue_.size() < kMaxQueued) {
+      queue_.push_back(std::move(job));
+      ++unfinished_;
+      cv_.notify_one();
+      return;
+    }
+  }
+  RunJob(std::move(job));
+}
+
+void TreeWalker::Work() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [this] { return !queue_.empty() || unfinished_ == 0; });
+    if (queue_.empty()) return;  // every job is done
+    // Newest first: depth-first, as one thread would recurse. Taking the
+    // oldest (breadth-first) made a one-thread walk of 400 folders 40%
+    // slower here (35 → 50 ms).
+    Job job = std::move(queue_.back());
+    queue_.pop_back();
+    lock.unlock();
+    RunJob(std::move(job));
+    lock.lock();
+    if (--unfinished_ == 0) cv_.notify_all();
+  }
+}
+
+void TreeWalker::RunJob(Job job) {
+  WalkNode* node = job.node;
+  DIR* dir = ::fdopendir(job.fd);
   if (dir == nullptr) {
     int err = errno;
-    ::close(dirfd);
-    return ErrnoStatus(err, "fdopendir", root_ / rel_dir);
+    ::close(job.fd);
+    node->error = ErrnoStatus(err, "fdopendir", root_ / job.rel_dir);
+    return;
   }
   std::unique_ptr<DIR, int (*)(DIR*)> closer(dir, ::closedir);
   std::vector<std::string> names;
@@ -313,8 +402,9 @@ absl::Status TreeWalker::Walk(int dirfd, const std::string& rel_dir, int depth, 
     struct dirent* e = ::readdir(dir);
     if (e == nullptr) {
       if (errno != 0) {
-        return Annotate(ErrnoStatus(errno, "readdir", root_ / rel_dir),
-                        "cannot list a folder of the snapshot");
+        node->error = Annotate(ErrnoStatus(errno, "readdir", root_ / job.rel_dir),
+                               "cannot list a folder of the snapshot");
+        return;
       }
       break;
     }
@@ -325,10 +415,13 @@ absl::Status TreeWalker::Walk(int dirfd, const std::string& rel_dir, int depth, 
   // Byte order, whatever readdir's: this makes each WalkNode's lists come
   // out in canonical order, and errors and skipped entries stable.
   std::sort(names.begin(), names.end());
-  for (const std::string& name : names) {
-    AMLD_RETURN_IF_ERROR(AddEntry(::dirfd(dir), rel_dir, name, depth, node));
+  for (size_t i = 0; i < names.size(); ++i) {
+    absl::Status added = AddEntry(::dirfd(dir), job.rel_dir, names[i], job.depth, node);
+    if (!added.ok()) {
+      node->error = std::move(added);
+      return;
+    }
   }
-  return absl::OkStatus();
 }
 
 absl::Status TreeWalker::AddEntry(int dirfd, const std::string& rel_dir, const std::string& name,
@@ -341,11 +434,12 @@ absl::Status TreeWalker::AddEntry(int dirfd, const std::string& rel_dir, const s
   }
   bool is_dir = S_ISDIR(st.st_mode);
   if (std::optional<IgnoreDecision> d = Ignored(name, rel, is_dir)) {
-    skipped_.push_back(SkippedPath{rel, is_dir, *d, WhyIgnored(*d)});
+    node->skipped.push_back(SkippedPath{rel, is_dir, *d, WhyIgnored(*d)});
     return absl::OkStatus();
   }
   if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
-    skipped_.push_back(SkippedPath{rel, false, IgnoreDecision{}, UnsupportedTypeName(st.st_mode)});
+    node->skipped.push_back(
+        SkippedPath{rel, false, IgnoreDecision{}, UnsupportedTypeName(st.st_mode)});
     return absl::OkStatus();
   }
   if (!IsValidUtf8(name)) {
@@ -354,8 +448,8 @@ absl::Status TreeWalker::AddEntry(int dirfd, const std::string& rel_dir, const s
                      ": its name is not valid UTF-8; rename it or list it in .amlignore"));
   }
   if (S_ISREG(st.st_mode)) {
-    node->files.emplace_back(name, files_.size());
-    files_.push_back(PendingFile{rel, root_ / rel, st});
+    node->files.emplace_back(name, node->pending.size());  // made global by Flatten
+    node->pending.push_back(PendingFile{rel, root_ / rel, st});
     return absl::OkStatus();
   }
   if (S_ISLNK(st.st_mode)) {
@@ -388,9 +482,23 @@ absl::Status TreeWalker::AddEntry(int dirfd, const std::string& rel_dir, const s
                      "): ", std::strerror(err), "; fix its permissions or list it in .amlignore"));
   }
   auto sub = std::make_unique<WalkNode>();
-  AMLD_RETURN_IF_ERROR(Walk(child, rel, depth + 1, sub.get()));
+  WalkNode* sub_node = sub.get();
   node->dirs.emplace_back(name, std::move(sub));
+  Spawn(Job{child, std::move(rel), depth + 1, sub_node});
   return absl::OkStatus();
+}
+
+absl::Status TreeWalker::Flatten(WalkNode& node) {
+  const size_t base = files_.size();
+  for (auto& file : node.files) file.second += base;
+  for (PendingFile& f : node.pending) files_.push_back(std::move(f));
+  node.pending.clear();
+  for (SkippedPath& s : node.skipped) skipped_.push_back(std::move(s));
+  node.skipped.clear();
+  // The subfolders were all named before the entry that failed, if one did
+  // (the listing stopped there): their errors come first in name order.
+  for (auto& [name, child] : node.dirs) AMLD_RETURN_IF_ERROR(Flatten(*child));
+  return node.error;
 }
 
 bool SameStat(const struct stat& a, const struct stat& b) {
@@ -907,7 +1015,7 @@ absl::StatusOr<Snapshot> BuildSnapshot(const fs::path& dir, const BuildOptions& 
     if (options.rules == nullptr) own_rules = std::make_unique<IgnoreRules>(root);
     rules = options.rules != nullptr ? options.rules : own_rules.get();
   }
-  TreeWalker walker(root, rules);
+  TreeWalker walker(root, rules, ResolveThreads(options.threads));
   WalkNode tree;
   AMLD_RETURN_IF_ERROR(walker.Walk(fd, options.subdir, depth, &tree));
   // An unreadable ignore file counts as empty during the walk, which could

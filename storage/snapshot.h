@@ -79,7 +79,7 @@ class DigestCache {
 struct BuildOptions {
   // Honour .amlignore/.gitignore; `.git` is skipped either way.
   bool use_ignore_files = true;
-  // Hashing threads; 0 means one per core.
+  // Threads that list folders (at most 4) and hash files; 0: one per core.
   int threads = 0;
   // Optional stat → digest cache.
   DigestCache* cache = nullptr;

@@ -63,8 +63,8 @@ TEST(DaemonConfigTest, EmptyFileAndBlockListsWork) {
 
 TEST(DaemonConfigTest, UnknownKeysAreRefusedWithTheirLine) {
   EXPECT_EQ(ErrorOf("cpus: 4\ngpu: [0]\n"),
-            "amld.yaml:2:1: unknown key \"gpu\"; known keys: cpus, gpus, kill_grace_seconds, "
-            "limits, max_concurrent_runs");
+            "amld.yaml:2:1: unknown key \"gpu\"; known keys: cpus, gpus, "
+            "keep_finished_run_folders, kill_grace_seconds, limits, max_concurrent_runs");
   EXPECT_EQ(ErrorOf("limits:\n  max_duration: 5\n"),
             "amld.yaml:2:3: unknown key \"limits.max_duration\"; known keys: "
             "limits.default_run_duration_seconds, limits.max_run_duration_seconds");
@@ -162,6 +162,37 @@ TEST(DaemonConfigTest, FlagsOverrideTheFile) {
   ASSERT_TRUE(ApplyDaemonConfig(Overlay(file, flags), &options).ok());
   EXPECT_EQ(options.default_run_duration_seconds, 100);
   EXPECT_EQ(options.max_run_duration_seconds, 0);
+}
+
+TEST(DaemonConfigTest, KeepFinishedRunFoldersTakesACountOrMinusOneForAll) {
+  EXPECT_EQ(ParseDaemonConfig("keep_finished_run_folders: 5\n", "f")->keep_finished_run_folders, 5);
+  EXPECT_EQ(ParseDaemonConfig("keep_finished_run_folders: 0\n", "f")->keep_finished_run_folders, 0);
+  EXPECT_EQ(ParseDaemonConfig("keep_finished_run_folders: -1\n", "f")->keep_finished_run_folders,
+            -1);
+  EXPECT_FALSE(ParseDaemonConfig("cpus: 2\n", "f")->keep_finished_run_folders.has_value());
+
+  EXPECT_EQ(ErrorOf("cpus: 2\nkeep_finished_run_folders: -2\n"),
+            "amld.yaml:2:28: keep_finished_run_folders must be 0 or more, or -1 to keep all, "
+            "got -2");
+  EXPECT_EQ(ErrorOf("keep_finished_run_folders: all\n"),
+            "amld.yaml:1:28: keep_finished_run_folders must be an integer, got \"all\"");
+  EXPECT_EQ(ErrorOf("keep_finished_run_folders: 2000000\n"),
+            "amld.yaml:1:28: keep_finished_run_folders must be at most 1000000, got 2000000");
+
+  // The default, the file's value, a flag over it; a flag is checked alike.
+  DaemonOptions options;
+  EXPECT_EQ(options.keep_finished_run_folders, 20);
+  DaemonConfig file = *ParseDaemonConfig("keep_finished_run_folders: 3\n", "f");
+  ASSERT_TRUE(ApplyDaemonConfig(Overlay(file, DaemonConfig{}), &options).ok());
+  EXPECT_EQ(options.keep_finished_run_folders, 3);
+  DaemonConfig flags;
+  flags.keep_finished_run_folders = -1;
+  ASSERT_TRUE(ApplyDaemonConfig(Overlay(file, flags), &options).ok());
+  EXPECT_EQ(options.keep_finished_run_folders, -1);
+  flags.keep_finished_run_folders = -5;
+  absl::Status s = ApplyDaemonConfig(Overlay(file, flags), &options);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("keep_finished_run_folders must be between -1"));
 }
 
 TEST(DaemonConfigTest, GpuFlagLists) {

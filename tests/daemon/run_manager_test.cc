@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <deque>
 #include <map>
 
@@ -615,8 +616,8 @@ TEST_F(RunManagerTest, ARunEndedByTheOtherSchedulerBeforeItStartedFailsWithItsRe
   tasks_.RunAll();
   EXPECT_EQ(StatusOf(id), RunStatus::FAILED);
   EXPECT_EQ(Get(id).error(), "Slurm ended job 9 BOOT_FAIL");
-  EXPECT_THAT(History(id), ElementsAre(RunStatus::QUEUED, RunStatus::PREPARING,
-                                       RunStatus::STARTING, RunStatus::FAILED));
+  EXPECT_THAT(History(id), ElementsAre(RunStatus::QUEUED, RunStatus::PREPARING, RunStatus::STARTING,
+                                       RunStatus::FAILED));
 }
 
 // A run that ran between two looks of its executor still passes RUNNING.
@@ -708,7 +709,7 @@ TEST_F(SchedulingTest, GpusReachTheProcessNeverOverlapAndAreRecorded) {
   tasks_.RunAll();
   EXPECT_THAT(executor_.launched, ElementsAre(one, two, again, cpu_only));
   EXPECT_EQ(VisibleGpus(again), "0");
-  EXPECT_EQ(VisibleGpus(cpu_only), "");  // set, and empty: no GPU at all
+  EXPECT_EQ(VisibleGpus(cpu_only), "");                   // set, and empty: no GPU at all
   EXPECT_THAT(Get(one).assigned_gpus(), ElementsAre(0));  // kept after the end
   EXPECT_EQ(manager_->local_target().free_cpus, 8 - 3);
 }
@@ -843,10 +844,12 @@ class SchedulingRecoveryTest : public SchedulingTest {
     given.assigned_gpus = std::move(assigned);
     for (RunStatusValue s : {RunStatus::PREPARING, RunStatus::STARTING, RunStatus::RUNNING}) {
       if (s > status) break;
-      EXPECT_TRUE(store_->Transition(nr.id, s, s == RunStatus::PREPARING ? given
-                                                : amld::storage::TransitionDetails{},
-                                     clock_.Now())
-                      .ok());
+      EXPECT_TRUE(
+          store_
+              ->Transition(nr.id, s,
+                           s == RunStatus::PREPARING ? given : amld::storage::TransitionDetails{},
+                           clock_.Now())
+              .ok());
     }
     if (!handle.empty()) {
       EXPECT_TRUE(store_->SetRunHandle(nr.id, handle).ok());
@@ -890,6 +893,141 @@ TEST_F(SchedulingRecoveryTest, AQueuedRunTheShrunkenTargetCannotHoldFailsSayingS
   EXPECT_THAT(Get(big).error(), HasSubstr("capacity changed while the run was queued: the run "
                                           "asks for 2 GPUs but the local target has 1"));
   EXPECT_THAT(executor_.launched, ElementsAre(small));  // not blocked behind it
+}
+
+// Finished runs' folders beyond the newest keep_finished_run_folders are
+// removed; their files stay in the store.
+class RunFolderRetentionTest : public RunManagerTest {
+ protected:
+  void StartKeeping(int keep, int slots = 1) {
+    RunManagerOptions options = Options(slots);
+    options.keep_finished_run_folders = keep;
+    StartManagerWith(options);
+  }
+  bool HasFolder(const std::string& id) { return fs::exists(manager_->PathsFor(id).root); }
+  // Runs one submitted run to its end with `code`.
+  std::string RunToEnd(int code) {
+    std::string id = Submit();
+    tasks_.RunAll();
+    clock_.Advance(absl::Seconds(1));
+    executor_.ExitCode(id, code);
+    tasks_.RunAll();
+    return id;
+  }
+  std::vector<std::string> EntriesOfRunsRoot() {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir_ / "runs")) {
+      names.push_back(e.path().filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+};
+
+TEST_F(RunFolderRetentionTest, KeepOneLeavesOnlyTheNewestFinishedRunsFolder) {
+  StartKeeping(1);
+  std::string a = RunToEnd(0);
+  EXPECT_TRUE(HasFolder(a));
+  std::string b = RunToEnd(1);
+  std::string c = RunToEnd(0);
+  EXPECT_FALSE(HasFolder(a));
+  EXPECT_FALSE(HasFolder(b));
+  EXPECT_TRUE(HasFolder(c));
+  EXPECT_TRUE(fs::exists(manager_->PathsFor(c).wd / "train.py"));
+  EXPECT_THAT(EntriesOfRunsRoot(), ElementsAre(".spare", c));  // the spare is kept
+  EXPECT_EQ(StatusOf(a), RunStatus::COMPLETED);
+  EXPECT_EQ(StatusOf(b), RunStatus::FAILED);
+}
+
+TEST_F(RunFolderRetentionTest, KeepZeroRemovesEachFolderOnceItsRunEndedAndItsFilesStayStored) {
+  StartKeeping(0);
+  executor_.on_launch = [&](const LaunchSpec& spec) {
+    RunPaths p = manager_->PathsFor(spec.run_id);
+    WriteFile(p.std_log, "hello\n");
+    WriteFile(p.outputs / "model.json", "{}");
+  };
+  std::string a = RunToEnd(0);
+  EXPECT_EQ(StatusOf(a), RunStatus::COMPLETED);
+  EXPECT_FALSE(HasFolder(a));
+  // What StreamLogs and downloads read once the folder is gone.
+  EXPECT_EQ(*cas_->Read(store_->GetArtifact(a, "user_logs/std_log.txt")->digest), "hello\n");
+  EXPECT_EQ(*cas_->Read(store_->GetArtifact(a, "outputs/model.json")->digest), "{}");
+
+  // A run that ends without a process (its launch failed) too.
+  executor_.on_launch = nullptr;
+  executor_.launch_error = absl::UnavailableError("no shim");
+  std::string b = Submit();
+  tasks_.RunAll();
+  EXPECT_EQ(StatusOf(b), RunStatus::FAILED);
+  EXPECT_FALSE(HasFolder(b));
+  EXPECT_THAT(EntriesOfRunsRoot(), ElementsAre(".spare"));
+}
+
+TEST_F(RunFolderRetentionTest, ARunningRunsFolderIsNeverRemoved) {
+  StartKeeping(0, /*slots=*/2);
+  std::string running = Submit();
+  std::string ends = Submit();
+  tasks_.RunAll();
+  ASSERT_EQ(StatusOf(running), RunStatus::RUNNING);
+  executor_.ExitCode(ends, 0);
+  EXPECT_EQ(StatusOf(ends), RunStatus::FINALIZING);
+  EXPECT_TRUE(HasFolder(ends));  // its outputs are stored first
+  tasks_.RunAll();
+  EXPECT_FALSE(HasFolder(ends));
+  EXPECT_TRUE(fs::exists(manager_->PathsFor(running).wd / "train.py"));
+  EXPECT_TRUE(fs::exists(manager_->PathsFor(running).std_log));
+
+  executor_.ExitCode(running, 0);
+  tasks_.RunAll();
+  EXPECT_FALSE(HasFolder(running));
+}
+
+TEST_F(RunFolderRetentionTest, KeepAllNeverRemovesAFolder) {
+  StartKeeping(kKeepAllRunFolders);
+  std::string a = RunToEnd(0);
+  std::string b = RunToEnd(0);
+  EXPECT_TRUE(HasFolder(a));
+  EXPECT_TRUE(HasFolder(b));
+}
+
+TEST_F(RunFolderRetentionTest, StartRemovesOldFoldersOfEndedRunsAndLeavesOthers) {
+  StartKeeping(kKeepAllRunFolders, /*slots=*/4);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) {
+    ids.push_back(Submit());
+    clock_.Advance(absl::Seconds(1));
+  }
+  tasks_.RunAll();
+  const std::string& first = ids[0];
+  const std::string& second = ids[1];
+  const std::string& third = ids[2];
+  const std::string& running = ids[3];
+  // Ended in another order than submitted: the first submitted ends last.
+  for (const std::string& id : {second, third, first}) {
+    clock_.Advance(absl::Seconds(10));
+    executor_.ExitCode(id, 0);
+    tasks_.RunAll();
+  }
+  WriteFile(dir_ / "runs/someone_elses_folder/keep.txt", "mine");
+  WriteFile(dir_ / "runs/a_stray_file", "x");
+  manager_.reset();
+
+  StartKeeping(1, /*slots=*/4);
+  tasks_.RunAll();
+  EXPECT_THAT(executor_.reattached, ElementsAre(running + " handle:" + running));
+  EXPECT_TRUE(HasFolder(first));  // ended last
+  EXPECT_FALSE(HasFolder(second));
+  EXPECT_FALSE(HasFolder(third));
+  EXPECT_TRUE(fs::exists(manager_->PathsFor(running).wd / "train.py"));
+  EXPECT_EQ(testing::ReadFile(dir_ / "runs/someone_elses_folder/keep.txt"), "mine");
+  EXPECT_TRUE(fs::exists(dir_ / "runs/a_stray_file"));
+  EXPECT_TRUE(fs::exists(dir_ / "runs/.spare"));
+
+  // The re-adopted run ends: now it is the newest, and the one kept.
+  executor_.ExitCode(running, 0);
+  tasks_.RunAll();
+  EXPECT_FALSE(HasFolder(first));
+  EXPECT_TRUE(HasFolder(running));
 }
 
 }  // namespace

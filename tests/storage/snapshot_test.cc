@@ -216,6 +216,38 @@ TEST_F(SnapshotTest, SameContentGivesSameDigestWhateverTheOrderAndThreads) {
                              [](const auto& a, const auto& b) { return a.rel_path < b.rel_path; }));
 }
 
+TEST_F(SnapshotTest, ManyFoldersWalkedByThreadsGiveTheSameSnapshotAndTheSameFirstError) {
+  // Wider than the walker's queue (256 folders), so folders are walked both
+  // from the queue and inline by the thread that found them.
+  std::vector<Entry> tree;
+  for (int d = 0; d < 300; ++d) {
+    tree.push_back({absl::StrCat("d", d, "/f"), absl::StrCat("file ", d)});
+    if (d % 7 == 0) tree.push_back({absl::StrCat("d", d, "/sub/g.log"), "ignored"});
+  }
+  tree.push_back({".amlignore", "*.log\n"});
+  fs::path dir = MakeTree("wide", tree);
+  Snapshot one = Build(dir, {.threads = 1});
+  ASSERT_EQ(one.files.size(), 301u);  // 300 files and .amlignore
+  for (int threads : {2, 4, 4, 4}) {
+    Snapshot many = Build(dir, {.threads = threads});
+    EXPECT_EQ(many.root, one.root);
+    ASSERT_EQ(many.files.size(), one.files.size());
+    ASSERT_EQ(many.skipped.size(), one.skipped.size());
+    for (size_t i = 0; i < one.skipped.size(); ++i) {
+      EXPECT_EQ(many.skipped[i].rel_path, one.skipped[i].rel_path);
+    }
+  }
+  // Two bad names: whichever thread finds which first, the one reported is
+  // the first in name order, as a one-thread walk reports it.
+  WriteFile(dir / "d150/bad\xff", "x");
+  WriteFile(dir / "d20/bad\xff", "x");  // "d150" < "d20" in byte order
+  for (int threads : {1, 2, 4, 4, 4}) {
+    absl::StatusOr<Snapshot> snap = BuildSnapshot(dir, {.threads = threads});
+    ASSERT_FALSE(snap.ok());
+    EXPECT_THAT(std::string(snap.status().message()), HasSubstr("d150/bad")) << threads;
+  }
+}
+
 TEST_F(SnapshotTest, OneByteOrExecuteBitChangesTheDigest) {
   fs::path dir = MakeTree("src", SampleTree());
   const Digest base = Build(dir).root;
