@@ -234,7 +234,7 @@ int ResolveThreads(int threads) {
 
 struct PendingFile {
   std::string rel_path;
-  fs::path abs_path;
+  std::string abs_path;  // see SnapshotFile::abs_path
   struct stat st;
 };
 
@@ -279,7 +279,10 @@ std::string WhyIgnored(const IgnoreDecision& d) {
 class TreeWalker {
  public:
   TreeWalker(fs::path root, const IgnoreRules* rules, int threads)
-      : root_(std::move(root)), rules_(rules), threads_(std::clamp(threads, 1, kMaxWalkThreads)) {}
+      : root_(std::move(root)),
+        root_prefix_(WithTrailingSlash(root_.string())),
+        rules_(rules),
+        threads_(std::clamp(threads, 1, kMaxWalkThreads)) {}
 
   // Walks the folder open as `dirfd` (closed when done) into `tree`.
   absl::Status Walk(int dirfd, const std::string& rel_dir, int depth, WalkNode* tree);
@@ -309,9 +312,16 @@ class TreeWalker {
   std::optional<IgnoreDecision> Ignored(const std::string& name, const std::string& rel,
                                         bool is_dir) const;
   absl::Status Flatten(WalkNode& node);
+  static size_t CountFiles(const WalkNode& node);
+
+  static std::string WithTrailingSlash(std::string dir) {
+    if (dir.empty() || dir.back() != '/') dir.push_back('/');
+    return dir;
+  }
 
   fs::path root_;
-  const IgnoreRules* rules_;  // null: ignore files are not honoured
+  const std::string root_prefix_;  // root_ and a '/': + a relative path = the file's path
+  const IgnoreRules* rules_;       // null: ignore files are not honoured
   const int threads_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -319,6 +329,7 @@ class TreeWalker {
   size_t unfinished_ = 0;  // jobs queued or running; guarded by mu_
   std::vector<PendingFile> files_;
   std::vector<SkippedPath> skipped_;
+  const WalkNode* root_node_ = nullptr;
 };
 
 std::optional<IgnoreDecision> TreeWalker::Ignored(const std::string& name, const std::string& rel,
@@ -337,7 +348,14 @@ std::optional<IgnoreDecision> TreeWalker::Ignored(const std::string& name, const
   return d;
 }
 
+size_t TreeWalker::CountFiles(const WalkNode& node) {
+  size_t n = node.pending.size();
+  for (const auto& [name, child] : node.dirs) n += CountFiles(*child);
+  return n;
+}
+
 absl::Status TreeWalker::Walk(int dirfd, const std::string& rel_dir, int depth, WalkNode* tree) {
+  root_node_ = tree;
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(Job{dirfd, rel_dir, depth, tree});
@@ -449,7 +467,7 @@ absl::Status TreeWalker::AddEntry(int dirfd, const std::string& rel_dir, const s
   }
   if (S_ISREG(st.st_mode)) {
     node->files.emplace_back(name, node->pending.size());  // made global by Flatten
-    node->pending.push_back(PendingFile{rel, root_ / rel, st});
+    node->pending.push_back(PendingFile{rel, absl::StrCat(root_prefix_, rel), st});
     return absl::OkStatus();
   }
   if (S_ISLNK(st.st_mode)) {
@@ -489,6 +507,7 @@ absl::Status TreeWalker::AddEntry(int dirfd, const std::string& rel_dir, const s
 }
 
 absl::Status TreeWalker::Flatten(WalkNode& node) {
+  if (&node == root_node_) files_.reserve(CountFiles(node));
   const size_t base = files_.size();
   for (auto& file : node.files) file.second += base;
   for (PendingFile& f : node.pending) files_.push_back(std::move(f));

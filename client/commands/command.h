@@ -17,6 +17,8 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -64,6 +66,15 @@ int ReportUsageError(const GlobalOptions& global, const std::string& message,
 
 // Connect() to the socket of `global`.
 absl::StatusOr<Connection> ConnectFromOptions(const GlobalOptions& global);
+
+// Moves `value` somewhere it is never destroyed, and returns it. aml ends
+// with _exit right after a command (aml_main.cc); a command holding a large
+// structure (a snapshot of 10,000 files) hands it here instead of paying to
+// free it on the way out.
+template <typename T>
+T& KeepUntilExit(T&& value) {
+  return *new std::decay_t<T>(std::forward<T>(value));  // NOLINT: freed by the exit
+}
 
 // Follows a run until it ends, as `aml run wait` does: with `show_output`
 // the log streams to stdout (stderr with --output json); status notes go to

@@ -140,7 +140,9 @@ int RunSubmit(const GlobalOptions& global, SubmitOptions& o) {
   if (!prepared.ok()) return ReportError(global, prepared.status());
   auto stats = UploadSourceSnapshot(prepared->source, ::isatty(STDERR_FILENO) && !o.quiet);
   if (!stats.ok()) return ReportError(global, stats.status());
+  const absl::Time submit_started = absl::Now();
   auto run = Submit(prepared->source.conn, prepared->config);
+  prepared->source.submit_time = absl::Now() - submit_started;
   if (!run.ok() && absl::IsFailedPrecondition(run.status()) &&
       prepared->source.trusted_earlier_upload) {
     // The daemon lost blobs it held at the last upload (a reset store, a
@@ -152,10 +154,13 @@ int RunSubmit(const GlobalOptions& global, SubmitOptions& o) {
   }
   if (!run.ok()) return ReportError(global, run.status());
 
-  if (global.json()) return PrintJson(global, *prepared, *stats, *run, o.wait);
-  PrintText(prepared->source, *stats, *run, o.quiet, o.wait);
+  // The snapshot (10,000 files, their stat cache entries) is not freed: the
+  // process ends right after, and freeing it took 3-13 ms of a 60 ms resubmit.
+  const PreparedRun& p = KeepUntilExit(*std::move(prepared));
+  if (global.json()) return PrintJson(global, p, *stats, *run, o.wait);
+  PrintText(p.source, *stats, *run, o.quiet, o.wait);
   if (!o.wait) return kExitOk;
-  WaitOutcome outcome = FollowUntilDone(global, prepared->source.conn, run->id(), !o.quiet);
+  WaitOutcome outcome = FollowUntilDone(global, p.source.conn, run->id(), !o.quiet);
   if (!outcome.error.ok()) return ReportError(global, outcome.error);
   return outcome.exit_code;
 }

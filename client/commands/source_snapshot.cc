@@ -200,7 +200,8 @@ nlohmann::json SnapshotSourceJson(const SourceSnapshot& source) {
                                   {"cache_load", absl::ToDoubleSeconds(source.cache_load_time)},
                                   {"walk", absl::ToDoubleSeconds(source.walk_time)},
                                   {"upload", absl::ToDoubleSeconds(source.upload_time)},
-                                  {"cache_save", absl::ToDoubleSeconds(source.cache_save_time)}};
+                                  {"cache_save", absl::ToDoubleSeconds(source.cache_save_time)},
+                                  {"submit_run", absl::ToDoubleSeconds(source.submit_time)}};
   if (source.watched) {
     return {{"kind", "watched_root"},
             {"seconds", seconds},

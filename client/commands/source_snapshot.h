@@ -18,9 +18,8 @@
 
 #include <filesystem>
 #include <memory>
-#include <optional>
-
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -56,6 +55,8 @@ struct SourceSnapshot {
   // Where the time went, for --output json ("seconds").
   absl::Duration ask_watched_time, cache_load_time, walk_time;
   mutable absl::Duration upload_time, cache_save_time;
+  // The SubmitRun call that followed (aml run submit), for --output json.
+  mutable absl::Duration submit_time;
 };
 
 // NOT_FOUND when `source_dir` is not a folder; UNAVAILABLE (the "start it
