@@ -41,6 +41,11 @@ std::string WithReason(std::string what, const std::string& reason) {
 // A prepared but unused run folder, renamed into place by the next run.
 // Never a run id: those always contain '_'.
 constexpr char kSpareName[] = ".spare";
+// A spare whose wd/ holds a snapshot: ".spare-with-<hash>-<size>".
+constexpr char kFilledSparePrefix[] = ".spare-with-";
+// Largest snapshot copied ahead into a filled spare.
+constexpr int64_t kMaxFilledSpareBytes = 64 << 20;
+constexpr size_t kMaxFilledSpareBlobs = 5000;
 
 absl::Status MakeDir(const fs::path& dir) {
   std::error_code ec;
@@ -440,7 +445,9 @@ void RunManager::Prepare(const std::string& run_id) {
     r.phase = Phase::kStarting;
   }
   Launch(run_id, config, gpus, prepare_time);
-  ReplenishSpare();  // for the next run, now that this one is on its way
+  // For the next run, now that this one is on its way.
+  ReplenishSpare();
+  FillSpareWith(amld::storage::FromProto(config.snapshot_root()));
 }
 
 absl::Status RunManager::PrepareRunFolder(const RunConfig& config, const RunPaths& paths) {
@@ -448,13 +455,17 @@ absl::Status RunManager::PrepareRunFolder(const RunConfig& config, const RunPath
   // Leftovers of an earlier attempt (recovery of a PREPARING run).
   if (fs::exists(paths.root, ec)) fs::remove_all(paths.root, ec);
   if (ec) return amld::storage::ErrnoStatus(ec.value(), "remove", paths.root);
-  // One rename instead of five creations on the way to the first
-  // instruction; another submit may have taken the spare, then build one.
-  if (::rename(SparePath().c_str(), paths.root.c_str()) != 0) {
-    AMLD_RETURN_IF_ERROR(MakeRunSkeleton(paths.root));
+  const amld::storage::Digest root = amld::storage::FromProto(config.snapshot_root());
+  // The snapshot may be in a filled spare already (the last run's snapshot,
+  // materialized while that run ran): one rename, no copy.
+  if (::rename(FilledSparePath(root).c_str(), paths.root.c_str()) != 0) {
+    // One rename instead of five creations on the way to the first
+    // instruction; another submit may have taken the spare, then build one.
+    if (::rename(SparePath().c_str(), paths.root.c_str()) != 0) {
+      AMLD_RETURN_IF_ERROR(MakeRunSkeleton(paths.root));
+    }
+    AMLD_RETURN_IF_ERROR(amld::storage::Materialize(*deps_.cas, root, paths.wd));
   }
-  AMLD_RETURN_IF_ERROR(amld::storage::Materialize(
-      *deps_.cas, amld::storage::FromProto(config.snapshot_root()), paths.wd));
   AMLD_RETURN_IF_ERROR(MakeDir(paths.outputs));
   return MakeDir(paths.logs);
 }
@@ -478,14 +489,55 @@ void RunManager::ReplenishSpare() {
   }
 }
 
-void RunManager::RemoveStaleSpares() {
+fs::path RunManager::FilledSparePath(const amld::storage::Digest& root) const {
+  return options_.runs_root / absl::StrCat(kFilledSparePrefix, root.hash, "-", root.size);
+}
+
+void RunManager::FillSpareWith(const amld::storage::Digest& root) {
+  std::error_code ec;
+  const fs::path filled = FilledSparePath(root);
+  if (fs::exists(filled, ec)) return;
+  // Only small trees: the copy is a guess (the next run may use another
+  // snapshot), and for a large tree a wrong guess doubles the disk writes.
+  absl::flat_hash_set<amld::storage::Digest> digests;
+  if (!amld::storage::CollectTreeDigests(*deps_.cas, root, &digests).ok()) return;
+  int64_t bytes = 0;
+  for (const amld::storage::Digest& d : digests) bytes += d.size;
+  if (bytes > kMaxFilledSpareBytes || digests.size() > kMaxFilledSpareBlobs) return;
+  // One filled spare at a time: the one for the newest snapshot.
+  RemoveSpares(/*filled=*/true, /*temporary=*/false);
+  uint32_t bits;
+  {
+    absl::MutexLock lock(&mu_);
+    bits = absl::Uniform<uint32_t>(random_);
+  }
+  const fs::path tmp = options_.runs_root / absl::StrCat(kSpareName, "-tmp-", bits);
+  absl::Status made = MakeRunSkeleton(tmp);
+  if (made.ok()) made = amld::storage::Materialize(*deps_.cas, root, tmp / "wd");
+  // Renaming onto an existing spare fails: another launch filled one first.
+  if (!made.ok() || ::rename(tmp.c_str(), filled.c_str()) != 0) {
+    if (!made.ok()) deps_.log->warn("cannot fill a spare run folder: {}", made.ToString());
+    fs::remove_all(tmp, ec);
+  }
+}
+
+void RunManager::RemoveSpares(bool filled, bool temporary) {
+  const std::string tmp_prefix = absl::StrCat(kSpareName, "-tmp-");
   std::error_code ec;
   for (fs::directory_iterator it(options_.runs_root, ec), end; !ec && it != end; it.increment(ec)) {
-    if (absl::StartsWith(it->path().filename().string(), absl::StrCat(kSpareName, "-tmp-"))) {
+    const std::string name = it->path().filename().string();
+    const bool is_tmp = absl::StartsWith(name, tmp_prefix);
+    const bool is_filled = !is_tmp && absl::StartsWith(name, kFilledSparePrefix);
+    if ((temporary && is_tmp) || (filled && is_filled)) {
       std::error_code rm;
       fs::remove_all(it->path(), rm);
     }
   }
+}
+
+void RunManager::RemoveStaleSpares() {
+  // Filled spares too: an earlier daemon's may hold a snapshot no run needs.
+  RemoveSpares(/*filled=*/true, /*temporary=*/true);
 }
 
 void RunManager::Launch(const std::string& run_id, const RunConfig& config,

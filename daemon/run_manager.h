@@ -68,6 +68,11 @@
 // spare run folder (runs/.spare: wd/, user_logs/std_log.txt, system_logs/) is
 // made ahead of time and renamed into place at PREPARING; the next spare is
 // made after the launch, off the path from submit to the first instruction.
+// After a launch the snapshot just used (up to 64 MiB, 5,000 blobs) is also
+// copied into a filled spare (runs/.spare-with-<digest>): the next run of the
+// same snapshot — a sweep, a resubmit without edits — takes it with one
+// rename instead of materializing (5-9 ms for 300 files here). Nothing
+// writes into a spare, and a run's own copy is never shared.
 //
 // Run folder retention: a finished run's folder (a full copy of its
 // snapshot plus what it wrote) is only a scratch copy once the run is
@@ -243,6 +248,11 @@ class RunManager {
   absl::Status PrepareRunFolder(const amld::v1::RunConfig& config, const RunPaths& paths);
   std::filesystem::path SparePath() const;
   void ReplenishSpare();
+  // A spare with `root` materialized in its wd/, for the next run of the
+  // same snapshot (a sweep, a resubmit without edits).
+  std::filesystem::path FilledSparePath(const amld::storage::Digest& root) const;
+  void FillSpareWith(const amld::storage::Digest& root);
+  void RemoveSpares(bool filled, bool temporary);
   void RemoveStaleSpares();
   void Launch(const std::string& run_id, const amld::v1::RunConfig& config,
               const std::vector<int>& gpus, absl::Duration prepare_time);

@@ -6,12 +6,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <deque>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "storage/snapshot.h"
 #include "tests/daemon/test_util.h"
@@ -895,6 +897,54 @@ TEST_F(SchedulingRecoveryTest, AQueuedRunTheShrunkenTargetCannotHoldFailsSayingS
   EXPECT_THAT(executor_.launched, ElementsAre(small));  // not blocked behind it
 }
 
+// After a launch the snapshot just used is copied into a filled spare; the
+// next run of the same snapshot takes it instead of materializing.
+TEST_F(RunManagerTest, TheNextRunOfTheSameSnapshotTakesTheFilledSpare) {
+  StartManager(1);
+  auto filled_spares = [&] {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir_ / "runs")) {
+      const std::string name = e.path().filename().string();
+      if (absl::StartsWith(name, ".spare-with-")) names.push_back(name);
+    }
+    return names;
+  };
+  std::string first = Submit();
+  tasks_.RunAll();
+  const std::string spare = absl::StrCat(".spare-with-", root_.hash, "-", root_.size);
+  EXPECT_THAT(filled_spares(), ElementsAre(spare));
+  EXPECT_EQ(testing::ReadFile(dir_ / "runs" / spare / "wd/train.py"), "print('hi')\n");
+  executor_.ExitCode(first, 0);
+  tasks_.RunAll();
+
+  // The second run's folder is the spare, renamed: same inode as before.
+  struct stat spare_st;
+  ASSERT_EQ(::stat((dir_ / "runs" / spare / "wd/train.py").c_str(), &spare_st), 0);
+  std::string second = Submit();
+  tasks_.RunAll();
+  struct stat run_st;
+  ASSERT_EQ(::stat((manager_->PathsFor(second).wd / "train.py").c_str(), &run_st), 0);
+  EXPECT_EQ(run_st.st_ino, spare_st.st_ino);
+  EXPECT_TRUE(fs::is_directory(manager_->PathsFor(second).outputs));
+  EXPECT_EQ(testing::ReadFile(manager_->PathsFor(second).wd / "data/x.csv"), "1,2\n");
+  EXPECT_THAT(filled_spares(), ElementsAre(spare));  // filled again after the launch
+  executor_.ExitCode(second, 0);
+  tasks_.RunAll();
+
+  // Another snapshot replaces it: one filled spare at a time.
+  WriteFile(dir_ / "src2/train.py", "print('other')\n");
+  auto other = amld::storage::BuildSnapshot(dir_ / "src2");
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE(amld::storage::StoreSnapshot(*other, *cas_).ok());
+  RunConfig c = Config();
+  amld::storage::ToProto(other->root, c.mutable_snapshot_root());
+  std::string third = Submit(c);
+  tasks_.RunAll();
+  EXPECT_EQ(testing::ReadFile(manager_->PathsFor(third).wd / "train.py"), "print('other')\n");
+  EXPECT_THAT(filled_spares(),
+              ElementsAre(absl::StrCat(".spare-with-", other->root.hash, "-", other->root.size)));
+}
+
 // Finished runs' folders beyond the newest keep_finished_run_folders are
 // removed; their files stay in the store.
 class RunFolderRetentionTest : public RunManagerTest {
@@ -914,10 +964,12 @@ class RunFolderRetentionTest : public RunManagerTest {
     tasks_.RunAll();
     return id;
   }
+  // Without the filled spare (its tests are below).
   std::vector<std::string> EntriesOfRunsRoot() {
     std::vector<std::string> names;
     for (const auto& e : fs::directory_iterator(dir_ / "runs")) {
-      names.push_back(e.path().filename().string());
+      const std::string name = e.path().filename().string();
+      if (!absl::StartsWith(name, ".spare-with-")) names.push_back(name);
     }
     std::sort(names.begin(), names.end());
     return names;
