@@ -105,6 +105,7 @@ struct Daemon::Impl {
   // Routes each run to its compute target's executor (local, ssh, ...).
   std::unique_ptr<ExecutorRegistry> executor;
   std::unique_ptr<ThreadPoolTaskRunner> tasks;
+  std::unique_ptr<ThreadPoolTaskRunner> housekeeping;  // one low-priority thread
   std::unique_ptr<RunManager> runs;
   std::unique_ptr<WatchedRoots> watched_roots;
   DaemonCounters counters;
@@ -148,8 +149,10 @@ struct Daemon::Impl {
     run_options.kill_grace = options.kill_grace;
     run_options.keep_finished_run_folders = options.keep_finished_run_folders;
     run_options.base_env = CaptureDaemonEnvironment();
+    housekeeping = std::make_unique<ThreadPoolTaskRunner>(1, LowerThisThreadsPriority);
     RunManagerDeps deps{store.get(), cas.get(), executor.get(), RealClock(), tasks.get(), log};
     deps.ingester = ingester.get();
+    deps.housekeeping = housekeeping.get();
     runs = std::make_unique<RunManager>(std::move(deps), std::move(run_options));
     return runs->Start();
   }
@@ -210,6 +213,7 @@ struct Daemon::Impl {
       server->Wait();
     }
     if (tasks != nullptr) tasks->Shutdown();
+    if (housekeeping != nullptr) housekeeping->Shutdown();
     // No exit callbacks after this; undelivered ones come back on Reattach.
     executor.reset();
     server.reset();

@@ -320,9 +320,9 @@ void RunManager::PruneFinishedFoldersLocked() {
     to_remove.push_back(std::move(finished_folders_.front()));
     finished_folders_.pop_front();
   }
-  // Removing ~10,000 files takes a while: on a task, outside the lock, and
-  // posted after the next run's Prepare so it does not wait for it.
-  deps_.tasks->Post([this, to_remove = std::move(to_remove)] { RemoveRunFolders(to_remove); });
+  // Removing ~10,000 files takes a while: on a housekeeping task, outside
+  // the lock, posted after the next run's Prepare so it does not wait for it.
+  Housekeeping().Post([this, to_remove = std::move(to_remove)] { RemoveRunFolders(to_remove); });
 }
 
 void RunManager::RemoveRunFolders(const std::vector<std::string>& run_ids) {
@@ -447,7 +447,8 @@ void RunManager::Prepare(const std::string& run_id) {
   Launch(run_id, config, gpus, prepare_time);
   // For the next run, now that this one is on its way.
   ReplenishSpare();
-  FillSpareWith(amld::storage::FromProto(config.snapshot_root()));
+  Housekeeping().Post(
+      [this, root = amld::storage::FromProto(config.snapshot_root())] { FillSpareWith(root); });
 }
 
 absl::Status RunManager::PrepareRunFolder(const RunConfig& config, const RunPaths& paths) {
@@ -468,6 +469,10 @@ absl::Status RunManager::PrepareRunFolder(const RunConfig& config, const RunPath
   }
   AMLD_RETURN_IF_ERROR(MakeDir(paths.outputs));
   return MakeDir(paths.logs);
+}
+
+TaskRunner& RunManager::Housekeeping() const {
+  return deps_.housekeeping != nullptr ? *deps_.housekeeping : *deps_.tasks;
 }
 
 fs::path RunManager::SparePath() const { return options_.runs_root / kSpareName; }

@@ -162,6 +162,9 @@ struct RunManagerDeps {
   // Stores outputs/, logs/ and metrics while runs run. Null: the manager
   // keeps one without a watcher (everything is stored at the end).
   LiveIngester* ingester = nullptr;
+  // Housekeeping that no client or run waits for — removing old run
+  // folders, filling the spare — at low priority. Null: `tasks`.
+  TaskRunner* housekeeping = nullptr;
 };
 
 class RunManager {
@@ -246,6 +249,7 @@ class RunManager {
 
   void Prepare(const std::string& run_id);
   absl::Status PrepareRunFolder(const amld::v1::RunConfig& config, const RunPaths& paths);
+  TaskRunner& Housekeeping() const;
   std::filesystem::path SparePath() const;
   void ReplenishSpare();
   // A spare with `root` materialized in its wd/, for the next run of the

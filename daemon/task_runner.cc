@@ -1,5 +1,9 @@
 #include "daemon/task_runner.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <deque>
 #include <thread>
 #include <vector>
@@ -33,9 +37,24 @@ struct ThreadPoolTaskRunner::Impl {
   }
 };
 
-ThreadPoolTaskRunner::ThreadPoolTaskRunner(int threads) : impl_(std::make_unique<Impl>()) {
+ThreadPoolTaskRunner::ThreadPoolTaskRunner(int threads, std::function<void()> on_start)
+    : impl_(std::make_unique<Impl>()) {
   if (threads < 1) threads = 1;
-  for (int i = 0; i < threads; ++i) impl_->threads.emplace_back([this] { impl_->Work(); });
+  for (int i = 0; i < threads; ++i) {
+    impl_->threads.emplace_back([this, on_start] {
+      if (on_start) on_start();
+      impl_->Work();
+    });
+  }
+}
+
+void LowerThisThreadsPriority() {
+  const pid_t tid = static_cast<pid_t>(::syscall(SYS_gettid));
+  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 19);  // this thread only, on Linux
+  constexpr int kIoprioWhoProcess = 1;  // <linux/ioprio.h>, not in glibc's headers
+  constexpr int kIoprioClassIdle = 3;
+  constexpr int kIoprioClassShift = 13;
+  (void)::syscall(SYS_ioprio_set, kIoprioWhoProcess, tid, kIoprioClassIdle << kIoprioClassShift);
 }
 
 ThreadPoolTaskRunner::~ThreadPoolTaskRunner() { Shutdown(); }

@@ -23,7 +23,8 @@ class TaskRunner {
 // A fixed pool of threads that sleep on a condition variable while idle.
 class ThreadPoolTaskRunner final : public TaskRunner {
  public:
-  explicit ThreadPoolTaskRunner(int threads);
+  // Each thread calls `on_start` (when given) before its first task.
+  explicit ThreadPoolTaskRunner(int threads, std::function<void()> on_start = {});
   ~ThreadPoolTaskRunner() override;  // Shutdown()
 
   void Post(std::function<void()> task) override;
@@ -35,5 +36,10 @@ class ThreadPoolTaskRunner final : public TaskRunner {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// For a housekeeping pool's `on_start`: makes the calling thread the last to
+// get CPU (nice 19) and disk (the idle I/O class), so that removing old run
+// folders or copying a spare never slows a client or a run. Best effort.
+void LowerThisThreadsPriority();
 
 }  // namespace amld::daemon

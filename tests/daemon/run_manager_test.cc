@@ -192,7 +192,7 @@ TEST_F(RunManagerTest, RunGoesThroughEveryStatusToCompleted) {
   StartManager(1);
   std::string id = Submit();
   EXPECT_EQ(StatusOf(id), RunStatus::QUEUED);
-  EXPECT_EQ(tasks_.RunAll(), 1);
+  EXPECT_EQ(tasks_.RunAll(), 2);  // prepare and launch; then fill the spare (housekeeping)
   EXPECT_THAT(executor_.launched, ElementsAre(id));
   EXPECT_EQ(StatusOf(id), RunStatus::RUNNING);
   EXPECT_EQ(Get(id).placement(), "local");
