@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "client/commands/command.h"
 #include "client/commands/output.h"
@@ -17,6 +18,7 @@ struct StartOptions {
   std::string config;
   int max_concurrent_runs = 0;
   int kill_grace_seconds = -1;
+  std::optional<int> keep_finished_run_folders;
   int timeout_seconds = 30;
 };
 
@@ -36,6 +38,10 @@ int RunDaemonStart(const GlobalOptions& global, const StartOptions& o) {
   if (o.kill_grace_seconds >= 0) {
     start.extra_args.insert(start.extra_args.end(),
                             {"--kill-grace-seconds", std::to_string(o.kill_grace_seconds)});
+  }
+  if (o.keep_finished_run_folders) {
+    start.extra_args.insert(start.extra_args.end(), {"--keep-finished-run-folders",
+                                                     std::to_string(*o.keep_finished_run_folders)});
   }
   start.timeout = absl::Seconds(o.timeout_seconds);
   auto result = StartDaemon(start);
@@ -74,6 +80,10 @@ void AddDaemonStartCommand(CLI::App& daemon, CommandContext& ctx) {
   cmd->add_option("--kill-grace-seconds", o->kill_grace_seconds,
                   "seconds between SIGTERM and SIGKILL on cancel (default: the daemon's)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--keep-finished-run-folders", o->keep_finished_run_folders,
+                  "folders of finished runs kept, newest first (default: the daemon's, 20; "
+                  "0: none, -1: all); their files stay stored either way")
+      ->check(CLI::Range(-1, 1000000));
   cmd->add_option("--timeout", o->timeout_seconds, "seconds to wait for amld to answer")
       ->check(CLI::PositiveNumber);
   cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunDaemonStart(ctx.global, *o); }; });
