@@ -27,7 +27,7 @@ demo: build
 	@scripts/demo
 
 # amld beside its anchors (task-spooler, nq, git, restic, rsync, tar+zstd); BENCH_QUICK=1 for a short run.
-# Figures come from the release preset (optimized, gRPC/Protobuf/Abseil linked statically).
+# Figures come from the release preset (optimized, dependencies linked statically).
 bench: deps
 	@if [ ! -f build-release/build.ninja ]; then cmake --preset release >/dev/null; fi
 	@cmake --build --preset release

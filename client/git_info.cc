@@ -16,17 +16,31 @@ namespace {
 // tree, not linked: with its dependencies (Kerberos, mbedTLS, libssh2, ...)
 // it is 14 shared libraries, which cost every `aml` command about 1 ms of
 // dynamic loading although most never look at git.
-#define AMLD_LIBGIT2_FUNCTIONS(X)                                                          \
-  X(git_libgit2_init)                                                                      \
-  X(git_error_last)                                                                        \
-  X(git_repository_open_ext)                                                               \
-  X(git_repository_free) X(git_repository_is_bare) X(git_repository_head)                  \
-      X(git_repository_head_detached) X(git_repository_workdir) X(git_remote_lookup)       \
-          X(git_remote_url) X(git_remote_free) X(git_reference_lookup)                     \
-              X(git_reference_symbolic_target) X(git_reference_is_branch)                  \
-                  X(git_reference_shorthand) X(git_reference_target) X(git_reference_free) \
-                      X(git_oid_tostr) X(git_status_options_init) X(git_status_list_new)   \
-                          X(git_status_list_entrycount) X(git_status_list_free)
+// clang-format off
+#define AMLD_LIBGIT2_FUNCTIONS(X)       \
+  X(git_libgit2_init)                   \
+  X(git_error_last)                     \
+  X(git_repository_open_ext)            \
+  X(git_repository_free)                \
+  X(git_repository_is_bare)             \
+  X(git_repository_head)                \
+  X(git_repository_head_detached)       \
+  X(git_repository_workdir)             \
+  X(git_remote_lookup)                  \
+  X(git_remote_url)                     \
+  X(git_remote_free)                    \
+  X(git_reference_lookup)               \
+  X(git_reference_symbolic_target)      \
+  X(git_reference_is_branch)            \
+  X(git_reference_shorthand)            \
+  X(git_reference_target)               \
+  X(git_reference_free)                 \
+  X(git_oid_tostr)                      \
+  X(git_status_options_init)            \
+  X(git_status_list_new)                \
+  X(git_status_list_entrycount)         \
+  X(git_status_list_free)
+// clang-format on
 
 struct Libgit2 {
 #define AMLD_DECLARE_POINTER(name) decltype(&::name) name = nullptr;

@@ -1,5 +1,6 @@
 // Source control state of a source folder, read with libgit2 (no `git`
-// process; the library is loaded on first use, for a folder in a work tree): the "origin" remote's URL, the branch, HEAD's commit and whether
+// process; the library is loaded on first use, for a folder in a work
+// tree): the "origin" remote's URL, the branch, HEAD's commit and whether
 // the folder has changes against HEAD (tracked or untracked, ignored files
 // excepted). Stored with each run so a result can be traced to its code.
 //

@@ -5,7 +5,6 @@
 #include <grpcpp/client_context.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -19,6 +18,7 @@
 #include "amld/v1/cas.grpc.pb.h"
 #include "client/grpc_status.h"
 #include "storage/file_util.h"
+#include "storage/parallel.h"
 #include "storage/status_macros.h"
 
 namespace amld::client {
@@ -361,29 +361,12 @@ absl::StatusOr<UploadStats> SnapshotUploader::Upload(const amld::storage::Snapsh
   // threads: while the daemon verifies and writes one batch, the next is
   // read and sent (one at a time, the two sides took turns idling).
   std::vector<std::vector<Digest>> batches = s.Batches(small);
-  const size_t jobs = batches.size() + large.size();
-  std::atomic<size_t> next{0};
-  std::atomic<bool> failed{false};
-  absl::Mutex error_mu;
-  absl::Status first_error;
-  auto work = [&] {
-    for (size_t job; !failed.load() && (job = next.fetch_add(1)) < jobs;) {
-      absl::Status st = job < batches.size() ? s.SendBatch(batches[job])
-                                             : s.SendLarge(large[job - batches.size()]);
-      if (!st.ok()) {
-        absl::MutexLock lock(&error_mu);
-        if (first_error.ok()) first_error = std::move(st);
-        failed = true;
-      }
-    }
-  };
-  const size_t threads =
-      std::min(jobs, static_cast<size_t>(std::max(1, s.options.parallel_uploads)));
-  std::vector<std::thread> workers;
-  for (size_t i = 1; i < threads; ++i) workers.emplace_back(work);
-  work();
-  for (std::thread& t : workers) t.join();
-  AMLD_RETURN_IF_ERROR(first_error);
+  absl::Status sent = amld::storage::ParallelFor(
+      batches.size() + large.size(), s.options.parallel_uploads, [&](size_t job) {
+        return job < batches.size() ? s.SendBatch(batches[job])
+                                    : s.SendLarge(large[job - batches.size()]);
+      });
+  AMLD_RETURN_IF_ERROR(sent);
   absl::MutexLock lock(&s.mu);
   return s.stats;
 }

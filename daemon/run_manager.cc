@@ -479,19 +479,7 @@ fs::path RunManager::SparePath() const { return options_.runs_root / kSpareName;
 
 void RunManager::ReplenishSpare() {
   std::error_code ec;
-  if (fs::exists(SparePath(), ec)) return;
-  uint32_t bits;
-  {
-    absl::MutexLock lock(&mu_);
-    bits = absl::Uniform<uint32_t>(random_);
-  }
-  const fs::path tmp = options_.runs_root / absl::StrCat(kSpareName, "-tmp-", bits);
-  absl::Status made = MakeRunSkeleton(tmp);
-  // Renaming onto an existing spare fails: someone else made one first.
-  if (!made.ok() || ::rename(tmp.c_str(), SparePath().c_str()) != 0) {
-    if (!made.ok()) deps_.log->warn("cannot prepare a spare run folder: {}", made.ToString());
-    fs::remove_all(tmp, ec);
-  }
+  if (!fs::exists(SparePath(), ec)) MakeSpare(SparePath(), nullptr);
 }
 
 fs::path RunManager::FilledSparePath(const amld::storage::Digest& root) const {
@@ -511,6 +499,10 @@ void RunManager::FillSpareWith(const amld::storage::Digest& root) {
   if (bytes > kMaxFilledSpareBytes || digests.size() > kMaxFilledSpareBlobs) return;
   // One filled spare at a time: the one for the newest snapshot.
   RemoveSpares(/*filled=*/true, /*temporary=*/false);
+  MakeSpare(filled, &root);
+}
+
+void RunManager::MakeSpare(const fs::path& dest, const amld::storage::Digest* snapshot) {
   uint32_t bits;
   {
     absl::MutexLock lock(&mu_);
@@ -518,10 +510,13 @@ void RunManager::FillSpareWith(const amld::storage::Digest& root) {
   }
   const fs::path tmp = options_.runs_root / absl::StrCat(kSpareName, "-tmp-", bits);
   absl::Status made = MakeRunSkeleton(tmp);
-  if (made.ok()) made = amld::storage::Materialize(*deps_.cas, root, tmp / "wd");
-  // Renaming onto an existing spare fails: another launch filled one first.
-  if (!made.ok() || ::rename(tmp.c_str(), filled.c_str()) != 0) {
-    if (!made.ok()) deps_.log->warn("cannot fill a spare run folder: {}", made.ToString());
+  if (made.ok() && snapshot != nullptr) {
+    made = amld::storage::Materialize(*deps_.cas, *snapshot, tmp / "wd");
+  }
+  // Renaming onto an existing spare fails: someone else made one first.
+  if (!made.ok() || ::rename(tmp.c_str(), dest.c_str()) != 0) {
+    if (!made.ok()) deps_.log->warn("cannot prepare a spare run folder: {}", made.ToString());
+    std::error_code ec;
     fs::remove_all(tmp, ec);
   }
 }

@@ -256,6 +256,9 @@ class RunManager {
   // same snapshot (a sweep, a resubmit without edits).
   std::filesystem::path FilledSparePath(const amld::storage::Digest& root) const;
   void FillSpareWith(const amld::storage::Digest& root);
+  // Builds a spare under a temporary name and renames it to `dest`; with
+  // `snapshot`, materialized into its wd/.
+  void MakeSpare(const std::filesystem::path& dest, const amld::storage::Digest* snapshot);
   void RemoveSpares(bool filled, bool temporary);
   void RemoveStaleSpares();
   void Launch(const std::string& run_id, const amld::v1::RunConfig& config,

@@ -239,8 +239,11 @@ absl::Status InstallObject(const fs::path& root, int fd, const fs::path& from, c
   return SyncDirectory(to.parent_path());
 }
 
-PendingSyncs* PendingFor(Durability durability, const std::shared_ptr<PendingSyncs>& pending) {
-  return durability == Durability::kDeferred ? pending.get() : nullptr;
+// Where a write of `durability` lists its object: nowhere (null) when it is
+// fsynced on the spot.
+std::shared_ptr<PendingSyncs> PendingFor(Durability durability,
+                                         const std::shared_ptr<PendingSyncs>& pending) {
+  return durability == Durability::kDeferred ? pending : nullptr;
 }
 
 // A new file in tmp/, removed on destruction unless Install() moved it.
@@ -602,7 +605,7 @@ absl::Status ContentStore::PutVerified(const Digest& expected, std::string_view 
                                                    expected.ToString(), ", got ",
                                                    actual.ToString()));
   }
-  return StoreBytes(root_, expected, data, PendingFor(durability, pending_));
+  return StoreBytes(root_, expected, data, PendingFor(durability, pending_).get());
 }
 
 absl::StatusOr<Digest> ContentStore::PutFile(const fs::path& path, Durability durability) {
@@ -633,7 +636,7 @@ absl::StatusOr<Digest> ContentStore::PutFile(const fs::path& path, Durability du
   }
   Digest d{hasher.FinishHex(), total};
   if (ObjectFileExists(root_, d)) return d;  // tmp is removed
-  AMLD_RETURN_IF_ERROR(tmp.Install(root_, d, PendingFor(durability, pending_)));
+  AMLD_RETURN_IF_ERROR(tmp.Install(root_, d, PendingFor(durability, pending_).get()));
   return d;
 }
 
@@ -679,7 +682,7 @@ absl::Status ContentStore::Verify(const Digest& d) const {
 absl::StatusOr<std::unique_ptr<BlobUpload>> ContentStore::BeginUpload(const Digest& d,
                                                                       Durability durability) {
   AMLD_RETURN_IF_ERROR(ValidateDigest(d));
-  std::shared_ptr<PendingSyncs> pending = durability == Durability::kDeferred ? pending_ : nullptr;
+  std::shared_ptr<PendingSyncs> pending = PendingFor(durability, pending_);
   fs::path path = PartialUploadPath(root_, d);
   // Retried only while concurrent commits keep moving the partial file away.
   for (int attempt = 0; attempt < 8; ++attempt) {

@@ -28,6 +28,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "storage/file_util.h"
+#include "storage/parallel.h"
 #include "storage/status_macros.h"
 
 namespace amld::storage {
@@ -188,48 +189,6 @@ absl::Status CheckSortedNames(const Nodes& nodes, std::string_view kind,
   return absl::OkStatus();
 }
 
-// Runs fn(0..n-1) on up to `threads` threads. Returns the error of the lowest
-// failing index, so that the message does not depend on scheduling.
-absl::Status ParallelFor(size_t n, int threads, const std::function<absl::Status(size_t)>& fn) {
-  std::atomic<size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::mutex mu;
-  size_t failed_index = SIZE_MAX;
-  absl::Status first_error;
-  auto work = [&] {
-    while (!failed.load(std::memory_order_relaxed)) {
-      size_t i = next.fetch_add(1);
-      if (i >= n) return;
-      absl::Status s = fn(i);
-      if (!s.ok()) {
-        std::lock_guard<std::mutex> lock(mu);
-        if (i < failed_index) {
-          failed_index = i;
-          first_error = s;
-        }
-        failed = true;
-      }
-    }
-  };
-  size_t want = std::min<size_t>(std::max(threads, 1), n);
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < want; ++t) {
-    try {
-      pool.emplace_back(work);
-    } catch (const std::system_error&) {
-      break;  // fewer threads is still correct
-    }
-  }
-  work();
-  for (std::thread& t : pool) t.join();
-  return first_error;
-}
-
-int ResolveThreads(int threads) {
-  if (threads > 0) return threads;
-  return std::max(1u, std::thread::hardware_concurrency());
-}
-
 // ---------------------------------------------------------------- building
 
 struct PendingFile {
@@ -329,7 +288,6 @@ class TreeWalker {
   size_t unfinished_ = 0;  // jobs queued or running; guarded by mu_
   std::vector<PendingFile> files_;
   std::vector<SkippedPath> skipped_;
-  const WalkNode* root_node_ = nullptr;
 };
 
 std::optional<IgnoreDecision> TreeWalker::Ignored(const std::string& name, const std::string& rel,
@@ -355,7 +313,6 @@ size_t TreeWalker::CountFiles(const WalkNode& node) {
 }
 
 absl::Status TreeWalker::Walk(int dirfd, const std::string& rel_dir, int depth, WalkNode* tree) {
-  root_node_ = tree;
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(Job{dirfd, rel_dir, depth, tree});
@@ -371,6 +328,7 @@ absl::Status TreeWalker::Walk(int dirfd, const std::string& rel_dir, int depth, 
   }
   Work();
   for (std::thread& t : helpers) t.join();
+  files_.reserve(CountFiles(*tree));
   return Flatten(*tree);
 }
 
@@ -507,7 +465,6 @@ absl::Status TreeWalker::AddEntry(int dirfd, const std::string& rel_dir, const s
 }
 
 absl::Status TreeWalker::Flatten(WalkNode& node) {
-  if (&node == root_node_) files_.reserve(CountFiles(node));
   const size_t base = files_.size();
   for (auto& file : node.files) file.second += base;
   for (PendingFile& f : node.pending) files_.push_back(std::move(f));
