@@ -37,7 +37,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "storage/cas.h"
-#include "storage/snapshot.h"
+#include "storage/snapshot/snapshot.h"
 
 namespace {
 

@@ -16,7 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/connection.h"
-#include "storage/file_util.h"
+#include "base/file_util.h"
 
 namespace amld::client {
 namespace {
@@ -53,7 +53,7 @@ absl::Status MakePrivateDir(const std::filesystem::path& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir.parent_path(), ec);
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return amld::storage::ErrnoStatus(errno, "create the data dir", dir);
+    return amld::base::ErrnoStatus(errno, "create the data dir", dir);
   }
   return absl::OkStatus();
 }
@@ -64,7 +64,7 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args, int log_fd) {
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   const pid_t pid = ::fork();
-  if (pid < 0) return amld::storage::ErrnoStatus(errno, "fork for", args[0]);
+  if (pid < 0) return amld::base::ErrnoStatus(errno, "fork for", args[0]);
   if (pid == 0) {
     // Only async-signal-safe calls from here to exec.
     ::setsid();
@@ -112,9 +112,9 @@ absl::StatusOr<DaemonStartResult> StartDaemon(const DaemonStartOptions& options)
     binary = *found;
   }
   if (auto st = MakePrivateDir(data_dir); !st.ok()) return st;
-  amld::storage::ScopedFd log(
+  amld::base::ScopedFd log(
       ::open(result.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-  if (!log.valid()) return amld::storage::ErrnoStatus(errno, "open", result.log_path);
+  if (!log.valid()) return amld::base::ErrnoStatus(errno, "open", result.log_path);
   struct stat st;
   const std::streamoff log_start = ::fstat(log.get(), &st) == 0 ? st.st_size : 0;
 

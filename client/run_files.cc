@@ -13,7 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "amld/v1/runs.grpc.pb.h"
 #include "client/grpc_status.h"
-#include "storage/file_util.h"
+#include "base/file_util.h"
 
 namespace amld::client {
 
@@ -68,8 +68,8 @@ absl::StatusOr<int64_t> DownloadRunFile(const Connection& conn, const std::strin
         absl::StrCat("cannot create ", dest.parent_path().string(), ": ", ec.message()));
   }
   const std::filesystem::path part = dest.string() + ".part";
-  amld::storage::ScopedFd fd(::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd.valid()) return amld::storage::ErrnoStatus(errno, "create", part);
+  amld::base::ScopedFd fd(::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd.valid()) return amld::base::ErrnoStatus(errno, "create", part);
 
   auto stub = amld::v1::Runs::NewStub(conn.channel);
   int64_t written = 0;
@@ -94,7 +94,7 @@ absl::StatusOr<int64_t> DownloadRunFile(const Connection& conn, const std::strin
         ctx.TryCancel();
         break;
       }
-      local = amld::storage::WriteAll(fd.get(), chunk.data(), part);
+      local = amld::base::WriteAll(fd.get(), chunk.data(), part);
       if (!local.ok()) {
         ctx.TryCancel();
         break;
@@ -119,8 +119,8 @@ absl::StatusOr<int64_t> DownloadRunFile(const Connection& conn, const std::strin
     return absl::DataLossError(
         absl::StrCat("cannot ", doing, ": got ", written, " of ", total, " bytes"));
   }
-  if (::fsync(fd.get()) != 0) return amld::storage::ErrnoStatus(errno, "fsync", part);
-  fd = amld::storage::ScopedFd();
+  if (::fsync(fd.get()) != 0) return amld::base::ErrnoStatus(errno, "fsync", part);
+  fd = amld::base::ScopedFd();
   std::filesystem::rename(part, dest, ec);
   if (ec) {
     return absl::PermissionDeniedError(

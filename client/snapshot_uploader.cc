@@ -17,9 +17,9 @@
 #include "absl/types/span.h"
 #include "amld/v1/cas.grpc.pb.h"
 #include "client/grpc_status.h"
-#include "storage/file_util.h"
-#include "storage/parallel.h"
-#include "storage/status_macros.h"
+#include "base/file_util.h"
+#include "base/parallel.h"
+#include "base/status_macros.h"
 
 namespace amld::client {
 
@@ -154,7 +154,7 @@ struct SnapshotUploader::Impl {
   absl::StatusOr<std::string> ReadBlob(const Digest& digest) const {
     const BlobSource& src = sources.at(digest);
     if (src.directory_bytes != nullptr) return *src.directory_bytes;
-    auto data = amld::storage::ReadFileToString(src.file->abs_path);
+    auto data = amld::base::ReadFileToString(src.file->abs_path);
     if (!data.ok()) return data.status();
     if (static_cast<int64_t>(data->size()) != digest.size) {
       return FileChangedError(
@@ -227,7 +227,7 @@ struct SnapshotUploader::Impl {
     while (got < n) {
       ssize_t r = ::pread(fd, buf.data() + got, n - got, offset + got);
       if (r < 0 && errno == EINTR) continue;
-      if (r < 0) return amld::storage::ErrnoStatus(errno, "read", src.file->abs_path);
+      if (r < 0) return amld::base::ErrnoStatus(errno, "read", src.file->abs_path);
       if (r == 0) return FileChangedError(*src.file, "it became shorter");
       got += r;
     }
@@ -285,10 +285,10 @@ struct SnapshotUploader::Impl {
 
   absl::Status SendLarge(const Digest& digest) {
     const BlobSource& src = sources.at(digest);
-    amld::storage::ScopedFd fd;
+    amld::base::ScopedFd fd;
     if (src.file != nullptr) {
-      fd = amld::storage::ScopedFd(::open(src.file->abs_path.c_str(), O_RDONLY | O_CLOEXEC));
-      if (!fd.valid()) return amld::storage::ErrnoStatus(errno, "open", src.file->abs_path);
+      fd = amld::base::ScopedFd(::open(src.file->abs_path.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd.valid()) return amld::base::ErrnoStatus(errno, "open", src.file->abs_path);
     }
     int64_t sent = 0;
     int64_t counted = 0;  // of this blob's bytes, how many progress counts as done
@@ -361,7 +361,7 @@ absl::StatusOr<UploadStats> SnapshotUploader::Upload(const amld::storage::Snapsh
   // threads: while the daemon verifies and writes one batch, the next is
   // read and sent (one at a time, the two sides took turns idling).
   std::vector<std::vector<Digest>> batches = s.Batches(small);
-  absl::Status sent = amld::storage::ParallelFor(
+  absl::Status sent = amld::base::ParallelFor(
       batches.size() + large.size(), s.options.parallel_uploads, [&](size_t job) {
         return job < batches.size() ? s.SendBatch(batches[job])
                                     : s.SendLarge(large[job - batches.size()]);

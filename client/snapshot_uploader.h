@@ -26,7 +26,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
-#include "storage/snapshot.h"
+#include "storage/snapshot/snapshot.h"
 
 namespace grpc {
 class Channel;

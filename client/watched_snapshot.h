@@ -1,4 +1,4 @@
-// The client's side of watched source roots (daemon/watched_roots.h): one
+// The client's side of watched source roots (daemon/watch/watched_roots.h): one
 // Snapshots.GetWatchedSnapshot call on every submit tells whether the daemon
 // already holds the folder's current tree, so the client neither walks nor
 // uploads it. A folder the daemon does not watch costs one round trip.

@@ -14,8 +14,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
-#include "storage/file_util.h"
-#include "storage/status_macros.h"
+#include "base/file_util.h"
+#include "base/status_macros.h"
 
 namespace amld::daemon {
 namespace {
@@ -210,7 +210,7 @@ absl::StatusOr<DaemonConfig> ParseDaemonConfig(const std::string& text, const st
 }
 
 absl::StatusOr<DaemonConfig> LoadDaemonConfigFile(const fs::path& path) {
-  absl::StatusOr<std::string> text = amld::storage::ReadFileToString(path);
+  absl::StatusOr<std::string> text = amld::base::ReadFileToString(path);
   if (absl::IsNotFound(text.status())) {
     return absl::NotFoundError(absl::StrCat("config file ", path.string(), " does not exist"));
   }

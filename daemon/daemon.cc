@@ -15,28 +15,28 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "daemon/clock.h"
-#include "daemon/dir_watcher.h"
+#include "base/clock.h"
+#include "daemon/watch/dir_watcher.h"
 #include "daemon/executor_factories.h"
-#include "daemon/executor_registry.h"
-#include "daemon/executors/local_executor.h"
-#include "daemon/file_watcher.h"
+#include "daemon/executors/executor_registry.h"
+#include "daemon/executors/local/local_executor.h"
+#include "daemon/watch/file_watcher.h"
 #include "daemon/instance_lock.h"
-#include "daemon/live_ingester.h"
-#include "daemon/run_manager.h"
-#include "daemon/run_plan.h"
-#include "daemon/services.h"
+#include "daemon/ingest/live_ingester.h"
+#include "daemon/runs/run_manager.h"
+#include "daemon/runs/run_plan.h"
+#include "daemon/services/services.h"
 #include "daemon/socket_listener.h"
-#include "daemon/task_runner.h"
-#include "daemon/watched_roots.h"
+#include "base/task_runner.h"
+#include "daemon/watch/watched_roots.h"
 #include "spdlog/sinks/basic_file_sink.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
 #include "storage/cas.h"
-#include "storage/file_util.h"
-#include "storage/state_store.h"
-#include "storage/status_macros.h"
-#include "storage/workspace_paths.h"
+#include "base/file_util.h"
+#include "storage/state/state_store.h"
+#include "base/status_macros.h"
+#include "base/workspace_paths.h"
 
 #ifndef AMLD_VERSION
 #define AMLD_VERSION "0.0.0"
@@ -59,7 +59,7 @@ absl::Status MakePrivateDir(const fs::path& dir) {
   if (fs::is_directory(dir, ec)) return absl::OkStatus();
   fs::create_directories(dir.parent_path(), ec);
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return amld::storage::ErrnoStatus(errno, "mkdir", dir);
+    return amld::base::ErrnoStatus(errno, "mkdir", dir);
   }
   return absl::OkStatus();
 }
@@ -104,8 +104,8 @@ struct Daemon::Impl {
   std::unique_ptr<IngestLoop> ingest_loop;
   // Routes each run to its compute target's executor (local, ssh, ...).
   std::unique_ptr<ExecutorRegistry> executor;
-  std::unique_ptr<ThreadPoolTaskRunner> tasks;
-  std::unique_ptr<ThreadPoolTaskRunner> housekeeping;  // one low-priority thread
+  std::unique_ptr<base::ThreadPoolTaskRunner> tasks;
+  std::unique_ptr<base::ThreadPoolTaskRunner> housekeeping;  // one low-priority thread
   std::unique_ptr<RunManager> runs;
   std::unique_ptr<WatchedRoots> watched_roots;
   DaemonCounters counters;
@@ -129,15 +129,15 @@ struct Daemon::Impl {
     AMLD_ASSIGN_OR_RETURN(watcher, NewInotifyFileWatcher());
     AMLD_ASSIGN_OR_RETURN(dir_watcher, NewInotifyDirWatcher());
     ingester = std::make_unique<LiveIngester>(
-        LiveIngesterDeps{store.get(), cas.get(), dir_watcher.get(), RealClock(), log},
+        LiveIngesterDeps{store.get(), cas.get(), dir_watcher.get(), base::RealClock(), log},
         LiveIngesterOptions{});
-    ingest_loop = std::make_unique<IngestLoop>(ingester.get(), dir_watcher.get(), RealClock());
+    ingest_loop = std::make_unique<IngestLoop>(ingester.get(), dir_watcher.get(), base::RealClock());
     fs::path shim = options.shim_path.empty() ? ShimPathBesideExecutable() : options.shim_path;
     AMLD_ASSIGN_OR_RETURN(std::unique_ptr<Executor> local,
                           NewLocalExecutor(LocalExecutorOptions{shim}));
     executor = std::make_unique<ExecutorRegistry>(
         std::move(local), MakeExecutorFactories({options.data_dir, shim}), store.get());
-    tasks = std::make_unique<ThreadPoolTaskRunner>(
+    tasks = std::make_unique<base::ThreadPoolTaskRunner>(
         std::clamp(options.max_concurrent_runs, 2, kMaxWorkThreads));
     RunManagerOptions run_options;
     run_options.runs_root = options.data_dir / "runs";
@@ -149,8 +149,8 @@ struct Daemon::Impl {
     run_options.kill_grace = options.kill_grace;
     run_options.keep_finished_run_folders = options.keep_finished_run_folders;
     run_options.base_env = CaptureDaemonEnvironment();
-    housekeeping = std::make_unique<ThreadPoolTaskRunner>(1, LowerThisThreadsPriority);
-    RunManagerDeps deps{store.get(), cas.get(), executor.get(), RealClock(), tasks.get(), log};
+    housekeeping = std::make_unique<base::ThreadPoolTaskRunner>(1, base::LowerThisThreadsPriority);
+    RunManagerDeps deps{store.get(), cas.get(), executor.get(), base::RealClock(), tasks.get(), log};
     deps.ingester = ingester.get();
     deps.housekeeping = housekeeping.get();
     runs = std::make_unique<RunManager>(std::move(deps), std::move(run_options));
@@ -164,7 +164,7 @@ struct Daemon::Impl {
     o.max_snapshot_bytes = options.max_snapshot_bytes;
     o.max_snapshot_files = options.max_snapshot_files;
     watched_roots =
-        std::make_unique<WatchedRoots>(WatchedRootsDeps{cas.get(), RealClock(), log}, o);
+        std::make_unique<WatchedRoots>(WatchedRootsDeps{cas.get(), base::RealClock(), log}, o);
     return watched_roots->Start(NewInotifyTreeWatcher);
   }
 
@@ -180,7 +180,7 @@ struct Daemon::Impl {
     deps.store = store.get();
     deps.cas = cas.get();
     deps.watcher = watcher.get();
-    deps.clock = RealClock();
+    deps.clock = base::RealClock();
     deps.counters = &counters;
     SocketListener* l = listener.get();
     deps.uid_of_peer = [l](const std::string& peer) { return l->UidOfPeer(peer); };
@@ -241,8 +241,8 @@ const fs::path& Daemon::data_dir() const { return impl_->options.data_dir; }
 const fs::path& Daemon::socket_path() const { return impl_->socket_path; }
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
-  if (options.data_dir.empty()) options.data_dir = amld::storage::DefaultDataDir();
-  if (options.socket_path.empty()) options.socket_path = amld::storage::DefaultSocketPath();
+  if (options.data_dir.empty()) options.data_dir = amld::base::DefaultDataDir();
+  if (options.socket_path.empty()) options.socket_path = amld::base::DefaultSocketPath();
   if (options.max_concurrent_runs <= 0) {
     options.max_concurrent_runs = std::max(1u, std::thread::hardware_concurrency());
   }
@@ -289,8 +289,8 @@ extern "C" void OnStopSignal(int) {
 
 absl::Status Run(DaemonOptions options) {
   if (options.listen_fd < 0) options.listen_fd = SocketListener::TakeSocketActivationFd();
-  amld::storage::ScopedFd signal_fd(::eventfd(0, EFD_CLOEXEC));
-  if (!signal_fd.valid()) return amld::storage::ErrnoStatus(errno, "eventfd", "signal");
+  amld::base::ScopedFd signal_fd(::eventfd(0, EFD_CLOEXEC));
+  if (!signal_fd.valid()) return amld::base::ErrnoStatus(errno, "eventfd", "signal");
   g_signal_fd = signal_fd.get();
   struct sigaction action = {};
   action.sa_handler = OnStopSignal;

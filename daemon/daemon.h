@@ -6,7 +6,7 @@
 //   amld.db        the state store (SQLite)
 //   cas/           the content-addressed store
 //   runs/<run_id>/ wd/, user_logs/std_log.txt, system_logs/, metrics.jsonl,
-//                  exit.json (daemon/executor.h)
+//                  exit.json (daemon/executors/executor.h)
 //   amld.lock      one daemon per data dir; holds the owner's pid
 //   watched-roots  source roots registered with `aml snapshot watch`
 //   amld.log       the daemon's own log (also on stderr)
@@ -60,7 +60,7 @@ struct DaemonOptions {
   // removed (their files stay in the store). 0: each is removed once its run
   // has ended; -1: all are kept.
   int keep_finished_run_folders = 20;
-  // Limits on a watched root's snapshot (daemon/watched_roots.h); 0: none.
+  // Limits on a watched root's snapshot (daemon/watch/watched_roots.h); 0: none.
   int64_t max_snapshot_bytes = int64_t{2} << 30;
   int64_t max_snapshot_files = 100000;
   // Quiet time before a watched root applies the changes it saw.

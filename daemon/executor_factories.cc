@@ -1,7 +1,7 @@
 #include "daemon/executor_factories.h"
 
-#include "daemon/executors/slurm_executor.h"
-#include "daemon/executors/ssh_executor.h"
+#include "daemon/executors/slurm/slurm_executor.h"
+#include "daemon/executors/ssh/ssh_executor.h"
 
 namespace amld::daemon {
 namespace {

@@ -7,7 +7,7 @@
 
 #include <filesystem>
 
-#include "daemon/executor_registry.h"
+#include "daemon/executors/executor_registry.h"
 
 namespace amld::daemon {
 
@@ -19,8 +19,8 @@ struct ExecutorFactoryOptions {
   std::filesystem::path shim_path;
 };
 
-// ssh: NewSshExecutor (daemon/executors/ssh_executor.h).
-// slurm: NewSlurmExecutor (daemon/executors/slurm_executor.h).
+// ssh: NewSshExecutor (daemon/executors/ssh/ssh_executor.h).
+// slurm: NewSlurmExecutor (daemon/executors/slurm/slurm_executor.h).
 ExecutorFactories MakeExecutorFactories(const ExecutorFactoryOptions& options);
 
 }  // namespace amld::daemon

@@ -15,10 +15,10 @@ namespace amld::daemon {
 absl::StatusOr<std::unique_ptr<InstanceLock>> InstanceLock::Acquire(
     const std::filesystem::path& data_dir) {
   const std::filesystem::path path = data_dir / "amld.lock";
-  amld::storage::ScopedFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!fd.valid()) return amld::storage::ErrnoStatus(errno, "open", path);
+  amld::base::ScopedFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!fd.valid()) return amld::base::ErrnoStatus(errno, "open", path);
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno != EWOULDBLOCK) return amld::storage::ErrnoStatus(errno, "flock", path);
+    if (errno != EWOULDBLOCK) return amld::base::ErrnoStatus(errno, "flock", path);
     char buf[32] = {};
     ssize_t n = ::pread(fd.get(), buf, sizeof(buf) - 1, 0);
     std::string text(buf, n > 0 ? static_cast<size_t>(n) : 0);
@@ -31,8 +31,8 @@ absl::StatusOr<std::unique_ptr<InstanceLock>> InstanceLock::Acquire(
                      "; stop it first (aml daemon stop) or pick another --data-dir"));
   }
   std::string pid = absl::StrCat(::getpid(), "\n");
-  if (::ftruncate(fd.get(), 0) != 0) return amld::storage::ErrnoStatus(errno, "truncate", path);
-  absl::Status written = amld::storage::WriteAll(fd.get(), pid, path);
+  if (::ftruncate(fd.get(), 0) != 0) return amld::base::ErrnoStatus(errno, "truncate", path);
+  absl::Status written = amld::base::WriteAll(fd.get(), pid, path);
   if (!written.ok()) return written;
   return std::unique_ptr<InstanceLock>(new InstanceLock(std::move(fd)));
 }

@@ -9,7 +9,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
-#include "storage/file_util.h"
+#include "base/file_util.h"
 
 namespace amld::daemon {
 
@@ -21,8 +21,8 @@ class InstanceLock {
       const std::filesystem::path& data_dir);
 
  private:
-  explicit InstanceLock(amld::storage::ScopedFd fd) : fd_(std::move(fd)) {}
-  amld::storage::ScopedFd fd_;
+  explicit InstanceLock(amld::base::ScopedFd fd) : fd_(std::move(fd)) {}
+  amld::base::ScopedFd fd_;
 };
 
 }  // namespace amld::daemon

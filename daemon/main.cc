@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
-#include "storage/workspace_paths.h"
+#include "base/workspace_paths.h"
 
 namespace {
 
@@ -81,9 +81,9 @@ int main(int argc, char** argv) {
     return e.get_exit_code() == 0 ? 0 : (code == 0 ? 0 : 2);
   }
   options.data_dir =
-      data_dir.empty() ? amld::storage::DefaultDataDir() : std::filesystem::path(data_dir);
+      data_dir.empty() ? amld::base::DefaultDataDir() : std::filesystem::path(data_dir);
   options.socket_path =
-      socket.empty() ? amld::storage::DefaultSocketPath() : std::filesystem::path(socket);
+      socket.empty() ? amld::base::DefaultSocketPath() : std::filesystem::path(socket);
   options.shim_path = shim;
 
   amld::daemon::DaemonConfig flags;

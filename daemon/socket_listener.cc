@@ -22,8 +22,8 @@ namespace amld::daemon {
 namespace {
 
 namespace fs = std::filesystem;
-using amld::storage::ErrnoStatus;
-using amld::storage::ScopedFd;
+using amld::base::ErrnoStatus;
+using amld::base::ScopedFd;
 
 constexpr int kSystemdFirstFd = 3;  // SD_LISTEN_FDS_START
 

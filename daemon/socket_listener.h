@@ -25,7 +25,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "storage/file_util.h"
+#include "base/file_util.h"
 
 namespace grpc {
 class Server;
@@ -66,12 +66,12 @@ class SocketListener {
   std::optional<uid_t> UidOfPeer(const std::string& peer) const;
 
  private:
-  SocketListener(amld::storage::ScopedFd fd, std::filesystem::path path, bool owns_file);
+  SocketListener(amld::base::ScopedFd fd, std::filesystem::path path, bool owns_file);
   void AcceptLoop(grpc::Server* server);
   void HandleConnection(grpc::Server* server, int fd);
 
-  amld::storage::ScopedFd listen_fd_;
-  amld::storage::ScopedFd wake_fd_;
+  amld::base::ScopedFd listen_fd_;
+  amld::base::ScopedFd wake_fd_;
   std::filesystem::path path_;
   bool owns_file_;
   ino_t socket_inode_ = 0;

@@ -15,8 +15,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "storage/file_util.h"
-#include "storage/status_macros.h"
+#include "base/file_util.h"
+#include "base/status_macros.h"
 
 namespace amld::storage {
 
@@ -75,24 +75,24 @@ class PendingSyncs {
   static constexpr size_t kMaxListed = 100000;
 
   static absl::Status SyncFilesystem(const fs::path& root) {
-    ScopedFd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!fd.valid()) return ErrnoStatus(errno, "open", root);
-    if (::syncfs(fd.get()) != 0) return ErrnoStatus(errno, "syncfs", root);
+    base::ScopedFd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd.valid()) return base::ErrnoStatus(errno, "open", root);
+    if (::syncfs(fd.get()) != 0) return base::ErrnoStatus(errno, "syncfs", root);
     return absl::OkStatus();
   }
 
   static absl::Status SyncEach(const std::vector<fs::path>& objects) {
     absl::flat_hash_set<std::string> folders;
     for (const fs::path& object : objects) {
-      ScopedFd fd(::open(object.c_str(), O_RDONLY | O_CLOEXEC));
+      base::ScopedFd fd(::open(object.c_str(), O_RDONLY | O_CLOEXEC));
       // Gone already (GC, or removed by hand): nothing to sync; whoever needs
       // it finds it missing.
       if (!fd.valid() && errno == ENOENT) continue;
-      if (!fd.valid()) return ErrnoStatus(errno, "open", object);
-      if (::fsync(fd.get()) != 0) return ErrnoStatus(errno, "fsync", object);
+      if (!fd.valid()) return base::ErrnoStatus(errno, "open", object);
+      if (::fsync(fd.get()) != 0) return base::ErrnoStatus(errno, "fsync", object);
       folders.insert(object.parent_path().string());
     }
-    for (const std::string& folder : folders) AMLD_RETURN_IF_ERROR(SyncDirectory(folder));
+    for (const std::string& folder : folders) AMLD_RETURN_IF_ERROR(base::SyncDirectory(folder));
     return absl::OkStatus();
   }
 
@@ -163,7 +163,7 @@ absl::Status PwriteAll(int fd, std::string_view data, int64_t offset, const fs::
     ssize_t n = ::pwrite(fd, data.data(), data.size(), offset);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return ErrnoStatus(errno, "write", path);
+      return base::ErrnoStatus(errno, "write", path);
     }
     data.remove_prefix(static_cast<size_t>(n));
     offset += n;
@@ -181,7 +181,7 @@ absl::StatusOr<int64_t> HashPrefix(int fd, int64_t size, const fs::path& path, S
     ssize_t n = ::pread(fd, buf.data(), want, pos);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return ErrnoStatus(errno, "read", path);
+      return base::ErrnoStatus(errno, "read", path);
     }
     if (n == 0) break;
     hasher.Update(buf.data(), static_cast<size_t>(n));
@@ -211,9 +211,9 @@ absl::Status SizeMismatchError(int fd, const fs::path& path, const Digest& d, in
 }
 
 absl::Status EnsureShardDir(const fs::path& shard) {
-  if (::mkdir(shard.c_str(), 0755) == 0) return SyncDirectory(shard.parent_path());
+  if (::mkdir(shard.c_str(), 0755) == 0) return base::SyncDirectory(shard.parent_path());
   if (errno == EEXIST) return absl::OkStatus();
-  return ErrnoStatus(errno, "create folder", shard);
+  return base::ErrnoStatus(errno, "create folder", shard);
 }
 
 // Makes the verified file at `from` (open as `fd`) the object of `d`: fsync,
@@ -226,17 +226,17 @@ absl::Status InstallObject(const fs::path& root, int fd, const fs::path& from, c
   if (pending != nullptr) {
     (void)::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);  // a hint: errors surface at sync
   } else if (::fsync(fd) != 0) {
-    return ErrnoStatus(errno, "fsync", from);
+    return base::ErrnoStatus(errno, "fsync", from);
   }
-  if (::fchmod(fd, kObjectMode) != 0) return ErrnoStatus(errno, "chmod", from);
+  if (::fchmod(fd, kObjectMode) != 0) return base::ErrnoStatus(errno, "chmod", from);
   fs::path to = ObjectPathIn(root, d);
   AMLD_RETURN_IF_ERROR(EnsureShardDir(to.parent_path()));
-  if (::rename(from.c_str(), to.c_str()) != 0) return ErrnoStatus(errno, "rename into", to);
+  if (::rename(from.c_str(), to.c_str()) != 0) return base::ErrnoStatus(errno, "rename into", to);
   if (pending != nullptr) {
     pending->Add(std::move(to));
     return absl::OkStatus();
   }
-  return SyncDirectory(to.parent_path());
+  return base::SyncDirectory(to.parent_path());
 }
 
 // Where a write of `durability` lists its object: nowhere (null) when it is
@@ -251,8 +251,8 @@ class TempFile {
  public:
   static absl::StatusOr<TempFile> Create(const fs::path& root, std::string_view kind) {
     fs::path path = UniqueTempPath(root, kind);
-    ScopedFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!fd.valid()) return ErrnoStatus(errno, "create", path);
+    base::ScopedFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd.valid()) return base::ErrnoStatus(errno, "create", path);
     return TempFile(std::move(fd), std::move(path));
   }
   TempFile(TempFile&& o) noexcept : fd_(std::move(o.fd_)), path_(std::exchange(o.path_, {})) {}
@@ -271,8 +271,8 @@ class TempFile {
   }
 
  private:
-  TempFile(ScopedFd fd, fs::path path) : fd_(std::move(fd)), path_(std::move(path)) {}
-  ScopedFd fd_;
+  TempFile(base::ScopedFd fd, fs::path path) : fd_(std::move(fd)), path_(std::move(path)) {}
+  base::ScopedFd fd_;
   fs::path path_;
 };
 
@@ -281,7 +281,7 @@ absl::Status StoreBytes(const fs::path& root, const Digest& d, std::string_view 
                         PendingSyncs* pending = nullptr) {
   if (ObjectFileExists(root, d)) return absl::OkStatus();
   AMLD_ASSIGN_OR_RETURN(TempFile tmp, TempFile::Create(root, "put"));
-  AMLD_RETURN_IF_ERROR(WriteAll(tmp.fd(), data, tmp.path()));
+  AMLD_RETURN_IF_ERROR(base::WriteAll(tmp.fd(), data, tmp.path()));
   return tmp.Install(root, d, pending);
 }
 
@@ -290,7 +290,7 @@ absl::Status StoreBytes(const fs::path& root, const Digest& d, std::string_view 
 class ObjectReader final : public BlobReader {
  public:
   // fd may be invalid for the empty blob, which needs no file.
-  ObjectReader(ScopedFd fd, fs::path path, Digest digest)
+  ObjectReader(base::ScopedFd fd, fs::path path, Digest digest)
       : fd_(std::move(fd)),
         path_(std::move(path)),
         digest_(std::move(digest)),
@@ -320,7 +320,7 @@ class ObjectReader final : public BlobReader {
     do {
       got = ::pread(fd_.get(), buf, want, pos_);
     } while (got < 0 && errno == EINTR);
-    if (got < 0) return ErrnoStatus(errno, "read", path_);
+    if (got < 0) return base::ErrnoStatus(errno, "read", path_);
     if (got == 0) {
       return failure_ = CorruptObjectError(path_, digest_, absl::StrCat("it ends at byte ", pos_));
     }
@@ -338,7 +338,7 @@ class ObjectReader final : public BlobReader {
   }
 
  private:
-  ScopedFd fd_;
+  base::ScopedFd fd_;
   fs::path path_;
   Digest digest_;
   int64_t pos_ = 0;
@@ -356,14 +356,14 @@ class FileBlobUpload final : public BlobUpload {
 
   static std::unique_ptr<BlobUpload> AlreadyStored(const fs::path& root, const Digest& d) {
     auto upload = std::unique_ptr<FileBlobUpload>(
-        new FileBlobUpload(root, d, ScopedFd(), fs::path(), Kind::kPrivate, d.size, nullptr));
+        new FileBlobUpload(root, d, base::ScopedFd(), fs::path(), Kind::kPrivate, d.size, nullptr));
     upload->state_ = State::kStored;
     return upload;
   }
 
   // `pending`: where to list the object at Commit for a later sync; null to
   // fsync it there (Durability::kImmediate).
-  FileBlobUpload(fs::path root, Digest d, ScopedFd fd, fs::path path, Kind kind, int64_t committed,
+  FileBlobUpload(fs::path root, Digest d, base::ScopedFd fd, fs::path path, Kind kind, int64_t committed,
                  std::unique_ptr<Sha256> hasher, std::shared_ptr<PendingSyncs> pending = nullptr)
       : pending_(std::move(pending)),
         root_(std::move(root)),
@@ -423,7 +423,7 @@ class FileBlobUpload final : public BlobUpload {
     absl::Status installed = InstallObject(root_, fd_.get(), path_, digest_, pending_.get());
     if (!installed.ok()) return Discard(installed);
     state_ = State::kStored;
-    fd_ = ScopedFd();  // releases the lock
+    fd_ = base::ScopedFd();  // releases the lock
     return absl::OkStatus();
   }
 
@@ -432,7 +432,7 @@ class FileBlobUpload final : public BlobUpload {
 
   absl::Status Discard(absl::Status why) {
     ::unlink(path_.c_str());  // still ours: we hold its lock
-    fd_ = ScopedFd();
+    fd_ = base::ScopedFd();
     state_ = State::kDiscarded;
     committed_ = 0;
     return why;
@@ -447,7 +447,7 @@ class FileBlobUpload final : public BlobUpload {
   std::shared_ptr<PendingSyncs> pending_;
   fs::path root_;
   Digest digest_;
-  ScopedFd fd_;
+  base::ScopedFd fd_;
   fs::path path_;
   Kind kind_;
   int64_t committed_;
@@ -459,27 +459,27 @@ enum class LockOutcome { kLocked, kBusy, kGone };
 
 struct LockedFile {
   LockOutcome outcome;
-  ScopedFd fd;
+  base::ScopedFd fd;
 };
 
 // Opens (creating it if needed) and exclusively locks the partial file.
 absl::StatusOr<LockedFile> LockPartialFile(const fs::path& path) {
-  ScopedFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd.valid()) return ErrnoStatus(errno, "open", path);
+  base::ScopedFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd.valid()) return base::ErrnoStatus(errno, "open", path);
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EWOULDBLOCK) return LockedFile{LockOutcome::kBusy, ScopedFd()};
-    return ErrnoStatus(errno, "lock", path);
+    if (errno == EWOULDBLOCK) return LockedFile{LockOutcome::kBusy, base::ScopedFd()};
+    return base::ErrnoStatus(errno, "lock", path);
   }
-  if (!StillNamedBy(fd.get(), path)) return LockedFile{LockOutcome::kGone, ScopedFd()};
+  if (!StillNamedBy(fd.get(), path)) return LockedFile{LockOutcome::kGone, base::ScopedFd()};
   return LockedFile{LockOutcome::kLocked, std::move(fd)};
 }
 
 // Continues the partial file held in `fd` (locked), re-hashing what it holds.
 absl::StatusOr<std::unique_ptr<BlobUpload>> ResumeUpload(const fs::path& root, const Digest& d,
-                                                         ScopedFd fd, const fs::path& path,
+                                                         base::ScopedFd fd, const fs::path& path,
                                                          std::shared_ptr<PendingSyncs> pending) {
   struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, "stat", path);
+  if (::fstat(fd.get(), &st) != 0) return base::ErrnoStatus(errno, "stat", path);
   int64_t held = st.st_size;
   auto hasher = std::make_unique<Sha256>();
   if (held > d.size) {
@@ -488,7 +488,7 @@ absl::StatusOr<std::unique_ptr<BlobUpload>> ResumeUpload(const fs::path& root, c
     AMLD_ASSIGN_OR_RETURN(held, HashPrefix(fd.get(), held, path, *hasher));
   }
   if (held != st.st_size && ::ftruncate(fd.get(), held) != 0) {
-    return ErrnoStatus(errno, "truncate", path);
+    return base::ErrnoStatus(errno, "truncate", path);
   }
   return std::unique_ptr<BlobUpload>(new FileBlobUpload(root, d, std::move(fd), path,
                                                         FileBlobUpload::Kind::kResumable, held,
@@ -498,10 +498,10 @@ absl::StatusOr<std::unique_ptr<BlobUpload>> ResumeUpload(const fs::path& root, c
 absl::StatusOr<std::unique_ptr<BlobUpload>> BeginPrivateUpload(
     const fs::path& root, const Digest& d, std::shared_ptr<PendingSyncs> pending) {
   fs::path path = UniqueTempPath(root, "upload");
-  ScopedFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!fd.valid()) return ErrnoStatus(errno, "create", path);
+  base::ScopedFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd.valid()) return base::ErrnoStatus(errno, "create", path);
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    absl::Status st = ErrnoStatus(errno, "lock", path);
+    absl::Status st = base::ErrnoStatus(errno, "lock", path);
     ::unlink(path.c_str());
     return st;
   }
@@ -516,7 +516,7 @@ absl::StatusOr<std::vector<std::string>> ListDir(const fs::path& dir) {
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) {
     if (errno == ENOENT) return names;
-    return ErrnoStatus(errno, "list", dir);
+    return base::ErrnoStatus(errno, "list", dir);
   }
   while (struct dirent* e = ::readdir(d)) {
     std::string_view name = e->d_name;
@@ -531,7 +531,7 @@ absl::StatusOr<std::vector<std::string>> ListDir(const fs::path& dir) {
 int64_t RemoveIfStale(const fs::path& path, time_t cutoff) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_mtime > cutoff) return -1;
-  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  base::ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   if (!fd.valid() || ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) return -1;
   if (!StillNamedBy(fd.get(), path) || ::unlink(path.c_str()) != 0) return -1;
   return st.st_size;
@@ -551,7 +551,7 @@ absl::StatusOr<std::unique_ptr<ContentStore>> ContentStore::Open(const fs::path&
   for (const fs::path& dir : {ObjectsDir(root), TmpDir(root), UploadsDir(root)}) {
     std::error_code ec;
     fs::create_directories(dir, ec);
-    if (ec) return ErrnoStatus(ec.value(), "create folder", dir);
+    if (ec) return base::ErrnoStatus(ec.value(), "create folder", dir);
   }
   auto store = std::unique_ptr<ContentStore>(new ContentStore(root));
   // The empty blob also gets a file, so code that copies objects by path
@@ -610,10 +610,10 @@ absl::Status ContentStore::PutVerified(const Digest& expected, std::string_view 
 
 absl::StatusOr<Digest> ContentStore::PutFile(const fs::path& path, Durability durability) {
   // O_NONBLOCK so that a fifo cannot hang the open; it is refused below.
-  ScopedFd src(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
-  if (!src.valid()) return ErrnoStatus(errno, "open", path);
+  base::ScopedFd src(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!src.valid()) return base::ErrnoStatus(errno, "open", path);
   struct stat st;
-  if (::fstat(src.get(), &st) != 0) return ErrnoStatus(errno, "stat", path);
+  if (::fstat(src.get(), &st) != 0) return base::ErrnoStatus(errno, "stat", path);
   if (!S_ISREG(st.st_mode)) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot store ", path.string(), ": not a regular file"));
@@ -626,12 +626,12 @@ absl::StatusOr<Digest> ContentStore::PutFile(const fs::path& path, Durability du
     ssize_t n = ::read(src.get(), buf.data(), buf.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      return ErrnoStatus(errno, "read", path);
+      return base::ErrnoStatus(errno, "read", path);
     }
     if (n == 0) break;
     std::string_view chunk(buf.data(), static_cast<size_t>(n));
     hasher.Update(chunk);
-    AMLD_RETURN_IF_ERROR(WriteAll(tmp.fd(), chunk, tmp.path()));
+    AMLD_RETURN_IF_ERROR(base::WriteAll(tmp.fd(), chunk, tmp.path()));
     total += n;
   }
   Digest d{hasher.FinishHex(), total};
@@ -654,18 +654,18 @@ absl::StatusOr<std::string> ContentStore::Read(const Digest& d) const {
 
 absl::StatusOr<std::unique_ptr<BlobReader>> ContentStore::OpenBlob(const Digest& d) const {
   AMLD_RETURN_IF_ERROR(ValidateDigest(d));
-  if (IsEmptyBlob(d)) return std::make_unique<ObjectReader>(ScopedFd(), fs::path(), d);
+  if (IsEmptyBlob(d)) return std::make_unique<ObjectReader>(base::ScopedFd(), fs::path(), d);
   fs::path path = ObjectPath(d);
-  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  base::ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {
     if (errno == ENOENT) {
       return absl::NotFoundError(
           absl::StrCat("blob ", d.ToString(), " is not in the content store; upload it first"));
     }
-    return ErrnoStatus(errno, "open", path);
+    return base::ErrnoStatus(errno, "open", path);
   }
   struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, "stat", path);
+  if (::fstat(fd.get(), &st) != 0) return base::ErrnoStatus(errno, "stat", path);
   if (st.st_size != d.size) return SizeMismatchError(fd.get(), path, d, st.st_size);
   return std::make_unique<ObjectReader>(std::move(fd), std::move(path), d);
 }
@@ -738,7 +738,7 @@ absl::StatusOr<GcStats> ContentStore::CollectGarbage(const absl::flat_hash_set<D
       }
       if (::unlink(path.c_str()) != 0) {
         if (errno == ENOENT) continue;  // a concurrent GC got there first
-        return ErrnoStatus(errno, "remove", path);
+        return base::ErrnoStatus(errno, "remove", path);
       }
       ++stats.objects_removed;
       stats.bytes_removed += st.st_size;

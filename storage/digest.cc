@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "amld/v1/common.pb.h"
-#include "storage/file_util.h"
+#include "base/file_util.h"
 
 namespace amld::storage {
 
@@ -93,8 +93,8 @@ Digest DigestOf(std::string_view data) {
 
 absl::StatusOr<Digest> DigestOfFile(const std::filesystem::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, "open", path);
-  ScopedFd closer(fd);
+  if (fd < 0) return base::ErrnoStatus(errno, "open", path);
+  base::ScopedFd closer(fd);
   Sha256 h;
   std::vector<char> buf(128 * 1024);
   int64_t total = 0;
@@ -102,7 +102,7 @@ absl::StatusOr<Digest> DigestOfFile(const std::filesystem::path& path) {
     ssize_t n = ::read(fd, buf.data(), buf.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      return ErrnoStatus(errno, "read", path);
+      return base::ErrnoStatus(errno, "read", path);
     }
     if (n == 0) break;
     h.Update(buf.data(), static_cast<size_t>(n));

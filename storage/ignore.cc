@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "storage/file_util.h"
+#include "base/file_util.h"
 
 namespace amld::storage {
 namespace {
@@ -463,14 +463,14 @@ std::shared_ptr<const IgnoreFile> IgnoreRules::Impl::ReadFromDiskLocked(std::str
     if (::stat(path.c_str(), &st) != 0) {
       int err = errno;
       if (err == ENOENT || err == ENOTDIR) continue;
-      error = ErrnoStatus(err, "stat", path);
+      error = base::ErrnoStatus(err, "stat", path);
     } else if (!S_ISREG(st.st_mode)) {
       continue;  // e.g. a directory named .gitignore: not an ignore file
     } else if (st.st_size > kMaxIgnoreFileBytes) {
       error = absl::InvalidArgumentError(
           absl::StrCat(path.string(), " is larger than 100 MiB, too large for an ignore file"));
     } else {
-      absl::StatusOr<std::string> contents = ReadFileToString(path);
+      absl::StatusOr<std::string> contents = base::ReadFileToString(path);
       if (contents.ok()) {
         auto file = std::make_shared<IgnoreFile>();
         file->dir = std::string(dir);

@@ -5,13 +5,13 @@
 
 #include "client/commands/command.h"
 #include "client/grpc_status.h"
-#include "storage/workspace_paths.h"
+#include "base/workspace_paths.h"
 
 namespace amld::client::commands {
 
 std::filesystem::path GlobalOptions::SocketPath() const {
   if (!socket.empty()) return socket;
-  return amld::storage::DefaultSocketPath();
+  return amld::base::DefaultSocketPath();
 }
 
 namespace {

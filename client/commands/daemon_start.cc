@@ -8,7 +8,7 @@
 #include "client/commands/command.h"
 #include "client/commands/output.h"
 #include "client/daemon_control.h"
-#include "storage/workspace_paths.h"
+#include "base/workspace_paths.h"
 
 namespace amld::client::commands {
 namespace {
@@ -26,7 +26,7 @@ int RunDaemonStart(const GlobalOptions& global, const StartOptions& o) {
   DaemonStartOptions start;
   start.socket = global.SocketPath();
   start.data_dir =
-      o.data_dir.empty() ? amld::storage::DefaultDataDir() : std::filesystem::path(o.data_dir);
+      o.data_dir.empty() ? amld::base::DefaultDataDir() : std::filesystem::path(o.data_dir);
   if (!o.config.empty()) {
     start.extra_args.insert(start.extra_args.end(),
                             {"--config", std::filesystem::absolute(o.config).string()});

@@ -18,7 +18,7 @@
 #include "client/commands/source_snapshot.h"
 #include "client/grpc_status.h"
 #include "client/run_config_builder.h"
-#include "storage/status_macros.h"
+#include "base/status_macros.h"
 
 namespace amld::client::commands {
 namespace {

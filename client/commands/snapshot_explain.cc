@@ -12,7 +12,7 @@
 #include "client/commands/command.h"
 #include "client/commands/output.h"
 #include "client/commands/snapshot_limits.h"
-#include "storage/snapshot.h"
+#include "storage/snapshot/snapshot.h"
 
 namespace amld::client::commands {
 namespace {

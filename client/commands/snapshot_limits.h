@@ -1,7 +1,7 @@
 // Limits on a snapshot walked on the client, shared by the commands that
 // take one (`aml run submit`, `aml snapshot create`, `aml snapshot explain`).
 // Going over a limit fails before anything is read, listing the largest
-// files (storage/snapshot.h). A watched root is held to the daemon's own
+// files (storage/snapshot/snapshot.h). A watched root is held to the daemon's own
 // limits (amld --max-snapshot-bytes/--max-snapshot-files).
 //
 // Thread-safety: plain data and a registration function for the CLI thread.

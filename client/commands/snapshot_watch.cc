@@ -1,6 +1,6 @@
 // `aml snapshot watch [DIR]`: registers a source folder with the daemon,
 // which scans it now and from then on keeps its tree hashed and stored as
-// files change (daemon/watched_roots.h), so `aml run submit` of that folder
+// files change (daemon/watch/watched_roots.h), so `aml run submit` of that folder
 // neither walks nor uploads it. Exit 1 when the folder cannot be watched
 // fully (out of inotify watches: the message says which sysctl to raise).
 #include <grpcpp/channel.h>

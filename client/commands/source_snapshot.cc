@@ -13,7 +13,7 @@
 #include "client/git_info.h"
 #include "client/grpc_status.h"
 #include "client/watched_snapshot.h"
-#include "storage/stat_cache.h"
+#include "storage/snapshot/stat_cache.h"
 
 namespace amld::client::commands {
 namespace {

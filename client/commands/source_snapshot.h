@@ -5,9 +5,9 @@
 //
 // HashSourceFolder connects to the daemon and reads the folder's git state
 // concurrently with the rest. When the daemon watches the folder
-// (`aml snapshot watch`, daemon/watched_roots.h) it hands over the current
+// (`aml snapshot watch`, daemon/watch/watched_roots.h) it hands over the current
 // tree: nothing is walked or uploaded. Otherwise the tree is hashed here,
-// through the persistent stat cache of the folder (storage/stat_cache.h) so
+// through the persistent stat cache of the folder (storage/snapshot/stat_cache.h) so
 // that unchanged files are only stat'ed. UploadSourceSnapshot then sends
 // only the blobs the daemon lacks, drawing a progress bar on stderr for
 // large uploads, and saves the stat cache once the upload succeeded.
@@ -29,8 +29,8 @@
 #include "client/commands/snapshot_limits.h"
 #include "client/connection.h"
 #include "client/snapshot_uploader.h"
-#include "storage/snapshot.h"
-#include "storage/stat_cache.h"
+#include "storage/snapshot/snapshot.h"
+#include "storage/snapshot/stat_cache.h"
 
 namespace amld::client::commands {
 
@@ -50,7 +50,7 @@ struct SourceSnapshot {
   absl::Time walk_started;
   int64_t files_hashed = 0;
   // Set by UploadSourceSnapshot when it skipped the folders the daemon held
-  // after the last upload of this folder (storage/stat_cache.h).
+  // after the last upload of this folder (storage/snapshot/stat_cache.h).
   mutable bool trusted_earlier_upload = false;
   // Where the time went, for --output json ("seconds").
   absl::Duration ask_watched_time, cache_load_time, walk_time;

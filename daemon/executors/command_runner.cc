@@ -14,15 +14,15 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "storage/file_util.h"
+#include "base/file_util.h"
 
 extern char** environ;
 
 namespace amld::daemon {
 namespace {
 
-using storage::ErrnoStatus;
-using storage::ScopedFd;
+using base::ErrnoStatus;
+using base::ScopedFd;
 
 constexpr size_t kMaxCapture = 16 << 20;  // per stream; the rest is dropped
 

@@ -3,7 +3,7 @@
 // the code.
 #include <gtest/gtest.h>
 
-#include "tests/client/subprocess.h"
+#include "tests/testing/subprocess.h"
 
 namespace {
 

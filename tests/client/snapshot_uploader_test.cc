@@ -9,7 +9,7 @@
 #include <fstream>
 #include <random>
 
-#include "storage/snapshot.h"
+#include "storage/snapshot/snapshot.h"
 #include "tests/client/fake_services.h"
 
 namespace amld::client {

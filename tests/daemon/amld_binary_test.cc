@@ -22,7 +22,7 @@
 #include "absl/strings/str_replace.h"
 #include "amld/v1/daemon.grpc.pb.h"
 #include "amld/v1/runs.grpc.pb.h"
-#include "tests/daemon/test_util.h"
+#include "tests/testing/test_util.h"
 
 extern char** environ;
 

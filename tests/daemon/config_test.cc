@@ -5,7 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "tests/daemon/test_util.h"
+#include "tests/testing/test_util.h"
 
 namespace amld::daemon {
 namespace {

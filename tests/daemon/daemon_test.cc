@@ -21,9 +21,9 @@
 #include "amld/v1/experiments.grpc.pb.h"
 #include "amld/v1/runs.grpc.pb.h"
 #include "storage/digest.h"
-#include "storage/file_util.h"
-#include "storage/snapshot.h"
-#include "tests/daemon/test_util.h"
+#include "base/file_util.h"
+#include "storage/snapshot/snapshot.h"
+#include "tests/testing/test_util.h"
 
 namespace amld::daemon {
 namespace {
@@ -592,7 +592,7 @@ TEST_F(DaemonTest, AStaleSocketFromADeadDaemonIsReplaced) {
   daemon_->Shutdown();
   // A socket file nobody listens on, as a killed daemon leaves it.
   {
-    amld::storage::ScopedFd fd(::socket(AF_UNIX, SOCK_STREAM, 0));
+    amld::base::ScopedFd fd(::socket(AF_UNIX, SOCK_STREAM, 0));
     sockaddr_un addr = {};
     addr.sun_family = AF_UNIX;
     std::strcpy(addr.sun_path, options_.socket_path.c_str());

@@ -32,8 +32,8 @@
 #include "amld/v1/cas.grpc.pb.h"
 #include "amld/v1/daemon.grpc.pb.h"
 #include "amld/v1/runs.grpc.pb.h"
-#include "storage/snapshot.h"
-#include "tests/daemon/test_util.h"
+#include "storage/snapshot/snapshot.h"
+#include "tests/testing/test_util.h"
 
 extern char** environ;
 

@@ -22,7 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "tests/client/subprocess.h"
+#include "tests/testing/subprocess.h"
 
 namespace amld::e2e {
 

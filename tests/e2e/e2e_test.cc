@@ -16,7 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "tests/client/subprocess.h"
+#include "tests/testing/subprocess.h"
 #include "tests/e2e/aml_e2e_fixture.h"
 
 namespace {

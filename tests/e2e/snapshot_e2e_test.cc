@@ -15,7 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "tests/client/subprocess.h"
+#include "tests/testing/subprocess.h"
 #include "tests/e2e/aml_e2e_fixture.h"
 
 namespace {

@@ -1,7 +1,7 @@
 """Appending metric values to a run's AMLD_METRICS_FILE.
 
 One JSON object per line, the format the daemon tails into its metrics table
-(daemon/metrics_tail.h)::
+(daemon/ingest/metrics_tail.h)::
 
     {"name": "loss", "value": 0.25, "step": 3, "time": 1750000000.5}
 

@@ -24,7 +24,7 @@ def default_socket_path():
     """The user-mode socket, as the daemon and the CLI compute it.
 
     ``$AMLD_SOCKET``, else ``$XDG_RUNTIME_DIR/amld/amld.sock``, else
-    ``/tmp/amld-$UID/amld.sock`` (storage/workspace_paths.cc).
+    ``/tmp/amld-$UID/amld.sock`` (base/workspace_paths.cc).
     """
     if os.environ.get("AMLD_SOCKET"):
         return os.environ["AMLD_SOCKET"]

@@ -1,0 +1,190 @@
+#include "daemon/executors/executor_registry.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+
+namespace amld::daemon {
+
+namespace v1 = amld::v1;
+
+ExecutorRegistry::ExecutorRegistry(std::unique_ptr<Executor> local, ExecutorFactories factories,
+                                   amld::storage::StateStore* store)
+    : factories_(std::move(factories)), store_(store), local_(local.get()) {
+  absl::MutexLock lock(&mu_);
+  owned_.push_back(std::move(local));
+  by_target_[amld::storage::kLocalTargetName] = local_;
+}
+
+ExecutorRegistry::~ExecutorRegistry() {
+  std::vector<std::unique_ptr<Executor>> owned;
+  {
+    absl::MutexLock lock(&mu_);
+    owned.swap(owned_);
+    by_target_.clear();
+    by_run_.clear();
+  }
+  // Unlocked: an executor's thread may be inside OnExit, waiting for mu_,
+  // while its destructor joins it. The newest first, the local one last.
+  while (!owned.empty()) owned.pop_back();
+}
+
+void ExecutorRegistry::SetExitCallback(ExitCallback callback) {
+  {
+    absl::MutexLock lock(&mu_);
+    exit_callback_ = std::move(callback);
+  }
+  local_->SetExitCallback([this](const std::string& run_id, absl::StatusOr<ExitStatus> outcome) {
+    OnExit(run_id, std::move(outcome));
+  });
+}
+
+void ExecutorRegistry::SetProgressCallback(ProgressCallback callback) {
+  {
+    absl::MutexLock lock(&mu_);
+    progress_callback_ = std::move(callback);
+  }
+  local_->SetProgressCallback([this](const std::string& run_id, const RunProgress& progress) {
+    OnProgress(run_id, progress);
+  });
+}
+
+void ExecutorRegistry::OnExit(const std::string& run_id, absl::StatusOr<ExitStatus> outcome) {
+  ExitCallback callback;
+  {
+    absl::MutexLock lock(&mu_);
+    by_run_.erase(run_id);
+    callback = exit_callback_;
+  }
+  if (callback) callback(run_id, std::move(outcome));
+}
+
+void ExecutorRegistry::OnProgress(const std::string& run_id, const RunProgress& progress) {
+  ProgressCallback callback;
+  {
+    absl::MutexLock lock(&mu_);
+    callback = progress_callback_;
+  }
+  if (callback) callback(run_id, progress);
+}
+
+absl::StatusOr<std::unique_ptr<Executor>> ExecutorRegistry::Make(const v1::ComputeTarget& target) {
+  const ExecutorFactory* factory = nullptr;
+  const char* kind = "";
+  switch (target.kind_case()) {
+    case v1::ComputeTarget::kSsh:
+      factory = &factories_.ssh;
+      kind = "ssh";
+      break;
+    case v1::ComputeTarget::kSlurm:
+      factory = &factories_.slurm;
+      kind = "slurm";
+      break;
+    default:
+      return absl::InternalError(
+          absl::StrCat("compute target \"", target.name(), "\" has no kind this daemon knows"));
+  }
+  if (!*factory) {
+    return absl::UnimplementedError(absl::StrCat("compute target \"", target.name(), "\" is a ",
+                                                 kind, " target, which this daemon cannot run"));
+  }
+  return (*factory)(target);
+}
+
+absl::StatusOr<Executor*> ExecutorRegistry::ExecutorFor(const std::string& target_name) {
+  const std::string name = target_name.empty() ? amld::storage::kLocalTargetName : target_name;
+  absl::MutexLock lock(&mu_);
+  if (auto it = by_target_.find(name); it != by_target_.end()) return it->second;
+  AMLD_ASSIGN_OR_RETURN(v1::ComputeTarget target, store_->GetComputeTarget(name));
+  AMLD_ASSIGN_OR_RETURN(std::unique_ptr<Executor> made, Make(target));
+  made->SetExitCallback([this](const std::string& run_id, absl::StatusOr<ExitStatus> outcome) {
+    OnExit(run_id, std::move(outcome));
+  });
+  made->SetProgressCallback([this](const std::string& run_id, const RunProgress& progress) {
+    OnProgress(run_id, progress);
+  });
+  Executor* executor = made.get();
+  owned_.push_back(std::move(made));
+  by_target_[name] = executor;
+  return executor;
+}
+
+std::string ExecutorRegistry::Placement(const std::string& run_id,
+                                        const std::string& handle) const {
+  Executor* executor = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = by_run_.find(run_id); it != by_run_.end()) executor = it->second;
+  }
+  if (executor == nullptr) {
+    // The run ended before anyone asked: find its executor by its target.
+    absl::StatusOr<v1::Run> run = store_->GetRun(run_id);
+    if (!run.ok()) return "";
+    absl::StatusOr<Executor*> found =
+        const_cast<ExecutorRegistry*>(this)->ExecutorFor(run->config().compute_target());
+    if (!found.ok()) return "";
+    executor = *found;
+  }
+  return executor->Placement(run_id, handle);
+}
+
+absl::StatusOr<std::string> ExecutorRegistry::Launch(const LaunchSpec& spec) {
+  AMLD_ASSIGN_OR_RETURN(Executor * executor, ExecutorFor(spec.compute_target));
+  {
+    // Before the launch: its exit may be reported before Launch returns.
+    absl::MutexLock lock(&mu_);
+    by_run_[spec.run_id] = executor;
+  }
+  absl::StatusOr<std::string> handle = executor->Launch(spec);
+  if (!handle.ok()) {
+    absl::MutexLock lock(&mu_);
+    by_run_.erase(spec.run_id);
+  }
+  return handle;
+}
+
+absl::Status ExecutorRegistry::Reattach(const std::string& run_id,
+                                        const std::filesystem::path& run_dir,
+                                        const std::string& handle) {
+  AMLD_ASSIGN_OR_RETURN(v1::Run run, store_->GetRun(run_id));
+  AMLD_ASSIGN_OR_RETURN(Executor * executor, ExecutorFor(run.config().compute_target()));
+  {
+    absl::MutexLock lock(&mu_);
+    by_run_[run_id] = executor;
+  }
+  absl::Status attached = executor->Reattach(run_id, run_dir, handle);
+  if (!attached.ok()) {
+    absl::MutexLock lock(&mu_);
+    by_run_.erase(run_id);
+  }
+  return attached;
+}
+
+absl::Status ExecutorRegistry::Cancel(const std::string& run_id) {
+  Executor* executor = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = by_run_.find(run_id);
+    if (it == by_run_.end()) {
+      return absl::NotFoundError(absl::StrCat("no executor holds run ", run_id));
+    }
+    executor = it->second;
+  }
+  return executor->Cancel(run_id);
+}
+
+void ExecutorRegistry::Forget(const std::string& target_name) {
+  if (target_name == amld::storage::kLocalTargetName) return;
+  absl::MutexLock lock(&mu_);
+  by_target_.erase(target_name);  // stays in owned_: retired, not destroyed
+}
+
+std::vector<std::string> ExecutorRegistry::Kinds() const {
+  std::vector<std::string> kinds = {"local"};
+  if (factories_.ssh) kinds.push_back("ssh");
+  if (factories_.slurm) kinds.push_back("slurm");
+  return kinds;
+}
+
+}  // namespace amld::daemon

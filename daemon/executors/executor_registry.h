@@ -1,0 +1,99 @@
+// ExecutorRegistry: the one Executor the run manager talks to. It sends each
+// run to the executor of the run's compute target (RunConfig.compute_target,
+// stored in the StateStore; proto amld/v1/compute.proto):
+//   "" or "local"  the local executor, made by the daemon
+//   an ssh target  one executor per target, made from its stored settings
+//                  on the target's first use (factories.ssh)
+//   a slurm target likewise (factories.slurm)
+// A kind without a factory fails its runs' launch with UNIMPLEMENTED naming
+// the kind. Each factory is the hook where an executor kind plugs in.
+//
+// Routing: Launch by LaunchSpec.compute_target; Reattach by the target of
+// the run as stored; Cancel and Placement by the executor that launched or
+// re-attached the run (remembered until its exit callback). Exit and
+// progress callbacks of every executor are passed on unchanged.
+//
+// A deleted target's executor is retired (Forget), never destroyed while
+// the daemon runs: no run can still use it (the store refuses to delete a
+// target an unfinished run names), and an executor must not be destroyed
+// from its own callback thread. A target defined again under the same name
+// gets a fresh executor from its new settings.
+//
+// Thread-safety: thread-safe. No lock is held while an executor is called
+// (Launch, Reattach and Cancel may block on the network).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "amld/v1/compute.pb.h"
+#include "daemon/executors/executor.h"
+#include "storage/state/state_store.h"
+
+namespace amld::daemon {
+
+// Makes the executor of one target from its settings; called once per
+// target (again after the target is deleted and defined anew). It must not
+// contact the target: the first Launch or Reattach does.
+using ExecutorFactory =
+    std::function<absl::StatusOr<std::unique_ptr<Executor>>(const amld::v1::ComputeTarget&)>;
+
+struct ExecutorFactories {
+  ExecutorFactory ssh;    // SshTarget; ssh_executor.h: NewSshExecutor
+  ExecutorFactory slurm;  // SlurmTarget; slurm_executor.h: NewSlurmExecutor
+};
+
+class ExecutorRegistry final : public Executor {
+ public:
+  // `store` must outlive the registry.
+  ExecutorRegistry(std::unique_ptr<Executor> local, ExecutorFactories factories,
+                   amld::storage::StateStore* store);
+  ~ExecutorRegistry() override;
+
+  void SetExitCallback(ExitCallback callback) override;
+  void SetProgressCallback(ProgressCallback callback) override;
+  std::string Placement(const std::string& run_id, const std::string& handle) const override;
+  // NOT_FOUND when the spec's target does not exist (deleted after the run
+  // was submitted); UNIMPLEMENTED for a kind without a factory; the
+  // factory's error; else the target executor's Launch.
+  absl::StatusOr<std::string> Launch(const LaunchSpec& spec) override;
+  absl::Status Reattach(const std::string& run_id, const std::filesystem::path& run_dir,
+                        const std::string& handle) override;
+  // NOT_FOUND when no executor holds the run (it ended, or never started).
+  absl::Status Cancel(const std::string& run_id) override;
+
+  // Retires the executor of a deleted target (see above); a no-op for a
+  // target that has none yet.
+  void Forget(const std::string& target_name);
+
+  // The executor kinds this daemon can run: "local", and "ssh" and "slurm"
+  // when their factories are set (DaemonInfo.executors).
+  std::vector<std::string> Kinds() const;
+
+ private:
+  // The executor of `target_name` ("" means local), made on first use.
+  absl::StatusOr<Executor*> ExecutorFor(const std::string& target_name);
+  absl::StatusOr<std::unique_ptr<Executor>> Make(const amld::v1::ComputeTarget& target);
+  void OnExit(const std::string& run_id, absl::StatusOr<ExitStatus> outcome);
+  void OnProgress(const std::string& run_id, const RunProgress& progress);
+
+  const ExecutorFactories factories_;
+  amld::storage::StateStore* const store_;
+  Executor* const local_;
+
+  mutable absl::Mutex mu_;
+  // Every executor ever made, the local one first; only ever appended to,
+  // so the raw pointers below stay valid for the registry's life.
+  std::vector<std::unique_ptr<Executor>> owned_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Executor*> by_target_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Executor*> by_run_ ABSL_GUARDED_BY(mu_);
+  ExitCallback exit_callback_ ABSL_GUARDED_BY(mu_);
+  ProgressCallback progress_callback_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace amld::daemon

@@ -1,0 +1,500 @@
+#include "daemon/executors/local/local_executor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "daemon/executors/shim/shim_protocol.h"
+#include "nlohmann/json.hpp"
+#include "base/file_util.h"
+#include "base/status_macros.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace amld::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+using base::ErrnoStatus;
+using base::ScopedFd;
+
+constexpr absl::Duration kShimReportTimeout = absl::Seconds(30);
+
+int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+int PidfdSendSignal(int pidfd, int sig) {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+std::string ReadBootId() {
+  absl::StatusOr<std::string> id = base::ReadFileToString("/proc/sys/kernel/random/boot_id");
+  if (!id.ok()) return "";
+  return std::string(absl::StripAsciiWhitespace(*id));
+}
+
+// Names one amld-shim process: a pid alone could be reused after it exits.
+struct ShimIdentity {
+  pid_t pid = 0;
+  uint64_t start_time = 0;  // field 22 of /proc/<pid>/stat
+  std::string boot_id;      // start times restart from zero at boot
+};
+
+std::string FormatHandle(const ShimIdentity& id) {
+  nlohmann::json j = {
+      {"shim_pid", id.pid}, {"shim_start_time", id.start_time}, {"boot_id", id.boot_id}};
+  return j.dump();
+}
+
+absl::StatusOr<ShimIdentity> ParseHandle(const std::string& run_id, const std::string& handle) {
+  auto bad = [&](const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "handle of run ", run_id, " is not a local executor handle (", why, "): ", handle));
+  };
+  nlohmann::json j = nlohmann::json::parse(handle, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
+  auto pid = j.find("shim_pid");
+  auto start = j.find("shim_start_time");
+  if (pid == j.end() || !pid->is_number_integer() || pid->get<int64_t>() <= 0) {
+    return bad("no positive shim_pid");
+  }
+  if (start == j.end() || !start->is_number_unsigned()) return bad("no shim_start_time");
+  ShimIdentity id;
+  id.pid = static_cast<pid_t>(pid->get<int64_t>());
+  id.start_time = start->get<uint64_t>();
+  if (auto boot = j.find("boot_id"); boot != j.end() && boot->is_string()) {
+    id.boot_id = boot->get<std::string>();
+  }
+  return id;
+}
+
+fs::path ShimLogPath(const fs::path& run_dir) {
+  return run_dir / "system_logs" / shim::kShimLogName;
+}
+
+absl::Status SupervisorLost(const fs::path& run_dir, const std::string& why) {
+  return absl::InternalError(
+      absl::StrCat("supervisor lost: ", why, "; see ", ShimLogPath(run_dir).string()));
+}
+
+// The run's outcome from the exit file the shim leaves behind.
+absl::StatusOr<ExitStatus> ReadOutcome(const fs::path& run_dir) {
+  fs::path path = run_dir / shim::kExitFileName;
+  absl::StatusOr<std::string> text = base::ReadFileToString(path);
+  if (absl::IsNotFound(text.status())) {
+    return SupervisorLost(run_dir, absl::StrCat("amld-shim is gone and left no ", path.string()));
+  }
+  if (!text.ok()) return SupervisorLost(run_dir, std::string(text.status().message()));
+  std::string error;
+  std::optional<shim::ExitRecord> r = shim::ParseExitRecord(*text, &error);
+  if (!r) return SupervisorLost(run_dir, absl::StrCat(path.string(), " is unreadable: ", error));
+  ExitStatus status;
+  status.exit_code = r->exit_code;
+  status.signal = r->signal;
+  status.timed_out = r->timed_out;
+  status.canceled = r->canceled;
+  status.start_time = absl::FromUnixNanos(r->start_time_ns);
+  status.end_time = absl::FromUnixNanos(r->end_time_ns);
+  status.launch_error = r->launch_error;
+  return status;
+}
+
+bool HasNul(const std::string& s) { return s.find('\0') != std::string::npos; }
+
+absl::Status ValidateSpec(const LaunchSpec& spec) {
+  auto bad = [&](const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot launch run ", spec.run_id, ": ", why));
+  };
+  if (spec.run_id.empty()) return bad("empty run id");
+  if (spec.argv.empty() || spec.argv[0].empty()) return bad("empty command");
+  for (const std::string& arg : spec.argv) {
+    if (HasNul(arg)) return bad("a command argument contains a NUL byte");
+  }
+  for (const auto& [name, value] : spec.env) {
+    if (name.empty() || name.find('=') != std::string::npos || HasNul(name) || HasNul(value)) {
+      return bad(absl::StrCat("bad environment variable name \"", name, "\""));
+    }
+  }
+  if (spec.max_duration < absl::ZeroDuration()) return bad("negative max_duration");
+  if (spec.kill_grace < absl::ZeroDuration()) return bad("negative kill_grace");
+  if (HasNul(spec.run_dir.string())) return bad("run_dir contains a NUL byte");
+  std::error_code ec;
+  if (!fs::is_directory(spec.run_dir / "wd", ec)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot launch run ", spec.run_id, ": its working folder ",
+                     (spec.run_dir / "wd").string(), " does not exist; prepare it first"));
+  }
+  return absl::OkStatus();
+}
+
+// Owns the strings of a NULL-terminated char* array (argv, envp).
+class CStringArray {
+ public:
+  void Add(std::string s) { strings_.push_back(std::move(s)); }
+  char* const* Get() {
+    ptrs_.clear();
+    for (std::string& s : strings_) ptrs_.push_back(s.data());
+    ptrs_.push_back(nullptr);
+    return ptrs_.data();
+  }
+
+ private:
+  std::vector<std::string> strings_;
+  std::vector<char*> ptrs_;
+};
+
+int64_t DurationNs(absl::Duration d) {
+  if (d == absl::InfiniteDuration()) return 0;
+  return absl::ToInt64Nanoseconds(d);
+}
+
+// Reads the shim's one report line ("ok ..." / "error ...").
+absl::StatusOr<std::string> ReadShimReport(int fd, const fs::path& run_dir) {
+  std::string line;
+  absl::Time deadline = absl::Now() + kShimReportTimeout;
+  while (line.find('\n') == std::string::npos) {
+    int timeout_ms =
+        static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now())));
+    pollfd p{fd, POLLIN, 0};
+    int ready = ::poll(&p, 1, timeout_ms);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) return ErrnoStatus(errno, "poll", "amld-shim report pipe");
+    if (ready == 0) {
+      return absl::DeadlineExceededError(absl::StrCat("amld-shim did not report within ",
+                                                      absl::FormatDuration(kShimReportTimeout),
+                                                      "; see ", ShimLogPath(run_dir).string()));
+    }
+    char buf[512];
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(errno, "read", "amld-shim report pipe");
+    if (n == 0) break;
+    line.append(buf, static_cast<size_t>(n));
+  }
+  return line.substr(0, line.find('\n'));
+}
+
+absl::StatusOr<ShimIdentity> ParseShimReport(const std::string& report, const fs::path& run_dir) {
+  if (absl::string_view rest = report; absl::ConsumePrefix(&rest, "ok ")) {
+    std::vector<std::string> parts = absl::StrSplit(rest, ' ');
+    ShimIdentity id;
+    int pid = 0;
+    if (parts.size() == 2 && absl::SimpleAtoi(parts[0], &pid) &&
+        absl::SimpleAtoi(parts[1], &id.start_time) && pid > 0) {
+      id.pid = pid;
+      return id;
+    }
+  }
+  if (absl::string_view message = report; absl::ConsumePrefix(&message, "error ")) {
+    return absl::InternalError(absl::StrCat("amld-shim could not start the run: ", message));
+  }
+  if (report.empty()) {
+    return absl::InternalError(absl::StrCat("amld-shim exited without starting the run; see ",
+                                            ShimLogPath(run_dir).string()));
+  }
+  return absl::InternalError(absl::StrCat("amld-shim sent an unexpected report: ", report));
+}
+
+class LocalExecutor final : public Executor {
+ public:
+  LocalExecutor(fs::path shim_path, ScopedFd epoll_fd, ScopedFd wake_fd)
+      : shim_path_(std::move(shim_path)),
+        boot_id_(ReadBootId()),
+        epoll_fd_(std::move(epoll_fd)),
+        wake_fd_(std::move(wake_fd)) {
+    thread_ = std::thread([this] { ThreadMain(); });
+  }
+
+  ~LocalExecutor() override {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    Wake();
+    thread_.join();
+  }
+
+  void SetExitCallback(ExitCallback callback) override {
+    absl::MutexLock lock(&mu_);
+    callback_ = std::move(callback);
+  }
+
+  absl::StatusOr<std::string> Launch(const LaunchSpec& spec) override {
+    AMLD_RETURN_IF_ERROR(ValidateSpec(spec));
+    fs::path run_dir = fs::absolute(spec.run_dir).lexically_normal();
+    {
+      absl::MutexLock lock(&mu_);
+      if (runs_.count(spec.run_id) != 0) return AlreadyWatched(spec.run_id);
+    }
+    AMLD_ASSIGN_OR_RETURN(ShimIdentity id, SpawnShim(spec, run_dir));
+    id.boot_id = boot_id_;
+    absl::Status adopted = Adopt(spec.run_id, run_dir, id);
+    if (!adopted.ok()) {
+      ::kill(id.pid, SIGTERM);  // a run nobody watches must not go on
+      return adopted;
+    }
+    return FormatHandle(id);
+  }
+
+  absl::Status Reattach(const std::string& run_id, const fs::path& run_dir,
+                        const std::string& handle) override {
+    AMLD_ASSIGN_OR_RETURN(ShimIdentity id, ParseHandle(run_id, handle));
+    return Adopt(run_id, fs::absolute(run_dir).lexically_normal(), id);
+  }
+
+  absl::Status Cancel(const std::string& run_id) override {
+    absl::MutexLock lock(&mu_);
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) {
+      return absl::NotFoundError(absl::StrCat("run ", run_id, " is not running here"));
+    }
+    // No pidfd: the shim is already gone and the callback is on its way.
+    if (!it->second.pidfd.valid()) return absl::OkStatus();
+    if (PidfdSendSignal(it->second.pidfd.get(), SIGTERM) != 0 && errno != ESRCH) {
+      return ErrnoStatus(errno, "signal amld-shim of run", run_id);
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  struct WatchedRun {
+    fs::path run_dir;
+    ScopedFd pidfd;  // invalid once the shim is known to be gone
+  };
+
+  static absl::Status AlreadyWatched(const std::string& run_id) {
+    return absl::AlreadyExistsError(absl::StrCat("run ", run_id, " is already running here"));
+  }
+
+  absl::StatusOr<ShimIdentity> SpawnShim(const LaunchSpec& spec, const fs::path& run_dir);
+  absl::StatusOr<ScopedFd> OpenShimPidfd(const ShimIdentity& id) const;
+  absl::Status Adopt(const std::string& run_id, const fs::path& run_dir, const ShimIdentity& id);
+  void Wake();
+  void ThreadMain();
+
+  const fs::path shim_path_;
+  const std::string boot_id_;
+  const ScopedFd epoll_fd_;
+  const ScopedFd wake_fd_;
+
+  absl::Mutex mu_;
+  ExitCallback callback_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, WatchedRun> runs_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<int, std::string> run_by_pidfd_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> ended_ ABSL_GUARDED_BY(mu_);  // to report, in runs_
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+absl::StatusOr<ShimIdentity> LocalExecutor::SpawnShim(const LaunchSpec& spec,
+                                                      const fs::path& run_dir) {
+  for (const char* sub : {"user_logs", "system_logs"}) {
+    std::error_code ec;
+    fs::create_directories(run_dir / sub, ec);
+    if (ec) return ErrnoStatus(ec.value(), "create", run_dir / sub);
+  }
+  CStringArray argv;
+  argv.Add(shim_path_.string());
+  argv.Add("--run-dir=" + run_dir.string());
+  argv.Add(absl::StrCat("--max-duration-ns=", DurationNs(spec.max_duration)));
+  argv.Add(absl::StrCat("--grace-ns=", DurationNs(spec.kill_grace)));
+  argv.Add("--");
+  for (const std::string& arg : spec.argv) argv.Add(arg);
+  CStringArray envp;
+  for (const auto& [name, value] : spec.env) envp.Add(absl::StrCat(name, "=", value));
+
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe2", "for amld-shim");
+  ScopedFd report_read(pipe_fds[0]);
+  ScopedFd report_write(pipe_fds[1]);
+
+  std::string shim_log = ShimLogPath(run_dir).string();
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  // dup2 first: the pipe may sit on fd 0-2 if the daemon closed its stdio.
+  posix_spawn_file_actions_adddup2(&actions, report_write.get(), shim::kReadyFd);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, shim_log.c_str(), O_WRONLY | O_APPEND | O_CREAT,
+                                   0644);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  // Own process group, so signals for the daemon's group (a Ctrl-C) miss it;
+  // not yet its own session: the shim moves there itself once the run's
+  // process is started (see shim_main.cc for why). No signal mask or ignored
+  // signal of the daemon carries over.
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  pid_t first = 0;
+  int err = ::posix_spawn(&first, shim_path_.c_str(), &actions, &attr, argv.Get(), envp.Get());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  report_write = ScopedFd();
+  if (err != 0) return ErrnoStatus(err, "spawn", shim_path_);
+
+  absl::StatusOr<std::string> report = ReadShimReport(report_read.get(), run_dir);
+  // The first shim process exits right after forking the supervisor; if it
+  // hangs instead, it is still our child, so this pid is safe to kill.
+  if (absl::IsDeadlineExceeded(report.status())) ::kill(first, SIGKILL);
+  while (::waitpid(first, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  if (!report.ok()) return report.status();
+  return ParseShimReport(*report, run_dir);
+}
+
+// A pidfd on the shim, or an invalid fd when that shim no longer runs.
+absl::StatusOr<ScopedFd> LocalExecutor::OpenShimPidfd(const ShimIdentity& id) const {
+  if (!id.boot_id.empty() && !boot_id_.empty() && id.boot_id != boot_id_) return ScopedFd();
+  ScopedFd pidfd(PidfdOpen(id.pid));
+  if (!pidfd.valid()) {
+    if (errno == ESRCH || errno == EINVAL) return ScopedFd();
+    return ErrnoStatus(errno, "pidfd_open", absl::StrCat("pid ", id.pid));
+  }
+  // Checked after pidfd_open: if the pid still carries the shim's start time
+  // now, the pidfd (opened earlier, shim started earlier still) is the shim.
+  std::optional<uint64_t> start = shim::ReadProcessStartTime(id.pid);
+  if (!start || *start != id.start_time) return ScopedFd();
+  return pidfd;
+}
+
+absl::Status LocalExecutor::Adopt(const std::string& run_id, const fs::path& run_dir,
+                                  const ShimIdentity& id) {
+  AMLD_ASSIGN_OR_RETURN(ScopedFd pidfd, OpenShimPidfd(id));
+  absl::MutexLock lock(&mu_);
+  if (runs_.count(run_id) != 0) return AlreadyWatched(run_id);
+  if (pidfd.valid()) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = pidfd.get();
+    if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, pidfd.get(), &ev) != 0) {
+      return ErrnoStatus(errno, "epoll_ctl", absl::StrCat("pidfd of run ", run_id));
+    }
+    run_by_pidfd_[pidfd.get()] = run_id;
+  } else {
+    ended_.push_back(run_id);
+    Wake();
+  }
+  runs_.emplace(run_id, WatchedRun{run_dir, std::move(pidfd)});
+  return absl::OkStatus();
+}
+
+void LocalExecutor::Wake() {
+  uint64_t one = 1;
+  // EAGAIN means the counter is already non-zero: the thread wakes anyway.
+  while (::write(wake_fd_.get(), &one, sizeof one) < 0 && errno == EINTR) {
+  }
+}
+
+void LocalExecutor::ThreadMain() {
+  struct Ended {
+    std::string run_id;
+    WatchedRun run;
+  };
+  for (;;) {
+    epoll_event events[32];
+    int n = ::epoll_wait(epoll_fd_.get(), events, 32, -1);
+    if (n < 0) n = 0;  // EINTR
+    std::vector<Ended> ended;
+    ExitCallback callback;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      for (int i = 0; i < n; ++i) {
+        int fd = events[i].data.fd;
+        if (fd == wake_fd_.get()) {
+          uint64_t count;
+          (void)!::read(fd, &count, sizeof count);
+          continue;
+        }
+        auto it = run_by_pidfd_.find(fd);
+        if (it == run_by_pidfd_.end()) continue;
+        ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr);
+        ended_.push_back(std::move(it->second));
+        run_by_pidfd_.erase(it);
+      }
+      for (std::string& run_id : ended_) {
+        auto node = runs_.extract(run_id);
+        if (!node.empty()) ended.push_back({std::move(run_id), std::move(node.mapped())});
+      }
+      ended_.clear();
+      callback = callback_;
+    }
+    for (Ended& e : ended) {
+      if (e.run.pidfd.valid()) {
+        // Only succeeds if the shim is our child (a daemon that is a subreaper).
+        siginfo_t info;
+        ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(e.run.pidfd.get()), &info,
+                 WEXITED | WNOHANG);
+        e.run.pidfd = ScopedFd();
+      }
+      absl::StatusOr<ExitStatus> outcome = ReadOutcome(e.run.run_dir);
+      if (callback) callback(e.run_id, std::move(outcome));
+    }
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Executor>> NewLocalExecutor(const LocalExecutorOptions& options) {
+  std::error_code ec;
+  fs::path shim_path = fs::absolute(options.shim_path, ec);
+  if (ec || ::access(shim_path.c_str(), X_OK) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "amld-shim is not an executable at ", options.shim_path.string(), ": ",
+        std::strerror(ec ? ec.value() : errno), "; build the amld-shim target or install it"));
+  }
+  ScopedFd probe(PidfdOpen(::getpid()));
+  if (!probe.valid() && errno == ENOSYS) {
+    return absl::UnimplementedError("the local executor needs pidfd_open (Linux 5.3 or later)");
+  }
+  ScopedFd epoll_fd(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_fd.valid()) return ErrnoStatus(errno, "epoll_create1", "local executor");
+  ScopedFd wake_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_fd.valid()) return ErrnoStatus(errno, "eventfd", "local executor");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = wake_fd.get();
+  if (::epoll_ctl(epoll_fd.get(), EPOLL_CTL_ADD, wake_fd.get(), &ev) != 0) {
+    return ErrnoStatus(errno, "epoll_ctl", "local executor");
+  }
+  return std::make_unique<LocalExecutor>(std::move(shim_path), std::move(epoll_fd),
+                                         std::move(wake_fd));
+}
+
+fs::path ShimPathBesideExecutable() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return "amld-shim";
+  return exe.parent_path() / "amld-shim";
+}
+
+}  // namespace amld::daemon

@@ -1,0 +1,472 @@
+#include "daemon/ingest/live_ingester.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "daemon/ingest/metrics_tail.h"
+#include "daemon/executors/run_folder.h"
+#include "spdlog/spdlog.h"
+#include "base/file_util.h"
+#include "base/status_macros.h"
+
+namespace amld::daemon {
+namespace {
+
+using amld::storage::Artifact;
+using amld::base::ScopedFd;
+
+constexpr const char* kTrees[] = {"outputs", "logs"};
+// In system_logs/, beside the supervisor's amld-shim.log.
+constexpr char kMetricsLogName[] = "amld-metrics.log";
+
+ScopedFd OpenFolderPath(const std::filesystem::path& dir) {
+  return ScopedFd(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+}
+
+}  // namespace
+
+struct LiveIngester::RunState {
+  RunState(std::string id, RunPaths p, amld::storage::ContentStore* cas, absl::Duration racy)
+      : run_id(std::move(id)), paths(std::move(p)), sync(cas, paths.wd, racy) {}
+
+  const std::string run_id;
+  const RunPaths paths;
+  // Set (under the ingester's mutex) once the run is no longer watched.
+  std::atomic<bool> done{false};
+
+  absl::Mutex mu;
+  bool seeded ABSL_GUARDED_BY(mu) = false;
+  ArtifactSync sync ABSL_GUARDED_BY(mu);
+  MetricsTail metrics ABSL_GUARDED_BY(mu);
+  bool metrics_file_reported ABSL_GUARDED_BY(mu) = false;
+  bool degraded ABSL_GUARDED_BY(mu) = false;  // a watch was refused this pass
+  bool degraded_logged ABSL_GUARDED_BY(mu) = false;
+  // Removals the store refused while the run ran; retried at Finish.
+  std::vector<std::string> unapplied_removals ABSL_GUARDED_BY(mu);
+};
+
+LiveIngester::LiveIngester(LiveIngesterDeps deps, LiveIngesterOptions options)
+    : deps_(std::move(deps)), options_(options) {
+  if (deps_.log == nullptr) deps_.log = std::make_shared<spdlog::logger>("amld-ingest");
+}
+
+LiveIngester::~LiveIngester() = default;
+
+IngestStats LiveIngester::stats() const {
+  return IngestStats{files_read_.load(),     rescans_.load(),
+                     overflows_.load(),      unknown_watch_events_.load(),
+                     metrics_stored_.load(), metric_lines_skipped_.load()};
+}
+
+// ---------------------------------------------------------------------------
+// Watching runs.
+
+void LiveIngester::Watch(const std::string& run_id, const RunPaths& paths) {
+  if (deps_.watcher == nullptr) return;
+  auto run = std::make_shared<RunState>(run_id, paths, deps_.cas, options_.racy_window);
+  {
+    absl::MutexLock lock(&mu_);
+    if (!runs_.try_emplace(run_id, std::move(run)).second) return;
+    // The first scan watches the folders and takes in what is there.
+    ScheduleLocked(run_id, Work::kRescan, "", absl::ZeroDuration());
+  }
+  deps_.watcher->Wake();
+}
+
+void LiveIngester::Forget(const std::string& run_id) {
+  absl::MutexLock lock(&mu_);
+  DetachLocked(run_id);
+}
+
+std::shared_ptr<LiveIngester::RunState> LiveIngester::DetachLocked(const std::string& run_id) {
+  std::shared_ptr<RunState> run;
+  if (auto it = runs_.find(run_id); it != runs_.end()) {
+    run = std::move(it->second);
+    runs_.erase(it);
+    run->done = true;
+  }
+  if (auto it = watches_of_run_.find(run_id); it != watches_of_run_.end()) {
+    for (int wd : it->second) {
+      deps_.watcher->RemoveWatch(wd);
+      retired_.insert(wd);
+      watches_.erase(wd);
+    }
+    watches_of_run_.erase(it);
+  }
+  for (auto it = pending_.lower_bound(WorkKey{run_id, Work::kRescan, ""});
+       it != pending_.end() && it->first.run_id == run_id;) {
+    by_due_.erase({it->second.due, it->first});
+    it = pending_.erase(it);
+  }
+  return run;
+}
+
+void LiveIngester::AddWatch(RunState& run, Role role, const std::string& rel, int dir_fd) {
+  absl::MutexLock lock(&mu_);
+  if (run.done) return;  // finished meanwhile: its watches are gone for good
+  absl::StatusOr<int> wd = deps_.watcher->AddWatch(dir_fd);
+  if (!wd.ok()) {
+    if (wd.status().code() == absl::StatusCode::kResourceExhausted) {
+      run.mu.AssertHeld();
+      run.degraded = true;
+      if (!run.degraded_logged) {
+        run.degraded_logged = true;
+        deps_.log->warn("run {}: cannot watch {}: {}; rescanning it every {} instead", run.run_id,
+                        rel.empty() ? "its folder" : rel, std::string(wd.status().message()),
+                        absl::FormatDuration(options_.degraded_rescan_interval));
+      }
+    }
+    // Otherwise the folder vanished; its parent's events cover that.
+    return;
+  }
+  watches_[*wd] = WatchTarget{run.run_id, role, rel};
+  watches_of_run_[run.run_id].insert(*wd);
+  retired_.erase(*wd);
+}
+
+void LiveIngester::WatchRunFolders(RunState& run) {
+  ScopedFd root = OpenFolderPath(run.paths.root);
+  if (root.valid()) {
+    AddWatch(run, Role::kRunFolder, run.paths.metrics.filename().string(), root.get());
+  }
+  ScopedFd wd = OpenFolderPath(run.paths.wd);
+  if (wd.valid()) AddWatch(run, Role::kWd, "", wd.get());
+}
+
+// ---------------------------------------------------------------------------
+// Events → pending items.
+
+void LiveIngester::ScheduleLocked(const std::string& run_id, Work work, const std::string& rel,
+                                  absl::Duration delay, std::string reason) {
+  if (!runs_.contains(run_id)) return;
+  const absl::Time now = deps_.clock->Now();
+  WorkKey key{run_id, work, rel};
+  auto [it, added] = pending_.try_emplace(key, Pending{now, now + delay, ""});
+  Pending& p = it->second;
+  absl::Time due = now + delay;
+  if (!added) {
+    by_due_.erase({p.due, key});
+    // A file keeps moving its time on while it changes, up to max_delay
+    // after its first change; other work only ever moves earlier.
+    due = work == Work::kPath ? std::min(p.first + options_.max_delay, now + delay)
+                              : std::min(p.due, now + delay);
+  }
+  if (!reason.empty()) p.reason = std::move(reason);
+  p.due = due;
+  by_due_.insert({due, std::move(key)});
+}
+
+void LiveIngester::RescanAllLocked(const std::string& reason) {
+  if (runs_.empty()) return;
+  deps_.log->warn("{}; rescanning the outputs/, logs/ and metrics of {} running run(s)", reason,
+                  runs_.size());
+  for (const auto& [run_id, run] : runs_) {
+    ScheduleLocked(run_id, Work::kRescan, "", absl::ZeroDuration(), reason);
+  }
+}
+
+void LiveIngester::HandleEvents(const std::vector<DirEvent>& events) {
+  absl::MutexLock lock(&mu_);
+  for (const DirEvent& event : events) HandleEventLocked(event);
+}
+
+void LiveIngester::HandleEventLocked(const DirEvent& event) {
+  using Kind = DirEvent::Kind;
+  if (event.kind == Kind::kOverflow) {
+    ++overflows_;
+    return RescanAllLocked("the inotify queue overflowed, so changes went unreported");
+  }
+  if (event.kind == Kind::kWatchEnded) {
+    retired_.erase(event.watch);
+    auto it = watches_.find(event.watch);
+    if (it == watches_.end()) return;
+    if (auto of = watches_of_run_.find(it->second.run_id); of != watches_of_run_.end()) {
+      of->second.erase(event.watch);
+    }
+    watches_.erase(it);
+    return;
+  }
+  if (retired_.contains(event.watch)) return;  // late events of a run let go
+  auto it = watches_.find(event.watch);
+  if (it == watches_.end()) {
+    ++unknown_watch_events_;
+    return RescanAllLocked(
+        absl::StrCat("an inotify event arrived for watch ", event.watch, ", which is unknown"));
+  }
+  const WatchTarget& target = it->second;
+  switch (target.role) {
+    case Role::kRunFolder:
+      if (event.kind == Kind::kEntry && event.name == target.rel) {
+        ScheduleLocked(target.run_id, Work::kMetrics, "", options_.metrics_delay);
+      }
+      return;
+    case Role::kWd:
+      if (event.kind == Kind::kEntry && (event.name == kTrees[0] || event.name == kTrees[1])) {
+        ScheduleLocked(target.run_id, Work::kPath, event.name, absl::ZeroDuration());
+      }
+      return;
+    case Role::kTree:
+      if (event.kind == Kind::kSelfGone) {
+        ScheduleLocked(target.run_id, Work::kPath, target.rel, absl::ZeroDuration());
+      } else {
+        // A new folder is watched at once, so what is created in it next
+        // produces events; a file waits until it settles.
+        ScheduleLocked(target.run_id, Work::kPath, absl::StrCat(target.rel, "/", event.name),
+                       event.is_dir ? absl::ZeroDuration() : options_.settle);
+      }
+      return;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Pending items → the stores.
+
+absl::Time LiveIngester::RunDue() {
+  const absl::Time now = deps_.clock->Now();
+  std::vector<std::pair<std::shared_ptr<RunState>, std::vector<std::pair<WorkKey, Pending>>>>
+      batches;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::flat_hash_map<std::string, size_t> batch_of_run;
+    while (!by_due_.empty() && by_due_.begin()->first <= now) {
+      WorkKey key = by_due_.begin()->second;
+      by_due_.erase(by_due_.begin());
+      auto node = pending_.extract(key);
+      auto run = runs_.find(key.run_id);
+      if (node.empty() || run == runs_.end()) continue;
+      auto [slot, added] = batch_of_run.try_emplace(key.run_id, batches.size());
+      if (added) batches.emplace_back(run->second, std::vector<std::pair<WorkKey, Pending>>());
+      batches[slot->second].second.emplace_back(std::move(key), std::move(node.mapped()));
+    }
+  }
+  for (auto& [run, items] : batches) Process(*run, items);
+  absl::MutexLock lock(&mu_);
+  return by_due_.empty() ? absl::InfiniteFuture() : by_due_.begin()->first;
+}
+
+void LiveIngester::Process(RunState& run, const std::vector<std::pair<WorkKey, Pending>>& items) {
+  absl::MutexLock lock(&run.mu);
+  if (run.done) return;
+  if (absl::Status s = Seed(run); !s.ok()) {
+    deps_.log->warn("run {}: live ingestion: {}", run.run_id, s.ToString());
+    return;
+  }
+  const Pending* rescan = nullptr;
+  bool metrics = false;
+  for (const auto& [key, pending] : items) {
+    if (key.work == Work::kRescan) rescan = &pending;
+    if (key.work != Work::kPath) metrics = true;
+  }
+  ArtifactSync::Hooks hooks;
+  hooks.on_folder = [&](const std::string& rel, int dir_fd) {
+    AddWatch(run, Role::kTree, rel, dir_fd);
+  };
+  int64_t changed_found = 0;
+  hooks.on_changed_file = [&](const std::string& rel) {
+    ++changed_found;
+    absl::MutexLock table(&mu_);
+    ScheduleLocked(run.run_id, Work::kPath, rel, options_.settle);
+  };
+  const int64_t read_before = run.sync.files_read();
+  ArtifactSync::Changes changes;
+  absl::Status synced;
+  if (rescan != nullptr) {
+    ++rescans_;
+    WatchRunFolders(run);
+    for (const char* tree : kTrees) synced.Update(run.sync.Sync(tree, hooks, &changes));
+  } else {
+    for (const auto& [key, pending] : items) {
+      if (key.work == Work::kPath) synced.Update(run.sync.Sync(key.rel, hooks, &changes));
+    }
+  }
+  files_read_ += run.sync.files_read() - read_before;
+  if (!synced.ok()) deps_.log->warn("run {}: live ingestion: {}", run.run_id, synced.ToString());
+  Apply(run, changes);
+  if (metrics) ReadMetrics(run, /*at_end=*/false);
+  if (rescan != nullptr && !rescan->reason.empty()) {
+    deps_.log->info("run {}: rescanned because {}: {} changed file(s) to store, {} removed",
+                    run.run_id, rescan->reason, changed_found, changes.removed.size());
+  }
+  if (run.degraded) {
+    run.degraded = false;
+    absl::MutexLock table(&mu_);
+    ScheduleLocked(run.run_id, Work::kRescan, "", options_.degraded_rescan_interval);
+  }
+}
+
+absl::Status LiveIngester::Seed(RunState& run) {
+  run.mu.AssertHeld();
+  if (run.seeded) return absl::OkStatus();
+  for (const char* tree : kTrees) {
+    AMLD_ASSIGN_OR_RETURN(std::vector<Artifact> stored,
+                          deps_.store->ListArtifacts(run.run_id, absl::StrCat(tree, "/")));
+    run.sync.Seed(stored);
+  }
+  AMLD_ASSIGN_OR_RETURN(std::vector<amld::v1::Metric> metrics,
+                        deps_.store->GetMetrics(run.run_id, {}));
+  run.metrics = MetricsTail(static_cast<int64_t>(metrics.size()));
+  run.seeded = true;
+  return absl::OkStatus();
+}
+
+void LiveIngester::Apply(RunState& run, const ArtifactSync::Changes& changes) {
+  run.mu.AssertHeld();
+  // Only the net effect: a file stored and then removed within one pass
+  // (or the reverse) must end as the disk is now.
+  std::vector<Artifact> put;
+  for (const Artifact& a : changes.stored) {
+    if (run.sync.StoredDigest(a.path) == a.digest) put.push_back(a);
+  }
+  std::vector<std::string> removed;
+  for (const std::string& path : changes.removed) {
+    if (!run.sync.StoredDigest(path).has_value()) removed.push_back(path);
+  }
+  if (!removed.empty()) {
+    absl::Status s = deps_.store->RemoveArtifacts(run.run_id, removed);
+    if (!s.ok()) {
+      deps_.log->warn("run {}: cannot record removed files: {}", run.run_id, s.ToString());
+      run.unapplied_removals.insert(run.unapplied_removals.end(), removed.begin(), removed.end());
+    }
+  }
+  if (!put.empty()) {
+    // Finish stores the whole set again, so a failure here heals then.
+    absl::Status s = deps_.store->PutArtifacts(run.run_id, put);
+    if (!s.ok()) deps_.log->warn("run {}: cannot record files: {}", run.run_id, s.ToString());
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Metrics.
+
+void LiveIngester::ReadMetrics(RunState& run, bool at_end) {
+  run.mu.AssertHeld();
+  ScopedFd root = OpenFolderPath(run.paths.root);
+  if (!root.valid()) return;
+  const std::string name = run.paths.metrics.filename().string();
+  ScopedFd fd(OpenBeneath(root.get(), name, O_RDONLY | O_NONBLOCK));
+  std::string refusal;
+  struct stat st;
+  if (!fd.valid()) {
+    if (errno == ELOOP || errno == EXDEV) {
+      refusal = " is a symbolic link; amld does not follow links in a run, so it is not read";
+    }
+  } else if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    refusal = " is not a regular file, so it is not read";
+  }
+  if (!refusal.empty() && !run.metrics_file_reported) {
+    run.metrics_file_reported = true;
+    ReportMetricWarnings(run, {absl::StrCat(name, refusal)});
+  }
+  if (!fd.valid() || !refusal.empty()) return;
+  const MetricsTail before = run.metrics;
+  absl::StatusOr<MetricsTail::Batch> batch = run.metrics.Read(fd.get(), deps_.clock->Now(), at_end);
+  if (!batch.ok()) {
+    deps_.log->warn("run {}: cannot read {}: {}", run.run_id, name, batch.status().ToString());
+    return;
+  }
+  if (!batch->metrics.empty()) {
+    absl::Status s = deps_.store->AppendMetrics(run.run_id, batch->metrics);
+    if (!s.ok()) {
+      run.metrics = before;  // read again next time
+      deps_.log->error("run {}: cannot store {} metric value(s): {}", run.run_id,
+                       batch->metrics.size(), s.ToString());
+      return;
+    }
+    metrics_stored_ += static_cast<int64_t>(batch->metrics.size());
+  }
+  metric_lines_skipped_ += batch->lines_skipped;
+  if (!batch->warnings.empty()) ReportMetricWarnings(run, batch->warnings);
+}
+
+void LiveIngester::ReportMetricWarnings(RunState& run, const std::vector<std::string>& warnings) {
+  deps_.log->info("run {}: {}{}", run.run_id, warnings.front(),
+                  warnings.size() > 1 ? absl::StrCat(" (and ", warnings.size() - 1,
+                                                     " more in system_logs/", kMetricsLogName, ")")
+                                      : "");
+  ScopedFd root = OpenFolderPath(run.paths.root);
+  if (!root.valid()) return;
+  ScopedFd dir(OpenBeneath(root.get(), "system_logs", O_PATH | O_DIRECTORY));
+  if (!dir.valid()) return;
+  ScopedFd out(::openat(dir.get(), kMetricsLogName,
+                        O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!out.valid()) return;
+  const std::string stamp =
+      absl::FormatTime("%Y-%m-%d %H:%M:%E3S ", deps_.clock->Now(), absl::LocalTimeZone());
+  std::string text;
+  for (const std::string& w : warnings) absl::StrAppend(&text, stamp, w, "\n");
+  (void)amld::base::WriteAll(out.get(), text, kMetricsLogName);
+}
+
+// ---------------------------------------------------------------------------
+// The end of a run.
+
+absl::Status LiveIngester::Finish(const std::string& run_id, const RunPaths& paths,
+                                  std::vector<std::string>* skipped) {
+  std::shared_ptr<RunState> run;
+  {
+    absl::MutexLock lock(&mu_);
+    run = DetachLocked(run_id);
+  }
+  if (run == nullptr) {
+    run = std::make_shared<RunState>(run_id, paths, deps_.cas, options_.racy_window);
+    run->done = true;
+  }
+  absl::MutexLock lock(&run->mu);  // waits for a live pass over this run
+  AMLD_RETURN_IF_ERROR(Seed(*run));
+  ReadMetrics(*run, /*at_end=*/true);
+  const int64_t read_before = run->sync.files_read();
+  ArtifactSync::Changes changes;
+  for (const char* tree : kTrees) AMLD_RETURN_IF_ERROR(run->sync.Sync(tree, {}, &changes));
+  files_read_ += run->sync.files_read() - read_before;
+  if (skipped != nullptr) {
+    skipped->insert(skipped->end(), changes.skipped.begin(), changes.skipped.end());
+  }
+  std::vector<Artifact> artifacts = run->sync.Current();
+  absl::StatusOr<ScopedFd> std_log = OpenRunFile(paths, "user_logs/std_log.txt");
+  if (std_log.ok()) {
+    AMLD_ASSIGN_OR_RETURN(amld::storage::Digest digest,
+                          deps_.cas->PutFile(absl::StrCat("/proc/self/fd/", std_log->get())));
+    artifacts.push_back(Artifact{"user_logs/std_log.txt", std::move(digest)});
+  }
+  std::vector<std::string> removed = std::move(run->unapplied_removals);
+  removed.insert(removed.end(), changes.removed.begin(), changes.removed.end());
+  std::erase_if(removed,
+                [&](const std::string& p) { return run->sync.StoredDigest(p).has_value(); });
+  if (!removed.empty()) AMLD_RETURN_IF_ERROR(deps_.store->RemoveArtifacts(run_id, removed));
+  return deps_.store->PutArtifacts(run_id, artifacts);
+}
+
+// ---------------------------------------------------------------------------
+// The loop.
+
+IngestLoop::IngestLoop(LiveIngester* ingester, DirWatcher* watcher, base::Clock* clock)
+    : ingester_(ingester), watcher_(watcher), clock_(clock) {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+IngestLoop::~IngestLoop() {
+  stop_ = true;
+  watcher_->Wake();
+  thread_.join();
+}
+
+void IngestLoop::Loop() {
+  std::vector<DirEvent> events;
+  while (!stop_) {
+    const absl::Time next = ingester_->RunDue();
+    const absl::Duration timeout = next == absl::InfiniteFuture()
+                                       ? absl::InfiniteDuration()
+                                       : std::max(absl::ZeroDuration(), next - clock_->Now());
+    events.clear();
+    watcher_->Wait(timeout, &events);
+    if (stop_) return;
+    ingester_->HandleEvents(events);
+  }
+}
+
+}  // namespace amld::daemon

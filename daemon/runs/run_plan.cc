@@ -1,0 +1,168 @@
+#include "daemon/runs/run_plan.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+extern char** environ;
+
+namespace amld::daemon {
+
+EnvList CaptureDaemonEnvironment() {
+  static const char* const kDaemonOnly[] = {"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
+                                            "NOTIFY_SOCKET"};
+  EnvList env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string entry(*e);
+    size_t eq = entry.find('=');
+    if (eq == std::string::npos || eq == 0) continue;
+    std::string name = entry.substr(0, eq);
+    bool skip = std::any_of(std::begin(kDaemonOnly), std::end(kDaemonOnly),
+                            [&](const char* d) { return name == d; });
+    if (!skip) env.emplace_back(std::move(name), entry.substr(eq + 1));
+  }
+  return env;
+}
+
+std::string MakeRunId(const std::string& experiment, absl::Time now, uint32_t random_bits) {
+  return absl::StrFormat("%s_%d_%08x", experiment, absl::ToUnixSeconds(now), random_bits);
+}
+
+std::string ShellQuote(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                        "0123456789-_./=:,+@%") == std::string::npos) {
+    return s;
+  }
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  out += "'";
+  return out;
+}
+
+std::vector<std::string> BuildArgv(const amld::v1::RunConfig& config) {
+  std::vector<std::string> argv;
+  if (!config.command().empty()) {
+    std::string line = config.command();
+    for (const std::string& arg : config.arguments()) absl::StrAppend(&line, " ", ShellQuote(arg));
+    argv = {"/bin/sh", "-c", std::move(line)};
+    return argv;
+  }
+  const std::string& interpreter = config.environment().interpreter_path();
+  argv.push_back(interpreter.empty() ? "python3" : interpreter);
+  argv.push_back(config.script());
+  argv.insert(argv.end(), config.arguments().begin(), config.arguments().end());
+  return argv;
+}
+
+EnvList BuildEnvironment(const EnvList& base, const std::string& run_id,
+                         const amld::v1::RunConfig& config, const RunPaths& paths) {
+  std::map<std::string, std::string> env(base.begin(), base.end());
+  env["AMLD_RUN_ID"] = run_id;
+  env["AMLD_EXPERIMENT"] = config.experiment_name();
+  env["AMLD_OUTPUTS_DIR"] = paths.outputs.string();
+  env["AMLD_LOGS_DIR"] = paths.logs.string();
+  env["AMLD_METRICS_FILE"] = paths.metrics.string();
+  env["PYTHONUNBUFFERED"] = "1";
+  for (const auto& [name, value] : config.environment().environment_variables()) {
+    env[name] = value;
+  }
+  return EnvList(env.begin(), env.end());
+}
+
+LaunchSpec BuildLaunchSpec(const std::string& run_id, const amld::v1::RunConfig& config,
+                           const RunPaths& paths, const EnvList& base_env,
+                           absl::Duration kill_grace) {
+  LaunchSpec spec;
+  spec.run_id = run_id;
+  spec.run_dir = paths.root;
+  spec.argv = BuildArgv(config);
+  spec.env = BuildEnvironment(base_env, run_id, config, paths);
+  spec.run_env = BuildEnvironment({}, run_id, config, paths);
+  spec.compute_target = config.compute_target();
+  spec.cpus = std::max(1, config.resources().cpus());
+  spec.gpus = std::max(0, config.resources().gpus());
+  spec.max_duration = absl::Seconds(config.max_run_duration_seconds());
+  spec.kill_grace = kill_grace;
+  return spec;
+}
+
+void SetVisibleGpus(const std::vector<int>& gpus, LaunchSpec* spec) {
+  constexpr char kName[] = "CUDA_VISIBLE_DEVICES";
+  std::string value = absl::StrJoin(gpus, ",");
+  auto before = [](const auto& entry, const char* name) { return entry.first < name; };
+  auto it = std::lower_bound(spec->env.begin(), spec->env.end(), kName, before);
+  if (it != spec->env.end() && it->first == kName) {
+    it->second = std::move(value);
+  } else {
+    spec->env.insert(it, {kName, std::move(value)});
+  }
+}
+
+absl::StatusOr<int64_t> EffectiveRunDuration(int64_t requested, int64_t default_seconds,
+                                             int64_t cap_seconds) {
+  if (cap_seconds > 0 && requested > cap_seconds) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_run_duration_seconds ", requested, " is above this daemon's limit of ", cap_seconds,
+        " s; ask for at most ", cap_seconds, " (limits.max_run_duration_seconds in amld.yaml)"));
+  }
+  int64_t effective = requested > 0 ? requested : default_seconds;
+  if (cap_seconds > 0 && (effective == 0 || effective > cap_seconds)) effective = cap_seconds;
+  return effective;
+}
+
+std::string DescribeSignal(int signal) {
+  const char* abbrev = ::sigabbrev_np(signal);
+  if (abbrev == nullptr) return absl::StrCat("killed by signal ", signal);
+  return absl::StrCat("killed by signal ", signal, " (SIG", abbrev, ")");
+}
+
+FinalOutcome DecideOutcome(const absl::StatusOr<ExitStatus>& outcome,
+                           int64_t max_run_duration_seconds, const std::string& cancel_reason) {
+  using amld::v1::RunStatus;
+  FinalOutcome f;
+  if (!outcome.ok()) {
+    f.status = RunStatus::FAILED;
+    f.error = absl::StrCat("daemon lost the run: ", outcome.status().message());
+    return f;
+  }
+  const ExitStatus& e = *outcome;
+  f.exit_code = e.exit_code;
+  f.exit_signal = e.signal;
+  if (!e.launch_error.empty()) {
+    f.status = RunStatus::FAILED;
+    f.error = absl::StrCat("could not start: ", e.launch_error);
+  } else if (e.canceled) {
+    f.status = RunStatus::CANCELED;
+    f.error = cancel_reason.empty() ? "canceled" : absl::StrCat("canceled: ", cancel_reason);
+  } else if (e.timed_out) {
+    f.status = RunStatus::FAILED;
+    f.error = absl::StrCat("timed out after ", max_run_duration_seconds, " s");
+  } else if (!e.failure.empty()) {
+    f.status = RunStatus::FAILED;
+    f.error = e.failure;
+  } else if (e.signal != 0) {
+    f.status = RunStatus::FAILED;
+    f.error = DescribeSignal(e.signal);
+  } else if (e.exit_code != 0) {
+    f.status = RunStatus::FAILED;
+    f.error = absl::StrCat("exit code ", e.exit_code);
+  } else {
+    f.status = RunStatus::COMPLETED;
+  }
+  return f;
+}
+
+}  // namespace amld::daemon

@@ -1,0 +1,144 @@
+// Cas service: the content-addressed store over gRPC (Remote Execution API
+// style). Every blob is verified against its digest before it is kept.
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "amld/v1/cas.grpc.pb.h"
+#include "daemon/services/grpc_status.h"
+#include "daemon/services/services.h"
+#include "base/status_macros.h"
+
+namespace amld::daemon {
+namespace {
+
+namespace pb = amld::v1;
+using amld::storage::Digest;
+using amld::storage::FromProto;
+
+// A snapshot arrives as thousands of blobs: they are synced once, by the
+// SubmitRun that references them (RunManager::Submit calls SyncPending),
+// not one by one (ContentStore's "Durability").
+constexpr amld::storage::Durability kUploadDurability = amld::storage::Durability::kDeferred;
+
+absl::StatusOr<Digest> CheckedDigest(const pb::Digest& proto) {
+  Digest d = FromProto(proto);
+  AMLD_RETURN_IF_ERROR(amld::storage::ValidateDigest(d));
+  return d;
+}
+
+class CasService final : public pb::Cas::Service {
+ public:
+  explicit CasService(const ServiceDeps& deps) : deps_(deps) {}
+
+  grpc::Status FindMissingBlobs(grpc::ServerContext*, const pb::FindMissingBlobsRequest* request,
+                                pb::FindMissingBlobsResponse* response) override {
+    std::vector<Digest> digests;
+    digests.reserve(request->blob_digests_size());
+    for (const pb::Digest& proto : request->blob_digests()) {
+      absl::StatusOr<Digest> d = CheckedDigest(proto);
+      if (!d.ok()) return ToGrpcStatus(d.status());
+      digests.push_back(std::move(*d));
+    }
+    for (const Digest& d : deps_.cas->FindMissing(digests)) {
+      amld::storage::ToProto(d, response->add_missing_blob_digests());
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status BatchUpdateBlobs(grpc::ServerContext*, const pb::BatchUpdateBlobsRequest* request,
+                                pb::BatchUpdateBlobsResponse* response) override {
+    const int64_t size = static_cast<int64_t>(request->ByteSizeLong());
+    if (size > kMaxBatchBytes) {
+      return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
+          "BatchUpdateBlobs request is ", size, " bytes, over the limit of ", kMaxBatchBytes,
+          "; send fewer blobs per batch, and blobs this large with Write")));
+    }
+    for (const auto& item : request->requests()) {
+      pb::BatchUpdateBlobsResponse::Response* out = response->add_responses();
+      *out->mutable_digest() = item.digest();
+      absl::Status s = StoreOne(item);
+      out->set_code(static_cast<int>(s.code()));
+      out->set_message(std::string(s.message()));
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Write(grpc::ServerContext*, grpc::ServerReader<pb::WriteRequest>* reader,
+                     pb::WriteResponse* response) override {
+    return ToGrpcStatus(WriteImpl(reader, response));
+  }
+
+  grpc::Status QueryWriteStatus(grpc::ServerContext*, const pb::QueryWriteStatusRequest* request,
+                                pb::QueryWriteStatusResponse* response) override {
+    absl::StatusOr<Digest> d = CheckedDigest(request->digest());
+    if (!d.ok()) return ToGrpcStatus(d.status());
+    const bool complete = deps_.cas->Contains(*d);
+    response->set_complete(complete);
+    response->set_committed_size(complete ? d->size : deps_.cas->UploadedSize(*d));
+    return grpc::Status::OK;
+  }
+
+ private:
+  absl::Status StoreOne(const pb::BatchUpdateBlobsRequest::Request& item) {
+    AMLD_ASSIGN_OR_RETURN(Digest d, CheckedDigest(item.digest()));
+    AMLD_RETURN_IF_ERROR(deps_.cas->PutVerified(d, item.data(), kUploadDurability));
+    Count(d.size);
+    return absl::OkStatus();
+  }
+
+  void Count(int64_t bytes) {
+    deps_.counters->cas_blobs_uploaded.fetch_add(1, std::memory_order_relaxed);
+    deps_.counters->cas_bytes_uploaded.fetch_add(bytes, std::memory_order_relaxed);
+  }
+
+  absl::Status WriteImpl(grpc::ServerReader<pb::WriteRequest>* reader,
+                         pb::WriteResponse* response) {
+    pb::WriteRequest msg;
+    if (!reader->Read(&msg)) {
+      return absl::InvalidArgumentError("Write needs at least one message naming the digest");
+    }
+    if (!msg.has_digest()) {
+      return absl::InvalidArgumentError("the first Write message must name the blob's digest");
+    }
+    AMLD_ASSIGN_OR_RETURN(Digest d, CheckedDigest(msg.digest()));
+    AMLD_ASSIGN_OR_RETURN(std::unique_ptr<amld::storage::BlobUpload> upload,
+                          deps_.cas->BeginUpload(d, kUploadDurability));
+    if (deps_.cas->Contains(d)) {
+      // Already stored: nothing more to send (the client's further writes
+      // fail and it reads this response).
+      response->set_committed_size(d.size);
+      return absl::OkStatus();
+    }
+    do {
+      if (msg.has_digest() && FromProto(msg.digest()) != d) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("Write messages name different digests: ", d.ToString(), " and ",
+                         FromProto(msg.digest()).ToString()));
+      }
+      if (!msg.data().empty() || msg.write_offset() != upload->committed_size()) {
+        AMLD_RETURN_IF_ERROR(upload->Append(msg.write_offset(), msg.data()));
+      }
+      if (msg.finish_write()) {
+        AMLD_RETURN_IF_ERROR(upload->Commit());
+        Count(d.size);
+        response->set_committed_size(d.size);
+        return absl::OkStatus();
+      }
+    } while (reader->Read(&msg));
+    // The client stopped without finish_write: keep what arrived for a
+    // resume (QueryWriteStatus tells how much).
+    response->set_committed_size(upload->committed_size());
+    return absl::OkStatus();
+  }
+
+  ServiceDeps deps_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> NewCasService(const ServiceDeps& deps) {
+  return std::make_unique<CasService>(deps);
+}
+
+}  // namespace amld::daemon

@@ -1,0 +1,64 @@
+// Daemon service: what a client needs to know about the daemon.
+#include "amld/v1/daemon.grpc.pb.h"
+#include "daemon/services/grpc_status.h"
+#include "daemon/services/services.h"
+
+namespace amld::daemon {
+namespace {
+
+namespace pb = amld::v1;
+
+class DaemonService final : public pb::Daemon::Service {
+ public:
+  explicit DaemonService(const ServiceDeps& deps) : deps_(deps) {}
+
+  grpc::Status GetInfo(grpc::ServerContext*, const pb::GetInfoRequest*,
+                       pb::DaemonInfo* info) override {
+    const DaemonFacts& facts = deps_.facts;
+    info->set_version(facts.version);
+    info->set_mode(pb::DaemonInfo::USER);
+    info->set_data_dir(facts.data_dir.string());
+    info->set_socket_path(facts.socket_path.string());
+    info->set_pid(facts.pid);
+    const absl::Duration since_epoch = facts.start_time - absl::UnixEpoch();
+    info->mutable_start_time()->set_seconds(absl::ToInt64Seconds(since_epoch));
+    info->mutable_start_time()->set_nanos(
+        static_cast<int32_t>(absl::ToInt64Nanoseconds(since_epoch % absl::Seconds(1))));
+    for (const std::string& e : facts.executors) info->add_executors(e);
+    absl::StatusOr<absl::flat_hash_map<amld::storage::RunStatus, int64_t>> counts =
+        deps_.store->CountByStatus();
+    if (!counts.ok()) return ToGrpcStatus(counts.status());
+    for (const auto& [status, n] : *counts) {
+      if (!amld::storage::IsTerminal(status) && n > 0) {
+        (*info->mutable_run_counts())[amld::storage::StatusName(status)] = n;
+      }
+    }
+    auto& counters = *info->mutable_counters();
+    counters["cas_blobs_uploaded"] = deps_.counters->cas_blobs_uploaded.load();
+    counters["cas_bytes_uploaded"] = deps_.counters->cas_bytes_uploaded.load();
+    counters["runs_submitted"] = deps_.runs->runs_submitted();
+    info->set_max_batch_bytes(kMaxBatchBytes);
+    info->set_max_concurrent_runs(deps_.runs->max_concurrent_runs());
+    const RunManager::LocalTargetState local = deps_.runs->local_target();
+    info->set_cpus(local.capacity.cpus);
+    info->set_free_cpus(local.free_cpus);
+    for (int id : local.capacity.gpus) info->add_gpus(id);
+    for (int id : local.free_gpus) info->add_free_gpus(id);
+    const RunManagerOptions& run_options = deps_.runs->options();
+    info->set_default_run_duration_seconds(run_options.default_run_duration_seconds);
+    info->set_max_run_duration_seconds(run_options.max_run_duration_seconds);
+    info->set_kill_grace_seconds(absl::ToInt64Seconds(run_options.kill_grace));
+    return grpc::Status::OK;
+  }
+
+ private:
+  ServiceDeps deps_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> NewDaemonService(const ServiceDeps& deps) {
+  return std::make_unique<DaemonService>(deps);
+}
+
+}  // namespace amld::daemon

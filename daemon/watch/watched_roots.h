@@ -1,0 +1,191 @@
+// WatchedRoots: source folders registered with the daemon (`aml snapshot
+// watch DIR`), kept hashed and stored as they change, so that a submit of a
+// watched folder costs one round trip instead of a walk and an upload.
+//
+// Pipeline (after watchman's): a TreeWatcher (tree_watcher.h) reports
+// changed names, per watched folder; OnEvents only records them as pending.
+// Once a root has been quiet for the settle delay (or at most kMaxSettle
+// after its first pending change), the worker applies the changes: it stats
+// each changed path, hashes and stores a changed file in the CAS, and walks
+// a new folder (BuildSnapshot of that subfolder, watches added for each of
+// its folders). The current tree stays in memory as one node per folder;
+// a change clears the cached digest of the nodes on its path only, and the
+// next snapshot re-encodes just those (storing each new Directory blob).
+//
+// Ignore files: a change to an .amlignore/.gitignore re-reads the rules and
+// walks that folder again, so files it newly ignores leave the tree and
+// files it newly includes enter it. `.git` and the sync cookies
+// (`.amld-cookie-*`) are always left out, in client walks too.
+//
+// Never stale (Sync): before returning a tree, the daemon writes a cookie
+// file into the root and waits for its event; the kernel queues events in
+// order, so every change made before the call has been read by then. The
+// pending changes are applied at once (no settle delay) and the tree is
+// returned. A queue overflow or an event for a watch the daemon never made
+// marks every root for a full rescan (the reason and time are kept and
+// listed); overflow also releases waiting cookies, since the rescan comes
+// after them. Out of inotify watches (ENOSPC) → DEGRADED: the root's
+// watches are dropped, Sync refuses (the client walks), and List says which
+// sysctl to raise. A root whose folder is removed, unreadable, holds a name
+// or link a snapshot refuses, or is over the limits is in ERROR: Sync
+// refuses with the reason, and the next change retries.
+//
+// Persistence: registered roots are kept in `state_file` (one C-escaped
+// absolute path per line, written atomically); after a restart each is
+// scanned in full again in the background (files already in the CAS are
+// hashed, not stored again).
+//
+// Security: the daemon reads the root as itself. In user mode that is the
+// same user who registered it. A system-mode daemon (root) must not: it
+// has to check that the caller (SO_PEERCRED) may read the whole folder, and
+// read it with the caller's credentials, or a user could snapshot files
+// they cannot read.
+//
+// Thread-safety: thread-safe. Lock order: a root's work mutex, then mu_;
+// OnEvents takes only mu_, so the watcher's thread never waits for hashing.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "amld/v1/snapshots.pb.h"
+#include "base/clock.h"
+#include "daemon/watch/tree_watcher.h"
+#include "storage/cas.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace amld::daemon {
+
+struct WatchedRootsOptions {
+  // Where registrations are kept; empty: not persisted.
+  std::filesystem::path state_file;
+  // Quiet time after the last event before changes are applied.
+  absl::Duration settle_delay = absl::Milliseconds(100);
+  // Changes wait at most this long after the first of a burst.
+  absl::Duration max_settle = absl::Seconds(2);
+  // How long Sync waits for its cookie's event.
+  absl::Duration cookie_timeout = absl::Seconds(10);
+  // Snapshot limits; 0 means none. Over them a root is in ERROR and Sync
+  // fails with RESOURCE_EXHAUSTED listing the largest files.
+  int64_t max_snapshot_bytes = 0;
+  int64_t max_snapshot_files = 0;
+  // Hashing threads for walks; 0: one per core.
+  int hash_threads = 0;
+  // False in stepping tests: nothing is applied until RunDueWork() or Sync.
+  bool run_worker_thread = true;
+};
+
+struct WatchedRootsDeps {
+  amld::storage::ContentStore* cas = nullptr;
+  base::Clock* clock = nullptr;
+  std::shared_ptr<spdlog::logger> log;  // may be null
+};
+
+class WatchedRoots {
+ public:
+  using WatcherFactory =
+      std::function<absl::StatusOr<std::unique_ptr<TreeWatcher>>(TreeWatcher::Sink)>;
+
+  WatchedRoots(WatchedRootsDeps deps, WatchedRootsOptions options);
+  ~WatchedRoots();  // Shutdown()
+  WatchedRoots(const WatchedRoots&) = delete;
+  WatchedRoots& operator=(const WatchedRoots&) = delete;
+
+  // Makes the watcher (its sink is OnEvents), loads the registered roots
+  // (each scanned again in the background, reason "daemon restart") and
+  // starts the worker. Call once. Errors: the watcher's; a state file that
+  // cannot be read (not a missing one).
+  absl::Status Start(WatcherFactory make_watcher);
+  // Stops the worker and the watcher; waiting Syncs fail with UNAVAILABLE.
+  // Call after the gRPC server stopped. Idempotent.
+  void Shutdown();
+
+  // See Snapshots.WatchRoot in proto/amld/v1/snapshots.proto: registers and
+  // scans `path` in full before returning (codes as documented there).
+  absl::StatusOr<amld::v1::WatchedRoot> Watch(const std::filesystem::path& path);
+  // See Snapshots.UnwatchRoot.
+  absl::StatusOr<amld::v1::WatchedRoot> Unwatch(const std::filesystem::path& path);
+  // Every root, sorted by path.
+  std::vector<amld::v1::WatchedRoot> List() const;
+  // See Snapshots.GetWatchedSnapshot and the file comment.
+  absl::StatusOr<amld::v1::GetWatchedSnapshotResponse> Sync(const std::filesystem::path& path);
+
+  // Applies the changes of every root whose settle time has passed on the
+  // clock; returns how many roots it processed. The worker calls it; tests
+  // call it to step.
+  int RunDueWork();
+
+  // The watcher's sink (public for tests that drive it without a watcher).
+  void OnEvents(std::vector<TreeEvent> events);
+
+ private:
+  struct Root;
+  struct Pending;
+  struct ProcessResult;
+
+  void WorkerLoop();
+  std::shared_ptr<Root> FindRoot(const std::filesystem::path& path) const;
+  absl::Status CheckNoOverlap(const std::filesystem::path& path) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Persist();
+
+  // Event bookkeeping, under mu_.
+  void MarkPathLocked(Root& r, const std::string& rel) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RequestFullRescanLocked(Root& r, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleEventLocked(const TreeEvent& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  amld::v1::WatchedRoot DescribeLocked(const Root& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Processing, under the root's work mutex.
+  ProcessResult Process(Root& r);
+  absl::Status FullScan(Root& r, const std::string& reason);
+  absl::Status ApplyChanges(Root& r, Pending& p);
+  absl::Status ApplyPath(Root& r, const std::string& rel, std::vector<std::string>* rescan_dirs);
+  absl::Status StoreFile(Root& r, const std::string& rel, std::vector<std::string>* rescan_dirs);
+  absl::Status ScanSubtree(Root& r, const std::string& rel_dir, bool apply_limits);
+  void RemoveEntry(Root& r, const std::string& rel);
+  absl::StatusOr<bool> SyncWatches(Root& r, const std::string& rel_dir);
+  // Stops the watches of `rel_dir` and every folder below it.
+  void DropWatchesLocked(Root& r, const std::string& rel_dir) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stops the watch of exactly `rel_dir`.
+  void DropWatchLocked(Root& r, const std::string& rel_dir) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetDegraded(Root& r, const absl::Status& why);
+  void Publish(Root& r, bool changed);
+  std::string LimitProblem(Root& r);
+
+  WatchedRootsDeps deps_;
+  WatchedRootsOptions options_;
+  std::unique_ptr<TreeWatcher> watcher_;
+  std::thread worker_;
+
+  mutable absl::Mutex mu_;
+  absl::CondVar work_ready_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_map<std::string, std::shared_ptr<Root>> roots_ ABSL_GUARDED_BY(mu_);
+  struct WatchTarget {
+    Root* root = nullptr;
+    std::string rel_dir;
+  };
+  absl::flat_hash_map<uint64_t, WatchTarget> watches_ ABSL_GUARDED_BY(mu_);
+  // Removed by us; their queued events are expected, not a reason to rescan.
+  absl::flat_hash_set<uint64_t> retired_watches_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> cookies_waiting_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> cookies_seen_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_cookie_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Mutex persist_mu_;
+};
+
+}  // namespace amld::daemon

@@ -1,0 +1,199 @@
+// ExecutorRegistry: routing runs to the executor of their compute target,
+// with a real StateStore holding the targets and fake executors recording
+// what reaches them.
+#include "daemon/executors/executor_registry.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace amld::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+namespace v1 = amld::v1;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// Records every call; Finish() reports a run's exit like a real executor.
+class FakeExecutor : public Executor {
+ public:
+  explicit FakeExecutor(std::string name) : name_(std::move(name)) {}
+
+  void SetExitCallback(ExitCallback callback) override { exit_ = std::move(callback); }
+  std::string Placement(const std::string& run_id, const std::string& handle) const override {
+    return absl::StrCat(name_, ":", handle);
+  }
+  absl::StatusOr<std::string> Launch(const LaunchSpec& spec) override {
+    launched.push_back(spec.run_id);
+    return absl::StrCat("h-", spec.run_id);
+  }
+  absl::Status Reattach(const std::string& run_id, const fs::path&,
+                        const std::string& handle) override {
+    reattached.push_back(run_id + "=" + handle);
+    return absl::OkStatus();
+  }
+  absl::Status Cancel(const std::string& run_id) override {
+    canceled.push_back(run_id);
+    return absl::OkStatus();
+  }
+  void Finish(const std::string& run_id) { exit_(run_id, ExitStatus{}); }
+
+  std::vector<std::string> launched, reattached, canceled;
+
+ private:
+  std::string name_;
+  ExitCallback exit_;
+};
+
+v1::ComputeTarget Ssh(const std::string& name, const std::string& host) {
+  v1::ComputeTarget t;
+  t.set_name(name);
+  t.mutable_ssh()->set_host(host);
+  return t;
+}
+
+LaunchSpec SpecOn(const std::string& run_id, const std::string& target) {
+  LaunchSpec spec;
+  spec.run_id = run_id;
+  spec.compute_target = target;
+  return spec;
+}
+
+class ExecutorRegistryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "amld-registry-test-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    auto store = amld::storage::StateStore::Open(dir_ / "amld.db");
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+    auto local = std::make_unique<FakeExecutor>("local");
+    local_ = local.get();
+    ExecutorFactories factories;
+    factories.ssh =
+        [this](const v1::ComputeTarget& target) -> absl::StatusOr<std::unique_ptr<Executor>> {
+      made_.push_back(absl::StrCat(target.name(), "@", target.ssh().host()));
+      auto e = std::make_unique<FakeExecutor>(absl::StrCat("ssh-", target.ssh().host()));
+      by_host_[target.ssh().host()] = e.get();
+      return e;
+    };
+    registry_ = std::make_unique<ExecutorRegistry>(std::move(local), factories, store_.get());
+    registry_->SetExitCallback([this](const std::string& run_id, absl::StatusOr<ExitStatus>) {
+      absl::MutexLock lock(&mu_);
+      exited_.push_back(run_id);
+    });
+  }
+
+  void TearDown() override {
+    registry_.reset();
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+
+  void Define(const v1::ComputeTarget& t) {
+    ASSERT_TRUE(store_->CreateComputeTarget(t, absl::Now()).ok());
+  }
+
+  fs::path dir_;
+  std::unique_ptr<amld::storage::StateStore> store_;
+  FakeExecutor* local_ = nullptr;
+  std::vector<std::string> made_;
+  std::map<std::string, FakeExecutor*> by_host_;
+  std::unique_ptr<ExecutorRegistry> registry_;
+  absl::Mutex mu_;
+  std::vector<std::string> exited_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(ExecutorRegistryTest, LocalRunsGoToTheLocalExecutor) {
+  ASSERT_TRUE(registry_->Launch(SpecOn("r1", "")).ok());
+  ASSERT_TRUE(registry_->Launch(SpecOn("r2", "local")).ok());
+  EXPECT_THAT(local_->launched, ElementsAre("r1", "r2"));
+  EXPECT_TRUE(made_.empty());
+  EXPECT_EQ(registry_->Placement("r1", "h-r1"), "local:h-r1");
+}
+
+TEST_F(ExecutorRegistryTest, EachSshTargetGetsOneExecutorMadeFromItsSettings) {
+  Define(Ssh("a", "host-a"));
+  Define(Ssh("b", "host-b"));
+  ASSERT_TRUE(registry_->Launch(SpecOn("r1", "a")).ok());
+  ASSERT_TRUE(registry_->Launch(SpecOn("r2", "b")).ok());
+  ASSERT_TRUE(registry_->Launch(SpecOn("r3", "a")).ok());
+  EXPECT_THAT(made_, ElementsAre("a@host-a", "b@host-b"));
+  EXPECT_THAT(by_host_["host-a"]->launched, ElementsAre("r1", "r3"));
+  EXPECT_THAT(by_host_["host-b"]->launched, ElementsAre("r2"));
+  EXPECT_TRUE(local_->launched.empty());
+  EXPECT_EQ(registry_->Placement("r2", "h-r2"), "ssh-host-b:h-r2");
+  EXPECT_THAT(registry_->Kinds(), ElementsAre("local", "ssh"));
+}
+
+TEST_F(ExecutorRegistryTest, CancelGoesToTheRunsExecutorUntilItsExitIsReported) {
+  Define(Ssh("a", "host-a"));
+  ASSERT_TRUE(registry_->Launch(SpecOn("r1", "a")).ok());
+  ASSERT_TRUE(registry_->Cancel("r1").ok());
+  EXPECT_THAT(by_host_["host-a"]->canceled, ElementsAre("r1"));
+
+  by_host_["host-a"]->Finish("r1");
+  {
+    absl::MutexLock lock(&mu_);
+    EXPECT_THAT(exited_, ElementsAre("r1"));
+  }
+  EXPECT_EQ(registry_->Cancel("r1").code(), absl::StatusCode::kNotFound);
+  // Placement of a run that already ended is found through its stored target.
+  EXPECT_EQ(registry_->Placement("never-stored", "h"), "");
+}
+
+TEST_F(ExecutorRegistryTest, ReattachGoesToTheStoredRunsTarget) {
+  Define(Ssh("a", "host-a"));
+  amld::storage::NewRun run;
+  run.id = "exp_1_00000001";
+  run.config.set_experiment_name("exp");
+  run.config.set_compute_target("a");
+  run.now = absl::Now();
+  ASSERT_TRUE(store_->InsertRun(run).ok());
+  ASSERT_TRUE(registry_->Reattach(run.id, dir_ / "run", "the-handle").ok());
+  EXPECT_THAT(by_host_["host-a"]->reattached, ElementsAre("exp_1_00000001=the-handle"));
+  EXPECT_EQ(registry_->Placement(run.id, "the-handle"), "ssh-host-a:the-handle");
+  EXPECT_EQ(registry_->Reattach("no-such-run", dir_, "h").code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ExecutorRegistryTest, MissingTargetsAndKindsWithoutAFactoryFailTheLaunch) {
+  auto missing = registry_->Launch(SpecOn("r1", "nope"));
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing.status().message(), HasSubstr("\"nope\" does not exist"));
+
+  v1::ComputeTarget slurm;
+  slurm.set_name("cluster");
+  slurm.mutable_slurm()->set_workdir("/shared");
+  Define(slurm);
+  auto refused = registry_->Launch(SpecOn("r2", "cluster"));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(refused.status().message(), HasSubstr("slurm target"));
+  EXPECT_EQ(registry_->Cancel("r2").code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ExecutorRegistryTest, ATargetDefinedAgainAfterDeleteGetsAFreshExecutor) {
+  Define(Ssh("a", "old-host"));
+  ASSERT_TRUE(registry_->Launch(SpecOn("r1", "a")).ok());
+  by_host_["old-host"]->Finish("r1");
+  ASSERT_TRUE(store_->DeleteComputeTarget("a").ok());
+  registry_->Forget("a");
+  Define(Ssh("a", "new-host"));
+  ASSERT_TRUE(registry_->Launch(SpecOn("r2", "a")).ok());
+  EXPECT_THAT(made_, ElementsAre("a@old-host", "a@new-host"));
+  EXPECT_THAT(by_host_["new-host"]->launched, ElementsAre("r2"));
+  EXPECT_THAT(by_host_["old-host"]->launched, ElementsAre("r1"));
+}
+
+}  // namespace
+}  // namespace amld::daemon

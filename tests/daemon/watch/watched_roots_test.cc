@@ -1,0 +1,479 @@
+// WatchedRoots (daemon/watch/watched_roots.h), stepped with a fake watcher and a
+// fake clock: nothing is applied until the test advances past the settle
+// delay and calls RunDueWork, or a Sync sees its cookie. After every step the
+// daemon's tree must equal what a client walk of the folder gives, and every
+// blob of it must be in the CAS. One test drives the real inotify watcher.
+#include "daemon/watch/watched_roots.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <future>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "storage/snapshot/snapshot.h"
+#include "tests/testing/fake_tree_watcher.h"
+#include "tests/testing/test_util.h"
+
+namespace amld::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+namespace pb = amld::v1;
+using amld::daemon::testing::FakeTreeWatcher;
+using amld::daemon::testing::TempDir;
+using amld::daemon::testing::WriteFile;
+using amld::storage::Digest;
+
+class FakeClock final : public base::Clock {
+ public:
+  absl::Time Now() const override {
+    absl::MutexLock lock(&mu_);
+    return now_;
+  }
+  void Advance(absl::Duration d) {
+    absl::MutexLock lock(&mu_);
+    now_ += d;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::Time now_ = absl::FromUnixSeconds(1750000000);
+};
+
+constexpr absl::Duration kSettle = absl::Milliseconds(100);
+
+// Waits (generously) for `cond`.
+template <typename F>
+bool Eventually(F cond) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < give_up) {
+    if (cond()) return true;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return cond();
+}
+
+class WatchedRootsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::canonical(src_.path());
+    auto cas = amld::storage::ContentStore::Open(data_.path() / "cas");
+    ASSERT_TRUE(cas.ok()) << cas.status();
+    cas_ = *std::move(cas);
+    WriteFile(root_ / "train.py", "print('hi')\n");
+    WriteFile(root_ / "cfg" / "a.yaml", "a: 1\n");
+    WriteFile(root_ / "cfg" / "deep" / "b.json", "{}\n");
+    WriteFile(root_ / ".gitignore", "*.log\nbuild/\n");
+    WriteFile(root_ / "run.log", "noise\n");
+    WriteFile(root_ / "build" / "out.bin", "xx\n");
+    ASSERT_EQ(::symlink("cfg/a.yaml", (root_ / "a_link").c_str()), 0);
+  }
+  void TearDown() override { roots_.reset(); }
+
+  void StartRoots(WatchedRootsOptions o = {}) {
+    o.state_file = data_.path() / "watched-roots";
+    o.settle_delay = kSettle;
+    o.run_worker_thread = false;
+    if (o.cookie_timeout == absl::Seconds(10)) o.cookie_timeout = absl::Seconds(60);
+    roots_ = std::make_unique<WatchedRoots>(WatchedRootsDeps{cas_.get(), &clock_, nullptr}, o);
+    absl::Status started = roots_->Start(
+        [this](TreeWatcher::Sink sink) -> absl::StatusOr<std::unique_ptr<TreeWatcher>> {
+          auto w = std::make_unique<FakeTreeWatcher>(std::move(sink));
+          watcher_ = w.get();
+          return std::unique_ptr<TreeWatcher>(std::move(w));
+        });
+    ASSERT_TRUE(started.ok()) << started;
+  }
+
+  // What a client walk of the folder gives now.
+  Digest Walked() const {
+    auto snap = amld::storage::BuildSnapshot(root_);
+    EXPECT_TRUE(snap.ok()) << snap.status();
+    return snap.ok() ? snap->root : Digest();
+  }
+  pb::WatchedRoot Listed() const {
+    std::vector<pb::WatchedRoot> all = roots_->List();
+    EXPECT_EQ(all.size(), 1u);
+    return all.empty() ? pb::WatchedRoot() : all.front();
+  }
+  Digest Current() const { return amld::storage::FromProto(Listed().snapshot_root()); }
+  void ExpectTreeMatchesWalkAndIsStored() {
+    const Digest current = Current();
+    EXPECT_EQ(current, Walked());
+    auto missing = amld::storage::FindMissingInTree(*cas_, current);
+    ASSERT_TRUE(missing.ok()) << missing.status();
+    EXPECT_TRUE(missing->empty()) << missing->size() << " blobs missing, e.g. "
+                                  << missing->front().ToString();
+  }
+  bool Watched(const std::string& rel) const {
+    return watcher_->IdOf(rel.empty() ? root_ : root_ / rel).has_value();
+  }
+  // Steps past the settle delay and applies what is due.
+  int Settle() {
+    clock_.Advance(kSettle);
+    return roots_->RunDueWork();
+  }
+  pb::WatchedRoot WatchOk() {
+    auto w = roots_->Watch(root_);
+    EXPECT_TRUE(w.ok()) << w.status();
+    return w.ok() ? *w : pb::WatchedRoot();
+  }
+  // A sync cookie in the root now, or "".
+  std::string FindCookie() const {
+    for (const auto& e : fs::directory_iterator(root_)) {
+      const std::string n = e.path().filename().string();
+      if (absl::StartsWith(n, ".amld-cookie-")) return n;
+    }
+    return "";
+  }
+  // The cookie file a Sync in flight has written, once it exists.
+  std::string WaitForCookie() const {
+    std::string name;
+    Eventually([&] { return !(name = FindCookie()).empty(); });
+    return name;
+  }
+
+  TempDir src_;
+  TempDir data_;
+  fs::path root_;
+  FakeClock clock_;
+  std::unique_ptr<amld::storage::ContentStore> cas_;
+  std::unique_ptr<WatchedRoots> roots_;
+  FakeTreeWatcher* watcher_ = nullptr;
+};
+
+TEST_F(WatchedRootsTest, WatchScansTheFolderAsAWalkDoes) {
+  StartRoots();
+  pb::WatchedRoot w = WatchOk();
+  EXPECT_EQ(w.state(), pb::WatchedRoot::State::WATCHING);
+  EXPECT_EQ(w.path(), root_.string());
+  EXPECT_EQ(w.file_count(), 4);  // train.py, .gitignore, a.yaml, b.json
+  EXPECT_EQ(w.rescan_count(), 1);
+  EXPECT_EQ(w.last_rescan().reason(), "initial scan");
+  ExpectTreeMatchesWalkAndIsStored();
+  // Every included folder is watched, ignored ones are not.
+  EXPECT_TRUE(Watched(""));
+  EXPECT_TRUE(Watched("cfg"));
+  EXPECT_TRUE(Watched("cfg/deep"));
+  EXPECT_FALSE(Watched("build"));
+  EXPECT_EQ(w.directories_watched(), 3);
+}
+
+TEST_F(WatchedRootsTest, AChangeIsAppliedOnlyAfterItSettles) {
+  StartRoots();
+  WatchOk();
+  const Digest before = Current();
+  WriteFile(root_ / "train.py", "print('changed')\n");
+  ASSERT_TRUE(watcher_->Emit(root_, "train.py"));
+  EXPECT_EQ(roots_->RunDueWork(), 0) << "applied before the settle delay";
+  EXPECT_EQ(Listed().pending_changes(), 1);
+  EXPECT_EQ(Current(), before);
+  EXPECT_EQ(Settle(), 1);
+  EXPECT_EQ(Listed().pending_changes(), 0);
+  EXPECT_NE(Current(), before);
+  ExpectTreeMatchesWalkAndIsStored();
+  EXPECT_TRUE(cas_->Contains(amld::storage::DigestOf("print('changed')\n")));
+  EXPECT_TRUE(Listed().has_last_change_time());
+}
+
+TEST_F(WatchedRootsTest, NewAndRemovedFoldersAndFiles) {
+  StartRoots();
+  WatchOk();
+  WriteFile(root_ / "models" / "net" / "layer.py", "x = 1\n");
+  WriteFile(root_ / "models" / "__init__.py", "");
+  ASSERT_TRUE(watcher_->Emit(root_, "models", /*is_dir=*/true, /*created=*/true));
+  Settle();
+  ExpectTreeMatchesWalkAndIsStored();
+  EXPECT_TRUE(Watched("models"));
+  EXPECT_TRUE(Watched("models/net"));
+
+  fs::remove_all(root_ / "cfg");
+  fs::remove(root_ / "train.py");
+  ASSERT_TRUE(watcher_->Emit(root_, "cfg", /*is_dir=*/true));
+  ASSERT_TRUE(watcher_->Emit(root_, "train.py"));
+  Settle();
+  ExpectTreeMatchesWalkAndIsStored();
+  EXPECT_FALSE(Watched("cfg"));
+  EXPECT_FALSE(Watched("cfg/deep"));
+}
+
+TEST_F(WatchedRootsTest, FolderRenamedInsideTheTree) {
+  StartRoots();
+  WatchOk();
+  fs::rename(root_ / "cfg", root_ / "config");
+  TreeEvent from{*watcher_->IdOf(root_), "cfg", true, false};
+  TreeEvent to{*watcher_->IdOf(root_), "config", true, true};
+  watcher_->EmitBatch({from, to});
+  Settle();
+  ExpectTreeMatchesWalkAndIsStored();
+  EXPECT_TRUE(Watched("config"));
+  EXPECT_TRUE(Watched("config/deep"));
+  EXPECT_EQ(Listed().directories_watched(), 3);
+}
+
+TEST_F(WatchedRootsTest, SymlinksAndTypeChanges) {
+  StartRoots();
+  WatchOk();
+  ASSERT_EQ(::symlink("train.py", (root_ / "cfg" / "t").c_str()), 0);
+  ASSERT_TRUE(watcher_->Emit(root_ / "cfg", "t", false, true));
+  fs::remove(root_ / "a_link");
+  WriteFile(root_ / "a_link", "now a file\n");
+  ASSERT_TRUE(watcher_->Emit(root_, "a_link"));
+  Settle();
+  ExpectTreeMatchesWalkAndIsStored();
+  // A file replaced by a folder.
+  fs::remove(root_ / "a_link");
+  WriteFile(root_ / "a_link" / "inner.txt", "in\n");
+  ASSERT_TRUE(watcher_->Emit(root_, "a_link", true, true));
+  Settle();
+  ExpectTreeMatchesWalkAndIsStored();
+  EXPECT_TRUE(Watched("a_link"));
+}
+
+TEST_F(WatchedRootsTest, AnIgnoreFileChangeReevaluatesItsFolder) {
+  StartRoots();
+  WatchOk();
+  // Stop ignoring *.log and build/: both come in, build/ gets a watch.
+  WriteFile(root_ / ".gitignore", "*.tmp\n");
+  ASSERT_TRUE(watcher_->Emit(root_, ".gitignore"));
+  Settle();
+  ExpectTreeMatchesWalkAndIsStored();
+  EXPECT_TRUE(Watched("build"));
+  EXPECT_EQ(Listed().file_count(), 6);
+  // A nested .amlignore takes over from .gitignore in its folder.
+  WriteFile(root_ / "cfg" / ".amlignore", "deep/\n*.yaml\n");
+  ASSERT_TRUE(watcher_->Emit(root_ / "cfg", ".amlignore", false, true));
+  Settle();
+  ExpectTreeMatchesWalkAndIsStored();
+  EXPECT_FALSE(Watched("cfg/deep"));
+  // And its removal brings them back.
+  fs::remove(root_ / "cfg" / ".amlignore");
+  ASSERT_TRUE(watcher_->Emit(root_ / "cfg", ".amlignore"));
+  Settle();
+  ExpectTreeMatchesWalkAndIsStored();
+  EXPECT_TRUE(Watched("cfg/deep"));
+}
+
+TEST_F(WatchedRootsTest, OverflowForcesAFullRescanThatIsListed) {
+  StartRoots();
+  WatchOk();
+  // Changes whose events were lost.
+  WriteFile(root_ / "cfg" / "deep" / "b.json", "{\"lost\": true}\n");
+  WriteFile(root_ / "new.py", "pass\n");
+  watcher_->EmitOverflow();
+  Settle();
+  ExpectTreeMatchesWalkAndIsStored();
+  pb::WatchedRoot w = Listed();
+  EXPECT_EQ(w.rescan_count(), 2);
+  EXPECT_TRUE(absl::StrContains(w.last_rescan().reason(), "overflow")) << w.last_rescan().reason();
+  EXPECT_TRUE(w.last_rescan().has_time());
+}
+
+TEST_F(WatchedRootsTest, AnEventForAnUnknownWatchForcesAFullRescan) {
+  StartRoots();
+  WatchOk();
+  WriteFile(root_ / "cfg" / "a.yaml", "a: 2\n");
+  watcher_->EmitUnknown();
+  Settle();
+  ExpectTreeMatchesWalkAndIsStored();
+  EXPECT_TRUE(absl::StrContains(Listed().last_rescan().reason(), "unknown watch"));
+}
+
+TEST_F(WatchedRootsTest, SyncWaitsForItsCookieAndAppliesChangesWithoutSettling) {
+  StartRoots();
+  WatchOk();
+  WriteFile(root_ / "train.py", "print('edited just now')\n");
+  auto sync = std::async(std::launch::async, [&] { return roots_->Sync(root_); });
+  const std::string cookie = WaitForCookie();
+  ASSERT_FALSE(cookie.empty()) << "Sync wrote no cookie";
+  // The kernel's order: the edit's event, then the cookie's.
+  TreeEvent edit{*watcher_->IdOf(root_), "train.py", false, false};
+  TreeEvent made{*watcher_->IdOf(root_), cookie, false, true};
+  watcher_->EmitBatch({edit, made});
+  auto got = sync.get();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(amld::storage::FromProto(got->snapshot_root()), Walked());
+  EXPECT_EQ(got->changes_applied(), 1);
+  EXPECT_FALSE(got->rescanned());
+  EXPECT_FALSE(fs::exists(root_ / cookie)) << "the cookie was left behind";
+  ExpectTreeMatchesWalkAndIsStored();
+}
+
+TEST_F(WatchedRootsTest, AFileWithAnotherNameOutsideTheRootIsCheckedOnEverySync) {
+  // A write through the other name sends no event for the root.
+  const fs::path outside = data_.path() / "outside.txt";
+  WriteFile(outside, "first\n");
+  ASSERT_EQ(::link(outside.c_str(), (root_ / "cfg" / "linked.txt").c_str()), 0);
+  StartRoots();
+  WatchOk();
+  ExpectTreeMatchesWalkAndIsStored();
+  WriteFile(outside, "second, longer\n");
+  auto sync = std::async(std::launch::async, [&] { return roots_->Sync(root_); });
+  const std::string cookie = WaitForCookie();
+  ASSERT_TRUE(watcher_->Emit(root_, cookie, false, true));
+  auto got = sync.get();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(amld::storage::FromProto(got->snapshot_root()), Walked());
+}
+
+TEST_F(WatchedRootsTest, OverflowReleasesAWaitingSyncWithARescan) {
+  StartRoots();
+  WatchOk();
+  WriteFile(root_ / "train.py", "print('lost event')\n");
+  auto sync = std::async(std::launch::async, [&] { return roots_->Sync(root_); });
+  ASSERT_FALSE(WaitForCookie().empty());
+  watcher_->EmitOverflow();  // the cookie's own event was lost too
+  auto got = sync.get();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(got->rescanned());
+  EXPECT_EQ(amld::storage::FromProto(got->snapshot_root()), Walked());
+}
+
+TEST_F(WatchedRootsTest, SyncGivesUpWhenItsCookieNeverArrives) {
+  WatchedRootsOptions o;
+  o.cookie_timeout = absl::Milliseconds(200);
+  StartRoots(o);
+  WatchOk();
+  auto got = roots_->Sync(root_);
+  EXPECT_TRUE(absl::IsDeadlineExceeded(got.status())) << got.status();
+  EXPECT_EQ(FindCookie(), "") << "cookie left behind";
+}
+
+TEST_F(WatchedRootsTest, SyncOfAFolderNotWatchedIsNotFound) {
+  StartRoots();
+  EXPECT_TRUE(absl::IsNotFound(roots_->Sync(root_).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(roots_->Sync("relative/dir").status()));
+  WatchOk();
+  EXPECT_TRUE(absl::IsNotFound(roots_->Sync(root_ / "cfg").status()))
+      << "a subfolder is not a root";
+}
+
+TEST_F(WatchedRootsTest, OutOfWatchesIsDegradedWithTheSysctlToRaise) {
+  StartRoots();
+  watcher_->set_watch_limit(2);
+  pb::WatchedRoot w = WatchOk();
+  EXPECT_EQ(w.state(), pb::WatchedRoot::State::DEGRADED);
+  EXPECT_TRUE(absl::StrContains(w.detail(), "sysctl fs.inotify.max_user_watches=")) << w.detail();
+  EXPECT_EQ(w.directories_watched(), 0) << "a degraded root keeps no watches";
+  EXPECT_TRUE(watcher_->WatchedDirs().empty());
+  auto sync = roots_->Sync(root_);
+  EXPECT_TRUE(absl::IsFailedPrecondition(sync.status())) << sync.status();
+  // Raised: watching again recovers.
+  watcher_->set_watch_limit(-1);
+  w = WatchOk();
+  EXPECT_EQ(w.state(), pb::WatchedRoot::State::WATCHING);
+  EXPECT_EQ(w.last_rescan().reason(), "registered again");
+  ExpectTreeMatchesWalkAndIsStored();
+}
+
+TEST_F(WatchedRootsTest, LimitsRefuseARootAndListTheLargestFiles) {
+  WriteFile(root_ / "cfg" / "weights.bin", std::string(5000, 'w'));
+  WatchedRootsOptions o;
+  o.max_snapshot_files = 3;
+  StartRoots(o);
+  auto w = roots_->Watch(root_);
+  ASSERT_TRUE(absl::IsResourceExhausted(w.status())) << w.status();
+  EXPECT_TRUE(absl::StrContains(w.status().message(), "cfg/weights.bin")) << w.status();
+  EXPECT_TRUE(roots_->List().empty()) << "a refused root stays unregistered";
+}
+
+TEST_F(WatchedRootsTest, ARootThatGrowsOverTheLimitsRefusesSnapshots) {
+  WatchedRootsOptions o;
+  o.max_snapshot_bytes = 4000;
+  StartRoots(o);
+  WatchOk();
+  WriteFile(root_ / "cfg" / "big.bin", std::string(5000, 'b'));
+  ASSERT_TRUE(watcher_->Emit(root_ / "cfg", "big.bin", false, true));
+  Settle();
+  pb::WatchedRoot w = Listed();
+  EXPECT_EQ(w.state(), pb::WatchedRoot::State::ERROR);
+  EXPECT_TRUE(absl::StrContains(w.detail(), "cfg/big.bin")) << w.detail();
+  auto sync = std::async(std::launch::async, [&] { return roots_->Sync(root_); });
+  const std::string cookie = WaitForCookie();
+  ASSERT_TRUE(watcher_->Emit(root_, cookie, false, true));
+  auto got = sync.get();
+  EXPECT_TRUE(absl::IsResourceExhausted(got.status())) << got.status();
+  EXPECT_TRUE(absl::StrContains(got.status().message(), "cfg/big.bin"));
+}
+
+TEST_F(WatchedRootsTest, RootsSurviveARestartWithAFullRescan) {
+  StartRoots();
+  WatchOk();
+  roots_.reset();
+  WriteFile(root_ / "train.py", "print('changed while down')\n");
+  StartRoots();
+  pb::WatchedRoot w = Listed();
+  EXPECT_EQ(w.state(), pb::WatchedRoot::State::SCANNING);
+  EXPECT_EQ(roots_->RunDueWork(), 1);
+  w = Listed();
+  EXPECT_EQ(w.state(), pb::WatchedRoot::State::WATCHING);
+  EXPECT_EQ(w.last_rescan().reason(), "daemon restart");
+  ExpectTreeMatchesWalkAndIsStored();
+}
+
+TEST_F(WatchedRootsTest, UnwatchForgetsTheRootAndItsWatches) {
+  StartRoots();
+  WatchOk();
+  auto gone = roots_->Unwatch(root_);
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  EXPECT_TRUE(roots_->List().empty());
+  EXPECT_TRUE(watcher_->WatchedDirs().empty());
+  EXPECT_TRUE(absl::IsNotFound(roots_->Sync(root_).status()));
+  EXPECT_TRUE(absl::IsNotFound(roots_->Unwatch(root_).status()));
+  roots_.reset();
+  StartRoots();
+  EXPECT_TRUE(roots_->List().empty()) << "unwatched roots come back after a restart";
+}
+
+TEST_F(WatchedRootsTest, NestedRootsAreRefused) {
+  StartRoots();
+  WatchOk();
+  EXPECT_TRUE(absl::IsFailedPrecondition(roots_->Watch(root_ / "cfg").status()));
+  EXPECT_TRUE(absl::IsFailedPrecondition(roots_->Watch(root_.parent_path()).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(roots_->Watch("cfg").status()));
+  EXPECT_TRUE(absl::IsNotFound(roots_->Watch(root_ / "nope").status()));
+  // Watching the same root again is harmless.
+  EXPECT_EQ(WatchOk().rescan_count(), 1);
+}
+
+TEST_F(WatchedRootsTest, RemovedRootIsAnErrorUntilWatchedAgain) {
+  StartRoots();
+  WatchOk();
+  TreeEvent gone{*watcher_->IdOf(root_), "", false, false};
+  gone.self_gone = true;
+  fs::rename(root_, root_.string() + "-moved");
+  watcher_->EmitBatch({gone});
+  pb::WatchedRoot w = Listed();
+  EXPECT_EQ(w.state(), pb::WatchedRoot::State::ERROR);
+  EXPECT_TRUE(absl::IsFailedPrecondition(roots_->Sync(root_).status()));
+  fs::rename(root_.string() + "-moved", root_);
+  EXPECT_EQ(WatchOk().state(), pb::WatchedRoot::State::WATCHING);
+  ExpectTreeMatchesWalkAndIsStored();
+}
+
+// The real inotify watcher and worker thread, end to end.
+TEST_F(WatchedRootsTest, RealInotifySeesAnEditBeforeSyncReturns) {
+  WatchedRootsOptions o;
+  o.state_file = data_.path() / "watched-roots";
+  roots_ = std::make_unique<WatchedRoots>(WatchedRootsDeps{cas_.get(), base::RealClock(), nullptr}, o);
+  ASSERT_TRUE(roots_->Start(NewInotifyTreeWatcher).ok());
+  WatchOk();
+  for (int i = 0; i < 3; ++i) {
+    WriteFile(root_ / "cfg" / "deep" / "b.json", absl::StrCat("{\"i\": ", i, "}\n"));
+    WriteFile(root_ / absl::StrCat("new", i) / "x.py", absl::StrCat("x = ", i, "\n"));
+    auto got = roots_->Sync(root_);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(amld::storage::FromProto(got->snapshot_root()), Walked()) << "stale at step " << i;
+  }
+  // The worker applies changes by itself once they settle.
+  WriteFile(root_ / "train.py", "print('settled')\n");
+  EXPECT_TRUE(Eventually([&] { return Current() == Walked(); }));
+}
+
+}  // namespace
+}  // namespace amld::daemon
