@@ -1,7 +1,9 @@
 #include "daemon/executor_factories.h"
 
 #include "daemon/executors/slurm/slurm_executor.h"
+#include "daemon/executors/slurm/slurm_target.h"
 #include "daemon/executors/ssh/ssh_executor.h"
+#include "daemon/executors/ssh/ssh_target.h"
 
 namespace amld::daemon {
 namespace {
@@ -39,6 +41,8 @@ ExecutorFactories MakeExecutorFactories(const ExecutorFactoryOptions& options) {
   ExecutorFactories factories;
   factories.ssh = SshFactory(options);
   factories.slurm = SlurmFactory(options);
+  factories.validate_ssh = ValidateSshTarget;
+  factories.validate_slurm = ValidateSlurmTarget;
   return factories;
 }
 

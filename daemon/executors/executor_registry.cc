@@ -1,5 +1,6 @@
 #include "daemon/executors/executor_registry.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -180,11 +181,29 @@ void ExecutorRegistry::Forget(const std::string& target_name) {
   by_target_.erase(target_name);  // stays in owned_: retired, not destroyed
 }
 
+absl::Status ExecutorRegistry::ValidateTarget(const v1::ComputeTarget& target) const {
+  AMLD_RETURN_IF_ERROR(amld::storage::ValidateComputeTarget(target));
+  const TargetValidator& validate =
+      target.has_ssh() ? factories_.validate_ssh : factories_.validate_slurm;
+  return validate ? validate(target) : absl::OkStatus();
+}
+
 std::vector<std::string> ExecutorRegistry::Kinds() const {
   std::vector<std::string> kinds = {"local"};
   if (factories_.ssh) kinds.push_back("ssh");
   if (factories_.slurm) kinds.push_back("slurm");
   return kinds;
+}
+
+bool HasSpaceOrControl(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u <= ' ' || u == 0x7f;
+  });
+}
+
+bool HasLineBreakOrNul(std::string_view s) {
+  return s.find_first_of(std::string_view("\n\r\0", 3)) != std::string_view::npos;
 }
 
 }  // namespace amld::daemon

@@ -6,7 +6,10 @@
 //                  on the target's first use (factories.ssh)
 //   a slurm target likewise (factories.slurm)
 // A kind without a factory fails its runs' launch with UNIMPLEMENTED naming
-// the kind. Each factory is the hook where an executor kind plugs in.
+// the kind. Each factory, with its validator, is the hook where an executor
+// kind plugs in: the validator checks a target's settings before the
+// compute service stores it (ValidateTarget), since only the kind knows
+// what its fields mean (ssh/ssh_target.h, slurm/slurm_target.h).
 //
 // Routing: Launch by LaunchSpec.compute_target; Reattach by the target of
 // the run as stored; Cancel and Placement by the executor that launched or
@@ -26,9 +29,11 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "amld/v1/compute.pb.h"
@@ -43,10 +48,23 @@ namespace amld::daemon {
 using ExecutorFactory =
     std::function<absl::StatusOr<std::unique_ptr<Executor>>(const amld::v1::ComputeTarget&)>;
 
+// Checks the settings of a target of one kind: OK, or INVALID_ARGUMENT
+// saying what to change (amld::storage::InvalidComputeTarget).
+using TargetValidator = std::function<absl::Status(const amld::v1::ComputeTarget&)>;
+
 struct ExecutorFactories {
   ExecutorFactory ssh;    // SshTarget; ssh_executor.h: NewSshExecutor
   ExecutorFactory slurm;  // SlurmTarget; slurm_executor.h: NewSlurmExecutor
+  // Unset: the kind's settings are stored unchecked.
+  TargetValidator validate_ssh;    // ssh_target.h: ValidateSshTarget
+  TargetValidator validate_slurm;  // slurm_target.h: ValidateSlurmTarget
 };
+
+// For the validators: true when `s` has a byte that would split a word or a
+// line in a shell or an ssh/sbatch argument (whitespace, control
+// characters, DEL); true when it has a line break or a NUL.
+bool HasSpaceOrControl(std::string_view s);
+bool HasLineBreakOrNul(std::string_view s);
 
 class ExecutorRegistry final : public Executor {
  public:
@@ -66,6 +84,12 @@ class ExecutorRegistry final : public Executor {
                         const std::string& handle) override;
   // NOT_FOUND when no executor holds the run (it ended, or never started).
   absl::Status Cancel(const std::string& run_id) override;
+
+  // OK when `target` may be stored: the store's own rules
+  // (amld::storage::ValidateComputeTarget: name, exactly one kind), then its
+  // kind's validator. INVALID_ARGUMENT saying what to change otherwise. Does
+  // not contact the target.
+  absl::Status ValidateTarget(const amld::v1::ComputeTarget& target) const;
 
   // Retires the executor of a deleted target (see above); a no-op for a
   // target that has none yet.

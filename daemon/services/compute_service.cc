@@ -1,9 +1,11 @@
 // ComputeTargets service: defining, reading and removing compute targets
 // (proto amld/v1/compute.proto). The targets live in the StateStore, which
-// enforces the rules (names, "local" built in, no deleting a target an
-// unfinished run uses); the service adds the one check that needs this
-// machine — an ssh target's identity file must be readable by the daemon —
-// and retires a deleted target's executor.
+// enforces its own rules (names, "local" built in, no deleting a target an
+// unfinished run uses). Before a target is stored the service has its
+// kind's executor check the settings (ExecutorRegistry::ValidateTarget) and
+// adds the one check that needs this machine — an ssh target's identity
+// file must be readable by the daemon; it retires a deleted target's
+// executor.
 #include <unistd.h>
 
 #include <cerrno>
@@ -41,7 +43,11 @@ class ComputeTargetsService final : public pb::ComputeTargets::Service {
                                    pb::ComputeTarget* response) override {
     const pb::ComputeTarget& target = request->target();
     if (target.name() != amld::storage::kLocalTargetName) {
-      absl::Status valid = amld::storage::ValidateComputeTarget(target);
+      // Without a registry (tests that run no targets) only the store's
+      // rules apply.
+      absl::Status valid = deps_.executors != nullptr
+                               ? deps_.executors->ValidateTarget(target)
+                               : amld::storage::ValidateComputeTarget(target);
       if (valid.ok()) valid = CheckOnThisMachine(target);
       if (!valid.ok()) return ToGrpcStatus(valid);
     }

@@ -6,8 +6,8 @@
 // `PRAGMA user_version` when the file is opened (an older file always
 // loads; a newer one is refused with FAILED_PRECONDITION). Every status
 // change goes through Transition(), one transaction each; illegal ones
-// (COMPLETED → RUNNING, anything out of a terminal status) are refused with
-// FAILED_PRECONDITION and change nothing. A call that returned OK survives
+// (COMPLETED → RUNNING, anything out of a terminal status: the table is in
+// run_status.h) are refused with FAILED_PRECONDITION and change nothing. A call that returned OK survives
 // the daemon being killed at any moment; with synchronous=NORMAL the last
 // commits can be lost if the machine loses power, never the file's integrity.
 //
@@ -25,22 +25,16 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "amld/v1/compute.pb.h"
 #include "amld/v1/experiments.pb.h"
 #include "amld/v1/runs.pb.h"
 #include "storage/digest.h"
+#include "storage/state/run_status.h"
 
 namespace amld::storage {
 
-using RunStatus = amld::v1::RunStatus::Value;
-
-// True for COMPLETED, FAILED and CANCELED.
-bool IsTerminal(RunStatus s);
-// The one table of legal status changes.
-bool IsLegalTransition(RunStatus from, RunStatus to);
-// "QUEUED", "RUNNING", ...; "STATUS(42)" for a value this build does not know.
-std::string StatusName(RunStatus s);
 // OK when `name` is 1 to 128 letters, digits, '-', '_' and '.'; otherwise
 // INVALID_ARGUMENT saying what is wrong.
 absl::Status ValidateExperimentName(const std::string& name);
@@ -48,11 +42,15 @@ absl::Status ValidateExperimentName(const std::string& name);
 // The built-in compute target: this machine. Always exists, never stored.
 inline constexpr char kLocalTargetName[] = "local";
 // OK when `target` may be stored: a valid name (1 to 128 letters, digits,
-// '-', '_', '.'), exactly one kind, not the local kind, and well-formed
-// settings (ssh: a host without spaces or a leading '-', a port in 0..65535,
-// an absolute identity file; slurm: an absolute workdir). INVALID_ARGUMENT
-// saying what to change otherwise. Nothing is checked against the world.
+// '-', '_', '.'), exactly one kind, and not the local kind; INVALID_ARGUMENT
+// saying what to change otherwise. These are the store's own rules; what a
+// kind's settings mean (an ssh host, a slurm workdir) is checked by that
+// kind's executor (daemon/executors/{ssh,slurm}/*_target.h) before the
+// target is stored.
 absl::Status ValidateComputeTarget(const amld::v1::ComputeTarget& target);
+// INVALID_ARGUMENT "compute target "NAME": WHAT", the shape of every
+// complaint about a target's settings.
+absl::Status InvalidComputeTarget(const std::string& name, absl::string_view what);
 
 // What a new run is created with.
 struct NewRun {
@@ -179,8 +177,8 @@ class StateStore {
   // Create: INVALID_ARGUMENT when ValidateComputeTarget refuses it;
   // ALREADY_EXISTS when the name is taken ("local" included). created_time
   // is set to `now`.
-  absl::StatusOr<amld::v1::ComputeTarget> CreateComputeTarget(
-      const amld::v1::ComputeTarget& target, absl::Time now);
+  absl::StatusOr<amld::v1::ComputeTarget> CreateComputeTarget(const amld::v1::ComputeTarget& target,
+                                                              absl::Time now);
   // NOT_FOUND when no target has that name.
   absl::StatusOr<amld::v1::ComputeTarget> GetComputeTarget(const std::string& name);
   // Every target, "local" included, sorted by name.

@@ -195,5 +195,38 @@ TEST_F(ExecutorRegistryTest, ATargetDefinedAgainAfterDeleteGetsAFreshExecutor) {
   EXPECT_THAT(by_host_["old-host"]->launched, ElementsAre("r1"));
 }
 
+TEST(ExecutorRegistryValidateTest, StoreRulesFirstThenTheKindsValidator) {
+  std::vector<std::string> asked;
+  ExecutorFactories factories;
+  factories.validate_ssh = [&](const v1::ComputeTarget& t) {
+    asked.push_back("ssh:" + t.name());
+    return t.ssh().host() == "bad" ? absl::InvalidArgumentError("bad host") : absl::OkStatus();
+  };
+  ExecutorRegistry registry(std::make_unique<FakeExecutor>("local"), factories, nullptr);
+
+  EXPECT_TRUE(registry.ValidateTarget(Ssh("box", "good")).ok());
+  absl::Status bad = registry.ValidateTarget(Ssh("box", "bad"));
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.message(), "bad host");
+  // The store's rules come first: a bad name never reaches the kind.
+  EXPECT_THAT(registry.ValidateTarget(Ssh("a b", "bad")).message(), HasSubstr("may contain only"));
+  EXPECT_THAT(asked, ElementsAre("ssh:box", "ssh:box"));
+  // A kind without a validator is stored as it is.
+  v1::ComputeTarget slurm;
+  slurm.set_name("c");
+  slurm.mutable_slurm();
+  EXPECT_TRUE(registry.ValidateTarget(slurm).ok());
+}
+
+TEST(ExecutorRegistryValidateTest, FieldPredicates) {
+  EXPECT_FALSE(HasSpaceOrControl("gpu-box.example.org"));
+  EXPECT_TRUE(HasSpaceOrControl("a b"));
+  EXPECT_TRUE(HasSpaceOrControl("a\tb"));
+  EXPECT_TRUE(HasSpaceOrControl("a\x7f"));
+  EXPECT_FALSE(HasLineBreakOrNul("/with space/ok"));
+  EXPECT_TRUE(HasLineBreakOrNul("a\rb"));
+  EXPECT_TRUE(HasLineBreakOrNul(std::string("a\0b", 3)));
+}
+
 }  // namespace
 }  // namespace amld::daemon
