@@ -1,155 +1,108 @@
 #include "daemon/executors/command_runner.h"
 
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "base/file_util.h"
-
-extern char** environ;
+#include "daemon/executors/subprocess.h"
 
 namespace amld::daemon {
 namespace {
 
-using base::ErrnoStatus;
-using base::ScopedFd;
-
-constexpr size_t kMaxCapture = 16 << 20;  // per stream; the rest is dropped
-
-// Owns posix_spawn's attribute objects.
-struct SpawnSetup {
-  posix_spawn_file_actions_t actions;
-  posix_spawnattr_t attr;
-  SpawnSetup() {
-    posix_spawn_file_actions_init(&actions);
-    posix_spawnattr_init(&attr);
+void SetEnd(int wait_status, CommandResult* result) {
+  if (WIFSIGNALED(wait_status)) {
+    result->signal = WTERMSIG(wait_status);
+  } else {
+    result->exit_code = WEXITSTATUS(wait_status);
   }
-  ~SpawnSetup() {
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-  }
-};
-
-// Reads both pipes until they close or `deadline` passes; false on timeout.
-bool Drain(int out_fd, int err_fd, absl::Time deadline, std::string* out, std::string* err) {
-  pollfd fds[2] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
-  std::string* sinks[2] = {out, err};
-  int open = 2;
-  char buf[65536];
-  while (open > 0) {
-    absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) return false;
-    int ready = ::poll(fds, 2, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) continue;  // timeout is checked at the top
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (n <= 0) {
-        fds[i].fd = -1;
-        --open;
-        continue;
-      }
-      if (sinks[i]->size() < kMaxCapture) sinks[i]->append(buf, static_cast<size_t>(n));
-    }
-  }
-  return true;
 }
 
-absl::StatusOr<CommandResult> RunCommandIn(const std::vector<std::string>& argv,
-                                           absl::Duration timeout, char* const* envp);
+SubprocessOptions OptionsFor(const Command& command, bool capture_stderr_in_pipe) {
+  SubprocessOptions o;
+  o.argv = command.argv;
+  o.env = command.env;
+  o.out = command.stdout_fd >= 0 ? Stdio::Fd(command.stdout_fd) : Stdio::Pipe();
+  // A pipe when the caller drains it anyway; a memfd for a long-lived
+  // command, so nobody has to read its stderr while it runs.
+  o.err = capture_stderr_in_pipe ? Stdio::Pipe() : Stdio::MemFile();
+  o.die_with_parent = true;
+  return o;
+}
+
+class SubprocessCommand final : public RunningCommand {
+ public:
+  explicit SubprocessCommand(Subprocess process) : process_(std::move(process)) {}
+  ~SubprocessCommand() override {
+    if (!done_) Stop();
+  }
+  int ended_fd() const override { return process_.exit_fd(); }
+  CommandResult Wait() override {
+    CommandResult result;
+    SetEnd(process_.Wait(), &result);
+    result.err = process_.ReadMemFile();
+    done_ = true;
+    return result;
+  }
+  CommandResult Stop() override {
+    process_.Signal(SIGTERM);
+    return Wait();
+  }
+
+ private:
+  Subprocess process_;
+  bool done_ = false;
+};
+
+class SystemRunner final : public CommandRunner {
+ public:
+  absl::StatusOr<CommandResult> Run(const Command& command) override {
+    absl::StatusOr<Subprocess> process = Subprocess::Start(OptionsFor(command, true));
+    if (!process.ok()) return process.status();
+    CommandResult result;
+    // With stdout going to the caller's file, only stderr is read; its end
+    // is the command's end (or that of a child that kept it open).
+    std::string ignored;
+    bool finished =
+        process->ReadPipesUntil(absl::Now() + command.timeout,
+                                command.stdout_fd >= 0 ? &ignored : &result.out, &result.err);
+    if (!finished) process->Signal(SIGKILL);
+    SetEnd(process->Wait(), &result);
+    if (!finished) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(absl::StrJoin(command.argv, " "), " did not finish within ",
+                       absl::FormatDuration(command.timeout), "; killed it"));
+    }
+    return result;
+  }
+
+  absl::StatusOr<std::unique_ptr<RunningCommand>> Start(const Command& command) override {
+    SubprocessOptions options = OptionsFor(command, false);
+    if (command.stdout_fd < 0) options.out = Stdio::Null();
+    absl::StatusOr<Subprocess> process = Subprocess::Start(options);
+    if (!process.ok()) return process.status();
+    return std::make_unique<SubprocessCommand>(std::move(*process));
+  }
+};
 
 }  // namespace
 
 std::string CommandResult::Describe() const {
-  std::string what =
-      signal != 0 ? absl::StrCat("killed by signal ", signal) : absl::StrCat("exit code ", exit_code);
+  std::string what = signal != 0 ? absl::StrCat("killed by signal ", signal)
+                                 : absl::StrCat("exit code ", exit_code);
   absl::string_view text = absl::StripAsciiWhitespace(err.empty() ? out : err);
   if (!text.empty()) absl::StrAppend(&what, ": ", text);
   return what;
 }
 
-absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
-                                         absl::Duration timeout) {
-  return RunCommandIn(argv, timeout, environ);
+CommandRunner& SystemCommandRunner() {
+  static SystemRunner* runner = new SystemRunner();
+  return *runner;
 }
 
-absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
-                                         absl::Duration timeout,
-                                         const std::vector<std::string>& env) {
-  std::vector<char*> envp;
-  for (const std::string& e : env) envp.push_back(const_cast<char*>(e.c_str()));
-  envp.push_back(nullptr);
-  return RunCommandIn(argv, timeout, envp.data());
-}
-
-namespace {
-
-absl::StatusOr<CommandResult> RunCommandIn(const std::vector<std::string>& argv,
-                                           absl::Duration timeout, char* const* envp) {
-  if (argv.empty() || argv[0].empty()) return absl::InvalidArgumentError("empty command");
-  int out_pipe[2], err_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe2", argv[0]);
-  ScopedFd out_read(out_pipe[0]), out_write(out_pipe[1]);
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe2", argv[0]);
-  ScopedFd err_read(err_pipe[0]), err_write(err_pipe[1]);
-
-  SpawnSetup setup;
-  posix_spawn_file_actions_addopen(&setup.actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&setup.actions, out_write.get(), 1);
-  posix_spawn_file_actions_adddup2(&setup.actions, err_write.get(), 2);
-  // No signal mask or ignored signal of the daemon carries over.
-  posix_spawnattr_setflags(&setup.attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&setup.attr, &none);
-  posix_spawnattr_setsigdefault(&setup.attr, &all);
-
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = 0;
-  int spawn_err =
-      ::posix_spawnp(&pid, argv[0].c_str(), &setup.actions, &setup.attr, args.data(), envp);
-  out_write = ScopedFd();
-  err_write = ScopedFd();
-  if (spawn_err == ENOENT) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot run ", argv[0], ": not found in PATH (is it installed here?)"));
-  }
-  if (spawn_err != 0) return ErrnoStatus(spawn_err, "run", argv[0]);
-
-  CommandResult result;
-  bool finished = Drain(out_read.get(), err_read.get(), absl::Now() + timeout, &result.out,
-                        &result.err);
-  if (!finished) ::kill(pid, SIGKILL);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!finished) {
-    return absl::DeadlineExceededError(absl::StrCat(absl::StrJoin(argv, " "),
-                                                    " did not finish within ",
-                                                    absl::FormatDuration(timeout), "; killed it"));
-  }
-  if (WIFSIGNALED(status)) {
-    result.signal = WTERMSIG(status);
-  } else {
-    result.exit_code = WEXITSTATUS(status);
-  }
-  return result;
-}
-
-}  // namespace
 }  // namespace amld::daemon

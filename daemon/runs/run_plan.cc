@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/shell_quote.h"
 
 extern char** environ;
 
@@ -35,28 +36,13 @@ std::string MakeRunId(const std::string& experiment, absl::Time now, uint32_t ra
   return absl::StrFormat("%s_%d_%08x", experiment, absl::ToUnixSeconds(now), random_bits);
 }
 
-std::string ShellQuote(const std::string& s) {
-  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                        "0123456789-_./=:,+@%") == std::string::npos) {
-    return s;
-  }
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  out += "'";
-  return out;
-}
-
 std::vector<std::string> BuildArgv(const amld::v1::RunConfig& config) {
   std::vector<std::string> argv;
   if (!config.command().empty()) {
     std::string line = config.command();
-    for (const std::string& arg : config.arguments()) absl::StrAppend(&line, " ", ShellQuote(arg));
+    for (const std::string& arg : config.arguments()) {
+      absl::StrAppend(&line, " ", base::ShellQuote(arg));
+    }
     argv = {"/bin/sh", "-c", std::move(line)};
     return argv;
   }

@@ -30,9 +30,6 @@ EnvList CaptureDaemonEnvironment();
 // "<experiment>_<unix-seconds>_<8 lower-case hex>".
 std::string MakeRunId(const std::string& experiment, absl::Time now, uint32_t random_bits);
 
-// `s` quoted for /bin/sh so it stays one word.
-std::string ShellQuote(const std::string& s);
-
 // [interpreter or "python3", script, args...] or
 // ["/bin/sh", "-c", command + " " + quoted args].
 std::vector<std::string> BuildArgv(const amld::v1::RunConfig& config);

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
@@ -26,10 +25,12 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "daemon/executors/shim/shim_protocol.h"
-#include "nlohmann/json.hpp"
 #include "base/file_util.h"
 #include "base/status_macros.h"
+#include "daemon/executors/exit_status.h"
+#include "daemon/executors/run_handle.h"
+#include "daemon/executors/shim/shim_protocol.h"
+#include "daemon/executors/subprocess.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -56,70 +57,21 @@ std::string ReadBootId() {
   return std::string(absl::StripAsciiWhitespace(*id));
 }
 
-// Names one amld-shim process: a pid alone could be reused after it exits.
-struct ShimIdentity {
-  pid_t pid = 0;
-  uint64_t start_time = 0;  // field 22 of /proc/<pid>/stat
-  std::string boot_id;      // start times restart from zero at boot
-};
+constexpr char kHandleKind[] = "a local executor";
 
 std::string FormatHandle(const ShimIdentity& id) {
-  nlohmann::json j = {
-      {"shim_pid", id.pid}, {"shim_start_time", id.start_time}, {"boot_id", id.boot_id}};
-  return j.dump();
+  RunHandle handle;
+  SetShimIdentity(id, handle);
+  return handle.Encode();
 }
 
-absl::StatusOr<ShimIdentity> ParseHandle(const std::string& run_id, const std::string& handle) {
-  auto bad = [&](const std::string& why) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "handle of run ", run_id, " is not a local executor handle (", why, "): ", handle));
-  };
-  nlohmann::json j = nlohmann::json::parse(handle, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
-  auto pid = j.find("shim_pid");
-  auto start = j.find("shim_start_time");
-  if (pid == j.end() || !pid->is_number_integer() || pid->get<int64_t>() <= 0) {
-    return bad("no positive shim_pid");
-  }
-  if (start == j.end() || !start->is_number_unsigned()) return bad("no shim_start_time");
-  ShimIdentity id;
-  id.pid = static_cast<pid_t>(pid->get<int64_t>());
-  id.start_time = start->get<uint64_t>();
-  if (auto boot = j.find("boot_id"); boot != j.end() && boot->is_string()) {
-    id.boot_id = boot->get<std::string>();
-  }
-  return id;
+absl::StatusOr<ShimIdentity> ParseHandle(const std::string& run_id, const std::string& text) {
+  AMLD_ASSIGN_OR_RETURN(RunHandle handle, RunHandle::Parse(kHandleKind, run_id, text));
+  return GetShimIdentity(handle, /*boot_id_required=*/false);
 }
 
 fs::path ShimLogPath(const fs::path& run_dir) {
   return run_dir / "system_logs" / shim::kShimLogName;
-}
-
-absl::Status SupervisorLost(const fs::path& run_dir, const std::string& why) {
-  return absl::InternalError(
-      absl::StrCat("supervisor lost: ", why, "; see ", ShimLogPath(run_dir).string()));
-}
-
-// The run's outcome from the exit file the shim leaves behind.
-absl::StatusOr<ExitStatus> ReadOutcome(const fs::path& run_dir) {
-  fs::path path = run_dir / shim::kExitFileName;
-  absl::StatusOr<std::string> text = base::ReadFileToString(path);
-  if (absl::IsNotFound(text.status())) {
-    return SupervisorLost(run_dir, absl::StrCat("amld-shim is gone and left no ", path.string()));
-  }
-  if (!text.ok()) return SupervisorLost(run_dir, std::string(text.status().message()));
-  std::string error;
-  std::optional<shim::ExitRecord> r = shim::ParseExitRecord(*text, &error);
-  if (!r) return SupervisorLost(run_dir, absl::StrCat(path.string(), " is unreadable: ", error));
-  ExitStatus status;
-  status.exit_code = r->exit_code;
-  status.signal = r->signal;
-  status.timed_out = r->timed_out;
-  status.canceled = r->canceled;
-  status.start_time = absl::FromUnixNanos(r->start_time_ns);
-  status.end_time = absl::FromUnixNanos(r->end_time_ns);
-  status.launch_error = r->launch_error;
-  return status;
 }
 
 bool HasNul(const std::string& s) { return s.find('\0') != std::string::npos; }
@@ -149,22 +101,6 @@ absl::Status ValidateSpec(const LaunchSpec& spec) {
   }
   return absl::OkStatus();
 }
-
-// Owns the strings of a NULL-terminated char* array (argv, envp).
-class CStringArray {
- public:
-  void Add(std::string s) { strings_.push_back(std::move(s)); }
-  char* const* Get() {
-    ptrs_.clear();
-    for (std::string& s : strings_) ptrs_.push_back(s.data());
-    ptrs_.push_back(nullptr);
-    return ptrs_.data();
-  }
-
- private:
-  std::vector<std::string> strings_;
-  std::vector<char*> ptrs_;
-};
 
 int64_t DurationNs(absl::Duration d) {
   if (d == absl::InfiniteDuration()) return 0;
@@ -198,16 +134,7 @@ absl::StatusOr<std::string> ReadShimReport(int fd, const fs::path& run_dir) {
 }
 
 absl::StatusOr<ShimIdentity> ParseShimReport(const std::string& report, const fs::path& run_dir) {
-  if (absl::string_view rest = report; absl::ConsumePrefix(&rest, "ok ")) {
-    std::vector<std::string> parts = absl::StrSplit(rest, ' ');
-    ShimIdentity id;
-    int pid = 0;
-    if (parts.size() == 2 && absl::SimpleAtoi(parts[0], &pid) &&
-        absl::SimpleAtoi(parts[1], &id.start_time) && pid > 0) {
-      id.pid = pid;
-      return id;
-    }
-  }
+  if (absl::StatusOr<ShimIdentity> id = ParseShimOkLine(report); id.ok()) return id;
   if (absl::string_view message = report; absl::ConsumePrefix(&message, "error ")) {
     return absl::InternalError(absl::StrCat("amld-shim could not start the run: ", message));
   }
@@ -316,57 +243,33 @@ absl::StatusOr<ShimIdentity> LocalExecutor::SpawnShim(const LaunchSpec& spec,
     fs::create_directories(run_dir / sub, ec);
     if (ec) return ErrnoStatus(ec.value(), "create", run_dir / sub);
   }
-  CStringArray argv;
-  argv.Add(shim_path_.string());
-  argv.Add("--run-dir=" + run_dir.string());
-  argv.Add(absl::StrCat("--max-duration-ns=", DurationNs(spec.max_duration)));
-  argv.Add(absl::StrCat("--grace-ns=", DurationNs(spec.kill_grace)));
-  argv.Add("--");
-  for (const std::string& arg : spec.argv) argv.Add(arg);
-  CStringArray envp;
-  for (const auto& [name, value] : spec.env) envp.Add(absl::StrCat(name, "=", value));
+  SubprocessOptions shim;
+  shim.argv = {shim_path_.string(), "--run-dir=" + run_dir.string(),
+               absl::StrCat("--max-duration-ns=", DurationNs(spec.max_duration)),
+               absl::StrCat("--grace-ns=", DurationNs(spec.kill_grace)), "--"};
+  shim.argv.insert(shim.argv.end(), spec.argv.begin(), spec.argv.end());
+  shim.env.emplace();
+  for (const auto& [name, value] : spec.env) shim.env->push_back(absl::StrCat(name, "=", value));
 
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe2", "for amld-shim");
   ScopedFd report_read(pipe_fds[0]);
   ScopedFd report_write(pipe_fds[1]);
-
-  std::string shim_log = ShimLogPath(run_dir).string();
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  // dup2 first: the pipe may sit on fd 0-2 if the daemon closed its stdio.
-  posix_spawn_file_actions_adddup2(&actions, report_write.get(), shim::kReadyFd);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 2, shim_log.c_str(), O_WRONLY | O_APPEND | O_CREAT,
-                                   0644);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
+  shim.extra_fds = {{report_write.get(), shim::kReadyFd}};
+  shim.err = Stdio::AppendTo(ShimLogPath(run_dir));
   // Own process group, so signals for the daemon's group (a Ctrl-C) miss it;
   // not yet its own session: the shim moves there itself once the run's
-  // process is started (see shim_main.cc for why). No signal mask or ignored
-  // signal of the daemon carries over.
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  pid_t first = 0;
-  int err = ::posix_spawn(&first, shim_path_.c_str(), &actions, &attr, argv.Get(), envp.Get());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
+  // process is started (see shim_main.cc for why).
+  shim.new_process_group = true;
+  absl::StatusOr<Subprocess> first = Subprocess::Start(shim);
   report_write = ScopedFd();
-  if (err != 0) return ErrnoStatus(err, "spawn", shim_path_);
+  if (!first.ok()) return first.status();
 
   absl::StatusOr<std::string> report = ReadShimReport(report_read.get(), run_dir);
   // The first shim process exits right after forking the supervisor; if it
-  // hangs instead, it is still our child, so this pid is safe to kill.
-  if (absl::IsDeadlineExceeded(report.status())) ::kill(first, SIGKILL);
-  while (::waitpid(first, nullptr, 0) < 0 && errno == EINTR) {
-  }
+  // hangs instead, it is still our child, so it is safe to kill.
+  if (absl::IsDeadlineExceeded(report.status())) first->Signal(SIGKILL);
+  first->Wait();
   if (!report.ok()) return report.status();
   return ParseShimReport(*report, run_dir);
 }
@@ -456,7 +359,7 @@ void LocalExecutor::ThreadMain() {
                  WEXITED | WNOHANG);
         e.run.pidfd = ScopedFd();
       }
-      absl::StatusOr<ExitStatus> outcome = ReadOutcome(e.run.run_dir);
+      absl::StatusOr<ExitStatus> outcome = ReadExitStatus(e.run.run_dir);
       if (callback) callback(e.run_id, std::move(outcome));
     }
   }

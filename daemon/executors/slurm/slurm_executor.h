@@ -43,7 +43,8 @@
 //   blocks the caller); the job ends CANCELLED and the run canceled.
 // - Reattach takes the handle back; a job that ended meanwhile is finished
 //   at the next poll, right away.
-// - The destructor stops the thread; jobs go on in Slurm.
+// - The destructor stops and joins the thread; jobs go on in Slurm.
+// The code: slurm_executor_impl.h says which file holds what.
 //
 // Thread-safety: as Executor.
 #pragma once
@@ -55,6 +56,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "daemon/executors/command_runner.h"
 #include "daemon/executors/executor.h"
 
 namespace amld::daemon {
@@ -63,8 +65,8 @@ struct SlurmExecutorOptions {
   // The shared work dir (absolute; the same path on the nodes). Created if
   // missing.
   std::filesystem::path workdir;
-  std::string partition;                // empty: the cluster's default
-  std::string account;                  // empty: the user's default
+  std::string partition;                 // empty: the cluster's default
+  std::string account;                   // empty: the user's default
   std::vector<std::string> sbatch_args;  // extra arguments, given last
   // The daemon's amld-shim (ShimPathBesideExecutable()); copied into
   // <workdir>/.amld/ for the nodes.
@@ -78,6 +80,9 @@ struct SlurmExecutorOptions {
   // The jobcomp/filetxt file; empty: asked from `scontrol show config`
   // when first needed.
   std::filesystem::path jobcomp_file;
+  // Runs sbatch, squeue, scontrol, scancel and sacct; null: the system's
+  // (SystemCommandRunner). Tests give a fake.
+  std::shared_ptr<CommandRunner> runner;
 };
 
 // INVALID_ARGUMENT for a relative workdir or a bad argument; FAILED_PRECONDITION

@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/shell_quote.h"
+#include "daemon/executors/exit_status.h"
 
 namespace amld::daemon::slurm {
 namespace {
@@ -87,24 +89,6 @@ JobInfo FromKeyValues(const std::map<std::string, std::string>& kv) {
   // A pending job's StartTime is the scheduler's estimate, not a start.
   if (!HasStarted(job)) job.start_time.reset();
   return job;
-}
-
-std::string ShellQuote(const std::string& s) {
-  if (!s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-        return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
-               std::string_view("@%+=:,./-_").find(c) != std::string_view::npos;
-      })) {
-    return s;
-  }
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
 }
 
 bool IsShellName(const std::string& name) {
@@ -223,10 +207,10 @@ std::string BatchScript(const BatchScriptSpec& spec) {
   std::vector<std::string> odd_names;  // not shell identifiers: passed through env(1)
   for (const auto& [name, value] : spec.env) {
     if (!IsShellName(name)) {
-      odd_names.push_back(ShellQuote(absl::StrCat(name, "=", value)));
+      odd_names.push_back(base::ShellQuote(absl::StrCat(name, "=", value)));
       continue;
     }
-    absl::StrAppend(&s, "export ", name, "=", ShellQuote(value), "\n");
+    absl::StrAppend(&s, "export ", name, "=", base::ShellQuote(value), "\n");
   }
   absl::StrAppend(&s,
                   "# srun's step inherits this environment.\n"
@@ -239,16 +223,16 @@ std::string BatchScript(const BatchScriptSpec& spec) {
   }
   const std::string shim_log = PathArg(dir / "system_logs" / shim::kShimLogName);
   absl::StrAppend(&s, "\"$srun\" --nodes=1 --ntasks=1 --input=none --open-mode=append",
-                  " --output=", ShellQuote(shim_log), " --error=", ShellQuote(shim_log), " \\\n  ",
-                  ShellQuote(PathArg(spec.shim)), " --foreground --run-dir=",
-                  ShellQuote(PathArg(dir)), " --max-duration-ns=",
+                  " --output=", base::ShellQuote(shim_log), " --error=", base::ShellQuote(shim_log), " \\\n  ",
+                  base::ShellQuote(PathArg(spec.shim)), " --foreground --run-dir=",
+                  base::ShellQuote(PathArg(dir)), " --max-duration-ns=",
                   spec.max_duration > absl::ZeroDuration() &&
                           spec.max_duration != absl::InfiniteDuration()
                       ? absl::ToInt64Nanoseconds(spec.max_duration)
                       : 0,
                   " --grace-ns=", absl::ToInt64Nanoseconds(spec.kill_grace), " -- \\\n ");
-  for (const std::string& arg : spec.argv) absl::StrAppend(&s, " ", ShellQuote(arg));
-  absl::StrAppend(&s, " \\\n  2>>", ShellQuote(PathArg(dir / "system_logs" / "slurm.log")), "\n");
+  for (const std::string& arg : spec.argv) absl::StrAppend(&s, " ", base::ShellQuote(arg));
+  absl::StrAppend(&s, " \\\n  2>>", base::ShellQuote(PathArg(dir / "system_logs" / "slurm.log")), "\n");
   return s;
 }
 
@@ -312,12 +296,10 @@ RunProgress ProgressOf(const JobInfo& job) {
 ExitStatus DecideJobEnd(const JobInfo& job, const std::optional<shim::ExitRecord>& record) {
   ExitStatus e;
   if (record) {
-    e.exit_code = record->exit_code;
-    e.signal = record->signal;
-    e.timed_out = record->timed_out;
-    e.launch_error = record->launch_error;
-    e.start_time = absl::FromUnixNanos(record->start_time_ns);
-    e.end_time = absl::FromUnixNanos(record->end_time_ns);
+    e = ExitStatusFromRecord(*record);
+    // Only Slurm's CANCELLED is a cancel: a SIGTERM the shim got from
+    // elsewhere (a node's shutdown) is not.
+    e.canceled = false;
   } else {
     e.exit_code = job.exit_code.value_or(0);
     e.signal = job.exit_signal.value_or(0);

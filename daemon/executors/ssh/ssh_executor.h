@@ -46,7 +46,10 @@
 //   with ssh's own message. A follower whose connection drops asks the host
 //   directly before giving up.
 // - The destructor stops the threads (and their ssh processes) without
-//   calling back; runs go on on the host and are re-adopted by Reattach.
+//   calling back and joins them; runs go on on the host and are
+//   re-adopted by Reattach. Every thread is owned and joined (a finished
+//   one by the next launch).
+// The code: ssh_executor_impl.h says which file holds what.
 //
 // Thread-safety: as Executor.
 #pragma once
@@ -57,6 +60,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "daemon/executors/command_runner.h"
 #include "daemon/executors/executor.h"
 #include "daemon/executors/ssh/ssh_remote.h"
 
@@ -80,6 +84,9 @@ struct SshExecutorOptions {
   // Limits per call: short commands, and copies of snapshots and outputs.
   absl::Duration command_timeout = absl::Seconds(60);
   absl::Duration transfer_timeout = absl::Minutes(30);
+  // Runs ssh and rsync; null: the system's (SystemCommandRunner). Tests
+  // give a fake.
+  std::shared_ptr<CommandRunner> runner;
 };
 
 // INVALID_ARGUMENT for an empty host or a relative shim path;

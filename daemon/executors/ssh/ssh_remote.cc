@@ -13,6 +13,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "base/file_util.h"
+#include "base/shell_quote.h"
 
 namespace amld::daemon {
 namespace {
@@ -60,27 +61,10 @@ absl::Status MakePrivateDir(const fs::path& dir) {
 // One word for rsync's -e parser, which splits on spaces and honours quotes.
 std::string RsyncWord(const std::string& s) {
   if (s.find_first_of(" \t'\"\\") == std::string::npos) return s;
-  return ShQuote(s);
+  return base::ShellQuote(s);
 }
 
 }  // namespace
-
-std::string ShQuote(const std::string& s) {
-  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                        "0123456789-_./=:,+@%") == std::string::npos) {
-    return s;
-  }
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  out += "'";
-  return out;
-}
 
 absl::StatusOr<SshRemote> SshRemote::Create(SshRemoteOptions options) {
   if (options.endpoint.host.empty()) return absl::InvalidArgumentError("ssh target has no host");
@@ -165,7 +149,10 @@ absl::StatusOr<CommandResult> SshRemote::WithRetries(const std::vector<std::stri
                                                      absl::Duration timeout, bool rsync) const {
   absl::Duration backoff = options_.backoff;
   for (int attempt = 1;; ++attempt) {
-    absl::StatusOr<CommandResult> r = RunCommand(argv, timeout);
+    Command command;
+    command.argv = argv;
+    command.timeout = timeout;
+    absl::StatusOr<CommandResult> r = runner().Run(command);
     if (!r.ok()) return r;
     bool connection_failed = rsync ? IsRsyncConnectionFailure(*r) : IsSshConnectionFailure(*r);
     if (!connection_failed) return r;
@@ -185,7 +172,7 @@ absl::StatusOr<CommandResult> SshRemote::Run(const std::string& script,
                                              absl::Duration timeout) const {
   // The login shell may be any shell: hand the script to /bin/sh as one
   // quoted word, which every common login shell passes on unchanged.
-  return WithRetries(SshArgv(absl::StrCat("exec /bin/sh -c ", ShQuote(script))), timeout,
+  return WithRetries(SshArgv(absl::StrCat("exec /bin/sh -c ", base::ShellQuote(script))), timeout,
                      /*rsync=*/false);
 }
 
@@ -196,11 +183,35 @@ absl::StatusOr<CommandResult> SshRemote::Rsync(const std::vector<std::string>& a
   return WithRetries(argv, timeout, /*rsync=*/true);
 }
 
+absl::StatusOr<CommandResult> SshRemote::RunToFd(const std::string& command, int stdout_fd,
+                                                 absl::Duration timeout) const {
+  Command c;
+  c.argv = SshArgv(command);
+  c.timeout = timeout;
+  c.stdout_fd = stdout_fd;
+  return runner().Run(c);
+}
+
+absl::StatusOr<std::unique_ptr<RunningCommand>> SshRemote::Start(const std::string& command,
+                                                                 int stdout_fd,
+                                                                 bool multiplex) const {
+  Command c;
+  c.argv = SshArgv(command, multiplex);
+  c.stdout_fd = stdout_fd;
+  return runner().Start(c);
+}
+
 void SshRemote::CloseMaster() const {
-  std::vector<std::string> argv = {"ssh"};
-  for (std::string& o : CommonOptions(true)) argv.push_back(std::move(o));
-  argv.insert(argv.end(), {"-O", "exit", options_.endpoint.host});
-  (void)RunCommand(argv, absl::Seconds(5));
+  Command c;
+  c.argv = {"ssh"};
+  for (std::string& o : CommonOptions(true)) c.argv.push_back(std::move(o));
+  c.argv.insert(c.argv.end(), {"-O", "exit", options_.endpoint.host});
+  c.timeout = absl::Seconds(5);
+  (void)runner().Run(c);
+}
+
+CommandRunner& SshRemote::runner() const {
+  return options_.runner != nullptr ? *options_.runner : SystemCommandRunner();
 }
 
 }  // namespace amld::daemon

@@ -21,11 +21,15 @@
 // "ssh: connect to host 10.0.0.5 port 22: Connection refused". A remote
 // command that ran and failed is not retried: its CommandResult is returned.
 //
+// Every call goes through the CommandRunner it is given, so tests fake the
+// host.
+//
 // Thread-safety: thread-safe (immutable after construction; each call owns
 // its processes).
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -55,10 +59,10 @@ struct SshRemoteOptions {
   // (doubled after each failed attempt).
   int attempts = 3;
   absl::Duration backoff = absl::Seconds(1);
+  // Runs ssh and rsync; not owned, must outlive the SshRemote. Null: the
+  // system's (SystemCommandRunner).
+  CommandRunner* runner = nullptr;
 };
-
-// `s` quoted for a POSIX shell so that it stays one word.
-std::string ShQuote(const std::string& s);
 
 class SshRemote {
  public:
@@ -70,7 +74,7 @@ class SshRemote {
   const SshEndpoint& endpoint() const { return options_.endpoint; }
 
   // `ssh <options> HOST -- <command>`; the command is run by the login
-  // shell, so keep it POSIX sh (or wrap it: ShQuote + "sh -c"). With
+  // shell, so keep it POSIX sh (or wrap it: base::ShellQuote + "sh -c"). With
   // `multiplex` false the call opens a connection of its own (for
   // long-lived sessions: hosts limit sessions per connection, MaxSessions).
   std::vector<std::string> SshArgv(const std::string& command, bool multiplex = true) const;
@@ -82,6 +86,15 @@ class SshRemote {
   // Runs `script` with /bin/sh on the host (retried on connection failure,
   // see above; DEADLINE_EXCEEDED after `timeout` per attempt).
   absl::StatusOr<CommandResult> Run(const std::string& script, absl::Duration timeout) const;
+  // Runs `command` (a POSIX sh command line) on the host with its stdout
+  // going to `stdout_fd`, once (no retries: the caller knows how far the
+  // output got), killed after `timeout`.
+  absl::StatusOr<CommandResult> RunToFd(const std::string& command, int stdout_fd,
+                                        absl::Duration timeout) const;
+  // Starts `command` on the host with its stdout going to `stdout_fd`, for
+  // as long as it runs (a log follower); see SshArgv for `multiplex`.
+  absl::StatusOr<std::unique_ptr<RunningCommand>> Start(const std::string& command, int stdout_fd,
+                                                        bool multiplex) const;
   // Runs `rsync -e <RsyncShell()> ARGS...` (retried likewise).
   absl::StatusOr<CommandResult> Rsync(const std::vector<std::string>& args,
                                       absl::Duration timeout) const;
@@ -97,6 +110,8 @@ class SshRemote {
   std::vector<std::string> CommonOptions(bool multiplex) const;
   absl::StatusOr<CommandResult> WithRetries(const std::vector<std::string>& argv,
                                             absl::Duration timeout, bool rsync) const;
+
+  CommandRunner& runner() const;
 
   SshRemoteOptions options_;
   std::filesystem::path known_hosts_;

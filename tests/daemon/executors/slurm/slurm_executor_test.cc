@@ -145,8 +145,8 @@ bool WaitUntil(const std::function<bool()>& done) {
 }
 
 std::string SlurmState(const std::string& job_id) {
-  absl::StatusOr<CommandResult> r =
-      RunCommand({"squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"}, absl::Seconds(30));
+  absl::StatusOr<CommandResult> r = SystemCommandRunner().Run(
+      Command{{"squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"}, absl::Seconds(30)});
   if (!r.ok() || !r->ok()) return "";
   return std::string(absl::StripAsciiWhitespace(r->out));
 }
@@ -400,8 +400,8 @@ TEST_F(SlurmExecutorTest, PendingJobReportsSlurmsReasonThenRuns) {
   EXPECT_EQ(pending->placement, absl::StrCat("slurm:", JobIdOf(*handle)));
   EXPECT_EQ(reports_.ExitCount(spec.run_id), 0);
 
-  absl::StatusOr<CommandResult> release =
-      RunCommand({"scontrol", "release", JobIdOf(*handle)}, absl::Seconds(30));
+  absl::StatusOr<CommandResult> release = SystemCommandRunner().Run(
+      Command{{"scontrol", "release", JobIdOf(*handle)}, absl::Seconds(30)});
   ASSERT_TRUE(release.ok() && release->ok());
   std::optional<Outcome> outcome = reports_.WaitExit(spec.run_id);
   ASSERT_TRUE(outcome.has_value() && outcome->ok());
@@ -460,7 +460,8 @@ TEST_F(SlurmExecutorTest, ReattachAfterSlurmForgotTheJobUsesTheJobCompRecord) {
   }));
   executor_.reset();
   const std::string job_id = JobIdOf(*handle);
-  absl::StatusOr<CommandResult> cancel = RunCommand({"scancel", job_id}, absl::Seconds(30));
+  absl::StatusOr<CommandResult> cancel =
+      SystemCommandRunner().Run(Command{{"scancel", job_id}, absl::Seconds(30)});
   ASSERT_TRUE(cancel.ok() && cancel->ok());
   ASSERT_TRUE(WaitUntil([&] { return SlurmState(job_id).empty(); }))
       << "job " << job_id << " stayed in squeue";

@@ -181,11 +181,11 @@ class SshExecutorTest : public ::testing::Test {
   // Runs `command` on the test host as its user, with a connection of the
   // test's own.
   std::string Remote(const std::string& command) {
-    absl::StatusOr<CommandResult> r =
-        RunCommand({"ssh", "-i", host_.key, "-p", absl::StrCat(host_.port), "-o", "BatchMode=yes",
-                    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o",
-                    "LogLevel=ERROR", absl::StrCat(host_.user, "@", host_.host), command},
-                   absl::Seconds(60));
+    absl::StatusOr<CommandResult> r = SystemCommandRunner().Run(
+        Command{{"ssh", "-i", host_.key, "-p", absl::StrCat(host_.port), "-o", "BatchMode=yes",
+                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o",
+                 "LogLevel=ERROR", absl::StrCat(host_.user, "@", host_.host), command},
+                absl::Seconds(60)});
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? r->out : "";
   }

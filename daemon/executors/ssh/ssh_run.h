@@ -1,0 +1,97 @@
+// The pure half of the SSH executor: what it says to a host (every remote
+// shell script and command line, each value quoted) and how it reads the
+// answers, plus the run's handle. No I/O here, so each rule is tested
+// without a host (tests/daemon/executors/ssh/ssh_run_test.cc).
+//
+// Thread-safety: free functions, thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "daemon/executors/command_runner.h"
+#include "daemon/executors/executor.h"
+
+namespace amld::daemon::ssh {
+
+inline constexpr char kLaunchScriptName[] = "ssh-launch.sh";    // in the run folder
+inline constexpr char kLaunchLockName[] = ".amld-launch";       // on the host
+inline constexpr char kSyncTmpName[] = ".ssh-sync-tmp";         // rsync's temp files
+inline constexpr char kExecutorLogName[] = "ssh-executor.log";  // in system_logs/
+inline constexpr char kRemoteShimDir[] = ".amld/bin";
+inline constexpr char kDefaultWorkdir[] = "amld";
+
+// A run on a host, as its handle names it.
+struct RemoteRun {
+  std::string host;
+  int port = 0;
+  std::string user;
+  std::string remote_dir;  // absolute, on the host
+  int64_t shim_pid = 0;
+  uint64_t shim_start_time = 0;
+  std::string boot_id;
+};
+
+// JSON {"boot_id","host","port","remote_dir","shim_pid","shim_start_time",
+// "user"} (run_handle.h).
+std::string FormatHandle(const RemoteRun& run);
+// INVALID_ARGUMENT when a field is missing, the folder is not absolute or
+// the pid not positive.
+absl::StatusOr<RemoteRun> ParseHandle(const std::string& run_id, const std::string& handle);
+
+// Makes the work folder and prints its absolute path, then the installed
+// shim's SHA-256 when there is one. `workdir`: as configured ("" → amld;
+// "~/x" → x, relative to the login's home).
+std::string PrepareHostScript(const std::string& workdir);
+struct PreparedHost {
+  std::string remote_workdir;    // absolute
+  std::string installed_digest;  // "" when none
+};
+absl::StatusOr<PreparedHost> ParsePrepareHostAnswer(const std::string& out,
+                                                    const std::string& host_name);
+
+// Moves an uploaded shim (`tmp`) into <dir>/amld-shim and records its
+// digest beside it, each by rename.
+std::string InstallShimScript(const std::string& tmp, const std::string& dir,
+                              const std::string& digest);
+
+// The script that starts the run on the host, written into the run folder
+// (so it travels with it and stays as a record; no command-line length
+// limit). A mkdir lock makes it idempotent: run again (a retry after a
+// dropped connection), it reports the first start instead of starting
+// twice. The run's environment is LaunchSpec.run_env with paths under the
+// daemon's run folder moved to `remote_dir`.
+std::string LaunchScript(const LaunchSpec& spec, const std::string& remote_dir,
+                         const std::string& shim);
+// The launch script's answer: "boot <id>" then the shim's "ok <pid>
+// <starttime>" (→ the run) or "error <message>" (FAILED_PRECONDITION).
+absl::StatusOr<RemoteRun> ParseLaunchAnswer(const CommandResult& answer, RemoteRun run,
+                                            const std::string& host_name);
+
+// True (exit 0) when the shim of `run` still runs: same boot, same pid,
+// same start time (field 22 of /proc/PID/stat).
+std::string ShimAliveTest(const RemoteRun& run);
+// Prints "alive" or "ended", then "wd" or "nowd", then (when ended) the
+// exit file, if any.
+std::string ProbeScript(const RemoteRun& run);
+// SIGTERM to the shim, when it is still the shim.
+std::string CancelScript(const RemoteRun& run);
+// Removes the run's wd/ and launch lock (the rest stays as a record).
+std::string CleanUpScript(const RemoteRun& run);
+
+// What the host said about a run (ProbeScript's answer).
+struct Probe {
+  bool alive = false;
+  bool wd_present = false;
+  std::optional<std::string> exit_json;  // when ended and the file exists
+};
+absl::StatusOr<Probe> ParseProbe(const CommandResult& answer);
+
+// The remote std log from byte `offset` (0-based) on: `follow`, as it is
+// written until the shim is gone (tail -F --pid, which checks every 0.2 s);
+// else what it has now.
+std::string TailCommand(const RemoteRun& run, int64_t offset, bool follow);
+
+}  // namespace amld::daemon::ssh

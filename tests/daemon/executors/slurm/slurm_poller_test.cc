@@ -1,0 +1,169 @@
+// The Slurm executor stepped with a fake CommandRunner (no cluster): what
+// sbatch, squeue and scancel say becomes the run's launch error, progress
+// and end. The real cluster is exercised by slurm_executor_test.
+#include <sys/stat.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "daemon/executors/shim/shim_protocol.h"
+#include "daemon/executors/slurm/slurm_executor.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/fake_command_runner.h"
+#include "tests/testing/test_util.h"
+
+namespace amld::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+using ::amld::testing::FakeCommandRunner;
+using ::testing::HasSubstr;
+using testing::ReadFile;
+using testing::WriteFile;
+
+constexpr absl::Duration kWait = absl::Seconds(30);
+
+class SlurmPollerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    WriteFile(dir_ / "amld-shim", "#!/bin/sh\n", 0755);
+    WriteFile(dir_ / "runs/run1/wd/train.py", "print(1)\n");
+    fs::create_directories(dir_ / "runs/run1/user_logs");
+    fs::create_directories(dir_ / "runs/run1/system_logs");
+    SlurmExecutorOptions o;
+    o.workdir = dir_ / "shared";
+    o.shim_path = dir_ / "amld-shim";
+    o.poll_interval = absl::Milliseconds(20);
+    o.exit_file_wait = absl::Milliseconds(100);
+    o.jobcomp_file = dir_ / "no-jobcomp";
+    o.runner = fake_;
+    absl::StatusOr<std::unique_ptr<Executor>> made = NewSlurmExecutor(o);
+    ASSERT_TRUE(made.ok()) << made.status();
+    executor_ = std::move(*made);
+    executor_->SetExitCallback([this](const std::string& id, absl::StatusOr<ExitStatus> outcome) {
+      absl::MutexLock lock(&mu_);
+      outcomes_.emplace(id, std::move(outcome));
+    });
+    executor_->SetProgressCallback([this](const std::string& id, const RunProgress& p) {
+      absl::MutexLock lock(&mu_);
+      progress_.push_back(absl::StrCat(id, " ", p.started, " ", p.placement, " ", p.detail));
+    });
+  }
+
+  LaunchSpec Spec() {
+    LaunchSpec spec;
+    spec.run_id = "run1";
+    spec.run_dir = dir_ / "runs/run1";
+    spec.argv = {"python3", "train.py"};
+    return spec;
+  }
+
+  void Queue(const std::string& line) { fake_->On("squeue -j 77", {0, 0, line + "\n", ""}); }
+
+  bool WaitProgress(const std::string& text) {
+    absl::MutexLock lock(&mu_);
+    auto seen = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      for (const std::string& p : progress_) {
+        if (p == text) return true;
+      }
+      return false;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&seen), kWait);
+  }
+
+  std::optional<absl::StatusOr<ExitStatus>> WaitExit() {
+    absl::MutexLock lock(&mu_);
+    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return outcomes_.count("run1") != 0; };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&done), kWait)) return std::nullopt;
+    return outcomes_.at("run1");
+  }
+
+  testing::TempDir dir_;
+  std::shared_ptr<FakeCommandRunner> fake_ = std::make_shared<FakeCommandRunner>();
+  std::unique_ptr<Executor> executor_;
+  absl::Mutex mu_;
+  std::vector<std::string> progress_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, absl::StatusOr<ExitStatus>> outcomes_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(SlurmPollerTest, SbatchFailureIsAClearLaunchError) {
+  fake_->On("sbatch", {1, 0, "", "sbatch: error: Batch job submission failed: Invalid partition"});
+  absl::StatusOr<std::string> handle = executor_->Launch(Spec());
+  EXPECT_TRUE(absl::IsFailedPrecondition(handle.status())) << handle.status();
+  EXPECT_THAT(std::string(handle.status().message()),
+              HasSubstr("sbatch refused the job (exit code 1: sbatch: error: Batch job submission "
+                        "failed: Invalid partition)"));
+  EXPECT_FALSE(fs::exists(dir_ / "shared/run1")) << "nothing of a refused job stays";
+  EXPECT_THAT(ReadFile(dir_ / "runs/run1/system_logs/slurm-executor.log"),
+              HasSubstr("not submitted"));
+}
+
+TEST_F(SlurmPollerTest, SqueueStatesBecomeProgressThenTheEnd) {
+  fake_->On("sbatch --parsable", {0, 0, "77\n", ""});
+  Queue("77|PENDING|Resources||run1");
+  absl::StatusOr<std::string> handle = executor_->Launch(Spec());
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  EXPECT_EQ(*handle, absl::StrCat(R"({"job_id":"77","shared_dir":")", (dir_ / "shared/run1").string(),
+                                  R"("})"));
+  EXPECT_TRUE(WaitProgress("run1 0 slurm:77 SUBMITTED"));
+  EXPECT_TRUE(WaitProgress("run1 0 slurm:77 PENDING (Resources)"));
+  EXPECT_EQ(ReadFile(dir_ / "shared/run1/wd/train.py"), "print(1)\n");
+
+  Queue("77|RUNNING|None|node-1|run1");
+  EXPECT_TRUE(WaitProgress("run1 1 slurm:77 on node-1 RUNNING"));
+  EXPECT_EQ(executor_->Placement("run1", *handle), "slurm:77 on node-1");
+
+  // The job writes its log and exit.json on the shared dir, then leaves
+  // the queue COMPLETED.
+  WriteFile(dir_ / "shared/run1/user_logs/std_log.txt", "epoch 1\n");
+  shim::ExitRecord record;
+  record.exit_code = 3;
+  record.start_time_ns = 1'000'000'000;
+  record.end_time_ns = 2'000'000'000;
+  WriteFile(dir_ / "shared/run1/exit.json", shim::FormatExitRecord(record));
+  Queue("77|COMPLETED|None|node-1|run1");
+  std::optional<absl::StatusOr<ExitStatus>> outcome = WaitExit();
+  ASSERT_TRUE(outcome.has_value());
+  ASSERT_TRUE(outcome->ok()) << outcome->status();
+  EXPECT_EQ((*outcome)->exit_code, 3);
+  EXPECT_FALSE((*outcome)->canceled);
+  EXPECT_EQ((*outcome)->start_time, absl::FromUnixSeconds(1));
+  EXPECT_EQ(ReadFile(dir_ / "runs/run1/user_logs/std_log.txt"), "epoch 1\n");
+  EXPECT_TRUE(fs::exists(dir_ / "runs/run1/exit.json"));
+  EXPECT_FALSE(fs::exists(dir_ / "shared/run1/wd")) << "the shared copy of wd/ is removed";
+}
+
+TEST_F(SlurmPollerTest, CancelRunsScancelAndCancelledEndsCanceled) {
+  fake_->On("sbatch --parsable", {0, 0, "77\n", ""});
+  Queue("77|RUNNING|None|node-1|run1");
+  ASSERT_TRUE(executor_->Launch(Spec()).ok());
+  EXPECT_TRUE(WaitProgress("run1 1 slurm:77 on node-1 RUNNING"));
+  ASSERT_TRUE(executor_->Cancel("run1").ok());
+  Queue("77|CANCELLED|None|node-1|run1");
+  std::optional<absl::StatusOr<ExitStatus>> outcome = WaitExit();
+  ASSERT_TRUE(outcome.has_value() && outcome->ok());
+  EXPECT_TRUE((*outcome)->canceled);
+  EXPECT_GE(fake_->CallsMatching("scancel 77"), 1);
+}
+
+TEST_F(SlurmPollerTest, AJobSlurmForgotWithoutRecordIsUnavailable) {
+  fake_->On("sbatch --parsable", {0, 0, "77\n", ""});
+  // squeue no longer knows it, nor scontrol; sacct is not there.
+  fake_->On("squeue -j 77", {1, 0, "", "slurm_load_jobs error: Invalid job id specified"});
+  fake_->On("scontrol show job", {1, 0, "", "slurm_load_jobs error: Invalid job id specified"});
+  fake_->OnCall("sacct", [](const Command&) -> absl::StatusOr<CommandResult> {
+    return absl::NotFoundError("cannot run sacct: not found in PATH");
+  });
+  ASSERT_TRUE(executor_->Launch(Spec()).ok());
+  std::optional<absl::StatusOr<ExitStatus>> outcome = WaitExit();
+  ASSERT_TRUE(outcome.has_value());
+  EXPECT_TRUE(absl::IsUnavailable(outcome->status())) << outcome->status();
+  EXPECT_THAT(std::string(outcome->status().message()), HasSubstr("Slurm no longer knows job 77"));
+}
+
+}  // namespace
+}  // namespace amld::daemon

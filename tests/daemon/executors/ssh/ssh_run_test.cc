@@ -1,0 +1,108 @@
+// The SSH executor's pure half (ssh_run.h): handles, remote scripts and how
+// the answers are read. No host needed.
+#include "daemon/executors/ssh/ssh_run.h"
+
+#include "base/shell_quote.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace amld::daemon::ssh {
+namespace {
+
+using ::testing::HasSubstr;
+
+RemoteRun Run1() {
+  RemoteRun r;
+  r.host = "gpu1";
+  r.port = 2222;
+  r.user = "me";
+  r.remote_dir = "/home/me/amld/run 1";
+  r.shim_pid = 4242;
+  r.shim_start_time = 999;
+  r.boot_id = "b-1";
+  return r;
+}
+
+TEST(SshRunTest, HandleRoundTripAndFormat) {
+  const std::string handle = FormatHandle(Run1());
+  // Sorted keys: the format handles of earlier versions were written in.
+  EXPECT_EQ(handle,
+            R"({"boot_id":"b-1","host":"gpu1","port":2222,"remote_dir":"/home/me/amld/run 1",)"
+            R"("shim_pid":4242,"shim_start_time":999,"user":"me"})");
+  absl::StatusOr<RemoteRun> back = ParseHandle("run1", handle);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->remote_dir, "/home/me/amld/run 1");
+  EXPECT_EQ(back->shim_pid, 4242);
+  EXPECT_EQ(back->shim_start_time, 999u);
+  EXPECT_EQ(back->port, 2222);
+}
+
+TEST(SshRunTest, BadHandlesSayWhy) {
+  absl::StatusOr<RemoteRun> r = ParseHandle("run1", "[1]");
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status()));
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("handle of run run1 is not an SSH executor handle (not a JSON object)"));
+  r = ParseHandle("run1", R"({"host":"h","user":"","remote_dir":"rel","port":0,)"
+                          R"("shim_pid":1,"shim_start_time":2,"boot_id":"b"})");
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("no remote folder"));
+  r = ParseHandle("run1", R"({"host":"h","user":"","remote_dir":"/x","port":0,"boot_id":"b"})");
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("shim_pid"));
+}
+
+TEST(SshRunTest, LaunchAnswer) {
+  RemoteRun base;
+  base.remote_dir = "/r";
+  absl::StatusOr<RemoteRun> r =
+      ParseLaunchAnswer(CommandResult{0, 0, "boot b-9\nok 77 123\n", ""}, base, "host");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->boot_id, "b-9");
+  EXPECT_EQ(r->shim_pid, 77);
+  EXPECT_EQ(r->shim_start_time, 123u);
+  r = ParseLaunchAnswer(CommandResult{0, 0, "boot b\nerror exec python9: not found\n", ""}, base,
+                        "host");
+  EXPECT_TRUE(absl::IsFailedPrecondition(r.status()));
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("amld-shim on host could not start the run: exec python9: not found"));
+  r = ParseLaunchAnswer(CommandResult{1, 0, "", "sh: 1: bad"}, base, "host");
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("exit code 1: sh: 1: bad"));
+}
+
+TEST(SshRunTest, Probe) {
+  absl::StatusOr<Probe> p = ParseProbe(CommandResult{0, 0, "alive\nwd\n", ""});
+  ASSERT_TRUE(p.ok());
+  EXPECT_TRUE(p->alive);
+  EXPECT_TRUE(p->wd_present);
+  EXPECT_FALSE(p->exit_json.has_value());
+  p = ParseProbe(CommandResult{0, 0, "ended\nnowd\n{\"version\":1}\n", ""});
+  ASSERT_TRUE(p.ok());
+  EXPECT_FALSE(p->alive);
+  EXPECT_FALSE(p->wd_present);
+  EXPECT_EQ(p->exit_json, "{\"version\":1}\n");
+  EXPECT_FALSE(ParseProbe(CommandResult{0, 0, "what\n", ""}).ok());
+}
+
+TEST(SshRunTest, ScriptsQuoteEveryValue) {
+  RemoteRun r = Run1();
+  EXPECT_THAT(ProbeScript(r), HasSubstr("'/home/me/amld/run 1'/wd"));
+  EXPECT_THAT(CancelScript(r), HasSubstr("kill -TERM 4242"));
+  EXPECT_EQ(TailCommand(r, 10, /*follow=*/false),
+            "exec tail -c +11 -- '/home/me/amld/run 1/user_logs/std_log.txt'");
+  EXPECT_EQ(TailCommand(r, 0, /*follow=*/true),
+            "exec tail -c +1 -F -s 0.2 --pid=4242 -- '/home/me/amld/run 1/user_logs/std_log.txt'");
+  absl::StatusOr<PreparedHost> host = ParsePrepareHostAnswer("/home/me/amld\nabc\n", "h");
+  ASSERT_TRUE(host.ok());
+  EXPECT_EQ(host->remote_workdir, "/home/me/amld");
+  EXPECT_EQ(host->installed_digest, "abc");
+  EXPECT_FALSE(ParsePrepareHostAnswer("oops\n", "h").ok());
+}
+
+TEST(ShellQuoteTest, OneWordExactly) {
+  EXPECT_EQ(base::ShellQuote("plain-word_1.txt"), "plain-word_1.txt");
+  EXPECT_EQ(base::ShellQuote(""), "''");
+  EXPECT_EQ(base::ShellQuote("a b"), "'a b'");
+  EXPECT_EQ(base::ShellQuote("it's"), "'it'\\''s'");
+  EXPECT_EQ(base::ShellQuote("$HOME"), "'$HOME'");
+}
+
+}  // namespace
+}  // namespace amld::daemon::ssh
