@@ -3,6 +3,7 @@
 // delay and calls RunDueWork, or a Sync sees its cookie. After every step the
 // daemon's tree must equal what a client walk of the folder gives, and every
 // blob of it must be in the CAS. One test drives the real inotify watcher.
+// Also the settle queue both watching pipelines share.
 #include "daemon/watch/watched_roots.h"
 
 #include <gtest/gtest.h>
@@ -17,6 +18,7 @@
 #include "absl/time/clock.h"
 #include "storage/snapshot/snapshot.h"
 #include "daemon/watch/inotify.h"
+#include "daemon/watch/settle_queue.h"
 #include "tests/testing/fake_watcher.h"
 #include "tests/testing/test_util.h"
 
@@ -57,6 +59,58 @@ bool Eventually(F cond) {
     absl::SleepFor(absl::Milliseconds(5));
   }
   return cond();
+}
+
+// The settle queue (daemon/watch/settle_queue.h) both pipelines share.
+TEST(SettleQueueTest, QuietDelayMovesOnUpToTheMaxDelay) {
+  FakeClock clock;
+  SettleQueue<std::string> q(&clock, SettleDelays{absl::Milliseconds(100), absl::Seconds(1)});
+  const absl::Time start = clock.Now();
+  q.Add("a");
+  EXPECT_EQ(q.NextDue(), start + absl::Milliseconds(100));
+  // Changed again and again: due moves on with each change...
+  for (int i = 0; i < 10; ++i) {
+    clock.Advance(absl::Milliseconds(90));
+    q.Add("a");
+    EXPECT_TRUE(q.TakeDue().empty());
+  }
+  // ...but never past the max delay after the first change.
+  clock.Advance(absl::Milliseconds(90));
+  q.Add("a");
+  EXPECT_EQ(q.NextDue(), start + absl::Seconds(1));
+  clock.Advance(absl::Milliseconds(100));
+  auto due = q.TakeDue();
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].first, "a");
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.NextDue(), absl::InfiniteFuture());
+}
+
+TEST(SettleQueueTest, WorkWithAShortMaxDelayIsNotPutOffByALongerOne) {
+  FakeClock clock;
+  SettleQueue<std::string, std::string> q(&clock, SettleDelays{});
+  q.Add("rescan", SettleDelays{absl::Seconds(5), absl::Seconds(5)}) = "degraded";
+  q.Add("rescan", SettleDelays{}) = "overflow";  // due now
+  q.Add("rescan", SettleDelays{absl::Seconds(5), absl::Seconds(5)});
+  EXPECT_EQ(q.NextDue(), clock.Now());
+  auto due = q.TakeDue();
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].second, "overflow");
+}
+
+TEST(SettleQueueTest, TakeAndEraseIfIgnoreDueTimes) {
+  FakeClock clock;
+  SettleQueue<std::pair<std::string, int>> q(&clock,
+                                             SettleDelays{absl::Seconds(1), absl::Seconds(2)});
+  q.Add({"run1", 1});
+  q.Add({"run1", 2});
+  q.Add({"run2", 1});
+  EXPECT_TRUE(q.Take({"run2", 1}).has_value());
+  EXPECT_FALSE(q.Take({"run2", 1}).has_value());
+  q.EraseIf([](const auto& key) { return key.first == "run1"; });
+  EXPECT_TRUE(q.empty());
+  clock.Advance(absl::Seconds(5));
+  EXPECT_TRUE(q.TakeDue().empty());
 }
 
 class WatchedRootsTest : public ::testing::Test {
