@@ -16,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/clock.h"
-#include "daemon/watch/dir_watcher.h"
+#include "daemon/watch/inotify.h"
 #include "daemon/executor_factories.h"
 #include "daemon/executors/executor_registry.h"
 #include "daemon/executors/local/local_executor.h"
@@ -99,7 +99,7 @@ struct Daemon::Impl {
   std::unique_ptr<amld::storage::ContentStore> cas;
   std::unique_ptr<FileWatcher> watcher;
   // Live ingestion of running runs' outputs/, logs/ and metrics.
-  std::unique_ptr<DirWatcher> dir_watcher;
+  std::unique_ptr<Watcher> dir_watcher;
   std::unique_ptr<LiveIngester> ingester;
   std::unique_ptr<IngestLoop> ingest_loop;
   // Routes each run to its compute target's executor (local, ssh, ...).
@@ -127,7 +127,7 @@ struct Daemon::Impl {
 
   absl::Status StartRuns() {
     AMLD_ASSIGN_OR_RETURN(watcher, NewInotifyFileWatcher());
-    AMLD_ASSIGN_OR_RETURN(dir_watcher, NewInotifyDirWatcher());
+    AMLD_ASSIGN_OR_RETURN(dir_watcher, NewInotifyWatcher());
     ingester = std::make_unique<LiveIngester>(
         LiveIngesterDeps{store.get(), cas.get(), dir_watcher.get(), base::RealClock(), log},
         LiveIngesterOptions{});
@@ -165,7 +165,8 @@ struct Daemon::Impl {
     o.max_snapshot_files = options.max_snapshot_files;
     watched_roots =
         std::make_unique<WatchedRoots>(WatchedRootsDeps{cas.get(), base::RealClock(), log}, o);
-    return watched_roots->Start(NewInotifyTreeWatcher);
+    AMLD_ASSIGN_OR_RETURN(std::unique_ptr<Watcher> tree_watcher, NewInotifyWatcher());
+    return watched_roots->Start(std::move(tree_watcher));
   }
 
   absl::Status StartServer() {

@@ -27,14 +27,6 @@ using amld::base::ScopedFd;
 // followed forever (as at the end of a run before live ingestion).
 constexpr int kMaxDepth = 64;
 
-int64_t Nanos(const struct timespec& ts) {
-  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
-FileStamp StampOf(const struct stat& st) {
-  return FileStamp{st.st_size, Nanos(st.st_mtim), Nanos(st.st_ctim), st.st_ino, st.st_dev};
-}
-
 std::string ProcPath(int fd) { return absl::StrCat("/proc/self/fd/", fd); }
 
 // The entries of the folder open as `dir_fd`, sorted by name.
@@ -138,7 +130,7 @@ absl::Status ArtifactSync::SyncAt(int wd_fd, const std::string& rel, const Hooks
     return absl::OkStatus();
   }
   seen->insert(rel);
-  const FileStamp stamp = StampOf(st);
+  const FileStamp stamp = FileStamp::Of(st);
   if (Unchanged(rel, stamp)) return absl::OkStatus();
   return StoreFile(fd.get(), rel, stamp, changes);
 }
@@ -191,7 +183,7 @@ absl::Status ArtifactSync::SyncChild(int dir_fd, const std::string& name, unsign
   struct stat st;
   if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return absl::OkStatus();
   seen->insert(rel);
-  const FileStamp stamp = StampOf(st);
+  const FileStamp stamp = FileStamp::Of(st);
   if (Unchanged(rel, stamp)) return absl::OkStatus();
   if (hooks.on_changed_file) {
     hooks.on_changed_file(rel);
@@ -220,7 +212,7 @@ absl::Status ArtifactSync::StoreFile(int path_fd, const std::string& rel, const 
     return absl::OkStatus();
   }
   ++files_read_;
-  const bool trusted = stamp.ctime_ns < absl::ToUnixNanos(sync_started_ - racy_window_);
+  const bool trusted = stamp.TrustedFor(sync_started_, racy_window_);
   auto [it, added] = known_.try_emplace(rel, Entry{*digest, std::nullopt});
   const bool same_content = !added && it->second.digest == *digest;
   it->second.digest = *digest;

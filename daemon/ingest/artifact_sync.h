@@ -5,10 +5,9 @@
 // and changed files in the CAS, report files that vanished. A file whose
 // stamp is unchanged since it was stored is not read again.
 //
-// Racy stamps: file times come from a coarse clock, so a write right after
-// a read can leave the stamp as it was. A stamp whose ctime is within
-// `racy_window` of the moment it was taken is not trusted: that file is
-// read again by the next Sync that meets it (git's "racily clean" rule).
+// Racy stamps: a stamp too recent to trust (storage/file_stamp.h: mtime or
+// ctime within `racy_window` of the Sync's start; kRacyWindow but in tests)
+// is not kept, so that file is read again by the next Sync that meets it.
 //
 // Paths are opened beneath wd/ one component at a time without following
 // symlinks (openat2 RESOLVE_NO_SYMLINKS), so a run cannot make the daemon
@@ -31,18 +30,12 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "storage/cas.h"
+#include "storage/file_stamp.h"
 #include "storage/state/state_store.h"
 
 namespace amld::daemon {
 
-struct FileStamp {
-  int64_t size = 0;
-  int64_t mtime_ns = 0;
-  int64_t ctime_ns = 0;
-  uint64_t inode = 0;
-  uint64_t device = 0;
-  bool operator==(const FileStamp&) const = default;
-};
+using amld::storage::FileStamp;
 
 class ArtifactSync {
  public:
@@ -62,7 +55,7 @@ class ArtifactSync {
 
   // `wd`: runs/<id>/wd.
   ArtifactSync(amld::storage::ContentStore* cas, std::filesystem::path wd,
-               absl::Duration racy_window);
+               absl::Duration racy_window = amld::storage::kRacyWindow);
 
   // What the store already holds for the run (after a daemon restart): such
   // files are read again when met (their stamps are unknown), and removed

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "daemon/ingest/metrics_tail.h"
 #include "daemon/executors/run_folder.h"
+#include "daemon/watch/inotify.h"
 #include "spdlog/spdlog.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
@@ -51,7 +52,7 @@ struct LiveIngester::RunState {
 };
 
 LiveIngester::LiveIngester(LiveIngesterDeps deps, LiveIngesterOptions options)
-    : deps_(std::move(deps)), options_(options) {
+    : deps_(std::move(deps)), options_(options), pending_(deps_.clock, SettleDelays{}) {
   if (deps_.log == nullptr) deps_.log = std::make_shared<spdlog::logger>("amld-ingest");
 }
 
@@ -98,27 +99,25 @@ std::shared_ptr<LiveIngester::RunState> LiveIngester::DetachLocked(const std::st
     }
     watches_of_run_.erase(it);
   }
-  for (auto it = pending_.lower_bound(WorkKey{run_id, Work::kRescan, ""});
-       it != pending_.end() && it->first.run_id == run_id;) {
-    by_due_.erase({it->second.due, it->first});
-    it = pending_.erase(it);
-  }
+  pending_.EraseIf([&](const WorkKey& key) { return key.run_id == run_id; });
   return run;
 }
 
 void LiveIngester::AddWatch(RunState& run, Role role, const std::string& rel, int dir_fd) {
   absl::MutexLock lock(&mu_);
   if (run.done) return;  // finished meanwhile: its watches are gone for good
-  absl::StatusOr<int> wd = deps_.watcher->AddWatch(dir_fd);
+  absl::StatusOr<int> wd = deps_.watcher->AddWatch(dir_fd, WatchKind::kFolder);
   if (!wd.ok()) {
     if (wd.status().code() == absl::StatusCode::kResourceExhausted) {
       run.mu.AssertHeld();
       run.degraded = true;
       if (!run.degraded_logged) {
         run.degraded_logged = true;
-        deps_.log->warn("run {}: cannot watch {}: {}; rescanning it every {} instead", run.run_id,
-                        rel.empty() ? "its folder" : rel, std::string(wd.status().message()),
-                        absl::FormatDuration(options_.degraded_rescan_interval));
+        deps_.log->warn("run {}: cannot watch {}: {}; rescanning it every {} instead. To fix: {}",
+                        run.run_id, rel.empty() ? "its folder" : rel,
+                        std::string(wd.status().message()),
+                        absl::FormatDuration(options_.degraded_rescan_interval),
+                        WatchLimitFix(0));
       }
     }
     // Otherwise the folder vanished; its parent's events cover that.
@@ -144,21 +143,11 @@ void LiveIngester::WatchRunFolders(RunState& run) {
 void LiveIngester::ScheduleLocked(const std::string& run_id, Work work, const std::string& rel,
                                   absl::Duration delay, std::string reason) {
   if (!runs_.contains(run_id)) return;
-  const absl::Time now = deps_.clock->Now();
-  WorkKey key{run_id, work, rel};
-  auto [it, added] = pending_.try_emplace(key, Pending{now, now + delay, ""});
-  Pending& p = it->second;
-  absl::Time due = now + delay;
-  if (!added) {
-    by_due_.erase({p.due, key});
-    // A file keeps moving its time on while it changes, up to max_delay
-    // after its first change; other work only ever moves earlier.
-    due = work == Work::kPath ? std::min(p.first + options_.max_delay, now + delay)
-                              : std::min(p.due, now + delay);
-  }
-  if (!reason.empty()) p.reason = std::move(reason);
-  p.due = due;
-  by_due_.insert({due, std::move(key)});
+  // A file keeps moving its time on while it changes, up to max_delay
+  // after its first change; other work only ever moves earlier.
+  const SettleDelays delays{delay, work == Work::kPath ? options_.max_delay : delay};
+  Reason& r = pending_.Add(WorkKey{run_id, work, rel}, delays);
+  if (!reason.empty()) r = std::move(reason);
 }
 
 void LiveIngester::RescanAllLocked(const std::string& reason) {
@@ -170,17 +159,20 @@ void LiveIngester::RescanAllLocked(const std::string& reason) {
   }
 }
 
-void LiveIngester::HandleEvents(const std::vector<DirEvent>& events) {
+void LiveIngester::HandleEvents(const std::vector<WatchEvent>& events) {
   absl::MutexLock lock(&mu_);
-  for (const DirEvent& event : events) HandleEventLocked(event);
+  for (const WatchEvent& event : events) HandleEventLocked(event);
 }
 
-void LiveIngester::HandleEventLocked(const DirEvent& event) {
-  using Kind = DirEvent::Kind;
+void LiveIngester::HandleEventLocked(const WatchEvent& event) {
+  using Kind = WatchEvent::Kind;
   if (event.kind == Kind::kOverflow) {
     ++overflows_;
-    return RescanAllLocked("the inotify queue overflowed, so changes went unreported");
+    return RescanAllLocked(event.reason.empty() ? "inotify queue overflow: events were lost"
+                                                : event.reason);
   }
+  // Artifacts keep no metadata: a chmod or touch changes nothing stored.
+  if (event.kind == Kind::kEntry && event.metadata_only) return;
   if (event.kind == Kind::kWatchEnded) {
     retired_.erase(event.watch);
     auto it = watches_.find(event.watch);
@@ -227,39 +219,34 @@ void LiveIngester::HandleEventLocked(const DirEvent& event) {
 // Pending items → the stores.
 
 absl::Time LiveIngester::RunDue() {
-  const absl::Time now = deps_.clock->Now();
-  std::vector<std::pair<std::shared_ptr<RunState>, std::vector<std::pair<WorkKey, Pending>>>>
-      batches;
+  std::vector<std::pair<std::shared_ptr<RunState>, std::vector<Item>>> batches;
   {
     absl::MutexLock lock(&mu_);
     absl::flat_hash_map<std::string, size_t> batch_of_run;
-    while (!by_due_.empty() && by_due_.begin()->first <= now) {
-      WorkKey key = by_due_.begin()->second;
-      by_due_.erase(by_due_.begin());
-      auto node = pending_.extract(key);
-      auto run = runs_.find(key.run_id);
-      if (node.empty() || run == runs_.end()) continue;
-      auto [slot, added] = batch_of_run.try_emplace(key.run_id, batches.size());
-      if (added) batches.emplace_back(run->second, std::vector<std::pair<WorkKey, Pending>>());
-      batches[slot->second].second.emplace_back(std::move(key), std::move(node.mapped()));
+    for (Item& item : pending_.TakeDue()) {
+      auto run = runs_.find(item.first.run_id);
+      if (run == runs_.end()) continue;
+      auto [slot, added] = batch_of_run.try_emplace(item.first.run_id, batches.size());
+      if (added) batches.emplace_back(run->second, std::vector<Item>());
+      batches[slot->second].second.push_back(std::move(item));
     }
   }
   for (auto& [run, items] : batches) Process(*run, items);
   absl::MutexLock lock(&mu_);
-  return by_due_.empty() ? absl::InfiniteFuture() : by_due_.begin()->first;
+  return pending_.NextDue();
 }
 
-void LiveIngester::Process(RunState& run, const std::vector<std::pair<WorkKey, Pending>>& items) {
+void LiveIngester::Process(RunState& run, const std::vector<Item>& items) {
   absl::MutexLock lock(&run.mu);
   if (run.done) return;
   if (absl::Status s = Seed(run); !s.ok()) {
     deps_.log->warn("run {}: live ingestion: {}", run.run_id, s.ToString());
     return;
   }
-  const Pending* rescan = nullptr;
+  const Reason* rescan = nullptr;
   bool metrics = false;
-  for (const auto& [key, pending] : items) {
-    if (key.work == Work::kRescan) rescan = &pending;
+  for (const auto& [key, reason] : items) {
+    if (key.work == Work::kRescan) rescan = &reason;
     if (key.work != Work::kPath) metrics = true;
   }
   ArtifactSync::Hooks hooks;
@@ -280,7 +267,7 @@ void LiveIngester::Process(RunState& run, const std::vector<std::pair<WorkKey, P
     WatchRunFolders(run);
     for (const char* tree : kTrees) synced.Update(run.sync.Sync(tree, hooks, &changes));
   } else {
-    for (const auto& [key, pending] : items) {
+    for (const auto& [key, reason] : items) {
       if (key.work == Work::kPath) synced.Update(run.sync.Sync(key.rel, hooks, &changes));
     }
   }
@@ -288,9 +275,9 @@ void LiveIngester::Process(RunState& run, const std::vector<std::pair<WorkKey, P
   if (!synced.ok()) deps_.log->warn("run {}: live ingestion: {}", run.run_id, synced.ToString());
   Apply(run, changes);
   if (metrics) ReadMetrics(run, /*at_end=*/false);
-  if (rescan != nullptr && !rescan->reason.empty()) {
+  if (rescan != nullptr && !rescan->empty()) {
     deps_.log->info("run {}: rescanned because {}: {} changed file(s) to store, {} removed",
-                    run.run_id, rescan->reason, changed_found, changes.removed.size());
+                    run.run_id, *rescan, changed_found, changes.removed.size());
   }
   if (run.degraded) {
     run.degraded = false;
@@ -444,7 +431,7 @@ absl::Status LiveIngester::Finish(const std::string& run_id, const RunPaths& pat
 // ---------------------------------------------------------------------------
 // The loop.
 
-IngestLoop::IngestLoop(LiveIngester* ingester, DirWatcher* watcher, base::Clock* clock)
+IngestLoop::IngestLoop(LiveIngester* ingester, Watcher* watcher, base::Clock* clock)
     : ingester_(ingester), watcher_(watcher), clock_(clock) {
   thread_ = std::thread([this] { Loop(); });
 }
@@ -456,7 +443,7 @@ IngestLoop::~IngestLoop() {
 }
 
 void IngestLoop::Loop() {
-  std::vector<DirEvent> events;
+  std::vector<WatchEvent> events;
   while (!stop_) {
     const absl::Time next = ingester_->RunDue();
     const absl::Duration timeout = next == absl::InfiniteFuture()

@@ -4,7 +4,8 @@
 //
 // Pipeline (watchman's shape: the watcher only collects changed paths; a
 // separate step reads them once they have settled):
-//   events (DirWatcher) → HandleEvents: map each to a pending item
+//   events (Watcher) → HandleEvents: map each to a pending item in the
+//   settle queue (daemon/watch/settle_queue.h)
 //     a file in outputs/ or logs/ changed   → store it `settle` after its last
 //                                             change, at most `max_delay`
 //                                             after its first
@@ -16,7 +17,7 @@
 //     queue overflow, or an event for a     → full rescan of every watched
 //     watch the ingester does not know        run (reason logged): nothing
 //                                             is ever left stale
-//   RunDue: does the items due by the clock and stores the results
+//   RunDue: takes the items due by the clock and stores the results
 //   (StateStore::PutArtifacts / RemoveArtifacts / AppendMetrics).
 // Each run's wd/outputs/ and wd/logs/ are watched recursively, wd/ for
 // those two names and the run folder for metrics.jsonl. Folders are
@@ -24,7 +25,7 @@
 // watch landed is still found. When the kernel refuses more watches
 // (fs.inotify.max_user_watches), the run is rescanned every
 // `degraded_rescan_interval` instead, and the daemon log says so and how to
-// raise the limit.
+// raise the limit (daemon/watch/inotify.h: WatchLimitFix).
 //
 // Metrics follow metrics_tail.h; malformed lines are reported in the run's
 // system_logs/amld-metrics.log.
@@ -56,7 +57,8 @@
 #include "absl/time/time.h"
 #include "daemon/ingest/artifact_sync.h"
 #include "base/clock.h"
-#include "daemon/watch/dir_watcher.h"
+#include "daemon/watch/settle_queue.h"
+#include "daemon/watch/watcher.h"
 #include "daemon/executors/run_folder.h"
 #include "storage/cas.h"
 #include "storage/state/state_store.h"
@@ -75,8 +77,8 @@ struct LiveIngesterOptions {
   absl::Duration max_delay = absl::Seconds(2);
   // New metric lines are read this long after the first write.
   absl::Duration metrics_delay = absl::Milliseconds(100);
-  // See artifact_sync.h; it must exceed the filesystem clock's tick.
-  absl::Duration racy_window = absl::Milliseconds(50);
+  // See storage/file_stamp.h; other than kRacyWindow only in tests.
+  absl::Duration racy_window = amld::storage::kRacyWindow;
   // Rescan period of a run that could not get all its watches.
   absl::Duration degraded_rescan_interval = absl::Seconds(5);
 };
@@ -86,7 +88,7 @@ struct LiveIngesterOptions {
 struct LiveIngesterDeps {
   amld::storage::StateStore* store = nullptr;
   amld::storage::ContentStore* cas = nullptr;
-  DirWatcher* watcher = nullptr;
+  Watcher* watcher = nullptr;
   base::Clock* clock = nullptr;
   std::shared_ptr<spdlog::logger> log;
 };
@@ -125,7 +127,7 @@ class LiveIngester {
                       std::vector<std::string>* skipped);
 
   // The pipeline's two steps (IngestLoop's thread calls them; tests too).
-  void HandleEvents(const std::vector<DirEvent>& events);
+  void HandleEvents(const std::vector<WatchEvent>& events);
   // Does everything due by the clock's now; returns when the next pending
   // item is due (absl::InfiniteFuture() when none is).
   absl::Time RunDue();
@@ -141,11 +143,9 @@ class LiveIngester {
     std::string rel;  // kPath: "outputs/…" or "logs/…"
     auto operator<=>(const WorkKey&) const = default;
   };
-  struct Pending {
-    absl::Time first;
-    absl::Time due;
-    std::string reason;  // kRescan
-  };
+  // kRescan: why; empty for other work.
+  using Reason = std::string;
+  using Item = std::pair<WorkKey, Reason>;
   enum class Role { kRunFolder, kWd, kTree };
   struct WatchTarget {
     std::string run_id;
@@ -157,12 +157,12 @@ class LiveIngester {
                       absl::Duration delay, std::string reason = "")
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RescanAllLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void HandleEventLocked(const DirEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleEventLocked(const WatchEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<RunState> DetachLocked(const std::string& run_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AddWatch(RunState& run, Role role, const std::string& rel, int dir_fd);
 
-  void Process(RunState& run, const std::vector<std::pair<WorkKey, Pending>>& items);
+  void Process(RunState& run, const std::vector<Item>& items);
   absl::Status Seed(RunState& run);
   void WatchRunFolders(RunState& run);
   void ReadMetrics(RunState& run, bool at_end);
@@ -179,8 +179,7 @@ class LiveIngester {
   // Watches removed whose kWatchEnded has not arrived: their late events
   // are expected, not a reason to rescan.
   absl::flat_hash_set<int> retired_ ABSL_GUARDED_BY(mu_);
-  std::map<WorkKey, Pending> pending_ ABSL_GUARDED_BY(mu_);
-  std::set<std::pair<absl::Time, WorkKey>> by_due_ ABSL_GUARDED_BY(mu_);
+  SettleQueue<WorkKey, Reason> pending_ ABSL_GUARDED_BY(mu_);
 
   std::atomic<int64_t> files_read_{0};
   std::atomic<int64_t> rescans_{0};
@@ -195,7 +194,7 @@ class LiveIngester {
 // Sleeps in the watcher while nothing is pending.
 class IngestLoop {
  public:
-  IngestLoop(LiveIngester* ingester, DirWatcher* watcher, base::Clock* clock);
+  IngestLoop(LiveIngester* ingester, Watcher* watcher, base::Clock* clock);
   ~IngestLoop();  // stops the thread and joins it
   IngestLoop(const IngestLoop&) = delete;
   IngestLoop& operator=(const IngestLoop&) = delete;
@@ -203,7 +202,7 @@ class IngestLoop {
  private:
   void Loop();
   LiveIngester* ingester_;
-  DirWatcher* watcher_;
+  Watcher* watcher_;
   base::Clock* clock_;
   std::atomic<bool> stop_{false};
   std::thread thread_;

@@ -2,15 +2,19 @@
 // watch DIR`), kept hashed and stored as they change, so that a submit of a
 // watched folder costs one round trip instead of a walk and an upload.
 //
-// Pipeline (after watchman's): a TreeWatcher (tree_watcher.h) reports
-// changed names, per watched folder; OnEvents only records them as pending.
-// Once a root has been quiet for the settle delay (or at most kMaxSettle
-// after its first pending change), the worker applies the changes: it stats
+// Pipeline (after watchman's): a Watcher (watcher.h) reports changed names,
+// per watched folder; OnEvents (on a thread that waits on the watcher) only
+// records them as pending and puts the root in the settle queue
+// (settle_queue.h). Once a root has been quiet for the settle delay (or at
+// most max_settle after its first pending change), the worker applies the
+// changes: it stats
 // each changed path, hashes and stores a changed file in the CAS, and walks
 // a new folder (BuildSnapshot of that subfolder, watches added for each of
 // its folders). The current tree stays in memory as one node per folder;
 // a change clears the cached digest of the nodes on its path only, and the
-// next snapshot re-encodes just those (storing each new Directory blob).
+// next snapshot re-encodes just those (storing each new Directory blob;
+// watch_tree.h). A file's stamp may vouch for its digest in a later walk
+// only when it was not too recent to trust (storage/file_stamp.h).
 //
 // Ignore files: a change to an .amlignore/.gitignore re-reads the rules and
 // walks that folder again, so files it newly ignores leave the tree and
@@ -26,7 +30,7 @@
 // listed); overflow also releases waiting cookies, since the rescan comes
 // after them. Out of inotify watches (ENOSPC) → DEGRADED: the root's
 // watches are dropped, Sync refuses (the client walks), and List says which
-// sysctl to raise. A root whose folder is removed, unreadable, holds a name
+// sysctl to raise, to what (inotify.h: WatchLimitFix). A root whose folder is removed, unreadable, holds a name
 // or link a snapshot refuses, or is over the limits is in ERROR: Sync
 // refuses with the reason, and the next change retries.
 //
@@ -40,6 +44,11 @@
 // has to check that the caller (SO_PEERCRED) may read the whole folder, and
 // read it with the caller's credentials, or a user could snapshot files
 // they cannot read.
+//
+// Code: watched_roots.cc (the calls below and the worker),
+// watched_roots_events.cc (events → pending), watched_roots_scan.cc
+// (pending → tree: stat, hash, walk, watches), watched_roots_persist.cc
+// (the state file), watch_tree.h (the tree).
 //
 // Thread-safety: thread-safe. Lock order: a root's work mutex, then mu_;
 // OnEvents takes only mu_, so the watcher's thread never waits for hashing.
@@ -60,7 +69,8 @@
 #include "absl/time/time.h"
 #include "amld/v1/snapshots.pb.h"
 #include "base/clock.h"
-#include "daemon/watch/tree_watcher.h"
+#include "daemon/watch/settle_queue.h"
+#include "daemon/watch/watcher.h"
 #include "storage/cas.h"
 
 namespace spdlog {
@@ -96,19 +106,16 @@ struct WatchedRootsDeps {
 
 class WatchedRoots {
  public:
-  using WatcherFactory =
-      std::function<absl::StatusOr<std::unique_ptr<TreeWatcher>>(TreeWatcher::Sink)>;
-
   WatchedRoots(WatchedRootsDeps deps, WatchedRootsOptions options);
   ~WatchedRoots();  // Shutdown()
   WatchedRoots(const WatchedRoots&) = delete;
   WatchedRoots& operator=(const WatchedRoots&) = delete;
 
-  // Makes the watcher (its sink is OnEvents), loads the registered roots
-  // (each scanned again in the background, reason "daemon restart") and
-  // starts the worker. Call once. Errors: the watcher's; a state file that
-  // cannot be read (not a missing one).
-  absl::Status Start(WatcherFactory make_watcher);
+  // Takes the watcher (a thread of its own waits on it and hands its events
+  // to OnEvents), loads the registered roots (each scanned again in the
+  // background, reason "daemon restart") and starts the worker. Call once.
+  // Errors: a state file that cannot be read (not a missing one).
+  absl::Status Start(std::unique_ptr<Watcher> watcher);
   // Stops the worker and the watcher; waiting Syncs fail with UNAVAILABLE.
   // Call after the gRPC server stopped. Idempotent.
   void Shutdown();
@@ -128,28 +135,36 @@ class WatchedRoots {
   // call it to step.
   int RunDueWork();
 
-  // The watcher's sink (public for tests that drive it without a watcher).
-  void OnEvents(std::vector<TreeEvent> events);
+  // What the watcher reported (public for tests that drive it by hand).
+  void OnEvents(const std::vector<WatchEvent>& events);
 
  private:
   struct Root;
   struct Pending;
   struct ProcessResult;
 
+  // watched_roots.cc: the calls and the worker.
   void WorkerLoop();
   std::shared_ptr<Root> FindRoot(const std::filesystem::path& path) const;
   absl::Status CheckNoOverlap(const std::filesystem::path& path) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  amld::v1::WatchedRoot DescribeLocked(const Root& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets a root: no more watches or settling. Its Root object lives on
+  // while a call holds it.
+  void RemoveRootLocked(Root& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // watched_roots_persist.cc: the state file.
+  absl::Status LoadRegistered();
   absl::Status Persist();
 
-  // Event bookkeeping, under mu_.
+  // watched_roots_events.cc: event bookkeeping, under mu_.
+  void EventLoop();
   void MarkPathLocked(Root& r, const std::string& rel) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RequestFullRescanLocked(Root& r, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void HandleEventLocked(const TreeEvent& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  amld::v1::WatchedRoot DescribeLocked(const Root& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleEventLocked(const WatchEvent& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // Processing, under the root's work mutex.
+  // watched_roots_scan.cc: processing, under the root's work mutex.
   ProcessResult Process(Root& r);
   absl::Status FullScan(Root& r, const std::string& reason);
   absl::Status ApplyChanges(Root& r, Pending& p);
@@ -168,20 +183,23 @@ class WatchedRoots {
 
   WatchedRootsDeps deps_;
   WatchedRootsOptions options_;
-  std::unique_ptr<TreeWatcher> watcher_;
+  std::unique_ptr<Watcher> watcher_;
   std::thread worker_;
+  std::thread events_;  // EventLoop
 
   mutable absl::Mutex mu_;
   absl::CondVar work_ready_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<std::string, std::shared_ptr<Root>> roots_ ABSL_GUARDED_BY(mu_);
+  // Roots (by path) with changes pending, until they settle.
+  SettleQueue<std::string> settle_ ABSL_GUARDED_BY(mu_);
   struct WatchTarget {
     Root* root = nullptr;
     std::string rel_dir;
   };
-  absl::flat_hash_map<uint64_t, WatchTarget> watches_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<int, WatchTarget> watches_ ABSL_GUARDED_BY(mu_);
   // Removed by us; their queued events are expected, not a reason to rescan.
-  absl::flat_hash_set<uint64_t> retired_watches_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<int> retired_watches_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> cookies_waiting_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> cookies_seen_ ABSL_GUARDED_BY(mu_);
   uint64_t next_cookie_ ABSL_GUARDED_BY(mu_) = 0;

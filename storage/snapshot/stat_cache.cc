@@ -26,10 +26,6 @@ constexpr size_t kEntryFixedBytes = 8 + 8 + 8 + 8 + 4 + kHashBytes;
 constexpr uint32_t kMaxPathBytes = 4096;
 constexpr uint32_t kMaxDaemonIdBytes = 8192;
 
-int64_t Nanos(const struct timespec& ts) {
-  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
 template <typename T>
 void Put(std::string& out, T v) {
   out.append(reinterpret_cast<const char*>(&v), sizeof v);
@@ -69,10 +65,10 @@ std::string RawSha256(std::string_view data) {
 
 }  // namespace
 
-bool StatCache::Matches(const Entry& e, const struct stat& st) {
-  return e.size == st.st_size && e.mtime_ns == Nanos(st.st_mtim) &&
-         e.ctime_ns == Nanos(st.st_ctim) && e.inode == static_cast<uint64_t>(st.st_ino) &&
-         e.mode == static_cast<uint32_t>(st.st_mode);
+FileStamp StatCache::StampOf(const struct stat& st) {
+  FileStamp s = FileStamp::Of(st);
+  s.device = 0;
+  return s;
 }
 
 StatCache StatCache::Load(const fs::path& file) {
@@ -107,8 +103,9 @@ StatCache StatCache::Load(const fs::path& file) {
     std::string path;
     Entry e;
     if (!r.Get(&len) || len == 0 || len > kMaxPathBytes || !r.Bytes(len, &path) ||
-        !r.Get(&e.size) || !r.Get(&e.mtime_ns) || !r.Get(&e.ctime_ns) || !r.Get(&e.inode) ||
-        !r.Get(&e.mode) || !r.Bytes(kHashBytes, &e.hash_bytes) || e.size < 0) {
+        !r.Get(&e.stamp.size) || !r.Get(&e.stamp.mtime_ns) || !r.Get(&e.stamp.ctime_ns) ||
+        !r.Get(&e.stamp.inode) || !r.Get(&e.stamp.mode) || !r.Bytes(kHashBytes, &e.hash_bytes) ||
+        e.stamp.size < 0) {
       return bad(absl::StrCat("entry ", i, " is malformed"));
     }
     cache.entries_.insert_or_assign(std::move(path), std::move(e));
@@ -136,24 +133,20 @@ StatCache StatCache::Load(const fs::path& file) {
 
 std::optional<Digest> StatCache::Lookup(const std::string& rel_path, const struct stat& st) {
   auto it = entries_.find(rel_path);
-  if (it == entries_.end() || !Matches(it->second, st)) {
+  if (it == entries_.end() || it->second.stamp != StampOf(st)) {
     ++misses_;
     return std::nullopt;
   }
   ++hits_;
   if (!it->second.touched) ++loaded_touched_;
   it->second.touched = true;
-  return Digest{absl::BytesToHexString(it->second.hash_bytes), it->second.size};
+  return Digest{absl::BytesToHexString(it->second.hash_bytes), it->second.stamp.size};
 }
 
 void StatCache::Store(const std::string& rel_path, const struct stat& st, const Digest& d) {
   if (!ValidateDigest(d).ok() || d.size != st.st_size) return;
   Entry e;
-  e.size = st.st_size;
-  e.mtime_ns = Nanos(st.st_mtim);
-  e.ctime_ns = Nanos(st.st_ctim);
-  e.inode = static_cast<uint64_t>(st.st_ino);
-  e.mode = static_cast<uint32_t>(st.st_mode);
+  e.stamp = StampOf(st);
   e.hash_bytes = absl::HexStringToBytes(d.hash);
   e.touched = true;
   entries_.insert_or_assign(rel_path, std::move(e));
@@ -164,19 +157,18 @@ absl::Status StatCache::Save(const fs::path& file, absl::Time walk_started) cons
   // Every loaded entry still holds and nothing was added: the file is as it
   // should be (its entries were not racy when written, and are not now).
   if (!changed_ && loaded_touched_ == loaded_ && loaded_ > 0) return absl::OkStatus();
-  const int64_t trusted_before = absl::ToUnixNanos(walk_started - kRacyWindow);
   std::string out(kMagic);
   Put<uint64_t>(out, 0);  // patched below
   uint64_t count = 0;
   for (const auto& [path, e] : entries_) {
-    if (!e.touched || e.mtime_ns >= trusted_before || e.ctime_ns >= trusted_before) continue;
+    if (!e.touched || !e.stamp.TrustedFor(walk_started)) continue;
     Put<uint32_t>(out, static_cast<uint32_t>(path.size()));
     out.append(path);
-    Put(out, e.size);
-    Put(out, e.mtime_ns);
-    Put(out, e.ctime_ns);
-    Put(out, e.inode);
-    Put(out, e.mode);
+    Put(out, e.stamp.size);
+    Put(out, e.stamp.mtime_ns);
+    Put(out, e.stamp.ctime_ns);
+    Put(out, e.stamp.inode);
+    Put(out, e.stamp.mode);
     out.append(e.hash_bytes);
     ++count;
   }

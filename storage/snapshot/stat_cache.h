@@ -9,11 +9,9 @@
 // checksum does not match loads as an empty cache (load_problem() says why),
 // and the next Save() replaces it.
 //
-// Racy files (the "racy git" problem): a file written twice within one
-// timestamp tick keeps its mtime, size and often its ctime, so a digest
-// taken between the two writes would look valid forever. Save() therefore
-// leaves out every file whose mtime or ctime is not at least kRacyWindow
-// older than the moment the walk started: those are hashed again next time.
+// Racy files: Save() leaves out every file too recent to trust by the one
+// rule of storage/file_stamp.h (mtime or ctime within kRacyWindow of the
+// moment the walk started): those are hashed again next time.
 //
 // The uploaded tree: the folders (Directory digests) of the snapshot last
 // uploaded from this root, and the daemon that then held all of them (its
@@ -52,15 +50,13 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "storage/digest.h"
+#include "storage/file_stamp.h"
 #include "storage/snapshot/snapshot.h"
 
 namespace amld::storage {
 
 class StatCache final : public DigestCache {
  public:
-  // Files changed less than this before a walk began are not saved.
-  static constexpr absl::Duration kRacyWindow = absl::Seconds(1);
-
   StatCache() = default;
 
   // Reads `file`; never fails (see the file comment).
@@ -70,8 +66,8 @@ class StatCache final : public DigestCache {
   void Store(const std::string& rel_path, const struct stat& st, const Digest& d) override;
 
   // Writes the entries that a Lookup hit or a Store touched since Load
-  // (files no longer in the tree are dropped), except racy ones: those whose
-  // mtime or ctime is later than `walk_started` - kRacyWindow. Creates the
+  // (files no longer in the tree are dropped), except those too recent to
+  // trust for a walk begun at `walk_started` (file_stamp.h). Creates the
   // folder (0700) when missing. Skipped when nothing changed since Load.
   absl::Status Save(const std::filesystem::path& file, absl::Time walk_started) const;
 
@@ -88,15 +84,13 @@ class StatCache final : public DigestCache {
 
  private:
   struct Entry {
-    int64_t size = 0;
-    int64_t mtime_ns = 0;
-    int64_t ctime_ns = 0;
-    uint64_t inode = 0;
-    uint32_t mode = 0;
+    // Without the device: the file keeps none, since some file systems
+    // number their device anew at each mount.
+    FileStamp stamp;
     std::string hash_bytes;  // 32 raw bytes
     bool touched = false;    // hit or stored in this session
   };
-  static bool Matches(const Entry& e, const struct stat& st);
+  static FileStamp StampOf(const struct stat& st);
 
   absl::flat_hash_map<std::string, Entry> entries_;
   size_t loaded_ = 0;          // entries read by Load

@@ -16,6 +16,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
+#include "daemon/watch/inotify.h"
+#include "tests/testing/fake_watcher.h"
 #include "tests/testing/test_util.h"
 
 namespace amld::daemon {
@@ -29,6 +31,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Pair;
+using testing::FakeWatcher;
 using testing::ReadFile;
 using testing::TempDir;
 using testing::WriteFile;
@@ -43,48 +46,6 @@ class FakeClock final : public base::Clock {
 
  private:
   absl::Time now_ = absl::FromUnixSeconds(1750000000);
-};
-
-// Watches are identified by the folder's path; the test builds the events
-// the kernel would have sent (or not).
-class FakeDirWatcher final : public DirWatcher {
- public:
-  absl::StatusOr<int> AddWatch(int dir_fd) override {
-    if (refuse) {
-      return absl::ResourceExhaustedError(
-          "out of inotify watches; raise fs.inotify.max_user_watches (sysctl)");
-    }
-    const std::string path = fs::read_symlink(absl::StrCat("/proc/self/fd/", dir_fd)).string();
-    auto [it, added] = ids_.try_emplace(path, next_id_);
-    if (added) paths_[next_id_++] = path;
-    return it->second;
-  }
-  void RemoveWatch(int watch) override {
-    removed.push_back(watch);
-    ids_.erase(paths_[watch]);
-    paths_.erase(watch);
-  }
-  void Wait(absl::Duration, std::vector<DirEvent>*) override {}
-  void Wake() override { ++wakes; }
-
-  bool Watches(const fs::path& dir) const { return ids_.count(dir.string()) > 0; }
-  int IdOf(const fs::path& dir) const {
-    auto it = ids_.find(dir.string());
-    EXPECT_NE(it, ids_.end()) << dir << " is not watched";
-    return it == ids_.end() ? -1 : it->second;
-  }
-  DirEvent Entry(const fs::path& dir, const std::string& name, bool is_dir = false) const {
-    return DirEvent{DirEvent::Kind::kEntry, IdOf(dir), name, is_dir};
-  }
-
-  bool refuse = false;
-  int wakes = 0;
-  std::vector<int> removed;
-
- private:
-  std::map<std::string, int> ids_;
-  std::map<int, std::string> paths_;
-  int next_id_ = 1;
 };
 
 class LiveIngesterTest : public ::testing::Test {
@@ -113,7 +74,7 @@ class LiveIngesterTest : public ::testing::Test {
     o.racy_window = absl::ZeroDuration();
     return o;
   }
-  void MakeIngester(LiveIngesterOptions options = Exact(), DirWatcher* watcher = nullptr) {
+  void MakeIngester(LiveIngesterOptions options = Exact(), Watcher* watcher = nullptr) {
     ingester_ = std::make_unique<LiveIngester>(
         LiveIngesterDeps{store_.get(), cas_.get(), watcher != nullptr ? watcher : &watcher_,
                          &clock_, nullptr},
@@ -125,6 +86,7 @@ class LiveIngesterTest : public ::testing::Test {
   }
   absl::Time Step() { return ingester_->RunDue(); }
   void Event(const fs::path& dir, const std::string& name, bool is_dir = false) {
+    EXPECT_TRUE(watcher_.Watches(dir)) << dir << " is not watched";
     ingester_->HandleEvents({watcher_.Entry(dir, name, is_dir)});
   }
   void Settle() {
@@ -160,7 +122,7 @@ class LiveIngesterTest : public ::testing::Test {
   const std::string run_id_ = "exp_1750000000_0000abcd";
   RunPaths paths_;
   FakeClock clock_;
-  FakeDirWatcher watcher_;
+  FakeWatcher watcher_;
   std::unique_ptr<LiveIngester> ingester_;
 };
 
@@ -168,7 +130,7 @@ TEST_F(LiveIngesterTest, WatchingStartsWithAScanThatWatchesEveryFolder) {
   WriteFile(paths_.outputs / "from_snapshot/a.txt", "there before");
   MakeIngester();
   ingester_->Watch(run_id_, paths_);
-  EXPECT_EQ(watcher_.wakes, 1);  // the loop must look at the new work
+  EXPECT_EQ(watcher_.wakes(), 1);  // the loop must look at the new work
   EXPECT_EQ(Step(), clock_.Now() + kSettle) << "the scan is due at once; a.txt settles";
   for (const fs::path& d :
        {paths_.root, paths_.wd, paths_.outputs, paths_.logs, paths_.outputs / "from_snapshot"}) {
@@ -249,7 +211,7 @@ TEST_F(LiveIngesterTest, OverflowLeadsToARescanThatMissesNothing) {
   WriteFile(paths_.outputs / "new/deep/n.txt", "n");
   WriteFile(paths_.logs / "l.txt", "l");
   fs::remove(paths_.outputs / "gone.txt");
-  ingester_->HandleEvents({DirEvent{DirEvent::Kind::kOverflow}});
+  ingester_->HandleEvents({WatchEvent{WatchEvent::Kind::kOverflow}});
   Step();
   EXPECT_TRUE(watcher_.Watches(paths_.outputs / "new/deep"));
   EXPECT_EQ(Stored().count("outputs/gone.txt"), 0u) << "a removal needs no settling";
@@ -264,13 +226,13 @@ TEST_F(LiveIngesterTest, AnEventForAnUnknownWatchLeadsToARescan) {
   MakeIngester();
   StartWatching();
   WriteFile(paths_.outputs / "x.txt", "x");
-  ingester_->HandleEvents({DirEvent{DirEvent::Kind::kEntry, 4242, "x.txt", false}});
+  ingester_->HandleEvents({WatchEvent{WatchEvent::Kind::kEntry, 4242, "x.txt", false}});
   EXPECT_EQ(ingester_->stats().unknown_watch_events, 1);
   Step();
   Settle();
   EXPECT_EQ(Stored(), (Files{{"outputs/x.txt", "x"}}));
   // The end of a watch (its folder was deleted) is not a loss.
-  ingester_->HandleEvents({DirEvent{DirEvent::Kind::kWatchEnded, 4343, "", false}});
+  ingester_->HandleEvents({WatchEvent{WatchEvent::Kind::kWatchEnded, 4343, "", false}});
   EXPECT_EQ(ingester_->stats().unknown_watch_events, 1);
   EXPECT_EQ(Step(), absl::InfiniteFuture());
 }
@@ -328,7 +290,7 @@ TEST_F(LiveIngesterTest, FinishReadsOnlyChangedFilesAndLetsTheWatchesGo) {
   WriteFile(paths_.outputs / "change.txt", "c2, longer");
   fs::remove(paths_.outputs / "drop.txt");
   WriteFile(paths_.std_log, "hello\n");
-  const int outputs_watch = watcher_.IdOf(paths_.outputs);
+  const int outputs_watch = watcher_.IdOf(paths_.outputs).value_or(-1);
 
   std::vector<std::string> skipped;
   ASSERT_TRUE(ingester_->Finish(run_id_, paths_, &skipped).ok());
@@ -337,9 +299,9 @@ TEST_F(LiveIngesterTest, FinishReadsOnlyChangedFilesAndLetsTheWatchesGo) {
   EXPECT_EQ(Stored(), (Files{{"outputs/change.txt", "c2, longer"},
                              {"outputs/keep.bin", std::string(10000, 'k')},
                              {"user_logs/std_log.txt", "hello\n"}}));
-  EXPECT_THAT(watcher_.removed, Contains(outputs_watch));
+  EXPECT_THAT(watcher_.removed(), Contains(outputs_watch));
   // Events the kernel had queued before the watch went are expected.
-  ingester_->HandleEvents({DirEvent{DirEvent::Kind::kEntry, outputs_watch, "late", false}});
+  ingester_->HandleEvents({WatchEvent{WatchEvent::Kind::kEntry, outputs_watch, "late", false}});
   EXPECT_EQ(ingester_->stats().unknown_watch_events, 0);
   EXPECT_EQ(Step(), absl::InfiniteFuture());
 }
@@ -421,7 +383,7 @@ TEST_F(LiveIngesterTest, ARestartedDaemonResumesWithoutDuplicatesAndRescans) {
   Settle();
   ASSERT_EQ(Metrics().size(), 2u);
   ingester_.reset();  // the daemon stops; the run goes on
-  FakeDirWatcher fresh;
+  FakeWatcher fresh;
   WriteFile(paths_.outputs / "a.txt", "a2, while down");
   WriteFile(paths_.outputs / "b.txt", "b");
   AppendMetrics("{\"name\": \"loss\", \"value\": 3}\n");
@@ -437,7 +399,7 @@ TEST_F(LiveIngesterTest, ARestartedDaemonResumesWithoutDuplicatesAndRescans) {
 }
 
 TEST_F(LiveIngesterTest, WhenTheKernelRefusesWatchesTheRunIsRescannedPeriodically) {
-  watcher_.refuse = true;
+  watcher_.set_watch_limit(0);
   MakeIngester();
   ingester_->Watch(run_id_, paths_);
   EXPECT_EQ(Step(), clock_.Now() + absl::Seconds(5));
@@ -455,7 +417,7 @@ TEST_F(LiveIngesterTest, ForgetStopsEverything) {
   Event(paths_.outputs, "x.txt");
   const size_t watches = 4;  // run folder, wd, outputs, logs
   ingester_->Forget(run_id_);
-  EXPECT_EQ(watcher_.removed.size(), watches);
+  EXPECT_EQ(watcher_.removed().size(), watches);
   EXPECT_EQ(Step(), absl::InfiniteFuture());
   Settle();
   EXPECT_THAT(Stored(), IsEmpty());
@@ -464,8 +426,8 @@ TEST_F(LiveIngesterTest, ForgetStopsEverything) {
 // ---------------------------------------------------------------------------
 // The real inotify watcher.
 
-std::vector<DirEvent> WaitFor(DirWatcher& watcher, size_t at_least) {
-  std::vector<DirEvent> events;
+std::vector<WatchEvent> WaitFor(Watcher& watcher, size_t at_least) {
+  std::vector<WatchEvent> events;
   const absl::Time give_up = absl::Now() + absl::Seconds(30);
   while (events.size() < at_least && absl::Now() < give_up) {
     watcher.Wait(absl::Seconds(1), &events);
@@ -473,36 +435,36 @@ std::vector<DirEvent> WaitFor(DirWatcher& watcher, size_t at_least) {
   return events;
 }
 
-TEST(InotifyDirWatcherTest, ReportsEntriesOfTheWatchedFolderOnly) {
+TEST(InotifyWatcherTest, ReportsEntriesOfTheWatchedFolderOnly) {
   TempDir dir;
   fs::create_directories(dir / "watched/old");
-  auto watcher = NewInotifyDirWatcher();
+  auto watcher = NewInotifyWatcher();
   ASSERT_TRUE(watcher.ok()) << watcher.status();
   amld::base::ScopedFd fd(::open((dir / "watched").c_str(), O_PATH | O_DIRECTORY));
-  absl::StatusOr<int> watch = (*watcher)->AddWatch(fd.get());
+  absl::StatusOr<int> watch = (*watcher)->AddWatch(fd.get(), WatchKind::kFolder);
   ASSERT_TRUE(watch.ok()) << watch.status();
-  EXPECT_EQ(*(*watcher)->AddWatch(fd.get()), *watch) << "one folder, one watch";
+  EXPECT_EQ(*(*watcher)->AddWatch(fd.get(), WatchKind::kFolder), *watch) << "one folder, one watch";
 
   WriteFile(dir / "watched/old/deeper.txt", "not reported: one level only");
   WriteFile(dir / "watched/f.txt", "x");
   fs::create_directory(dir / "watched/sub");
-  std::vector<DirEvent> events = WaitFor(**watcher, 4);  // create, modify, close, mkdir
+  std::vector<WatchEvent> events = WaitFor(**watcher, 4);  // create, modify, close, mkdir
   ASSERT_GE(events.size(), 4u);
-  for (const DirEvent& e : events) {
-    EXPECT_EQ(e.kind, DirEvent::Kind::kEntry);
+  for (const WatchEvent& e : events) {
+    EXPECT_EQ(e.kind, WatchEvent::Kind::kEntry);
     EXPECT_EQ(e.watch, *watch);
     EXPECT_TRUE(e.name == "f.txt" || (e.name == "sub" && e.is_dir)) << e.name;
   }
   // Wake ends a wait with nothing to report.
   (*watcher)->Wake();
-  std::vector<DirEvent> none;
+  std::vector<WatchEvent> none;
   (*watcher)->Wait(absl::InfiniteDuration(), &none);
   EXPECT_THAT(none, IsEmpty());
 
   (*watcher)->RemoveWatch(*watch);
   events = WaitFor(**watcher, 1);
   ASSERT_EQ(events.size(), 1u);
-  EXPECT_EQ(events[0].kind, DirEvent::Kind::kWatchEnded);
+  EXPECT_EQ(events[0].kind, WatchEvent::Kind::kWatchEnded);
 }
 
 int MaxQueuedEvents() {
@@ -520,7 +482,7 @@ TEST_F(LiveIngesterTest, ARealInotifyOverflowLeadsToARescanThatMissesNothing) {
   const int queue = MaxQueuedEvents();
   ASSERT_GT(queue, 0);
   if (queue > 1'000'000) GTEST_SKIP() << "max_queued_events is " << queue << "; too many to fill";
-  auto watcher = NewInotifyDirWatcher();
+  auto watcher = NewInotifyWatcher();
   ASSERT_TRUE(watcher.ok()) << watcher.status();
   WriteFile(paths_.outputs / "kept.txt", "before");
   WriteFile(paths_.outputs / "doomed.txt", "before");

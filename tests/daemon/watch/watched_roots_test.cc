@@ -3,6 +3,7 @@
 // delay and calls RunDueWork, or a Sync sees its cookie. After every step the
 // daemon's tree must equal what a client walk of the folder gives, and every
 // blob of it must be in the CAS. One test drives the real inotify watcher.
+// Also the settle queue both watching pipelines share.
 #include "daemon/watch/watched_roots.h"
 
 #include <gtest/gtest.h>
@@ -16,7 +17,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "storage/snapshot/snapshot.h"
-#include "tests/testing/fake_tree_watcher.h"
+#include "daemon/watch/inotify.h"
+#include "daemon/watch/settle_queue.h"
+#include "tests/testing/fake_watcher.h"
 #include "tests/testing/test_util.h"
 
 namespace amld::daemon {
@@ -24,7 +27,7 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace pb = amld::v1;
-using amld::daemon::testing::FakeTreeWatcher;
+using amld::daemon::testing::FakeWatcher;
 using amld::daemon::testing::TempDir;
 using amld::daemon::testing::WriteFile;
 using amld::storage::Digest;
@@ -58,6 +61,58 @@ bool Eventually(F cond) {
   return cond();
 }
 
+// The settle queue (daemon/watch/settle_queue.h) both pipelines share.
+TEST(SettleQueueTest, QuietDelayMovesOnUpToTheMaxDelay) {
+  FakeClock clock;
+  SettleQueue<std::string> q(&clock, SettleDelays{absl::Milliseconds(100), absl::Seconds(1)});
+  const absl::Time start = clock.Now();
+  q.Add("a");
+  EXPECT_EQ(q.NextDue(), start + absl::Milliseconds(100));
+  // Changed again and again: due moves on with each change...
+  for (int i = 0; i < 10; ++i) {
+    clock.Advance(absl::Milliseconds(90));
+    q.Add("a");
+    EXPECT_TRUE(q.TakeDue().empty());
+  }
+  // ...but never past the max delay after the first change.
+  clock.Advance(absl::Milliseconds(90));
+  q.Add("a");
+  EXPECT_EQ(q.NextDue(), start + absl::Seconds(1));
+  clock.Advance(absl::Milliseconds(100));
+  auto due = q.TakeDue();
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].first, "a");
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.NextDue(), absl::InfiniteFuture());
+}
+
+TEST(SettleQueueTest, WorkWithAShortMaxDelayIsNotPutOffByALongerOne) {
+  FakeClock clock;
+  SettleQueue<std::string, std::string> q(&clock, SettleDelays{});
+  q.Add("rescan", SettleDelays{absl::Seconds(5), absl::Seconds(5)}) = "degraded";
+  q.Add("rescan", SettleDelays{}) = "overflow";  // due now
+  q.Add("rescan", SettleDelays{absl::Seconds(5), absl::Seconds(5)});
+  EXPECT_EQ(q.NextDue(), clock.Now());
+  auto due = q.TakeDue();
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].second, "overflow");
+}
+
+TEST(SettleQueueTest, TakeAndEraseIfIgnoreDueTimes) {
+  FakeClock clock;
+  SettleQueue<std::pair<std::string, int>> q(&clock,
+                                             SettleDelays{absl::Seconds(1), absl::Seconds(2)});
+  q.Add({"run1", 1});
+  q.Add({"run1", 2});
+  q.Add({"run2", 1});
+  EXPECT_TRUE(q.Take({"run2", 1}).has_value());
+  EXPECT_FALSE(q.Take({"run2", 1}).has_value());
+  q.EraseIf([](const auto& key) { return key.first == "run1"; });
+  EXPECT_TRUE(q.empty());
+  clock.Advance(absl::Seconds(5));
+  EXPECT_TRUE(q.TakeDue().empty());
+}
+
 class WatchedRootsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -81,12 +136,9 @@ class WatchedRootsTest : public ::testing::Test {
     o.run_worker_thread = false;
     if (o.cookie_timeout == absl::Seconds(10)) o.cookie_timeout = absl::Seconds(60);
     roots_ = std::make_unique<WatchedRoots>(WatchedRootsDeps{cas_.get(), &clock_, nullptr}, o);
-    absl::Status started = roots_->Start(
-        [this](TreeWatcher::Sink sink) -> absl::StatusOr<std::unique_ptr<TreeWatcher>> {
-          auto w = std::make_unique<FakeTreeWatcher>(std::move(sink));
-          watcher_ = w.get();
-          return std::unique_ptr<TreeWatcher>(std::move(w));
-        });
+    auto w = std::make_unique<FakeWatcher>();
+    watcher_ = w.get();
+    absl::Status started = roots_->Start(std::move(w));
     ASSERT_TRUE(started.ok()) << started;
   }
 
@@ -144,7 +196,7 @@ class WatchedRootsTest : public ::testing::Test {
   FakeClock clock_;
   std::unique_ptr<amld::storage::ContentStore> cas_;
   std::unique_ptr<WatchedRoots> roots_;
-  FakeTreeWatcher* watcher_ = nullptr;
+  FakeWatcher* watcher_ = nullptr;
 };
 
 TEST_F(WatchedRootsTest, WatchScansTheFolderAsAWalkDoes) {
@@ -206,9 +258,8 @@ TEST_F(WatchedRootsTest, FolderRenamedInsideTheTree) {
   StartRoots();
   WatchOk();
   fs::rename(root_ / "cfg", root_ / "config");
-  TreeEvent from{*watcher_->IdOf(root_), "cfg", true, false};
-  TreeEvent to{*watcher_->IdOf(root_), "config", true, true};
-  watcher_->EmitBatch({from, to});
+  ASSERT_TRUE(watcher_->EmitBatch({watcher_->Entry(root_, "cfg", true, false),
+                                   watcher_->Entry(root_, "config", true, true)}));
   Settle();
   ExpectTreeMatchesWalkAndIsStored();
   EXPECT_TRUE(Watched("config"));
@@ -265,7 +316,7 @@ TEST_F(WatchedRootsTest, OverflowForcesAFullRescanThatIsListed) {
   // Changes whose events were lost.
   WriteFile(root_ / "cfg" / "deep" / "b.json", "{\"lost\": true}\n");
   WriteFile(root_ / "new.py", "pass\n");
-  watcher_->EmitOverflow();
+  ASSERT_TRUE(watcher_->EmitOverflow());
   Settle();
   ExpectTreeMatchesWalkAndIsStored();
   pb::WatchedRoot w = Listed();
@@ -278,7 +329,7 @@ TEST_F(WatchedRootsTest, AnEventForAnUnknownWatchForcesAFullRescan) {
   StartRoots();
   WatchOk();
   WriteFile(root_ / "cfg" / "a.yaml", "a: 2\n");
-  watcher_->EmitUnknown();
+  ASSERT_TRUE(watcher_->EmitUnknown());
   Settle();
   ExpectTreeMatchesWalkAndIsStored();
   EXPECT_TRUE(absl::StrContains(Listed().last_rescan().reason(), "unknown watch"));
@@ -292,9 +343,8 @@ TEST_F(WatchedRootsTest, SyncWaitsForItsCookieAndAppliesChangesWithoutSettling) 
   const std::string cookie = WaitForCookie();
   ASSERT_FALSE(cookie.empty()) << "Sync wrote no cookie";
   // The kernel's order: the edit's event, then the cookie's.
-  TreeEvent edit{*watcher_->IdOf(root_), "train.py", false, false};
-  TreeEvent made{*watcher_->IdOf(root_), cookie, false, true};
-  watcher_->EmitBatch({edit, made});
+  ASSERT_TRUE(watcher_->EmitBatch(
+      {watcher_->Entry(root_, "train.py", false, false), watcher_->Entry(root_, cookie, false, true)}));
   auto got = sync.get();
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(amld::storage::FromProto(got->snapshot_root()), Walked());
@@ -327,7 +377,7 @@ TEST_F(WatchedRootsTest, OverflowReleasesAWaitingSyncWithARescan) {
   WriteFile(root_ / "train.py", "print('lost event')\n");
   auto sync = std::async(std::launch::async, [&] { return roots_->Sync(root_); });
   ASSERT_FALSE(WaitForCookie().empty());
-  watcher_->EmitOverflow();  // the cookie's own event was lost too
+  ASSERT_TRUE(watcher_->EmitOverflow());  // the cookie's own event was lost too
   auto got = sync.get();
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_TRUE(got->rescanned());
@@ -444,10 +494,9 @@ TEST_F(WatchedRootsTest, NestedRootsAreRefused) {
 TEST_F(WatchedRootsTest, RemovedRootIsAnErrorUntilWatchedAgain) {
   StartRoots();
   WatchOk();
-  TreeEvent gone{*watcher_->IdOf(root_), "", false, false};
-  gone.self_gone = true;
+  WatchEvent gone{WatchEvent::Kind::kSelfGone, *watcher_->IdOf(root_)};
   fs::rename(root_, root_.string() + "-moved");
-  watcher_->EmitBatch({gone});
+  ASSERT_TRUE(watcher_->EmitBatch({gone}));
   pb::WatchedRoot w = Listed();
   EXPECT_EQ(w.state(), pb::WatchedRoot::State::ERROR);
   EXPECT_TRUE(absl::IsFailedPrecondition(roots_->Sync(root_).status()));
@@ -461,7 +510,9 @@ TEST_F(WatchedRootsTest, RealInotifySeesAnEditBeforeSyncReturns) {
   WatchedRootsOptions o;
   o.state_file = data_.path() / "watched-roots";
   roots_ = std::make_unique<WatchedRoots>(WatchedRootsDeps{cas_.get(), base::RealClock(), nullptr}, o);
-  ASSERT_TRUE(roots_->Start(NewInotifyTreeWatcher).ok());
+  auto watcher = NewInotifyWatcher();
+  ASSERT_TRUE(watcher.ok()) << watcher.status();
+  ASSERT_TRUE(roots_->Start(*std::move(watcher)).ok());
   WatchOk();
   for (int i = 0; i < 3; ++i) {
     WriteFile(root_ / "cfg" / "deep" / "b.json", absl::StrCat("{\"i\": ", i, "}\n"));

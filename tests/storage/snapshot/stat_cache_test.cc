@@ -76,7 +76,7 @@ class CountingCache final : public DigestCache {
 };
 
 // The walk "started" this long after the files were written, so none of
-// them is racy (instead of sleeping past StatCache::kRacyWindow).
+// them is racy (instead of sleeping past storage::kRacyWindow).
 const absl::Duration kLater = absl::Seconds(5);
 
 class StatCacheTest : public ::testing::Test {

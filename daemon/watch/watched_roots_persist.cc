@@ -1,0 +1,61 @@
+// WatchedRoots (watched_roots.h): the state file that keeps registered roots
+// across restarts — "<registered, unix seconds> <C-escaped absolute path>"
+// per line, written atomically (mode 0600).
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/file_util.h"
+#include "daemon/watch/watched_roots_internal.h"
+#include "spdlog/spdlog.h"
+
+namespace amld::daemon {
+
+absl::Status WatchedRoots::LoadRegistered() {
+  if (options_.state_file.empty()) return absl::OkStatus();
+  absl::StatusOr<std::string> text = amld::base::ReadFileToString(options_.state_file);
+  if (!text.ok()) return absl::IsNotFound(text.status()) ? absl::OkStatus() : text.status();
+  absl::MutexLock lock(&mu_);
+  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
+    std::pair<absl::string_view, absl::string_view> fields =
+        absl::StrSplit(line, absl::MaxSplits(' ', 1));
+    int64_t registered = 0;
+    std::string path;
+    if (!absl::SimpleAtoi(fields.first, &registered) || !absl::CUnescape(fields.second, &path) ||
+        path.empty() || path[0] != '/') {
+      if (deps_.log) deps_.log->warn("ignoring a bad line of {}", options_.state_file.string());
+      continue;
+    }
+    auto r = std::make_shared<Root>();
+    r->path = path;
+    r->registered = absl::FromUnixSeconds(registered);
+    roots_[path] = r;
+    RequestFullRescanLocked(*r, "daemon restart");
+    settle_.Add(path, SettleDelays{absl::ZeroDuration(), options_.max_settle});  // due now
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WatchedRoots::Persist() {
+  if (options_.state_file.empty()) return absl::OkStatus();
+  absl::MutexLock persist(&persist_mu_);
+  std::vector<std::pair<std::string, int64_t>> roots;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [path, r] : roots_)
+      roots.emplace_back(path, absl::ToUnixSeconds(r->registered));
+  }
+  std::sort(roots.begin(), roots.end());
+  std::string text;
+  for (const auto& [path, registered] : roots) {
+    absl::StrAppend(&text, registered, " ", absl::CEscape(path), "\n");
+  }
+  return amld::base::WriteFileAtomically(options_.state_file, text, 0600);
+}
+
+}  // namespace amld::daemon
