@@ -1,4 +1,5 @@
 #include "storage/cas.h"
+#include "tests/testing/test_util.h"
 
 #include <fcntl.h>
 #include <gmock/gmock.h>
@@ -98,9 +99,6 @@ std::string ReadReport(const fs::path& report) {
 class ContentStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (fs::path(::testing::TempDir()) / "cas_test.XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
     root_ = dir_ / "cas";
     auto cas = ContentStore::Open(root_);
     ASSERT_TRUE(cas.ok()) << cas.status();
@@ -108,8 +106,6 @@ class ContentStoreTest : public ::testing::Test {
   }
   void TearDown() override {
     cas_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
   }
 
   // Object files other than the empty blob's.
@@ -133,7 +129,8 @@ class ContentStoreTest : public ::testing::Test {
     ::close(fd);
   }
 
-  fs::path dir_;
+  amld::testing::TempDir tmp_{"cas_test."};
+  const fs::path dir_ = tmp_.path();
   fs::path root_;
   std::unique_ptr<ContentStore> cas_;
 };

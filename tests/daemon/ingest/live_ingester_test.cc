@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
+#include "tests/testing/fake_clock.h"
 #include "tests/testing/test_util.h"
 
 namespace amld::daemon {
@@ -29,21 +30,14 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Pair;
+using testing::Eventually;
+using testing::FakeClock;
 using testing::ReadFile;
 using testing::TempDir;
 using testing::WriteFile;
 using Files = std::map<std::string, std::string>;
 
 constexpr absl::Duration kSettle = absl::Milliseconds(200);
-
-class FakeClock final : public base::Clock {
- public:
-  absl::Time Now() const override { return now_; }
-  void Advance(absl::Duration d) { now_ += d; }
-
- private:
-  absl::Time now_ = absl::FromUnixSeconds(1750000000);
-};
 
 // Watches are identified by the folder's path; the test builds the events
 // the kernel would have sent (or not).
@@ -553,8 +547,7 @@ TEST_F(LiveIngesterTest, ARealInotifyOverflowLeadsToARescanThatMissesNothing) {
   }
 
   IngestLoop loop(ingester_.get(), watcher->get(), base::RealClock());
-  const absl::Time give_up = absl::Now() + absl::Seconds(60);
-  while (Stored() != expected && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_TRUE(Eventually([&] { return Stored() == expected; }));
   EXPECT_EQ(Stored(), expected);
   EXPECT_EQ(ingester_->stats().overflows, 1);
 
@@ -567,9 +560,7 @@ TEST_F(LiveIngesterTest, ARealInotifyOverflowLeadsToARescanThatMissesNothing) {
     auto it = now.find("outputs/burst/3/live.txt");
     return it != now.end() && it->second == "live";
   };
-  while (!live_stored() && absl::Now() < give_up) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  EXPECT_TRUE(Eventually(live_stored));
   EXPECT_THAT(Stored(), Contains(Pair("outputs/burst/3/live.txt", "live")));
   EXPECT_EQ(ingester_->stats().overflows, 1);
 }

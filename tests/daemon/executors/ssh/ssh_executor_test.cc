@@ -30,6 +30,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "base/file_util.h"
+#include "tests/testing/test_util.h"
 
 namespace amld::daemon {
 namespace {
@@ -37,6 +38,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using amld::testing::Eventually;
 
 constexpr absl::Duration kGenerousWait = absl::Seconds(90);
 const fs::path kShimPath = AMLD_BINARY_DIR "/bin/amld-shim";
@@ -124,25 +126,11 @@ std::string ReadFile(const fs::path& path) {
   return text.ok() ? *text : "<" + std::string(text.status().message()) + ">";
 }
 
-// Waits until `predicate` holds; false when it did not within kGenerousWait.
-template <typename P>
-bool Eventually(P predicate) {
-  const absl::Time deadline = absl::Now() + kGenerousWait;
-  while (absl::Now() < deadline) {
-    if (predicate()) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return predicate();
-}
-
 class SshExecutorTest : public ::testing::Test {
  protected:
   void SetUp() override {
     host_ = LoadTestHost();
     ASSERT_FALSE(host_.host.empty());
-    std::string pattern = (fs::temp_directory_path() / "amld-ssh-test-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    root_ = pattern;
     std::random_device rd;
     remote_workdir_ = absl::StrCat(host_.home, "/amld-test-", rd() % 100000000);
     // A sleep length only this test's processes carry (another build may run
@@ -154,8 +142,6 @@ class SshExecutorTest : public ::testing::Test {
   void TearDown() override {
     executor_.reset();
     (void)Remote(absl::StrCat("rm -rf ", remote_workdir_));
-    std::error_code ec;
-    fs::remove_all(root_, ec);
   }
 
   SshExecutorOptions Options(int port) {
@@ -228,7 +214,8 @@ class SshExecutorTest : public ::testing::Test {
   }
 
   TestHost host_;
-  fs::path root_;
+  amld::testing::TempDir tmp_{"amld-ssh-test-"};
+  const fs::path root_ = tmp_.path();
   std::string remote_workdir_;
   std::string token_;
   Outcomes outcomes_;
