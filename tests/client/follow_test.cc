@@ -14,8 +14,8 @@
 namespace amld::client {
 namespace {
 
-using amld::v1::RunStatus;
 using amld::testing::Eventually;
+using amld::v1::RunStatus;
 using testing::FakeRuns;
 using testing::InProcessServer;
 
@@ -129,7 +129,8 @@ TEST_F(FollowTest, FollowRunReportsEachStatusOnceAcrossDrops) {
       EXPECT_TRUE(Eventually([&] {
         absl::MutexLock lock(&mu);
         return !seen.empty() && seen.back() == now;
-      })) << RunStatus::Value_Name(now) << " was never reported";
+      })) << RunStatus::Value_Name(now)
+          << " was never reported";
       runs_.SetStatus(now = s);
     }
   });

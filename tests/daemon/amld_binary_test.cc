@@ -30,8 +30,8 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace pb = amld::v1;
-using ::testing::HasSubstr;
 using testing::Eventually;
+using ::testing::HasSubstr;
 using testing::ReadFile;
 using testing::TempDir;
 using testing::WriteFile;

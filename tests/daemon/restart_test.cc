@@ -43,9 +43,9 @@ namespace {
 namespace fs = std::filesystem;
 namespace pb = amld::v1;
 using ::testing::ElementsAre;
+using testing::Eventually;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-using testing::Eventually;
 using testing::ReadFile;
 using testing::TempDir;
 using testing::WriteFile;
@@ -372,8 +372,8 @@ TEST_F(RestartTest, KillNineWithTwentyQueuedAndTwoRunningLosesNothingAndRunsNoth
   amld_.Kill9();
   // The first run ends while no daemon runs; its supervisor records how.
   WriteFile(dir_ / "go1", "");
-  ASSERT_TRUE(
-      Eventually([&] { return fs::exists(amld_.data_dir() / "runs" / first / "exit.json"); }, kPatience));
+  ASSERT_TRUE(Eventually(
+      [&] { return fs::exists(amld_.data_dir() / "runs" / first / "exit.json"); }, kPatience));
 
   StartAmld();
   pb::Run first_run = amld_.WaitEnd(first);
@@ -403,9 +403,10 @@ TEST_F(RestartTest, CancelLeavesNothingOfARunWhoseDescendantsIgnoreSigterm) {
   c.set_command("trap '' TERM; sh stubborn.sh");  // the group leader too
   const std::string id = Submit(c);
   amld_.WaitStatus(id, pb::RunStatus::RUNNING);
-  ASSERT_TRUE(Eventually([&] {
-    return fs::exists(pids / "ingroup.pid") && fs::exists(pids / "escaped.pid");
-  }, kPatience)) << amld_.Output();
+  ASSERT_TRUE(Eventually(
+      [&] { return fs::exists(pids / "ingroup.pid") && fs::exists(pids / "escaped.pid"); },
+      kPatience))
+      << amld_.Output();
   std::map<pid_t, std::string> started;
   for (const char* name : {"ingroup.pid", "escaped.pid"}) {
     pid_t pid = std::stoi(ReadFile(pids / name));

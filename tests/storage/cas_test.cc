@@ -1,5 +1,4 @@
 #include "storage/cas.h"
-#include "tests/testing/test_util.h"
 
 #include <fcntl.h>
 #include <gmock/gmock.h>
@@ -17,6 +16,8 @@
 #include <latch>
 #include <sstream>
 #include <thread>
+
+#include "tests/testing/test_util.h"
 
 namespace amld::storage {
 namespace {
@@ -104,9 +105,7 @@ class ContentStoreTest : public ::testing::Test {
     ASSERT_TRUE(cas.ok()) << cas.status();
     cas_ = std::move(*cas);
   }
-  void TearDown() override {
-    cas_.reset();
-  }
+  void TearDown() override { cas_.reset(); }
 
   // Object files other than the empty blob's.
   std::vector<fs::path> StoredObjects() const {

@@ -75,8 +75,8 @@ class FakeExecutor final : public daemon::Executor {
   std::vector<std::string> reattached;
   std::vector<std::string> canceled;
   std::map<std::string, daemon::LaunchSpec> specs;
-  absl::Status launch_error;    // Launch fails with it when set
-  absl::Status reattach_error;  // what Reattach returns
+  absl::Status launch_error;                                 // Launch fails with it when set
+  absl::Status reattach_error;                               // what Reattach returns
   std::function<void(const daemon::LaunchSpec&)> on_launch;  // inside Launch, before it returns
   std::function<void(const std::string&)> on_reattach;       // inside Reattach
 

@@ -23,9 +23,9 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace v1 = amld::v1;
+using amld::testing::FakeExecutor;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using amld::testing::FakeExecutor;
 
 v1::ComputeTarget Ssh(const std::string& name, const std::string& host) {
   v1::ComputeTarget t;

@@ -25,8 +25,8 @@ namespace {
 namespace fs = std::filesystem;
 namespace pb = amld::v1;
 using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 using testing::Eventually;
+using ::testing::HasSubstr;
 using testing::ReadFile;
 using testing::TempDir;
 using testing::WriteFile;

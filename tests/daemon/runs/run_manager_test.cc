@@ -32,11 +32,11 @@ using amld::v1::RunStatus;
 using RunStatusValue = amld::v1::RunStatus::Value;
 using ::testing::Contains;
 using ::testing::ElementsAre;
+using testing::FakeClock;
+using testing::FakeExecutor;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
-using testing::FakeClock;
-using testing::FakeExecutor;
 using testing::TempDir;
 using testing::WriteFile;
 

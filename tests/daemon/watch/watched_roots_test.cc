@@ -26,11 +26,11 @@ namespace {
 namespace fs = std::filesystem;
 namespace pb = amld::v1;
 using amld::daemon::testing::FakeTreeWatcher;
+using amld::storage::Digest;
 using amld::testing::Eventually;
 using amld::testing::FakeClock;
 using amld::testing::TempDir;
 using amld::testing::WriteFile;
-using amld::storage::Digest;
 
 constexpr absl::Duration kSettle = absl::Milliseconds(100);
 

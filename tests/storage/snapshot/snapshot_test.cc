@@ -22,6 +22,8 @@ namespace amld::storage {
 namespace {
 
 namespace fs = std::filesystem;
+using amld::testing::ReadFile;
+using amld::testing::WriteFile;
 using amld::v1::Directory;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -29,8 +31,6 @@ using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::UnorderedElementsAre;
 using ::testing::UnorderedElementsAreArray;
-using amld::testing::ReadFile;
-using amld::testing::WriteFile;
 
 void Symlink(const std::string& target, const fs::path& link) {
   fs::create_directories(link.parent_path());
@@ -113,8 +113,8 @@ class SnapshotTest : public ::testing::Test {
   // A second scratch folder, on tmpfs where there is one: another file
   // system lists folders in another order and refuses copy_file_range
   // from this one.
-  amld::testing::TempDir other_dir_{
-      "snapshot_test_other.", fs::is_directory("/dev/shm") ? fs::path("/dev/shm") : tmp_};
+  amld::testing::TempDir other_dir_{"snapshot_test_other.",
+                                    fs::is_directory("/dev/shm") ? fs::path("/dev/shm") : tmp_};
   const fs::path other_fs_ = other_dir_.path();
   std::unique_ptr<ContentStore> cas_;
 };

@@ -142,9 +142,7 @@ class StateStoreTest : public ::testing::Test {
     db_path_ = dir_ / "state.db";
     Reopen();
   }
-  void TearDown() override {
-    store_.reset();
-  }
+  void TearDown() override { store_.reset(); }
 
   void Reopen() {
     store_.reset();

@@ -34,8 +34,8 @@ namespace amld::daemon {
 namespace {
 
 namespace fs = std::filesystem;
-using ::testing::HasSubstr;
 using amld::testing::Eventually;
+using ::testing::HasSubstr;
 
 constexpr absl::Duration kGenerousWait = absl::Seconds(60);
 const fs::path kShimPath = AMLD_BINARY_DIR "/bin/amld-shim";
@@ -117,13 +117,9 @@ std::string WritePid(const std::string& value, const std::string& name) {
 
 class LocalExecutorTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    executor_ = NewExecutor(outcomes_);
-  }
+  void SetUp() override { executor_ = NewExecutor(outcomes_); }
 
-  void TearDown() override {
-    executor_.reset();
-  }
+  void TearDown() override { executor_.reset(); }
 
   LaunchSpec Spec(const std::string& name, std::vector<std::string> argv) {
     LaunchSpec spec;
@@ -362,9 +358,8 @@ pid_t ShimPid(const std::string& handle) {
 void ReleaseScript(const fs::path& fifo) {
   int fd = -1;
   // ENXIO until the script has opened it for reading.
-  EXPECT_TRUE(Eventually([&] {
-    return (fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC)) >= 0;
-  }));
+  EXPECT_TRUE(Eventually(
+      [&] { return (fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC)) >= 0; }));
   ASSERT_GE(fd, 0) << "the script never opened " << fifo;
   ASSERT_EQ(::write(fd, "go\n", 3), 3);
   ::close(fd);

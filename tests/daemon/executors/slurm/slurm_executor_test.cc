@@ -37,9 +37,9 @@ namespace amld::daemon {
 namespace {
 
 namespace fs = std::filesystem;
+using amld::testing::Eventually;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-using amld::testing::Eventually;
 
 constexpr absl::Duration kGenerousWait = absl::Seconds(120);
 const fs::path kShimPath = AMLD_BINARY_DIR "/bin/amld-shim";

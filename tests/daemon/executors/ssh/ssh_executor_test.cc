@@ -36,9 +36,9 @@ namespace amld::daemon {
 namespace {
 
 namespace fs = std::filesystem;
+using amld::testing::Eventually;
 using ::testing::HasSubstr;
 using ::testing::Not;
-using amld::testing::Eventually;
 
 constexpr absl::Duration kGenerousWait = absl::Seconds(90);
 const fs::path kShimPath = AMLD_BINARY_DIR "/bin/amld-shim";
