@@ -30,6 +30,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "base/file_util.h"
+#include "tests/testing/test_env.h"
 #include "tests/testing/test_util.h"
 
 namespace amld::daemon {
@@ -44,38 +45,6 @@ constexpr absl::Duration kGenerousWait = absl::Seconds(90);
 const fs::path kShimPath = AMLD_BINARY_DIR "/bin/amld-shim";
 
 using Outcome = absl::StatusOr<ExitStatus>;
-
-// What scripts/test-env/sshd wrote to <state>/env.
-struct TestHost {
-  std::string host, user, key, home;
-  int port = 0;
-};
-
-TestHost LoadTestHost() {
-  const char* state = std::getenv("AMLD_TEST_SSH_STATE");
-  if (state == nullptr) {
-    ADD_FAILURE() << "AMLD_TEST_SSH_STATE is not set: run this test through ctest, whose "
-                     "fixture `sshd` (scripts/test-env/sshd up) starts the test sshd";
-    return {};
-  }
-  absl::StatusOr<std::string> env = base::ReadFileToString(fs::path(state) / "env");
-  if (!env.ok()) {
-    ADD_FAILURE() << "the test sshd is not up: " << env.status();
-    return {};
-  }
-  std::map<std::string, std::string> vars;
-  for (absl::string_view line : absl::StrSplit(*env, '\n', absl::SkipEmpty())) {
-    std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
-    vars[kv.first] = kv.second;
-  }
-  TestHost h;
-  h.host = vars["AMLD_TEST_SSH_HOST"];
-  h.port = std::atoi(vars["AMLD_TEST_SSH_PORT"].c_str());
-  h.user = vars["AMLD_TEST_SSH_USER"];
-  h.key = vars["AMLD_TEST_SSH_KEY"];
-  h.home = vars["AMLD_TEST_SSH_HOME"];
-  return h;
-}
 
 // A TCP port on 127.0.0.1 with nothing listening.
 int DeadPort() {
@@ -129,7 +98,7 @@ std::string ReadFile(const fs::path& path) {
 class SshExecutorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    host_ = LoadTestHost();
+    host_ = amld::testing::LoadSshTestHost();
     ASSERT_FALSE(host_.host.empty());
     std::random_device rd;
     remote_workdir_ = absl::StrCat(host_.home, "/amld-test-", rd() % 100000000);
@@ -213,7 +182,7 @@ class SshExecutorTest : public ::testing::Test {
     return absl::StrCat(remote_workdir_, "/", name);
   }
 
-  TestHost host_;
+  amld::testing::SshTestHost host_;
   amld::testing::TempDir tmp_{"amld-ssh-test-"};
   const fs::path root_ = tmp_.path();
   std::string remote_workdir_;
