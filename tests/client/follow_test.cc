@@ -7,11 +7,14 @@
 
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "tests/client/fake_services.h"
+#include "tests/testing/test_util.h"
 
 namespace amld::client {
 namespace {
 
+using amld::testing::Eventually;
 using amld::v1::RunStatus;
 using testing::FakeRuns;
 using testing::InProcessServer;
@@ -67,21 +70,33 @@ TEST_F(FollowTest, DroppedStreamsResumeWithoutLossOrRepeats) {
 }
 
 TEST_F(FollowTest, FollowWaitsForTheLogToAppearAndGrow) {
+  absl::Mutex mu;
   std::string out;
-  std::thread writer([this] {
-    absl::SleepFor(absl::Milliseconds(50));
+  auto shown = [&] {
+    absl::MutexLock lock(&mu);
+    return out;
+  };
+  // Each step waits until the follower has seen the one before.
+  std::thread writer([&] {
+    EXPECT_TRUE(Eventually([&] { return !runs_.log_request_offsets().empty(); }))
+        << "the follower never asked for the missing log";
     runs_.SetStatus(RunStatus::RUNNING);
     runs_.SetLogExists(true);
-    absl::SleepFor(absl::Milliseconds(50));
+    EXPECT_TRUE(Eventually([&] { return shown() == kLog; }));
     runs_.AppendLog("late line\n");
-    absl::SleepFor(absl::Milliseconds(50));
+    EXPECT_TRUE(Eventually([&] { return shown() == std::string(kLog) + "late line\n"; }));
     runs_.SetStatus(RunStatus::COMPLETED);
   });
   auto end = FollowLogs(
-      conn_, "r1", "", 0, true, [&out](std::string_view d) { out.append(d); }, Options());
+      conn_, "r1", "", 0, true,
+      [&](std::string_view d) {
+        absl::MutexLock lock(&mu);
+        out.append(d);
+      },
+      Options());
   writer.join();
   ASSERT_TRUE(end.ok()) << end.status();
-  EXPECT_EQ(out, std::string(kLog) + "late line\n");
+  EXPECT_EQ(shown(), std::string(kLog) + "late line\n");
 }
 
 TEST_F(FollowTest, ARunThatNeverWroteALogEndsEmpty) {
@@ -103,16 +118,29 @@ TEST_F(FollowTest, UnknownRunIsNotFound) {
 TEST_F(FollowTest, FollowRunReportsEachStatusOnceAcrossDrops) {
   runs_.SetStatus(RunStatus::QUEUED);
   runs_.DropWaitStreamsAfter(/*messages=*/1, /*times=*/2);
+  absl::Mutex mu;
   std::vector<RunStatus::Value> seen;
-  std::thread driver([this] {
+  // Each status changes only once the follower has reported the one before,
+  // so every change meets a stream (the first two of which drop).
+  std::thread driver([&] {
+    RunStatus::Value now = RunStatus::QUEUED;
     for (auto s :
          {RunStatus::PREPARING, RunStatus::RUNNING, RunStatus::FINALIZING, RunStatus::COMPLETED}) {
-      absl::SleepFor(absl::Milliseconds(30));
-      runs_.SetStatus(s);
+      EXPECT_TRUE(Eventually([&] {
+        absl::MutexLock lock(&mu);
+        return !seen.empty() && seen.back() == now;
+      })) << RunStatus::Value_Name(now)
+          << " was never reported";
+      runs_.SetStatus(now = s);
     }
   });
   auto run = FollowRun(
-      conn_, "r1", [&seen](const amld::v1::Run& r) { seen.push_back(r.status()); }, Options());
+      conn_, "r1",
+      [&](const amld::v1::Run& r) {
+        absl::MutexLock lock(&mu);
+        seen.push_back(r.status());
+      },
+      Options());
   driver.join();
   ASSERT_TRUE(run.ok()) << run.status();
   EXPECT_EQ(run->status(), RunStatus::COMPLETED);
@@ -128,13 +156,23 @@ TEST_F(FollowTest, InterruptStopsABlockedFollow) {
   Interrupt interrupt;
   FollowOptions o = Options();
   o.interrupt = &interrupt;
-  std::thread stopper([&interrupt] {
-    absl::SleepFor(absl::Milliseconds(100));
+  absl::Mutex mu;
+  std::string out;
+  // Once the whole log is shown, the follow blocks waiting for more.
+  std::thread stopper([&] {
+    EXPECT_TRUE(Eventually([&] {
+      absl::MutexLock lock(&mu);
+      return out == kLog;
+    }));
     interrupt.Trigger();
   });
-  std::string out;
   auto end = FollowLogs(
-      conn_, "r1", "", 0, true, [&out](std::string_view d) { out.append(d); }, o);
+      conn_, "r1", "", 0, true,
+      [&](std::string_view d) {
+        absl::MutexLock lock(&mu);
+        out.append(d);
+      },
+      o);
   auto run = FollowRun(conn_, "r1", nullptr, o);
   stopper.join();
   EXPECT_TRUE(absl::IsCancelled(end.status())) << end.status();

@@ -15,7 +15,6 @@
 #include <chrono>
 #include <cstdio>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -31,6 +30,7 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace pb = amld::v1;
+using testing::Eventually;
 using ::testing::HasSubstr;
 using testing::ReadFile;
 using testing::TempDir;
@@ -68,23 +68,13 @@ pid_t Spawn(const std::vector<std::string>& argv, const fs::path& log,
 
 // Exit code of `pid`, or 128+signal; -1 when it did not end within 60 s.
 int WaitExit(pid_t pid) {
-  for (int i = 0; i < 6000; ++i) {
-    int status = 0;
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  int status = 0;
+  if (!Eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, absl::Seconds(60))) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return -1;
   }
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
-  return -1;
-}
-
-bool WaitForFile(const fs::path& path) {
-  for (int i = 0; i < 3000; ++i) {
-    if (fs::exists(path)) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 grpc::Status GetInfo(const fs::path& socket, pb::DaemonInfo* info) {
@@ -155,7 +145,7 @@ TEST(AmldBinaryTest, SocketActivatedDaemonServesTheSocketItIsHanded) {
   pid_t pid = Spawn({"systemd-socket-activate", "-l", socket.string(), kAmld.string(), "--data-dir",
                      data.string(), "--shim", kShim.string()},
                     dir / "out.txt");
-  ASSERT_TRUE(WaitForFile(socket)) << ReadFile(dir / "out.txt");
+  ASSERT_TRUE(Eventually([&] { return fs::exists(socket); })) << ReadFile(dir / "out.txt");
   pb::DaemonInfo info;
   grpc::Status s = GetInfo(socket, &info);  // the first connection starts amld
   ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << ReadFile(dir / "out.txt");
@@ -180,7 +170,7 @@ TEST(AmldBinaryTest, SecondDaemonIsRefusedAndSigtermStopsTheFirstCleanly) {
   pid_t first = Spawn({kAmld.string(), "--shim", kShim.string()}, dir / "first.txt",
                       {"AMLD_DATA_DIR=" + data.string(), "AMLD_SOCKET=" + socket.string()});
   pb::DaemonInfo info;
-  ASSERT_TRUE(WaitForFile(socket)) << ReadFile(dir / "first.txt");
+  ASSERT_TRUE(Eventually([&] { return fs::exists(socket); })) << ReadFile(dir / "first.txt");
   ASSERT_TRUE(GetInfo(socket, &info).ok()) << ReadFile(dir / "first.txt");
   EXPECT_EQ(info.pid(), first);
   EXPECT_EQ(info.data_dir(), data.string());  // from AMLD_DATA_DIR

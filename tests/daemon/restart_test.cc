@@ -43,6 +43,7 @@ namespace {
 namespace fs = std::filesystem;
 namespace pb = amld::v1;
 using ::testing::ElementsAre;
+using testing::Eventually;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using testing::ReadFile;
@@ -52,7 +53,7 @@ using testing::WriteFile;
 const fs::path kAmld = fs::path(AMLD_BINARY_DIR) / "bin/amld";
 const fs::path kShim = fs::path(AMLD_BINARY_DIR) / "bin/amld-shim";
 // Generous: the machine may be busy compiling.
-constexpr auto kPatience = std::chrono::seconds(120);
+constexpr absl::Duration kPatience = absl::Seconds(120);
 
 // The scripts the runs execute. Each appends what it did to the file given
 // as $1; "hold" waits for the file $2 to appear.
@@ -96,15 +97,6 @@ std::optional<std::string> ProcessStartTime(pid_t pid) {
   return fields[19];
 }
 
-bool WaitUntil(const std::function<bool()>& done) {
-  const auto deadline = std::chrono::steady_clock::now() + kPatience;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return done();
-}
-
 // One amld process on a data dir; started again after a kill on the same
 // dir and socket.
 class AmldProcess {
@@ -127,13 +119,15 @@ class AmldProcess {
     pid_ = Spawn(argv);
     // Plain connects first: a gRPC channel that failed before the daemon
     // listened waits out its reconnect backoff, seconds after it does.
-    if (!WaitUntil([&] { return Exited() || SocketAccepts(); })) return false;
+    if (!Eventually([&] { return Exited() || SocketAccepts(); }, kPatience)) return false;
     Connect();
-    const bool up = WaitUntil([&] {
-      if (Exited()) return true;
-      pb::DaemonInfo info;
-      return Info(&info).ok() && info.pid() == pid_;
-    });
+    const bool up = static_cast<bool>(Eventually(
+        [&] {
+          if (Exited()) return true;
+          pb::DaemonInfo info;
+          return Info(&info).ok() && info.pid() == pid_;
+        },
+        kPatience));
     return up && pid_ > 0;
   }
 
@@ -239,7 +233,7 @@ class AmldProcess {
   pb::Run WaitFor(const std::string& id, const std::function<bool(const pb::Run&)>& done,
                   const std::string& what) {
     pb::Run run;
-    if (!WaitUntil([&] { return done(run = Get(id)); })) {
+    if (!Eventually([&] { return done(run = Get(id)); }, kPatience)) {
       ADD_FAILURE() << "run " << id << " never became " << what << "; it is "
                     << run.ShortDebugString() << "\n"
                     << Output();
@@ -372,14 +366,14 @@ TEST_F(RestartTest, KillNineWithTwentyQueuedAndTwoRunningLosesNothingAndRunsNoth
   amld_.WaitStatus(second, pb::RunStatus::RUNNING);
   std::vector<std::string> quick;
   for (int i = 0; i < 20; ++i) quick.push_back(Submit(Command("quick.sh", {ran.string()})));
-  ASSERT_TRUE(WaitUntil([&] { return Lines(ran).size() == 2; })) << ReadFile(ran);
+  ASSERT_TRUE(Eventually([&] { return Lines(ran).size() == 2; }, kPatience)) << ReadFile(ran);
   for (const std::string& id : quick) EXPECT_EQ(amld_.Get(id).status(), pb::RunStatus::QUEUED);
 
   amld_.Kill9();
   // The first run ends while no daemon runs; its supervisor records how.
   WriteFile(dir_ / "go1", "");
-  ASSERT_TRUE(
-      WaitUntil([&] { return fs::exists(amld_.data_dir() / "runs" / first / "exit.json"); }));
+  ASSERT_TRUE(Eventually(
+      [&] { return fs::exists(amld_.data_dir() / "runs" / first / "exit.json"); }, kPatience));
 
   StartAmld();
   pb::Run first_run = amld_.WaitEnd(first);
@@ -409,9 +403,10 @@ TEST_F(RestartTest, CancelLeavesNothingOfARunWhoseDescendantsIgnoreSigterm) {
   c.set_command("trap '' TERM; sh stubborn.sh");  // the group leader too
   const std::string id = Submit(c);
   amld_.WaitStatus(id, pb::RunStatus::RUNNING);
-  ASSERT_TRUE(WaitUntil([&] {
-    return fs::exists(pids / "ingroup.pid") && fs::exists(pids / "escaped.pid");
-  })) << amld_.Output();
+  ASSERT_TRUE(Eventually(
+      [&] { return fs::exists(pids / "ingroup.pid") && fs::exists(pids / "escaped.pid"); },
+      kPatience))
+      << amld_.Output();
   std::map<pid_t, std::string> started;
   for (const char* name : {"ingroup.pid", "escaped.pid"}) {
     pid_t pid = std::stoi(ReadFile(pids / name));
@@ -441,7 +436,7 @@ TEST_F(RestartTest, ADeadlineThatPassesWhileTheDaemonIsDownEndsTheRunAsTimedOut)
   amld_.WaitStatus(id, pb::RunStatus::RUNNING);
   amld_.Kill9();
   const fs::path exit_file = amld_.data_dir() / "runs" / id / "exit.json";
-  ASSERT_TRUE(WaitUntil([&] { return fs::exists(exit_file); }));
+  ASSERT_TRUE(Eventually([&] { return fs::exists(exit_file); }, kPatience));
   EXPECT_THAT(ReadFile(exit_file), HasSubstr("\"timed_out\":true"));
 
   StartAmld();
@@ -468,7 +463,7 @@ TEST_F(RestartTest, ConcurrentRunsNeverShareAGpuAndKeepTheirsAcrossARestart) {
   const std::string none = Submit(asking(0));
   amld_.WaitStatus(one, pb::RunStatus::RUNNING);
   amld_.WaitStatus(two, pb::RunStatus::RUNNING);
-  ASSERT_TRUE(WaitUntil([&] { return Lines(log).size() == 2; }));
+  ASSERT_TRUE(Eventually([&] { return Lines(log).size() == 2; }, kPatience));
 
   // A restart forgets no GPU: all three are still taken afterwards.
   amld_.Kill9();

@@ -4,8 +4,8 @@
 // left going, and printing amld.log when the test failed), and small helpers
 // for `aml` invocations and their JSON.
 //
-// Waiting is always "until it happens, with a generous limit"; nothing here
-// asserts on how long something took.
+// Waiting is always "until it happens, with a generous limit" (Eventually,
+// tests/testing/test_util.h); nothing here asserts on how long something took.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -27,6 +27,7 @@
 namespace amld::e2e {
 
 namespace fs = std::filesystem;
+using amld::testing::Eventually;
 using amld::testing::ProcessOptions;
 using amld::testing::ProcessResult;
 using amld::testing::ReadFile;
@@ -39,17 +40,6 @@ inline const std::string kPython = "/usr/bin/python3";
 inline std::string Describe(const ProcessResult& r) {
   return absl::StrCat("exit ", r.exit_code, r.timed_out ? " (timed out)" : "", "\nstdout:\n", r.out,
                       "\nstderr:\n", r.err);
-}
-
-// Waits for `cond` with a generous limit; false if it never held.
-template <typename F>
-bool Eventually(F cond, absl::Duration limit = absl::Seconds(90)) {
-  const absl::Time give_up = absl::Now() + limit;
-  while (absl::Now() < give_up) {
-    if (cond()) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return cond();
 }
 
 // True once `pid` is gone, or is a zombie none of whose threads still runs.

@@ -44,9 +44,7 @@ class SlurmE2eTest : public AmlDaemonTest {
     const char* state = std::getenv("AMLD_TEST_SLURM_STATE");
     ASSERT_NE(state, nullptr) << "run through ctest: the slurm fixture sets AMLD_TEST_SLURM_STATE";
     SetUpWorkspace("amld-slurm-e2e-");
-    std::string shared = (fs::path(state) / "shared" / "e2e-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(shared.data()), nullptr);
-    shared_ = shared;
+    shared_ = amld::testing::MakeTempDir("e2e-", fs::path(state) / "shared");
   }
 
   void TearDown() override {

@@ -97,7 +97,9 @@ TEST_F(SnapshotE2eTest, StatCacheSparesReadingUnchangedFiles) {
     WriteFile(project_ / "pkg" / absl::StrCat("m", i, ".py"), absl::StrCat("V = ", i, "\n"));
   }
   // Files changed within the last second are never trusted to the cache
-  // (racy git); let these age past that.
+  // (racy git); let these age past that. A real wait, and the behaviour
+  // under test: the rule reads ctime, which cannot be set back, against the
+  // real clock of the `aml` process.
   absl::SleepFor(absl::Milliseconds(1500));
   json first = SubmitAndWait();
   EXPECT_EQ(first["snapshot_source"]["kind"], "walk");

@@ -26,6 +26,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/test_env.h"
 #include "tests/e2e/aml_e2e_fixture.h"
 
 namespace {
@@ -59,22 +60,15 @@ std::string ExpectedWeights() {
 class SshE2eTest : public AmlDaemonTest {
  protected:
   void SetUp() override {
-    const char* state = std::getenv("AMLD_TEST_SSH_STATE");
-    ASSERT_NE(state, nullptr) << "run through ctest: the sshd fixture sets AMLD_TEST_SSH_STATE";
-    std::map<std::string, std::string> env;
-    for (absl::string_view line :
-         absl::StrSplit(ReadFile(fs::path(state) / "env"), '\n', absl::SkipEmpty())) {
-      std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
-      env[kv.first] = kv.second;
-    }
-    host_ = env["AMLD_TEST_SSH_HOST"];
-    port_ = env["AMLD_TEST_SSH_PORT"];
-    user_ = env["AMLD_TEST_SSH_USER"];
-    key_ = env["AMLD_TEST_SSH_KEY"];
-    ASSERT_FALSE(host_.empty() || key_.empty()) << "the test sshd is not up (" << state << ")";
+    const amld::testing::SshTestHost h = amld::testing::LoadSshTestHost();
+    ASSERT_FALSE(h.host.empty());
+    host_ = h.host;
+    port_ = absl::StrCat(h.port);
+    user_ = h.user;
+    key_ = h.key;
     SetUpWorkspace("amld-ssh-e2e-");
     std::random_device rd;
-    workdir_ = absl::StrCat(env["AMLD_TEST_SSH_HOME"], "/amld-e2e-", rd() % 100000000);
+    workdir_ = absl::StrCat(h.home, "/amld-e2e-", rd() % 100000000);
     // A sleep length only this test's processes carry (another build may run
     // the same tests against the same user at the same time).
     token_ = absl::StrCat(100000 + rd() % 900000);

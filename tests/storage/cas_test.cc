@@ -17,6 +17,8 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/testing/test_util.h"
+
 namespace amld::storage {
 namespace {
 
@@ -98,19 +100,12 @@ std::string ReadReport(const fs::path& report) {
 class ContentStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (fs::path(::testing::TempDir()) / "cas_test.XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
     root_ = dir_ / "cas";
     auto cas = ContentStore::Open(root_);
     ASSERT_TRUE(cas.ok()) << cas.status();
     cas_ = std::move(*cas);
   }
-  void TearDown() override {
-    cas_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
+  void TearDown() override { cas_.reset(); }
 
   // Object files other than the empty blob's.
   std::vector<fs::path> StoredObjects() const {
@@ -133,7 +128,8 @@ class ContentStoreTest : public ::testing::Test {
     ::close(fd);
   }
 
-  fs::path dir_;
+  amld::testing::TempDir tmp_{"cas_test."};
+  const fs::path dir_ = tmp_.path();
   fs::path root_;
   std::unique_ptr<ContentStore> cas_;
 };

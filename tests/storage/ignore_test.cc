@@ -21,31 +21,16 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "tests/testing/test_util.h"
 
 namespace amld::storage {
 namespace {
 
 namespace fs = std::filesystem;
+using amld::testing::TempDir;
 
 // ---------------------------------------------------------------------------
 // Helpers.
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "ignore_test.XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 void WriteFile(const fs::path& path, std::string_view contents) {
   fs::create_directories(path.parent_path());

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "tests/testing/test_util.h"
 
 namespace amld::testing {
 
@@ -56,13 +57,5 @@ class Subprocess {
 
 // Starts, waits, returns.
 ProcessResult RunProcess(const std::vector<std::string>& argv, const ProcessOptions& options = {});
-
-// Reads a whole file ("" when it does not exist).
-std::string ReadFile(const std::filesystem::path& path);
-// Writes a file, creating folders.
-void WriteFile(const std::filesystem::path& path, const std::string& data);
-
-// A fresh, short folder under /tmp (Unix socket paths must stay short).
-std::filesystem::path MakeTempDir(const std::string& prefix);
 
 }  // namespace amld::testing

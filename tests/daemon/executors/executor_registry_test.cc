@@ -15,45 +15,17 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/fake_executor.h"
+#include "tests/testing/test_util.h"
 
 namespace amld::daemon {
 namespace {
 
 namespace fs = std::filesystem;
 namespace v1 = amld::v1;
+using amld::testing::FakeExecutor;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-// Records every call; Finish() reports a run's exit like a real executor.
-class FakeExecutor : public Executor {
- public:
-  explicit FakeExecutor(std::string name) : name_(std::move(name)) {}
-
-  void SetExitCallback(ExitCallback callback) override { exit_ = std::move(callback); }
-  std::string Placement(const std::string& run_id, const std::string& handle) const override {
-    return absl::StrCat(name_, ":", handle);
-  }
-  absl::StatusOr<std::string> Launch(const LaunchSpec& spec) override {
-    launched.push_back(spec.run_id);
-    return absl::StrCat("h-", spec.run_id);
-  }
-  absl::Status Reattach(const std::string& run_id, const fs::path&,
-                        const std::string& handle) override {
-    reattached.push_back(run_id + "=" + handle);
-    return absl::OkStatus();
-  }
-  absl::Status Cancel(const std::string& run_id) override {
-    canceled.push_back(run_id);
-    return absl::OkStatus();
-  }
-  void Finish(const std::string& run_id) { exit_(run_id, ExitStatus{}); }
-
-  std::vector<std::string> launched, reattached, canceled;
-
- private:
-  std::string name_;
-  ExitCallback exit_;
-};
 
 v1::ComputeTarget Ssh(const std::string& name, const std::string& host) {
   v1::ComputeTarget t;
@@ -72,9 +44,6 @@ LaunchSpec SpecOn(const std::string& run_id, const std::string& target) {
 class ExecutorRegistryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "amld-registry-test-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
     auto store = amld::storage::StateStore::Open(dir_ / "amld.db");
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(*store);
@@ -98,14 +67,14 @@ class ExecutorRegistryTest : public ::testing::Test {
   void TearDown() override {
     registry_.reset();
     store_.reset();
-    fs::remove_all(dir_);
   }
 
   void Define(const v1::ComputeTarget& t) {
     ASSERT_TRUE(store_->CreateComputeTarget(t, absl::Now()).ok());
   }
 
-  fs::path dir_;
+  amld::testing::TempDir tmp_{"amld-registry-test-"};
+  const fs::path dir_ = tmp_.path();
   std::unique_ptr<amld::storage::StateStore> store_;
   FakeExecutor* local_ = nullptr;
   std::vector<std::string> made_;
@@ -143,7 +112,7 @@ TEST_F(ExecutorRegistryTest, CancelGoesToTheRunsExecutorUntilItsExitIsReported) 
   ASSERT_TRUE(registry_->Cancel("r1").ok());
   EXPECT_THAT(by_host_["host-a"]->canceled, ElementsAre("r1"));
 
-  by_host_["host-a"]->Finish("r1");
+  by_host_["host-a"]->ExitCode("r1", 0);
   {
     absl::MutexLock lock(&mu_);
     EXPECT_THAT(exited_, ElementsAre("r1"));
@@ -162,7 +131,7 @@ TEST_F(ExecutorRegistryTest, ReattachGoesToTheStoredRunsTarget) {
   run.now = absl::Now();
   ASSERT_TRUE(store_->InsertRun(run).ok());
   ASSERT_TRUE(registry_->Reattach(run.id, dir_ / "run", "the-handle").ok());
-  EXPECT_THAT(by_host_["host-a"]->reattached, ElementsAre("exp_1_00000001=the-handle"));
+  EXPECT_THAT(by_host_["host-a"]->reattached, ElementsAre("exp_1_00000001 the-handle"));
   EXPECT_EQ(registry_->Placement(run.id, "the-handle"), "ssh-host-a:the-handle");
   EXPECT_EQ(registry_->Reattach("no-such-run", dir_, "h").code(), absl::StatusCode::kNotFound);
 }
@@ -185,7 +154,7 @@ TEST_F(ExecutorRegistryTest, MissingTargetsAndKindsWithoutAFactoryFailTheLaunch)
 TEST_F(ExecutorRegistryTest, ATargetDefinedAgainAfterDeleteGetsAFreshExecutor) {
   Define(Ssh("a", "old-host"));
   ASSERT_TRUE(registry_->Launch(SpecOn("r1", "a")).ok());
-  by_host_["old-host"]->Finish("r1");
+  by_host_["old-host"]->ExitCode("r1", 0);
   ASSERT_TRUE(store_->DeleteComputeTarget("a").ok());
   registry_->Forget("a");
   Define(Ssh("a", "new-host"));

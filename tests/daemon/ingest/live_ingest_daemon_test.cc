@@ -25,21 +25,11 @@ namespace {
 namespace fs = std::filesystem;
 namespace pb = amld::v1;
 using ::testing::ElementsAre;
+using testing::Eventually;
 using ::testing::HasSubstr;
 using testing::ReadFile;
 using testing::TempDir;
 using testing::WriteFile;
-
-// Waits (generously) until `done` holds.
-template <typename F>
-bool Eventually(F done) {
-  const absl::Time give_up = absl::Now() + absl::Seconds(60);
-  while (!done()) {
-    if (absl::Now() > give_up) return false;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return true;
-}
 
 class LiveIngestDaemonTest : public ::testing::Test {
  protected:

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
 #include "daemon/watch/inotify.h"
+#include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_watcher.h"
 #include "tests/testing/test_util.h"
 
@@ -29,6 +30,8 @@ using amld::storage::StateStore;
 using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using testing::Eventually;
+using testing::FakeClock;
 using ::testing::IsEmpty;
 using ::testing::Pair;
 using testing::FakeWatcher;
@@ -38,15 +41,6 @@ using testing::WriteFile;
 using Files = std::map<std::string, std::string>;
 
 constexpr absl::Duration kSettle = absl::Milliseconds(200);
-
-class FakeClock final : public base::Clock {
- public:
-  absl::Time Now() const override { return now_; }
-  void Advance(absl::Duration d) { now_ += d; }
-
- private:
-  absl::Time now_ = absl::FromUnixSeconds(1750000000);
-};
 
 class LiveIngesterTest : public ::testing::Test {
  protected:
@@ -515,8 +509,7 @@ TEST_F(LiveIngesterTest, ARealInotifyOverflowLeadsToARescanThatMissesNothing) {
   }
 
   IngestLoop loop(ingester_.get(), watcher->get(), base::RealClock());
-  const absl::Time give_up = absl::Now() + absl::Seconds(60);
-  while (Stored() != expected && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_TRUE(Eventually([&] { return Stored() == expected; }));
   EXPECT_EQ(Stored(), expected);
   EXPECT_EQ(ingester_->stats().overflows, 1);
 
@@ -529,9 +522,7 @@ TEST_F(LiveIngesterTest, ARealInotifyOverflowLeadsToARescanThatMissesNothing) {
     auto it = now.find("outputs/burst/3/live.txt");
     return it != now.end() && it->second == "live";
   };
-  while (!live_stored() && absl::Now() < give_up) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  EXPECT_TRUE(Eventually(live_stored));
   EXPECT_THAT(Stored(), Contains(Pair("outputs/burst/3/live.txt", "live")));
   EXPECT_EQ(ingester_->stats().overflows, 1);
 }

@@ -16,6 +16,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "storage/snapshot/snapshot.h"
+#include "tests/testing/fake_clock.h"
+#include "tests/testing/fake_executor.h"
 #include "tests/testing/test_util.h"
 
 namespace amld::daemon {
@@ -30,20 +32,13 @@ using amld::v1::RunStatus;
 using RunStatusValue = amld::v1::RunStatus::Value;
 using ::testing::Contains;
 using ::testing::ElementsAre;
+using testing::FakeClock;
+using testing::FakeExecutor;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 using testing::TempDir;
 using testing::WriteFile;
-
-class FakeClock final : public base::Clock {
- public:
-  absl::Time Now() const override { return now_; }
-  void Advance(absl::Duration d) { now_ += d; }
-
- private:
-  absl::Time now_ = absl::FromUnixSeconds(1750000000);
-};
 
 // Posted tasks wait until the test runs them.
 class ManualTaskRunner final : public base::TaskRunner {
@@ -64,64 +59,6 @@ class ManualTaskRunner final : public base::TaskRunner {
 
  private:
   std::deque<std::function<void()>> tasks_;
-};
-
-class FakeExecutor final : public Executor {
- public:
-  void SetExitCallback(ExitCallback callback) override { callback_ = std::move(callback); }
-
-  absl::StatusOr<std::string> Launch(const LaunchSpec& spec) override {
-    launched.push_back(spec.run_id);
-    specs[spec.run_id] = spec;
-    if (!launch_error.ok()) return launch_error;
-    if (on_launch) on_launch(spec);
-    return "handle:" + spec.run_id;
-  }
-  absl::Status Reattach(const std::string& run_id, const fs::path& run_dir,
-                        const std::string& handle) override {
-    reattached.push_back(run_id + " " + handle);
-    if (on_reattach) on_reattach(run_id);
-    return reattach_error;
-  }
-  void SetProgressCallback(ProgressCallback callback) override {
-    progress_callback_ = std::move(callback);
-  }
-  // What an executor whose runs wait elsewhere (Slurm) reports.
-  void Progress(const std::string& run_id, bool started, const std::string& placement,
-                const std::string& detail) {
-    RunProgress p;
-    p.started = started;
-    p.placement = placement;
-    p.detail = detail;
-    progress_callback_(run_id, p);
-  }
-  absl::Status Cancel(const std::string& run_id) override {
-    canceled.push_back(run_id);
-    return absl::OkStatus();
-  }
-
-  // The "process" of `run_id` ends.
-  void Exit(const std::string& run_id, absl::StatusOr<ExitStatus> outcome) {
-    callback_(run_id, std::move(outcome));
-  }
-  void ExitCode(const std::string& run_id, int code) {
-    ExitStatus e;
-    e.exit_code = code;
-    Exit(run_id, e);
-  }
-
-  std::vector<std::string> launched;
-  std::vector<std::string> reattached;
-  std::vector<std::string> canceled;
-  std::map<std::string, LaunchSpec> specs;
-  absl::Status launch_error;
-  absl::Status reattach_error;
-  std::function<void(const LaunchSpec&)> on_launch;
-  std::function<void(const std::string&)> on_reattach;
-
- private:
-  ExitCallback callback_;
-  ProgressCallback progress_callback_;
 };
 
 class RunManagerTest : public ::testing::Test {

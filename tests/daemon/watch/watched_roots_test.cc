@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "storage/snapshot/snapshot.h"
+#include "tests/testing/fake_clock.h"
 #include "daemon/watch/inotify.h"
 #include "daemon/watch/settle_queue.h"
 #include "tests/testing/fake_watcher.h"
@@ -28,38 +29,13 @@ namespace {
 namespace fs = std::filesystem;
 namespace pb = amld::v1;
 using amld::daemon::testing::FakeWatcher;
-using amld::daemon::testing::TempDir;
-using amld::daemon::testing::WriteFile;
 using amld::storage::Digest;
-
-class FakeClock final : public base::Clock {
- public:
-  absl::Time Now() const override {
-    absl::MutexLock lock(&mu_);
-    return now_;
-  }
-  void Advance(absl::Duration d) {
-    absl::MutexLock lock(&mu_);
-    now_ += d;
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  absl::Time now_ = absl::FromUnixSeconds(1750000000);
-};
+using amld::testing::Eventually;
+using amld::testing::FakeClock;
+using amld::testing::TempDir;
+using amld::testing::WriteFile;
 
 constexpr absl::Duration kSettle = absl::Milliseconds(100);
-
-// Waits (generously) for `cond`.
-template <typename F>
-bool Eventually(F cond) {
-  const absl::Time give_up = absl::Now() + absl::Seconds(30);
-  while (absl::Now() < give_up) {
-    if (cond()) return true;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return cond();
-}
 
 // The settle queue (daemon/watch/settle_queue.h) both pipelines share.
 TEST(SettleQueueTest, QuietDelayMovesOnUpToTheMaxDelay) {
@@ -186,7 +162,7 @@ class WatchedRootsTest : public ::testing::Test {
   // The cookie file a Sync in flight has written, once it exists.
   std::string WaitForCookie() const {
     std::string name;
-    Eventually([&] { return !(name = FindCookie()).empty(); });
+    EXPECT_TRUE(Eventually([&] { return !(name = FindCookie()).empty(); }));
     return name;
   }
 

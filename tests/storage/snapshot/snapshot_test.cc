@@ -16,11 +16,14 @@
 #include "amld/v1/common.pb.h"
 #include "storage/cas.h"
 #include "storage/digest.h"
+#include "tests/testing/test_util.h"
 
 namespace amld::storage {
 namespace {
 
 namespace fs = std::filesystem;
+using amld::testing::ReadFile;
+using amld::testing::WriteFile;
 using amld::v1::Directory;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -28,21 +31,6 @@ using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::UnorderedElementsAre;
 using ::testing::UnorderedElementsAreArray;
-
-void WriteFile(const fs::path& path, std::string_view data, mode_t mode = 0644) {
-  fs::create_directories(path.parent_path());
-  {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(data.data(), static_cast<std::streamsize>(data.size()));
-    ASSERT_TRUE(out.good()) << path;
-  }
-  ASSERT_EQ(::chmod(path.c_str(), mode), 0) << path;
-}
-
-std::string ReadAll(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 void Symlink(const std::string& target, const fs::path& link) {
   fs::create_directories(link.parent_path());
@@ -64,7 +52,7 @@ std::map<std::string, std::string> Describe(const fs::path& root) {
     } else if (S_ISDIR(st.st_mode)) {
       out[rel] = absl::StrCat("dir ", mode);
     } else {
-      out[rel] = absl::StrCat("file ", mode, " ", ReadAll(it->path()));
+      out[rel] = absl::StrCat("file ", mode, " ", ReadFile(it->path()));
     }
   }
   return out;
@@ -95,24 +83,9 @@ std::vector<Entry> SampleTree() {
 class SnapshotTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "snapshot_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    tmp_ = tmpl;
     auto cas = ContentStore::Open(tmp_ / "cas");
     ASSERT_TRUE(cas.ok()) << cas.status();
     cas_ = std::move(*cas);
-    // A second scratch folder, on tmpfs where there is one: another file
-    // system lists folders in another order and refuses copy_file_range
-    // from this one.
-    fs::path base = fs::is_directory("/dev/shm") ? fs::path("/dev/shm") : tmp_;
-    std::string other = (base / "snapshot_test_other.XXXXXX").string();
-    ASSERT_NE(::mkdtemp(other.data()), nullptr);
-    other_fs_ = other;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(tmp_, ec);
-    fs::remove_all(other_fs_, ec);
   }
 
   fs::path MakeTree(const std::string& name, const std::vector<Entry>& entries) {
@@ -135,8 +108,14 @@ class SnapshotTest : public ::testing::Test {
     return d.ok() ? *d : Digest{};
   }
 
-  fs::path tmp_;
-  fs::path other_fs_;
+  amld::testing::TempDir tmp_dir_{"snapshot_test."};
+  const fs::path tmp_ = tmp_dir_.path();
+  // A second scratch folder, on tmpfs where there is one: another file
+  // system lists folders in another order and refuses copy_file_range
+  // from this one.
+  amld::testing::TempDir other_dir_{"snapshot_test_other.",
+                                    fs::is_directory("/dev/shm") ? fs::path("/dev/shm") : tmp_};
+  const fs::path other_fs_ = other_dir_.path();
   std::unique_ptr<ContentStore> cas_;
 };
 
@@ -333,8 +312,8 @@ TEST_F(SnapshotTest, MaterializeCopiesAcrossFileSystems) {
   fs::path dest = other_fs_ / "run";
   absl::Status st = Materialize(*cas_, snap.root, dest);
   EXPECT_TRUE(st.ok()) << st;
-  EXPECT_EQ(ReadAll(dest / "big.bin"), big);
-  EXPECT_EQ(ReadAll(dest / "small"), "s");
+  EXPECT_EQ(ReadFile(dest / "big.bin"), big);
+  EXPECT_EQ(ReadFile(dest / "small"), "s");
   EXPECT_EQ(Build(dest).root, snap.root);
 }
 

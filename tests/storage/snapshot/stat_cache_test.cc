@@ -14,28 +14,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "storage/snapshot/snapshot.h"
+#include "tests/testing/test_util.h"
 
 namespace amld::storage {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = "/tmp/amld-sc.XXXXXX";
-    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using amld::testing::TempDir;
 
 void Write(const fs::path& p, const std::string& data) {
   fs::create_directories(p.parent_path());

@@ -17,6 +17,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "storage/state/state_schema.h"
+#include "tests/testing/test_util.h"
 
 namespace amld::storage {
 namespace {
@@ -138,16 +139,10 @@ std::vector<std::string> Ids(const std::vector<amld::v1::Run>& runs) {
 class StateStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (fs::path(::testing::TempDir()) / "state_store_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
     db_path_ = dir_ / "state.db";
     Reopen();
   }
-  void TearDown() override {
-    store_.reset();
-    fs::remove_all(dir_);
-  }
+  void TearDown() override { store_.reset(); }
 
   void Reopen() {
     store_.reset();
@@ -203,7 +198,8 @@ class StateStoreTest : public ::testing::Test {
     }
   }
 
-  fs::path dir_;
+  amld::testing::TempDir tmp_{"state_store_test."};
+  const fs::path dir_ = tmp_.path();
   fs::path db_path_;
   std::unique_ptr<StateStore> store_;
 };

@@ -28,11 +28,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "base/file_util.h"
+#include "tests/testing/test_util.h"
 
 namespace amld::daemon {
 namespace {
 
 namespace fs = std::filesystem;
+using amld::testing::Eventually;
 using ::testing::HasSubstr;
 
 constexpr absl::Duration kGenerousWait = absl::Seconds(60);
@@ -94,16 +96,14 @@ std::string ReadFile(const fs::path& path) {
 // Waits until a script has written a number into `path` (scripts write a
 // temp file and rename it, so the content is complete when it appears).
 pid_t WaitForPidFile(const fs::path& path) {
-  absl::Time deadline = absl::Now() + kGenerousWait;
-  while (absl::Now() < deadline) {
-    int pid = 0;
-    if (fs::exists(path) && absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(path)), &pid)) {
-      return pid;
-    }
-    absl::SleepFor(absl::Milliseconds(5));
+  int pid = 0;
+  if (!Eventually([&] {
+        return fs::exists(path) &&
+               absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(path)), &pid);
+      })) {
+    ADD_FAILURE() << "no pid file " << path;
   }
-  ADD_FAILURE() << "no pid file " << path;
-  return 0;
+  return pid;
 }
 
 bool ProcessGroupGone(pid_t pgid) { return ::kill(-pgid, 0) == -1 && errno == ESRCH; }
@@ -117,18 +117,9 @@ std::string WritePid(const std::string& value, const std::string& name) {
 
 class LocalExecutorTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "amld-exec-test-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    root_ = pattern;
-    executor_ = NewExecutor(outcomes_);
-  }
+  void SetUp() override { executor_ = NewExecutor(outcomes_); }
 
-  void TearDown() override {
-    executor_.reset();
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
+  void TearDown() override { executor_.reset(); }
 
   LaunchSpec Spec(const std::string& name, std::vector<std::string> argv) {
     LaunchSpec spec;
@@ -165,7 +156,8 @@ class LocalExecutorTest : public ::testing::Test {
     return ReadFile(spec.run_dir / "user_logs" / "std_log.txt");
   }
 
-  fs::path root_;
+  amld::testing::TempDir tmp_{"amld-exec-test-"};
+  const fs::path root_ = tmp_.path();
   Outcomes outcomes_;
   std::unique_ptr<Executor> executor_;
 };
@@ -364,12 +356,10 @@ pid_t ShimPid(const std::string& handle) {
 
 // Opens the fifo a script reads from and writes a line, so the script ends.
 void ReleaseScript(const fs::path& fifo) {
-  absl::Time deadline = absl::Now() + kGenerousWait;
   int fd = -1;
-  while (fd < 0 && absl::Now() < deadline) {
-    fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) absl::SleepFor(absl::Milliseconds(5));  // ENXIO: no reader yet
-  }
+  // ENXIO until the script has opened it for reading.
+  EXPECT_TRUE(Eventually(
+      [&] { return (fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC)) >= 0; }));
   ASSERT_GE(fd, 0) << "the script never opened " << fifo;
   ASSERT_EQ(::write(fd, "go\n", 3), 3);
   ::close(fd);
@@ -385,9 +375,7 @@ TEST_F(LocalExecutorTest, NewExecutorReattachesToARunningShim) {
   // would survive the daemon being killed.
   pid_t shim = ShimPid(*handle);
   ASSERT_GT(shim, 0) << *handle;
-  absl::Time deadline = absl::Now() + kGenerousWait;
-  while (::getsid(shim) != shim && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
-  EXPECT_EQ(::getsid(shim), shim);
+  EXPECT_TRUE(Eventually([&] { return ::getsid(shim) == shim; }));
   std::string stat = ReadFile("/proc/" + std::to_string(shim) + "/stat");
   int ppid = 0;
   char state;

@@ -31,11 +31,13 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "base/file_util.h"
+#include "tests/testing/test_util.h"
 
 namespace amld::daemon {
 namespace {
 
 namespace fs = std::filesystem;
+using amld::testing::Eventually;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -125,25 +127,6 @@ class Reports {
 
 bool Started(const RunProgress& p) { return p.started; }
 
-// Waits until `path` exists; false after the generous wait.
-bool WaitForFile(const fs::path& path) {
-  absl::Time deadline = absl::Now() + kGenerousWait;
-  while (absl::Now() < deadline) {
-    if (fs::exists(path)) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return false;
-}
-
-bool WaitUntil(const std::function<bool()>& done) {
-  absl::Time deadline = absl::Now() + kGenerousWait;
-  while (absl::Now() < deadline) {
-    if (done()) return true;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  return false;
-}
-
 std::string SlurmState(const std::string& job_id) {
   absl::StatusOr<CommandResult> r = SystemCommandRunner().Run(
       Command{{"squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"}, absl::Seconds(30)});
@@ -162,12 +145,7 @@ class SlurmExecutorTest : public ::testing::Test {
     const char* state = std::getenv("AMLD_TEST_SLURM_STATE");
     ASSERT_NE(state, nullptr) << "run through ctest: the slurm fixture sets AMLD_TEST_SLURM_STATE";
     ASSERT_NE(std::getenv("SLURM_CONF"), nullptr);
-    std::string local = "/tmp/amld-slurm-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(local.data()), nullptr);
-    local_ = local;
-    std::string shared = (fs::path(state) / "shared" / "t-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(shared.data()), nullptr);
-    shared_ = shared;
+    shared_ = amld::testing::MakeTempDir("t-", fs::path(state) / "shared");
     executor_ = NewExecutor({});
     ::setenv("AMLD_TEST_DAEMON_ONLY", "leaked", 1);
   }
@@ -175,7 +153,6 @@ class SlurmExecutorTest : public ::testing::Test {
   void TearDown() override {
     executor_.reset();
     std::error_code ec;
-    fs::remove_all(local_, ec);
     fs::remove_all(shared_, ec);
   }
 
@@ -215,7 +192,8 @@ class SlurmExecutorTest : public ::testing::Test {
 
   fs::path SharedDir(const LaunchSpec& spec) const { return shared_ / spec.run_id; }
 
-  fs::path local_;
+  amld::testing::TempDir tmp_{"amld-slurm-test-"};
+  const fs::path local_ = tmp_.path();
   fs::path shared_;
   Reports reports_;
   std::unique_ptr<Executor> executor_;
@@ -309,7 +287,7 @@ TEST_F(SlurmExecutorTest, StreamsLogsWhileTheJobRuns) {
                          "echo second line\n");
   ASSERT_TRUE(executor_->Launch(spec).ok());
   // The first line reaches the daemon's std_log while the job still waits.
-  EXPECT_TRUE(WaitUntil([&] {
+  EXPECT_TRUE(Eventually([&] {
     return ReadFile(spec.run_dir / shim::kStdLogPath).find("first line") != std::string::npos;
   }));
   EXPECT_EQ(reports_.ExitCount(spec.run_id), 0);
@@ -328,7 +306,7 @@ TEST_F(SlurmExecutorTest, CancelEndsTheJobAndLeavesNothingRunning) {
                          "wait\n");
   absl::StatusOr<std::string> handle = executor_->Launch(spec);
   ASSERT_TRUE(handle.ok()) << handle.status();
-  ASSERT_TRUE(WaitForFile(SharedDir(spec) / "wd" / "child"));
+  ASSERT_TRUE(Eventually([&] { return fs::exists(SharedDir(spec) / "wd" / "child"); }));
   pid_t pid = 0, child = 0;
   ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(SharedDir(spec) / "wd/pid")), &pid));
   ASSERT_TRUE(
@@ -338,7 +316,7 @@ TEST_F(SlurmExecutorTest, CancelEndsTheJobAndLeavesNothingRunning) {
   ASSERT_TRUE(outcome.has_value() && outcome->ok()) << (outcome ? outcome->status().ToString() : "");
   EXPECT_TRUE((*outcome)->canceled);
   EXPECT_FALSE((*outcome)->timed_out);
-  EXPECT_TRUE(WaitUntil([&] {
+  EXPECT_TRUE(Eventually([&] {
     return ::kill(pid, 0) == -1 && errno == ESRCH && ::kill(child, 0) == -1 && errno == ESRCH;
   })) << "processes of the canceled job are still alive";
   std::string state = SlurmState(JobIdOf(*handle));
@@ -455,7 +433,7 @@ TEST_F(SlurmExecutorTest, ReattachAfterSlurmForgotTheJobUsesTheJobCompRecord) {
   LaunchSpec spec = Spec("forgotten", "echo waiting; sleep 300\n");
   absl::StatusOr<std::string> handle = executor_->Launch(spec);
   ASSERT_TRUE(handle.ok()) << handle.status();
-  ASSERT_TRUE(WaitUntil([&] {
+  ASSERT_TRUE(Eventually([&] {
     return ReadFile(SharedDir(spec) / shim::kStdLogPath).find("waiting") != std::string::npos;
   }));
   executor_.reset();
@@ -463,7 +441,7 @@ TEST_F(SlurmExecutorTest, ReattachAfterSlurmForgotTheJobUsesTheJobCompRecord) {
   absl::StatusOr<CommandResult> cancel =
       SystemCommandRunner().Run(Command{{"scancel", job_id}, absl::Seconds(30)});
   ASSERT_TRUE(cancel.ok() && cancel->ok());
-  ASSERT_TRUE(WaitUntil([&] { return SlurmState(job_id).empty(); }))
+  ASSERT_TRUE(Eventually([&] { return SlurmState(job_id).empty(); }))
       << "job " << job_id << " stayed in squeue";
 
   executor_ = NewExecutor({});

@@ -17,6 +17,7 @@
 #include "absl/time/civil_time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/test_util.h"
 
 namespace amld::daemon::slurm {
 namespace {
@@ -293,9 +294,8 @@ TEST(SlurmJob, DecidesHowTheRunEnded) {
 // The batch script through a real /bin/sh, with `srun` replaced by a script
 // that prints the environment and arguments it got.
 TEST(SlurmJob, BatchScriptQuotesForARealShell) {
-  char tmpl[] = "/tmp/amld-slurm-job-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  fs::path dir = tmpl;
+  amld::testing::TempDir tmp("amld-slurm-job-");
+  const fs::path& dir = tmp.path();
   fs::create_directories(dir / "bin");
   fs::create_directories(dir / "run dir" / "system_logs");
   {
@@ -341,7 +341,6 @@ TEST(SlurmJob, BatchScriptQuotesForARealShell) {
   EXPECT_THAT(out, HasSubstr("EXPORT=ALL\n"));
   // srun's own stderr goes to the run's system_logs/slurm.log.
   EXPECT_TRUE(fs::exists(dir / "run dir" / "system_logs" / "slurm.log"));
-  fs::remove_all(dir);
 }
 
 }  // namespace

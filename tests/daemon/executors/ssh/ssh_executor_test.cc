@@ -30,11 +30,14 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "base/file_util.h"
+#include "tests/testing/test_env.h"
+#include "tests/testing/test_util.h"
 
 namespace amld::daemon {
 namespace {
 
 namespace fs = std::filesystem;
+using amld::testing::Eventually;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -42,38 +45,6 @@ constexpr absl::Duration kGenerousWait = absl::Seconds(90);
 const fs::path kShimPath = AMLD_BINARY_DIR "/bin/amld-shim";
 
 using Outcome = absl::StatusOr<ExitStatus>;
-
-// What scripts/test-env/sshd wrote to <state>/env.
-struct TestHost {
-  std::string host, user, key, home;
-  int port = 0;
-};
-
-TestHost LoadTestHost() {
-  const char* state = std::getenv("AMLD_TEST_SSH_STATE");
-  if (state == nullptr) {
-    ADD_FAILURE() << "AMLD_TEST_SSH_STATE is not set: run this test through ctest, whose "
-                     "fixture `sshd` (scripts/test-env/sshd up) starts the test sshd";
-    return {};
-  }
-  absl::StatusOr<std::string> env = base::ReadFileToString(fs::path(state) / "env");
-  if (!env.ok()) {
-    ADD_FAILURE() << "the test sshd is not up: " << env.status();
-    return {};
-  }
-  std::map<std::string, std::string> vars;
-  for (absl::string_view line : absl::StrSplit(*env, '\n', absl::SkipEmpty())) {
-    std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
-    vars[kv.first] = kv.second;
-  }
-  TestHost h;
-  h.host = vars["AMLD_TEST_SSH_HOST"];
-  h.port = std::atoi(vars["AMLD_TEST_SSH_PORT"].c_str());
-  h.user = vars["AMLD_TEST_SSH_USER"];
-  h.key = vars["AMLD_TEST_SSH_KEY"];
-  h.home = vars["AMLD_TEST_SSH_HOME"];
-  return h;
-}
 
 // A TCP port on 127.0.0.1 with nothing listening.
 int DeadPort() {
@@ -124,25 +95,11 @@ std::string ReadFile(const fs::path& path) {
   return text.ok() ? *text : "<" + std::string(text.status().message()) + ">";
 }
 
-// Waits until `predicate` holds; false when it did not within kGenerousWait.
-template <typename P>
-bool Eventually(P predicate) {
-  const absl::Time deadline = absl::Now() + kGenerousWait;
-  while (absl::Now() < deadline) {
-    if (predicate()) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return predicate();
-}
-
 class SshExecutorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    host_ = LoadTestHost();
+    host_ = amld::testing::LoadSshTestHost();
     ASSERT_FALSE(host_.host.empty());
-    std::string pattern = (fs::temp_directory_path() / "amld-ssh-test-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    root_ = pattern;
     std::random_device rd;
     remote_workdir_ = absl::StrCat(host_.home, "/amld-test-", rd() % 100000000);
     // A sleep length only this test's processes carry (another build may run
@@ -154,8 +111,6 @@ class SshExecutorTest : public ::testing::Test {
   void TearDown() override {
     executor_.reset();
     (void)Remote(absl::StrCat("rm -rf ", remote_workdir_));
-    std::error_code ec;
-    fs::remove_all(root_, ec);
   }
 
   SshExecutorOptions Options(int port) {
@@ -227,8 +182,9 @@ class SshExecutorTest : public ::testing::Test {
     return absl::StrCat(remote_workdir_, "/", name);
   }
 
-  TestHost host_;
-  fs::path root_;
+  amld::testing::SshTestHost host_;
+  amld::testing::TempDir tmp_{"amld-ssh-test-"};
+  const fs::path root_ = tmp_.path();
   std::string remote_workdir_;
   std::string token_;
   Outcomes outcomes_;
