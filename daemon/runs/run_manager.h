@@ -33,30 +33,10 @@
 // CANCEL_REQUESTED (then Executor::Cancel once the process exists);
 // FINALIZING and terminal runs are left as they are.
 //
-// Recovery when the daemon starts (Start()): what was persisted decides, and
-// nothing is ever launched twice.
-//   QUEUED            stays queued, in the original order.
-//   PREPARING         nothing was launched (STARTING is committed before any
-//                     launch): the half-made run folder is removed and the
-//                     run prepared again.
-//   STARTING          with a handle: the launch finished, so it is re-adopted
-//                     (→ RUNNING, unless the executor says during Reattach
-//                     that it still waits elsewhere). Without one the daemon
-//                     died inside Launch
-//                     and cannot know whether the process started: FAILED,
-//                     saying so and to resubmit — never a blind second launch.
-//   RUNNING, FINALIZING, CANCEL_REQUESTED with a handle: Executor::Reattach;
-//                     a run that ended meanwhile reports its exit at once and
-//                     is finalized (again: storing artifacts is idempotent);
-//                     a CANCEL_REQUESTED run is sent its cancel again. Its
-//                     folders are watched again first, with a full rescan.
-//   without a handle  RUNNING/FINALIZING: FAILED "daemon lost the run";
-//                     CANCEL_REQUESTED: CANCELED (it never started).
-//   Reattach failure  FAILED "daemon lost the run after a restart: …".
-// Re-adopted runs hold slots even beyond the limit, and keep the GPUs they
-// were given (Run.assigned_gpus, recorded with PREPARING); nothing new starts
-// until every run found at start is taken over. A queued run the target can
-// no longer hold (the config shrank) is FAILED saying so, never left queued.
+// Recovery when the daemon starts (Start()): recovery.h says what happens
+// to each unfinished run; nothing is ever launched twice, and nothing new
+// starts until every run found at start is taken over. Start() and the
+// manager's half of recovery are defined in recovery.cc.
 //
 // Scheduling (scheduler.h): priority, then users taking turns, then FIFO,
 // with strict head-of-line blocking; a local run holds its CPU slots and
@@ -64,24 +44,9 @@
 // CUDA_VISIBLE_DEVICES ("" without GPUs). Runs for other targets hold a slot
 // but no local CPUs or GPUs.
 //
-// Latency: creating folders costs ~0.2-1 ms each on this kind of disk, so a
-// spare run folder (runs/.spare: wd/, user_logs/std_log.txt, system_logs/) is
-// made ahead of time and renamed into place at PREPARING; the next spare is
-// made after the launch, off the path from submit to the first instruction.
-// After a launch the snapshot just used (up to 64 MiB, 5,000 blobs) is also
-// copied into a filled spare (runs/.spare-with-<digest>): the next run of the
-// same snapshot — a sweep, a resubmit without edits — takes it with one
-// rename instead of materializing (5-9 ms for 300 files here). Nothing
-// writes into a spare, and a run's own copy is never shared.
-//
-// Run folder retention: a finished run's folder (a full copy of its
-// snapshot plus what it wrote) is only a scratch copy once the run is
-// terminal: its outputs, logs and metrics are in the CAS and the state store,
-// which is what downloads, file listings and StreamLogs read from then. So
-// only the folders of the newest `keep_finished_run_folders` finished runs
-// are kept; older ones are removed on a task, outside the lock, after the
-// run's final ingestion. Start() applies the same rule to folders that
-// earlier daemons left.
+// Run folders: the spare folders that make PREPARING a rename, and the
+// removal of finished runs' folders beyond keep_finished_run_folders, are
+// the RunFolderPool's (run_folder_pool.h), which has its own lock.
 //
 // No polling anywhere: work is posted to the TaskRunner as events happen
 // (submit, slot freed, exit reported), and watchers are called on change.
@@ -89,11 +54,11 @@
 // Thread-safety: thread-safe. One mutex guards the in-memory state and
 // serializes status transitions with the notification of watchers, so a
 // watcher sees every change exactly once and in order. Executor calls and
-// slow work (materialize, store outputs) happen outside it.
+// slow work (materialize, store outputs) happen outside it. The folder
+// pool's lock is taken after it, never before (the pool calls nothing back).
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -109,6 +74,7 @@
 #include "amld/v1/runs.pb.h"
 #include "base/clock.h"
 #include "daemon/executors/executor.h"
+#include "daemon/runs/run_folder_pool.h"
 #include "daemon/runs/run_plan.h"
 #include "daemon/runs/scheduler.h"
 #include "daemon/runs/submit_validation.h"
@@ -125,8 +91,8 @@ namespace amld::daemon {
 class LiveIngester;
 
 struct RunManagerOptions {
-  // <data>/runs: each run gets runs/<run_id>/.
-  std::filesystem::path runs_root;
+  // Where run folders live, and how many finished ones are kept.
+  RunFolderPoolOptions folders;
   // Runs holding a slot (PREPARING through FINALIZING) at most.
   int max_concurrent_runs = 1;
   // The rest of the local target's capacity (scheduler.h): CPU slots
@@ -141,14 +107,7 @@ struct RunManagerOptions {
   absl::Duration kill_grace = absl::Seconds(10);
   // The environment every run starts from (CaptureDaemonEnvironment()).
   EnvList base_env;
-  // Folders of finished runs kept (the newest by end time); older ones are
-  // removed. 0: each is removed once its run has finished;
-  // kKeepAllRunFolders: none is ever removed.
-  int keep_finished_run_folders = 20;
 };
-
-// RunManagerOptions::keep_finished_run_folders: never remove a run folder.
-inline constexpr int kKeepAllRunFolders = -1;
 
 // What the manager works with; all must outlive it. `log` may be null
 // (no logging).
@@ -174,9 +133,9 @@ class RunManager {
   RunManager(const RunManager&) = delete;
   RunManager& operator=(const RunManager&) = delete;
 
-  // Installs the executor's exit callback and takes over the runs the store
-  // holds in non-terminal statuses (see "Recovery" above). Call once, before
-  // the first Submit.
+  // Installs the executor's callbacks, starts the folder pool and takes over
+  // the runs the store holds in non-terminal statuses (recovery.h). Call
+  // once, before the first Submit.
   absl::Status Start();
 
   // Validates `config` (submit_validation.h), records the run as QUEUED in
@@ -247,20 +206,12 @@ class RunManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForgetLocked(const std::string& run_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // What the run holds of the local target (runs for another target hold a
+  // slot only), and its place in the queue.
+  static RunResources ResourcesOf(const amld::v1::RunConfig& config);
+  static QueueRequest QueueRequestOf(const amld::v1::RunConfig& config, uint32_t submitter_uid);
+
   void Prepare(const std::string& run_id);
-  absl::Status PrepareRunFolder(const amld::v1::RunConfig& config, const RunPaths& paths);
-  base::TaskRunner& Housekeeping() const;
-  std::filesystem::path SparePath() const;
-  void ReplenishSpare();
-  // A spare with `root` materialized in its wd/, for the next run of the
-  // same snapshot (a sweep, a resubmit without edits).
-  std::filesystem::path FilledSparePath(const amld::storage::Digest& root) const;
-  void FillSpareWith(const amld::storage::Digest& root);
-  // Builds a spare under a temporary name and renames it to `dest`; with
-  // `snapshot`, materialized into its wd/.
-  void MakeSpare(const std::filesystem::path& dest, const amld::storage::Digest* snapshot);
-  void RemoveSpares(bool filled, bool temporary);
-  void RemoveStaleSpares();
   void Launch(const std::string& run_id, const amld::v1::RunConfig& config,
               const std::vector<int>& gpus, absl::Duration prepare_time);
   // The run's time limit after the daemon's limits, and its place in the
@@ -273,20 +224,14 @@ class RunManager {
   // the run's listeners.
   void SetPlacementLocked(const std::string& run_id, const std::string& placement)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes over one run found unfinished at start (recovery.cc).
   absl::Status Recover(const amld::v1::Run& run);
-
-  // Records that `run_id` is terminal (its files stored) and posts the
-  // removal of the folders beyond the newest keep_finished_run_folders.
-  void NoteFinishedLocked(const std::string& run_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void PruneFinishedFoldersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The terminal runs whose folders earlier daemons left, oldest end first.
-  std::vector<std::string> ScanFinishedFolders();
-  void RemoveRunFolders(const std::vector<std::string>& run_ids);
 
   RunManagerDeps deps_;
   RunManagerOptions options_;
   std::unique_ptr<LiveIngester> own_ingester_;  // when deps_ has none
   SnapshotChecker snapshot_checker_;
+  RunFolderPool folders_;
 
   mutable absl::Mutex mu_;
   Scheduler scheduler_ ABSL_GUARDED_BY(mu_);
@@ -299,8 +244,6 @@ class RunManager {
   // re-adopted run's GPUs must be marked taken before any are handed out.
   bool recovering_ ABSL_GUARDED_BY(mu_) = true;
   absl::BitGen random_ ABSL_GUARDED_BY(mu_);
-  // Terminal runs whose folders may still exist, oldest end first.
-  std::deque<std::string> finished_folders_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace amld::daemon

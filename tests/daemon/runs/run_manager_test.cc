@@ -76,7 +76,7 @@ class RunManagerTest : public ::testing::Test {
 
   RunManagerOptions Options(int slots) {
     RunManagerOptions options;
-    options.runs_root = dir_ / "runs";
+    options.folders.runs_root = dir_ / "runs";
     options.max_concurrent_runs = slots;
     options.base_env = {{"PATH", "/usr/bin:/bin"}};
     return options;
@@ -888,7 +888,7 @@ class RunFolderRetentionTest : public RunManagerTest {
  protected:
   void StartKeeping(int keep, int slots = 1) {
     RunManagerOptions options = Options(slots);
-    options.keep_finished_run_folders = keep;
+    options.folders.keep_finished_run_folders = keep;
     StartManagerWith(options);
   }
   bool HasFolder(const std::string& id) { return fs::exists(manager_->PathsFor(id).root); }

@@ -1,0 +1,153 @@
+#include "daemon/runs/recovery.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "daemon/ingest/live_ingester.h"
+#include "daemon/runs/run_manager.h"
+#include "spdlog/spdlog.h"
+
+namespace amld::daemon {
+
+using amld::storage::RunStatus;
+using amld::storage::StatusName;
+using amld::storage::TransitionDetails;
+using amld::v1::Run;
+using Status = amld::v1::RunStatus;
+
+RecoveryStep DecideRecovery(RunStatus status, bool has_handle) {
+  using Action = RecoveryStep::Action;
+  RecoveryStep step;
+  if (status == Status::QUEUED) {
+    step.action = Action::kRequeue;
+  } else if (status == Status::PREPARING) {
+    step.action = Action::kPrepareAgain;
+  } else if (has_handle) {
+    step.action = Action::kReattach;
+    step.cancel_again = status == Status::CANCEL_REQUESTED;
+  } else {
+    step.action = Action::kEnd;
+    if (status == Status::STARTING) {
+      step.error =
+          "the daemon stopped while starting this run, before it could record the process; it "
+          "may or may not have run. Resubmit it";
+    } else if (status == Status::CANCEL_REQUESTED) {
+      step.end_status = Status::CANCELED;
+      step.error = "canceled; the daemon restarted before the run started";
+    } else {
+      step.error = "daemon lost the run: no process handle was recorded";
+    }
+  }
+  return step;
+}
+
+std::string NoLongerFitsError(absl::string_view why) {
+  return absl::StrCat("the daemon's capacity changed while the run was queued: ", why);
+}
+
+std::string ReattachFailedError(absl::string_view why) {
+  return absl::StrCat("daemon lost the run after a restart: ", why);
+}
+
+// ---------------------------------------------------------------------------
+// The run manager's half: applying the steps to its queue and executor.
+
+absl::Status RunManager::Start() {
+  deps_.executor->SetExitCallback(
+      [this](const std::string& run_id, absl::StatusOr<ExitStatus> outcome) {
+        OnExit(run_id, std::move(outcome));
+      });
+  deps_.executor->SetProgressCallback(
+      [this](const std::string& run_id, const RunProgress& progress) {
+        OnProgress(run_id, progress);
+      });
+  // First: a recovered PREPARING run may take a spare, and runs that end
+  // during recovery join the finished folders the pool found.
+  folders_.Start();
+  AMLD_ASSIGN_OR_RETURN(
+      std::vector<Run> runs,
+      deps_.store->RunsInStatus({Status::QUEUED, Status::PREPARING, Status::STARTING,
+                                 Status::RUNNING, Status::CANCEL_REQUESTED, Status::FINALIZING}));
+  for (const Run& run : runs) {
+    absl::Status s = Recover(run);
+    if (!s.ok()) deps_.log->error("run {}: recovery: {}", run.id(), s.ToString());
+  }
+  if (!runs.empty()) deps_.log->info("took over {} unfinished run(s)", runs.size());
+  absl::MutexLock lock(&mu_);
+  recovering_ = false;
+  StartReadyLocked();
+  return absl::OkStatus();
+}
+
+absl::Status RunManager::Recover(const Run& run) {
+  using Action = RecoveryStep::Action;
+  const std::string& id = run.id();
+  const RunStatus status = run.status();
+  absl::StatusOr<std::string> handle;
+  if (status != Status::QUEUED && status != Status::PREPARING) {
+    handle = deps_.store->GetRunHandle(id);
+  }
+  const RecoveryStep step = DecideRecovery(status, handle.ok() && !handle->empty());
+  absl::MutexLock lock(&mu_);
+  ActiveRun& r = active_[id];
+  r.config = run.config();
+  r.status = status;
+  if (step.action == Action::kRequeue) {
+    const QueueRequest request = QueueRequestOf(run.config(), run.submitter_uid());
+    if (absl::Status fits = scheduler_.CheckFits(request.resources); !fits.ok()) {
+      EndWithoutProcessLocked(id, Status::FAILED, NoLongerFitsError(fits.message()));
+    } else {
+      scheduler_.Enqueue(id, request);
+    }
+    return absl::OkStatus();
+  }
+  scheduler_.Adopt(id, ResourcesOf(run.config()),
+                   std::vector<int>(run.assigned_gpus().begin(), run.assigned_gpus().end()));
+  if (step.action == Action::kPrepareAgain) {
+    r.phase = Phase::kPreparing;
+    deps_.tasks->Post([this, id] { Prepare(id); });
+    return absl::OkStatus();
+  }
+  if (step.action == Action::kEnd) {
+    EndWithoutProcessLocked(id, step.end_status, step.error);
+    return absl::OkStatus();
+  }
+  // The launch finished (its handle is stored), so the process exists or
+  // existed, unless it still waits in another scheduler's queue (the
+  // executor says so during Reattach): then RUNNING comes with its start.
+  r.phase = Phase::kRunning;
+  r.cancel_requested = step.cancel_again;
+  const RunPaths paths = PathsFor(id);
+  // Reattach may report the exit at once, from the executor's thread, which
+  // takes mu_: call it unlocked.
+  mu_.Unlock();
+  deps_.ingester->Watch(id, paths);  // before an exit reported at once finishes it
+  absl::Status attached = deps_.executor->Reattach(id, paths.root, *handle);
+  if (attached.ok() && step.cancel_again) {
+    absl::Status s = deps_.executor->Cancel(id);
+    if (!s.ok()) deps_.log->warn("run {}: cancel: {}", id, s.ToString());
+  }
+  mu_.Lock();
+  if (!attached.ok()) {
+    auto it = active_.find(id);
+    if (it != active_.end() && it->second.phase == Phase::kRunning) {
+      EndWithoutProcessLocked(id, Status::FAILED, ReattachFailedError(attached.message()));
+    }
+    return absl::OkStatus();
+  }
+  if (auto it = active_.find(id);
+      status == Status::STARTING && it != active_.end() && it->second.phase == Phase::kRunning &&
+      it->second.status == Status::STARTING && !it->second.waiting_elsewhere) {
+    TransitionDetails details;
+    details.placement = deps_.executor->Placement(id, *handle);
+    if (!TransitionLocked(id, Status::RUNNING, details).ok()) {
+      return absl::InternalError("cannot record RUNNING");
+    }
+  }
+  deps_.log->info("run {} re-adopted ({})", id, StatusName(status));
+  return absl::OkStatus();
+}
+
+}  // namespace amld::daemon
