@@ -27,7 +27,7 @@
 #include "absl/time/clock.h"
 #include "daemon/watch/watcher.h"
 
-namespace amld::daemon::testing {
+namespace amld::testing {
 
 class FakeWatcher final : public Watcher {
  public:
@@ -161,4 +161,4 @@ class FakeWatcher final : public Watcher {
   int64_t handled_ ABSL_GUARDED_BY(mu_) = 0;  // of those, handled (the caller waits again)
 };
 
-}  // namespace amld::daemon::testing
+}  // namespace amld::testing

@@ -28,7 +28,7 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace pb = amld::v1;
-using amld::daemon::testing::FakeWatcher;
+using amld::testing::FakeWatcher;
 using amld::storage::Digest;
 using amld::testing::Eventually;
 using amld::testing::FakeClock;
