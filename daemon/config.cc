@@ -24,7 +24,7 @@ namespace fs = std::filesystem;
 
 constexpr int64_t kMaxCount = 1'000'000;
 constexpr int64_t kMaxGpuId = 65535;
-constexpr int64_t kKeepAll = -1;  // keep_finished_run_folders: never remove
+constexpr int64_t kKeepAll = kKeepAllRunFolders;
 constexpr int64_t kMaxSeconds = int64_t{100} * 365 * 24 * 3600;  // a century
 
 // Everything yaml-cpp may throw stays in this file: each function here
@@ -33,32 +33,33 @@ class ConfigParser {
  public:
   explicit ConfigParser(std::string source) : source_(std::move(source)) {}
 
-  absl::StatusOr<DaemonConfig> ParseTop(const YAML::Node& root) {
-    DaemonConfig config;
-    if (!root.IsDefined() || root.IsNull()) return config;  // empty file
+  absl::Status ParseTop(const YAML::Node& root, DaemonOptions* options) {
+    if (!root.IsDefined() || root.IsNull()) return absl::OkStatus();  // empty file
     if (!root.IsMap()) {
       return Error(root, "the file must be a mapping of settings (key: value), e.g. \"cpus: 4\"");
     }
+    RunManagerOptions& runs = options->runs;
     const std::map<std::string, Handler> handlers = {
         {"max_concurrent_runs",
          [&](const YAML::Node& k, const YAML::Node& v) {
-           return Assign(k, v, 1, kMaxCount, &config.max_concurrent_runs);
+           return Assign(k, v, 1, kMaxCount, &runs.max_concurrent_runs);
          }},
         {"cpus", [&](const YAML::Node& k,
-                     const YAML::Node& v) { return Assign(k, v, 1, kMaxCount, &config.cpus); }},
-        {"gpus", [&](const YAML::Node& k, const YAML::Node& v) { return Gpus(k, v, &config); }},
+                     const YAML::Node& v) { return Assign(k, v, 1, kMaxCount, &runs.cpus); }},
+        {"gpus", [&](const YAML::Node& k, const YAML::Node& v) { return Gpus(k, v, &runs.gpus); }},
         {"kill_grace_seconds",
-         [&](const YAML::Node& k, const YAML::Node& v) {
-           return Assign(k, v, 0, kMaxSeconds, &config.kill_grace_seconds);
+         [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
+           AMLD_ASSIGN_OR_RETURN(int64_t n, Integer(k, v, k.Scalar(), 0, kMaxSeconds));
+           runs.kill_grace = absl::Seconds(n);
+           return absl::OkStatus();
          }},
         {"keep_finished_run_folders",
          [&](const YAML::Node& k, const YAML::Node& v) {
-           return KeepFinishedRunFolders(k, v, &config);
+           return KeepFinishedRunFolders(k, v, &runs.folders.keep_finished_run_folders);
          }},
-        {"limits", [&](const YAML::Node& k, const YAML::Node& v) { return Limits(k, v, &config); }},
+        {"limits", [&](const YAML::Node& k, const YAML::Node& v) { return Limits(k, v, &runs); }},
     };
-    AMLD_RETURN_IF_ERROR(ForEachKey(root, "", handlers));
-    return config;
+    return ForEachKey(root, "", handlers);
   }
 
  private:
@@ -122,13 +123,13 @@ class ConfigParser {
 
   template <typename T>
   absl::Status Assign(const YAML::Node& key, const YAML::Node& value, int64_t min, int64_t max,
-                      std::optional<T>* out, const std::string& prefix = "") {
+                      T* out, const std::string& prefix = "") {
     AMLD_ASSIGN_OR_RETURN(int64_t n, Integer(key, value, prefix + key.Scalar(), min, max));
     *out = static_cast<T>(n);
     return absl::OkStatus();
   }
 
-  absl::Status Gpus(const YAML::Node& key, const YAML::Node& value, DaemonConfig* config) {
+  absl::Status Gpus(const YAML::Node& key, const YAML::Node& value, std::vector<int>* gpus) {
     if (value.IsNull()) {
       return Error(key, "gpus has no value; list GPU ids like [0, 1], or [] for none");
     }
@@ -145,13 +146,12 @@ class ConfigParser {
       }
       ids.push_back(static_cast<int>(id));
     }
-    config->gpus = std::move(ids);
+    *gpus = std::move(ids);
     return absl::OkStatus();
   }
 
   // A count, or -1 for "keep all" (the one negative allowed).
-  absl::Status KeepFinishedRunFolders(const YAML::Node& key, const YAML::Node& value,
-                                      DaemonConfig* config) {
+  absl::Status KeepFinishedRunFolders(const YAML::Node& key, const YAML::Node& value, int* keep) {
     const std::string name = key.Scalar();
     AMLD_ASSIGN_OR_RETURN(
         int64_t n, Integer(key, value, name, std::numeric_limits<int64_t>::min(), kMaxCount));
@@ -159,33 +159,35 @@ class ConfigParser {
       return Error(value.Mark().is_null() ? key : value,
                    absl::StrCat(name, " must be 0 or more, or -1 to keep all, got ", n));
     }
-    config->keep_finished_run_folders = n;
+    *keep = static_cast<int>(n);
     return absl::OkStatus();
   }
 
-  absl::Status Limits(const YAML::Node& key, const YAML::Node& value, DaemonConfig* config) {
+  absl::Status Limits(const YAML::Node& key, const YAML::Node& value, RunManagerOptions* runs) {
     if (value.IsNull()) return absl::OkStatus();  // "limits:" with nothing under it
     if (!value.IsMap()) return Error(value, "limits must be a mapping of limit: value");
     YAML::Mark default_at;
+    // Compared with each other as the file says them, then applied.
+    std::optional<int64_t> def, cap;
     const std::map<std::string, Handler> handlers = {
         {"default_run_duration_seconds",
          [&](const YAML::Node& k, const YAML::Node& v) {
            default_at = v.Mark().is_null() ? k.Mark() : v.Mark();
-           return Assign(k, v, 0, kMaxSeconds, &config->default_run_duration_seconds, "limits.");
+           return Assign(k, v, 0, kMaxSeconds, &def, "limits.");
          }},
         {"max_run_duration_seconds",
          [&](const YAML::Node& k, const YAML::Node& v) {
-           return Assign(k, v, 0, kMaxSeconds, &config->max_run_duration_seconds, "limits.");
+           return Assign(k, v, 0, kMaxSeconds, &cap, "limits.");
          }},
     };
     AMLD_RETURN_IF_ERROR(ForEachKey(value, "limits.", handlers));
-    const int64_t def = config->default_run_duration_seconds.value_or(0);
-    const int64_t cap = config->max_run_duration_seconds.value_or(0);
-    if (cap > 0 && def > cap) {
+    if (cap.value_or(0) > 0 && def.value_or(0) > *cap) {
       return Error(default_at,
-                   absl::StrCat("limits.default_run_duration_seconds (", def,
-                                ") is above limits.max_run_duration_seconds (", cap, ")"));
+                   absl::StrCat("limits.default_run_duration_seconds (", *def,
+                                ") is above limits.max_run_duration_seconds (", *cap, ")"));
     }
+    if (def) runs->default_run_duration_seconds = *def;
+    if (cap) runs->max_run_duration_seconds = *cap;
     return absl::OkStatus();
   }
 
@@ -194,10 +196,11 @@ class ConfigParser {
 
 }  // namespace
 
-absl::StatusOr<DaemonConfig> ParseDaemonConfig(const std::string& text, const std::string& source) {
+absl::Status ParseDaemonConfig(const std::string& text, const std::string& source,
+                               DaemonOptions* options) {
   try {
     YAML::Node root = YAML::Load(text);
-    return ConfigParser(source).ParseTop(root);
+    return ConfigParser(source).ParseTop(root, options);
   } catch (const YAML::Exception& e) {
     if (e.mark.is_null()) {
       return absl::InvalidArgumentError(absl::StrCat(source, ": not valid YAML: ", e.msg));
@@ -209,13 +212,13 @@ absl::StatusOr<DaemonConfig> ParseDaemonConfig(const std::string& text, const st
   }
 }
 
-absl::StatusOr<DaemonConfig> LoadDaemonConfigFile(const fs::path& path) {
+absl::Status LoadDaemonConfigFile(const fs::path& path, DaemonOptions* options) {
   absl::StatusOr<std::string> text = amld::base::ReadFileToString(path);
   if (absl::IsNotFound(text.status())) {
     return absl::NotFoundError(absl::StrCat("config file ", path.string(), " does not exist"));
   }
   if (!text.ok()) return text.status();
-  return ParseDaemonConfig(*text, path.string());
+  return ParseDaemonConfig(*text, path.string(), options);
 }
 
 std::optional<fs::path> ConfigFileToRead(const fs::path& explicit_path, const fs::path& data_dir) {
@@ -226,63 +229,31 @@ std::optional<fs::path> ConfigFileToRead(const fs::path& explicit_path, const fs
   return std::nullopt;
 }
 
-DaemonConfig Overlay(DaemonConfig base, const DaemonConfig& over) {
-  if (over.max_concurrent_runs) base.max_concurrent_runs = over.max_concurrent_runs;
-  if (over.cpus) base.cpus = over.cpus;
-  if (over.gpus) base.gpus = over.gpus;
-  if (over.kill_grace_seconds) base.kill_grace_seconds = over.kill_grace_seconds;
-  if (over.keep_finished_run_folders) {
-    base.keep_finished_run_folders = over.keep_finished_run_folders;
-  }
-  if (over.default_run_duration_seconds) {
-    base.default_run_duration_seconds = over.default_run_duration_seconds;
-  }
-  if (over.max_run_duration_seconds) base.max_run_duration_seconds = over.max_run_duration_seconds;
-  return base;
-}
-
-absl::Status ApplyDaemonConfig(const DaemonConfig& config, DaemonOptions* options) {
-  auto check = [](const char* name, std::optional<int64_t> v, int64_t min, int64_t max) {
-    if (!v || (*v >= min && *v <= max)) return absl::OkStatus();
+absl::Status CheckDaemonOptions(const DaemonOptions& options) {
+  auto check = [](const char* name, int64_t v, int64_t min, int64_t max) {
+    if (v >= min && v <= max) return absl::OkStatus();
     return absl::InvalidArgumentError(
-        absl::StrCat(name, " must be between ", min, " and ", max, ", got ", *v));
+        absl::StrCat(name, " must be between ", min, " and ", max, ", got ", v));
   };
-  auto widen = [](std::optional<int> v) {
-    return v ? std::optional<int64_t>(*v) : std::optional<int64_t>();
-  };
+  const RunManagerOptions& runs = options.runs;
   // 0 (from a flag; the file refuses it) means the number of cores.
+  AMLD_RETURN_IF_ERROR(check("max_concurrent_runs", runs.max_concurrent_runs, 0, kMaxCount));
+  AMLD_RETURN_IF_ERROR(check("cpus", runs.cpus, 0, kMaxCount));
   AMLD_RETURN_IF_ERROR(
-      check("max_concurrent_runs", widen(config.max_concurrent_runs), 0, kMaxCount));
-  AMLD_RETURN_IF_ERROR(check("cpus", widen(config.cpus), 0, kMaxCount));
-  AMLD_RETURN_IF_ERROR(check("kill_grace_seconds", config.kill_grace_seconds, 0, kMaxSeconds));
+      check("kill_grace_seconds", absl::ToInt64Seconds(runs.kill_grace), 0, kMaxSeconds));
+  AMLD_RETURN_IF_ERROR(check("keep_finished_run_folders",
+                             runs.folders.keep_finished_run_folders, kKeepAll, kMaxCount));
   AMLD_RETURN_IF_ERROR(
-      check("keep_finished_run_folders", config.keep_finished_run_folders, kKeepAll, kMaxCount));
+      check("default_run_duration_seconds", runs.default_run_duration_seconds, 0, kMaxSeconds));
   AMLD_RETURN_IF_ERROR(
-      check("default_run_duration_seconds", config.default_run_duration_seconds, 0, kMaxSeconds));
-  AMLD_RETURN_IF_ERROR(
-      check("max_run_duration_seconds", config.max_run_duration_seconds, 0, kMaxSeconds));
-  if (config.gpus) {
-    AMLD_RETURN_IF_ERROR(ParseGpuList(absl::StrJoin(*config.gpus, ",")).status());
-  }
-  const int64_t def = config.default_run_duration_seconds.value_or(0);
-  const int64_t cap = config.max_run_duration_seconds.value_or(0);
+      check("max_run_duration_seconds", runs.max_run_duration_seconds, 0, kMaxSeconds));
+  AMLD_RETURN_IF_ERROR(ParseGpuList(absl::StrJoin(runs.gpus, ",")).status());
+  const int64_t def = runs.default_run_duration_seconds;
+  const int64_t cap = runs.max_run_duration_seconds;
   if (cap > 0 && def > cap) {
     return absl::InvalidArgumentError(absl::StrCat("the default run duration (", def,
                                                    " s) is above the maximum (", cap,
                                                    " s); lower the default or raise the maximum"));
-  }
-  if (config.max_concurrent_runs) options->max_concurrent_runs = *config.max_concurrent_runs;
-  if (config.cpus) options->cpus = *config.cpus;
-  if (config.gpus) options->gpus = *config.gpus;
-  if (config.kill_grace_seconds) options->kill_grace = absl::Seconds(*config.kill_grace_seconds);
-  if (config.keep_finished_run_folders) {
-    options->keep_finished_run_folders = static_cast<int>(*config.keep_finished_run_folders);
-  }
-  if (config.default_run_duration_seconds) {
-    options->default_run_duration_seconds = *config.default_run_duration_seconds;
-  }
-  if (config.max_run_duration_seconds) {
-    options->max_run_duration_seconds = *config.max_run_duration_seconds;
   }
   return absl::OkStatus();
 }

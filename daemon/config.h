@@ -15,7 +15,8 @@
 //     default_run_duration_seconds: 3600  # for runs that set none (0: none)
 //     max_run_duration_seconds: 86400     # longest a run may ask for (0: no cap)
 //
-// Every key is optional. Anything else — an unknown key, a value of the
+// Every key is optional; each is read into the options struct of the part
+// that uses it (DaemonOptions, daemon.h). Anything else — an unknown key, a value of the
 // wrong type, a negative number (other than keep_finished_run_folders: -1),
 // a repeated GPU id, a repeated key, a default above the cap — is an error
 // "<file>:<line>:<column>: <what is wrong>", and the daemon does not start.
@@ -35,38 +36,28 @@
 
 namespace amld::daemon {
 
-// What a config source (the file, or the flags) sets; unset means "not said
-// here".
-struct DaemonConfig {
-  std::optional<int> max_concurrent_runs;
-  std::optional<int> cpus;
-  std::optional<std::vector<int>> gpus;
-  std::optional<int64_t> kill_grace_seconds;
-  std::optional<int64_t> keep_finished_run_folders;  // -1: keep all
-  std::optional<int64_t> default_run_duration_seconds;
-  std::optional<int64_t> max_run_duration_seconds;
-};
+// Parses amld.yaml's text onto `options`: each setting the file has replaces
+// the value there (in the sub-struct that owns it, e.g. options->runs.cpus);
+// the rest stay as they are. `source` names the text in errors (usually the
+// path). INVALID_ARGUMENT "<source>:<line>:<column>: ..." for anything
+// wrong; `options` may then be partly changed (the daemon does not start).
+absl::Status ParseDaemonConfig(const std::string& text, const std::string& source,
+                               DaemonOptions* options);
 
-// Parses amld.yaml's text; `source` names it in errors (usually the path).
-// INVALID_ARGUMENT "<source>:<line>:<column>: ..." for anything wrong.
-absl::StatusOr<DaemonConfig> ParseDaemonConfig(const std::string& text, const std::string& source);
-
-// Reads and parses a config file. NOT_FOUND when it does not exist; errors
-// name the file.
-absl::StatusOr<DaemonConfig> LoadDaemonConfigFile(const std::filesystem::path& path);
+// Reads and parses a config file onto `options`. NOT_FOUND when it does not
+// exist; errors name the file.
+absl::Status LoadDaemonConfigFile(const std::filesystem::path& path, DaemonOptions* options);
 
 // The file to read: `explicit_path` when given (it must exist), else
 // <data_dir>/amld.yaml when it exists, else none.
 std::optional<std::filesystem::path> ConfigFileToRead(const std::filesystem::path& explicit_path,
                                                       const std::filesystem::path& data_dir);
 
-// `base` with every value `over` sets replaced (flags over the file).
-DaemonConfig Overlay(DaemonConfig base, const DaemonConfig& over);
-
-// Checks what no single value shows (the default duration above the cap;
-// the same checks as the file for values from flags) and copies the set
-// values into `options`. INVALID_ARGUMENT saying what to change.
-absl::Status ApplyDaemonConfig(const DaemonConfig& config, DaemonOptions* options);
+// Checks the settings once the file and the flags (main.cc, applied after
+// the file) are in: the file's bounds for values that came from flags, and
+// what no single value shows (the default duration above the cap).
+// INVALID_ARGUMENT saying what to change.
+absl::Status CheckDaemonOptions(const DaemonOptions& options);
 
 // "0,1" → {0, 1}; "" → {} (the --gpus flag). INVALID_ARGUMENT for anything
 // but distinct non-negative integers.

@@ -130,7 +130,7 @@ struct Daemon::Impl {
     AMLD_ASSIGN_OR_RETURN(dir_watcher, NewInotifyWatcher());
     ingester = std::make_unique<LiveIngester>(
         LiveIngesterDeps{store.get(), cas.get(), dir_watcher.get(), base::RealClock(), log},
-        LiveIngesterOptions{});
+        options.ingest);
     ingest_loop = std::make_unique<IngestLoop>(ingester.get(), dir_watcher.get(), base::RealClock());
     fs::path shim = options.shim_path.empty() ? ShimPathBesideExecutable() : options.shim_path;
     AMLD_ASSIGN_OR_RETURN(std::unique_ptr<Executor> local,
@@ -138,33 +138,18 @@ struct Daemon::Impl {
     executor = std::make_unique<ExecutorRegistry>(
         std::move(local), MakeExecutorFactories({options.data_dir, shim}), store.get());
     tasks = std::make_unique<base::ThreadPoolTaskRunner>(
-        std::clamp(options.max_concurrent_runs, 2, kMaxWorkThreads));
-    RunManagerOptions run_options;
-    run_options.runs_root = options.data_dir / "runs";
-    run_options.max_concurrent_runs = options.max_concurrent_runs;
-    run_options.cpus = options.cpus;
-    run_options.gpus = options.gpus;
-    run_options.default_run_duration_seconds = options.default_run_duration_seconds;
-    run_options.max_run_duration_seconds = options.max_run_duration_seconds;
-    run_options.kill_grace = options.kill_grace;
-    run_options.keep_finished_run_folders = options.keep_finished_run_folders;
-    run_options.base_env = CaptureDaemonEnvironment();
+        std::clamp(options.runs.max_concurrent_runs, 2, kMaxWorkThreads));
     housekeeping = std::make_unique<base::ThreadPoolTaskRunner>(1, base::LowerThisThreadsPriority);
     RunManagerDeps deps{store.get(), cas.get(), executor.get(), base::RealClock(), tasks.get(), log};
     deps.ingester = ingester.get();
     deps.housekeeping = housekeeping.get();
-    runs = std::make_unique<RunManager>(std::move(deps), std::move(run_options));
+    runs = std::make_unique<RunManager>(std::move(deps), options.runs);
     return runs->Start();
   }
 
   absl::Status StartWatchedRoots() {
-    WatchedRootsOptions o;
-    o.state_file = options.data_dir / "watched-roots";
-    o.settle_delay = options.watch_settle_delay;
-    o.max_snapshot_bytes = options.max_snapshot_bytes;
-    o.max_snapshot_files = options.max_snapshot_files;
-    watched_roots =
-        std::make_unique<WatchedRoots>(WatchedRootsDeps{cas.get(), base::RealClock(), log}, o);
+    watched_roots = std::make_unique<WatchedRoots>(
+        WatchedRootsDeps{cas.get(), base::RealClock(), log}, options.watched_roots);
     AMLD_ASSIGN_OR_RETURN(std::unique_ptr<Watcher> tree_watcher, NewInotifyWatcher());
     return watched_roots->Start(std::move(tree_watcher));
   }
@@ -244,12 +229,15 @@ const fs::path& Daemon::socket_path() const { return impl_->socket_path; }
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   if (options.data_dir.empty()) options.data_dir = amld::base::DefaultDataDir();
   if (options.socket_path.empty()) options.socket_path = amld::base::DefaultSocketPath();
-  if (options.max_concurrent_runs <= 0) {
-    options.max_concurrent_runs = std::max(1u, std::thread::hardware_concurrency());
-  }
-  if (options.cpus <= 0) options.cpus = std::max(1u, std::thread::hardware_concurrency());
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (options.runs.max_concurrent_runs <= 0) options.runs.max_concurrent_runs = cores;
+  if (options.runs.cpus <= 0) options.runs.cpus = cores;
   std::error_code ec;
   options.data_dir = fs::absolute(options.data_dir, ec);
+  // What derives from the data dir and the process, not a setting.
+  options.runs.folders.runs_root = options.data_dir / "runs";
+  options.runs.base_env = CaptureDaemonEnvironment();
+  options.watched_roots.state_file = options.data_dir / "watched-roots";
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
   absl::Status s = impl->OpenStores();
@@ -266,7 +254,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
       "amld {} serving {} on {} ({} concurrent runs, {} CPU slots, GPUs [{}]; "
       "config {})",
       AMLD_VERSION, impl->options.data_dir.string(), impl->socket_path.string(),
-      impl->options.max_concurrent_runs, impl->options.cpus, absl::StrJoin(impl->options.gpus, ","),
+      impl->options.runs.max_concurrent_runs, impl->options.runs.cpus,
+      absl::StrJoin(impl->options.runs.gpus, ","),
       impl->options.config_file.empty() ? "none" : impl->options.config_file.string());
   return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
 }

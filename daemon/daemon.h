@@ -24,13 +24,23 @@
 #include <filesystem>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/time/time.h"
+#include "daemon/ingest/live_ingester.h"
+#include "daemon/runs/run_manager.h"
+#include "daemon/watch/watched_roots.h"
 
 namespace amld::daemon {
+
+// The daemon's defaults for watched roots: snapshots up to 2 GiB and
+// 100,000 files (WatchedRootsOptions alone has no limits).
+inline WatchedRootsOptions DaemonWatchedRootsDefaults() {
+  WatchedRootsOptions o;
+  o.max_snapshot_bytes = int64_t{2} << 30;
+  o.max_snapshot_files = 100000;
+  return o;
+}
 
 struct DaemonOptions {
   // Empty: storage::DefaultDataDir() ($AMLD_DATA_DIR, ~/.local/share/amld).
@@ -42,29 +52,20 @@ struct DaemonOptions {
   // An inherited listening socket (systemd socket activation), or -1 to
   // bind socket_path. Run() fills it from LISTEN_PID/LISTEN_FDS.
   int listen_fd = -1;
-  // Runs at once on the local target; <= 0 means the number of cores.
-  int max_concurrent_runs = 0;
-  // CPU slots of the local target (ResourceRequest.cpus draws on them);
-  // <= 0 means the number of cores.
-  int cpus = 0;
-  // GPU ids of the local target, handed to runs through
-  // CUDA_VISIBLE_DEVICES; distinct.
-  std::vector<int> gpus;
-  // max_run_duration_seconds for runs that set none; 0: no limit.
-  int64_t default_run_duration_seconds = 0;
-  // The longest max_run_duration_seconds a run may ask for; 0: no cap.
-  int64_t max_run_duration_seconds = 0;
-  // SIGTERM → SIGKILL grace for cancel and timeout.
-  absl::Duration kill_grace = absl::Seconds(10);
-  // Folders of the newest finished runs kept under runs/; older ones are
-  // removed (their files stay in the store). 0: each is removed once its run
-  // has ended; -1: all are kept.
-  int keep_finished_run_folders = 20;
-  // Limits on a watched root's snapshot (daemon/watch/watched_roots.h); 0: none.
-  int64_t max_snapshot_bytes = int64_t{2} << 30;
-  int64_t max_snapshot_files = 100000;
-  // Quiet time before a watched root applies the changes it saw.
-  absl::Duration watch_settle_delay = absl::Milliseconds(100);
+  // Each part's settings, owned by the struct of the part that uses them:
+  // amld.yaml (config.h) and the flags (main.cc) fill them in place and
+  // Start hands them on as they are, adding only what derives from the data
+  // dir (runs.folders.runs_root, watched_roots.state_file) and the process
+  // (runs.base_env). A new setting touches the parser, its struct and its
+  // user.
+  //
+  // The run queue and lifecycle (run_manager.h). Here max_concurrent_runs
+  // and cpus <= 0 (their defaults) mean the number of cores.
+  RunManagerOptions runs;
+  // Live ingestion of running runs' files (live_ingester.h).
+  LiveIngesterOptions ingest;
+  // Watched source roots (watched_roots.h).
+  WatchedRootsOptions watched_roots = DaemonWatchedRootsDefaults();
   // The config file the options came from (daemon/config.h), for the log;
   // empty when none was read.
   std::filesystem::path config_file;

@@ -93,8 +93,9 @@ class LiveIngester;
 struct RunManagerOptions {
   // Where run folders live, and how many finished ones are kept.
   RunFolderPoolOptions folders;
-  // Runs holding a slot (PREPARING through FINALIZING) at most.
-  int max_concurrent_runs = 1;
+  // Runs holding a slot (PREPARING through FINALIZING) at most; < 1 counts
+  // as 1 (the daemon first makes it the number of cores).
+  int max_concurrent_runs = 0;
   // The rest of the local target's capacity (scheduler.h): CPU slots
   // (<= 0: as many as max_concurrent_runs) and GPU ids.
   int cpus = 0;

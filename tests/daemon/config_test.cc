@@ -18,14 +18,23 @@ using testing::WriteFile;
 
 // The error message of parsing `text`, or "OK".
 std::string ErrorOf(const std::string& text) {
-  absl::StatusOr<DaemonConfig> config = ParseDaemonConfig(text, "amld.yaml");
-  if (config.ok()) return "OK";
-  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
-  return std::string(config.status().message());
+  DaemonOptions options;
+  absl::Status parsed = ParseDaemonConfig(text, "amld.yaml", &options);
+  if (parsed.ok()) return "OK";
+  EXPECT_EQ(parsed.code(), absl::StatusCode::kInvalidArgument);
+  return std::string(parsed.message());
+}
+
+// The options after parsing `text` onto `options` (the defaults unless
+// given); the test fails when it does not parse.
+DaemonOptions Parsed(const std::string& text, DaemonOptions options = {}) {
+  absl::Status parsed = ParseDaemonConfig(text, "amld.yaml", &options);
+  EXPECT_TRUE(parsed.ok()) << parsed;
+  return options;
 }
 
 TEST(DaemonConfigTest, AFullFileParses) {
-  absl::StatusOr<DaemonConfig> config = ParseDaemonConfig(R"(# the workstation
+  const DaemonOptions options = Parsed(R"(# the workstation
 max_concurrent_runs: 2
 cpus: 8
 gpus: [0, 1, 3]
@@ -33,32 +42,25 @@ kill_grace_seconds: 5
 limits:
   default_run_duration_seconds: 3600
   max_run_duration_seconds: 86400
-)",
-                                                          "amld.yaml");
-  ASSERT_TRUE(config.ok()) << config.status();
-  EXPECT_EQ(config->max_concurrent_runs, 2);
-  EXPECT_EQ(config->cpus, 8);
-  ASSERT_TRUE(config->gpus.has_value());
-  EXPECT_THAT(*config->gpus, ElementsAre(0, 1, 3));
-  EXPECT_EQ(config->kill_grace_seconds, 5);
-  EXPECT_EQ(config->default_run_duration_seconds, 3600);
-  EXPECT_EQ(config->max_run_duration_seconds, 86400);
+)");
+  EXPECT_EQ(options.runs.max_concurrent_runs, 2);
+  EXPECT_EQ(options.runs.cpus, 8);
+  EXPECT_THAT(options.runs.gpus, ElementsAre(0, 1, 3));
+  EXPECT_EQ(options.runs.kill_grace, absl::Seconds(5));
+  EXPECT_EQ(options.runs.default_run_duration_seconds, 3600);
+  EXPECT_EQ(options.runs.max_run_duration_seconds, 86400);
 }
 
 TEST(DaemonConfigTest, EmptyFileAndBlockListsWork) {
-  absl::StatusOr<DaemonConfig> empty = ParseDaemonConfig("", "amld.yaml");
-  ASSERT_TRUE(empty.ok()) << empty.status();
-  EXPECT_FALSE(empty->cpus.has_value());
-  EXPECT_FALSE(empty->gpus.has_value());
-  absl::StatusOr<DaemonConfig> comments = ParseDaemonConfig("# nothing yet\n", "amld.yaml");
-  ASSERT_TRUE(comments.ok()) << comments.status();
-  absl::StatusOr<DaemonConfig> block =
-      ParseDaemonConfig("gpus:\n  - 2\n  - 0\nlimits:\n", "amld.yaml");
-  ASSERT_TRUE(block.ok()) << block.status();
-  EXPECT_THAT(*block->gpus, ElementsAre(2, 0));
-  absl::StatusOr<DaemonConfig> none = ParseDaemonConfig("gpus: []\n", "amld.yaml");
-  ASSERT_TRUE(none.ok()) << none.status();
-  EXPECT_TRUE(none->gpus->empty());
+  DaemonOptions given;
+  given.runs.cpus = 3;
+  given.runs.gpus = {5};
+  const DaemonOptions empty = Parsed("", given);  // nothing said: nothing changed
+  EXPECT_EQ(empty.runs.cpus, 3);
+  EXPECT_THAT(empty.runs.gpus, ElementsAre(5));
+  EXPECT_EQ(Parsed("# nothing yet\n", given).runs.cpus, 3);
+  EXPECT_THAT(Parsed("gpus:\n  - 2\n  - 0\nlimits:\n", given).runs.gpus, ElementsAre(2, 0));
+  EXPECT_TRUE(Parsed("gpus: []\n", given).runs.gpus.empty());
 }
 
 TEST(DaemonConfigTest, UnknownKeysAreRefusedWithTheirLine) {
@@ -124,13 +126,17 @@ TEST(DaemonConfigTest, LoadingAFileNamesIt) {
   TempDir dir;
   const fs::path path = dir / "amld.yaml";
   WriteFile(path, "cpus: 4\ncpu: 2\n");
-  absl::StatusOr<DaemonConfig> bad = LoadDaemonConfigFile(path);
+  DaemonOptions options;
+  absl::Status bad = LoadDaemonConfigFile(path, &options);
   ASSERT_FALSE(bad.ok());
-  EXPECT_THAT(std::string(bad.status().message()),
+  EXPECT_THAT(std::string(bad.message()),
               ::testing::StartsWith(path.string() + ":2:1: unknown key \"cpu\""));
-  absl::StatusOr<DaemonConfig> missing = LoadDaemonConfigFile(dir / "nope.yaml");
-  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("nope.yaml does not exist"));
+  absl::Status missing = LoadDaemonConfigFile(dir / "nope.yaml", &options);
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing.message()), HasSubstr("nope.yaml does not exist"));
+  WriteFile(path, "cpus: 4\n");
+  ASSERT_TRUE(LoadDaemonConfigFile(path, &options).ok());
+  EXPECT_EQ(options.runs.cpus, 4);
 }
 
 TEST(DaemonConfigTest, TheFileIsTheFlagOrTheOneInTheDataDir) {
@@ -141,35 +147,38 @@ TEST(DaemonConfigTest, TheFileIsTheFlagOrTheOneInTheDataDir) {
   EXPECT_EQ(ConfigFileToRead("", dir.path()), dir / "amld.yaml");
 }
 
+// main.cc applies the flags after the file, into the same fields; what
+// they set is checked like the file's values.
 TEST(DaemonConfigTest, FlagsOverrideTheFile) {
-  DaemonConfig file = *ParseDaemonConfig("cpus: 4\ngpus: [0, 1]\nkill_grace_seconds: 7\n", "f");
-  DaemonConfig flags;
-  flags.cpus = 2;
-  flags.gpus = std::vector<int>{};
-  DaemonOptions options;
-  ASSERT_TRUE(ApplyDaemonConfig(Overlay(file, flags), &options).ok());
-  EXPECT_EQ(options.cpus, 2);
-  EXPECT_TRUE(options.gpus.empty());
-  EXPECT_EQ(options.kill_grace, absl::Seconds(7));  // from the file
-  EXPECT_EQ(options.max_concurrent_runs, 0);        // neither: the built-in default
+  DaemonOptions options = Parsed("cpus: 4\ngpus: [0, 1]\nkill_grace_seconds: 7\n");
+  options.runs.cpus = 2;  // --cpus 2
+  options.runs.gpus = {};  // --gpus ""
+  ASSERT_TRUE(CheckDaemonOptions(options).ok());
+  EXPECT_EQ(options.runs.cpus, 2);
+  EXPECT_TRUE(options.runs.gpus.empty());
+  EXPECT_EQ(options.runs.kill_grace, absl::Seconds(7));  // from the file
+  EXPECT_EQ(options.runs.max_concurrent_runs, 0);        // neither: the built-in default
 
-  flags.default_run_duration_seconds = 100;
-  flags.max_run_duration_seconds = 10;
-  absl::Status s = ApplyDaemonConfig(Overlay(file, flags), &options);
+  options.runs.default_run_duration_seconds = 100;
+  options.runs.max_run_duration_seconds = 10;
+  absl::Status s = CheckDaemonOptions(options);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()), HasSubstr("default run duration (100 s) is above"));
-  flags.max_run_duration_seconds = 0;
-  ASSERT_TRUE(ApplyDaemonConfig(Overlay(file, flags), &options).ok());
-  EXPECT_EQ(options.default_run_duration_seconds, 100);
-  EXPECT_EQ(options.max_run_duration_seconds, 0);
+  options.runs.max_run_duration_seconds = 0;
+  ASSERT_TRUE(CheckDaemonOptions(options).ok());
+
+  options.runs.gpus = {1, 1};
+  EXPECT_THAT(std::string(CheckDaemonOptions(options).message()), HasSubstr("listed twice"));
 }
 
 TEST(DaemonConfigTest, KeepFinishedRunFoldersTakesACountOrMinusOneForAll) {
-  EXPECT_EQ(ParseDaemonConfig("keep_finished_run_folders: 5\n", "f")->keep_finished_run_folders, 5);
-  EXPECT_EQ(ParseDaemonConfig("keep_finished_run_folders: 0\n", "f")->keep_finished_run_folders, 0);
-  EXPECT_EQ(ParseDaemonConfig("keep_finished_run_folders: -1\n", "f")->keep_finished_run_folders,
-            -1);
-  EXPECT_FALSE(ParseDaemonConfig("cpus: 2\n", "f")->keep_finished_run_folders.has_value());
+  auto keep = [](const std::string& text) {
+    return Parsed(text).runs.folders.keep_finished_run_folders;
+  };
+  EXPECT_EQ(keep("keep_finished_run_folders: 5\n"), 5);
+  EXPECT_EQ(keep("keep_finished_run_folders: 0\n"), 0);
+  EXPECT_EQ(keep("keep_finished_run_folders: -1\n"), -1);
+  EXPECT_EQ(keep("cpus: 2\n"), 20);  // not said: the default
 
   EXPECT_EQ(ErrorOf("cpus: 2\nkeep_finished_run_folders: -2\n"),
             "amld.yaml:2:28: keep_finished_run_folders must be 0 or more, or -1 to keep all, "
@@ -181,16 +190,13 @@ TEST(DaemonConfigTest, KeepFinishedRunFoldersTakesACountOrMinusOneForAll) {
 
   // The default, the file's value, a flag over it; a flag is checked alike.
   DaemonOptions options;
-  EXPECT_EQ(options.keep_finished_run_folders, 20);
-  DaemonConfig file = *ParseDaemonConfig("keep_finished_run_folders: 3\n", "f");
-  ASSERT_TRUE(ApplyDaemonConfig(Overlay(file, DaemonConfig{}), &options).ok());
-  EXPECT_EQ(options.keep_finished_run_folders, 3);
-  DaemonConfig flags;
-  flags.keep_finished_run_folders = -1;
-  ASSERT_TRUE(ApplyDaemonConfig(Overlay(file, flags), &options).ok());
-  EXPECT_EQ(options.keep_finished_run_folders, -1);
-  flags.keep_finished_run_folders = -5;
-  absl::Status s = ApplyDaemonConfig(Overlay(file, flags), &options);
+  EXPECT_EQ(options.runs.folders.keep_finished_run_folders, 20);
+  options = Parsed("keep_finished_run_folders: 3\n", options);
+  EXPECT_EQ(options.runs.folders.keep_finished_run_folders, 3);
+  options.runs.folders.keep_finished_run_folders = -1;  // --keep-finished-run-folders -1
+  ASSERT_TRUE(CheckDaemonOptions(options).ok());
+  options.runs.folders.keep_finished_run_folders = -5;
+  absl::Status s = CheckDaemonOptions(options);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()), HasSubstr("keep_finished_run_folders must be between -1"));
 }

@@ -71,8 +71,8 @@ class DaemonTest : public ::testing::Test {
     options_.socket_path = dir_ / "sock/amld.sock";
     options_.shim_path = fs::path(AMLD_BINARY_DIR) / "bin/amld-shim";
     options_.log_to_stderr = false;
-    options_.max_concurrent_runs = 2;
-    options_.kill_grace = absl::Seconds(1);
+    options_.runs.max_concurrent_runs = 2;
+    options_.runs.kill_grace = absl::Seconds(1);
     StartDaemon();
     WriteFile(dir_ / "src/train.py", kTrainPy);
     WriteFile(dir_ / "src/lib/util.py", "X = 1\n");
@@ -434,7 +434,7 @@ TEST_F(DaemonTest, FollowedLogCanBeDroppedAndReopenedWithoutLossOrRepeat) {
 }
 
 TEST_F(DaemonTest, FollowingAQueuedRunWaitsForItsLog) {
-  options_.max_concurrent_runs = 1;
+  options_.runs.max_concurrent_runs = 1;
   daemon_->Shutdown();
   StartDaemon();
   const fs::path flag = dir_ / "flag";

@@ -29,6 +29,10 @@
 
 namespace amld::testing {
 
+using daemon::Watcher;
+using daemon::WatchEvent;
+using daemon::WatchKind;
+
 class FakeWatcher final : public Watcher {
  public:
   absl::StatusOr<int> AddWatch(int fd, WatchKind kind) override {

@@ -38,8 +38,8 @@ class LiveIngestDaemonTest : public ::testing::Test {
     options_.socket_path = dir_ / "sock/amld.sock";
     options_.shim_path = fs::path(AMLD_BINARY_DIR) / "bin/amld-shim";
     options_.log_to_stderr = false;
-    options_.max_concurrent_runs = 2;
-    options_.kill_grace = absl::Seconds(1);
+    options_.runs.max_concurrent_runs = 2;
+    options_.runs.kill_grace = absl::Seconds(1);
     StartDaemon();
   }
 
