@@ -60,9 +60,12 @@ struct ExecutorFactories {
   TargetValidator validate_slurm;  // slurm_target.h: ValidateSlurmTarget
 };
 
-// For the validators: true when `s` has a byte that would split a word or a
-// line in a shell or an ssh/sbatch argument (whitespace, control
-// characters, DEL); true when it has a line break or a NUL.
+// For the validators (ssh/ssh_target.h, slurm/slurm_target.h): their
+// refusals' shape, INVALID_ARGUMENT "compute target "NAME": WHAT" (the
+// store's, so every complaint reads alike); whether `s` has a byte that
+// would split a word or a line in a shell or an ssh/sbatch argument
+// (whitespace, control characters, DEL); whether it has a line break or NUL.
+using amld::storage::InvalidComputeTarget;
 bool HasSpaceOrControl(std::string_view s);
 bool HasLineBreakOrNul(std::string_view s);
 

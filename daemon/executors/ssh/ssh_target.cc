@@ -4,12 +4,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "daemon/executors/executor_registry.h"
-#include "storage/state/state_store.h"
 
 namespace amld::daemon {
 
 absl::Status ValidateSshTarget(const amld::v1::ComputeTarget& target) {
-  using amld::storage::InvalidComputeTarget;
   const std::string& name = target.name();
   const amld::v1::SshTarget& ssh = target.ssh();
   if (ssh.host().empty()) return InvalidComputeTarget(name, "an ssh target needs a host (--host)");
