@@ -15,11 +15,6 @@ namespace amld::client {
 using amld::v1::Run;
 using amld::v1::RunStatus;
 
-bool IsTerminal(RunStatus::Value status) {
-  return status == RunStatus::COMPLETED || status == RunStatus::FAILED ||
-         status == RunStatus::CANCELED;
-}
-
 namespace {
 
 // Codes after which reopening the stream can help.

@@ -20,8 +20,11 @@
 #include "amld/v1/runs.pb.h"
 #include "client/connection.h"
 #include "client/interrupt.h"
+#include "storage/run_status.h"
 
 namespace amld::client {
+
+using amld::storage::IsTerminal;
 
 struct FollowOptions {
   // How long the daemon may be unreachable before the loop gives up.
@@ -31,8 +34,6 @@ struct FollowOptions {
   // Stops the loop; may be null.
   Interrupt* interrupt = nullptr;
 };
-
-bool IsTerminal(amld::v1::RunStatus::Value status);
 
 // Follows the run until it is terminal and returns its final state.
 // `on_change` (may be empty) sees the first state and every status change.

@@ -36,20 +36,6 @@ std::string HumanDuration(absl::Duration d) {
   return absl::StrFormat("%dh%02dm", s / 3600, (s / 60) % 60);
 }
 
-std::string FormatBytes(int64_t bytes) {
-  if (bytes < 1024) return absl::StrCat(bytes, " B");
-  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(bytes) / 1024;
-  int u = 0;
-  while (v >= 1024 && u < 3) {
-    v /= 1024;
-    ++u;
-  }
-  return absl::StrFormat("%.1f %s", v, units[u]);
-}
-
-std::string StatusName(RunStatus::Value status) { return RunStatus::Value_Name(status); }
-
 absl::StatusOr<RunStatus::Value> ParseStatusName(std::string_view name) {
   std::string upper(name);
   std::transform(upper.begin(), upper.end(), upper.begin(),

@@ -18,6 +18,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "amld/v1/runs.pb.h"
+#include "base/human_bytes.h"
+#include "storage/run_status.h"
 
 namespace google::protobuf {
 class Message;
@@ -32,10 +34,10 @@ absl::Time ToAbslTime(const google::protobuf::Timestamp& ts);
 std::string FormatTimestamp(const google::protobuf::Timestamp& ts, bool millis = false);
 // "850ms", "12.3s", "4m05s", "2h03m".
 std::string HumanDuration(absl::Duration d);
-// "512 B", "1.5 KiB", "12.0 MiB".
-std::string FormatBytes(int64_t bytes);
+// Sizes and statuses are written the one way base/ and storage/ define.
+using amld::base::HumanBytes;
+using amld::storage::StatusName;
 
-std::string StatusName(amld::v1::RunStatus::Value status);
 // Case-insensitive status name ("running", "COMPLETED"); INVALID_ARGUMENT
 // listing the valid names otherwise.
 absl::StatusOr<amld::v1::RunStatus::Value> ParseStatusName(std::string_view name);

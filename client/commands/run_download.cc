@@ -82,7 +82,7 @@ int RunDownload(const GlobalOptions& global, const DownloadOptions& o) {
       }
     }
     done.push_back({{"path", path}, {"dest", local.string()}, {"bytes", *bytes}});
-    if (!global.json()) std::cout << local.string() << " (" << FormatBytes(*bytes) << ")\n";
+    if (!global.json()) std::cout << local.string() << " (" << HumanBytes(*bytes) << ")\n";
   }
   if (global.json()) {
     std::cout << nlohmann::json({{"run_id", o.run_id}, {"files", done}}).dump(2) << std::endl;

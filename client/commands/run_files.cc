@@ -30,7 +30,7 @@ int RunFiles(const GlobalOptions& global, const FilesOptions& o) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& f : *files) {
     rows.push_back(
-        {f.path(), FormatBytes(f.digest().size_bytes()), f.digest().hash().substr(0, 12)});
+        {f.path(), HumanBytes(f.digest().size_bytes()), f.digest().hash().substr(0, 12)});
   }
   PrintTable(std::cout, {"PATH", "SIZE", "SHA256"}, rows);
   return kExitOk;

@@ -121,11 +121,11 @@ void PrintText(const SourceSnapshot& source, const UploadStats& stats, const aml
             << ")\n";
   if (source.watched) {
     std::cout << "snapshot from amld's watch of the folder: " << stats.files_total << " files ("
-              << FormatBytes(stats.bytes_total) << "), nothing uploaded" << std::endl;
+              << HumanBytes(stats.bytes_total) << "), nothing uploaded" << std::endl;
   } else {
     std::cout << "uploaded " << stats.files_uploaded << " of " << stats.files_total << " files and "
               << stats.directories_uploaded << " of " << stats.directories_total << " directories ("
-              << FormatBytes(stats.bytes_uploaded) << ")" << std::endl;
+              << HumanBytes(stats.bytes_uploaded) << ")" << std::endl;
   }
   if (!wait) std::cout << "follow it with: aml run wait " << run.id() << " --show-output\n";
 }

@@ -36,7 +36,7 @@ void PrintText(const SourceSnapshot& source, const UploadStats& stats) {
             << "git       " << (source.git ? GitSummary(*source.git) : "-") << '\n'
             << "uploaded  " << stats.files_uploaded << " of " << stats.files_total << " files and "
             << stats.directories_uploaded << " of " << stats.directories_total << " directories ("
-            << FormatBytes(stats.bytes_uploaded) << " of " << FormatBytes(stats.bytes_total) << ")"
+            << HumanBytes(stats.bytes_uploaded) << " of " << HumanBytes(stats.bytes_total) << ")"
             << std::endl;
 }
 

@@ -70,8 +70,8 @@ std::string LimitProblem(const Snapshot& snap, const SnapshotLimits& limits) {
     over = absl::StrCat(files, " files, over the limit of ", limits.max_files);
   }
   if (limits.max_bytes > 0 && snap.total_file_bytes > limits.max_bytes) {
-    absl::StrAppend(&over, over.empty() ? "" : "; ", FormatBytes(snap.total_file_bytes),
-                    ", over the limit of ", FormatBytes(limits.max_bytes));
+    absl::StrAppend(&over, over.empty() ? "" : "; ", HumanBytes(snap.total_file_bytes),
+                    ", over the limit of ", HumanBytes(limits.max_bytes));
   }
   return over;
 }
@@ -116,7 +116,7 @@ void PrintText(const fs::path& dir, const Snapshot& snap, const ExplainOptions& 
   std::cout << "included (" << snap.files.size() << " files):\n";
   std::vector<std::vector<std::string>> rows;
   for (const SnapshotFile& f : snap.files) {
-    rows.push_back({"  " + f.rel_path, FormatBytes(f.digest.size), f.executable ? "x" : ""});
+    rows.push_back({"  " + f.rel_path, HumanBytes(f.digest.size), f.executable ? "x" : ""});
   }
   PrintTable(std::cout, {"  PATH", "SIZE", "EXEC"}, rows);
   std::cout << "\nleft out (" << snap.skipped.size() << " paths; a folder's content is not "
@@ -129,17 +129,17 @@ void PrintText(const fs::path& dir, const Snapshot& snap, const ExplainOptions& 
   std::cout << "\nlargest files:\n";
   rows.clear();
   for (const SnapshotFile* f : Largest(snap, o.largest)) {
-    rows.push_back({"  " + FormatBytes(f->digest.size), f->rel_path});
+    rows.push_back({"  " + HumanBytes(f->digest.size), f->rel_path});
   }
   PrintTable(std::cout, {"  SIZE", "PATH"}, rows);
-  std::cout << "\ntotal: " << snap.files.size() << " files, " << FormatBytes(snap.total_file_bytes)
+  std::cout << "\ntotal: " << snap.files.size() << " files, " << HumanBytes(snap.total_file_bytes)
             << " (" << snap.total_file_bytes << " bytes) in " << dir.string() << "; "
             << snap.skipped.size() << " paths left out\n";
   const std::string problem = LimitProblem(snap, o.limits);
   std::cout << "limits: "
             << (o.limits.max_files > 0 ? std::to_string(o.limits.max_files) : "any number of")
             << " files and "
-            << (o.limits.max_bytes > 0 ? FormatBytes(o.limits.max_bytes) : "any size") << ": "
+            << (o.limits.max_bytes > 0 ? HumanBytes(o.limits.max_bytes) : "any size") << ": "
             << (problem.empty() ? "within them"
                                 : "OVER (" + problem +
                                       "): a submit would fail; list what the run does not need "

@@ -44,7 +44,7 @@ int RunSnapshotList(const GlobalOptions& global) {
                             ")");
     }
     rows.push_back({r.path(), pb::WatchedRoot::State::Value_Name(r.state()),
-                    std::to_string(r.file_count()), FormatBytes(r.total_bytes()),
+                    std::to_string(r.file_count()), HumanBytes(r.total_bytes()),
                     std::to_string(r.directories_watched()), std::to_string(r.pending_changes()),
                     std::to_string(r.rescan_count()), rescan});
   }

@@ -44,7 +44,7 @@ int RunSnapshotWatch(const GlobalOptions& global, const std::filesystem::path& d
     std::cout << ProtoToJson(root) << std::endl;
   } else {
     std::cout << "watching " << root.path() << ": " << root.file_count() << " files ("
-              << FormatBytes(root.total_bytes()) << "), " << root.directories_watched()
+              << HumanBytes(root.total_bytes()) << "), " << root.directories_watched()
               << " folders watched" << std::endl;
   }
   if (!full) {

@@ -35,7 +35,7 @@ class ProgressBar {
         static_cast<int>(kWidth * p.bytes_done / std::max<int64_t>(1, p.bytes_to_send));
     std::cerr << absl::StrFormat("\ruploading [%s%s] %s / %s, %d of %d blobs ",
                                  std::string(filled, '#'), std::string(kWidth - filled, ' '),
-                                 FormatBytes(p.bytes_done), FormatBytes(p.bytes_to_send),
+                                 HumanBytes(p.bytes_done), HumanBytes(p.bytes_to_send),
                                  p.blobs_done, p.blobs_to_send)
               << std::flush;
     drawn_ = true;

@@ -68,8 +68,7 @@ absl::Status RunManager::Start() {
   folders_.Start();
   AMLD_ASSIGN_OR_RETURN(
       std::vector<Run> runs,
-      deps_.store->RunsInStatus({Status::QUEUED, Status::PREPARING, Status::STARTING,
-                                 Status::RUNNING, Status::CANCEL_REQUESTED, Status::FINALIZING}));
+      deps_.store->RunsInStatus(amld::storage::UnfinishedStatuses()));
   for (const Run& run : runs) {
     absl::Status s = Recover(run);
     if (!s.ok()) deps_.log->error("run {}: recovery: {}", run.id(), s.ToString());

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/human_bytes.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
 #include "daemon/watch/inotify.h"
@@ -32,20 +33,6 @@ namespace {
 // later.
 constexpr int kMaxScanPasses = 4;
 constexpr size_t kLargestFilesListed = 10;
-
-std::string HumanBytes(int64_t n) {
-  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB"};
-  if (n < 1024) return absl::StrCat(n, " B");
-  double v = static_cast<double>(n);
-  int unit = -1;
-  while (v >= 1024 && unit < 3) {
-    v /= 1024;
-    ++unit;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[unit]);
-  return buf;
-}
 
 // A watch on the folder `dir` itself (never a link to one). NOT_FOUND when
 // it is gone or no folder.
@@ -152,8 +139,8 @@ std::string WatchedRoots::LimitProblem(Root& r) {
   if (options_.max_snapshot_files > 0 && files > options_.max_snapshot_files) {
     over = absl::StrCat(files, " files, over the limit of ", options_.max_snapshot_files, " files");
   } else if (options_.max_snapshot_bytes > 0 && bytes > options_.max_snapshot_bytes) {
-    over = absl::StrCat(HumanBytes(bytes), " (", bytes, " bytes), over the limit of ",
-                        HumanBytes(options_.max_snapshot_bytes), " (", options_.max_snapshot_bytes,
+    over = absl::StrCat(base::HumanBytes(bytes), " (", bytes, " bytes), over the limit of ",
+                        base::HumanBytes(options_.max_snapshot_bytes), " (", options_.max_snapshot_bytes,
                         " bytes)");
   } else {
     return "";
@@ -169,7 +156,7 @@ std::string WatchedRoots::LimitProblem(Root& r) {
                    ". List what the run does not need in .amlignore, or raise amld's limit "
                    "(--max-snapshot-files, --max-snapshot-bytes). Largest files:");
   for (size_t i = 0; i < listed; ++i) {
-    absl::StrAppend(&out, "\n  ", all[i].second, "  ", HumanBytes(all[i].first), " (", all[i].first,
+    absl::StrAppend(&out, "\n  ", all[i].second, "  ", base::HumanBytes(all[i].first), " (", all[i].first,
                     " bytes)");
   }
   return out;

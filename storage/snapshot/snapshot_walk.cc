@@ -20,6 +20,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/human_bytes.h"
 #include "base/file_util.h"
 #include "base/parallel.h"
 #include "base/status_macros.h"
@@ -41,20 +42,6 @@ using snapshot_names::SplitRelPath;
 
 constexpr size_t kLargestFilesListed = 10;
 constexpr size_t kCopyChunk = 128 * 1024;  // read buffer of a file being hashed
-
-std::string HumanBytes(int64_t n) {
-  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB"};
-  if (n < 1024) return absl::StrCat(n, " B");
-  double v = static_cast<double>(n);
-  int unit = -1;
-  while (v >= 1024 && unit < 3) {
-    v /= 1024;
-    ++unit;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[unit]);
-  return buf;
-}
 
 struct PendingFile {
   std::string rel_path;
@@ -404,8 +391,8 @@ absl::Status CheckLimits(const fs::path& dir, const std::vector<PendingFile>& fi
     over = absl::StrCat(count, " files, over the limit of ", options.max_files, " files");
   } else if (options.max_total_bytes > 0 && total > options.max_total_bytes) {
     over =
-        absl::StrCat(HumanBytes(total), " (", total, " bytes), over the limit of ",
-                     HumanBytes(options.max_total_bytes), " (", options.max_total_bytes, " bytes)");
+        absl::StrCat(base::HumanBytes(total), " (", total, " bytes), over the limit of ",
+                     base::HumanBytes(options.max_total_bytes), " (", options.max_total_bytes, " bytes)");
   } else {
     return absl::OkStatus();
   }
@@ -420,7 +407,7 @@ absl::Status CheckLimits(const fs::path& dir, const std::vector<PendingFile>& fi
   std::vector<std::string> lines;
   for (size_t i = 0; i < listed; ++i) {
     lines.push_back(absl::StrCat("  ", largest[i]->rel_path, "  ",
-                                 HumanBytes(largest[i]->st.st_size), " (", largest[i]->st.st_size,
+                                 base::HumanBytes(largest[i]->st.st_size), " (", largest[i]->st.st_size,
                                  " bytes)"));
   }
   return absl::ResourceExhaustedError(absl::StrCat(

@@ -31,7 +31,7 @@
 #include "amld/v1/experiments.pb.h"
 #include "amld/v1/runs.pb.h"
 #include "storage/digest.h"
-#include "storage/state/run_status.h"
+#include "storage/run_status.h"
 
 namespace amld::storage {
 

@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
-#include "storage/state/run_status.h"
+#include "storage/run_status.h"
 #include "storage/state/state_store.h"
 #include "storage/state/state_store_internal.h"
 

@@ -27,9 +27,9 @@ TEST(OutputTest, HumanDurations) {
 }
 
 TEST(OutputTest, Bytes) {
-  EXPECT_EQ(FormatBytes(512), "512 B");
-  EXPECT_EQ(FormatBytes(1536), "1.5 KiB");
-  EXPECT_EQ(FormatBytes(12 << 20), "12.0 MiB");
+  EXPECT_EQ(HumanBytes(512), "512 B");
+  EXPECT_EQ(HumanBytes(1536), "1.5 KiB");
+  EXPECT_EQ(HumanBytes(12 << 20), "12.0 MiB");
 }
 
 TEST(OutputTest, TableColumnsAlign) {

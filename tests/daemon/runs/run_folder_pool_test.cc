@@ -10,6 +10,7 @@
 
 #include "spdlog/spdlog.h"
 #include "storage/snapshot/snapshot.h"
+#include "tests/testing/fake_task_runner.h"
 #include "tests/testing/test_util.h"
 
 namespace amld::daemon {
@@ -17,14 +18,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using amld::v1::RunStatus;
+using testing::InlineTaskRunner;
 using testing::TempDir;
 using testing::WriteFile;
-
-// Runs each task as it is posted.
-class InlineTaskRunner final : public base::TaskRunner {
- public:
-  void Post(std::function<void()> task) override { task(); }
-};
 
 class RunFolderPoolTest : public ::testing::Test {
  protected:

@@ -18,6 +18,7 @@
 #include "storage/snapshot/snapshot.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_executor.h"
+#include "tests/testing/fake_task_runner.h"
 #include "tests/testing/test_util.h"
 
 namespace amld::daemon {
@@ -37,29 +38,9 @@ using testing::FakeExecutor;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
+using testing::ManualTaskRunner;
 using testing::TempDir;
 using testing::WriteFile;
-
-// Posted tasks wait until the test runs them.
-class ManualTaskRunner final : public base::TaskRunner {
- public:
-  void Post(std::function<void()> task) override { tasks_.push_back(std::move(task)); }
-  // Runs tasks (and those they post) until none is left.
-  int RunAll() {
-    int n = 0;
-    while (!tasks_.empty()) {
-      auto task = std::move(tasks_.front());
-      tasks_.pop_front();
-      task();
-      ++n;
-    }
-    return n;
-  }
-  size_t pending() const { return tasks_.size(); }
-
- private:
-  std::deque<std::function<void()>> tasks_;
-};
 
 class RunManagerTest : public ::testing::Test {
  protected:

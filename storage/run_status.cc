@@ -1,4 +1,4 @@
-#include "storage/state/run_status.h"
+#include "storage/run_status.h"
 
 #include "absl/strings/str_cat.h"
 
