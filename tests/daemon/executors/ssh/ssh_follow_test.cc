@@ -147,7 +147,7 @@ TEST_F(SshFollowTest, CancelSignalsTheRemoteShim) {
     absl::SleepFor(absl::Milliseconds(10));
   }
   EXPECT_GE(fake_->CallsMatching("kill -TERM 4242"), 1);
-  EXPECT_TRUE(absl::IsNotFound(executor_->Cancel("other").status()));
+  EXPECT_TRUE(absl::IsNotFound(executor_->Cancel("other")));
 }
 
 TEST_F(SshFollowTest, DestructorStopsAndJoinsTheRunsThread) {
