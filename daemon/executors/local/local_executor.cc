@@ -1,3 +1,4 @@
+#include "daemon/executors/launch_spec.h"
 #include "daemon/executors/local/local_executor.h"
 
 #include <fcntl.h>
@@ -74,34 +75,6 @@ fs::path ShimLogPath(const fs::path& run_dir) {
   return run_dir / "system_logs" / shim::kShimLogName;
 }
 
-bool HasNul(const std::string& s) { return s.find('\0') != std::string::npos; }
-
-absl::Status ValidateSpec(const LaunchSpec& spec) {
-  auto bad = [&](const std::string& why) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot launch run ", spec.run_id, ": ", why));
-  };
-  if (spec.run_id.empty()) return bad("empty run id");
-  if (spec.argv.empty() || spec.argv[0].empty()) return bad("empty command");
-  for (const std::string& arg : spec.argv) {
-    if (HasNul(arg)) return bad("a command argument contains a NUL byte");
-  }
-  for (const auto& [name, value] : spec.env) {
-    if (name.empty() || name.find('=') != std::string::npos || HasNul(name) || HasNul(value)) {
-      return bad(absl::StrCat("bad environment variable name \"", name, "\""));
-    }
-  }
-  if (spec.max_duration < absl::ZeroDuration()) return bad("negative max_duration");
-  if (spec.kill_grace < absl::ZeroDuration()) return bad("negative kill_grace");
-  if (HasNul(spec.run_dir.string())) return bad("run_dir contains a NUL byte");
-  std::error_code ec;
-  if (!fs::is_directory(spec.run_dir / "wd", ec)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot launch run ", spec.run_id, ": its working folder ",
-                     (spec.run_dir / "wd").string(), " does not exist; prepare it first"));
-  }
-  return absl::OkStatus();
-}
-
 int64_t DurationNs(absl::Duration d) {
   if (d == absl::InfiniteDuration()) return 0;
   return absl::ToInt64Nanoseconds(d);
@@ -170,7 +143,7 @@ class LocalExecutor final : public Executor {
   }
 
   absl::StatusOr<std::string> Launch(const LaunchSpec& spec) override {
-    AMLD_RETURN_IF_ERROR(ValidateSpec(spec));
+    AMLD_RETURN_IF_ERROR(ValidateLaunchSpec(spec));
     fs::path run_dir = fs::absolute(spec.run_dir).lexically_normal();
     {
       absl::MutexLock lock(&mu_);

@@ -1,3 +1,4 @@
+#include "daemon/executors/launch_spec.h"
 #include "daemon/executors/slurm/slurm_executor.h"
 
 #include <fcntl.h>
@@ -42,8 +43,6 @@ absl::StatusOr<Handle> ParseHandle(const std::string& run_id, const std::string&
   return Handle{*id, *dir};
 }
 
-bool HasNul(const std::string& s) { return s.find('\0') != std::string::npos; }
-
 std::vector<std::pair<std::string, std::string>> ProcessEnvironment() {
   std::vector<std::pair<std::string, std::string>> env;
   for (char** e = environ; *e != nullptr; ++e) {
@@ -52,33 +51,6 @@ std::vector<std::pair<std::string, std::string>> ProcessEnvironment() {
     if (eq != std::string::npos) env.emplace_back(entry.substr(0, eq), entry.substr(eq + 1));
   }
   return env;
-}
-
-absl::Status ValidateSpec(const LaunchSpec& spec) {
-  auto bad = [&](const std::string& why) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot launch run ", spec.run_id, ": ", why));
-  };
-  if (spec.run_id.empty() || spec.run_id.find('/') != std::string::npos || spec.run_id[0] == '.') {
-    return bad("the run id must be a plain file name");
-  }
-  if (spec.argv.empty() || spec.argv[0].empty()) return bad("empty command");
-  for (const std::string& arg : spec.argv) {
-    if (HasNul(arg)) return bad("a command argument contains a NUL byte");
-  }
-  for (const auto& [name, value] : spec.env) {
-    if (name.empty() || name.find('=') != std::string::npos || HasNul(name) || HasNul(value)) {
-      return bad(absl::StrCat("bad environment variable name \"", name, "\""));
-    }
-  }
-  if (spec.max_duration < absl::ZeroDuration()) return bad("negative max_duration");
-  if (spec.kill_grace < absl::ZeroDuration()) return bad("negative kill_grace");
-  std::error_code ec;
-  if (!fs::is_directory(spec.run_dir / "wd", ec)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot launch run ", spec.run_id, ": its working folder ",
-                     (spec.run_dir / "wd").string(), " does not exist; prepare it first"));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -203,7 +175,7 @@ absl::StatusOr<fs::path> SlurmExecutor::EnsureShimOnSharedDir() {
 }
 
 absl::StatusOr<std::string> SlurmExecutor::Launch(const LaunchSpec& spec) {
-  AMLD_RETURN_IF_ERROR(ValidateSpec(spec));
+  AMLD_RETURN_IF_ERROR(ValidateLaunchSpec(spec));
   const fs::path run_dir = fs::absolute(spec.run_dir).lexically_normal();
   const fs::path shared_dir = options_.workdir / spec.run_id;
   {
@@ -300,7 +272,7 @@ absl::StatusOr<std::unique_ptr<Executor>> NewSlurmExecutor(const SlurmExecutorOp
     return absl::InvalidArgumentError("the Slurm poll interval must be positive");
   }
   for (const std::string& arg : options.sbatch_args) {
-    if (arg.empty() || slurm::HasNul(arg)) {
+    if (arg.empty() || HasNul(arg)) {
       return absl::InvalidArgumentError("an sbatch argument is empty or contains a NUL byte");
     }
   }

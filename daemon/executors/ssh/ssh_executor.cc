@@ -1,3 +1,4 @@
+#include "daemon/executors/launch_spec.h"
 #include "daemon/executors/ssh/ssh_executor.h"
 
 #include <sys/eventfd.h>
@@ -106,12 +107,7 @@ absl::StatusOr<RemoteRun> SshExecutor::StartShim(const std::string& remote_dir) 
 }
 
 absl::StatusOr<std::string> SshExecutor::Launch(const LaunchSpec& spec) {
-  if (spec.run_id.empty() || absl::StrContains(spec.run_id, "/") || spec.argv.empty() ||
-      !spec.run_dir.is_absolute()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot launch run ", spec.run_id,
-                     ": needs a run id, an absolute run folder and a command"));
-  }
+  AMLD_RETURN_IF_ERROR(ValidateLaunchSpec(spec));
   AMLD_RETURN_IF_ERROR(PrepareHost());
   std::string remote_dir, shim;
   {

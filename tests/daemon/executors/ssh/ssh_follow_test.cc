@@ -58,6 +58,7 @@ class SshFollowTest : public ::testing::Test {
     LaunchSpec spec;
     spec.run_id = "run1";
     spec.run_dir = dir_ / "runs/run1";
+    std::filesystem::create_directories(spec.run_dir / "wd");  // a prepared run folder
     spec.argv = {"python3", "train.py"};
     return spec;
   }
