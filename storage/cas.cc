@@ -1,3 +1,5 @@
+// ContentStore (storage/cas.h) but for its uploads, which are in
+// cas_upload.cc: opening, lookups, puts, reads, verification and GC.
 #include "storage/cas.h"
 
 #include <dirent.h>
@@ -7,127 +9,37 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <ctime>
-#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
+#include "storage/cas_internal.h"
 
 namespace amld::storage {
 
 namespace fs = std::filesystem;
 
-namespace internal {
-
-// The objects stored with Durability::kDeferred and not yet synced.
-class PendingSyncs {
- public:
-  void Add(fs::path object) {
-    absl::MutexLock lock(&mu_);
-    if (objects_.size() >= kMaxListed) {
-      // Past this many, the list is only memory: SyncAll will syncfs anyway.
-      objects_.clear();
-      overflowed_ = true;
-    }
-    objects_.push_back(std::move(object));
-  }
-
-  int64_t Count() const {
-    absl::MutexLock lock(&mu_);
-    return static_cast<int64_t>(objects_.size());
-  }
-
-  absl::Status SyncAll(const fs::path& root) {
-    // One sync at a time: a caller whose objects another caller took must
-    // not return before that caller's sync has finished.
-    absl::MutexLock one_at_a_time(&sync_mu_);
-    std::vector<fs::path> objects;
-    bool overflowed;
-    {
-      absl::MutexLock lock(&mu_);
-      objects.swap(objects_);
-      overflowed = std::exchange(overflowed_, false);
-    }
-    if (objects.empty()) return absl::OkStatus();
-    absl::Status synced =
-        overflowed || objects.size() >= kSyncfsAtCount ? SyncFilesystem(root) : SyncEach(objects);
-    if (synced.ok()) return synced;
-    // After a failed fsync the kernel may call the pages clean: nothing says
-    // what is on disk, so drop the objects and have them uploaded again.
-    for (const fs::path& object : objects) ::unlink(object.c_str());
-    return absl::Status(synced.code(),
-                        absl::StrCat(synced.message(), "; the ", objects.size(),
-                                     " blobs stored since the last sync were removed: upload "
-                                     "them again (aml run submit does so)"));
-  }
-
- private:
-  // From this many objects on, one syncfs() beats an fsync per object (and
-  // per folder); below it, fsyncs do not flush other programs' writes.
-  static constexpr size_t kSyncfsAtCount = 64;
-  // Objects listed at most; a longer run of unsynced writes (a watched root
-  // edited for days without a submit) forgets them and syncs the filesystem.
-  static constexpr size_t kMaxListed = 100000;
-
-  static absl::Status SyncFilesystem(const fs::path& root) {
-    base::ScopedFd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!fd.valid()) return base::ErrnoStatus(errno, "open", root);
-    if (::syncfs(fd.get()) != 0) return base::ErrnoStatus(errno, "syncfs", root);
-    return absl::OkStatus();
-  }
-
-  static absl::Status SyncEach(const std::vector<fs::path>& objects) {
-    absl::flat_hash_set<std::string> folders;
-    for (const fs::path& object : objects) {
-      base::ScopedFd fd(::open(object.c_str(), O_RDONLY | O_CLOEXEC));
-      // Gone already (GC, or removed by hand): nothing to sync; whoever needs
-      // it finds it missing.
-      if (!fd.valid() && errno == ENOENT) continue;
-      if (!fd.valid()) return base::ErrnoStatus(errno, "open", object);
-      if (::fsync(fd.get()) != 0) return base::ErrnoStatus(errno, "fsync", object);
-      folders.insert(object.parent_path().string());
-    }
-    for (const std::string& folder : folders) AMLD_RETURN_IF_ERROR(base::SyncDirectory(folder));
-    return absl::OkStatus();
-  }
-
-  absl::Mutex sync_mu_;
-  mutable absl::Mutex mu_;
-  std::vector<fs::path> objects_ ABSL_GUARDED_BY(mu_);
-  bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
-};
-
-}  // namespace internal
+using internal::HashPrefix;
+using internal::InstallObject;
+using internal::kCopyBufferSize;
+using internal::ObjectPathIn;
+using internal::ObjectsDir;
+using internal::PendingFor;
+using internal::PendingSyncs;
+using internal::StillNamedBy;
+using internal::TmpDir;
+using internal::UniqueTempPath;
+using internal::UploadsDir;
 
 namespace {
 
-using internal::PendingSyncs;
-
-// Socket, pipe and disk copies need 64-128 KiB buffers to run at full speed.
-constexpr size_t kCopyBufferSize = 128 * 1024;
-constexpr mode_t kObjectMode = 0444;
 // A tmp/ or uploads/ file untouched this long belongs to a dead writer.
 constexpr int64_t kStaleAfterSeconds = 3600;
 // FindMissing refreshes an object's mtime at most this often.
 constexpr int64_t kRefreshAfterSeconds = 600;
-
-fs::path ObjectsDir(const fs::path& root) { return root / "objects"; }
-fs::path TmpDir(const fs::path& root) { return root / "tmp"; }
-fs::path UploadsDir(const fs::path& root) { return root / "uploads"; }
-
-fs::path ObjectPathIn(const fs::path& root, const Digest& d) {
-  if (!ValidateDigest(d).ok()) return ObjectsDir(root) / "invalid";
-  return ObjectsDir(root) / d.hash.substr(0, 2) / d.hash.substr(2);
-}
-
-fs::path PartialUploadPath(const fs::path& root, const Digest& d) {
-  return UploadsDir(root) / absl::StrCat(d.hash, "-", d.size);
-}
 
 bool IsEmptyBlob(const Digest& d) { return d == Digest::Empty(); }
 
@@ -136,58 +48,6 @@ bool ObjectFileExists(const fs::path& root, const Digest& d) {
   struct stat st;
   return ::stat(ObjectPathIn(root, d).c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
          st.st_size == d.size;
-}
-
-// Unique among processes (pid) and calls (counter); O_EXCL guards the rest.
-fs::path UniqueTempPath(const fs::path& root, std::string_view kind) {
-  static std::atomic<uint64_t> counter{0};
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  return TmpDir(root) / absl::StrCat(std::string(kind), "-", ::getpid(), "-", counter.fetch_add(1),
-                                     "-", rng() % 1000000007);
-}
-
-bool SameFile(const struct stat& a, const struct stat& b) {
-  return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
-// Whether `path` still names the file open as `fd`: a concurrent commit or
-// discard may have renamed or unlinked it between our open() and flock().
-bool StillNamedBy(int fd, const fs::path& path) {
-  struct stat by_fd, by_path;
-  return ::fstat(fd, &by_fd) == 0 && ::stat(path.c_str(), &by_path) == 0 &&
-         SameFile(by_fd, by_path);
-}
-
-absl::Status PwriteAll(int fd, std::string_view data, int64_t offset, const fs::path& path) {
-  while (!data.empty()) {
-    ssize_t n = ::pwrite(fd, data.data(), data.size(), offset);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return base::ErrnoStatus(errno, "write", path);
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-    offset += n;
-  }
-  return absl::OkStatus();
-}
-
-// Feeds bytes [0, size) of `fd` to `hasher`; returns how many it could read
-// (fewer than `size` when the file is shorter).
-absl::StatusOr<int64_t> HashPrefix(int fd, int64_t size, const fs::path& path, Sha256& hasher) {
-  std::vector<char> buf(kCopyBufferSize);
-  int64_t pos = 0;
-  while (pos < size) {
-    size_t want = static_cast<size_t>(std::min<int64_t>(size - pos, buf.size()));
-    ssize_t n = ::pread(fd, buf.data(), want, pos);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return base::ErrnoStatus(errno, "read", path);
-    }
-    if (n == 0) break;
-    hasher.Update(buf.data(), static_cast<size_t>(n));
-    pos += n;
-  }
-  return pos;
 }
 
 absl::Status CorruptObjectError(const fs::path& path, const Digest& d, std::string_view detail) {
@@ -208,42 +68,6 @@ absl::Status SizeMismatchError(int fd, const fs::path& path, const Digest& d, in
                      " with ", actual_size, " bytes; check the digest's size"));
   }
   return CorruptObjectError(path, d, absl::StrCat("it has ", actual_size, " bytes"));
-}
-
-absl::Status EnsureShardDir(const fs::path& shard) {
-  if (::mkdir(shard.c_str(), 0755) == 0) return base::SyncDirectory(shard.parent_path());
-  if (errno == EEXIST) return absl::OkStatus();
-  return base::ErrnoStatus(errno, "create folder", shard);
-}
-
-// Makes the verified file at `from` (open as `fd`) the object of `d`: fsync,
-// read-only, rename into its shard, fsync the shard so the rename is durable.
-// With `pending` (Durability::kDeferred) the fsyncs are left to
-// PendingSyncs::SyncAll; writeback starts now so that the sync finds little
-// left to write.
-absl::Status InstallObject(const fs::path& root, int fd, const fs::path& from, const Digest& d,
-                           PendingSyncs* pending) {
-  if (pending != nullptr) {
-    (void)::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);  // a hint: errors surface at sync
-  } else if (::fsync(fd) != 0) {
-    return base::ErrnoStatus(errno, "fsync", from);
-  }
-  if (::fchmod(fd, kObjectMode) != 0) return base::ErrnoStatus(errno, "chmod", from);
-  fs::path to = ObjectPathIn(root, d);
-  AMLD_RETURN_IF_ERROR(EnsureShardDir(to.parent_path()));
-  if (::rename(from.c_str(), to.c_str()) != 0) return base::ErrnoStatus(errno, "rename into", to);
-  if (pending != nullptr) {
-    pending->Add(std::move(to));
-    return absl::OkStatus();
-  }
-  return base::SyncDirectory(to.parent_path());
-}
-
-// Where a write of `durability` lists its object: nowhere (null) when it is
-// fsynced on the spot.
-std::shared_ptr<PendingSyncs> PendingFor(Durability durability,
-                                         const std::shared_ptr<PendingSyncs>& pending) {
-  return durability == Durability::kDeferred ? pending : nullptr;
 }
 
 // A new file in tmp/, removed on destruction unless Install() moved it.
@@ -346,169 +170,6 @@ class ObjectReader final : public BlobReader {
   std::unique_ptr<Sha256> hasher_;
   absl::Status failure_;  // sticky: a corrupt object stays corrupt
 };
-
-// One upload, writing either the shared partial file uploads/<hash>-<size>
-// (resumable; we hold its flock) or a private file in tmp/ (locked too, so
-// GC leaves it alone; removed when the upload is dropped).
-class FileBlobUpload final : public BlobUpload {
- public:
-  enum class Kind { kResumable, kPrivate };
-
-  static std::unique_ptr<BlobUpload> AlreadyStored(const fs::path& root, const Digest& d) {
-    auto upload = std::unique_ptr<FileBlobUpload>(
-        new FileBlobUpload(root, d, base::ScopedFd(), fs::path(), Kind::kPrivate, d.size, nullptr));
-    upload->state_ = State::kStored;
-    return upload;
-  }
-
-  // `pending`: where to list the object at Commit for a later sync; null to
-  // fsync it there (Durability::kImmediate).
-  FileBlobUpload(fs::path root, Digest d, base::ScopedFd fd, fs::path path, Kind kind, int64_t committed,
-                 std::unique_ptr<Sha256> hasher, std::shared_ptr<PendingSyncs> pending = nullptr)
-      : pending_(std::move(pending)),
-        root_(std::move(root)),
-        digest_(std::move(d)),
-        fd_(std::move(fd)),
-        path_(std::move(path)),
-        kind_(kind),
-        committed_(committed),
-        hasher_(std::move(hasher)) {}
-
-  ~FileBlobUpload() override {
-    if (state_ == State::kOpen && kind_ == Kind::kPrivate) ::unlink(path_.c_str());
-  }
-
-  int64_t committed_size() const override { return committed_; }
-
-  absl::Status Append(int64_t offset, std::string_view data) override {
-    if (state_ == State::kDiscarded) return DiscardedError();
-    if (offset != committed_) {
-      return absl::InvalidArgumentError(absl::StrCat("upload of ", digest_.ToString(),
-                                                     " must continue at byte ", committed_,
-                                                     ", not at ", offset));
-    }
-    if (static_cast<int64_t>(data.size()) > digest_.size - committed_) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("upload of ", digest_.ToString(), " would exceed the blob's ", digest_.size,
-                       " bytes: ", committed_, " held plus ", data.size(), " sent"));
-    }
-    if (data.empty()) return absl::OkStatus();
-    absl::Status written = PwriteAll(fd_.get(), data, committed_, path_);
-    if (!written.ok()) {
-      // Cut a partly written chunk off so the file matches the running hash.
-      (void)::ftruncate(fd_.get(), committed_);
-      return written;
-    }
-    hasher_->Update(data);
-    committed_ += static_cast<int64_t>(data.size());
-    return absl::OkStatus();
-  }
-
-  absl::Status Commit() override {
-    if (state_ == State::kStored) return absl::OkStatus();
-    if (state_ == State::kDiscarded) return DiscardedError();
-    if (committed_ < digest_.size) {
-      return Discard(absl::InvalidArgumentError(absl::StrCat(
-          "upload of ", digest_.ToString(), " is incomplete: ", committed_, " of ", digest_.size,
-          " bytes received; the partial data was discarded, upload it again")));
-    }
-    std::string actual = hasher_->FinishHex();
-    if (actual != digest_.hash) {
-      return Discard(absl::InvalidArgumentError(absl::StrCat(
-          "uploaded content does not match its digest: expected ", digest_.ToString(), ", got ",
-          Digest{actual, committed_}.ToString(), "; the partial data was discarded")));
-    }
-    // After a failed fsync the data's fate is unknown, so any failure here
-    // discards rather than letting a retry commit unchecked bytes.
-    absl::Status installed = InstallObject(root_, fd_.get(), path_, digest_, pending_.get());
-    if (!installed.ok()) return Discard(installed);
-    state_ = State::kStored;
-    fd_ = base::ScopedFd();  // releases the lock
-    return absl::OkStatus();
-  }
-
- private:
-  enum class State { kOpen, kStored, kDiscarded };
-
-  absl::Status Discard(absl::Status why) {
-    ::unlink(path_.c_str());  // still ours: we hold its lock
-    fd_ = base::ScopedFd();
-    state_ = State::kDiscarded;
-    committed_ = 0;
-    return why;
-  }
-
-  absl::Status DiscardedError() const {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the upload of ", digest_.ToString(),
-                     " was discarded after a failed commit; begin a new upload"));
-  }
-
-  std::shared_ptr<PendingSyncs> pending_;
-  fs::path root_;
-  Digest digest_;
-  base::ScopedFd fd_;
-  fs::path path_;
-  Kind kind_;
-  int64_t committed_;
-  std::unique_ptr<Sha256> hasher_;
-  State state_ = State::kOpen;
-};
-
-enum class LockOutcome { kLocked, kBusy, kGone };
-
-struct LockedFile {
-  LockOutcome outcome;
-  base::ScopedFd fd;
-};
-
-// Opens (creating it if needed) and exclusively locks the partial file.
-absl::StatusOr<LockedFile> LockPartialFile(const fs::path& path) {
-  base::ScopedFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd.valid()) return base::ErrnoStatus(errno, "open", path);
-  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EWOULDBLOCK) return LockedFile{LockOutcome::kBusy, base::ScopedFd()};
-    return base::ErrnoStatus(errno, "lock", path);
-  }
-  if (!StillNamedBy(fd.get(), path)) return LockedFile{LockOutcome::kGone, base::ScopedFd()};
-  return LockedFile{LockOutcome::kLocked, std::move(fd)};
-}
-
-// Continues the partial file held in `fd` (locked), re-hashing what it holds.
-absl::StatusOr<std::unique_ptr<BlobUpload>> ResumeUpload(const fs::path& root, const Digest& d,
-                                                         base::ScopedFd fd, const fs::path& path,
-                                                         std::shared_ptr<PendingSyncs> pending) {
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return base::ErrnoStatus(errno, "stat", path);
-  int64_t held = st.st_size;
-  auto hasher = std::make_unique<Sha256>();
-  if (held > d.size) {
-    held = 0;  // cannot be a prefix of this blob
-  } else {
-    AMLD_ASSIGN_OR_RETURN(held, HashPrefix(fd.get(), held, path, *hasher));
-  }
-  if (held != st.st_size && ::ftruncate(fd.get(), held) != 0) {
-    return base::ErrnoStatus(errno, "truncate", path);
-  }
-  return std::unique_ptr<BlobUpload>(new FileBlobUpload(root, d, std::move(fd), path,
-                                                        FileBlobUpload::Kind::kResumable, held,
-                                                        std::move(hasher), std::move(pending)));
-}
-
-absl::StatusOr<std::unique_ptr<BlobUpload>> BeginPrivateUpload(
-    const fs::path& root, const Digest& d, std::shared_ptr<PendingSyncs> pending) {
-  fs::path path = UniqueTempPath(root, "upload");
-  base::ScopedFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!fd.valid()) return base::ErrnoStatus(errno, "create", path);
-  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    absl::Status st = base::ErrnoStatus(errno, "lock", path);
-    ::unlink(path.c_str());
-    return st;
-  }
-  return std::unique_ptr<BlobUpload>(
-      new FileBlobUpload(root, d, std::move(fd), path, FileBlobUpload::Kind::kPrivate, 0,
-                         std::make_unique<Sha256>(), std::move(pending)));
-}
 
 // Names in `dir` (not "." or ".."); empty when it does not exist.
 absl::StatusOr<std::vector<std::string>> ListDir(const fs::path& dir) {
@@ -677,35 +338,6 @@ absl::Status ContentStore::Verify(const Digest& d) const {
     AMLD_ASSIGN_OR_RETURN(size_t n, reader->Read(buf.data(), buf.size()));
     if (n == 0) return absl::OkStatus();
   }
-}
-
-absl::StatusOr<std::unique_ptr<BlobUpload>> ContentStore::BeginUpload(const Digest& d,
-                                                                      Durability durability) {
-  AMLD_RETURN_IF_ERROR(ValidateDigest(d));
-  std::shared_ptr<PendingSyncs> pending = PendingFor(durability, pending_);
-  fs::path path = PartialUploadPath(root_, d);
-  // Retried only while concurrent commits keep moving the partial file away.
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    if (Contains(d)) return FileBlobUpload::AlreadyStored(root_, d);
-    AMLD_ASSIGN_OR_RETURN(LockedFile partial, LockPartialFile(path));
-    switch (partial.outcome) {
-      case LockOutcome::kLocked:
-        return ResumeUpload(root_, d, std::move(partial.fd), path, pending);
-      case LockOutcome::kBusy:
-        return BeginPrivateUpload(root_, d, pending);
-      case LockOutcome::kGone:
-        break;
-    }
-  }
-  return BeginPrivateUpload(root_, d, pending);
-}
-
-int64_t ContentStore::UploadedSize(const Digest& d) const {
-  if (!ValidateDigest(d).ok()) return 0;
-  if (Contains(d)) return d.size;
-  struct stat st;
-  if (::stat(PartialUploadPath(root_, d).c_str(), &st) != 0 || st.st_size > d.size) return 0;
-  return st.st_size;
 }
 
 absl::StatusOr<GcStats> ContentStore::CollectGarbage(const absl::flat_hash_set<Digest>& live,
