@@ -28,6 +28,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "base/file_util.h"
+#include "tests/testing/exit_outcomes.h"
 #include "tests/testing/test_util.h"
 
 namespace amld::daemon {
@@ -43,40 +44,10 @@ const fs::path kStampPath = AMLD_BINARY_DIR "/bin/amld_realtime_stamp";
 
 using Outcome = absl::StatusOr<ExitStatus>;
 
-// Collects exit callbacks.
-class Outcomes {
+// Exit callbacks, waited for generously.
+class Outcomes : public testing::ExitOutcomes {
  public:
-  Executor::ExitCallback Callback() {
-    return [this](const std::string& run_id, Outcome outcome) {
-      absl::MutexLock lock(&mu_);
-      got_.emplace_back(run_id, std::move(outcome));
-    };
-  }
-
-  // The outcome of `run_id`, waiting for it; nullopt if none came in time.
-  std::optional<Outcome> Wait(const std::string& run_id) {
-    absl::MutexLock lock(&mu_);
-    auto arrived = [&] { return Count(run_id) > 0; };
-    mu_.AwaitWithTimeout(absl::Condition(&arrived), kGenerousWait);
-    for (auto& [id, outcome] : got_) {
-      if (id == run_id) return outcome;
-    }
-    return std::nullopt;
-  }
-
-  int CountFor(const std::string& run_id) {
-    absl::MutexLock lock(&mu_);
-    return Count(run_id);
-  }
-
- private:
-  int Count(const std::string& run_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return static_cast<int>(
-        std::count_if(got_.begin(), got_.end(), [&](const auto& g) { return g.first == run_id; }));
-  }
-
-  absl::Mutex mu_;
-  std::vector<std::pair<std::string, Outcome>> got_ ABSL_GUARDED_BY(mu_);
+  Outcomes() : ExitOutcomes(kGenerousWait) {}
 };
 
 std::unique_ptr<Executor> NewExecutor(Outcomes& outcomes) {

@@ -30,6 +30,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "base/file_util.h"
+#include "tests/testing/exit_outcomes.h"
 #include "tests/testing/test_env.h"
 #include "tests/testing/test_util.h"
 
@@ -59,35 +60,10 @@ int DeadPort() {
   return ntohs(addr.sin_port);
 }
 
-class Outcomes {
+// Exit callbacks, waited for generously.
+class Outcomes : public testing::ExitOutcomes {
  public:
-  Executor::ExitCallback Callback() {
-    return [this](const std::string& run_id, Outcome outcome) {
-      absl::MutexLock lock(&mu_);
-      got_.emplace_back(run_id, std::move(outcome));
-    };
-  }
-  std::optional<Outcome> Wait(const std::string& run_id) {
-    absl::MutexLock lock(&mu_);
-    auto arrived = [&] { return Count(run_id) > 0; };
-    mu_.AwaitWithTimeout(absl::Condition(&arrived), kGenerousWait);
-    for (auto& [id, outcome] : got_) {
-      if (id == run_id) return outcome;
-    }
-    return std::nullopt;
-  }
-  int CountFor(const std::string& run_id) {
-    absl::MutexLock lock(&mu_);
-    return Count(run_id);
-  }
-
- private:
-  int Count(const std::string& run_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return static_cast<int>(
-        std::count_if(got_.begin(), got_.end(), [&](const auto& g) { return g.first == run_id; }));
-  }
-  absl::Mutex mu_;
-  std::vector<std::pair<std::string, Outcome>> got_ ABSL_GUARDED_BY(mu_);
+  Outcomes() : ExitOutcomes(kGenerousWait) {}
 };
 
 std::string ReadFile(const fs::path& path) {
