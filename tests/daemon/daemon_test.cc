@@ -23,6 +23,7 @@
 #include "storage/digest.h"
 #include "base/file_util.h"
 #include "storage/snapshot/snapshot.h"
+#include "tests/testing/in_process_daemon.h"
 #include "tests/testing/test_util.h"
 
 namespace amld::daemon {
@@ -64,30 +65,12 @@ std::vector<pb::RunStatus::Value> Statuses(const std::vector<pb::Run>& runs) {
   return out;
 }
 
-class DaemonTest : public ::testing::Test {
+class DaemonTest : public testing::InProcessDaemonTest {
  protected:
   void SetUp() override {
-    options_.data_dir = dir_ / "data";
-    options_.socket_path = dir_ / "sock/amld.sock";
-    options_.shim_path = fs::path(AMLD_BINARY_DIR) / "bin/amld-shim";
-    options_.log_to_stderr = false;
-    options_.runs.max_concurrent_runs = 2;
-    options_.runs.kill_grace = absl::Seconds(1);
-    StartDaemon();
+    InProcessDaemonTest::SetUp();
     WriteFile(dir_ / "src/train.py", kTrainPy);
     WriteFile(dir_ / "src/lib/util.py", "X = 1\n");
-  }
-
-  void StartDaemon() {
-    absl::StatusOr<std::unique_ptr<Daemon>> d = Daemon::Start(options_);
-    ASSERT_TRUE(d.ok()) << d.status();
-    daemon_ = std::move(*d);
-    auto channel = grpc::CreateChannel("unix:" + daemon_->socket_path().string(),
-                                       grpc::InsecureChannelCredentials());
-    runs_ = pb::Runs::NewStub(channel);
-    cas_ = pb::Cas::NewStub(channel);
-    experiments_ = pb::Experiments::NewStub(channel);
-    info_ = pb::Daemon::NewStub(channel);
   }
 
   // Uploads the folder like a client: FindMissingBlobs, then small blobs in
@@ -217,13 +200,6 @@ class DaemonTest : public ::testing::Test {
     return info;
   }
 
-  TempDir dir_;
-  DaemonOptions options_;
-  std::unique_ptr<Daemon> daemon_;
-  std::unique_ptr<pb::Runs::Stub> runs_;
-  std::unique_ptr<pb::Cas::Stub> cas_;
-  std::unique_ptr<pb::Experiments::Stub> experiments_;
-  std::unique_ptr<pb::Daemon::Stub> info_;
 };
 
 TEST_F(DaemonTest, ScriptRunsEndToEndAndItsOutputsDownloadByteIdentical) {

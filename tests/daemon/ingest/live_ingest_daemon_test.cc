@@ -17,6 +17,7 @@
 #include "daemon/daemon.h"
 #include "storage/cas.h"
 #include "storage/snapshot/snapshot.h"
+#include "tests/testing/in_process_daemon.h"
 #include "tests/testing/test_util.h"
 
 namespace amld::daemon {
@@ -31,26 +32,8 @@ using testing::ReadFile;
 using testing::TempDir;
 using testing::WriteFile;
 
-class LiveIngestDaemonTest : public ::testing::Test {
+class LiveIngestDaemonTest : public testing::InProcessDaemonTest {
  protected:
-  void SetUp() override {
-    options_.data_dir = dir_ / "data";
-    options_.socket_path = dir_ / "sock/amld.sock";
-    options_.shim_path = fs::path(AMLD_BINARY_DIR) / "bin/amld-shim";
-    options_.log_to_stderr = false;
-    options_.runs.max_concurrent_runs = 2;
-    options_.runs.kill_grace = absl::Seconds(1);
-    StartDaemon();
-  }
-
-  void StartDaemon() {
-    absl::StatusOr<std::unique_ptr<Daemon>> d = Daemon::Start(options_);
-    ASSERT_TRUE(d.ok()) << d.status();
-    daemon_ = std::move(*d);
-    runs_ = pb::Runs::NewStub(grpc::CreateChannel("unix:" + daemon_->socket_path().string(),
-                                                  grpc::InsecureChannelCredentials()));
-  }
-
   // Submits `command` with MARK (and MARK2) naming marker files of this test.
   std::string SubmitCommand(const std::string& command) {
     WriteFile(dir_ / "src/empty.txt", "");
@@ -130,10 +113,6 @@ class LiveIngestDaemonTest : public ::testing::Test {
   }
   fs::path RunDir(const std::string& id) { return options_.data_dir / "runs" / id; }
 
-  TempDir dir_;
-  DaemonOptions options_;
-  std::unique_ptr<Daemon> daemon_;
-  std::unique_ptr<pb::Runs::Stub> runs_;
 };
 
 TEST_F(LiveIngestDaemonTest, AnOutputWrittenMidRunIsDownloadableBeforeTheRunEnds) {
