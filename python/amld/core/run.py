@@ -12,19 +12,22 @@ The same class serves both sides, as azureml.core.Run does:
   write under the run's ``outputs/`` (or ``logs/``), which the daemon keeps.
 * Outside amld, ``Run.get_context()`` returns an offline run that prints
   what it logs, so the same training script runs anywhere.
+
+This file holds finding runs, their record, following and cancelling them and
+reading their metrics; the files are amld.core._run_files, logging from
+inside a run amld.core._run_logging, the offline run amld.core._offline_run.
 """
 
 import codecs
 import datetime
-import hashlib
 import os
-import re
-import shutil
 import sys
 import threading
-import uuid
 
-from amld.core._metrics import MetricsFile, check_name, metric_value
+from amld.core._lazy import follow, pb
+from amld.core._metrics import MetricsFile
+from amld.core._run_files import RunFiles
+from amld.core._run_logging import RunLogging
 from amld.exceptions import (
     ActivityFailedException,
     AmldException,
@@ -32,11 +35,10 @@ from amld.exceptions import (
     NotFoundException,
     RunEnvironmentException,
     UnsupportedOptionError,
-    UserErrorException,
 )
-# gRPC and protobuf are imported where a call needs them, not here: a
-# training script on a machine without them can still import amld.core and
-# log to its run (which only appends to a file).
+# gRPC and protobuf are imported where a call needs them (amld.core._lazy),
+# not here: a training script on a machine without them can still import
+# amld.core and log to its run (which only appends to a file).
 
 # azureml's status names, by amld.v1.RunStatus name.
 _STATUS_NAMES = {
@@ -60,21 +62,9 @@ _context_lock = threading.Lock()
 _context_runs = {}
 
 
-def _pb():
-    """amld.v1.runs_pb2, imported on first use."""
-    from amld.v1 import runs_pb2
-    return runs_pb2
-
-
-def _follow():
-    """amld.core._follow (and with it grpc), imported on first use."""
-    from amld.core import _follow as follow
-    return follow
-
-
 def status_name(status):
     """azureml's name of an amld.v1.RunStatus value, e.g. "Running"."""
-    name = _pb().RunStatus.Value.Name(status)
+    name = pb().RunStatus.Value.Name(status)
     return _STATUS_NAMES.get(name, name)
 
 
@@ -95,25 +85,12 @@ def _transition_time(run, status, last=True):
     return _utc(found) if found is not None else None
 
 
-def _safe_file_name(name):
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name).strip(".") or "image"
-
-
 def _tail(data, lines=_TAIL_LINES):
     text = bytes(data).decode("utf-8", "replace")
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
 
-def _safe_join(folder, rel_path):
-    """``folder`` joined with a '/'-separated path from the daemon; refuses paths that leave it."""
-    parts = rel_path.split("/")
-    if not rel_path or rel_path.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise UserErrorException("refusing the path %r: it is empty, absolute or leaves %s"
-                                 % (rel_path, folder))
-    return os.path.join(folder, *parts)
-
-
-class Run:
+class Run(RunFiles, RunLogging):
     """A run of an experiment: follow it, cancel it, read its files and metrics, log to it.
 
     :param experiment: the Experiment the run belongs to.
@@ -169,7 +146,8 @@ class Run:
                                         _skip_name_validation=True)
                 run = Run(experiment, run_id)
             elif allow_offline:
-                run = _OfflineRun()
+                from amld.core._offline_run import OfflineRun
+                run = OfflineRun()
             else:
                 raise RunEnvironmentException(
                     "Run.get_context(allow_offline=False) outside a run: AMLD_RUN_ID is not set "
@@ -182,7 +160,7 @@ class Run:
         """The run ``run_id`` of ``workspace``; NotFoundException when there is none."""
         from amld.core.experiment import Experiment
         client = workspace._daemon()
-        proto = client.call(client.runs.GetRun, _pb().GetRunRequest(run_id=run_id),
+        proto = client.call(client.runs.GetRun, pb().GetRunRequest(run_id=run_id),
                             "look up run " + run_id)
         experiment = Experiment(workspace, proto.config.experiment_name,
                                 _skip_name_validation=True)
@@ -228,7 +206,7 @@ class Run:
 
     def _fetch(self):
         client = self._client()
-        self._proto = client.call(client.runs.GetRun, _pb().GetRunRequest(run_id=self._run_id),
+        self._proto = client.call(client.runs.GetRun, pb().GetRunRequest(run_id=self._run_id),
                                   "look up run " + self._run_id)
         return self._proto
 
@@ -262,7 +240,7 @@ class Run:
         client = self._client()
         for name in details["logFiles"]:
             data = bytearray()
-            request = _pb().DownloadFileRequest(run_id=self._run_id, path=name)
+            request = pb().DownloadFileRequest(run_id=self._run_id, path=name)
             try:
                 for chunk in client.runs.DownloadFile(request):
                     data.extend(chunk.data)
@@ -288,7 +266,7 @@ class Run:
                 "azureml.git.commit": config.git.commit,
                 "azureml.git.dirty": str(config.git.dirty),
             })
-        terminal = _follow().is_terminal(run.status)
+        terminal = follow().is_terminal(run.status)
         details = {
             "runId": run.id,
             "experiment": config.experiment_name,
@@ -296,7 +274,7 @@ class Run:
             "target": config.compute_target or "local",
             "placement": run.placement,
             "createdTimeUtc": _utc(run.created_time),
-            "startTimeUtc": _transition_time(run, _pb().RunStatus.RUNNING, last=False),
+            "startTimeUtc": _transition_time(run, pb().RunStatus.RUNNING, last=False),
             "endTimeUtc": _transition_time(run, run.status) if terminal else None,
             "properties": properties,
             "tags": dict(config.tags),
@@ -318,9 +296,9 @@ class Run:
             "history": [{"status": status_name(t.status), "time": _utc(t.time),
                          "reason": t.reason} for t in run.history],
         }
-        if run.error and run.status in (_pb().RunStatus.FAILED, _pb().RunStatus.CANCELED):
-            ran = any(t.status == _pb().RunStatus.RUNNING for t in run.history)
-            code = "Canceled" if run.status == _pb().RunStatus.CANCELED else (
+        if run.error and run.status in (pb().RunStatus.FAILED, pb().RunStatus.CANCELED):
+            ran = any(t.status == pb().RunStatus.RUNNING for t in run.history)
+            code = "Canceled" if run.status == pb().RunStatus.CANCELED else (
                 "UserError" if ran else "SystemError")
             details["error"] = {"error": {"code": code, "message": run.error}}
         return details
@@ -355,7 +333,7 @@ class Run:
         try:
             if show_output:
                 self._stream_output(client, sys.stdout, tail)
-            run = _follow().follow_run(client, self._run_id)
+            run = follow().follow_run(client, self._run_id)
         except KeyboardInterrupt:
             raise ExperimentExecutionException(
                 "waiting for run %s was interrupted; the run is still going on. Reattach with "
@@ -365,7 +343,7 @@ class Run:
         details = self._details(run)
         if show_output:
             self._print_summary(sys.stdout, run, details)
-        if raise_on_error and run.status in (_pb().RunStatus.FAILED, _pb().RunStatus.CANCELED):
+        if raise_on_error and run.status in (pb().RunStatus.FAILED, pb().RunStatus.CANCELED):
             if not show_output:
                 tail = self._read_log_tail(client)
             log_tail = _tail(tail)
@@ -391,7 +369,7 @@ class Run:
             out.write(decoder.decode(data))
             out.flush()
 
-        _follow().follow_log(client, self._run_id, sink, follow=True)
+        follow().follow_log(client, self._run_id, sink, follow=True)
         out.write(decoder.decode(b"", final=True))
 
     def _print_summary(self, out, run, details):
@@ -419,7 +397,7 @@ class Run:
                 del tail[:len(tail) - _TAIL_BYTES]
 
         try:
-            _follow().follow_log(client, self._run_id, sink, offset=offset, follow=False)
+            follow().follow_log(client, self._run_id, sink, offset=offset, follow=False)
         except AmldException:
             pass  # the failure is reported without the tail rather than not at all
         return tail
@@ -427,117 +405,9 @@ class Run:
     def cancel(self):
         """Ask the daemon to stop the run (SIGTERM, then SIGKILL after its grace period)."""
         client = self._client()
-        request = _pb().CancelRunRequest(
+        request = pb().CancelRunRequest(
             run_id=self._run_id, reason="canceled from the Python SDK (pid %d)" % os.getpid())
         self._proto = client.call(client.runs.CancelRun, request, "cancel run " + self._run_id)
-
-    # --- files ---------------------------------------------------------------
-
-    def _list_files(self, client, prefix=""):
-        response = client.call(client.runs.ListFiles,
-                               _pb().ListFilesRequest(run_id=self._run_id, prefix=prefix),
-                               "list the files of run " + self._run_id)
-        return list(response.files)
-
-    def get_file_names(self):
-        """The paths of the run's stored files (outputs/, logs/, user_logs/), sorted."""
-        return [f.path for f in self._list_files(self._client())]
-
-    def download_file(self, name, output_file_path=None, _validate_checksum=False):
-        """Download the stored file ``name`` (e.g. "outputs/model.json") to ``output_file_path``.
-
-        The default destination is the file's base name in the current
-        folder; an existing folder receives the file under its base name.
-        The download is written to "<destination>.part", checked against the
-        file's SHA-256 and renamed into place. Returns the destination path.
-        """
-        client = self._client()
-        matches = [f for f in self._list_files(client, name) if f.path == name]
-        if not matches:
-            raise NotFoundException("run %s has no stored file %s; see run.get_file_names()"
-                                    % (self._run_id, name), code="NOT_FOUND")
-        dest = output_file_path if output_file_path is not None else posix_basename(name)
-        dest = os.fspath(dest)
-        if os.path.isdir(dest):
-            dest = os.path.join(dest, posix_basename(name))
-        self._download(client, matches[0], dest)
-        return dest
-
-    def download_files(self, prefix=None, output_directory=None, output_paths=None,
-                       batch_size=100, append_prefix=True, timeout_seconds=None):
-        """Download every stored file whose path starts with ``prefix`` into ``output_directory``.
-
-        Files keep their paths below the folder (without the prefix when
-        ``append_prefix`` is False). ``output_paths``, when given, names one
-        destination per file in get_file_names() order. Files are fetched one
-        at a time; ``batch_size`` has no effect. Returns the destination paths.
-        """
-        if timeout_seconds is not None:
-            raise UnsupportedOptionError("Run.download_files(timeout_seconds=...) is not "
-                                         "supported by amld")
-        client = self._client()
-        files = self._list_files(client, prefix or "")
-        if output_paths is not None and len(output_paths) != len(files):
-            raise UserErrorException("output_paths has %d entries for %d files"
-                                     % (len(output_paths), len(files)))
-        folder = os.path.abspath(output_directory or os.getcwd())
-        written = []
-        for i, f in enumerate(files):
-            if output_paths is not None:
-                dest = os.fspath(output_paths[i])
-            else:
-                rel = f.path
-                if not append_prefix and prefix:
-                    rel = rel[len(prefix):].lstrip("/") or posix_basename(f.path)
-                dest = _safe_join(folder, rel)
-            self._download(client, f, dest)
-            written.append(dest)
-        return written
-
-    def _download(self, client, run_file, dest):
-        parent = os.path.dirname(os.path.abspath(dest))
-        os.makedirs(parent, exist_ok=True)
-        partial = dest + ".part"
-        digest = hashlib.sha256()
-        offset = 0
-        doing = "download %s of run %s" % (run_file.path, self._run_id)
-        import grpc
-        from amld.core._daemon import TRANSIENT_CODES, error_from_rpc
-        reconnector = _follow()._Reconnector(120.0)
-        with open(partial, "wb") as out:
-            while True:
-                request = _pb().DownloadFileRequest(run_id=self._run_id, path=run_file.path,
-                                                       offset=offset)
-                call = client.runs.DownloadFile(request)
-                try:
-                    for chunk in call:
-                        reconnector.answered()
-                        data = chunk.data
-                        if chunk.offset < offset:
-                            data = data[offset - chunk.offset:]
-                        elif chunk.offset > offset:
-                            raise AmldException("%s: the daemon skipped from byte %d to %d"
-                                                % (doing, offset, chunk.offset))
-                        out.write(data)
-                        digest.update(data)
-                        offset += len(data)
-                    break
-                except grpc.RpcError as e:
-                    if e.code() not in TRANSIENT_CODES:
-                        raise error_from_rpc(e, doing, client.socket_path) from None
-                    if not reconnector.pause():
-                        raise error_from_rpc(e, doing, client.socket_path,
-                                             mid_stream=True) from None
-                except BaseException:
-                    call.cancel()
-                    raise
-        if offset != run_file.digest.size_bytes or digest.hexdigest() != run_file.digest.hash:
-            os.unlink(partial)
-            raise AmldException("%s: the bytes received do not match the stored file's digest "
-                                "%s/%d (got %d bytes); try again" % (
-                                    doing, run_file.digest.hash, run_file.digest.size_bytes,
-                                    offset), code="DATA_LOSS")
-        os.replace(partial, dest)
 
     # --- metrics ---------------------------------------------------------------
 
@@ -553,7 +423,7 @@ class Run:
             raise UnsupportedOptionError("Run.get_metrics(recursive=..., run_type=...): amld runs "
                                          "have no child runs yet")
         client = self._client()
-        request = _pb().GetMetricsRequest(run_id=self._run_id,
+        request = pb().GetMetricsRequest(run_id=self._run_id,
                                              names=[name] if name is not None else [])
         response = client.call(client.runs.GetMetrics, request,
                                "read the metrics of run " + self._run_id)
@@ -563,212 +433,8 @@ class Run:
             grouped.setdefault(m.name, []).append(value)
         return {k: (v[0] if len(v) == 1 else v) for k, v in grouped.items()}
 
-    # --- logging from inside the run ------------------------------------------
-
-    def _writer(self, method):
-        if self._metrics is None:
-            if self._run_id == os.environ.get("AMLD_RUN_ID"):
-                raise RunEnvironmentException(
-                    "Run.%s: AMLD_METRICS_FILE is not set in this run's environment" % method)
-            raise UnsupportedOptionError(
-                "Run.%s from outside the run: amld takes metrics from the run's own process; "
-                "call it in the training script on Run.get_context()" % method)
-        return self._metrics
-
-    def log(self, name, value, description="", step=None):
-        """Log a number or a string as metric ``name`` (at ``step``; by default the next one)."""
-        self._writer("log").append(name, value, step=step, description=description)
-
-    def log_list(self, name, value, description=""):
-        """Log each element of the list ``value`` as a value of metric ``name``, in order."""
-        writer = self._writer("log_list")
-        for item in value:
-            writer.append(name, item, description=description)
-
-    def log_row(self, name, description=None, **kwargs):
-        """Log a row of table ``name``: each keyword is a column, stored as "<name>/<column>"."""
-        writer = self._writer("log_row")
-        check_name(name)
-        for column, value in kwargs.items():
-            writer.append("%s/%s" % (name, column), value, description=description)
-
-    def log_table(self, name, value, description=""):
-        """Log table ``name`` given as {column: [values]}: columns become "<name>/<column>"."""
-        writer = self._writer("log_table")
-        check_name(name)
-        if not isinstance(value, dict):
-            raise UserErrorException("log_table(%r): value must be a dict of column → list"
-                                     % name)
-        for column, values in value.items():
-            for item in values:
-                writer.append("%s/%s" % (name, column), item, description=description)
-
-    def log_image(self, name, path=None, plot=None, description=""):
-        """Save an image under the run's outputs/images/ and log its path as metric ``name``.
-
-        Give either ``path`` (an image file) or ``plot`` (a matplotlib figure
-        or pyplot). Returns the path the image was saved to.
-        """
-        writer = self._writer("log_image")
-        check_name(name)
-        if (path is None) == (plot is None):
-            raise UserErrorException("log_image(%r): give either path or plot" % name)
-        folder = os.path.join(self._outputs_dir, "images")
-        os.makedirs(folder, exist_ok=True)
-        if path is not None:
-            ext = os.path.splitext(os.fspath(path))[1] or ".png"
-            dest = os.path.join(folder, _safe_file_name(name) + ext)
-            shutil.copyfile(path, dest)
-        else:
-            if not hasattr(plot, "savefig"):
-                raise UserErrorException("log_image(%r): plot must have savefig (a matplotlib "
-                                         "figure or pyplot)" % name)
-            dest = os.path.join(folder, _safe_file_name(name) + ".png")
-            plot.savefig(dest, format="png")
-        writer.append(name, "outputs/images/" + os.path.basename(dest), description=description)
-        return dest
-
-    def upload_file(self, name, path_or_stream, datastore_name=None):
-        """Store a file with the run as ``name``, which must start with "outputs/" or "logs/".
-
-        Inside the run the file is copied there in the run's folder, and the
-        daemon stores it like everything the script writes to ./outputs and
-        ./logs. ``path_or_stream`` is a path or a readable binary file object.
-        Returns the local path written.
-        """
-        if datastore_name is not None:
-            raise UnsupportedOptionError("Run.upload_file(datastore_name=...): amld has no "
-                                         "datastores")
-        self._writer("upload_file")
-        rel = os.fspath(name).replace(os.sep, "/")
-        while rel.startswith("./"):
-            rel = rel[2:]
-        if not (rel.startswith("outputs/") or rel.startswith("logs/")):
-            raise UserErrorException(
-                "upload_file(%r): amld stores a run's files from its outputs/ and logs/ folders; "
-                "name it \"outputs/%s\"" % (name, rel))
-        dest = _safe_join(os.path.dirname(self._outputs_dir), rel)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        if hasattr(path_or_stream, "read"):
-            with open(dest, "wb") as out:
-                shutil.copyfileobj(path_or_stream, out)
-        else:
-            shutil.copyfile(path_or_stream, dest)
-        return dest
-
-    def tag(self, key, value=None):
-        """Not available yet: amld cannot change a run's tags after submit (give tags to submit)."""
-        raise UnsupportedOptionError(
-            "Run.tag: amld cannot change a run's tags after it was submitted yet; pass them as "
-            "experiment.submit(config, tags={...})")
-
-    def set_tags(self, tags):
-        """Not available yet: amld cannot change a run's tags after submit (give tags to submit)."""
-        raise UnsupportedOptionError(
-            "Run.set_tags: amld cannot change a run's tags after it was submitted yet; pass them "
-            "as experiment.submit(config, tags={...})")
-
-    def complete(self, _set_status=True):
-        """Nothing to do: amld ends a run when its process exits, and values are written at once."""
-
-    def flush(self, timeout_seconds=300):
-        """Nothing to do: every logged value is already written to the metrics file."""
-
     def __repr__(self):
         """Experiment, id and the last known status."""
         status = status_name(self._proto.status) if self._proto is not None else "?"
         return "Run(Experiment: %s,\nId: %s,\nType: amld.scriptrun,\nStatus: %s)" % (
             self._experiment.name if self._experiment is not None else "-", self._run_id, status)
-
-
-def posix_basename(path):
-    """The last component of a '/'-separated path."""
-    return path.rstrip("/").rsplit("/", 1)[-1]
-
-
-class _OfflineRun(Run):
-    """The run of a script started outside amld: prints what it logs and keeps it in memory."""
-
-    def __init__(self):
-        """An offline run with an id "OfflineRun_<uuid>", as azureml's."""
-        from amld.core.experiment import Experiment
-        from amld.core.workspace import Workspace
-        super().__init__(Experiment(Workspace(), "offline"),
-                         "OfflineRun_%s" % uuid.uuid4())
-        self._values = {}
-        self._tags = {}
-        self._lock = threading.Lock()
-
-    def _record(self, name, value, step=None):
-        check_name(name)
-        value = metric_value(name, value)
-        with self._lock:
-            self._values.setdefault(name, []).append(value)
-        at = "" if step is None else " (step %s)" % step
-        print("amld offline run: %s = %r%s" % (name, value, at), flush=True)
-
-    def log(self, name, value, description="", step=None):
-        """Print the value and keep it (see Run.log)."""
-        self._record(name, value, step)
-
-    def log_list(self, name, value, description=""):
-        """Print each value and keep it (see Run.log_list)."""
-        for item in value:
-            self._record(name, item)
-
-    def log_row(self, name, description=None, **kwargs):
-        """Print each column's value and keep it as "<name>/<column>" (see Run.log_row)."""
-        for column, value in kwargs.items():
-            self._record("%s/%s" % (name, column), value)
-
-    def log_table(self, name, value, description=""):
-        """Print each column's values and keep them as "<name>/<column>" (see Run.log_table)."""
-        for column, values in value.items():
-            for item in values:
-                self._record("%s/%s" % (name, column), item)
-
-    def log_image(self, name, path=None, plot=None, description=""):
-        """Print that an image was logged; nothing is saved offline."""
-        print("amld offline run: image %s (%s)" % (name, path if path is not None else "plot"),
-              flush=True)
-
-    def upload_file(self, name, path_or_stream, datastore_name=None):
-        """Print that a file would be stored; nothing is copied offline."""
-        print("amld offline run: upload %s as %s" % (
-            getattr(path_or_stream, "name", path_or_stream), name), flush=True)
-
-    def tag(self, key, value=None):
-        """Print the tag and keep it."""
-        with self._lock:
-            self._tags[key] = "" if value is None else str(value)
-        print("amld offline run: tag %s=%s" % (key, self._tags[key]), flush=True)
-
-    def set_tags(self, tags):
-        """Print each tag and keep it."""
-        for key, value in tags.items():
-            self.tag(key, value)
-
-    def get_tags(self):
-        """The tags set so far."""
-        with self._lock:
-            return dict(self._tags)
-
-    def get_metrics(self, name=None, recursive=False, run_type=None, populate=False):
-        """The values logged so far (same shape as Run.get_metrics)."""
-        with self._lock:
-            items = {k: list(v) for k, v in self._values.items() if name is None or k == name}
-        return {k: (v[0] if len(v) == 1 else v) for k, v in items.items()}
-
-    def get_status(self):
-        """Always "Running": an offline run lasts as long as its process."""
-        return "Running"
-
-    def wait_for_completion(self, show_output=False, wait_post_processing=False,
-                            raise_on_error=True):
-        """An offline run cannot be waited for (it is this process)."""
-        raise UserErrorException("an offline run is this process itself; there is nothing to "
-                                 "wait for")
-
-    def __repr__(self):
-        """The offline run's id."""
-        return "Run(OfflineRun, Id: %s)" % self._run_id

@@ -1,0 +1,141 @@
+"""A run's stored files, read from outside it: list them, download one or many.
+
+Downloads go to "<destination>.part", are checked against the stored file's
+SHA-256 and renamed into place; a dropped connection resumes at the offset
+reached.
+"""
+
+import hashlib
+import os
+
+from amld.core._lazy import follow, pb
+from amld.exceptions import (
+    AmldException,
+    NotFoundException,
+    UnsupportedOptionError,
+    UserErrorException,
+)
+
+
+def _safe_join(folder, rel_path):
+    """``folder`` joined with a '/'-separated path from the daemon; refuses paths that leave it."""
+    parts = rel_path.split("/")
+    if not rel_path or rel_path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise UserErrorException("refusing the path %r: it is empty, absolute or leaves %s"
+                                 % (rel_path, folder))
+    return os.path.join(folder, *parts)
+
+
+def posix_basename(path):
+    """The last component of a '/'-separated path."""
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+class RunFiles:
+    """Run's file methods (a mixin of amld.core.Run; needs _run_id and _client())."""
+
+    def _list_files(self, client, prefix=""):
+        response = client.call(client.runs.ListFiles,
+                               pb().ListFilesRequest(run_id=self._run_id, prefix=prefix),
+                               "list the files of run " + self._run_id)
+        return list(response.files)
+
+    def get_file_names(self):
+        """The paths of the run's stored files (outputs/, logs/, user_logs/), sorted."""
+        return [f.path for f in self._list_files(self._client())]
+
+    def download_file(self, name, output_file_path=None, _validate_checksum=False):
+        """Download the stored file ``name`` (e.g. "outputs/model.json") to ``output_file_path``.
+
+        The default destination is the file's base name in the current
+        folder; an existing folder receives the file under its base name.
+        The download is written to "<destination>.part", checked against the
+        file's SHA-256 and renamed into place. Returns the destination path.
+        """
+        client = self._client()
+        matches = [f for f in self._list_files(client, name) if f.path == name]
+        if not matches:
+            raise NotFoundException("run %s has no stored file %s; see run.get_file_names()"
+                                    % (self._run_id, name), code="NOT_FOUND")
+        dest = output_file_path if output_file_path is not None else posix_basename(name)
+        dest = os.fspath(dest)
+        if os.path.isdir(dest):
+            dest = os.path.join(dest, posix_basename(name))
+        self._download(client, matches[0], dest)
+        return dest
+
+    def download_files(self, prefix=None, output_directory=None, output_paths=None,
+                       batch_size=100, append_prefix=True, timeout_seconds=None):
+        """Download every stored file whose path starts with ``prefix`` into ``output_directory``.
+
+        Files keep their paths below the folder (without the prefix when
+        ``append_prefix`` is False). ``output_paths``, when given, names one
+        destination per file in get_file_names() order. Files are fetched one
+        at a time; ``batch_size`` has no effect. Returns the destination paths.
+        """
+        if timeout_seconds is not None:
+            raise UnsupportedOptionError("Run.download_files(timeout_seconds=...) is not "
+                                         "supported by amld")
+        client = self._client()
+        files = self._list_files(client, prefix or "")
+        if output_paths is not None and len(output_paths) != len(files):
+            raise UserErrorException("output_paths has %d entries for %d files"
+                                     % (len(output_paths), len(files)))
+        folder = os.path.abspath(output_directory or os.getcwd())
+        written = []
+        for i, f in enumerate(files):
+            if output_paths is not None:
+                dest = os.fspath(output_paths[i])
+            else:
+                rel = f.path
+                if not append_prefix and prefix:
+                    rel = rel[len(prefix):].lstrip("/") or posix_basename(f.path)
+                dest = _safe_join(folder, rel)
+            self._download(client, f, dest)
+            written.append(dest)
+        return written
+
+    def _download(self, client, run_file, dest):
+        parent = os.path.dirname(os.path.abspath(dest))
+        os.makedirs(parent, exist_ok=True)
+        partial = dest + ".part"
+        digest = hashlib.sha256()
+        offset = 0
+        doing = "download %s of run %s" % (run_file.path, self._run_id)
+        import grpc
+        from amld.core._daemon import TRANSIENT_CODES, error_from_rpc
+        reconnector = follow()._Reconnector(120.0)
+        with open(partial, "wb") as out:
+            while True:
+                request = pb().DownloadFileRequest(run_id=self._run_id, path=run_file.path,
+                                                       offset=offset)
+                call = client.runs.DownloadFile(request)
+                try:
+                    for chunk in call:
+                        reconnector.answered()
+                        data = chunk.data
+                        if chunk.offset < offset:
+                            data = data[offset - chunk.offset:]
+                        elif chunk.offset > offset:
+                            raise AmldException("%s: the daemon skipped from byte %d to %d"
+                                                % (doing, offset, chunk.offset))
+                        out.write(data)
+                        digest.update(data)
+                        offset += len(data)
+                    break
+                except grpc.RpcError as e:
+                    if e.code() not in TRANSIENT_CODES:
+                        raise error_from_rpc(e, doing, client.socket_path) from None
+                    if not reconnector.pause():
+                        raise error_from_rpc(e, doing, client.socket_path,
+                                             mid_stream=True) from None
+                except BaseException:
+                    call.cancel()
+                    raise
+        if offset != run_file.digest.size_bytes or digest.hexdigest() != run_file.digest.hash:
+            os.unlink(partial)
+            raise AmldException("%s: the bytes received do not match the stored file's digest "
+                                "%s/%d (got %d bytes); try again" % (
+                                    doing, run_file.digest.hash, run_file.digest.size_bytes,
+                                    offset), code="DATA_LOSS")
+        os.replace(partial, dest)
