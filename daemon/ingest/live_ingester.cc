@@ -106,7 +106,7 @@ std::shared_ptr<LiveIngester::RunState> LiveIngester::DetachLocked(const std::st
 void LiveIngester::AddWatch(RunState& run, Role role, const std::string& rel, int dir_fd) {
   absl::MutexLock lock(&mu_);
   if (run.done) return;  // finished meanwhile: its watches are gone for good
-  absl::StatusOr<int> wd = deps_.watcher->AddWatch(dir_fd, WatchKind::kFolder);
+  absl::StatusOr<int> wd = deps_.watcher->AddWatch(dir_fd, WatchKind::kFolderContents);
   if (!wd.ok()) {
     if (wd.status().code() == absl::StatusCode::kResourceExhausted) {
       run.mu.AssertHeld();
@@ -168,11 +168,9 @@ void LiveIngester::HandleEventLocked(const WatchEvent& event) {
   using Kind = WatchEvent::Kind;
   if (event.kind == Kind::kOverflow) {
     ++overflows_;
-    return RescanAllLocked(event.reason.empty() ? "inotify queue overflow: events were lost"
+    return RescanAllLocked(event.reason.empty() ? kOverflowReason
                                                 : event.reason);
   }
-  // Artifacts keep no metadata: a chmod or touch changes nothing stored.
-  if (event.kind == Kind::kEntry && event.metadata_only) return;
   if (event.kind == Kind::kWatchEnded) {
     retired_.erase(event.watch);
     auto it = watches_.find(event.watch);

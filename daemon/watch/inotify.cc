@@ -23,16 +23,14 @@ using amld::base::ScopedFd;
 
 // IN_MODIFY as well as IN_CLOSE_WRITE: a file written while it stays open
 // reports only IN_MODIFY (the callers' settle delays coalesce the bursts).
-// IN_ATTRIB: a snapshot keeps the executable bit (callers that keep no
-// metadata drop metadata_only events). IN_EXCL_UNLINK: a file unlinked
+// IN_ATTRIB: a snapshot keeps the executable bit (kFolderContents leaves it
+// out, for callers that keep no metadata). IN_EXCL_UNLINK: a file unlinked
 // while still open stops producing events.
 constexpr uint32_t kFolderMask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY |
                                  IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF |
                                  IN_ONLYDIR | IN_EXCL_UNLINK;
 constexpr uint32_t kFileMask = IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF |
                                IN_MOVE_SELF;
-constexpr uint32_t kChangeBits = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY |
-                                 IN_CLOSE_WRITE;
 // One Wait reads at most this much, so a flood of events cannot keep it from
 // returning; the rest stays queued for the next Wait.
 constexpr size_t kReadBufferBytes = 256 * 1024;
@@ -51,7 +49,7 @@ WatchEvent Decode(const inotify_event& ev) {
   if (ev.mask & IN_Q_OVERFLOW) {
     out.kind = WatchEvent::Kind::kOverflow;
     out.watch = -1;
-    out.reason = "inotify queue overflow: events were lost";
+    out.reason = kOverflowReason;
   } else if (ev.mask & IN_IGNORED) {
     out.kind = WatchEvent::Kind::kWatchEnded;
   } else if (ev.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT)) {
@@ -62,7 +60,6 @@ WatchEvent Decode(const inotify_event& ev) {
     if (ev.len > 0) out.name = std::string(ev.name, strnlen(ev.name, ev.len));
     out.is_dir = (ev.mask & IN_ISDIR) != 0;
     out.created = (ev.mask & (IN_CREATE | IN_MOVED_TO)) != 0;
-    out.metadata_only = (ev.mask & kChangeBits) == 0;
   }
   return out;
 }
@@ -76,7 +73,9 @@ class InotifyWatcher final : public Watcher {
     // The magic link resolves to the open inode itself, not to whatever its
     // path names now.
     const std::string proc_path = absl::StrCat("/proc/self/fd/", fd);
-    const uint32_t mask = kind == WatchKind::kFolder ? kFolderMask : kFileMask;
+    const uint32_t mask = kind == WatchKind::kFolder           ? kFolderMask
+                          : kind == WatchKind::kFolderContents ? kFolderMask & ~IN_ATTRIB
+                                                               : kFileMask;
     int wd = ::inotify_add_watch(inotify_.get(), proc_path.c_str(), mask);
     if (wd >= 0) return wd;
     const int err = errno;

@@ -87,7 +87,6 @@ void WatchedRoots::Shutdown() {
     watcher_->Wake();
     events_.join();
   }
-  watcher_.reset();
 }
 
 void WatchedRoots::WorkerLoop() {

@@ -46,7 +46,7 @@ void WatchedRoots::HandleEventLocked(const WatchEvent& e) {
   using Kind = WatchEvent::Kind;
   if (e.kind == Kind::kOverflow) {
     const std::string reason =
-        e.reason.empty() ? "inotify queue overflow: events were lost" : e.reason;
+        e.reason.empty() ? kOverflowReason : e.reason;
     for (auto& [path, r] : roots_) RequestFullRescanLocked(*r, reason);
     // The rescan comes after every waiting cookie was written, so it sees
     // what those callers need.

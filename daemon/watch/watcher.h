@@ -46,13 +46,19 @@ struct WatchEvent {
   std::string name{};          // kEntry only
   bool is_dir{false};          // kEntry: `name` is (or was) a folder
   bool created{false};         // kEntry: created or moved in
-  bool metadata_only{false};   // kEntry: only attributes changed (chmod, touch)
-  std::string reason{};        // kOverflow: why the caller must rescan
+  std::string reason{};        // kOverflow: why the caller must rescan (kOverflowReason
+                               // for a queue overflow)
 };
 
 // What a watch reports.
+// The reason a kOverflow event gives when the kernel's queue overflowed.
+inline constexpr char kOverflowReason[] = "inotify queue overflow: events were lost";
+
 enum class WatchKind {
-  kFolder,  // the entries of a folder, one level deep, and the folder itself
+  kFolder,          // the entries of a folder, one level deep, and the folder itself,
+                    // attribute changes (chmod, touch) included
+  kFolderContents,  // the same without attribute changes: for callers that
+                    // keep no metadata, so the kernel queues none for them
   kFile,    // writes, truncation, attributes and removal of one file
 };
 

@@ -40,7 +40,7 @@ class FakeWatcher final : public Watcher {
     const std::filesystem::path path =
         std::filesystem::read_symlink(absl::StrCat("/proc/self/fd/", fd), ec);
     if (ec) return absl::NotFoundError(absl::StrCat("fd ", fd, " is not open"));
-    if (kind == WatchKind::kFolder && !std::filesystem::is_directory(path, ec)) {
+    if (kind != WatchKind::kFile && !std::filesystem::is_directory(path, ec)) {
       return absl::NotFoundError(absl::StrCat(path.string(), " is not a folder"));
     }
     absl::MutexLock lock(&mu_);
@@ -146,7 +146,7 @@ class FakeWatcher final : public Watcher {
   bool EmitOverflow() {
     WatchEvent e;
     e.kind = WatchEvent::Kind::kOverflow;
-    e.reason = "inotify queue overflow: events were lost";
+    e.reason = daemon::kOverflowReason;
     return EmitBatch({e});
   }
   // An event for a watch that was never made.
