@@ -10,7 +10,8 @@ to the longest module that is a prefix of its folder. `amld/v1/*.pb.h` is
 the module `proto`, `amld/v1/*.grpc.pb.h` is `grpc`; other includes
 (Abseil, the standard library, ...) are not checked. A file may include its
 own module and the modules of its row, nothing else. The table must be a
-DAG and must name every folder that holds C++ sources. Prints every
+DAG and must name, as a row of its own, every folder outside tests/ that
+holds C++ sources. Prints every
 offending line as file:line and exits 1; prints nothing and exits 0 when
 all hold.
 """
@@ -21,7 +22,7 @@ import sys
 ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, "docs", "ARCHITECTURE.md")
 SOURCE_TOPS = ("base", "storage", "daemon", "client", "tests", "bench")
-INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
+INCLUDE = re.compile(r'^\s*#\s*include\s+["<]([^">]+)[">]')
 
 
 def read_table():
@@ -91,6 +92,12 @@ def main():
                 continue
             rel = os.path.join(rel_dir, name)
             mod = module_of(table, rel)
+            if mod is not None and mod != "tests" and mod != rel_dir:
+                # A new folder is a new responsibility: it gets its own row,
+                # never the rights of the folder above it.
+                errors.append(f"{rel}: the folder {rel_dir} has no row of its own in the table "
+                              f"in docs/ARCHITECTURE.md §1; add one")
+                continue
             if mod is None:
                 errors.append(f"{rel}: its folder is in no module of the table in docs/ARCHITECTURE.md §1; add a row for it")
                 continue

@@ -185,7 +185,13 @@ absl::Status ExecutorRegistry::ValidateTarget(const v1::ComputeTarget& target) c
   AMLD_RETURN_IF_ERROR(amld::storage::ValidateComputeTarget(target));
   const TargetValidator& validate =
       target.has_ssh() ? factories_.validate_ssh : factories_.validate_slurm;
-  return validate ? validate(target) : absl::OkStatus();
+  if (!validate) {
+    // Never let settings through unchecked (an ssh host starting with '-'
+    // would become an ssh option).
+    return amld::storage::InvalidComputeTarget(
+        target.name(), "this daemon has no executor for this kind of target to check it");
+  }
+  return validate(target);
 }
 
 std::vector<std::string> ExecutorRegistry::Kinds() const {

@@ -26,12 +26,6 @@ namespace {
 using base::ErrnoStatus;
 using base::ScopedFd;
 
-int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
-
-int PidfdSendSignal(int pidfd, int sig) {
-  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
-}
-
 // argv[0] as execve needs it: a path; "" when PATH has no executable of
 // that name.
 std::string FindExecutable(const std::string& name) {
@@ -111,6 +105,12 @@ struct ChildPlan {
 }
 
 }  // namespace
+
+int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+int PidfdSendSignal(int pidfd, int sig) {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
 
 absl::StatusOr<Subprocess> Subprocess::Start(const SubprocessOptions& options) {
   if (options.argv.empty() || options.argv[0].empty()) {

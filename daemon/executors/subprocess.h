@@ -130,4 +130,10 @@ class Subprocess {
   base::ScopedFd mem_;
 };
 
+// pidfd_open(2) and pidfd_send_signal(2) (glibc 2.36 has no wrappers): a
+// pidfd names one process for good, so a signal never reaches a reused pid.
+// -1 with errno set on failure.
+int PidfdOpen(pid_t pid);
+int PidfdSendSignal(int pidfd, int sig);
+
 }  // namespace amld::daemon

@@ -1,4 +1,3 @@
-#include "daemon/executors/launch_spec.h"
 #include "daemon/executors/local/local_executor.h"
 
 #include <fcntl.h>
@@ -28,6 +27,7 @@
 #include "absl/time/clock.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
+#include "daemon/executors/launch_spec.h"
 #include "daemon/executors/exit_status.h"
 #include "daemon/executors/run_handle.h"
 #include "daemon/executors/shim/shim_protocol.h"
@@ -45,12 +45,6 @@ using base::ErrnoStatus;
 using base::ScopedFd;
 
 constexpr absl::Duration kShimReportTimeout = absl::Seconds(30);
-
-int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
-
-int PidfdSendSignal(int pidfd, int sig) {
-  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
-}
 
 std::string ReadBootId() {
   absl::StatusOr<std::string> id = base::ReadFileToString("/proc/sys/kernel/random/boot_id");
@@ -144,7 +138,7 @@ class LocalExecutor final : public Executor {
 
   absl::StatusOr<std::string> Launch(const LaunchSpec& spec) override {
     AMLD_RETURN_IF_ERROR(ValidateLaunchSpec(spec));
-    fs::path run_dir = fs::absolute(spec.run_dir).lexically_normal();
+    fs::path run_dir = spec.run_dir.lexically_normal();  // absolute: ValidateLaunchSpec
     {
       absl::MutexLock lock(&mu_);
       if (runs_.count(spec.run_id) != 0) return AlreadyWatched(spec.run_id);

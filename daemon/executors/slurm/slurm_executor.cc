@@ -1,4 +1,3 @@
-#include "daemon/executors/launch_spec.h"
 #include "daemon/executors/slurm/slurm_executor.h"
 
 #include <fcntl.h>
@@ -11,6 +10,7 @@
 #include "absl/strings/strip.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
+#include "daemon/executors/launch_spec.h"
 #include "daemon/executors/run_handle.h"
 #include "daemon/executors/shim/shim_protocol.h"
 #include "daemon/executors/slurm/slurm_executor_impl.h"
@@ -176,7 +176,7 @@ absl::StatusOr<fs::path> SlurmExecutor::EnsureShimOnSharedDir() {
 
 absl::StatusOr<std::string> SlurmExecutor::Launch(const LaunchSpec& spec) {
   AMLD_RETURN_IF_ERROR(ValidateLaunchSpec(spec));
-  const fs::path run_dir = fs::absolute(spec.run_dir).lexically_normal();
+  const fs::path run_dir = spec.run_dir.lexically_normal();  // absolute: ValidateLaunchSpec
   const fs::path shared_dir = options_.workdir / spec.run_id;
   {
     absl::MutexLock lock(&mu_);

@@ -1,4 +1,3 @@
-#include "daemon/executors/launch_spec.h"
 #include "daemon/executors/ssh/ssh_executor.h"
 
 #include <sys/eventfd.h>
@@ -12,6 +11,7 @@
 #include "base/file_util.h"
 #include "base/shell_quote.h"
 #include "base/status_macros.h"
+#include "daemon/executors/launch_spec.h"
 #include "daemon/executors/ssh/ssh_executor_impl.h"
 #include "storage/digest.h"
 
@@ -106,8 +106,19 @@ absl::StatusOr<RemoteRun> SshExecutor::StartShim(const std::string& remote_dir) 
   return ParseLaunchAnswer(r, std::move(run), remote_.Describe());
 }
 
+absl::Status SshExecutor::NotFollowed(const std::string& run_id) {
+  absl::MutexLock lock(&mu_);
+  if (follows_.contains(run_id)) {
+    // A second follow would be out of Cancel's and the destructor's reach,
+    // and a second launch would rsync into the running run's folder.
+    return absl::AlreadyExistsError(absl::StrCat("run ", run_id, " is already running here"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> SshExecutor::Launch(const LaunchSpec& spec) {
   AMLD_RETURN_IF_ERROR(ValidateLaunchSpec(spec));
+  AMLD_RETURN_IF_ERROR(NotFollowed(spec.run_id));
   AMLD_RETURN_IF_ERROR(PrepareHost());
   std::string remote_dir, shim;
   {
@@ -142,6 +153,7 @@ absl::StatusOr<std::string> SshExecutor::Launch(const LaunchSpec& spec) {
 
 absl::Status SshExecutor::Reattach(const std::string& run_id, const fs::path& run_dir,
                                    const std::string& handle) {
+  AMLD_RETURN_IF_ERROR(NotFollowed(run_id));
   AMLD_ASSIGN_OR_RETURN(RemoteRun remote, ParseHandle(run_id, handle));
   if (remote.host != remote_.endpoint().host || remote.port != remote_.endpoint().port) {
     return absl::FailedPreconditionError(

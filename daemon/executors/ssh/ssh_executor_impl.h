@@ -76,6 +76,8 @@ class SshExecutor final : public Executor {
   absl::Status PrepareHost();
   absl::Status InstallShim(const std::string& remote_workdir);
   absl::StatusOr<RemoteRun> StartShim(const std::string& remote_dir);
+  // ALREADY_EXISTS when `run_id` is followed already (launched or reattached).
+  absl::Status NotFollowed(const std::string& run_id) ABSL_LOCKS_EXCLUDED(mu_);
   void StartFollowing(RemoteRun remote, const std::string& run_id,
                       const std::filesystem::path& local_dir, bool reattached);
   // Joins the threads that are done (none of them is the caller).

@@ -180,11 +180,13 @@ TEST(ExecutorRegistryValidateTest, StoreRulesFirstThenTheKindsValidator) {
   // The store's rules come first: a bad name never reaches the kind.
   EXPECT_THAT(registry.ValidateTarget(Ssh("a b", "bad")).message(), HasSubstr("may contain only"));
   EXPECT_THAT(asked, ElementsAre("ssh:box", "ssh:box"));
-  // A kind without a validator is stored as it is.
+  // A kind without a validator is refused, never stored unchecked.
   v1::ComputeTarget slurm;
   slurm.set_name("c");
   slurm.mutable_slurm();
-  EXPECT_TRUE(registry.ValidateTarget(slurm).ok());
+  absl::Status unchecked = registry.ValidateTarget(slurm);
+  EXPECT_EQ(unchecked.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(unchecked.message(), HasSubstr("no executor for this kind"));
 }
 
 TEST(ExecutorRegistryValidateTest, FieldPredicates) {
