@@ -3,6 +3,7 @@
 // the code.
 #include <gtest/gtest.h>
 
+#include "tests/testing/build_paths.h"
 #include "tests/testing/subprocess.h"
 
 namespace {
@@ -11,7 +12,7 @@ using amld::testing::ProcessOptions;
 using amld::testing::ProcessResult;
 using amld::testing::RunProcess;
 
-const std::string kAml = std::string(AMLD_BINARY_DIR) + "/bin/aml";
+const std::string kAml = (amld::testing::BinaryDir() / "bin/aml").string();
 
 ProcessResult Aml(std::vector<std::string> args, ProcessOptions options = {}) {
   args.insert(args.begin(), kAml);

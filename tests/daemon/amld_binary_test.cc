@@ -21,6 +21,7 @@
 #include "absl/strings/str_replace.h"
 #include "amld/v1/daemon.grpc.pb.h"
 #include "amld/v1/runs.grpc.pb.h"
+#include "tests/testing/build_paths.h"
 #include "tests/testing/test_util.h"
 
 extern char** environ;
@@ -30,15 +31,17 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace pb = amld::v1;
+using testing::BinaryDir;
 using testing::Eventually;
 using ::testing::HasSubstr;
 using testing::ReadFile;
+using testing::SourceDir;
 using testing::TempDir;
 using testing::WriteFile;
 
-const fs::path kAmld = fs::path(AMLD_BINARY_DIR) / "bin/amld";
-const fs::path kShim = fs::path(AMLD_BINARY_DIR) / "bin/amld-shim";
-const fs::path kUnits = fs::path(AMLD_SOURCE_DIR) / "deploy/systemd";
+const fs::path kAmld = BinaryDir() / "bin/amld";
+const fs::path kShim = BinaryDir() / "bin/amld-shim";
+const fs::path kUnits = SourceDir() / "deploy/systemd";
 
 bool HaveTool(const std::string& name) {
   return std::system(("command -v " + name + " >/dev/null 2>&1").c_str()) == 0;

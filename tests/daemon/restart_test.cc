@@ -33,6 +33,7 @@
 #include "amld/v1/daemon.grpc.pb.h"
 #include "amld/v1/runs.grpc.pb.h"
 #include "storage/snapshot/snapshot.h"
+#include "tests/testing/build_paths.h"
 #include "tests/testing/test_util.h"
 
 extern char** environ;
@@ -43,6 +44,7 @@ namespace {
 namespace fs = std::filesystem;
 namespace pb = amld::v1;
 using ::testing::ElementsAre;
+using testing::BinaryDir;
 using testing::Eventually;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -50,8 +52,8 @@ using testing::ReadFile;
 using testing::TempDir;
 using testing::WriteFile;
 
-const fs::path kAmld = fs::path(AMLD_BINARY_DIR) / "bin/amld";
-const fs::path kShim = fs::path(AMLD_BINARY_DIR) / "bin/amld-shim";
+const fs::path kAmld = BinaryDir() / "bin/amld";
+const fs::path kShim = BinaryDir() / "bin/amld-shim";
 // Generous: the machine may be busy compiling.
 constexpr absl::Duration kPatience = absl::Seconds(120);
 

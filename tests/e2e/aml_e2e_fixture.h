@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "tests/testing/build_paths.h"
 #include "tests/testing/subprocess.h"
 
 namespace amld::e2e {
@@ -33,7 +34,7 @@ using amld::testing::ProcessResult;
 using amld::testing::ReadFile;
 using nlohmann::json;
 
-inline const std::string kBin = std::string(AMLD_BINARY_DIR) + "/bin";
+inline const std::string kBin = (testing::BinaryDir() / "bin").string();
 inline const std::string kAml = kBin + "/aml";
 inline const std::string kPython = "/usr/bin/python3";
 

@@ -19,11 +19,8 @@
 #include "daemon/daemon.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/testing/build_paths.h"
 #include "tests/testing/test_util.h"
-
-#ifndef AMLD_BINARY_DIR
-#error "in_process_daemon.h needs AMLD_BINARY_DIR (set for every amld_test)"
-#endif
 
 namespace amld::testing {
 
@@ -32,7 +29,7 @@ class InProcessDaemonTest : public ::testing::Test {
   void SetUp() override {
     options_.data_dir = dir_ / "data";
     options_.socket_path = dir_ / "sock/amld.sock";
-    options_.shim_path = std::filesystem::path(AMLD_BINARY_DIR) / "bin/amld-shim";
+    options_.shim_path = BinaryDir() / "bin/amld-shim";
     options_.log_to_stderr = false;
     options_.runs.max_concurrent_runs = 2;
     options_.runs.kill_grace = absl::Seconds(1);

@@ -17,6 +17,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "storage/state/state_schema.h"
+#include "tests/testing/build_paths.h"
 #include "tests/testing/test_util.h"
 
 namespace amld::storage {
@@ -304,7 +305,7 @@ TEST_F(StateStoreTest, AssignedGpusAreRecordedWithATransitionAndKept) {
 }
 
 fs::path DataFile(const std::string& name) {
-  return fs::path(AMLD_SOURCE_DIR) / "tests" / "data" / name;
+  return testing::SourceDir() / "tests" / "data" / name;
 }
 
 TEST_F(StateStoreTest, CheckedInV1FileIsMigration1Verbatim) {

@@ -28,6 +28,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "base/file_util.h"
+#include "tests/testing/build_paths.h"
 #include "tests/testing/exit_outcomes.h"
 #include "tests/testing/test_util.h"
 
@@ -39,8 +40,8 @@ using amld::testing::Eventually;
 using ::testing::HasSubstr;
 
 constexpr absl::Duration kGenerousWait = absl::Seconds(60);
-const fs::path kShimPath = AMLD_BINARY_DIR "/bin/amld-shim";
-const fs::path kStampPath = AMLD_BINARY_DIR "/bin/amld_realtime_stamp";
+const fs::path kShimPath = testing::BinaryDir() / "bin/amld-shim";
+const fs::path kStampPath = testing::BinaryDir() / "bin/amld_realtime_stamp";
 
 using Outcome = absl::StatusOr<ExitStatus>;
 

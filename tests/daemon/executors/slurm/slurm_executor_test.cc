@@ -31,6 +31,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "base/file_util.h"
+#include "tests/testing/build_paths.h"
 #include "tests/testing/test_util.h"
 
 namespace amld::daemon {
@@ -42,7 +43,7 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 constexpr absl::Duration kGenerousWait = absl::Seconds(120);
-const fs::path kShimPath = AMLD_BINARY_DIR "/bin/amld-shim";
+const fs::path kShimPath = testing::BinaryDir() / "bin/amld-shim";
 
 using Outcome = absl::StatusOr<ExitStatus>;
 

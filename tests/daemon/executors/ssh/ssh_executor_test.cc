@@ -30,6 +30,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "base/file_util.h"
+#include "tests/testing/build_paths.h"
 #include "tests/testing/exit_outcomes.h"
 #include "tests/testing/test_env.h"
 #include "tests/testing/test_util.h"
@@ -43,7 +44,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr absl::Duration kGenerousWait = absl::Seconds(90);
-const fs::path kShimPath = AMLD_BINARY_DIR "/bin/amld-shim";
+const fs::path kShimPath = testing::BinaryDir() / "bin/amld-shim";
 
 using Outcome = absl::StatusOr<ExitStatus>;
 
