@@ -77,6 +77,10 @@ std::vector<Artifact> ArtifactSync::Current() const {
   return out;
 }
 
+void ArtifactSync::ForgetStamp(const std::string& rel) {
+  if (auto it = known_.find(rel); it != known_.end()) it->second.stamp.reset();
+}
+
 std::optional<Digest> ArtifactSync::StoredDigest(const std::string& rel) const {
   auto it = known_.find(rel);
   if (it == known_.end()) return std::nullopt;
@@ -196,7 +200,7 @@ absl::Status ArtifactSync::StoreFile(int path_fd, const std::string& rel, const 
                                      Changes* changes) {
   // Reopening the O_PATH fd through /proc reads the very inode just
   // checked, whatever happens to its path meanwhile.
-  absl::StatusOr<Digest> digest = cas_->PutFile(ProcPath(path_fd));
+  absl::StatusOr<Digest> digest = cas_->PutFile(ProcPath(path_fd), amld::storage::Durability::kDeferred);
   if (!digest.ok()) {
     const absl::StatusCode code = digest.status().code();
     // The run removed the file meanwhile, or made it unreadable: not the

@@ -14,6 +14,12 @@
 // read outside its folder; links, fifos and other non-regular files are
 // never stored and are described in Changes::skipped.
 //
+// Durability: files are stored with storage::Durability::kDeferred — no
+// fsync per file. Whoever records what a Sync stored must first make it
+// durable (ContentStore::SyncPending), so a recorded artifact never names a
+// blob a power cut could lose; the live ingester does that at most once per
+// interval and once at the end of the run.
+//
 // Thread-safety: thread-compatible; the live ingester holds a per-run mutex
 // around each call. Hooks are called synchronously from Sync.
 #pragma once
@@ -71,6 +77,9 @@ class ArtifactSync {
   // file is skipped instead.
   absl::Status Sync(const std::string& rel, const Hooks& hooks, Changes* changes);
 
+  // Makes the next Sync that meets `rel` read it again (after a failed CAS
+  // sync dropped what was stored for it).
+  void ForgetStamp(const std::string& rel);
   // The digest stored for `rel`, if any.
   std::optional<amld::storage::Digest> StoredDigest(const std::string& rel) const;
   // Every file known to be stored, sorted by path.

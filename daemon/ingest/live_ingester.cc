@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -49,6 +50,8 @@ struct LiveIngester::RunState {
   bool degraded_logged ABSL_GUARDED_BY(mu) = false;
   // Removals the store refused while the run ran; retried at Finish.
   std::vector<std::string> unapplied_removals ABSL_GUARDED_BY(mu);
+  // Files stored in the CAS, not yet durable, so not yet recorded.
+  std::map<std::string, amld::storage::Digest> unrecorded ABSL_GUARDED_BY(mu);
 };
 
 LiveIngester::LiveIngester(LiveIngesterDeps deps, LiveIngesterOptions options)
@@ -61,7 +64,8 @@ LiveIngester::~LiveIngester() = default;
 IngestStats LiveIngester::stats() const {
   return IngestStats{files_read_.load(),     rescans_.load(),
                      overflows_.load(),      unknown_watch_events_.load(),
-                     metrics_stored_.load(), metric_lines_skipped_.load()};
+                     metrics_stored_.load(), metric_lines_skipped_.load(),
+                     cas_syncs_.load()};
 }
 
 // ---------------------------------------------------------------------------
@@ -245,7 +249,7 @@ void LiveIngester::Process(RunState& run, const std::vector<Item>& items) {
   bool metrics = false;
   for (const auto& [key, reason] : items) {
     if (key.work == Work::kRescan) rescan = &reason;
-    if (key.work != Work::kPath) metrics = true;
+    if (key.work == Work::kRescan || key.work == Work::kMetrics) metrics = true;
   }
   ArtifactSync::Hooks hooks;
   hooks.on_folder = [&](const std::string& rel, int dir_fd) {
@@ -318,11 +322,51 @@ void LiveIngester::Apply(RunState& run, const ArtifactSync::Changes& changes) {
       run.unapplied_removals.insert(run.unapplied_removals.end(), removed.begin(), removed.end());
     }
   }
-  if (!put.empty()) {
-    // Finish stores the whole set again, so a failure here heals then.
-    absl::Status s = deps_.store->PutArtifacts(run.run_id, put);
-    if (!s.ok()) deps_.log->warn("run {}: cannot record files: {}", run.run_id, s.ToString());
+  for (const std::string& path : removed) run.unrecorded.erase(path);
+  for (Artifact& a : put) run.unrecorded[a.path] = std::move(a.digest);
+  RecordStored(run);
+}
+
+absl::Status LiveIngester::SyncStore() {
+  absl::MutexLock lock(&sync_mu_);
+  ++cas_syncs_;
+  last_sync_ = deps_.clock->Now();
+  return deps_.cas->SyncPending();
+}
+
+void LiveIngester::RecordStored(RunState& run) {
+  run.mu.AssertHeld();
+  if (run.unrecorded.empty()) return;
+  absl::Duration wait;
+  {
+    absl::MutexLock lock(&sync_mu_);
+    wait = last_sync_ + options_.durable_interval - deps_.clock->Now();
   }
+  if (wait > absl::ZeroDuration()) {
+    absl::MutexLock table(&mu_);
+    ScheduleLocked(run.run_id, Work::kFlush, "", wait);
+    return;
+  }
+  if (absl::Status s = SyncStore(); !s.ok()) {
+    // The sync removed the objects it covered (their content is unknown):
+    // store them again from the run's folder.
+    deps_.log->warn("run {}: cannot make stored files durable: {}", run.run_id, s.ToString());
+    for (const auto& [path, digest] : run.unrecorded) run.sync.ForgetStamp(path);
+    absl::MutexLock table(&mu_);
+    ScheduleLocked(run.run_id, Work::kRescan, "", options_.durable_interval,
+                   "a CAS sync failed");
+    return;
+  }
+  std::vector<Artifact> put;
+  for (auto& [path, digest] : run.unrecorded) {
+    // Only the net effect: what the folder holds now.
+    if (run.sync.StoredDigest(path) == digest) put.push_back(Artifact{path, digest});
+  }
+  run.unrecorded.clear();
+  if (put.empty()) return;
+  // Finish stores the whole set again, so a failure here heals then.
+  absl::Status s = deps_.store->PutArtifacts(run.run_id, put);
+  if (!s.ok()) deps_.log->warn("run {}: cannot record files: {}", run.run_id, s.ToString());
 }
 
 // ---------------------------------------------------------------------------
@@ -415,9 +459,14 @@ absl::Status LiveIngester::Finish(const std::string& run_id, const RunPaths& pat
   absl::StatusOr<ScopedFd> std_log = OpenRunFile(paths, "user_logs/std_log.txt");
   if (std_log.ok()) {
     AMLD_ASSIGN_OR_RETURN(amld::storage::Digest digest,
-                          deps_.cas->PutFile(absl::StrCat("/proc/self/fd/", std_log->get())));
+                          deps_.cas->PutFile(absl::StrCat("/proc/self/fd/", std_log->get()),
+                                             amld::storage::Durability::kDeferred));
     artifacts.push_back(Artifact{"user_logs/std_log.txt", std::move(digest)});
   }
+  // One sync for everything the run stored (live and now), before any of
+  // it is recorded.
+  AMLD_RETURN_IF_ERROR(SyncStore());
+  run->unrecorded.clear();
   std::vector<std::string> removed = std::move(run->unapplied_removals);
   removed.insert(removed.end(), changes.removed.begin(), changes.removed.end());
   std::erase_if(removed,

@@ -62,10 +62,13 @@ class LiveIngesterTest : public ::testing::Test {
   }
 
   // Racy stamps off: a file stored is trusted at once, so tests can count
-  // reads exactly. (RacyStampsAreReadAgain covers the window.)
+  // reads exactly. (RacyStampsAreReadAgain covers the window.) A CAS sync
+  // per pass, so what a pass stored is recorded at once.
+  // (FilesAreRecordedAfterOneSyncPerInterval covers the interval.)
   static LiveIngesterOptions Exact() {
     LiveIngesterOptions o;
     o.racy_window = absl::ZeroDuration();
+    o.durable_interval = absl::ZeroDuration();
     return o;
   }
   void MakeIngester(LiveIngesterOptions options = Exact(), Watcher* watcher = nullptr) {
@@ -192,7 +195,9 @@ TEST_F(LiveIngesterTest, ANewFolderIsWatchedBeforeItIsListedSoEarlyFilesAreFound
 }
 
 TEST_F(LiveIngesterTest, OverflowLeadsToARescanThatMissesNothing) {
-  MakeIngester(LiveIngesterOptions{});  // real racy window: a.txt is rewritten at once
+  LiveIngesterOptions options;  // real racy window: a.txt is rewritten at once
+  options.durable_interval = absl::ZeroDuration();
+  MakeIngester(options);
   StartWatching();
   WriteFile(paths_.outputs / "a.txt", "a1");
   WriteFile(paths_.outputs / "gone.txt", "g");
@@ -298,6 +303,63 @@ TEST_F(LiveIngesterTest, FinishReadsOnlyChangedFilesAndLetsTheWatchesGo) {
   ingester_->HandleEvents({WatchEvent{WatchEvent::Kind::kEntry, outputs_watch, "late", false}});
   EXPECT_EQ(ingester_->stats().unknown_watch_events, 0);
   EXPECT_EQ(Step(), absl::InfiniteFuture());
+}
+
+TEST_F(LiveIngesterTest, FilesAreRecordedAfterOneSyncPerInterval) {
+  LiveIngesterOptions options = Exact();
+  options.durable_interval = absl::Seconds(1);
+  MakeIngester(options);
+  StartWatching();
+  WriteFile(paths_.outputs / "a.txt", "a");
+  Event(paths_.outputs, "a.txt");
+  Settle();
+  // The first sync of the ingester's life is due at once.
+  EXPECT_EQ(Stored(), (Files{{"outputs/a.txt", "a"}}));
+  EXPECT_EQ(ingester_->stats().cas_syncs, 1);
+  EXPECT_EQ(cas_->PendingSyncCount(), 0);
+
+  // Within the interval, files are stored without an fsync each and wait
+  // (unrecorded) for the next sync.
+  for (int i = 0; i < 100; ++i) {
+    const std::string name = absl::StrCat("f", i, ".txt");
+    WriteFile(paths_.outputs / name, absl::StrCat("content ", i));
+    Event(paths_.outputs, name);
+  }
+  Settle();
+  EXPECT_EQ(ingester_->stats().files_read, 101);
+  EXPECT_EQ(Stored().size(), 1u) << "recorded only after they are durable";
+  EXPECT_EQ(cas_->PendingSyncCount(), 100);
+  EXPECT_EQ(ingester_->stats().cas_syncs, 1);
+  // The flush is due when the interval ends: one sync for all 100.
+  const absl::Time due = Step();
+  EXPECT_LE(due, clock_.Now() + absl::Seconds(1));
+  clock_.Advance(due - clock_.Now());
+  Step();
+  EXPECT_EQ(Stored().size(), 101u);
+  EXPECT_EQ(Stored().at("outputs/f99.txt"), "content 99");
+  EXPECT_EQ(cas_->PendingSyncCount(), 0);
+  EXPECT_EQ(ingester_->stats().cas_syncs, 2);
+
+  // A file stored and removed before its sync is never recorded.
+  WriteFile(paths_.outputs / "tmp.txt", "t");
+  Event(paths_.outputs, "tmp.txt");
+  Settle();
+  fs::remove(paths_.outputs / "tmp.txt");
+  Event(paths_.outputs, "tmp.txt");
+  clock_.Advance(absl::Seconds(1));
+  Step();
+  EXPECT_FALSE(Stored().contains("outputs/tmp.txt"));
+
+  // The end of the run: one more sync covers what Finish stored.
+  WriteFile(paths_.outputs / "last.txt", "l");
+  WriteFile(paths_.std_log, "bye\n");
+  const int64_t syncs = ingester_->stats().cas_syncs;
+  ASSERT_TRUE(ingester_->Finish(run_id_, paths_, nullptr).ok());
+  EXPECT_EQ(ingester_->stats().cas_syncs, syncs + 1);
+  EXPECT_EQ(cas_->PendingSyncCount(), 0);
+  EXPECT_EQ(Stored().at("outputs/last.txt"), "l");
+  EXPECT_EQ(Stored().at("user_logs/std_log.txt"), "bye\n");
+  EXPECT_EQ(Stored().size(), 103u);
 }
 
 TEST_F(LiveIngesterTest, RacyStampsAreReadAgain) {
