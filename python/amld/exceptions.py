@@ -65,3 +65,11 @@ class ExperimentExecutionException(AmldException):
 
 class RunEnvironmentException(AmldException):
     """Run.get_context(allow_offline=False) was called outside a run started by amld."""
+
+
+class ComputeTargetException(UserErrorException):
+    """A compute target could not be found, attached, created or removed (azureml's name).
+
+    ``ComputeTarget(workspace=ws, name=n)`` raises it when no target has that
+    name, so the samples' try/except-create pattern works unchanged.
+    """

@@ -17,7 +17,13 @@ from amld.exceptions import (
     UnsupportedOptionError,
     UserErrorException,
 )
-from amld.v1 import daemon_pb2, daemon_pb2_grpc, experiments_pb2_grpc, runs_pb2_grpc
+from amld.v1 import (
+    compute_pb2_grpc,
+    daemon_pb2,
+    daemon_pb2_grpc,
+    experiments_pb2_grpc,
+    runs_pb2_grpc,
+)
 
 _USER_ERROR_CODES = (
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -109,6 +115,7 @@ class DaemonClient:
         self.runs = runs_pb2_grpc.RunsStub(self.channel)
         self.experiments = experiments_pb2_grpc.ExperimentsStub(self.channel)
         self.daemon = daemon_pb2_grpc.DaemonStub(self.channel)
+        self.compute = compute_pb2_grpc.ComputeTargetsStub(self.channel)
 
     def call(self, method, request, doing, timeout=None, mid_stream=False):
         """Make a unary call; a gRPC error becomes an amld exception (see error_from_rpc)."""

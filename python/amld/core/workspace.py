@@ -153,9 +153,9 @@ class Workspace:
 
     @property
     def compute_targets(self):
-        """The compute targets the daemon can run on, as a dict of name → name (e.g. "local")."""
-        info = self._daemon().get_info()
-        return {name: name for name in info.executors}
+        """The daemon's compute targets, "local" included, as a dict of name → ComputeTarget."""
+        from amld.core.compute import ComputeTarget
+        return {t.name: t for t in ComputeTarget.list(self)}
 
     def get_details(self):
         """The daemon's facts (version, data folder, socket, pid, counters) as a dict."""
