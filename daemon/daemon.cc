@@ -1,5 +1,7 @@
 #include "daemon/daemon.h"
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/impl/codegen/service_type.h>
 #include <grpcpp/resource_quota.h>
 #include <grpcpp/server.h>
@@ -180,6 +182,13 @@ struct Daemon::Impl {
     services.push_back(NewDaemonService(deps));
     services.push_back(NewComputeTargetsService(deps));
     services.push_back(NewSnapshotsService(watched_roots.get()));
+    // For clients nobody here wrote (IDE plugins, grpcurl): the standard
+    // health service (grpc.health.v1.Health: "" is SERVING while the daemon
+    // serves, NOT_SERVING once it stops) and server reflection
+    // (grpc.reflection.v1alpha), which describes every service and message
+    // from the descriptors linked into the daemon. docs/api.md says how.
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
     for (auto& service : services) builder.RegisterService(service.get());
     // Room for a full batch plus its framing; bigger blobs go through Write.
@@ -193,6 +202,9 @@ struct Daemon::Impl {
   void Shutdown() {
     if (stopped) return;
     stopped = true;
+    if (server != nullptr && server->GetHealthCheckService() != nullptr) {
+      server->GetHealthCheckService()->Shutdown();  // NOT_SERVING to health watchers
+    }
     if (listener != nullptr) listener->Stop();
     if (server != nullptr) {
       server->Shutdown(absl::ToChronoTime(absl::Now() + kShutdownGrace));
