@@ -167,7 +167,12 @@ absl::StatusOr<int64_t> FollowLogs(const Connection& conn, const std::string& ru
     if (!run.ok() && !IsTransient(code)) return run.status();
     if (run.ok()) {
       reconnector.Alive();
-      if (log_missing && final_pass) return offset;  // no log was ever written
+      if (log_missing && final_pass) {
+        // The run's own log may never have been written; a log asked for
+        // by name (--path, --rank) that the ended run lacks is an error.
+        if (path.empty() || path == "user_logs/std_log.txt") return offset;
+        return FromGrpcStatus(st, doing, conn.socket_path);
+      }
       if (IsTerminal(run->status())) {
         final_pass = true;
         continue;

@@ -52,6 +52,14 @@ struct LaunchSpec {
   absl::Duration max_duration = absl::ZeroDuration();
   // Between SIGTERM and SIGKILL on cancel or timeout.
   absl::Duration kill_grace = absl::Seconds(10);
+  // Several processes for the run (RunConfig.distributed), started by
+  // amld-launch under the supervisor (launch/launch_protocol.h). `kind` ""
+  // means one process: argv itself.
+  struct Processes {
+    std::string kind;  // "pytorch", "tensorflow", "mpi"
+    int count = 1;     // every process, parameter servers included
+    int parameter_servers = 0;
+  } processes;
 };
 
 // How a run's process ended, from the supervisor's exit file.

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
+#include "daemon/executors/launch/launch_protocol.h"
 
 namespace amld::daemon {
 
@@ -41,7 +42,12 @@ absl::StatusOr<ExitStatus> ReadExitStatus(const std::filesystem::path& run_dir) 
     return SupervisorLost(absl::StrCat("amld-shim is gone and left no ", path.string()), shim_log);
   }
   if (!text.ok()) return SupervisorLost(text.status().message(), shim_log);
-  return ExitStatusFromFile(*text, path.string(), shim_log);
+  absl::StatusOr<ExitStatus> status = ExitStatusFromFile(*text, path.string(), shim_log);
+  // A distributed run: name the process that failed first (amld-launch).
+  if (status.ok() && !Succeeded(*status) && status->failure.empty()) {
+    status->failure = launch::ReadLaunchFailure(run_dir);
+  }
+  return status;
 }
 
 bool Succeeded(const ExitStatus& e) {

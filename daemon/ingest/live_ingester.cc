@@ -8,6 +8,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "daemon/ingest/metrics_tail.h"
 #include "daemon/executors/run_folder.h"
@@ -28,6 +29,21 @@ constexpr char kMetricsLogName[] = "amld-metrics.log";
 
 ScopedFd OpenFolderPath(const std::filesystem::path& dir) {
   return ScopedFd(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+}
+
+// user_logs/std_log.txt, then user_logs/std_log_process_<rank>.txt of a
+// distributed run (daemon/executors/launch/), sorted.
+std::vector<std::string> UserLogs(const RunPaths& paths) {
+  std::vector<std::string> logs = {"user_logs/std_log.txt"};
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(paths.user_logs, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (absl::StartsWith(name, "std_log_process_") && absl::EndsWith(name, ".txt")) {
+      logs.push_back("user_logs/" + name);
+    }
+  }
+  std::sort(logs.begin() + 1, logs.end());
+  return logs;
 }
 
 }  // namespace
@@ -456,12 +472,14 @@ absl::Status LiveIngester::Finish(const std::string& run_id, const RunPaths& pat
     skipped->insert(skipped->end(), changes.skipped.begin(), changes.skipped.end());
   }
   std::vector<Artifact> artifacts = run->sync.Current();
-  absl::StatusOr<ScopedFd> std_log = OpenRunFile(paths, "user_logs/std_log.txt");
-  if (std_log.ok()) {
+  // The run's output, and each process's of a distributed run.
+  for (const std::string& log : UserLogs(paths)) {
+    absl::StatusOr<ScopedFd> fd = OpenRunFile(paths, log);
+    if (!fd.ok()) continue;
     AMLD_ASSIGN_OR_RETURN(amld::storage::Digest digest,
-                          deps_.cas->PutFile(absl::StrCat("/proc/self/fd/", std_log->get()),
+                          deps_.cas->PutFile(absl::StrCat("/proc/self/fd/", fd->get()),
                                              amld::storage::Durability::kDeferred));
-    artifacts.push_back(Artifact{"user_logs/std_log.txt", std::move(digest)});
+    artifacts.push_back(Artifact{log, std::move(digest)});
   }
   // One sync for everything the run stored (live and now), before any of
   // it is recorded.

@@ -76,10 +76,23 @@ RunManager::~RunManager() = default;
 
 absl::StatusOr<Run> RunManager::Submit(const RunConfig& submitted, uint32_t submitter_uid) {
   AMLD_RETURN_IF_ERROR(ValidateRunConfig(submitted));
+  const LaunchSpec::Processes processes = ProcessesOf(submitted);
   if (!submitted.compute_target().empty()) {  // NOT_FOUND naming it when undefined
-    AMLD_RETURN_IF_ERROR(deps_.store->GetComputeTarget(submitted.compute_target()).status());
+    AMLD_ASSIGN_OR_RETURN(amld::v1::ComputeTarget target,
+                          deps_.store->GetComputeTarget(submitted.compute_target()));
+    if (!processes.kind.empty() && !target.has_local()) {
+      return absl::UnimplementedError(absl::StrCat(
+          "distributed runs (", processes.kind, ", ", processes.count,
+          " processes) are not supported on SSH or Slurm targets yet: submit to the local target"));
+    }
   }
   RunConfig config = submitted;
+  // Each process holds a CPU slot (as a Slurm task does), so a distributed
+  // run waits until the machine has room for all of them, and is refused
+  // below when it never can.
+  if (config.resources().cpus() < processes.count) {
+    config.mutable_resources()->set_cpus(processes.count);
+  }
   {
     absl::MutexLock lock(&mu_);
     AMLD_RETURN_IF_ERROR(ApplyLimitsLocked(&config));

@@ -82,7 +82,31 @@ LaunchSpec BuildLaunchSpec(const std::string& run_id, const amld::v1::RunConfig&
   spec.gpus = std::max(0, config.resources().gpus());
   spec.max_duration = absl::Seconds(config.max_run_duration_seconds());
   spec.kill_grace = kill_grace;
+  spec.processes = ProcessesOf(config);
   return spec;
+}
+
+LaunchSpec::Processes ProcessesOf(const amld::v1::RunConfig& config) {
+  LaunchSpec::Processes p;
+  const amld::v1::DistributedConfig& d = config.distributed();
+  switch (d.config_case()) {
+    case amld::v1::DistributedConfig::kPytorch:
+      p.kind = "pytorch";
+      p.count = d.pytorch().process_count();
+      break;
+    case amld::v1::DistributedConfig::kMpi:
+      p.kind = "mpi";
+      p.count = d.mpi().process_count_per_node() * std::max(1, d.mpi().node_count());
+      break;
+    case amld::v1::DistributedConfig::kTensorflow:
+      p.kind = "tensorflow";
+      p.count = d.tensorflow().worker_count() + d.tensorflow().parameter_server_count();
+      p.parameter_servers = d.tensorflow().parameter_server_count();
+      break;
+    case amld::v1::DistributedConfig::CONFIG_NOT_SET:
+      break;
+  }
+  return p;
 }
 
 void SetVisibleGpus(const std::vector<int>& gpus, LaunchSpec* spec) {

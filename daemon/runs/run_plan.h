@@ -40,6 +40,11 @@ std::vector<std::string> BuildArgv(const amld::v1::RunConfig& config);
 EnvList BuildEnvironment(const EnvList& base, const std::string& run_id,
                          const amld::v1::RunConfig& config, const RunPaths& paths);
 
+// The processes RunConfig.distributed asks for (one, kind "", when unset);
+// MPI's count is per node × nodes. The config was validated
+// (ValidateRunConfig).
+LaunchSpec::Processes ProcessesOf(const amld::v1::RunConfig& config);
+
 // Everything Executor::Launch needs.
 LaunchSpec BuildLaunchSpec(const std::string& run_id, const amld::v1::RunConfig& config,
                            const RunPaths& paths, const EnvList& base_env,

@@ -11,6 +11,7 @@
 #include "storage/snapshot/snapshot.h"
 #include "storage/state/state_store.h"
 #include "base/status_macros.h"
+#include "daemon/executors/launch/launch_protocol.h"
 
 namespace amld::daemon {
 namespace {
@@ -46,12 +47,73 @@ absl::Status ValidateEnvName(const std::string& name) {
   return absl::OkStatus();
 }
 
+// The counts of RunConfig.distributed, as azureml checks them, and what one
+// machine can hold (several nodes need a Slurm target).
+absl::Status ValidateDistributed(const amld::v1::DistributedConfig& d) {
+  using amld::v1::DistributedConfig;
+  auto at_least_one = [](const char* config, const char* field, int value) {
+    return value >= 1 ? absl::OkStatus()
+                      : absl::InvalidArgumentError(absl::StrCat(
+                            config, ".", field, " must be at least 1, got ", value));
+  };
+  int nodes = 1;
+  int processes = 1;
+  switch (d.config_case()) {
+    case DistributedConfig::kPytorch: {
+      const amld::v1::PyTorchConfiguration& p = d.pytorch();
+      AMLD_RETURN_IF_ERROR(at_least_one("PyTorchConfiguration", "process_count", p.process_count()));
+      AMLD_RETURN_IF_ERROR(at_least_one("PyTorchConfiguration", "node_count", p.node_count()));
+      if (p.process_count() % p.node_count() != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "PyTorchConfiguration.process_count ", p.process_count(),
+            " is not a whole number of processes per node for node_count ", p.node_count()));
+      }
+      if (!p.communication_backend().empty() && p.communication_backend() != "nccl" &&
+          p.communication_backend() != "gloo") {
+        return absl::InvalidArgumentError(
+            absl::StrCat("PyTorchConfiguration.communication_backend must be \"nccl\" or "
+                         "\"gloo\", got \"",
+                         p.communication_backend(), "\""));
+      }
+      nodes = p.node_count();
+      processes = p.process_count();
+      break;
+    }
+    case DistributedConfig::kMpi:
+      AMLD_RETURN_IF_ERROR(at_least_one("MpiConfiguration", "process_count_per_node",
+                                        d.mpi().process_count_per_node()));
+      AMLD_RETURN_IF_ERROR(at_least_one("MpiConfiguration", "node_count", d.mpi().node_count()));
+      nodes = d.mpi().node_count();
+      processes = d.mpi().process_count_per_node() * nodes;
+      break;
+    case DistributedConfig::kTensorflow:
+      AMLD_RETURN_IF_ERROR(at_least_one("TensorflowConfiguration", "worker_count",
+                                        d.tensorflow().worker_count()));
+      if (d.tensorflow().parameter_server_count() < 0) {
+        return absl::InvalidArgumentError(
+            "TensorflowConfiguration.parameter_server_count must not be negative");
+      }
+      processes = d.tensorflow().worker_count() + d.tensorflow().parameter_server_count();
+      break;
+    case DistributedConfig::CONFIG_NOT_SET:
+      return absl::OkStatus();
+  }
+  if (nodes > 1) {
+    return absl::UnimplementedError(absl::StrCat(
+        "a distributed run on ", nodes,
+        " nodes is not supported yet: amld runs distributed jobs on one machine (node_count 1)"));
+  }
+  if (processes > launch::kMaxProcesses) {
+    return absl::InvalidArgumentError(absl::StrCat("a run of ", processes,
+                                                   " processes on one machine is too many; at "
+                                                   "most ",
+                                                   launch::kMaxProcesses));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateUnsupported(const amld::v1::RunConfig& config) {
   std::vector<std::string> unsupported;
-  if (config.has_distributed() &&
-      config.distributed().config_case() != amld::v1::DistributedConfig::CONFIG_NOT_SET) {
-    unsupported.push_back("distributed (MPI/PyTorch/TensorFlow configurations)");
-  }
   if (config.environment().pip_requirements_size() > 0) {
     unsupported.push_back("environment.pip_requirements");
   }
@@ -116,6 +178,7 @@ absl::Status ValidateRunConfig(const amld::v1::RunConfig& config) {
       amld::storage::ValidateDigest(amld::storage::FromProto(config.snapshot_root())));
   // The compute target is checked against the defined targets by
   // RunManager::Submit (StateStore::GetComputeTarget: NOT_FOUND).
+  AMLD_RETURN_IF_ERROR(ValidateDistributed(config.distributed()));
   return ValidateUnsupported(config);
 }
 

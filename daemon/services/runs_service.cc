@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "amld/v1/runs.grpc.pb.h"
@@ -25,6 +26,8 @@ using amld::v1::Run;
 namespace pb = amld::v1;
 
 constexpr char kDefaultLog[] = "user_logs/std_log.txt";
+// user_logs/std_log_process_<rank>.txt (daemon/executors/launch/).
+constexpr char kRankLogPrefix[] = "user_logs/std_log_process_";
 
 absl::Status CheckOffset(int64_t offset) {
   if (offset < 0) {
@@ -177,10 +180,12 @@ class LogStreamer final : public grpc::ServerWriteReactor<pb::LogChunk> {
       terminal_ = terminal_ || IsTerminal(sub.run.status());
     }
     absl::Status opened = OpenSource();
-    if (opened.code() == absl::StatusCode::kNotFound && path_ == kDefaultLog) {
-      // Every run has this log, empty until it is prepared (a queued run, or
-      // one that failed before it started). With follow on a live run, each
-      // status change retries the open.
+    // Every run has this log, empty until it is prepared (a queued run, or
+    // one that failed before it started), and a distributed run one per
+    // rank, made before it starts. With follow on a live run, each status
+    // change retries the open.
+    if (opened.code() == absl::StatusCode::kNotFound &&
+        (path_ == kDefaultLog || (absl::StartsWith(path_, kRankLogPrefix) && !IsTerminalNow()))) {
       if (offset_ > 0 && IsTerminalNow()) {
         return absl::OutOfRangeError(
             absl::StrCat("offset ", offset_, " is past the end of ", path_, " (0 bytes)"));

@@ -307,9 +307,10 @@ TEST_F(DaemonTest, SubmitRefusesBadConfigsWithTheDocumentedCodes) {
   pb::RunConfig distributed = Config(root);
   distributed.set_script("train.py");
   distributed.mutable_distributed()->mutable_mpi()->set_node_count(2);
+  distributed.mutable_distributed()->mutable_mpi()->set_process_count_per_node(1);
   s = Submit(distributed, &run);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_THAT(s.error_message(), HasSubstr("distributed"));
+  EXPECT_THAT(s.error_message(), HasSubstr("distributed run on 2 nodes"));
 
   pb::RunConfig escaping = Config(root);
   escaping.set_script("../train.py");

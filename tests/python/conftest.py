@@ -75,7 +75,9 @@ class Daemon:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [binary("amld"), "--socket", self.socket, "--data-dir", self.data_dir,
-                 "--max-concurrent-runs", "4"],
+                 "--max-concurrent-runs", "4",
+                 # Slots, not cores: room for a 3-process distributed run on a 2-core machine.
+                 "--cpus", "4"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env)
         from amld.core import Workspace
         from amld.exceptions import DaemonUnavailableException

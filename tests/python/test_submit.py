@@ -133,7 +133,7 @@ def _distributed():
     from amld.core import ScriptRunConfig
     from amld.core.runconfig import PyTorchConfiguration
     return ScriptRunConfig(".", script="train.py", distributed_job_config=PyTorchConfiguration(
-        communication_backend="Gloo", process_count=2, node_count=1))
+        communication_backend="Gloo", process_count=4, node_count=2))
 
 
 def _pip_requirements():

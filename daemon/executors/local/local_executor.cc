@@ -29,6 +29,7 @@
 #include "base/status_macros.h"
 #include "daemon/executors/launch_spec.h"
 #include "daemon/executors/exit_status.h"
+#include "daemon/executors/launch/launch_protocol.h"
 #include "daemon/executors/run_handle.h"
 #include "daemon/executors/shim/shim_protocol.h"
 #include "daemon/executors/subprocess.h"
@@ -214,7 +215,31 @@ absl::StatusOr<ShimIdentity> LocalExecutor::SpawnShim(const LaunchSpec& spec,
   shim.argv = {shim_path_.string(), "--run-dir=" + run_dir.string(),
                absl::StrCat("--max-duration-ns=", DurationNs(spec.max_duration)),
                absl::StrCat("--grace-ns=", DurationNs(spec.kill_grace)), "--"};
-  shim.argv.insert(shim.argv.end(), spec.argv.begin(), spec.argv.end());
+  if (spec.processes.kind.empty()) {
+    shim.argv.insert(shim.argv.end(), spec.argv.begin(), spec.argv.end());
+  } else {
+    // Several processes: amld-launch (beside amld-shim) starts them under
+    // the supervisor, which then stops and reports them as one run.
+    const fs::path launch_binary = shim_path_.parent_path() / launch::kLaunchBinaryName;
+    if (::access(launch_binary.c_str(), X_OK) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot start the run's ", spec.processes.count, " processes: ", launch_binary.string(),
+          " is not an executable (install it beside amld-shim)"));
+    }
+    // Each rank's log exists from the start, so `aml run logs --rank N -f`
+    // follows it from the first byte (rank 0's is std_log.txt, linked by
+    // amld-launch once the supervisor has opened that).
+    for (int rank = 1; rank < spec.processes.count; ++rank) {
+      const fs::path log = run_dir / launch::RankLogPath(rank);
+      ScopedFd fd(::open(log.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+      if (!fd.valid()) return ErrnoStatus(errno, "create", log);
+    }
+    std::vector<std::string> launch =
+        launch::BuildLaunchArgv(launch_binary, spec.processes.kind, spec.processes.count,
+                                spec.processes.parameter_servers, run_dir,
+                                DurationNs(spec.kill_grace), spec.argv);
+    shim.argv.insert(shim.argv.end(), launch.begin(), launch.end());
+  }
   shim.env.emplace();
   for (const auto& [name, value] : spec.env) shim.env->push_back(absl::StrCat(name, "=", value));
 

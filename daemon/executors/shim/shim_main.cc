@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "daemon/executors/shim/shim_protocol.h"
+#include "daemon/executors/shim/static_flags.h"
 
 extern char** environ;
 
@@ -106,33 +107,22 @@ std::string ErrnoMessage(const std::string& what, int err) {
   return what + ": " + std::strerror(err);
 }
 
-bool ParseInt64(const char* text, int64_t* out) {
-  char* end = nullptr;
-  errno = 0;
-  long long v = std::strtoll(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || v < 0) return false;
-  *out = v;
-  return true;
-}
-
 Options ParseOptions(int argc, char** argv) {
   Options o;
   int i = 1;
   for (; i < argc; ++i) {
     std::string_view arg = argv[i];
-    auto value_of = [&](std::string_view flag) -> const char* {
-      return arg.substr(0, flag.size()) == flag ? argv[i] + flag.size() : nullptr;
-    };
+    auto value_of = [&](std::string_view flag) { return FlagValue(argv[i], flag); };
     if (arg == "--") {
       ++i;
       break;
     } else if (const char* v = value_of("--run-dir=")) {
       o.run_dir = v;
     } else if (const char* v = value_of("--max-duration-ns=")) {
-      if (!ParseInt64(v, &o.max_duration_ns))
+      if (!ParseNonNegative(v, &o.max_duration_ns))
         FailToStart("bad --max-duration-ns: " + std::string(v));
     } else if (const char* v = value_of("--grace-ns=")) {
-      if (!ParseInt64(v, &o.grace_ns)) FailToStart("bad --grace-ns: " + std::string(v));
+      if (!ParseNonNegative(v, &o.grace_ns)) FailToStart("bad --grace-ns: " + std::string(v));
     } else if (arg == "--foreground") {
       o.foreground = g_foreground = true;
     } else {

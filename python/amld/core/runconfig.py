@@ -3,9 +3,11 @@
 The distributed job configurations — MpiConfiguration, PyTorchConfiguration
 and TensorflowConfiguration — with azureml's parameters, and a small
 RunConfiguration carrying what a ScriptRunConfig's ``run_config`` carries in
-amld: the compute target, the environment and the time limit. This daemon
-refuses distributed configurations by name (UNIMPLEMENTED) until it runs
-them; they are never dropped.
+amld: the compute target, the environment and the time limit. The daemon
+runs distributed configurations on the local target with node_count 1 (each
+process's output in user_logs/std_log_process_<rank>.txt) and refuses more
+nodes, or SSH and Slurm targets, by name (UNIMPLEMENTED); they are never
+dropped.
 """
 
 from amld.core.environment import Environment

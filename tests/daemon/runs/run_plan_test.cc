@@ -164,7 +164,38 @@ TEST(SubmitValidationTest, ConfigChecksUseTheDocumentedCodes) {
       {[](RunConfig& c) { c.mutable_snapshot_root()->set_hash("xyz"); },
        absl::StatusCode::kInvalidArgument, ""},
       {[](RunConfig& c) { c.mutable_distributed()->mutable_pytorch()->set_process_count(2); },
-       absl::StatusCode::kUnimplemented, "distributed"},
+       absl::StatusCode::kInvalidArgument, "PyTorchConfiguration.node_count must be at least 1"},
+      {[](RunConfig& c) {
+         auto* p = c.mutable_distributed()->mutable_pytorch();
+         p->set_process_count(3);
+         p->set_node_count(2);
+       },
+       absl::StatusCode::kInvalidArgument, "not a whole number of processes per node"},
+      {[](RunConfig& c) {
+         auto* p = c.mutable_distributed()->mutable_pytorch();
+         p->set_process_count(4);
+         p->set_node_count(2);
+       },
+       absl::StatusCode::kUnimplemented, "distributed run on 2 nodes"},
+      {[](RunConfig& c) {
+         auto* p = c.mutable_distributed()->mutable_pytorch();
+         p->set_process_count(2);
+         p->set_node_count(1);
+         p->set_communication_backend("mpi");
+       },
+       absl::StatusCode::kInvalidArgument, "communication_backend"},
+      {[](RunConfig& c) { c.mutable_distributed()->mutable_mpi()->set_node_count(1); },
+       absl::StatusCode::kInvalidArgument, "process_count_per_node must be at least 1"},
+      {[](RunConfig& c) {
+         c.mutable_distributed()->mutable_tensorflow()->set_parameter_server_count(1);
+       },
+       absl::StatusCode::kInvalidArgument, "worker_count must be at least 1"},
+      {[](RunConfig& c) {
+         auto* p = c.mutable_distributed()->mutable_pytorch();
+         p->set_process_count(5000);
+         p->set_node_count(1);
+       },
+       absl::StatusCode::kInvalidArgument, "too many"},
       {[](RunConfig& c) { c.mutable_environment()->add_pip_requirements("numpy"); },
        absl::StatusCode::kUnimplemented, "pip_requirements"},
       {[](RunConfig& c) { c.mutable_environment()->set_docker_base_image("ubuntu"); },
@@ -188,6 +219,22 @@ TEST(SubmitValidationTest, ConfigChecksUseTheDocumentedCodes) {
   RunConfig empty_distributed = Valid();
   empty_distributed.mutable_distributed();  // set but naming no framework
   EXPECT_TRUE(ValidateRunConfig(empty_distributed).ok());
+  EXPECT_TRUE(ProcessesOf(empty_distributed).kind.empty());
+  RunConfig pytorch = Valid();
+  pytorch.mutable_distributed()->mutable_pytorch()->set_process_count(2);
+  pytorch.mutable_distributed()->mutable_pytorch()->set_node_count(1);
+  EXPECT_TRUE(ValidateRunConfig(pytorch).ok());
+  EXPECT_EQ(ProcessesOf(pytorch).kind, "pytorch");
+  EXPECT_EQ(ProcessesOf(pytorch).count, 2);
+  RunConfig tf = Valid();
+  tf.mutable_distributed()->mutable_tensorflow()->set_worker_count(2);
+  tf.mutable_distributed()->mutable_tensorflow()->set_parameter_server_count(1);
+  EXPECT_TRUE(ValidateRunConfig(tf).ok());
+  EXPECT_EQ(ProcessesOf(tf).count, 3);
+  EXPECT_EQ(ProcessesOf(tf).parameter_servers, 1);
+  EXPECT_EQ(BuildLaunchSpec("r", tf, RunPathsFor("/runs", "r"), {}, absl::Seconds(1))
+                .processes.kind,
+            "tensorflow");
 }
 
 TEST(RunPlanTest, VisibleGpusReplaceAnyInheritedValueAndKeepTheEnvironmentSorted) {
