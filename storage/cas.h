@@ -2,7 +2,7 @@
 //
 // Layout under root:
 //   objects/ab/cdef...   one file per blob, named by its SHA-256 hex, sharded
-//                        by the first two hex characters; mode 0444
+//                        by the first two hex characters; mode 0400
 //   tmp/                 blobs being written (unique names), renamed into
 //                        objects/ once verified and fsynced
 //   uploads/<hash>-<size> partial resumable uploads (BeginUpload)

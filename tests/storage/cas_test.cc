@@ -169,7 +169,7 @@ TEST_F(ContentStoreTest, PutThenReadRoundTrip) {
   EXPECT_TRUE(cas_->Verify(*d).ok());
   struct stat st;
   ASSERT_EQ(::stat(cas_->ObjectPath(*d).c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 07777, 0444u);
+  EXPECT_EQ(st.st_mode & 07777, 0400u);
   EXPECT_THAT(FilesUnder(root_ / "tmp"), IsEmpty());
 }
 
@@ -231,7 +231,7 @@ TEST_F(ContentStoreTest, SameBlobTwiceIsStoredOnce) {
   EXPECT_EQ(objects[0], cas_->ObjectPath(*a));
   struct stat st;
   ASSERT_EQ(::stat(objects[0].c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 07777, 0444u);
+  EXPECT_EQ(st.st_mode & 07777, 0400u);
   EXPECT_THAT(FilesUnder(root_ / "tmp"), IsEmpty());
 }
 
