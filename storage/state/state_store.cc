@@ -7,6 +7,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "amld/v1/common.pb.h"
 #include "base/status_macros.h"
@@ -19,6 +20,14 @@ absl::Status ValidateName(absl::string_view what, const std::string& name) {
   if (name.empty() || name.size() > 128) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, " name must be 1 to 128 characters, got ", name.size()));
+  }
+  // The first character is a letter or digit (Azure ML's rule too): names
+  // starting with '.' or '-' address amld's own folders beside run folders
+  // (runs/.spare*, daemon/runs/run_folder_pool.h) or read as options.
+  if (const char c = name[0]; !absl::ascii_isalnum(static_cast<unsigned char>(c))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " name \"", absl::CHexEscape(name),
+                     "\" must start with a letter or digit"));
   }
   for (char c : name) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
