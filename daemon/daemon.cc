@@ -240,6 +240,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   options.runs.folders.runs_root = options.data_dir / "runs";
   options.runs.base_env = CaptureDaemonEnvironment();
   options.watched_roots.state_file = options.data_dir / "watched-roots";
+  options.watched_roots.data_dir = options.data_dir;
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
   absl::Status s = impl->OpenStores();
