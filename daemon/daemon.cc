@@ -23,6 +23,7 @@
 #include "daemon/executors/executor_registry.h"
 #include "daemon/executors/local/local_executor.h"
 #include "daemon/watch/file_watcher.h"
+#include "daemon/data_dir.h"
 #include "daemon/instance_lock.h"
 #include "daemon/ingest/live_ingester.h"
 #include "daemon/runs/run_manager.h"
@@ -118,7 +119,7 @@ struct Daemon::Impl {
   bool stopped = false;
 
   absl::Status OpenStores() {
-    AMLD_RETURN_IF_ERROR(MakePrivateDir(options.data_dir));
+    AMLD_RETURN_IF_ERROR(PrepareDataDir(options.data_dir));
     log = MakeLogger(options.data_dir / "amld.log", options.log_to_stderr);
     AMLD_ASSIGN_OR_RETURN(lock, InstanceLock::Acquire(options.data_dir));
     AMLD_ASSIGN_OR_RETURN(store, amld::storage::StateStore::Open(options.data_dir / "amld.db"));
@@ -241,6 +242,7 @@ const fs::path& Daemon::socket_path() const { return impl_->socket_path; }
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   if (options.data_dir.empty()) options.data_dir = amld::base::DefaultDataDir();
   if (options.socket_path.empty()) options.socket_path = amld::base::DefaultSocketPath();
+  PrivateUmask();  // before anything is created: the data dir is the user's alone
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (options.runs.max_concurrent_runs <= 0) options.runs.max_concurrent_runs = cores;
   if (options.runs.cpus <= 0) options.runs.cpus = cores;
@@ -250,6 +252,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   options.runs.folders.runs_root = options.data_dir / "runs";
   options.runs.base_env = CaptureDaemonEnvironment();
   options.watched_roots.state_file = options.data_dir / "watched-roots";
+  options.watched_roots.data_dir = options.data_dir;
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
   absl::Status s = impl->OpenStores();

@@ -2,7 +2,8 @@
 // in this process (tests start it on a temp dir), Run() is amld's main loop
 // (start, wait for SIGTERM/SIGINT, shut down cleanly).
 //
-// Data dir layout (created 0700 when missing):
+// Data dir layout (created 0700 when missing; an existing one is made
+// private at start and the daemon's umask is 077: daemon/data_dir.h):
 //   amld.db        the state store (SQLite)
 //   cas/           the content-addressed store
 //   runs/<run_id>/ wd/, user_logs/std_log.txt, system_logs/, metrics.jsonl,

@@ -15,7 +15,7 @@ namespace amld::daemon {
 absl::StatusOr<std::unique_ptr<InstanceLock>> InstanceLock::Acquire(
     const std::filesystem::path& data_dir) {
   const std::filesystem::path path = data_dir / "amld.lock";
-  amld::base::ScopedFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  amld::base::ScopedFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!fd.valid()) return amld::base::ErrnoStatus(errno, "open", path);
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     if (errno != EWOULDBLOCK) return amld::base::ErrnoStatus(errno, "flock", path);

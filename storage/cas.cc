@@ -109,8 +109,9 @@ absl::Status StoreBytes(const fs::path& root, const Digest& d, std::string_view 
   return tmp.Install(root, d, pending);
 }
 
-// Reads an object with pread, hashing what it returns while the reads run
-// from offset 0 without a seek, so that reaching the end checks the content.
+// Reads an object with pread, hashing every byte up to the read position
+// (a Seek hashes what it skips), so that reaching the end checks the content
+// whatever offset the reads started at.
 class ObjectReader final : public BlobReader {
  public:
   // fd may be invalid for the empty blob, which needs no file.
@@ -128,10 +129,22 @@ class ObjectReader final : public BlobReader {
                                                      digest_.ToString(), ": it has ", digest_.size,
                                                      " bytes"));
     }
+    if (!failure_.ok()) return failure_;
     if (offset == pos_) return absl::OkStatus();
-    pos_ = offset;
-    verifying_ = offset == 0;
-    if (verifying_) hasher_ = std::make_unique<Sha256>();
+    // The bytes skipped are hashed now, so that reaching the end still
+    // checks the whole content (a resumed download is verified too).
+    hasher_ = std::make_unique<Sha256>();
+    pos_ = 0;
+    std::string buf(static_cast<size_t>(std::min<int64_t>(offset, kSkipChunkBytes)), '\0');
+    while (pos_ < offset) {
+      const size_t want = static_cast<size_t>(std::min<int64_t>(buf.size(), offset - pos_));
+      ssize_t got;
+      do {
+        got = ::pread(fd_.get(), buf.data(), want, pos_);
+      } while (got < 0 && errno == EINTR);
+      if (got < 0) return base::ErrnoStatus(errno, "read", path_);
+      AMLD_RETURN_IF_ERROR(Hashed(buf.data(), static_cast<size_t>(got)));
+    }
     return absl::OkStatus();
   }
 
@@ -145,19 +158,7 @@ class ObjectReader final : public BlobReader {
       got = ::pread(fd_.get(), buf, want, pos_);
     } while (got < 0 && errno == EINTR);
     if (got < 0) return base::ErrnoStatus(errno, "read", path_);
-    if (got == 0) {
-      return failure_ = CorruptObjectError(path_, digest_, absl::StrCat("it ends at byte ", pos_));
-    }
-    if (verifying_) hasher_->Update(buf, static_cast<size_t>(got));
-    pos_ += got;
-    if (verifying_ && pos_ == digest_.size) {
-      verifying_ = false;
-      std::string actual = hasher_->FinishHex();
-      if (actual != digest_.hash) {
-        return failure_ =
-                   CorruptObjectError(path_, digest_, absl::StrCat("content hashes to ", actual));
-      }
-    }
+    AMLD_RETURN_IF_ERROR(Hashed(buf, static_cast<size_t>(got)));
     return static_cast<size_t>(got);
   }
 
@@ -165,8 +166,22 @@ class ObjectReader final : public BlobReader {
   base::ScopedFd fd_;
   fs::path path_;
   Digest digest_;
+  // Counts `n` bytes read at pos_ into the hash; at the end, checks it.
+  // DATA_LOSS (sticky) when the object ends early or hashes wrong.
+  absl::Status Hashed(const char* data, size_t n) {
+    if (n == 0) {
+      return failure_ = CorruptObjectError(path_, digest_, absl::StrCat("it ends at byte ", pos_));
+    }
+    hasher_->Update(data, n);
+    pos_ += static_cast<int64_t>(n);
+    if (pos_ != digest_.size) return absl::OkStatus();
+    std::string actual = hasher_->FinishHex();
+    if (actual == digest_.hash) return absl::OkStatus();
+    return failure_ = CorruptObjectError(path_, digest_, absl::StrCat("content hashes to ", actual));
+  }
+
+  static constexpr int64_t kSkipChunkBytes = 1 << 20;
   int64_t pos_ = 0;
-  bool verifying_ = true;
   std::unique_ptr<Sha256> hasher_;
   absl::Status failure_;  // sticky: a corrupt object stays corrupt
 };

@@ -2,7 +2,7 @@
 //
 // Layout under root:
 //   objects/ab/cdef...   one file per blob, named by its SHA-256 hex, sharded
-//                        by the first two hex characters; mode 0444
+//                        by the first two hex characters; mode 0400
 //   tmp/                 blobs being written (unique names), renamed into
 //                        objects/ once verified and fsynced
 //   uploads/<hash>-<size> partial resumable uploads (BeginUpload)
@@ -86,8 +86,10 @@ class BlobReader {
  public:
   virtual ~BlobReader() = default;
   virtual int64_t size() const = 0;
-  // Moves the read position; INVALID_ARGUMENT past the end. Seeking skips
-  // the corruption check (only a read from 0 to the end verifies).
+  // Moves the read position; INVALID_ARGUMENT past the end. The bytes before
+  // `offset` are read and hashed (one sequential read of the prefix), so a
+  // read that starts at an offset is verified at the end like one from 0;
+  // DATA_LOSS when the prefix already shows the object corrupt.
   virtual absl::Status Seek(int64_t offset) = 0;
   // Reads up to `n` (> 0) bytes into `buf`; returns how many (0 at the end).
   virtual absl::StatusOr<size_t> Read(char* buf, size_t n) = 0;
@@ -99,7 +101,8 @@ class BlobUpload {
   virtual ~BlobUpload() = default;
   // Bytes already held (from an earlier, interrupted upload too).
   virtual int64_t committed_size() const = 0;
-  // Appends `data`, which must start at `offset` == committed_size();
+  // Appends `data`, which must start at `offset` == committed_size(), or at
+  // 0, which starts the upload anew (dropping what an earlier one left);
   // INVALID_ARGUMENT otherwise, or when it would exceed the digest's size.
   virtual absl::Status Append(int64_t offset, std::string_view data) = 0;
   // Verifies the whole content against the digest, fsyncs and moves it into

@@ -22,14 +22,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr mode_t kObjectMode = 0444;
+// Read-only, and the daemon user's alone: objects hold sources and outputs.
+constexpr mode_t kObjectMode = 0400;
 
 bool SameFile(const struct stat& a, const struct stat& b) {
   return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
 absl::Status EnsureShardDir(const fs::path& shard) {
-  if (::mkdir(shard.c_str(), 0755) == 0) return base::SyncDirectory(shard.parent_path());
+  if (::mkdir(shard.c_str(), 0700) == 0) return base::SyncDirectory(shard.parent_path());
   if (errno == EEXIST) return absl::OkStatus();
   return base::ErrnoStatus(errno, "create folder", shard);
 }

@@ -83,6 +83,13 @@ class FileBlobUpload final : public BlobUpload {
 
   absl::Status Append(int64_t offset, std::string_view data) override {
     if (state_ == State::kDiscarded) return DiscardedError();
+    if (offset == 0 && committed_ > 0 && state_ == State::kOpen) {
+      // Offset 0 starts anew (the Cas proto's rule): what an abandoned
+      // upload left behind must not block a client that starts over.
+      if (::ftruncate(fd_.get(), 0) != 0) return base::ErrnoStatus(errno, "truncate", path_);
+      hasher_ = std::make_unique<Sha256>();
+      committed_ = 0;
+    }
     if (offset != committed_) {
       return absl::InvalidArgumentError(absl::StrCat("upload of ", digest_.ToString(),
                                                      " must continue at byte ", committed_,

@@ -30,7 +30,10 @@ absl::StatusOr<ExitStatus> ExitStatusFromFile(absl::string_view text, absl::stri
   std::string error;
   std::optional<shim::ExitRecord> record =
       shim::ParseExitRecord(std::string_view(text.data(), text.size()), &error);
-  if (!record) return SupervisorLost(absl::StrCat(path, " is unreadable: ", error), shim_log);
+  if (!record) {
+    return SupervisorLost(
+        absl::StrCat(path, " is unreadable: ", error, "; the run's exit code is lost"), shim_log);
+  }
   return ExitStatusFromRecord(*record);
 }
 

@@ -140,6 +140,17 @@ void WatchedRoots::RemoveRootLocked(Root& r) {
 
 // ------------------------------------------------------------ public calls
 
+absl::Status WatchedRoots::CheckNotInDataDir(const fs::path& canon) const {
+  if (options_.data_dir.empty()) return absl::OkStatus();
+  std::error_code ec;
+  fs::path data = fs::canonical(options_.data_dir, ec);
+  if (ec) data = options_.data_dir;
+  if (!IsUnder(canon.string(), data.string())) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "cannot watch ", canon.string(), ": it lies inside amld's own data dir ", data.string(),
+      ", where every object amld stores would be a new change to store; watch a source folder"));
+}
+
 absl::Status WatchedRoots::CheckNoOverlap(const fs::path& path) const {
   const std::string p = path.string();
   for (const auto& [other, r] : roots_) {
@@ -165,6 +176,7 @@ absl::StatusOr<pb::WatchedRoot> WatchedRoots::Watch(const fs::path& path) {
   if (!fs::is_directory(canon, ec)) {
     return absl::NotFoundError(absl::StrCat("cannot watch ", canon.string(), ": not a folder"));
   }
+  AMLD_RETURN_IF_ERROR(CheckNotInDataDir(canon));
   AMLD_RETURN_IF_ERROR(CheckLocalFileSystem(canon));
   std::shared_ptr<Root> r;
   bool fresh = false;

@@ -82,6 +82,9 @@ namespace amld::daemon {
 struct WatchedRootsOptions {
   // Where registrations are kept; empty: not persisted.
   std::filesystem::path state_file;
+  // The daemon's data dir: no root may lie inside it (each object the CAS
+  // stored would be a change to store again, without end). Empty: no check.
+  std::filesystem::path data_dir;
   // Quiet time after the last event before changes are applied.
   absl::Duration settle_delay = absl::Milliseconds(100);
   // Changes wait at most this long after the first of a burst.
@@ -146,6 +149,7 @@ class WatchedRoots {
   // watched_roots.cc: the calls and the worker.
   void WorkerLoop();
   std::shared_ptr<Root> FindRoot(const std::filesystem::path& path) const;
+  absl::Status CheckNotInDataDir(const std::filesystem::path& canon) const;
   absl::Status CheckNoOverlap(const std::filesystem::path& path) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   amld::v1::WatchedRoot DescribeLocked(const Root& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -31,6 +31,11 @@ absl::Status WatchedRoots::LoadRegistered() {
       if (deps_.log) deps_.log->warn("ignoring a bad line of {}", options_.state_file.string());
       continue;
     }
+    if (absl::Status inside = CheckNotInDataDir(path); !inside.ok()) {
+      // Registered by an amld that did not refuse it: dropped, not resumed.
+      if (deps_.log) deps_.log->warn("no longer watching: {}", std::string(inside.message()));
+      continue;
+    }
     auto r = std::make_shared<Root>();
     r->path = path;
     r->registered = absl::FromUnixSeconds(registered);

@@ -7,6 +7,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "amld/v1/common.pb.h"
 #include "base/status_macros.h"
@@ -19,6 +20,14 @@ absl::Status ValidateName(absl::string_view what, const std::string& name) {
   if (name.empty() || name.size() > 128) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, " name must be 1 to 128 characters, got ", name.size()));
+  }
+  // The first character is a letter or digit (Azure ML's rule too): names
+  // starting with '.' or '-' address amld's own folders beside run folders
+  // (runs/.spare*, daemon/runs/run_folder_pool.h) or read as options.
+  if (const char c = name[0]; !absl::ascii_isalnum(static_cast<unsigned char>(c))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " name \"", absl::CHexEscape(name),
+                     "\" must start with a letter or digit"));
   }
   for (char c : name) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -94,6 +103,17 @@ absl::StatusOr<int64_t> StateStore::Impl::CheckFile() {
   return version;
 }
 
+// A damaged page is found at start, not at the next write that touches it
+// (maybe during a run's end). quick_check reads every page once: O(size).
+absl::Status StateStore::Impl::CheckIntegrity() {
+  AMLD_ASSIGN_OR_RETURN(std::string result, db.QueryText("PRAGMA quick_check(5)"));
+  if (result == "ok") return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "state database ", db.path().string(), " is damaged (PRAGMA quick_check: ", result,
+      "); stop amld and restore it from a backup, or recover what it holds with: sqlite3 ",
+      db.path().string(), " .recover | sqlite3 recovered.db"));
+}
+
 absl::Status StateStore::Impl::Configure() {
   AMLD_ASSIGN_OR_RETURN(std::string mode, db.QueryText("PRAGMA journal_mode=WAL"));
   if (mode != "wal") {
@@ -152,10 +172,23 @@ StateStore::~StateStore() = default;
 int StateStore::LatestSchemaVersion() { return SchemaMigrations().back().version; }
 
 absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::filesystem::path& path) {
+  // SQLite reads a 0-byte file as a new, empty database: every run would be
+  // forgotten without a word. amld only ever creates the file through SQLite,
+  // which writes its header before Open returns.
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(path, ec) && std::filesystem::file_size(path, ec) == 0 &&
+      !ec) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "state database ", path.string(),
+        " is empty (0 bytes): its content was lost (a truncated copy, a full disk?); restore it "
+        "from a backup, or remove it (and any ", path.filename().string(),
+        "-wal) to start with no runs"));
+  }
   auto impl = std::make_unique<Impl>();
   AMLD_RETURN_IF_ERROR(impl->db.Open(path));
   absl::StatusOr<int64_t> version = impl->CheckFile();
   absl::Status status = version.status();
+  if (status.ok()) status = impl->CheckIntegrity();
   if (status.ok()) status = impl->Configure();
   if (status.ok()) status = impl->Migrate(*version);
   if (!status.ok()) {

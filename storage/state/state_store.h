@@ -35,8 +35,9 @@
 
 namespace amld::storage {
 
-// OK when `name` is 1 to 128 letters, digits, '-', '_' and '.'; otherwise
-// INVALID_ARGUMENT saying what is wrong.
+// OK when `name` is 1 to 128 letters, digits, '-', '_' and '.', starting with
+// a letter or digit; otherwise INVALID_ARGUMENT saying what is wrong. No run
+// id can then start with '.', which the run folder pool's spares rely on.
 absl::Status ValidateExperimentName(const std::string& name);
 
 // The built-in compute target: this machine. Always exists, never stored.

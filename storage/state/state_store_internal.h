@@ -46,6 +46,7 @@ struct StateStore::Impl {
   // Reads the file's header before changing anything, so that a foreign or
   // newer file is refused untouched. Returns the schema version.
   absl::StatusOr<int64_t> CheckFile();
+  absl::Status CheckIntegrity();  // PRAGMA quick_check
   absl::Status Configure();
   // Applies every migration past `version`, each in its own transaction, so
   // an interrupted upgrade resumes from the last completed step.

@@ -580,6 +580,24 @@ TEST_F(DaemonTest, AStaleSocketFromADeadDaemonIsReplaced) {
   EXPECT_EQ(Info().pid(), ::getpid());
 }
 
+// Issue 19: an experiment named like a spare run folder (runs/.spare*) was
+// accepted and the spare clean-up then removed its run's folder. Names
+// start with a letter or digit, so no run id can start with '.'.
+TEST_F(DaemonTest, AnExperimentNamedLikeASpareFolderIsRefused) {
+  pb::RunConfig config = Command("true");
+  for (const char* name : {".spare-with-x", ".spare-tmp-x", ".spare", "-x", "_x"}) {
+    config.set_experiment_name(name);
+    pb::Run run;
+    grpc::Status s = Submit(config, &run);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << name;
+    EXPECT_THAT(s.error_message(), HasSubstr("must start with a letter or digit")) << name;
+  }
+  config.set_experiment_name("x.spare-with-x");
+  std::string id = MustSubmit(config);
+  EXPECT_EQ(WaitEnd(id).status(), pb::RunStatus::COMPLETED);
+  EXPECT_TRUE(fs::exists(dir_ / "data/runs" / id));
+}
+
 TEST_F(DaemonTest, ARestartedDaemonReadoptsARunningRun) {
   const fs::path flag = dir_ / "flag";
   pb::RunConfig config =

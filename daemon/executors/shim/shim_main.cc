@@ -8,7 +8,9 @@
 // back, and moves into a session of its own (setsid). It waits for the
 // process, delivers cancel and the deadline as SIGTERM → grace → SIGKILL to
 // the group, and once the group leader has exited kills whatever is left of
-// the run, waits until nothing is left, and writes exit.json.
+// the run, waits until nothing is left, and writes exit.json: whole, fsynced,
+// then renamed, or not at all; on a full disk it keeps trying (backing off to
+// 10 s) until space returns, since the exit code exists nowhere else.
 //
 // --foreground (the Slurm executor: the shim is the task srun starts on a
 // node): no fork, no report on fd 3, no new session — the shim stays the
@@ -81,16 +83,22 @@ void Log(const char* fmt, ...) {
                static_cast<long long>(now / 1'000'000 % 1000), static_cast<int>(::getpid()), msg);
 }
 
-void WriteAllFd(int fd, std::string_view data) {
+// False (errno set) when a write fails.
+bool WriteAllFd(int fd, std::string_view data) {
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      return;
+      return false;
     }
     data.remove_prefix(static_cast<size_t>(n));
   }
+  return true;
 }
+
+// Writing exit.json on a full disk is retried after these pauses, doubling.
+constexpr int64_t kFirstExitRetryNs = 100'000'000;
+constexpr int64_t kLastExitRetryNs = 10'000'000'000;
 
 // Set by --foreground, before anything can fail after option parsing.
 bool g_foreground = false;
@@ -99,7 +107,7 @@ bool g_foreground = false;
 // file is written because the run never started.
 [[noreturn]] void FailToStart(const std::string& message) {
   Log("cannot start the run: %s", message.c_str());
-  if (!g_foreground) WriteAllFd(kReadyFd, "error " + message + "\n");
+  if (!g_foreground) (void)WriteAllFd(kReadyFd, "error " + message + "\n");
   ::_exit(1);
 }
 
@@ -174,6 +182,7 @@ class Supervisor {
   void KillEverythingLeft();
   bool KillListedChildren();
   bool WriteExitFile();
+  int TryWriteExitFile();
 
   Options o_;
   int log_fd_ = -1;
@@ -223,7 +232,7 @@ void Supervisor::StartProcess() {
   char ready[96];
   std::snprintf(ready, sizeof ready, "ok %d %llu\n", static_cast<int>(self),
                 static_cast<unsigned long long>(*start_time));
-  WriteAllFd(kReadyFd, ready);  // EPIPE (daemon gone) is fine: SIGPIPE is blocked
+  (void)WriteAllFd(kReadyFd, ready);  // EPIPE (daemon gone) is fine: SIGPIPE is blocked
   ::close(kReadyFd);
   // Out of the daemon's session: nothing sent to it (a terminal hangup)
   // reaches the supervisor. Cannot fail: this process leads no group.
@@ -390,27 +399,57 @@ bool Supervisor::WriteExitFile() {
   record_.system_cpu_ns = ns(usage.ru_stime);
   record_.max_rss_kb = usage.ru_maxrss;
 
+  // The exit code exists only here: on a full disk keep trying until space
+  // returns (the run stays RUNNING meanwhile, and ends by itself after);
+  // other errors (the run folder removed) end the supervisor without it.
+  int64_t backoff_ns = kFirstExitRetryNs;
+  for (;;) {
+    const int err = TryWriteExitFile();
+    if (err == 0) return true;
+    if (err != ENOSPC && err != EDQUOT) return false;
+    Log("no space to write %s; trying again in %lld ms", kExitFileName,
+        static_cast<long long>(backoff_ns / 1'000'000));
+    timespec pause = {static_cast<time_t>(backoff_ns / 1'000'000'000),
+                      static_cast<long>(backoff_ns % 1'000'000'000)};
+    while (::nanosleep(&pause, &pause) != 0 && errno == EINTR) {
+    }
+    backoff_ns = std::min(backoff_ns * 2, kLastExitRetryNs);
+  }
+}
+
+// Every step checked: the record is written whole, fsynced and only then
+// renamed into place, so exit.json is complete or absent, never torn.
+// Returns 0 or the errno of the step that failed (its temp file removed).
+int Supervisor::TryWriteExitFile() {
   std::string path = o_.run_dir + "/" + kExitFileName;
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   std::string data = FormatExitRecord(record_);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  bool ok = fd >= 0;
-  if (ok) {
-    WriteAllFd(fd, data);
-    ok = ::fsync(fd) == 0;
-    ok = ::close(fd) == 0 && ok;
+  if (fd < 0) {
+    const int err = errno;
+    Log("cannot create %s: %s", tmp.c_str(), std::strerror(err));
+    return err;
   }
-  ok = ok && ::rename(tmp.c_str(), path.c_str()) == 0;
-  if (!ok) {
-    Log("cannot write %s: %s", path.c_str(), std::strerror(errno));
-    return false;
+  const char* step = nullptr;
+  int err = 0;
+  auto check = [&](bool done, const char* what) {
+    if (!done && step == nullptr) step = what, err = errno;
+  };
+  check(WriteAllFd(fd, data), "write");
+  if (step == nullptr) check(::fsync(fd) == 0, "fsync");
+  check(::close(fd) == 0, "close");
+  if (step == nullptr) check(::rename(tmp.c_str(), path.c_str()) == 0, "rename");
+  if (step != nullptr) {
+    ::unlink(tmp.c_str());
+    Log("cannot %s %s: %s", step, tmp.c_str(), std::strerror(err));
+    return err;
   }
   int dir = ::open(o_.run_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir >= 0) {
     ::fsync(dir);
     ::close(dir);
   }
-  return true;
+  return 0;
 }
 
 }  // namespace

@@ -60,6 +60,10 @@ std::string FormatExitRecord(const ExitRecord& r) {
 }
 
 std::optional<ExitRecord> ParseExitRecord(std::string_view text, std::string* error) {
+  if (text.empty()) {
+    *error = "empty (a torn write: was the disk full?)";
+    return std::nullopt;
+  }
   json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     *error = "not a JSON object";

@@ -93,7 +93,10 @@ std::optional<shim::ExitRecord> ReadExitRecord(const fs::path& shared_dir, std::
   }
   std::string error;
   std::optional<shim::ExitRecord> record = shim::ParseExitRecord(*text, &error);
-  if (!record) *problem = absl::StrCat(path.string(), " is unreadable: ", error);
+  if (!record) {
+    *problem =
+        absl::StrCat(path.string(), " is unreadable: ", error, "; the run's exit code is lost");
+  }
   return record;
 }
 

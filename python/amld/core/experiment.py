@@ -6,14 +6,15 @@ import re
 from amld.core.script_run_config import ScriptRunConfig
 from amld.exceptions import NotFoundException, UnsupportedOptionError, UserErrorException
 
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class Experiment:
     """A named group of runs in a workspace; created on the daemon by the first submit.
 
     :param workspace: the Workspace.
-    :param name: letters, digits, "-", "_" and "."; 1 to 128 characters.
+    :param name: letters, digits, "-", "_" and "."; 1 to 128 characters, the
+        first a letter or digit.
     """
 
     def __init__(self, workspace, name, _skip_name_validation=False, **kwargs):
@@ -23,7 +24,8 @@ class Experiment:
                                          % ", ".join(sorted(kwargs)))
         if not _skip_name_validation and (not isinstance(name, str) or not _NAME.match(name)):
             raise UserErrorException(
-                "experiment name %r is not valid: use 1 to 128 letters, digits, '-', '_' or '.'"
+                "experiment name %r is not valid: use 1 to 128 letters, digits, '-', '_' or '.', "
+                "starting with a letter or digit"
                 % (name,))
         self._workspace = workspace
         self._name = name

@@ -467,6 +467,26 @@ TEST_F(WatchedRootsTest, NestedRootsAreRefused) {
   EXPECT_EQ(WatchOk().rescan_count(), 1);
 }
 
+// Issue 19: watching <data>/cas made each stored folder a new change, the
+// store growing without end, and resumed after a restart.
+TEST_F(WatchedRootsTest, RootsInsideTheDataDirAreRefusedAndNotResumed) {
+  WatchedRootsOptions o;
+  o.data_dir = data_.path();
+  StartRoots(o);
+  for (const fs::path& p : {data_.path(), data_.path() / "cas", data_.path() / "cas/objects"}) {
+    absl::Status s = roots_->Watch(p).status();
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << p << ": " << s;
+    EXPECT_NE(s.message().find("inside amld's own data dir"), absl::string_view::npos) << s;
+  }
+  EXPECT_TRUE(roots_->List().empty());
+  // One registered by an earlier amld is dropped at start.
+  roots_.reset();
+  WriteFile(data_.path() / "watched-roots", absl::StrCat("1 ", (data_.path() / "cas").string(), "\n"));
+  StartRoots(o);
+  EXPECT_TRUE(roots_->List().empty());
+  EXPECT_TRUE(WatchOk().path().size() > 0);  // a source folder is still fine
+}
+
 TEST_F(WatchedRootsTest, RemovedRootIsAnErrorUntilWatchedAgain) {
   StartRoots();
   WatchOk();

@@ -481,6 +481,31 @@ TEST_F(StateStoreTest, ForeignFilesAreRefused) {
   EXPECT_THAT(opened.status().message(), HasSubstr("no-such-dir"));
 }
 
+// Issue 19: a 0-byte amld.db started empty (every run forgotten) and a
+// damaged page was noticed only at the next write that touched it.
+TEST_F(StateStoreTest, AnEmptyOrDamagedDatabaseIsRefusedAtOpen) {
+  const fs::path empty = dir_ / "empty.db";
+  { std::ofstream touch(empty); }
+  auto opened = StateStore::Open(empty);
+  EXPECT_EQ(opened.status().code(), absl::StatusCode::kFailedPrecondition) << opened.status();
+  EXPECT_THAT(opened.status().message(), HasSubstr("is empty (0 bytes)"));
+
+  for (int i = 0; i < 400; ++i) Insert(MakeRun(absl::StrCat("run_", i), "mnist", At(i)));
+  store_.reset();  // the last connection checkpoints the WAL into the file
+  const auto size = fs::file_size(db_path_);
+  ASSERT_GT(size, 16u * 4096);
+  {
+    std::fstream f(db_path_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(size / 4096 / 2 * 4096));
+    const std::string garbage(4096, '\xa5');
+    f.write(garbage.data(), garbage.size());
+  }
+  opened = StateStore::Open(db_path_);
+  EXPECT_EQ(opened.status().code(), absl::StatusCode::kFailedPrecondition) << opened.status();
+  EXPECT_THAT(opened.status().message(), HasSubstr("is damaged"));
+  EXPECT_THAT(opened.status().message(), HasSubstr(".recover"));
+}
+
 // ---------------------------------------------------------------------------
 // Experiments and runs.
 
