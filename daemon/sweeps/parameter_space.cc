@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/shell_quote.h"
 #include "base/status_macros.h"
 
 namespace amld::daemon {
@@ -317,19 +318,101 @@ std::string JsonString(const std::string& s) {
 }
 }  // namespace
 
+namespace {
+
+constexpr std::string_view kRefOpen = "${{search_space.";
+constexpr std::string_view kRefClose = "}}";
+
+// The parameter names `text` references, in order.
+std::vector<std::string> References(const std::string& text) {
+  std::vector<std::string> names;
+  for (size_t at = text.find(kRefOpen); at != std::string::npos; at = text.find(kRefOpen, at)) {
+    const size_t start = at + kRefOpen.size();
+    const size_t end = text.find(kRefClose, start);
+    if (end == std::string::npos) break;
+    names.push_back(text.substr(start, end - start));
+    at = end;
+  }
+  return names;
+}
+
+bool ReferencesAny(const pb::RunConfig& c) {
+  if (!References(c.command()).empty()) return true;
+  for (const std::string& a : c.arguments()) {
+    if (!References(a).empty()) return true;
+  }
+  return false;
+}
+
+// The parameter a reference names: "lr" matches "lr" and "--lr".
+const pb::ParameterValue* Lookup(const ParameterAssignment& values, const std::string& ref) {
+  for (const auto& [name, value] : values) {
+    if (ArgumentName(name) == ArgumentName(ref)) return &value;
+  }
+  return nullptr;
+}
+
+std::string Substitute(const std::string& text, const ParameterAssignment& values, bool quote) {
+  std::string out;
+  size_t from = 0;
+  for (size_t at = text.find(kRefOpen); at != std::string::npos; at = text.find(kRefOpen, from)) {
+    const size_t start = at + kRefOpen.size();
+    const size_t end = text.find(kRefClose, start);
+    if (end == std::string::npos) break;
+    out.append(text, from, at - from);
+    const pb::ParameterValue* v = Lookup(values, text.substr(start, end - start));
+    if (v == nullptr) {
+      out.append(text, at, end + kRefClose.size() - at);  // refused at submit; kept as written
+    } else {
+      const std::string formatted = FormatParameterValue(*v);
+      out += quote && v->has_text() ? base::ShellQuote(formatted) : formatted;
+    }
+    from = end + kRefClose.size();
+  }
+  out.append(text, from, std::string::npos);
+  return out;
+}
+
+}  // namespace
+
 pb::RunConfig ChildConfig(const pb::RunConfig& parent, const ParameterAssignment& values) {
   pb::RunConfig child = parent;
   child.clear_sweep();
   std::vector<std::string> json;
   for (const auto& [name, value] : values) {
-    child.add_arguments(ArgumentName(name));
-    child.add_arguments(FormatParameterValue(value));
     json.push_back(absl::StrCat(JsonString(name), ": ",
                                 value.has_text() ? JsonString(value.text())
                                                  : FormatParameterValue(value)));
   }
+  if (ReferencesAny(parent)) {
+    child.set_command(Substitute(parent.command(), values, /*quote=*/true));
+    for (std::string& a : *child.mutable_arguments()) a = Substitute(a, values, /*quote=*/false);
+  } else {
+    for (const auto& [name, value] : values) {
+      child.add_arguments(ArgumentName(name));
+      child.add_arguments(FormatParameterValue(value));
+    }
+  }
   (*child.mutable_tags())["hyperparameters"] = absl::StrCat("{", absl::StrJoin(json, ", "), "}");
   return child;
+}
+
+absl::Status ValidateChildTemplate(const pb::RunConfig& parent) {
+  std::vector<std::string> refs = References(parent.command());
+  for (const std::string& a : parent.arguments()) {
+    for (std::string& r : References(a)) refs.push_back(std::move(r));
+  }
+  std::set<std::string> known;
+  for (const pb::ParameterExpression& p : parent.sweep().parameters()) {
+    known.insert(ArgumentName(p.name()));
+  }
+  for (const std::string& r : refs) {
+    if (!known.contains(ArgumentName(r))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "${{search_space.", r, "}} names no parameter of the search space"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace amld::daemon

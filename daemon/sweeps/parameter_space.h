@@ -58,10 +58,20 @@ std::string FormatParameterValue(const amld::v1::ParameterValue& v);
 // "--learning_rate" for "learning_rate" or "--learning_rate".
 std::string ArgumentName(const std::string& parameter_name);
 
-// The child's config: `parent` without its sweep, with "--name value"
-// appended to the arguments per parameter (as azureml passes them) and the
-// tag "hyperparameters" holding the values as a JSON object.
+// The child's config: `parent` without its sweep, with the tag
+// "hyperparameters" holding the values as a JSON object, and the values
+// passed one of two ways:
+//   - when the command or an argument names a parameter as
+//     "${{search_space.NAME}}" (Azure ML's sweep job), every such reference
+//     is replaced by the value (shell-quoted inside a command) and nothing
+//     is appended;
+//   - otherwise "--name value" is appended to the arguments per parameter,
+//     as azureml's HyperDrive passes them.
 amld::v1::RunConfig ChildConfig(const amld::v1::RunConfig& parent,
                                 const ParameterAssignment& values);
+
+// INVALID_ARGUMENT when the command or arguments of `parent` reference a
+// "${{search_space.NAME}}" that is not a parameter of its sweep.
+absl::Status ValidateChildTemplate(const amld::v1::RunConfig& parent);
 
 }  // namespace amld::daemon

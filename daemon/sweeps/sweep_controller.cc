@@ -115,6 +115,7 @@ absl::Status SweepController::StartParentLocked(Sweep& sweep, RunStatus status) 
 absl::StatusOr<pb::Run> SweepController::Submit(const pb::RunConfig& submitted,
                                                 uint32_t submitter_uid) {
   AMLD_RETURN_IF_ERROR(ValidateSweepSpec(submitted.sweep()));
+  AMLD_RETURN_IF_ERROR(ValidateChildTemplate(submitted));
   if (submitted.sweep().sampling() == pb::SamplingAlgorithm::BAYESIAN) {
     return absl::UnimplementedError(
         "Bayesian sampling is not available in this daemon yet; use random or grid sampling");

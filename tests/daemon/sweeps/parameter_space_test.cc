@@ -187,5 +187,23 @@ TEST(ParameterSpaceTest, AChildGetsTheParentsConfigPlusNameValueArguments) {
   EXPECT_EQ(FormatParameterValue(tiny), "0.30000000000000004");
 }
 
+TEST(ParameterSpaceTest, SearchSpaceReferencesAreReplacedInsteadOfAppended) {
+  pb::RunConfig parent;
+  parent.set_command("python train.py --lr ${{search_space.lr}} --opt ${{search_space.opt}}");
+  parent.add_arguments("--tag=${{search_space.opt}}");
+  *parent.mutable_sweep()->add_parameters() = Expr("lr", "uniform", {0, 1});
+  *parent.mutable_sweep()->add_parameters() = Expr("--opt", "choice", {});
+  EXPECT_TRUE(ValidateChildTemplate(parent).ok());
+  pb::ParameterValue lr, opt;
+  lr.set_number(0.5);
+  opt.set_text("adam w");
+  pb::RunConfig child = ChildConfig(parent, {{"lr", lr}, {"--opt", opt}});
+  EXPECT_EQ(child.command(), "python train.py --lr 0.5 --opt 'adam w'");
+  EXPECT_THAT(child.arguments(), ElementsAre("--tag=adam w"));
+  parent.set_command("python train.py --x ${{search_space.x}}");
+  EXPECT_THAT(std::string(ValidateChildTemplate(parent).message()),
+              HasSubstr("${{search_space.x}} names no parameter"));
+}
+
 }  // namespace
 }  // namespace amld::daemon
