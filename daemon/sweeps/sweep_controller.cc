@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "daemon/sweeps/bayesian.h"
 #include "daemon/sweeps/parameter_space.h"
 #include "daemon/sweeps/policies.h"
 #include "spdlog/spdlog.h"
@@ -116,12 +117,8 @@ absl::StatusOr<pb::Run> SweepController::Submit(const pb::RunConfig& submitted,
                                                 uint32_t submitter_uid) {
   AMLD_RETURN_IF_ERROR(ValidateSweepSpec(submitted.sweep()));
   AMLD_RETURN_IF_ERROR(ValidateChildTemplate(submitted));
-  if (submitted.sweep().sampling() == pb::SamplingAlgorithm::BAYESIAN) {
-    return absl::UnimplementedError(
-        "Bayesian sampling is not available in this daemon yet; use random or grid sampling");
-  }
   pb::RunConfig config = submitted;
-  if (config.sweep().sampling() == pb::SamplingAlgorithm::RANDOM && !config.sweep().has_seed()) {
+  if (config.sweep().sampling() != pb::SamplingAlgorithm::GRID && !config.sweep().has_seed()) {
     // Recorded with the parent before the first draw, so a resumed sweep
     // draws the same sequence.
     config.mutable_sweep()->set_seed(absl::Uniform<uint64_t>(absl::BitGen()));
@@ -215,6 +212,9 @@ bool SweepController::RefreshChildrenLocked(Sweep& sweep) {
       Child& child = it->second;
       if (added) {
         child.index = ChildIndex(sweep.id, run.id());
+        if (auto tag = run.config().tags().find(kSweepPointTag); tag != run.config().tags().end()) {
+          child.point = ParsePoint(tag->second, sweep.spec.parameters_size());
+        }
         sweep.next_index = std::max(sweep.next_index, child.index + 1);
         if (!IsTerminal(run.status())) {
           absl::StatusOr<RunManager::Subscription> sub =
@@ -288,13 +288,30 @@ bool SweepController::SubmitChildrenLocked(Sweep& sweep) {
   while (sweep.next_index < sweep.spec.max_total_runs() &&
          unfinished < sweep.spec.max_concurrent_runs()) {
     const int64_t index = sweep.next_index;
-    ParameterAssignment values =
-        sweep.spec.sampling() == pb::SamplingAlgorithm::GRID
-            ? GridAssignment(sweep.spec, index)
-            : RandomAssignment(sweep.spec, sweep.spec.seed(), index);
+    pb::RunConfig child;
+    switch (sweep.spec.sampling()) {
+      case pb::SamplingAlgorithm::GRID:
+        child = ChildConfig(sweep.config, GridAssignment(sweep.spec, index));
+        break;
+      case pb::SamplingAlgorithm::BAYESIAN: {
+        std::vector<Observation> observed;
+        const bool maximize = sweep.spec.primary_metric_goal() == pb::PrimaryMetricGoal::MAXIMIZE;
+        for (const auto& [id, c] : sweep.children) {
+          if (c.status != Status::COMPLETED || c.values.empty() || !c.point) continue;
+          observed.push_back({*c.point, maximize ? *std::max_element(c.values.begin(), c.values.end())
+                                                 : *std::min_element(c.values.begin(), c.values.end())});
+        }
+        const std::vector<double> point =
+            NextBayesianPoint(sweep.spec, sweep.spec.seed(), index, observed);
+        child = ChildConfig(sweep.config, AssignmentOfPoint(sweep.spec, point));
+        (*child.mutable_tags())[kSweepPointTag] = FormatPoint(point);
+        break;
+      }
+      default:
+        child = ChildConfig(sweep.config, RandomAssignment(sweep.spec, sweep.spec.seed(), index));
+    }
     RunSubmitOptions options{sweep.id, ChildId(sweep.id, index)};
-    absl::StatusOr<pb::Run> run =
-        deps_.runs->Submit(ChildConfig(sweep.config, values), sweep.submitter_uid, options);
+    absl::StatusOr<pb::Run> run = deps_.runs->Submit(child, sweep.submitter_uid, options);
     if (!run.ok() && !absl::IsAlreadyExists(run.status())) {
       FailLocked(sweep, absl::StrCat("could not submit child run ", options.run_id, ": ",
                                      run.status().message()));

@@ -15,8 +15,9 @@
 //      by BanditPolicy(...): ...");
 //   3. past max_duration_minutes, cancels the unfinished children and
 //      samples no more;
-//   4. samples and submits children until max_concurrent_runs are unfinished
-//      or max_total_runs exist;
+//   4. samples (random, grid, or Bayesian over the completed children:
+//      bayesian.h) and submits children until max_concurrent_runs are
+//      unfinished or max_total_runs exist;
 //   5. ends the parent when every child has ended and no more will come:
 //      COMPLETED (FAILED when every child failed), or CANCELED after a
 //      cancel of the parent.
@@ -44,6 +45,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -109,6 +111,7 @@ class SweepController {
     bool stopped = false;        // the policy (or the time limit) canceled it
     uint64_t listener = 0;
     int64_t index = 0;
+    std::optional<std::vector<double>> point;  // Bayesian sampling's (bayesian.h)
   };
   struct Sweep {
     std::string id;

@@ -302,3 +302,46 @@ TEST_F(SweepControllerTest, BadSpecsAndChildrenThatCannotBeSubmittedAreRefused) 
 
 }  // namespace
 }  // namespace amld::daemon
+
+namespace amld::daemon {
+namespace {
+
+// Bayesian sampling steers later children to the optimum of the metric the
+// finished ones reported (here lr = 0.7 for a loss (lr - 0.7)^2), where
+// random draws would stay spread over [0, 1].
+TEST_F(SweepControllerTest, BayesianSamplingConvergesOnTheOptimumAndRefusesPolicies) {
+  pb::RunConfig c = SweepConfig(14, 1);
+  pb::ParameterExpression* lr = c.mutable_sweep()->mutable_parameters(0);
+  lr->set_distribution("uniform");
+  lr->clear_args();
+  lr->add_args(0);
+  lr->add_args(1);
+  c.mutable_sweep()->set_sampling(pb::SamplingAlgorithm::BAYESIAN);
+  pb::RunConfig with_policy = c;
+  with_policy.mutable_sweep()->mutable_policy()->mutable_median_stopping();
+  EXPECT_THAT(sweeps_->Submit(with_policy, 1000).status().message(),
+              HasSubstr("does not support early termination"));
+  const std::string parent = SubmitSweep(c);
+  std::vector<double> lrs;
+  for (int i = 0; i < 14; ++i) {
+    tasks_.RunAll();
+    const std::vector<std::string> running = Unfinished(parent);
+    ASSERT_THAT(running, SizeIs(1));
+    const pb::Run child = Get(running[0]);
+    const double x = std::stod(child.config().arguments(3));
+    lrs.push_back(x);
+    Log(child.id(), {(x - 0.7) * (x - 0.7)});
+    Finish(child.id());
+    sweeps_->Step();
+  }
+  EXPECT_EQ(Get(parent).status(), Status::COMPLETED);
+  double last = 0;
+  for (int i = 8; i < 14; ++i) last += std::abs(lrs[i] - 0.7) / 6;
+  EXPECT_LT(last, 0.08) << "the last six children stayed far from the optimum";
+  double best = 1;
+  for (double x : lrs) best = std::min(best, std::abs(x - 0.7));
+  EXPECT_LT(best, 0.02);
+}
+
+}  // namespace
+}  // namespace amld::daemon
