@@ -85,7 +85,7 @@ def test_sweep_yaml_errors_name_file_line_and_key(ws, project):
     path.write_text(SWEEP_YML.replace("  timeout: 600\n", "  timeout: 600\n  max_trials: 3\n"))
     done = aml(ws, "sweep", "submit", "-f", str(path))
     assert done.returncode == 1
-    assert "bad.yml:24:3: unknown key \"limits.max_trials\"" in done.stderr, done.stderr
+    assert "bad.yml:22:3: unknown key \"limits.max_trials\"" in done.stderr, done.stderr
     path.write_text(SWEEP_YML.replace("type: choice\n    values: [adam, sgd]",
                                       "type: gaussian"))
     done = aml(ws, "sweep", "submit", "-f", str(path))
