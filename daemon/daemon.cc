@@ -29,6 +29,7 @@
 #include "daemon/runs/run_manager.h"
 #include "daemon/runs/run_plan.h"
 #include "daemon/services/services.h"
+#include "daemon/sweeps/sweep_controller.h"
 #include "daemon/socket_listener.h"
 #include "base/task_runner.h"
 #include "daemon/watch/watched_roots.h"
@@ -110,6 +111,7 @@ struct Daemon::Impl {
   std::unique_ptr<base::ThreadPoolTaskRunner> tasks;
   std::unique_ptr<base::ThreadPoolTaskRunner> housekeeping;  // one low-priority thread
   std::unique_ptr<RunManager> runs;
+  std::unique_ptr<SweepController> sweeps;
   std::unique_ptr<WatchedRoots> watched_roots;
   DaemonCounters counters;
   std::vector<std::unique_ptr<grpc::Service>> services;
@@ -147,7 +149,12 @@ struct Daemon::Impl {
     deps.ingester = ingester.get();
     deps.housekeeping = housekeeping.get();
     runs = std::make_unique<RunManager>(std::move(deps), options.runs);
-    return runs->Start();
+    AMLD_RETURN_IF_ERROR(runs->Start());
+    sweeps = std::make_unique<SweepController>(
+        SweepControllerDeps{runs.get(), store.get(), base::RealClock(), log});
+    AMLD_RETURN_IF_ERROR(sweeps->Start());
+    sweeps->StartThread();
+    return absl::OkStatus();
   }
 
   absl::Status StartWatchedRoots() {
@@ -177,6 +184,7 @@ struct Daemon::Impl {
                              ::getpid(),   absl::Now(),      executor->Kinds()};
     deps.executors = executor.get();
     deps.log = log;
+    deps.sweeps = sweeps.get();
     services.push_back(NewRunsService(deps));
     services.push_back(NewCasService(deps));
     services.push_back(NewExperimentsService(deps));
@@ -214,9 +222,12 @@ struct Daemon::Impl {
     if (tasks != nullptr) tasks->Shutdown();
     if (housekeeping != nullptr) housekeeping->Shutdown();
     // No exit callbacks after this; undelivered ones come back on Reattach.
+    // Before the executor goes: its last exit callbacks may still wake it.
+    if (sweeps != nullptr) sweeps->Shutdown();
     executor.reset();
     server.reset();
     services.clear();
+    sweeps.reset();
     runs.reset();
     if (watched_roots != nullptr) watched_roots->Shutdown();
     watched_roots.reset();

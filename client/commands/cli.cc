@@ -116,6 +116,11 @@ int RunCli(int argc, char** argv) {
   AddSnapshotUnwatchCommand(*snapshot, ctx);
   AddSnapshotListCommand(*snapshot, ctx);
 
+  auto* sweep = app.add_subcommand("sweep", "hyperparameter sweeps (HyperDrive runs)");
+  sweep->require_subcommand(1);
+  AddSweepSubmitCommand(*sweep, ctx);
+  AddSweepShowCommand(*sweep, ctx);
+
   auto* compute = app.add_subcommand("compute", "define and list compute targets (SSH hosts, Slurm)");
   compute->require_subcommand(1);
   AddComputeCreateCommand(*compute, ctx);

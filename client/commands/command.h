@@ -115,6 +115,8 @@ void AddSnapshotExplainCommand(CLI::App& snapshot, CommandContext& ctx);
 void AddSnapshotWatchCommand(CLI::App& snapshot, CommandContext& ctx);
 void AddSnapshotUnwatchCommand(CLI::App& snapshot, CommandContext& ctx);
 void AddSnapshotListCommand(CLI::App& snapshot, CommandContext& ctx);
+void AddSweepSubmitCommand(CLI::App& sweep, CommandContext& ctx);
+void AddSweepShowCommand(CLI::App& sweep, CommandContext& ctx);
 
 // Parses argv and runs the chosen command; returns the exit code.
 int RunCli(int argc, char** argv);

@@ -1,4 +1,5 @@
-// `aml run list`: the newest runs first, filtered by experiment and status.
+// `aml run list`: the newest runs first, filtered by experiment, status and
+// parent run.
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 
@@ -18,6 +19,7 @@ namespace {
 struct ListOptions {
   std::string experiment;
   std::vector<std::string> statuses;
+  std::string parent;
   int limit = 50;
 };
 
@@ -32,6 +34,7 @@ std::string WhatRan(const amld::v1::RunConfig& c) {
 int RunList(const GlobalOptions& global, const ListOptions& o) {
   amld::v1::ListRunsRequest req;
   req.set_experiment_name(o.experiment);
+  req.set_parent_run_id(o.parent);
   for (const auto& arg : o.statuses) {
     for (absl::string_view name : absl::StrSplit(arg, ',', absl::SkipWhitespace())) {
       auto status = ParseStatusName(std::string(name));
@@ -81,6 +84,7 @@ void AddRunListCommand(CLI::App& run, CommandContext& ctx) {
   cmd->add_option("--status", o->statuses,
                   "only runs in this status (repeatable, or comma-separated), e.g. RUNNING")
       ->allow_extra_args(false);
+  cmd->add_option("--parent", o->parent, "only children of this run (a sweep's)");
   cmd->add_option("--limit", o->limit, "at most this many runs (default 50)")
       ->check(CLI::PositiveNumber);
   cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunList(ctx.global, *o); }; });

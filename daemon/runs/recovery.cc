@@ -70,6 +70,7 @@ absl::Status RunManager::Start() {
       std::vector<Run> runs,
       deps_.store->RunsInStatus(amld::storage::UnfinishedStatuses()));
   for (const Run& run : runs) {
+    if (IsParentRun(run.config())) continue;  // its driver (daemon/sweeps/) takes it over
     absl::Status s = Recover(run);
     if (!s.ok()) deps_.log->error("run {}: recovery: {}", run.id(), s.ToString());
   }

@@ -74,7 +74,7 @@ RunManager::~RunManager() = default;
 // ---------------------------------------------------------------------------
 // Submit, cancel, watch.
 
-absl::StatusOr<Run> RunManager::Submit(const RunConfig& submitted, uint32_t submitter_uid) {
+absl::StatusOr<RunConfig> RunManager::CheckSubmission(const RunConfig& submitted) {
   AMLD_RETURN_IF_ERROR(ValidateRunConfig(submitted));
   const LaunchSpec::Processes processes = ProcessesOf(submitted);
   if (!submitted.compute_target().empty()) {  // NOT_FOUND naming it when undefined
@@ -106,10 +106,20 @@ absl::StatusOr<Run> RunManager::Submit(const RunConfig& submitted, uint32_t subm
                     absl::ToDoubleMilliseconds(absl::Now() - start));
   }
   AMLD_RETURN_IF_ERROR(snapshot_checker_.Check(config));
+  return config;
+}
+
+absl::StatusOr<Run> RunManager::InsertQueued(const RunConfig& config, uint32_t submitter_uid,
+                                             const SubmitOptions& options) {
   amld::storage::NewRun new_run;
   new_run.config = config;
   new_run.submitter_uid = submitter_uid;
+  new_run.parent_run_id = options.parent_run_id;
   new_run.now = deps_.clock->Now();
+  if (!options.run_id.empty()) {
+    new_run.id = options.run_id;
+    return deps_.store->InsertRun(new_run);
+  }
   absl::StatusOr<Run> run = absl::InternalError("no run id was tried");
   for (int attempt = 0; attempt < kRunIdAttempts; ++attempt) {
     uint32_t bits;
@@ -121,16 +131,72 @@ absl::StatusOr<Run> RunManager::Submit(const RunConfig& submitted, uint32_t subm
     run = deps_.store->InsertRun(new_run);
     if (run.status().code() != absl::StatusCode::kAlreadyExists) break;
   }
-  if (!run.ok()) return run.status();
-  deps_.log->info("run {} queued ({})", run->id(),
+  return run;
+}
+
+absl::StatusOr<Run> RunManager::Submit(const RunConfig& submitted, uint32_t submitter_uid,
+                                       const SubmitOptions& options) {
+  if (IsParentRun(submitted)) {
+    return absl::InvalidArgumentError(
+        "this config is a sweep (it has a sweep spec); submit it as a sweep, not as a run");
+  }
+  AMLD_ASSIGN_OR_RETURN(RunConfig config, CheckSubmission(submitted));
+  AMLD_ASSIGN_OR_RETURN(Run run, InsertQueued(config, submitter_uid, options));
+  deps_.log->info("run {} queued ({})", run.id(),
                   config.script().empty() ? "command" : config.script());
   absl::MutexLock lock(&mu_);
   ++runs_submitted_;
-  ActiveRun& active = active_[run->id()];
+  ActiveRun& active = active_[run.id()];
   active.config = config;
-  scheduler_.Enqueue(run->id(), QueueRequestOf(config, submitter_uid));
+  scheduler_.Enqueue(run.id(), QueueRequestOf(config, submitter_uid));
   StartReadyLocked();
   return run;
+}
+
+absl::StatusOr<Run> RunManager::SubmitParent(const RunConfig& submitted, uint32_t submitter_uid) {
+  if (!IsParentRun(submitted)) return absl::InvalidArgumentError("a parent run needs a sweep spec");
+  RunConfig children = submitted;
+  children.clear_sweep();
+  AMLD_ASSIGN_OR_RETURN(RunConfig checked, CheckSubmission(children));
+  *checked.mutable_sweep() = submitted.sweep();
+  AMLD_ASSIGN_OR_RETURN(Run run, InsertQueued(checked, submitter_uid, {}));
+  deps_.log->info("parent run {} recorded", run.id());
+  return run;
+}
+
+absl::StatusOr<Run> RunManager::TransitionParent(const std::string& run_id, RunStatus to,
+                                                 const TransitionDetails& details) {
+  absl::MutexLock lock(&mu_);
+  return TransitionLocked(run_id, to, details);
+}
+
+void RunManager::SetParentCancelHandler(ParentCancelHandler handler) {
+  absl::MutexLock lock(&mu_);
+  parent_cancel_ = std::move(handler);
+}
+
+void RunManager::CancelChildren(const std::string& parent_id, const std::string& reason) {
+  amld::storage::RunFilter filter;
+  filter.parent_run_id = parent_id;
+  filter.statuses = amld::storage::UnfinishedStatuses();
+  filter.page_size = 1000;
+  for (;;) {
+    absl::StatusOr<amld::storage::RunPage> page = deps_.store->ListRuns(filter);
+    if (!page.ok()) {
+      deps_.log->error("run {}: cannot list its children to cancel them: {}", parent_id,
+                       page.status().ToString());
+      return;
+    }
+    for (const Run& child : page->runs) {
+      absl::StatusOr<Run> canceled =
+          Cancel(child.id(), WithReason(absl::StrCat("parent run ", parent_id, " canceled"), reason));
+      if (!canceled.ok()) {
+        deps_.log->warn("run {}: cancel: {}", child.id(), canceled.status().ToString());
+      }
+    }
+    if (page->next_page_token.empty()) return;
+    filter.page_token = page->next_page_token;
+  }
 }
 
 absl::Status RunManager::ApplyLimitsLocked(RunConfig* config) {
@@ -145,6 +211,24 @@ absl::Status RunManager::ApplyLimitsLocked(RunConfig* config) {
 absl::StatusOr<Run> RunManager::Cancel(const std::string& run_id, const std::string& reason) {
   bool signal_process = false;
   absl::StatusOr<Run> result;
+  ParentCancelHandler parent_cancel;
+  bool is_parent = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(run_id);
+    if (it == active_.end()) {
+      // Not scheduled: ended, unknown, or a parent run someone else drives.
+      AMLD_ASSIGN_OR_RETURN(Run run, deps_.store->GetRun(run_id));
+      if (IsTerminal(run.status()) || !IsParentRun(run.config())) return run;
+      is_parent = true;
+      parent_cancel = parent_cancel_;
+    }
+  }
+  if (is_parent) {
+    if (parent_cancel) parent_cancel(run_id, reason);
+    CancelChildren(run_id, reason);
+    return deps_.store->GetRun(run_id);
+  }
   {
     absl::MutexLock lock(&mu_);
     auto it = active_.find(run_id);

@@ -127,6 +127,14 @@ struct RunManagerDeps {
   base::TaskRunner* housekeeping = nullptr;
 };
 
+// What a child run (of a sweep) is submitted with.
+struct RunSubmitOptions {
+  std::string parent_run_id{};  // empty: none; else NOT_FOUND unless it exists
+  // Empty: a fresh id. Set: exactly this id, ALREADY_EXISTS when taken — a
+  // sweep names its children so that a restart never submits one twice.
+  std::string run_id{};
+};
+
 class RunManager {
  public:
   RunManager(RunManagerDeps deps, RunManagerOptions options);
@@ -139,13 +147,38 @@ class RunManager {
   // once, before the first Submit.
   absl::Status Start();
 
+  using SubmitOptions = RunSubmitOptions;
+
   // Validates `config` (submit_validation.h), records the run as QUEUED in
   // one transaction and schedules it. Returns the QUEUED run.
-  absl::StatusOr<amld::v1::Run> Submit(const amld::v1::RunConfig& config, uint32_t submitter_uid);
+  // INVALID_ARGUMENT for a config with a sweep (a parent run: SubmitParent).
+  absl::StatusOr<amld::v1::Run> Submit(const amld::v1::RunConfig& config, uint32_t submitter_uid,
+                                       const SubmitOptions& options = {});
 
-  // See "Cancel" above. Returns the run as it is after the request.
+  // See "Cancel" above; cancelling a run also cancels its unfinished
+  // children (a sweep's). Returns the run as it is after the request.
   // NOT_FOUND when no run has that id.
   absl::StatusOr<amld::v1::Run> Cancel(const std::string& run_id, const std::string& reason);
+
+  // Parent runs (a sweep: RunConfig.sweep set) run no process: another part
+  // of the daemon (daemon/sweeps/) drives them. The manager records them,
+  // tells their listeners about every change and never schedules, recovers
+  // or launches them.
+  //
+  // Checks the config of the parent's children as Submit would (the sweep
+  // itself is the caller's to check) and records the parent QUEUED.
+  absl::StatusOr<amld::v1::Run> SubmitParent(const amld::v1::RunConfig& config,
+                                             uint32_t submitter_uid);
+  // Records a parent run's status change and tells its listeners.
+  absl::StatusOr<amld::v1::Run> TransitionParent(const std::string& run_id,
+                                                 amld::storage::RunStatus to,
+                                                 const amld::storage::TransitionDetails& details);
+  // Called (outside the manager's lock) when Cancel is asked of a parent
+  // run that has not ended, before its children are canceled.
+  using ParentCancelHandler =
+      std::function<void(const std::string& run_id, const std::string& reason)>;
+  void SetParentCancelHandler(ParentCancelHandler handler);
+  static bool IsParentRun(const amld::v1::RunConfig& config) { return config.has_sweep(); }
 
   // Called with the run after each status change, under the manager's lock:
   // it must be quick and must not call back into the manager.
@@ -227,6 +260,13 @@ class RunManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes over one run found unfinished at start (recovery.cc).
   absl::Status Recover(const amld::v1::Run& run);
+  // Submit's checks: the config with the daemon's limits applied.
+  absl::StatusOr<amld::v1::RunConfig> CheckSubmission(const amld::v1::RunConfig& submitted);
+  // Records `config` QUEUED under a fresh id (or options.run_id).
+  absl::StatusOr<amld::v1::Run> InsertQueued(const amld::v1::RunConfig& config,
+                                             uint32_t submitter_uid, const SubmitOptions& options);
+  // Cancels every unfinished child of `parent_id`.
+  void CancelChildren(const std::string& parent_id, const std::string& reason);
 
   RunManagerDeps deps_;
   RunManagerOptions options_;
@@ -245,6 +285,7 @@ class RunManager {
   // re-adopted run's GPUs must be marked taken before any are handed out.
   bool recovering_ ABSL_GUARDED_BY(mu_) = true;
   absl::BitGen random_ ABSL_GUARDED_BY(mu_);
+  ParentCancelHandler parent_cancel_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace amld::daemon

@@ -15,6 +15,7 @@
 #include "daemon/executors/run_folder.h"
 #include "daemon/services/services.h"
 #include "daemon/runs/submit_validation.h"
+#include "daemon/sweeps/sweep_controller.h"
 #include "base/status_macros.h"
 
 namespace amld::daemon {
@@ -344,7 +345,12 @@ class RunsService final : public RunsBase {
                          pb::SubmitRunResponse* response) override {
     uid_t uid =
         deps_.uid_of_peer ? deps_.uid_of_peer(context->peer()).value_or(::geteuid()) : ::geteuid();
-    absl::StatusOr<Run> run = deps_.runs->Submit(request->config(), uid);
+    absl::StatusOr<Run> run = absl::UnimplementedError("this daemon runs no sweeps");
+    if (!request->config().has_sweep()) {
+      run = deps_.runs->Submit(request->config(), uid);
+    } else if (deps_.sweeps != nullptr) {
+      run = deps_.sweeps->Submit(request->config(), uid);
+    }
     if (!run.ok()) return ToGrpcStatus(run.status());
     *response->mutable_run() = std::move(*run);
     return grpc::Status::OK;

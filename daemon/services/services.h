@@ -39,6 +39,7 @@ class logger;
 namespace amld::daemon {
 
 class ExecutorRegistry;
+class SweepController;
 
 // Largest BatchUpdateBlobs request accepted (DaemonInfo.max_batch_bytes).
 inline constexpr int64_t kMaxBatchBytes = 4 << 20;
@@ -77,6 +78,9 @@ struct ServiceDeps {
   ExecutorRegistry* executors = nullptr;
   // The daemon's log; may be null.
   std::shared_ptr<spdlog::logger> log;
+  // Runs sweeps (SubmitRun of a config with a sweep); null: sweeps are
+  // refused with UNIMPLEMENTED.
+  SweepController* sweeps = nullptr;
 };
 
 std::unique_ptr<grpc::Service> NewRunsService(const ServiceDeps& deps);

@@ -52,19 +52,40 @@ class Experiment:
         .amlignore/.gitignore rules apply, only files the daemon lacks are
         uploaded, and the folder's git state is recorded with the run.
 
-        :param config: a ScriptRunConfig.
+        :param config: a ScriptRunConfig, or an amld.train.hyperdrive
+            HyperDriveConfig (a sweep: returns a HyperDriveRun).
         :param tags: a dict of tags for the run (values become strings).
         """
-        from amld.core import _snapshot
         from amld.core.run import Run
         from amld.v1 import runs_pb2
         if kwargs:
             raise UnsupportedOptionError("Experiment.submit(%s): amld does not support these "
                                          "options" % ", ".join(sorted(kwargs)))
+        sweep = None
+        if type(config).__name__ == "HyperDriveConfig":
+            from amld.train.hyperdrive import HyperDriveConfig
+            if isinstance(config, HyperDriveConfig):
+                sweep, config = config, config.run_config
         if not isinstance(config, ScriptRunConfig):
             raise UnsupportedOptionError(
-                "Experiment.submit: amld submits ScriptRunConfig objects only, got %s"
-                % type(config).__name__)
+                "Experiment.submit: amld submits ScriptRunConfig and HyperDriveConfig objects "
+                "only, got %s" % type(config).__name__)
+        run_config = self._run_config(config, tags)
+        if sweep is not None:
+            sweep._spec(run_config.sweep)
+        client = self._workspace._daemon()
+        response = client.call(client.runs.SubmitRun,
+                               runs_pb2.SubmitRunRequest(config=run_config),
+                               "submit the sweep" if sweep is not None else "submit the run")
+        if sweep is not None:
+            from amld.train.hyperdrive import HyperDriveRun
+            return HyperDriveRun(self, response.run.id, hyperdrive_config=sweep,
+                                 _run_proto=response.run)
+        return Run(self, response.run.id, _run_proto=response.run)
+
+    def _run_config(self, config, tags):
+        """The RunConfig proto of a ScriptRunConfig, its source folder snapshotted."""
+        from amld.core import _snapshot
         run_config = config._to_proto(self._name)
         source = os.fspath(config.source_directory)
         if not os.path.isdir(source):
@@ -81,9 +102,7 @@ class Experiment:
         run_config.snapshot_root.CopyFrom(snapshot.root)
         if snapshot.git is not None:
             run_config.git.CopyFrom(snapshot.git)
-        response = client.call(client.runs.SubmitRun,
-                               runs_pb2.SubmitRunRequest(config=run_config), "submit the run")
-        return Run(self, response.run.id, _run_proto=response.run)
+        return run_config
 
     def get_runs(self, type=None, tags=None, properties=None, include_children=False):
         """The experiment's runs, newest first, as a generator of Run.
@@ -106,7 +125,7 @@ class Experiment:
                 if not include_children and run.parent_run_id:
                     continue
                 if _tags_match(run.config.tags, tags):
-                    yield Run(self, run.id, _run_proto=run)
+                    yield Run._of(self, run)
             token = page.next_page_token
             if not token:
                 return

@@ -164,7 +164,61 @@ class Run(RunFiles, RunLogging):
                             "look up run " + run_id)
         experiment = Experiment(workspace, proto.config.experiment_name,
                                 _skip_name_validation=True)
-        return Run(experiment, run_id, _run_proto=proto)
+        return Run._of(experiment, proto)
+
+    @staticmethod
+    def _of(experiment, proto):
+        """The Run of an amld.v1.Run: a HyperDriveRun for a sweep's parent."""
+        if proto.config.HasField("sweep"):
+            from amld.train.hyperdrive import HyperDriveRun
+            return HyperDriveRun(experiment, proto.id, _run_proto=proto)
+        return Run(experiment, proto.id, _run_proto=proto)
+
+    # --- parent and children ------------------------------------------------
+
+    @property
+    def parent(self):
+        """The parent run (a sweep's HyperDriveRun), or None."""
+        proto = self._proto if self._proto is not None else self._fetch()
+        if not proto.parent_run_id:
+            return None
+        client = self._client()
+        parent = client.call(client.runs.GetRun, pb().GetRunRequest(run_id=proto.parent_run_id),
+                             "look up run " + proto.parent_run_id)
+        return Run._of(self._experiment, parent)
+
+    def _list_children(self, client):
+        """Every child's amld.v1.Run, newest first."""
+        children, token = [], ""
+        while True:
+            page = client.call(client.runs.ListRuns,
+                               pb().ListRunsRequest(parent_run_id=self._run_id, page_size=1000,
+                                                    page_token=token),
+                               "list the children of run " + self._run_id)
+            children.extend(page.runs)
+            token = page.next_page_token
+            if not token:
+                return children
+
+    def get_children(self, recursive=False, tags=None, properties=None, type=None, status=None,
+                     _rehydrate_runs=True):
+        """The run's children (a sweep's runs), newest first, as a generator of Run.
+
+        :param recursive: also the children's children.
+        :param tags: only children with these tags (a dict, a list of keys, or a key).
+        :param status: only children in this status, e.g. "Completed".
+        """
+        from amld.core.experiment import _tags_match
+        if properties is not None or type is not None:
+            raise UnsupportedOptionError("Run.get_children: filtering by properties or type is "
+                                         "not supported by amld")
+        for child in self._list_children(self._client()):
+            run = Run._of(self._experiment, child)
+            if _tags_match(child.config.tags, tags) and (
+                    status is None or status_name(child.status) == status):
+                yield run
+            if recursive:
+                yield from run.get_children(recursive=True, tags=tags, status=status)
 
     # --- identity -----------------------------------------------------------
 
@@ -417,11 +471,15 @@ class Run(RunFiles, RunLogging):
         Values are in step order. Available while the run runs, as far as the
         daemon has read them. ``log_row``/``log_table`` columns appear as
         "<name>/<column>". ``populate`` has no effect (amld metrics hold no
-        links to fetch).
+        links to fetch). With ``recursive``, a dict run id → metrics of this
+        run and every descendant (a sweep's children).
         """
-        if recursive or run_type is not None:
-            raise UnsupportedOptionError("Run.get_metrics(recursive=..., run_type=...): amld runs "
-                                         "have no child runs yet")
+        if run_type is not None:
+            raise UnsupportedOptionError("Run.get_metrics(run_type=...): not supported by amld")
+        if recursive:
+            # As azureml: run id → metrics, for this run and every descendant.
+            runs = [self] + list(self.get_children(recursive=True))
+            return {run.id: Run.get_metrics(run, name=name) for run in runs}
         client = self._client()
         request = pb().GetMetricsRequest(run_id=self._run_id,
                                              names=[name] if name is not None else [])

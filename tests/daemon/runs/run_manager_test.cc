@@ -1002,3 +1002,65 @@ TEST_F(RunFolderRetentionTest, StartRemovesOldFoldersOfEndedRunsAndLeavesOthers)
 
 }  // namespace
 }  // namespace amld::daemon
+
+namespace amld::daemon {
+namespace {
+
+// Parent runs (a sweep) are recorded and followed like runs but never
+// scheduled; children carry their parent and an id chosen by it, and a
+// cancel of the parent reaches every unfinished child.
+TEST_F(RunManagerTest, ParentRunsAreNeverScheduledAndCancelReachesTheirChildren) {
+  StartManager(1);
+  RunConfig parent_config = Config();
+  parent_config.mutable_sweep()->set_primary_metric_name("loss");
+  EXPECT_EQ(manager_->Submit(parent_config, 1000).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<RunProto> parent = manager_->SubmitParent(parent_config, 1000);
+  ASSERT_TRUE(parent.ok()) << parent.status();
+  EXPECT_TRUE(Get(parent->id()).config().has_sweep());
+  std::vector<RunStatusValue> seen;
+  ASSERT_TRUE(manager_->Subscribe(parent->id(), [&](const RunProto& r) { seen.push_back(r.status()); })
+                  .ok());
+  for (RunStatusValue s : {RunStatus::PREPARING, RunStatus::STARTING, RunStatus::RUNNING}) {
+    ASSERT_TRUE(manager_->TransitionParent(parent->id(), s, {}).ok());
+  }
+  EXPECT_THAT(seen, ElementsAre(RunStatus::PREPARING, RunStatus::STARTING, RunStatus::RUNNING));
+  tasks_.RunAll();
+  EXPECT_THAT(executor_.launched, IsEmpty());  // the parent holds no slot
+
+  RunManager::SubmitOptions child_options{parent->id(), parent->id() + "_0"};
+  absl::StatusOr<RunProto> a = manager_->Submit(Config(), 1000, child_options);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->id(), parent->id() + "_0");
+  EXPECT_EQ(a->parent_run_id(), parent->id());
+  // The same id again is refused: a restarted sweep never submits a child twice.
+  EXPECT_EQ(manager_->Submit(Config(), 1000, child_options).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  const std::string b = manager_->Submit(Config(), 1000, {parent->id(), parent->id() + "_1"})->id();
+  EXPECT_EQ(manager_->Submit(Config(), 1000, {"no-such-run", ""}).status().code(),
+            absl::StatusCode::kNotFound);
+  tasks_.RunAll();
+  EXPECT_THAT(executor_.launched, ElementsAre(a->id()));
+
+  amld::storage::RunFilter children;
+  children.parent_run_id = parent->id();
+  EXPECT_EQ(store_->ListRuns(children)->runs.size(), 2u);
+
+  std::vector<std::string> handled;
+  manager_->SetParentCancelHandler(
+      [&](const std::string& id, const std::string& reason) { handled.push_back(id + ":" + reason); });
+  ASSERT_TRUE(manager_->Cancel(parent->id(), "enough").ok());
+  EXPECT_THAT(handled, ElementsAre(parent->id() + ":enough"));
+  EXPECT_EQ(StatusOf(b), RunStatus::CANCELED);  // it was queued
+  EXPECT_THAT(Get(b).error(), HasSubstr("parent run " + parent->id() + " canceled: enough"));
+  EXPECT_EQ(StatusOf(a->id()), RunStatus::CANCEL_REQUESTED);
+  EXPECT_THAT(executor_.canceled, ElementsAre(a->id()));
+
+  // A restart leaves the parent to its driver: nothing recovers or fails it.
+  manager_.reset();
+  StartManager(1);
+  EXPECT_EQ(StatusOf(parent->id()), RunStatus::RUNNING);
+}
+
+}  // namespace
+}  // namespace amld::daemon

@@ -1,0 +1,1 @@
+"""The azureml.train API on amld: hyperparameter sweeps (amld.train.hyperdrive)."""
