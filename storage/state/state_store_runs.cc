@@ -237,7 +237,9 @@ absl::StatusOr<amld::v1::Run> StateStore::Impl::TransitionLocked(const std::stri
   // FINALIZING records how the process ended; without an exit code (the
   // supervisor was lost) the column holds kNoExitCode, read back as unset.
   std::optional<int64_t> exit_code = details.exit_code;
-  if (to == RunStatus::FINALIZING && !exit_code && !details.exit_signal) exit_code = kNoExitCode;
+  if (to == amld::v1::RunStatus::FINALIZING && !exit_code && !details.exit_signal) {
+    exit_code = kNoExitCode;
+  }
   update.BindInt(1, to)
       .BindOptionalInt(2, exit_code)
       .BindOptionalInt(3, details.exit_signal)
