@@ -1,6 +1,10 @@
 #include "client/grpc_status.h"
 
 #include <grpcpp/support/status.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <string>
 
@@ -9,6 +13,20 @@
 namespace amld::client {
 
 absl::Status DaemonNotRunningError(const std::filesystem::path& socket) {
+  // A daemon that runs but refused us (SO_PEERCRED: it serves its own user
+  // only) looks like no daemon to gRPC; the socket's owner tells them apart.
+  struct stat st;
+  if (::stat(socket.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && st.st_uid != ::geteuid()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "the amld at ", socket.string(), " belongs to uid ", st.st_uid,
+        " and serves only its owner (this is uid ", ::geteuid(),
+        "); use your own daemon: `aml daemon start`, without AMLD_SOCKET/--socket naming theirs"));
+  }
+  if (::stat(socket.c_str(), &st) != 0 && errno == EACCES) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot reach the amld socket ", socket.string(),
+                     ": its folder is another user's; use your own daemon: `aml daemon start`"));
+  }
   return absl::UnavailableError(absl::StrCat("amld is not running at ", socket.string(),
                                              ": start it with `aml daemon start`"));
 }

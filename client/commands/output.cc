@@ -87,6 +87,7 @@ absl::Duration QueueWait(const Run& run) {
 std::string ExitStatusText(const Run& run) {
   // The exit is recorded with FINALIZING; a run that never got there has none.
   if (TransitionTime(run, RunStatus::FINALIZING) == nullptr) return "";
+  if (run.exit_signal() == 0 && !run.has_exit_code()) return "exit code lost";
   if (run.exit_signal() == 0) return absl::StrCat("exit code ", run.exit_code());
   const char* name = ::sigabbrev_np(run.exit_signal());
   return name == nullptr ? absl::StrCat("signal ", run.exit_signal())

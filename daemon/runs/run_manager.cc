@@ -97,6 +97,10 @@ absl::StatusOr<RunConfig> RunManager::CheckSubmission(const RunConfig& submitted
     absl::MutexLock lock(&mu_);
     AMLD_RETURN_IF_ERROR(ApplyLimitsLocked(&config));
   }
+  // With a run id of the length it will have (<experiment>_<seconds>_<8 hex>).
+  const std::string sized_id = absl::StrCat(config.experiment_name(), "_0000000000_00000000");
+  AMLD_RETURN_IF_ERROR(CheckExecLimits(BuildLaunchSpec(
+      sized_id, config, PathsFor(sized_id), options_.base_env, options_.kill_grace)));
   // The snapshot's blobs came in with Durability::kDeferred (Cas service,
   // watched roots): make them durable before the run that needs them is.
   if (const int64_t pending = deps_.cas->PendingSyncCount(); pending > 0) {
@@ -542,9 +546,14 @@ void RunManager::BeginFinalizeLocked(const std::string& run_id,
     details.exit_code = final_outcome.exit_code;
     details.exit_signal = final_outcome.exit_signal;
     details.reason = outcome.ok() ? "process ended" : std::string(outcome.status().message());
-    if (!TransitionLocked(run_id, Status::FINALIZING, details).ok()) {
-      // Only a database error gets here; the run cannot be recorded further.
-      return ForgetLocked(run_id);
+    const absl::Status recorded = TransitionLocked(run_id, Status::FINALIZING, details).status();
+    if (!recorded.ok()) {
+      // Only a database error gets here. A full disk passes: try again.
+      if (!MayPassByItself(recorded)) return ForgetLocked(run_id);
+      return RecordLaterLocked(run_id, [this, run_id, outcome] {
+        absl::MutexLock lock(&mu_);
+        if (active_.contains(run_id)) BeginFinalizeLocked(run_id, outcome);
+      });
     }
   }
   deps_.log->info("run {} ended ({}); storing its outputs", run_id,
@@ -565,13 +574,48 @@ void RunManager::Finalize(const std::string& run_id, FinalOutcome outcome) {
     if (outcome.status == Status::COMPLETED) outcome.status = Status::FAILED;
   }
   absl::MutexLock lock(&mu_);
+  RecordEndLocked(run_id, std::move(outcome));
+}
+
+void RunManager::RecordEndLocked(const std::string& run_id, FinalOutcome outcome) {
+  if (!active_.contains(run_id)) return;
   TransitionDetails details;
   if (!outcome.error.empty()) details.error = outcome.error;
-  const bool ended = TransitionLocked(run_id, outcome.status, details).ok();
+  const absl::Status ended = TransitionLocked(run_id, outcome.status, details).status();
+  if (!ended.ok() && MayPassByItself(ended)) {
+    // Its outputs are stored; only its end is left to record.
+    return RecordLaterLocked(run_id, [this, run_id, outcome] {
+      absl::MutexLock lock(&mu_);
+      RecordEndLocked(run_id, outcome);
+    });
+  }
   deps_.log->info("run {} {}{}", run_id, StatusName(outcome.status),
                   outcome.error.empty() ? "" : " (" + outcome.error + ")");
   ForgetLocked(run_id);  // the next run's Prepare is posted before any removal
-  if (ended) folders_.Finished(run_id);
+  if (ended.ok()) folders_.Finished(run_id);
+}
+
+bool RunManager::MayPassByItself(const absl::Status& error) {
+  // SQLITE_FULL is RESOURCE_EXHAUSTED; I/O errors and a busy database are
+  // INTERNAL, UNAVAILABLE or ABORTED. An illegal transition or a missing run
+  // (FAILED_PRECONDITION, NOT_FOUND) never passes.
+  return absl::IsResourceExhausted(error) || absl::IsUnavailable(error) ||
+         absl::IsInternal(error) || absl::IsAborted(error);
+}
+
+void RunManager::RecordLaterLocked(const std::string& run_id, std::function<void()> again) {
+  ActiveRun& r = active_.at(run_id);
+  r.record_retry = r.record_retry == absl::ZeroDuration()
+                       ? options_.record_retry
+                       : std::min(r.record_retry * 2, kLastRecordRetry);
+  const absl::Duration pause = r.record_retry;
+  deps_.log->warn("run {}: its status could not be recorded; trying again in {:.1f} s (it keeps "
+                  "its slot until then; free space under the data dir if it is full)",
+                  run_id, absl::ToDoubleSeconds(pause));
+  deps_.tasks->Post([pause, again = std::move(again)] {
+    absl::SleepFor(pause);
+    again();
+  });
 }
 
 }  // namespace amld::daemon

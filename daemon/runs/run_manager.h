@@ -106,6 +106,9 @@ struct RunManagerOptions {
   int64_t max_run_duration_seconds = 0;
   // SIGTERM → SIGKILL grace for cancel and timeout.
   absl::Duration kill_grace = absl::Seconds(10);
+  // First pause before a status that could not be recorded is tried again
+  // (RecordLaterLocked).
+  absl::Duration record_retry = absl::Seconds(1);
   // The environment every run starts from (CaptureDaemonEnvironment()).
   EnvList base_env;
 };
@@ -225,6 +228,8 @@ class RunManager {
     // with started == true makes it RUNNING.
     bool waiting_elsewhere = false;
     std::string waiting_placement;
+    // The last pause before recording its status again; zero until then.
+    absl::Duration record_retry = absl::ZeroDuration();
   };
 
   absl::StatusOr<amld::v1::Run> TransitionLocked(const std::string& run_id,
@@ -252,6 +257,18 @@ class RunManager {
   // scheduler's order; INVALID_ARGUMENT when the target cannot hold it.
   absl::Status ApplyLimitsLocked(amld::v1::RunConfig* config) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finalize(const std::string& run_id, FinalOutcome outcome);
+  // The terminal transition after Finalize stored the outputs.
+  void RecordEndLocked(const std::string& run_id, FinalOutcome outcome)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A transition to FINALIZING or to the end that failed for a reason that
+  // passes by itself (the database's disk full) is retried after a pause,
+  // doubling from options_.record_retry up to kLastRecordRetry, on a task
+  // that sleeps: the run keeps its slot and ends by itself once space
+  // returns, instead of staying RUNNING until a restart.
+  static bool MayPassByItself(const absl::Status& error);
+  void RecordLaterLocked(const std::string& run_id, std::function<void()> again)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static constexpr absl::Duration kLastRecordRetry = absl::Seconds(10);
   void OnExit(const std::string& run_id, absl::StatusOr<ExitStatus> outcome);
   void OnProgress(const std::string& run_id, const RunProgress& progress);
   // Records a placement change of a run that keeps its status, and tells

@@ -68,6 +68,36 @@ EnvList BuildEnvironment(const EnvList& base, const std::string& run_id,
   return EnvList(env.begin(), env.end());
 }
 
+absl::Status CheckExecLimits(const LaunchSpec& spec) {
+  constexpr size_t kMaxArgStrlen = 32 * 4096;  // MAX_ARG_STRLEN in linux/binfmts.h
+  constexpr size_t kShimRoom = 8192;           // amld-shim's own flags and paths
+  auto too_long = [&](std::string_view what, size_t bytes) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s is %d bytes; Linux execs at most %d bytes per argument or environment entry: pass "
+        "large data in a file of the snapshot instead",
+        what, bytes, kMaxArgStrlen - 1));
+  };
+  size_t total = 0;
+  for (size_t i = 0; i < spec.argv.size(); ++i) {
+    const size_t n = spec.argv[i].size() + 1;
+    if (n > kMaxArgStrlen) return too_long(absl::StrCat("argument ", i), n - 1);
+    total += n + sizeof(char*);
+  }
+  for (const auto& [name, value] : spec.env) {
+    const size_t n = name.size() + value.size() + 2;
+    if (n > kMaxArgStrlen) return too_long(absl::StrCat("environment variable ", name), n - 2);
+    total += n + sizeof(char*);
+  }
+  const long arg_max = ::sysconf(_SC_ARG_MAX);
+  if (arg_max > 0 && total + kShimRoom > static_cast<size_t>(arg_max)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "the run's arguments and environment take %d bytes, over the %d bytes Linux can exec "
+        "(ARG_MAX, with amld's own): pass large data in a file of the snapshot instead",
+        total, arg_max - static_cast<long>(kShimRoom)));
+  }
+  return absl::OkStatus();
+}
+
 LaunchSpec BuildLaunchSpec(const std::string& run_id, const amld::v1::RunConfig& config,
                            const RunPaths& paths, const EnvList& base_env,
                            absl::Duration kill_grace) {

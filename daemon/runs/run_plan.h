@@ -46,6 +46,13 @@ EnvList BuildEnvironment(const EnvList& base, const std::string& run_id,
 LaunchSpec::Processes ProcessesOf(const amld::v1::RunConfig& config);
 
 // Everything Executor::Launch needs.
+// INVALID_ARGUMENT when the run's process could never be exec'd: one
+// argument or environment entry over the kernel's 128 KiB per string
+// (MAX_ARG_STRLEN), or argv and the environment together over the exec limit
+// (sysconf(_SC_ARG_MAX), pointers counted, room left for amld-shim's own
+// arguments). Checked at submit, so such a run is refused, not failed later.
+absl::Status CheckExecLimits(const LaunchSpec& spec);
+
 LaunchSpec BuildLaunchSpec(const std::string& run_id, const amld::v1::RunConfig& config,
                            const RunPaths& paths, const EnvList& base_env,
                            absl::Duration kill_grace);

@@ -103,19 +103,17 @@ absl::Status CopyBlobInto(const ContentStore& cas, const Digest& d, int out_fd,
   return absl::OkStatus();
 }
 
-// Whether the process umask leaves the owner's bits of 0755 and 0644 as they
-// are (022 and the daemon's 077 do), so files and folders need no fchmod
-// after their creation: one metadata update less per file, which journaling
-// file systems charge for. The owner's execute bit is what a snapshot keeps;
-// group/other access follows the umask (the daemon's runs are private). Read
-// from /proc (umask(2) cannot be read without setting it, racing threads).
+// Whether the process umask leaves 0755 and 0644 as they are (022 does),
+// so files and folders need no fchmod after their creation: one metadata
+// update less per file, which journaling file systems charge for. Read from
+// /proc (umask(2) cannot be read without setting it, racing other threads).
 bool UmaskKeepsModes() {
   absl::StatusOr<std::string> status = base::ReadFileToString("/proc/self/status");
   if (!status.ok()) return false;
   const size_t at = status->find("\nUmask:");
   if (at == std::string::npos) return false;
   const mode_t mask = static_cast<mode_t>(std::strtol(status->c_str() + at + 8, nullptr, 8));
-  return (mask & 0700) == 0;
+  return (mask & 0755) == 0;
 }
 
 absl::Status MaterializeFile(const ContentStore& cas, const amld::v1::FileNode& f, int dirfd,

@@ -18,6 +18,12 @@
 
 namespace amld::storage {
 
+namespace {
+// runs.exit_code of a run that reached FINALIZING without an exit code (the
+// column is NOT NULL, so no migration is needed).
+constexpr int64_t kNoExitCode = -1;
+}  // namespace
+
 namespace v1 = amld::v1;
 
 namespace {
@@ -102,7 +108,8 @@ absl::StatusOr<amld::v1::Run> StateStore::Impl::RunFromRow(Stmt& row) {
   }
   run.set_status(static_cast<RunStatus>(row.Int(2)));
   *run.mutable_created_time() = TimestampFromNanos(row.Int(3));
-  run.set_exit_code(static_cast<int32_t>(row.Int(4)));
+  // kNoExitCode: none is known (the supervisor was lost); exit codes are 0-255.
+  if (row.Int(4) != kNoExitCode) run.set_exit_code(static_cast<int32_t>(row.Int(4)));
   run.set_exit_signal(static_cast<int32_t>(row.Int(5)));
   run.set_error(row.Text(6));
   run.set_placement(row.Text(7));
@@ -227,8 +234,14 @@ absl::StatusOr<amld::v1::Run> StateStore::Impl::TransitionLocked(const std::stri
                               "assigned_gpus=COALESCE(?, assigned_gpus) WHERE id=?"));
   std::optional<std::string> gpus;
   if (details.assigned_gpus) gpus = absl::StrJoin(*details.assigned_gpus, ",");
+  // FINALIZING records how the process ended; without an exit code (the
+  // supervisor was lost) the column holds kNoExitCode, read back as unset.
+  std::optional<int64_t> exit_code = details.exit_code;
+  if (to == amld::v1::RunStatus::FINALIZING && !exit_code && !details.exit_signal) {
+    exit_code = kNoExitCode;
+  }
   update.BindInt(1, to)
-      .BindOptionalInt(2, details.exit_code)
+      .BindOptionalInt(2, exit_code)
       .BindOptionalInt(3, details.exit_signal)
       .BindOptionalText(4, details.error)
       .BindOptionalText(5, details.placement)

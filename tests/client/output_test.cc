@@ -79,6 +79,11 @@ TEST(OutputTest, QueueWaitAndExitStatus) {
   }
   EXPECT_EQ(QueueWait(canceled_in_queue), absl::Seconds(5));
   EXPECT_EQ(ExitStatusText(canceled_in_queue), "");  // it never ran
+
+  // Issue 19: a run whose supervisor was lost has no exit code, not 0.
+  run.set_exit_signal(0);
+  run.clear_exit_code();
+  EXPECT_EQ(ExitStatusText(run), "exit code lost");
 }
 
 TEST(OutputTest, JsonUsesProtoFieldNamesAndPrintsDefaults) {

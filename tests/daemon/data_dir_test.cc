@@ -85,6 +85,9 @@ class DataDirDaemonTest : public testing::InProcessDaemonTest {
   void SetUp() override {
     saved_umask_ = ::umask(022);
     MakeLooseDataDir(dir_ / "data");
+    // Not fake database files: SQLite makes its own (0600 under the daemon).
+    fs::remove(dir_ / "data/amld.db");
+    fs::remove(dir_ / "data/amld.db-wal");
     InProcessDaemonTest::SetUp();
   }
   void TearDown() override { ::umask(saved_umask_); }

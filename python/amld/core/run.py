@@ -308,7 +308,8 @@ class Run(RunFiles, RunLogging):
         config = run.config
         env = config.environment
         properties = {
-            "exitCode": run.exit_code,
+            # None when no exit code is known (the supervisor was lost).
+            "exitCode": run.exit_code if run.HasField("exit_code") else None,
             "exitSignal": run.exit_signal,
             "submitterUid": run.submitter_uid,
             "snapshotId": "%s/%d" % (config.snapshot_root.hash, config.snapshot_root.size_bytes),

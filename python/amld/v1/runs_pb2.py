@@ -16,7 +16,7 @@ from amld.v1 import common_pb2 as amld_dot_v1_dot_common__pb2
 from amld.v1 import sweep_pb2 as amld_dot_v1_dot_sweep__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61mld/v1/runs.proto\x12\x07\x61mld.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x61mld/v1/common.proto\x1a\x13\x61mld/v1/sweep.proto\"\xa7\x01\n\tRunStatus\"\x99\x01\n\x05Value\x12\x0b\n\x07UNKNOWN\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\r\n\tPREPARING\x10\x02\x12\x0c\n\x08STARTING\x10\x03\x12\x0b\n\x07RUNNING\x10\x04\x12\x0e\n\nFINALIZING\x10\x05\x12\r\n\tCOMPLETED\x10\x06\x12\n\n\x06\x46\x41ILED\x10\x07\x12\x0c\n\x08\x43\x41NCELED\x10\x08\x12\x14\n\x10\x43\x41NCEL_REQUESTED\x10\t\"P\n\x07GitInfo\x12\x16\n\x0erepository_uri\x18\x01 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x02 \x01(\t\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\t\x12\r\n\x05\x64irty\x18\x04 \x01(\x08\"\xaa\x02\n\x0b\x45nvironment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12!\n\x19user_managed_dependencies\x18\x03 \x01(\x08\x12\x18\n\x10interpreter_path\x18\x04 \x01(\t\x12M\n\x15\x65nvironment_variables\x18\x05 \x03(\x0b\x32..amld.v1.Environment.EnvironmentVariablesEntry\x12\x18\n\x10pip_requirements\x18\x06 \x03(\t\x12\x19\n\x11\x64ocker_base_image\x18\x07 \x01(\t\x1a;\n\x19\x45nvironmentVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x10MpiConfiguration\x12\x1e\n\x16process_count_per_node\x18\x01 \x01(\x05\x12\x12\n\nnode_count\x18\x02 \x01(\x05\"`\n\x14PyTorchConfiguration\x12\x1d\n\x15\x63ommunication_backend\x18\x01 \x01(\t\x12\x15\n\rprocess_count\x18\x02 \x01(\x05\x12\x12\n\nnode_count\x18\x03 \x01(\x05\"O\n\x17TensorflowConfiguration\x12\x14\n\x0cworker_count\x18\x01 \x01(\x05\x12\x1e\n\x16parameter_server_count\x18\x02 \x01(\x05\"\xb1\x01\n\x11\x44istributedConfig\x12(\n\x03mpi\x18\x01 \x01(\x0b\x32\x19.amld.v1.MpiConfigurationH\x00\x12\x30\n\x07pytorch\x18\x02 \x01(\x0b\x32\x1d.amld.v1.PyTorchConfigurationH\x00\x12\x36\n\ntensorflow\x18\x03 \x01(\x0b\x32 .amld.v1.TensorflowConfigurationH\x00\x42\x08\n\x06\x63onfig\"\x86\x04\n\tRunConfig\x12\x17\n\x0f\x65xperiment_name\x18\x01 \x01(\t\x12&\n\rsnapshot_root\x18\x02 \x01(\x0b\x32\x0f.amld.v1.Digest\x12\x0e\n\x06script\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x03(\t\x12\x0f\n\x07\x63ommand\x18\x05 \x01(\t\x12)\n\x0b\x65nvironment\x18\x06 \x01(\x0b\x32\x14.amld.v1.Environment\x12\x16\n\x0e\x63ompute_target\x18\x07 \x01(\t\x12/\n\x0b\x64istributed\x18\x08 \x01(\x0b\x32\x1a.amld.v1.DistributedConfig\x12 \n\x18max_run_duration_seconds\x18\t \x01(\x03\x12*\n\x04tags\x18\n \x03(\x0b\x32\x1c.amld.v1.RunConfig.TagsEntry\x12\x1d\n\x03git\x18\x0b \x01(\x0b\x32\x10.amld.v1.GitInfo\x12\x14\n\x0c\x64isplay_name\x18\x0c \x01(\t\x12\x10\n\x08priority\x18\r \x01(\x05\x12+\n\tresources\x18\x0e \x01(\x0b\x32\x18.amld.v1.ResourceRequest\x12!\n\x05sweep\x18\x0f \x01(\x0b\x32\x12.amld.v1.SweepSpec\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"-\n\x0fResourceRequest\x12\x0c\n\x04\x63pus\x18\x01 \x01(\x05\x12\x0c\n\x04gpus\x18\x02 \x01(\x05\"v\n\x10StatusTransition\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.amld.v1.RunStatus.Value\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xcc\x02\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x12.amld.v1.RunConfig\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.amld.v1.RunStatus.Value\x12*\n\x07history\x18\x04 \x03(\x0b\x32\x19.amld.v1.StatusTransition\x12\x11\n\texit_code\x18\x05 \x01(\x05\x12\x13\n\x0b\x65xit_signal\x18\x06 \x01(\x05\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x15\n\rsubmitter_uid\x18\x08 \x01(\r\x12\x15\n\rparent_run_id\x18\t \x01(\t\x12\x11\n\tplacement\x18\n \x01(\t\x12\x30\n\x0c\x63reated_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rassigned_gpus\x18\x0c \x03(\x05\"6\n\x10SubmitRunRequest\x12\"\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x12.amld.v1.RunConfig\".\n\x11SubmitRunResponse\x12\x19\n\x03run\x18\x01 \x01(\x0b\x32\x0c.amld.v1.Run\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xc2\x01\n\x0fListRunsRequest\x12\x17\n\x0f\x65xperiment_name\x18\x01 \x01(\t\x12*\n\x08statuses\x18\x02 \x03(\x0e\x32\x18.amld.v1.RunStatus.Value\x12\x1a\n\rsubmitter_uid\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x15\n\rparent_run_id\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\tB\x10\n\x0e_submitter_uid\"G\n\x10ListRunsResponse\x12\x1a\n\x04runs\x18\x01 \x03(\x0b\x32\x0c.amld.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x0eWaitRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\",\n\x0fWaitRunResponse\x12\x19\n\x03run\x18\x01 \x01(\x0b\x32\x0c.amld.v1.Run\"2\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"Q\n\x11StreamLogsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\"(\n\x08LogChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"2\n\x10ListFilesRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\"8\n\x07RunFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x1f\n\x06\x64igest\x18\x02 \x01(\x0b\x32\x0f.amld.v1.Digest\"4\n\x11ListFilesResponse\x12\x1f\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x10.amld.v1.RunFile\"C\n\x13\x44ownloadFileRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"=\n\tFileChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"y\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x06number\x18\x02 \x01(\x01H\x00\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x0c\n\x04step\x18\x04 \x01(\x03\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x07\n\x05value\"2\n\x11GetMetricsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t\"6\n\x12GetMetricsResponse\x12 \n\x07metrics\x18\x01 \x03(\x0b\x32\x0f.amld.v1.Metric2\xbf\x04\n\x04Runs\x12\x42\n\tSubmitRun\x12\x19.amld.v1.SubmitRunRequest\x1a\x1a.amld.v1.SubmitRunResponse\x12.\n\x06GetRun\x12\x16.amld.v1.GetRunRequest\x1a\x0c.amld.v1.Run\x12?\n\x08ListRuns\x12\x18.amld.v1.ListRunsRequest\x1a\x19.amld.v1.ListRunsResponse\x12>\n\x07WaitRun\x12\x17.amld.v1.WaitRunRequest\x1a\x18.amld.v1.WaitRunResponse0\x01\x12\x34\n\tCancelRun\x12\x19.amld.v1.CancelRunRequest\x1a\x0c.amld.v1.Run\x12=\n\nStreamLogs\x12\x1a.amld.v1.StreamLogsRequest\x1a\x11.amld.v1.LogChunk0\x01\x12\x42\n\tListFiles\x12\x19.amld.v1.ListFilesRequest\x1a\x1a.amld.v1.ListFilesResponse\x12\x42\n\x0c\x44ownloadFile\x12\x1c.amld.v1.DownloadFileRequest\x1a\x12.amld.v1.FileChunk0\x01\x12\x45\n\nGetMetrics\x12\x1a.amld.v1.GetMetricsRequest\x1a\x1b.amld.v1.GetMetricsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61mld/v1/runs.proto\x12\x07\x61mld.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x61mld/v1/common.proto\x1a\x13\x61mld/v1/sweep.proto\"\xa7\x01\n\tRunStatus\"\x99\x01\n\x05Value\x12\x0b\n\x07UNKNOWN\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\r\n\tPREPARING\x10\x02\x12\x0c\n\x08STARTING\x10\x03\x12\x0b\n\x07RUNNING\x10\x04\x12\x0e\n\nFINALIZING\x10\x05\x12\r\n\tCOMPLETED\x10\x06\x12\n\n\x06\x46\x41ILED\x10\x07\x12\x0c\n\x08\x43\x41NCELED\x10\x08\x12\x14\n\x10\x43\x41NCEL_REQUESTED\x10\t\"P\n\x07GitInfo\x12\x16\n\x0erepository_uri\x18\x01 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x02 \x01(\t\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\t\x12\r\n\x05\x64irty\x18\x04 \x01(\x08\"\xaa\x02\n\x0b\x45nvironment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12!\n\x19user_managed_dependencies\x18\x03 \x01(\x08\x12\x18\n\x10interpreter_path\x18\x04 \x01(\t\x12M\n\x15\x65nvironment_variables\x18\x05 \x03(\x0b\x32..amld.v1.Environment.EnvironmentVariablesEntry\x12\x18\n\x10pip_requirements\x18\x06 \x03(\t\x12\x19\n\x11\x64ocker_base_image\x18\x07 \x01(\t\x1a;\n\x19\x45nvironmentVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x10MpiConfiguration\x12\x1e\n\x16process_count_per_node\x18\x01 \x01(\x05\x12\x12\n\nnode_count\x18\x02 \x01(\x05\"`\n\x14PyTorchConfiguration\x12\x1d\n\x15\x63ommunication_backend\x18\x01 \x01(\t\x12\x15\n\rprocess_count\x18\x02 \x01(\x05\x12\x12\n\nnode_count\x18\x03 \x01(\x05\"O\n\x17TensorflowConfiguration\x12\x14\n\x0cworker_count\x18\x01 \x01(\x05\x12\x1e\n\x16parameter_server_count\x18\x02 \x01(\x05\"\xb1\x01\n\x11\x44istributedConfig\x12(\n\x03mpi\x18\x01 \x01(\x0b\x32\x19.amld.v1.MpiConfigurationH\x00\x12\x30\n\x07pytorch\x18\x02 \x01(\x0b\x32\x1d.amld.v1.PyTorchConfigurationH\x00\x12\x36\n\ntensorflow\x18\x03 \x01(\x0b\x32 .amld.v1.TensorflowConfigurationH\x00\x42\x08\n\x06\x63onfig\"\x86\x04\n\tRunConfig\x12\x17\n\x0f\x65xperiment_name\x18\x01 \x01(\t\x12&\n\rsnapshot_root\x18\x02 \x01(\x0b\x32\x0f.amld.v1.Digest\x12\x0e\n\x06script\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x03(\t\x12\x0f\n\x07\x63ommand\x18\x05 \x01(\t\x12)\n\x0b\x65nvironment\x18\x06 \x01(\x0b\x32\x14.amld.v1.Environment\x12\x16\n\x0e\x63ompute_target\x18\x07 \x01(\t\x12/\n\x0b\x64istributed\x18\x08 \x01(\x0b\x32\x1a.amld.v1.DistributedConfig\x12 \n\x18max_run_duration_seconds\x18\t \x01(\x03\x12*\n\x04tags\x18\n \x03(\x0b\x32\x1c.amld.v1.RunConfig.TagsEntry\x12\x1d\n\x03git\x18\x0b \x01(\x0b\x32\x10.amld.v1.GitInfo\x12\x14\n\x0c\x64isplay_name\x18\x0c \x01(\t\x12\x10\n\x08priority\x18\r \x01(\x05\x12+\n\tresources\x18\x0e \x01(\x0b\x32\x18.amld.v1.ResourceRequest\x12!\n\x05sweep\x18\x0f \x01(\x0b\x32\x12.amld.v1.SweepSpec\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"-\n\x0fResourceRequest\x12\x0c\n\x04\x63pus\x18\x01 \x01(\x05\x12\x0c\n\x04gpus\x18\x02 \x01(\x05\"v\n\x10StatusTransition\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.amld.v1.RunStatus.Value\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xdf\x02\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x12.amld.v1.RunConfig\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.amld.v1.RunStatus.Value\x12*\n\x07history\x18\x04 \x03(\x0b\x32\x19.amld.v1.StatusTransition\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x0b\x65xit_signal\x18\x06 \x01(\x05\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x15\n\rsubmitter_uid\x18\x08 \x01(\r\x12\x15\n\rparent_run_id\x18\t \x01(\t\x12\x11\n\tplacement\x18\n \x01(\t\x12\x30\n\x0c\x63reated_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rassigned_gpus\x18\x0c \x03(\x05\x42\x0c\n\n_exit_code\"6\n\x10SubmitRunRequest\x12\"\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x12.amld.v1.RunConfig\".\n\x11SubmitRunResponse\x12\x19\n\x03run\x18\x01 \x01(\x0b\x32\x0c.amld.v1.Run\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xc2\x01\n\x0fListRunsRequest\x12\x17\n\x0f\x65xperiment_name\x18\x01 \x01(\t\x12*\n\x08statuses\x18\x02 \x03(\x0e\x32\x18.amld.v1.RunStatus.Value\x12\x1a\n\rsubmitter_uid\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x15\n\rparent_run_id\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\tB\x10\n\x0e_submitter_uid\"G\n\x10ListRunsResponse\x12\x1a\n\x04runs\x18\x01 \x03(\x0b\x32\x0c.amld.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x0eWaitRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\",\n\x0fWaitRunResponse\x12\x19\n\x03run\x18\x01 \x01(\x0b\x32\x0c.amld.v1.Run\"2\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"Q\n\x11StreamLogsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\"(\n\x08LogChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"2\n\x10ListFilesRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\"8\n\x07RunFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x1f\n\x06\x64igest\x18\x02 \x01(\x0b\x32\x0f.amld.v1.Digest\"4\n\x11ListFilesResponse\x12\x1f\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x10.amld.v1.RunFile\"C\n\x13\x44ownloadFileRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"=\n\tFileChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"y\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x06number\x18\x02 \x01(\x01H\x00\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x0c\n\x04step\x18\x04 \x01(\x03\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x07\n\x05value\"2\n\x11GetMetricsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t\"6\n\x12GetMetricsResponse\x12 \n\x07metrics\x18\x01 \x03(\x0b\x32\x0f.amld.v1.Metric2\xbf\x04\n\x04Runs\x12\x42\n\tSubmitRun\x12\x19.amld.v1.SubmitRunRequest\x1a\x1a.amld.v1.SubmitRunResponse\x12.\n\x06GetRun\x12\x16.amld.v1.GetRunRequest\x1a\x0c.amld.v1.Run\x12?\n\x08ListRuns\x12\x18.amld.v1.ListRunsRequest\x1a\x19.amld.v1.ListRunsResponse\x12>\n\x07WaitRun\x12\x17.amld.v1.WaitRunRequest\x1a\x18.amld.v1.WaitRunResponse0\x01\x12\x34\n\tCancelRun\x12\x19.amld.v1.CancelRunRequest\x1a\x0c.amld.v1.Run\x12=\n\nStreamLogs\x12\x1a.amld.v1.StreamLogsRequest\x1a\x11.amld.v1.LogChunk0\x01\x12\x42\n\tListFiles\x12\x19.amld.v1.ListFilesRequest\x1a\x1a.amld.v1.ListFilesResponse\x12\x42\n\x0c\x44ownloadFile\x12\x1c.amld.v1.DownloadFileRequest\x1a\x12.amld.v1.FileChunk0\x01\x12\x45\n\nGetMetrics\x12\x1a.amld.v1.GetMetricsRequest\x1a\x1b.amld.v1.GetMetricsResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'amld.v1.runs_pb2', globals())
@@ -54,43 +54,43 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _STATUSTRANSITION._serialized_start=1659
   _STATUSTRANSITION._serialized_end=1777
   _RUN._serialized_start=1780
-  _RUN._serialized_end=2112
-  _SUBMITRUNREQUEST._serialized_start=2114
-  _SUBMITRUNREQUEST._serialized_end=2168
-  _SUBMITRUNRESPONSE._serialized_start=2170
-  _SUBMITRUNRESPONSE._serialized_end=2216
-  _GETRUNREQUEST._serialized_start=2218
-  _GETRUNREQUEST._serialized_end=2249
-  _LISTRUNSREQUEST._serialized_start=2252
-  _LISTRUNSREQUEST._serialized_end=2446
-  _LISTRUNSRESPONSE._serialized_start=2448
-  _LISTRUNSRESPONSE._serialized_end=2519
-  _WAITRUNREQUEST._serialized_start=2521
-  _WAITRUNREQUEST._serialized_end=2553
-  _WAITRUNRESPONSE._serialized_start=2555
-  _WAITRUNRESPONSE._serialized_end=2599
-  _CANCELRUNREQUEST._serialized_start=2601
-  _CANCELRUNREQUEST._serialized_end=2651
-  _STREAMLOGSREQUEST._serialized_start=2653
-  _STREAMLOGSREQUEST._serialized_end=2734
-  _LOGCHUNK._serialized_start=2736
-  _LOGCHUNK._serialized_end=2776
-  _LISTFILESREQUEST._serialized_start=2778
-  _LISTFILESREQUEST._serialized_end=2828
-  _RUNFILE._serialized_start=2830
-  _RUNFILE._serialized_end=2886
-  _LISTFILESRESPONSE._serialized_start=2888
-  _LISTFILESRESPONSE._serialized_end=2940
-  _DOWNLOADFILEREQUEST._serialized_start=2942
-  _DOWNLOADFILEREQUEST._serialized_end=3009
-  _FILECHUNK._serialized_start=3011
-  _FILECHUNK._serialized_end=3072
-  _METRIC._serialized_start=3074
-  _METRIC._serialized_end=3195
-  _GETMETRICSREQUEST._serialized_start=3197
-  _GETMETRICSREQUEST._serialized_end=3247
-  _GETMETRICSRESPONSE._serialized_start=3249
-  _GETMETRICSRESPONSE._serialized_end=3303
-  _RUNS._serialized_start=3306
-  _RUNS._serialized_end=3881
+  _RUN._serialized_end=2131
+  _SUBMITRUNREQUEST._serialized_start=2133
+  _SUBMITRUNREQUEST._serialized_end=2187
+  _SUBMITRUNRESPONSE._serialized_start=2189
+  _SUBMITRUNRESPONSE._serialized_end=2235
+  _GETRUNREQUEST._serialized_start=2237
+  _GETRUNREQUEST._serialized_end=2268
+  _LISTRUNSREQUEST._serialized_start=2271
+  _LISTRUNSREQUEST._serialized_end=2465
+  _LISTRUNSRESPONSE._serialized_start=2467
+  _LISTRUNSRESPONSE._serialized_end=2538
+  _WAITRUNREQUEST._serialized_start=2540
+  _WAITRUNREQUEST._serialized_end=2572
+  _WAITRUNRESPONSE._serialized_start=2574
+  _WAITRUNRESPONSE._serialized_end=2618
+  _CANCELRUNREQUEST._serialized_start=2620
+  _CANCELRUNREQUEST._serialized_end=2670
+  _STREAMLOGSREQUEST._serialized_start=2672
+  _STREAMLOGSREQUEST._serialized_end=2753
+  _LOGCHUNK._serialized_start=2755
+  _LOGCHUNK._serialized_end=2795
+  _LISTFILESREQUEST._serialized_start=2797
+  _LISTFILESREQUEST._serialized_end=2847
+  _RUNFILE._serialized_start=2849
+  _RUNFILE._serialized_end=2905
+  _LISTFILESRESPONSE._serialized_start=2907
+  _LISTFILESRESPONSE._serialized_end=2959
+  _DOWNLOADFILEREQUEST._serialized_start=2961
+  _DOWNLOADFILEREQUEST._serialized_end=3028
+  _FILECHUNK._serialized_start=3030
+  _FILECHUNK._serialized_end=3091
+  _METRIC._serialized_start=3093
+  _METRIC._serialized_end=3214
+  _GETMETRICSREQUEST._serialized_start=3216
+  _GETMETRICSREQUEST._serialized_end=3266
+  _GETMETRICSRESPONSE._serialized_start=3268
+  _GETMETRICSRESPONSE._serialized_end=3322
+  _RUNS._serialized_start=3325
+  _RUNS._serialized_end=3900
 # @@protoc_insertion_point(module_scope)

@@ -6,11 +6,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <deque>
+#include <fstream>
 #include <map>
 
 #include "absl/strings/match.h"
@@ -140,6 +142,73 @@ TEST_F(RunManagerTest, RunGoesThroughEveryStatusToCompleted) {
   EXPECT_EQ(run.history().rbegin()->time().seconds(), 1750000005);
   EXPECT_THAT(id, ::testing::MatchesRegex("exp_1750000000_[0-9a-f]{8}"));
   EXPECT_EQ(manager_->runs_holding_slots(), 0);
+}
+
+// Issue 19: with the database's disk full, FINALIZING could not be recorded:
+// the run stayed RUNNING, holding its slot, until a restart. Now the
+// transition is retried and the run ends by itself once space returns.
+TEST_F(RunManagerTest, AnEndNotRecordedOnAFullDiskIsRecordedOnceSpaceReturns) {
+  const fs::path disk = dir_ / "disk";
+  fs::create_directories(disk);
+  if (::mount("tmpfs", disk.c_str(), "tmpfs", 0, "size=1m") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
+  }
+  struct Unmount {
+    fs::path at;
+    ~Unmount() { ::umount2(at.c_str(), MNT_DETACH); }
+  } unmount{disk};
+  store_.reset();
+  store_ = *StateStore::Open(disk / "amld.db");
+  RunManagerOptions options = Options(1);
+  options.record_retry = absl::Milliseconds(20);
+  StartManagerWith(options);
+  std::string id = Submit();
+  tasks_.RunAll();
+  ASSERT_EQ(StatusOf(id), RunStatus::RUNNING);
+
+  {
+    std::ofstream filler(disk / "filler", std::ios::binary);
+    const std::string block(4096, 'x');
+    while (filler.write(block.data(), block.size()).flush()) {
+    }
+  }
+  executor_.ExitCode(id, 3);
+  EXPECT_EQ(StatusOf(id), RunStatus::RUNNING);  // nothing could be recorded
+  EXPECT_EQ(manager_->runs_holding_slots(), 1);
+  executor_.ExitCode(id, 3);  // a second report while waiting changes nothing
+
+  fs::remove(disk / "filler");  // space returns
+  tasks_.RunAll();
+  EXPECT_EQ(StatusOf(id), RunStatus::FAILED);
+  EXPECT_EQ(Get(id).error(), "exit code 3");
+  EXPECT_EQ(Get(id).exit_code(), 3);
+  EXPECT_EQ(manager_->runs_holding_slots(), 0);
+}
+
+// Issue 19: a run whose argv or environment can never be exec'd (a 10 MiB
+// argument) was accepted and failed later.
+TEST_F(RunManagerTest, ArgvOrEnvironmentOverTheExecLimitIsRefusedAtSubmit) {
+  StartManager(1);
+  RunConfig big_arg = Config();
+  big_arg.add_arguments(std::string(10 << 20, 'a'));
+  absl::StatusOr<RunProto> run = manager_->Submit(big_arg, 1000);
+  EXPECT_EQ(run.status().code(), absl::StatusCode::kInvalidArgument) << run.status();
+  EXPECT_THAT(run.status().message(), HasSubstr("argument"));
+  RunConfig many_args = Config();
+  for (int i = 0; i < 40; ++i) many_args.add_arguments(std::string(100000, 'b'));
+  run = manager_->Submit(many_args, 1000);
+  EXPECT_EQ(run.status().code(), absl::StatusCode::kInvalidArgument) << run.status();
+  EXPECT_THAT(run.status().message(), HasSubstr("ARG_MAX"));
+  RunConfig big_env = Config();
+  (*big_env.mutable_environment()->mutable_environment_variables())["BIG"] =
+      std::string(200000, 'c');
+  run = manager_->Submit(big_env, 1000);
+  EXPECT_EQ(run.status().code(), absl::StatusCode::kInvalidArgument) << run.status();
+  EXPECT_THAT(run.status().message(), HasSubstr("environment variable BIG"));
+  EXPECT_TRUE(store_->ListRuns({}).value().runs.empty()) << "nothing was accepted";
+  RunConfig fine = Config();
+  fine.add_arguments(std::string(100000, 'd'));
+  EXPECT_TRUE(manager_->Submit(fine, 1000).ok());
 }
 
 TEST_F(RunManagerTest, SlotLimitIsRespectedAndRunsStartInOrder) {

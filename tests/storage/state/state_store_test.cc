@@ -509,6 +509,20 @@ TEST_F(StateStoreTest, AnEmptyOrDamagedDatabaseIsRefusedAtOpen) {
 // ---------------------------------------------------------------------------
 // Experiments and runs.
 
+// Issue 19: a run that ended without an exit code (supervisor lost) read as
+// exit code 0.
+TEST_F(StateStoreTest, ARunWithoutAnExitCodeHasNoneNotZero) {
+  Insert(MakeRun("lost", "mnist", At(0)));
+  Reach("lost", v1::RunStatus::FINALIZING, 0);
+  EXPECT_FALSE(store_->GetRun("lost")->has_exit_code());
+  Insert(MakeRun("ended", "mnist", At(0)));
+  Reach("ended", v1::RunStatus::RUNNING, 0);
+  TransitionDetails details;
+  details.exit_code = 0;
+  ASSERT_TRUE(store_->Transition("ended", v1::RunStatus::FINALIZING, details, At(9)).ok());
+  EXPECT_TRUE(store_->GetRun("ended")->has_exit_code());
+}
+
 TEST_F(StateStoreTest, ExperimentsAreCreatedOnceAndCountTheirRuns) {
   auto first = store_->CreateExperiment("mnist", At(0));
   ASSERT_TRUE(first.ok()) << first.status();
