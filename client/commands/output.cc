@@ -99,6 +99,16 @@ std::string StatusWithError(const Run& run) {
   return s;
 }
 
+std::string FinalNote(const Run& run) {
+  std::string note = absl::StrCat("run ", run.id(), " ", StatusWithError(run));
+  if (const absl::Duration d = RunDuration(run); d > absl::ZeroDuration()) {
+    absl::StrAppend(&note, " after ", HumanDuration(d));
+  }
+  return note;
+}
+
+int ExitCodeFor(const Run& run) { return run.status() == amld::v1::RunStatus::COMPLETED ? 0 : 1; }
+
 void PrintTable(std::ostream& out, const std::vector<std::string>& header,
                 const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width(header.size(), 0);

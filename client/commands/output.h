@@ -56,6 +56,12 @@ std::string ExitStatusText(const amld::v1::Run& run);
 // "FAILED (exit code 3)"-style status with the error when there is one.
 std::string StatusWithError(const amld::v1::Run& run);
 
+// The line a follow ends with: "run ID FAILED (exit code 3) after 4m05s".
+std::string FinalNote(const amld::v1::Run& run);
+// The exit code of a command that followed `run` to its end: 0 only for
+// COMPLETED, 1 for FAILED and CANCELED.
+int ExitCodeFor(const amld::v1::Run& run);
+
 // Columns padded to their widest cell, two spaces apart.
 void PrintTable(std::ostream& out, const std::vector<std::string>& header,
                 const std::vector<std::vector<std::string>>& rows);

@@ -16,22 +16,24 @@ namespace amld::client::commands {
 namespace {
 
 struct CancelOptions {
-  std::string run_id;
+  RunRef run;
   std::string reason;
 };
 
 int RunCancel(const GlobalOptions& global, const CancelOptions& o) {
   auto conn = ConnectFromOptions(global);
   if (!conn.ok()) return ReportError(global, conn.status());
+  auto found = ResolveRun(*conn, o.run);
+  if (!found.ok()) return ReportError(global, found.status());
   auto stub = amld::v1::Runs::NewStub(conn->channel);
   grpc::ClientContext ctx;
   amld::v1::CancelRunRequest req;
-  req.set_run_id(o.run_id);
+  req.set_run_id(found->id());
   req.set_reason(o.reason.empty() ? "canceled with aml run cancel" : o.reason);
   amld::v1::Run run;
   grpc::Status st = stub->CancelRun(&ctx, req, &run);
   if (!st.ok()) {
-    return ReportError(global, FromGrpcStatus(st, "cancel run " + o.run_id, conn->socket_path));
+    return ReportError(global, FromGrpcStatus(st, "cancel run " + found->id(), conn->socket_path));
   }
   if (global.json()) {
     std::cout << ProtoToJson(run) << std::endl;
@@ -46,7 +48,7 @@ int RunCancel(const GlobalOptions& global, const CancelOptions& o) {
 void AddRunCancelCommand(CLI::App& run, CommandContext& ctx) {
   auto o = std::make_shared<CancelOptions>();
   auto* cmd = run.add_subcommand("cancel", "stop a run (it ends CANCELED)");
-  cmd->add_option("run", o->run_id, "the run id")->required();
+  AddRunArgument(*cmd, o->run);
   cmd->add_option("--reason", o->reason, "why, recorded with the run");
   cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunCancel(ctx.global, *o); }; });
 }

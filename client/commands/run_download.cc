@@ -17,7 +17,7 @@ namespace amld::client::commands {
 namespace {
 
 struct DownloadOptions {
-  std::string run_id;
+  RunRef run;
   std::string name;
   std::string prefix;
   bool all = false;
@@ -52,6 +52,9 @@ int RunDownload(const GlobalOptions& global, const DownloadOptions& o) {
   }
   auto conn = ConnectFromOptions(global);
   if (!conn.ok()) return ReportError(global, conn.status());
+  auto run = ResolveRun(*conn, o.run);
+  if (!run.ok()) return ReportError(global, run.status());
+  const std::string& run_id = run->id();
   Interrupt interrupt;
   SigintInterrupt on_ctrl_c(&interrupt);
   nlohmann::json done = nlohmann::json::array();
@@ -68,7 +71,7 @@ int RunDownload(const GlobalOptions& global, const DownloadOptions& o) {
     if (to_stdout) item.dest.path = "stdout";
     todo.push_back(std::move(item));
   } else {
-    auto files = ListRunFiles(*conn, o.run_id, o.prefix);
+    auto files = ListRunFiles(*conn, run_id, o.prefix);
     if (!files.ok()) return ReportError(global, files.status());
     listed = *std::move(files);
     const std::filesystem::path dir = o.dest.empty() ? "." : o.dest;
@@ -85,7 +88,7 @@ int RunDownload(const GlobalOptions& global, const DownloadOptions& o) {
     }
   }
   for (const auto& item : todo) {
-    auto bytes = DownloadRunFile(*conn, o.run_id, item.path, item.dest, item.digest, &interrupt);
+    auto bytes = DownloadRunFile(*conn, run_id, item.path, item.dest, item.digest, &interrupt);
     if (!bytes.ok()) {
       if (interrupt.triggered()) return kExitInterrupted;
       return ReportError(global, bytes.status());
@@ -97,9 +100,9 @@ int RunDownload(const GlobalOptions& global, const DownloadOptions& o) {
     }
   }
   if (global.json()) {
-    std::cout << nlohmann::json({{"run_id", o.run_id}, {"files", done}}).dump(2) << std::endl;
+    std::cout << nlohmann::json({{"run_id", run_id}, {"files", done}}).dump(2) << std::endl;
   } else if (todo.empty()) {
-    std::cerr << "run " << o.run_id << " has no stored files"
+    std::cerr << "run " << run_id << " has no stored files"
               << (o.prefix.empty() ? std::string() : " under " + o.prefix) << std::endl;
   }
   return kExitOk;
@@ -116,7 +119,7 @@ void AddRunDownloadCommand(CLI::App& run, CommandContext& ctx) {
       "  or all of them: aml run download RUN --all -o DIR. Each file is checked against its\n"
       "  digest, written beside its destination and renamed into place; only regular files\n"
       "  are replaced (a symlink or device only with --force)");
-  cmd->add_option("run", o->run_id, "the run id")->required();
+  AddRunArgument(*cmd, o->run);
   cmd->add_option("name", o->name, "the file, as `aml run files` lists it");
   cmd->add_option("--prefix", o->prefix, "download every file whose path starts with this");
   cmd->add_flag("--all", o->all, "download every stored file of the run");

@@ -1,9 +1,13 @@
-// `aml run logs`: print a run's log (stdout+stderr of the script), or follow
-// it as it grows (-f). Safe to stop and rerun: nothing is lost or repeated.
+// `aml run logs`: print a run's log (stdout+stderr of the script), its last
+// lines (--tail N), or follow it as it grows (-f). Safe to stop and rerun:
+// nothing is lost or repeated. A follow ends with the run's final status
+// line and exits 1 unless the run COMPLETED, as `aml run wait` does.
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <optional>
 
 #include "client/commands/command.h"
+#include "client/commands/output.h"
 #include "client/follow.h"
 #include "client/interrupt.h"
 
@@ -11,39 +15,64 @@ namespace amld::client::commands {
 namespace {
 
 struct LogsOptions {
-  std::string run_id;
+  RunRef run;
   bool follow = false;
   std::string path;
   int64_t offset = 0;
+  std::optional<int> tail;
 };
 
 int RunLogs(const GlobalOptions& global, const LogsOptions& o) {
   auto conn = ConnectFromOptions(global);
   if (!conn.ok()) return ReportError(global, conn.status());
+  auto run = ResolveRun(*conn, o.run);
+  if (!run.ok()) return ReportError(global, run.status());
   Interrupt interrupt;
   SigintInterrupt on_ctrl_c(&interrupt);
   FollowOptions follow;
   follow.interrupt = &interrupt;
-  auto end = FollowLogs(
-      *conn, o.run_id, o.path, o.offset, o.follow,
-      [](std::string_view data) { std::cout.write(data.data(), data.size()).flush(); }, follow);
-  if (!end.ok()) {
-    if (interrupt.triggered()) return kExitInterrupted;
-    return ReportError(global, end.status());
+  auto write = [](std::string_view data) { std::cout.write(data.data(), data.size()).flush(); };
+  int64_t offset = o.offset;
+  if (o.tail) {
+    auto tail = ReadLogTail(*conn, run->id(), o.path, *o.tail, follow);
+    if (!tail.ok()) {
+      if (interrupt.triggered()) return kExitInterrupted;
+      return ReportError(global, tail.status());
+    }
+    write(tail->text);
+    offset = tail->end_offset;
   }
-  return kExitOk;
+  if (!o.tail || o.follow) {
+    auto end = FollowLogs(*conn, run->id(), o.path, offset, o.follow, write, follow);
+    if (!end.ok()) {
+      if (interrupt.triggered()) return kExitInterrupted;
+      return ReportError(global, end.status());
+    }
+  }
+  if (!o.follow) return kExitOk;
+  // The log is complete once the run is terminal: say how it ended.
+  auto final_state = ResolveRun(*conn, {run->id(), ""});
+  if (!final_state.ok()) return ReportError(global, final_state.status());
+  std::cerr << FinalNote(*final_state) << std::endl;
+  return ExitCodeFor(*final_state);
 }
 
 }  // namespace
 
 void AddRunLogsCommand(CLI::App& run, CommandContext& ctx) {
   auto o = std::make_shared<LogsOptions>();
-  auto* cmd = run.add_subcommand("logs", "print a run's output (user_logs/std_log.txt)");
-  cmd->add_option("run", o->run_id, "the run id")->required();
+  auto* cmd = run.add_subcommand(
+      "logs",
+      "print a run's output (user_logs/std_log.txt); with -f follow it and exit 1 unless the "
+      "run COMPLETED");
+  AddRunArgument(*cmd, o->run);
   cmd->add_flag("-f,--follow", o->follow, "keep printing as the log grows, until the run ends");
   cmd->add_option("--path", o->path, "another log of the run, e.g. logs/train.log");
-  cmd->add_option("--offset", o->offset, "start at this byte of the log")
-      ->check(CLI::NonNegativeNumber);
+  auto* offset = cmd->add_option("--offset", o->offset, "start at this byte of the log")
+                     ->check(CLI::NonNegativeNumber);
+  cmd->add_option("-n,--tail", o->tail, "only the last N lines (then follow, with -f)")
+      ->check(CLI::NonNegativeNumber)
+      ->excludes(offset);
   cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunLogs(ctx.global, *o); }; });
 }
 

@@ -418,6 +418,19 @@ absl::Status LiveIngester::Finish(const std::string& run_id, const RunPaths& pat
                           deps_.cas->PutFile(absl::StrCat("/proc/self/fd/", std_log->get())));
     artifacts.push_back(Artifact{"user_logs/std_log.txt", std::move(digest)});
   }
+  // The supervisor's and the daemon's notes on the run (amld-shim.log,
+  // amld-metrics.log, slurm.log): stored once, at the end, so `aml run files
+  // --all` and downloads still have them after the run folder is gone.
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(paths.system_logs, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string rel = "system_logs/" + it->path().filename().string();
+    absl::StatusOr<ScopedFd> fd = OpenRunFile(paths, rel);  // no links, regular files only
+    if (!fd.ok()) continue;
+    absl::StatusOr<amld::storage::Digest> digest =
+        deps_.cas->PutFile(absl::StrCat("/proc/self/fd/", fd->get()));
+    if (digest.ok()) artifacts.push_back(Artifact{rel, *std::move(digest)});
+  }
   std::vector<std::string> removed = std::move(run->unapplied_removals);
   removed.insert(removed.end(), changes.removed.begin(), changes.removed.end());
   std::erase_if(removed,

@@ -105,3 +105,103 @@ print("trained")
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(CliE2eTest, IdsPeopleCanType) {
+  StartDaemon();
+  WriteFile(project_ / "hello.py", "print('hello')\n");
+  const std::string a1 = SubmitAndWait("hello.py", {"-e", "alpha"});
+  const std::string a2 = SubmitAndWait("hello.py", {"-e", "alpha"});
+  const std::string b1 = SubmitAndWait("hello.py", {"-e", "beta"});
+
+  // A unique suffix (the 8 hex digits) and a unique prefix.
+  EXPECT_EQ(Show(a1.substr(a1.size() - 8))["id"], a1);
+  EXPECT_EQ(Show("beta")["id"], b1);
+  // `last`: the caller's newest run; -e EXP last: of that experiment.
+  EXPECT_EQ(Show("last")["id"], b1);
+  EXPECT_EQ(AmlJson({"run", "show", "-e", "alpha", "last"})["id"], a2);
+  auto r = Aml({"run", "logs", "last"});
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(r.out, "hello\n");
+  r = Aml({"run", "download", a2.substr(a2.size() - 6), "user_logs/std_log.txt", "-o", "-"});
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(r.out, "hello\n");
+  r = Aml({"run", "wait", "-e", "beta", "last"});
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_NE(r.err.find(b1), std::string::npos) << "the full id is reported: " << Describe(r);
+
+  // An ambiguous prefix lists the candidates, newest first.
+  r = Aml({"run", "show", "alpha_"});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_NE(r.err.find("matches more than one run: " + a2 + ", " + a1), std::string::npos)
+      << Describe(r);
+  json err = AmlJson({"run", "show", "alpha_"}, 1);
+  EXPECT_EQ(err["error"]["code"], "INVALID_ARGUMENT");
+  // Too short to be a part of an id, and no match at all.
+  r = Aml({"run", "show", "al"});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_NE(r.err.find("at least 3 characters"), std::string::npos) << Describe(r);
+  EXPECT_EQ(AmlJson({"run", "show", "al"}, 1)["error"]["code"], "NOT_FOUND");
+  err = AmlJson({"run", "show", "gamma_nothing"}, 1);
+  EXPECT_EQ(err["error"]["code"], "NOT_FOUND");
+  r = Aml({"run", "show", "-e", "gamma", "last"});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_NE(r.err.find("no runs in experiment gamma"), std::string::npos) << Describe(r);
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(CliE2eTest, FailuresExplainThemselves) {
+  StartDaemon();
+  std::string script = "import sys\n";
+  for (int i = 1; i <= 15; ++i) script += absl::StrCat("print('epoch ", i, "')\n");
+  script += "sys.stdout.flush()\nraise SystemExit('diverged: loss is nan')\n";
+  WriteFile(project_ / "fail.py", script);
+  const std::string id = SubmitAndWait("fail.py", {"-e", "failing"});
+
+  // wait: exit 1 with the final status line.
+  EXPECT_EQ(last_wait_.exit_code, 1) << Describe(last_wait_);
+  EXPECT_NE(last_wait_.err.find("run " + id + " FAILED"), std::string::npos)
+      << Describe(last_wait_);
+  // logs -f: the log, then the final status line, exit 1.
+  auto r = Aml({"run", "logs", "-f", id});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_NE(r.out.find("epoch 15\ndiverged: loss is nan\n"), std::string::npos) << Describe(r);
+  EXPECT_NE(r.err.find("run " + id + " FAILED"), std::string::npos) << Describe(r);
+  // Without -f it printed what was asked: exit 0.
+  EXPECT_EQ(Aml({"run", "logs", id}).exit_code, 0);
+
+  // --tail N: the last N lines.
+  r = Aml({"run", "logs", id, "--tail", "3"});
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(r.out, "epoch 14\nepoch 15\ndiverged: loss is nan\n");
+  r = Aml({"run", "logs", id, "-n", "2", "-f"});
+  EXPECT_EQ(r.out, "epoch 15\ndiverged: loss is nan\n") << Describe(r);
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+
+  // show: the last lines of the log and where the rest is.
+  r = Aml({"run", "show", id});
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_NE(r.out.find("last lines of user_logs/std_log.txt:\n  epoch 7\n"), std::string::npos)
+      << Describe(r);
+  EXPECT_NE(r.out.find("  diverged: loss is nan\n"), std::string::npos) << Describe(r);
+  EXPECT_EQ(r.out.find("  epoch 6\n"), std::string::npos) << "10 lines only: " << r.out;
+  EXPECT_NE(r.out.find("aml run logs " + id), std::string::npos) << Describe(r);
+
+  // files --all: system_logs/ too, with the supervisor's log in human time.
+  r = Aml({"run", "files", id});
+  EXPECT_EQ(r.out.find("system_logs/"), std::string::npos) << Describe(r);
+  r = Aml({"run", "files", id, "--all"});
+  EXPECT_NE(r.out.find("system_logs/amld-shim.log"), std::string::npos) << Describe(r);
+  r = Aml({"run", "download", id, "system_logs/amld-shim.log", "-o", "-"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  // "2026-12-03 13:40:01.123 +0000 amld-shim[42]: process 43 ended: exit_code=1 ..."
+  EXPECT_TRUE(std::isdigit(r.out[0]) && r.out[4] == '-' && r.out[10] == ' ' && r.out[13] == ':')
+      << r.out;
+  EXPECT_NE(r.out.find("exit_code=1"), std::string::npos) << r.out;
+}
+
+}  // namespace
