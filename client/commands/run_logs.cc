@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "client/commands/command.h"
+#include "client/commands/options.h"
 #include "client/commands/output.h"
 #include "client/follow.h"
 #include "client/interrupt.h"
@@ -69,9 +70,9 @@ void AddRunLogsCommand(CLI::App& run, CommandContext& ctx) {
   cmd->add_flag("-f,--follow", o->follow, "keep printing as the log grows, until the run ends");
   cmd->add_option("--path", o->path, "another log of the run, e.g. logs/train.log");
   auto* offset = cmd->add_option("--offset", o->offset, "start at this byte of the log")
-                     ->check(CLI::NonNegativeNumber);
+                     ->check(AtLeast(0));
   cmd->add_option("-n,--tail", o->tail, "only the last N lines (then follow, with -f)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(AtLeast(0))
       ->excludes(offset);
   cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunLogs(ctx.global, *o); }; });
 }

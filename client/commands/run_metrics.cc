@@ -71,7 +71,7 @@ void PrintJson(const std::string& run_id, const std::vector<MetricSummary>& summ
     nlohmann::json values = nlohmann::json::array();
     for (const auto* m : s.values) {
       values.push_back(
-          {{"step", m->step()}, {"value", ValueJson(*m)}, {"time", FormatTimestamp(m->time())}});
+          {{"step", m->step()}, {"value", ValueJson(*m)}, {"time", absl::FormatTime(absl::RFC3339_full, ToAbslTime(m->time()), absl::UTCTimeZone())}});
     }
     metrics.push_back({{"name", s.name},
                        {"count", s.values.size()},

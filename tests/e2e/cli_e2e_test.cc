@@ -205,3 +205,53 @@ TEST_F(CliE2eTest, FailuresExplainThemselves) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(CliE2eTest, OutputThatFits) {
+  StartDaemon();
+  WriteFile(project_ / "hello.py", "print('hello')\n");
+  WriteFile(project_ / "sleep.py", "import time\nprint('up', flush=True)\ntime.sleep(300)\n");
+
+  // Durations in every form, as numbers in JSON.
+  const std::string id = Submit("sleep.py", {"--max-duration", "1h30m"});
+  json run = Show(id);
+  EXPECT_EQ(run["config"]["max_run_duration_seconds"], 5400) << run.dump();
+  EXPECT_EQ(run["config"]["compute_target"], "local");
+  // No exit code before the run ends.
+  EXPECT_TRUE(run["exit_code"].is_null()) << run.dump();
+  Aml({"run", "cancel", id});
+  EXPECT_EQ(Aml({"run", "wait", id}).exit_code, 1);
+  EXPECT_EQ(Show(Submit("hello.py", {"--max-duration", "1:30:00"}))["config"]
+                ["max_run_duration_seconds"],
+            5400);
+
+  // Bad values say what is accepted, without a 300-digit range.
+  auto r = Aml({"run", "submit", "--max-duration", "1h30", "hello.py"});
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
+  EXPECT_NE(r.err.find("1h30m"), std::string::npos) << Describe(r);
+  EXPECT_LT(r.err.size(), 300u) << Describe(r);
+  r = Aml({"run", "list", "--limit", "0"});
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
+  EXPECT_NE(r.err.find("must be at least 1"), std::string::npos) << Describe(r);
+  EXPECT_LT(r.err.size(), 200u) << Describe(r);
+
+  // Typos get the nearest command or flag; a script's flag gets `--`.
+  r = Aml({"run", "lst"});
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
+  EXPECT_NE(r.err.find("did you mean `aml run list`?"), std::string::npos) << Describe(r);
+  r = Aml({"run", "list", "--limt", "3"});
+  EXPECT_NE(r.err.find("did you mean --limit?"), std::string::npos) << Describe(r);
+  r = Aml({"run", "submit", "train.py", "--lr", "0.1"});
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
+  EXPECT_NE(r.err.find("after --: aml run submit [options] SCRIPT -- --lr 0.1"), std::string::npos)
+      << Describe(r);
+
+  // An empty result says so, with the filter.
+  r = Aml({"run", "list", "-e", "nothing", "--status", "failed"});
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_NE(r.err.find("no runs match experiment nothing, status FAILED"), std::string::npos)
+      << Describe(r);
+}
+
+}  // namespace
