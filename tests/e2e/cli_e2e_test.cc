@@ -255,3 +255,30 @@ TEST_F(CliE2eTest, OutputThatFits) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(CliE2eTest, CancelManyRunsByIdOrFilter) {
+  StartDaemon();
+  WriteFile(project_ / "sleep.py", "import time\ntime.sleep(300)\n");
+  const std::string a = Submit("sleep.py", {"-e", "many"});
+  const std::string b = Submit("sleep.py", {"-e", "many"});
+  const std::string c = Submit("sleep.py", {"-e", "other"});
+  const std::string d = Submit("sleep.py", {"-e", "other"});
+  // A typo among the ids cancels nothing.
+  auto r = Aml({"run", "cancel", a, "no_such_run_at_all"});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_NE(Show(a)["status"], "CANCELED");
+  // By id (a suffix among them), then by experiment.
+  r = Aml({"run", "cancel", c.substr(c.size() - 8), d});
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+  r = Aml({"run", "cancel", "-e", "many"});
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+  for (const auto& id : {a, b, c, d}) {
+    EXPECT_EQ(Aml({"run", "wait", id}).exit_code, 1);
+    EXPECT_EQ(Show(id)["status"], "CANCELED") << id;
+  }
+  EXPECT_EQ(Aml({"run", "cancel"}).exit_code, 2);
+}
+
+}  // namespace
