@@ -222,6 +222,10 @@ void Normalize(OrderedJson& j, const gp::Descriptor* d) {
       for (auto& [k, v] : it->items()) {
         if (value->cpp_type() == gp::FieldDescriptor::CPPTYPE_MESSAGE) {
           Normalize(v, value->message_type());
+        } else if (v.is_string() && (value->cpp_type() == gp::FieldDescriptor::CPPTYPE_INT64 ||
+                                     value->cpp_type() == gp::FieldDescriptor::CPPTYPE_UINT64)) {
+          int64_t n;
+          if (absl::SimpleAtoi(v.get<std::string>(), &n)) v = n;
         }
       }
     } else if (f->is_repeated()) {
