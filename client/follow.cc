@@ -188,4 +188,30 @@ absl::StatusOr<int64_t> FollowLogs(const Connection& conn, const std::string& ru
   }
 }
 
+void TailKeeper::Append(std::string_view data) {
+  text_.append(data);
+  if (lines_ <= 0) {
+    text_.clear();
+    return;
+  }
+  // Walk back over `lines_` line ends (a trailing newline ends the last line).
+  size_t pos = text_.size();
+  if (pos > 0 && text_[pos - 1] == '\n') --pos;
+  for (int seen = 0; pos > 0; --pos) {
+    if (text_[pos - 1] == '\n' && ++seen == lines_) break;
+  }
+  if (pos > 0) text_.erase(0, pos);
+}
+
+absl::StatusOr<LogTail> ReadLogTail(const Connection& conn, const std::string& run_id,
+                                    const std::string& path, int lines,
+                                    const FollowOptions& options) {
+  TailKeeper keeper(lines);
+  absl::StatusOr<int64_t> end = FollowLogs(
+      conn, run_id, path, 0, /*follow=*/false,
+      [&keeper](std::string_view data) { keeper.Append(data); }, options);
+  if (!end.ok()) return end.status();
+  return LogTail{keeper.text(), *end};
+}
+
 }  // namespace amld::client

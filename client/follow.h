@@ -51,4 +51,27 @@ absl::StatusOr<int64_t> FollowLogs(const Connection& conn, const std::string& ru
                                    const std::function<void(std::string_view)>& sink,
                                    const FollowOptions& options = {});
 
+// The last `lines` lines of a log (`path` as for FollowLogs), read to its
+// current end: the whole log passes by, only the tail is kept. A last line
+// without a newline counts as a line.
+struct LogTail {
+  std::string text;
+  int64_t end_offset = 0;  // where following it would continue
+};
+absl::StatusOr<LogTail> ReadLogTail(const Connection& conn, const std::string& run_id,
+                                    const std::string& path, int lines,
+                                    const FollowOptions& options = {});
+
+// Keeps the last `lines` lines of what `Append` is given. Exposed for tests.
+class TailKeeper {
+ public:
+  explicit TailKeeper(int lines) : lines_(lines) {}
+  void Append(std::string_view data);
+  const std::string& text() const { return text_; }
+
+ private:
+  const int lines_;
+  std::string text_;
+};
+
 }  // namespace amld::client

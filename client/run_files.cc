@@ -5,15 +5,21 @@
 #include <grpcpp/client_context.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <chrono>
+#include <random>
 #include <system_error>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "amld/v1/runs.grpc.pb.h"
 #include "client/grpc_status.h"
 #include "base/file_util.h"
+#include "base/status_macros.h"
+#include "storage/digest.h"
 
 namespace amld::client {
 
@@ -50,6 +56,20 @@ absl::StatusOr<std::filesystem::path> SafeJoin(const std::filesystem::path& dir,
 
 namespace {
 
+// Creates a new file from `templ`, its XXXXXX replaced by random letters
+// (mkstemps would create it 0600; a download gets the mode of a plain create).
+absl::StatusOr<amld::base::ScopedFd> CreateTemp(std::string* templ) {
+  static constexpr char kChars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  const size_t x = templ->rfind("XXXXXX");
+  std::random_device random;
+  for (int tries = 0;; ++tries) {
+    for (size_t i = 0; i < 6; ++i) (*templ)[x + i] = kChars[random() % (sizeof(kChars) - 1)];
+    int fd = ::open(templ->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) return amld::base::ScopedFd(fd);
+    if (errno != EEXIST || tries >= 100) return amld::base::ErrnoStatus(errno, "create", *templ);
+  }
+}
+
 bool IsTransient(grpc::StatusCode code) {
   return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::ABORTED ||
          code == grpc::StatusCode::INTERNAL || code == grpc::StatusCode::UNKNOWN;
@@ -57,19 +77,96 @@ bool IsTransient(grpc::StatusCode code) {
 
 }  // namespace
 
-absl::StatusOr<int64_t> DownloadRunFile(const Connection& conn, const std::string& run_id,
-                                        const std::string& path, const std::filesystem::path& dest,
-                                        Interrupt* interrupt) {
-  const std::string doing = absl::StrCat("download ", path, " of run ", run_id);
-  std::error_code ec;
-  if (dest.has_parent_path()) std::filesystem::create_directories(dest.parent_path(), ec);
-  if (ec) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot create ", dest.parent_path().string(), ": ", ec.message()));
+absl::Status CheckReplaceable(const std::filesystem::path& path, bool force) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return amld::base::ErrnoStatus(errno, "inspect", path);
   }
-  const std::filesystem::path part = dest.string() + ".part";
-  amld::base::ScopedFd fd(::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd.valid()) return amld::base::ErrnoStatus(errno, "create", part);
+  if (S_ISREG(st.st_mode)) return absl::OkStatus();
+  if (S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path.string(), " is a folder; give a file path, or a folder ending in / to download into"));
+  }
+  if (force) return absl::OkStatus();
+  const char* what = S_ISLNK(st.st_mode)   ? "a symbolic link"
+                     : S_ISCHR(st.st_mode) ? "a character device"
+                     : S_ISBLK(st.st_mode) ? "a block device"
+                     : S_ISFIFO(st.st_mode) ? "a FIFO"
+                                            : "a socket";
+  return absl::FailedPreconditionError(absl::StrCat(
+      path.string(), " is ", what,
+      "; aml replaces only regular files: use -o - to write to stdout, or --force to replace ",
+      S_ISLNK(st.st_mode) ? "the link itself" : "it", " with the downloaded file"));
+}
+
+std::filesystem::path DownloadTempTemplate(const std::filesystem::path& dest) {
+  constexpr size_t kNameMax = 255;
+  constexpr std::string_view kSuffix = ".XXXXXX.part";
+  std::string name = dest.filename().string();
+  const size_t room = kNameMax - 1 - kSuffix.size();  // 1: the leading '.'
+  if (name.size() > room) {
+    name.resize(room);
+    // Cut at a character boundary, not inside a UTF-8 sequence.
+    while (!name.empty() && (static_cast<unsigned char>(name.back()) & 0xC0) == 0x80) {
+      name.pop_back();
+    }
+    if (!name.empty() && (static_cast<unsigned char>(name.back()) & 0x80) != 0) name.pop_back();
+  }
+  return dest.parent_path() / absl::StrCat(".", name, absl::string_view(kSuffix.data(), kSuffix.size()));
+}
+
+namespace {
+
+// The digest ListFiles reports for exactly `path`.
+absl::StatusOr<amld::v1::Digest> StoredDigest(const Connection& conn, const std::string& run_id,
+                                              const std::string& path) {
+  AMLD_ASSIGN_OR_RETURN(std::vector<amld::v1::RunFile> files, ListRunFiles(conn, run_id, path));
+  for (const auto& f : files) {
+    if (f.path() == path) return f.digest();
+  }
+  return absl::NotFoundError(absl::StrCat("run ", run_id, " no longer lists ", path,
+                                          "; it changed while downloading: download it again"));
+}
+
+absl::Status Mismatch(const std::string& doing, const amld::v1::Digest& expected,
+                      const amld::storage::Digest& got, bool already_written) {
+  return absl::DataLossError(absl::StrCat(
+      "cannot ", doing, ": the bytes received (", got.size, " bytes, sha256 ", got.hash.substr(0, 12),
+      "…) do not match the stored file (", expected.size_bytes(), " bytes, sha256 ",
+      expected.hash().substr(0, 12), "…); it changed while downloading or was corrupted",
+      already_written ? " (the bytes were already written to the output)" : "",
+      ": download it again"));
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> DownloadRunFile(const Connection& conn, const std::string& run_id,
+                                        const std::string& path, const DownloadDest& dest,
+                                        const amld::v1::Digest* expected, Interrupt* interrupt) {
+  const std::string doing = absl::StrCat("download ", path, " of run ", run_id);
+  const bool to_fd = dest.fd >= 0;
+  amld::base::ScopedFd owned;
+  std::filesystem::path part;
+  if (!to_fd) {
+    AMLD_RETURN_IF_ERROR(CheckReplaceable(dest.path, dest.force));
+    std::error_code ec;
+    if (dest.path.has_parent_path()) std::filesystem::create_directories(dest.path.parent_path(), ec);
+    if (ec) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot create ", dest.path.parent_path().string(), ": ", ec.message()));
+    }
+    std::string templ = DownloadTempTemplate(dest.path).string();
+    AMLD_ASSIGN_OR_RETURN(owned, CreateTemp(&templ));
+    part = templ;
+  }
+  const int fd = to_fd ? dest.fd : owned.get();
+  const std::filesystem::path& name_for_errors = to_fd ? dest.path : part;
+  // Removes the temp file on every early return.
+  auto cleanup = absl::MakeCleanup([&part] {
+    if (!part.empty()) ::unlink(part.c_str());
+  });
+  amld::storage::Sha256 streamed;  // only for an fd: a temp file is re-read from disk
 
   auto stub = amld::v1::Runs::NewStub(conn.channel);
   int64_t written = 0;
@@ -94,38 +191,55 @@ absl::StatusOr<int64_t> DownloadRunFile(const Connection& conn, const std::strin
         ctx.TryCancel();
         break;
       }
-      local = amld::base::WriteAll(fd.get(), chunk.data(), part);
+      local = amld::base::WriteAll(fd, chunk.data(), name_for_errors);
       if (!local.ok()) {
         ctx.TryCancel();
         break;
       }
+      if (to_fd) streamed.Update(chunk.data());
       written += static_cast<int64_t>(chunk.data().size());
     }
     grpc::Status st = reader->Finish();
-    if (!local.ok()) {
-      ::unlink(part.c_str());
-      return local;
-    }
+    if (!local.ok()) return local;
     if (st.ok()) break;
     if (!IsTransient(st.error_code()) || attempt >= 4 ||
         (interrupt != nullptr && interrupt->triggered())) {
-      ::unlink(part.c_str());
       return FromGrpcStatus(st, doing, conn.socket_path, /*mid_stream=*/attempt > 0);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100 << attempt));
   }
   if (total >= 0 && written != total) {
-    ::unlink(part.c_str());
     return absl::DataLossError(
         absl::StrCat("cannot ", doing, ": got ", written, " of ", total, " bytes"));
   }
-  if (::fsync(fd.get()) != 0) return amld::base::ErrnoStatus(errno, "fsync", part);
-  fd = amld::base::ScopedFd();
-  std::filesystem::rename(part, dest, ec);
-  if (ec) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot move ", part.string(), " to ", dest.string(), ": ", ec.message()));
+  // End to end: the bytes as written, against the object they came from.
+  amld::v1::Digest want;
+  if (expected != nullptr) {
+    want = *expected;
+  } else {
+    AMLD_ASSIGN_OR_RETURN(want, StoredDigest(conn, run_id, path));
   }
+  amld::storage::Digest got;
+  if (to_fd) {
+    got.size = written;
+    got.hash = streamed.FinishHex();
+  } else {
+    if (::fsync(fd) != 0) return amld::base::ErrnoStatus(errno, "fsync", part);
+    AMLD_ASSIGN_OR_RETURN(got, amld::storage::DigestOfFile(part));
+  }
+  if (got.hash != want.hash() || got.size != want.size_bytes()) {
+    return Mismatch(doing, want, got, to_fd);
+  }
+  if (to_fd) return written;
+  owned = amld::base::ScopedFd();
+  // Checked again just before the rename: a rename replaces a link itself
+  // and fails on a folder, so what appeared in between is never written
+  // through; the check only keeps the promise about what is replaced.
+  AMLD_RETURN_IF_ERROR(CheckReplaceable(dest.path, dest.force));
+  if (::rename(part.c_str(), dest.path.c_str()) != 0) {
+    return amld::base::ErrnoStatus(errno, absl::StrCat("move ", part.string(), " to"), dest.path);
+  }
+  part.clear();
   return written;
 }
 

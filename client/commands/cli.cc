@@ -1,5 +1,6 @@
 // The `aml` command tree and the conventions shared by every command.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -67,6 +68,96 @@ std::string CommandPath(const CLI::App& app) {
   std::string path;
   for (const auto& n : names) path += (path.empty() ? "" : " ") + n;
   return path;
+}
+
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// The candidate nearest to `typed`, when near enough to be a typo.
+std::string Nearest(const std::string& typed, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_distance = std::max<size_t>(1, std::min<size_t>(2, typed.size() / 3)) + 1;
+  for (const auto& c : candidates) {
+    const size_t d = EditDistance(typed, c);
+    const bool prefix = typed.size() >= 2 && c.rfind(typed, 0) == 0;  // "dow" → "download"
+    if (d < best_distance || (prefix && best.empty())) {
+      best = c;
+      best_distance = prefix ? 0 : d;
+    }
+  }
+  return best;
+}
+
+// A hint for a command line CLI11 refused: the nearest command to an
+// unknown one, the nearest flag to an unknown flag, or `--` for a script's
+// arguments given to `aml run submit`. Walks the tokens (as typed, before
+// any "--") through the command tree; empty when it has nothing to add.
+std::string Suggestion(const CLI::App& root, const std::vector<std::string>& tokens) {
+  const CLI::App* app = &root;
+  std::string path = "aml";
+  bool positional_seen = false;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const std::string& t = tokens[i];
+    if (t.size() > 1 && t[0] == '-') {
+      const std::string name = t.substr(0, t.find('='));
+      const CLI::Option* known = nullptr;
+      std::vector<std::string> flags;
+      for (const CLI::App* a = app; a != nullptr; a = a->get_parent()) {
+        for (const CLI::Option* opt : a->get_options()) {
+          for (const auto& l : opt->get_lnames()) {
+            flags.push_back("--" + l);
+            if (name == "--" + l) known = opt;
+          }
+          for (const auto& sn : opt->get_snames()) {
+            if (name == "-" + sn) known = opt;
+          }
+        }
+      }
+      if (known != nullptr) {
+        // Its value is the next token: not a command or a script.
+        if (known->get_type_size() != 0 && t.find('=') == std::string::npos) ++i;
+        continue;
+      }
+      if (path == "aml run submit" && positional_seen) {
+        std::string rest;
+        for (size_t j = i; j < tokens.size(); ++j) rest += " " + tokens[j];
+        return "the script's own arguments go after --: aml run submit [options] SCRIPT --" + rest;
+      }
+      const std::string near = Nearest(name, flags);
+      if (!near.empty()) return "did you mean " + near + "?";
+      return "";
+    }
+    const CLI::App* sub = nullptr;
+    std::vector<std::string> names;
+    for (const CLI::App* s : const_cast<CLI::App*>(app)->get_subcommands({})) {
+      names.push_back(s->get_name());
+      if (s->get_name() == t) sub = s;
+    }
+    if (sub != nullptr) {
+      app = sub;
+      path += " " + t;
+      continue;
+    }
+    if (!names.empty() && !positional_seen) {
+      const std::string near = Nearest(t, names);
+      if (!near.empty()) return "did you mean `" + path + " " + near + "`?";
+      return "";
+    }
+    positional_seen = true;
+  }
+  return "";
 }
 
 }  // namespace
@@ -144,7 +235,13 @@ int RunCli(int argc, char** argv) {
   } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    return ReportUsageError(ctx.global, e.what(), CommandPath(app));
+    std::vector<std::string> typed(argv + 1, argv + argc - ctx.passthrough_args.size() -
+                                                 (ctx.has_passthrough ? 1 : 0));
+    std::string message = e.what();
+    if (const std::string hint = Suggestion(app, typed); !hint.empty()) {
+      message += "; " + hint;
+    }
+    return ReportUsageError(ctx.global, message, CommandPath(app));
   }
   if (!ctx.action) return ReportUsageError(ctx.global, "no command given", CommandPath(app));
   if (ctx.has_passthrough && CommandPath(app) != "aml run submit") {

@@ -67,6 +67,20 @@ int ReportUsageError(const GlobalOptions& global, const std::string& message,
 // Connect() to the socket of `global`.
 absl::StatusOr<Connection> ConnectFromOptions(const GlobalOptions& global);
 
+// The run a command names, as a person typed it: the full id, a unique
+// prefix or suffix of it, or `last` (the caller's newest run; of EXP with
+// -e EXP). The daemon resolves it (daemon/services/run_ids.h), so the SDK
+// accepts the same.
+struct RunRef {
+  std::string typed;
+  std::string experiment;
+};
+// Registers the positional "run" (required) and -e/--experiment on `cmd`.
+void AddRunArgument(CLI::App& cmd, RunRef& ref);
+// Runs.GetRun of `ref`: the run with its full id, which the command then
+// uses for every later call (so `last` cannot change under it).
+absl::StatusOr<amld::v1::Run> ResolveRun(const Connection& conn, const RunRef& ref);
+
 // Moves `value` somewhere it is never destroyed, and returns it. aml ends
 // with _exit right after a command (aml_main.cc); a command holding a large
 // structure (a snapshot of 10,000 files) hands it here instead of paying to

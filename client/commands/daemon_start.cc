@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "client/commands/command.h"
+#include "client/commands/options.h"
 #include "client/commands/output.h"
 #include "client/daemon_control.h"
 #include "base/workspace_paths.h"
@@ -76,16 +77,18 @@ void AddDaemonStartCommand(CLI::App& daemon, CommandContext& ctx) {
                   "amld's YAML config (default: amld.yaml in the data folder, if there)");
   cmd->add_option("--max-concurrent-runs", o->max_concurrent_runs,
                   "runs that may run at once (default: the daemon's)")
-      ->check(CLI::PositiveNumber);
+      ->check(AtLeast(1));
   cmd->add_option("--kill-grace-seconds", o->kill_grace_seconds,
-                  "seconds between SIGTERM and SIGKILL on cancel (default: the daemon's)")
-      ->check(CLI::NonNegativeNumber);
+                  "time between SIGTERM and SIGKILL on cancel, e.g. 10 or 1m (default: the "
+                  "daemon's)")
+      ->transform(Duration());
   cmd->add_option("--keep-finished-run-folders", o->keep_finished_run_folders,
                   "folders of finished runs kept, newest first (default: the daemon's, 20; "
                   "0: none, -1: all); their files stay stored either way")
       ->check(CLI::Range(-1, 1000000));
-  cmd->add_option("--timeout", o->timeout_seconds, "seconds to wait for amld to answer")
-      ->check(CLI::PositiveNumber);
+  cmd->add_option("--timeout", o->timeout_seconds, "how long to wait for amld to answer (30s)")
+      ->transform(Duration())
+      ->check(AtLeast(1));
   cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunDaemonStart(ctx.global, *o); }; });
 }
 

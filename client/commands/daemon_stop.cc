@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "client/commands/command.h"
+#include "client/commands/options.h"
 #include "client/daemon_control.h"
 
 namespace amld::client::commands {
@@ -39,8 +40,9 @@ int RunDaemonStop(const GlobalOptions& global, int timeout_seconds) {
 void AddDaemonStopCommand(CLI::App& daemon, CommandContext& ctx) {
   auto timeout = std::make_shared<int>(30);
   auto* cmd = daemon.add_subcommand("stop", "stop amld and wait until it has exited");
-  cmd->add_option("--timeout", *timeout, "seconds to wait for it to exit")
-      ->check(CLI::PositiveNumber);
+  cmd->add_option("--timeout", *timeout, "how long to wait for it to exit (30s)")
+      ->transform(Duration())
+      ->check(AtLeast(1));
   cmd->callback([&ctx, timeout] {
     ctx.action = [&ctx, timeout] { return RunDaemonStop(ctx.global, *timeout); };
   });

@@ -3,11 +3,17 @@
 #include <google/protobuf/timestamp.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <ostream>
 
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -100,8 +106,63 @@ std::string StatusWithError(const Run& run) {
   return s;
 }
 
+std::string FinalNote(const Run& run) {
+  std::string note = absl::StrCat("run ", run.id(), " ", StatusWithError(run));
+  if (const absl::Duration d = RunDuration(run); d > absl::ZeroDuration()) {
+    absl::StrAppend(&note, " after ", HumanDuration(d));
+  }
+  return note;
+}
+
+int ExitCodeFor(const Run& run) { return run.status() == amld::v1::RunStatus::COMPLETED ? 0 : 1; }
+
+TableStyle StdoutStyle(int status_column) {
+  TableStyle style;
+  if (::isatty(STDOUT_FILENO) != 1) return style;
+  struct winsize ws;
+  if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) style.width = ws.ws_col;
+  const char* no_color = std::getenv("NO_COLOR");
+  const char* term = std::getenv("TERM");
+  style.colour = (no_color == nullptr || *no_color == '\0') &&
+                 (term == nullptr || std::string_view(term) != "dumb");
+  style.status_column = status_column;
+  return style;
+}
+
+std::string Coloured(const std::string& status) {
+  const char* code = status == "COMPLETED"                                 ? "32"
+                     : status == "FAILED"                                  ? "31"
+                     : status == "CANCELED" || status == "CANCEL_REQUESTED" ? "33"
+                     : status == "RUNNING" || status == "FINALIZING"       ? "36"
+                                                                           : nullptr;
+  if (code == nullptr) return status;
+  return absl::StrCat("\033[", code, "m", status, "\033[0m");
+}
+
+namespace {
+
+// Bytes of `s` that fit in `columns` terminal cells (UTF-8 continuation
+// bytes take none), cut at a character boundary.
+size_t FitBytes(std::string_view s, size_t columns) {
+  size_t cells = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) continue;
+    if (cells == columns) return i;
+    ++cells;
+  }
+  return s.size();
+}
+
+size_t Cells(std::string_view s) {
+  size_t cells = 0;
+  for (char c : s) cells += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return cells;
+}
+
+}  // namespace
+
 void PrintTable(std::ostream& out, const std::vector<std::string>& header,
-                const std::vector<std::vector<std::string>>& rows) {
+                const std::vector<std::vector<std::string>>& rows, const TableStyle& style) {
   std::vector<size_t> width(header.size(), 0);
   auto measure = [&](const std::vector<std::string>& row) {
     for (size_t i = 0; i < row.size() && i < width.size(); ++i) {
@@ -110,17 +171,86 @@ void PrintTable(std::ostream& out, const std::vector<std::string>& header,
   };
   measure(header);
   for (const auto& row : rows) measure(row);
-  auto print = [&](const std::vector<std::string>& row) {
+  auto print = [&](const std::vector<std::string>& row, bool is_header) {
     std::string line;
+    size_t cells = 0;
     for (size_t i = 0; i < row.size() && i < width.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+      std::string cell = row[i];
+      const bool last = i + 1 == row.size();
+      if (last && style.width > 0 && cells + Cells(cell) > static_cast<size_t>(style.width)) {
+        const size_t room = static_cast<size_t>(style.width) > cells ? style.width - cells : 0;
+        cell = room == 0 ? "" : cell.substr(0, FitBytes(cell, room - 1)) + "\u2026";
+      }
+      const size_t pad = last ? 0 : width[i] - row[i].size() + 2;
+      cells += Cells(cell) + pad;
+      line += style.colour && !is_header && static_cast<int>(i) == style.status_column
+                  ? Coloured(cell)
+                  : cell;
+      line += std::string(pad, ' ');
     }
     out << line << '\n';
   };
-  print(header);
-  for (const auto& row : rows) print(row);
+  print(header, true);
+  for (const auto& row : rows) print(row, false);
 }
+
+namespace {
+
+using OrderedJson = nlohmann::ordered_json;
+namespace gp = google::protobuf;
+
+// Proto's JSON mapping writes 64-bit integers as strings (for JavaScript);
+// amld's numbers (sizes, seconds, steps) are written as numbers. Also: a
+// run's compute target "" is `local`, and a run that has not ended has no
+// exit code or signal (null, not 0).
+void Normalize(OrderedJson& j, const gp::Descriptor* d) {
+  if (!j.is_object() || d->file()->package() == "google.protobuf") return;
+  for (int i = 0; i < d->field_count(); ++i) {
+    const gp::FieldDescriptor* f = d->field(i);
+    auto it = j.find(f->name());
+    if (it == j.end()) continue;
+    auto fix = [f](OrderedJson& v) {
+      if (f->cpp_type() == gp::FieldDescriptor::CPPTYPE_MESSAGE) {
+        Normalize(v, f->message_type());
+      } else if (v.is_string() && (f->cpp_type() == gp::FieldDescriptor::CPPTYPE_INT64 ||
+                                   f->cpp_type() == gp::FieldDescriptor::CPPTYPE_UINT64)) {
+        int64_t n;
+        if (absl::SimpleAtoi(v.get<std::string>(), &n)) v = n;
+      }
+    };
+    if (f->is_map()) {
+      const gp::FieldDescriptor* value = f->message_type()->map_value();
+      for (auto& [k, v] : it->items()) {
+        if (value->cpp_type() == gp::FieldDescriptor::CPPTYPE_MESSAGE) {
+          Normalize(v, value->message_type());
+        } else if (v.is_string() && (value->cpp_type() == gp::FieldDescriptor::CPPTYPE_INT64 ||
+                                     value->cpp_type() == gp::FieldDescriptor::CPPTYPE_UINT64)) {
+          int64_t n;
+          if (absl::SimpleAtoi(v.get<std::string>(), &n)) v = n;
+        }
+      }
+    } else if (f->is_repeated()) {
+      for (auto& v : *it) fix(v);
+    } else {
+      fix(*it);
+    }
+  }
+  if (d->full_name() == "amld.v1.RunConfig" && j.value("compute_target", "x").empty()) {
+    j["compute_target"] = "local";
+  }
+  if (d->full_name() == "amld.v1.Run") {
+    auto status = RunStatus::UNKNOWN;
+    if (j.contains("status") && j["status"].is_string()) {
+      RunStatus::Value_Parse(j["status"].get<std::string>(), &status);
+    }
+    if (!amld::storage::IsTerminal(status)) {
+      j["exit_code"] = nullptr;
+      j["exit_signal"] = nullptr;
+    }
+  }
+}
+
+}  // namespace
 
 std::string ProtoToJson(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
@@ -130,9 +260,10 @@ std::string ProtoToJson(const google::protobuf::Message& message) {
   std::string json;
   auto st = google::protobuf::util::MessageToJsonString(message, &json, options);
   if (!st.ok()) return absl::StrCat("{\"error\": \"cannot print as JSON: ", st.ToString(), "\"}");
-  // add_whitespace ends without a newline in some versions; callers add one.
-  while (!json.empty() && json.back() == '\n') json.pop_back();
-  return json;
+  OrderedJson j = OrderedJson::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return json;
+  Normalize(j, message.GetDescriptor());
+  return j.dump(2);
 }
 
 }  // namespace amld::client::commands

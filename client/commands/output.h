@@ -56,9 +56,30 @@ std::string ExitStatusText(const amld::v1::Run& run);
 // "FAILED (exit code 3)"-style status with the error when there is one.
 std::string StatusWithError(const amld::v1::Run& run);
 
+// The line a follow ends with: "run ID FAILED (exit code 3) after 4m05s".
+std::string FinalNote(const amld::v1::Run& run);
+// The exit code of a command that followed `run` to its end: 0 only for
+// COMPLETED, 1 for FAILED and CANCELED.
+int ExitCodeFor(const amld::v1::Run& run);
+
+// How a table is drawn. width > 0: no line is longer (the rightmost column is
+// cut, ending in "…"; a line never wraps). colour: the cells of
+// status_column get their status's colour (ANSI).
+struct TableStyle {
+  int width = 0;
+  bool colour = false;
+  int status_column = -1;
+};
+// For stdout: its width and colour when it is a terminal (colour unless
+// NO_COLOR is set or TERM is dumb); neither when it is a pipe or file.
+TableStyle StdoutStyle(int status_column = -1);
+// A status name in its colour: green COMPLETED, red FAILED, yellow
+// CANCELED/CANCEL_REQUESTED, cyan RUNNING/FINALIZING, else unchanged.
+std::string Coloured(const std::string& status);
+
 // Columns padded to their widest cell, two spaces apart.
 void PrintTable(std::ostream& out, const std::vector<std::string>& header,
-                const std::vector<std::vector<std::string>>& rows);
+                const std::vector<std::vector<std::string>>& rows, const TableStyle& style = {});
 
 // See the file comment.
 std::string ProtoToJson(const google::protobuf::Message& message);

@@ -1,93 +1,109 @@
-// `aml run download`: one stored file of a run (run.download_file), or every
-// file under a prefix (run.download_files), verified against its digest.
+// `aml run download`: one stored file of a run (run.download_file), every
+// file under a prefix or all of them (run.download_files), each verified
+// against its digest before it is renamed into place (client/run_files.h).
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <system_error>
+#include <unistd.h>
 
 #include "absl/strings/str_cat.h"
 #include "client/commands/command.h"
 #include "client/commands/output.h"
 #include "client/interrupt.h"
 #include "client/run_files.h"
-#include "storage/digest.h"
 
 namespace amld::client::commands {
 namespace {
 
 struct DownloadOptions {
-  std::string run_id;
+  RunRef run;
   std::string name;
   std::string prefix;
+  bool all = false;
+  bool force = false;
   std::string dest;
 };
 
-// -o for one file: a file path, or an existing folder to put it in.
+// -o for one file: a file path, or an existing folder (or one ending in /)
+// to put it in.
 std::filesystem::path SingleDestination(const DownloadOptions& o) {
   const std::string base = std::filesystem::path(o.name).filename().string();
   if (o.dest.empty()) return base.empty() ? "download" : base;
   std::error_code ec;
-  if (std::filesystem::is_directory(o.dest, ec) || o.dest.back() == '/') {
+  if (o.dest.back() == '/' || std::filesystem::is_directory(o.dest, ec)) {
     return std::filesystem::path(o.dest) / base;
   }
   return o.dest;
 }
 
-absl::Status VerifyDigest(const std::filesystem::path& file, const amld::v1::Digest& expected) {
-  auto got = amld::storage::DigestOfFile(file);
-  if (!got.ok()) return got.status();
-  if (got->hash != expected.hash() || got->size != expected.size_bytes()) {
-    return absl::DataLossError(absl::StrCat("downloaded ", file.string(),
-                                            " does not match its digest: download it again"));
-  }
-  return absl::OkStatus();
-}
-
 int RunDownload(const GlobalOptions& global, const DownloadOptions& o) {
-  if (o.name.empty() == o.prefix.empty()) {
-    return ReportUsageError(global, "give either a file NAME or --prefix PREFIX",
-                            "aml run download");
+  const char* kCmd = "aml run download";
+  const bool many = o.all || !o.prefix.empty();
+  if (o.name.empty() == !many || (o.all && !o.prefix.empty())) {
+    return ReportUsageError(global, "give one of: a file NAME, --prefix PREFIX, or --all", kCmd);
+  }
+  const bool to_stdout = o.dest == "-";
+  if (to_stdout && many) {
+    return ReportUsageError(global, "-o - writes one file to stdout; give a file NAME", kCmd);
+  }
+  if (to_stdout && global.json()) {
+    return ReportUsageError(global, "-o - and --output json both write to stdout; drop one", kCmd);
   }
   auto conn = ConnectFromOptions(global);
   if (!conn.ok()) return ReportError(global, conn.status());
+  auto run = ResolveRun(*conn, o.run);
+  if (!run.ok()) return ReportError(global, run.status());
+  const std::string& run_id = run->id();
   Interrupt interrupt;
   SigintInterrupt on_ctrl_c(&interrupt);
   nlohmann::json done = nlohmann::json::array();
 
-  std::vector<std::pair<std::string, std::filesystem::path>> todo;  // run path, local path
+  struct Item {
+    std::string path;             // in the run
+    DownloadDest dest;
+    const amld::v1::Digest* digest = nullptr;  // from the listing, when listed
+  };
+  std::vector<Item> todo;
   std::vector<amld::v1::RunFile> listed;
-  if (!o.name.empty()) {
-    todo.emplace_back(o.name, SingleDestination(o));
+  if (!many) {
+    Item item{o.name, {SingleDestination(o), to_stdout ? STDOUT_FILENO : -1, o.force}};
+    if (to_stdout) item.dest.path = "stdout";
+    todo.push_back(std::move(item));
   } else {
-    auto files = ListRunFiles(*conn, o.run_id, o.prefix);
+    auto files = ListRunFiles(*conn, run_id, o.prefix);
     if (!files.ok()) return ReportError(global, files.status());
     listed = *std::move(files);
     const std::filesystem::path dir = o.dest.empty() ? "." : o.dest;
     for (const auto& f : listed) {
       auto local = SafeJoin(dir, f.path());
       if (!local.ok()) return ReportError(global, local.status());
-      todo.emplace_back(f.path(), *local);
+      todo.push_back({f.path(), {*local, -1, o.force}, &f.digest()});
+    }
+    // Refuse before writing anything, rather than after half the files.
+    for (const auto& item : todo) {
+      if (auto st = CheckReplaceable(item.dest.path, o.force); !st.ok()) {
+        return ReportError(global, st);
+      }
     }
   }
-  for (size_t i = 0; i < todo.size(); ++i) {
-    const auto& [path, local] = todo[i];
-    auto bytes = DownloadRunFile(*conn, o.run_id, path, local, &interrupt);
+  for (const auto& item : todo) {
+    auto bytes = DownloadRunFile(*conn, run_id, item.path, item.dest, item.digest, &interrupt);
     if (!bytes.ok()) {
       if (interrupt.triggered()) return kExitInterrupted;
       return ReportError(global, bytes.status());
     }
-    if (!listed.empty()) {
-      if (auto st = VerifyDigest(local, listed[i].digest()); !st.ok()) {
-        return ReportError(global, st);
-      }
+    if (to_stdout) continue;
+    done.push_back({{"path", item.path}, {"dest", item.dest.path.string()}, {"bytes", *bytes}});
+    if (!global.json()) {
+      std::cout << item.dest.path.string() << " (" << HumanBytes(*bytes) << ")\n";
     }
-    done.push_back({{"path", path}, {"dest", local.string()}, {"bytes", *bytes}});
-    if (!global.json()) std::cout << local.string() << " (" << HumanBytes(*bytes) << ")\n";
   }
   if (global.json()) {
-    std::cout << nlohmann::json({{"run_id", o.run_id}, {"files", done}}).dump(2) << std::endl;
+    std::cout << nlohmann::json({{"run_id", run_id}, {"files", done}}).dump(2) << std::endl;
   } else if (todo.empty()) {
-    std::cerr << "run " << o.run_id << " has no files under " << o.prefix << std::endl;
+    std::cerr << "run " << run_id << " has no stored files"
+              << (o.prefix.empty() ? std::string() : " under " + o.prefix) << std::endl;
   }
   return kExitOk;
 }
@@ -98,14 +114,21 @@ void AddRunDownloadCommand(CLI::App& run, CommandContext& ctx) {
   auto o = std::make_shared<DownloadOptions>();
   auto* cmd = run.add_subcommand(
       "download",
-      "download a run's file: aml run download RUN NAME [-o DEST], or every file under a\n"
-      "  prefix: aml run download RUN --prefix outputs/ [-o DIR] (kept under DIR/outputs/...)");
-  cmd->add_option("run", o->run_id, "the run id")->required();
+      "download a run's file: aml run download RUN NAME [-o DEST|-], every file under a\n"
+      "  prefix: aml run download RUN --prefix outputs/ [-o DIR] (kept under DIR/outputs/...),\n"
+      "  or all of them: aml run download RUN --all -o DIR. Each file is checked against its\n"
+      "  digest, written beside its destination and renamed into place; only regular files\n"
+      "  are replaced (a symlink or device only with --force)");
+  AddRunArgument(*cmd, o->run);
   cmd->add_option("name", o->name, "the file, as `aml run files` lists it");
   cmd->add_option("--prefix", o->prefix, "download every file whose path starts with this");
+  cmd->add_flag("--all", o->all, "download every stored file of the run");
   cmd->add_option("-o,--output-path", o->dest,
-                  "where to write: a file or folder for NAME (default: ./<file name>), a "
-                  "folder for --prefix (default: .)");
+                  "where to write: a file or folder for NAME (default: ./<file name>; - for "
+                  "stdout), a folder for --prefix and --all (default: .)");
+  cmd->add_flag("--force", o->force,
+                "replace a symlink, device, FIFO or socket at the destination (the entry "
+                "itself, never what a link points to)");
   cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunDownload(ctx.global, *o); }; });
 }
 

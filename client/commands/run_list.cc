@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "amld/v1/runs.grpc.pb.h"
 #include "client/commands/command.h"
+#include "client/commands/options.h"
 #include "client/commands/output.h"
 #include "client/grpc_status.h"
 
@@ -23,12 +24,24 @@ struct ListOptions {
   int limit = 50;
 };
 
+// The script and all its arguments (what tells sweep runs apart); the
+// table cuts it at the terminal's width, never before.
 std::string WhatRan(const amld::v1::RunConfig& c) {
   std::string s = c.script().empty() ? c.command() : c.script();
   if (c.arguments_size() > 0) s += " " + absl::StrJoin(c.arguments(), " ");
-  constexpr size_t kMax = 40;
-  if (s.size() > kMax) s = s.substr(0, kMax - 3) + "...";
   return s;
+}
+
+// The filters of the request, as typed: "experiment mnist, status FAILED".
+std::string FilterText(const amld::v1::ListRunsRequest& req) {
+  std::vector<std::string> parts;
+  if (!req.experiment_name().empty()) parts.push_back("experiment " + req.experiment_name());
+  std::vector<std::string> statuses;
+  for (int s : req.statuses()) {
+    statuses.push_back(StatusName(static_cast<amld::v1::RunStatus::Value>(s)));
+  }
+  if (!statuses.empty()) parts.push_back("status " + absl::StrJoin(statuses, ","));
+  return absl::StrJoin(parts, ", ");
 }
 
 int RunList(const GlobalOptions& global, const ListOptions& o) {
@@ -64,6 +77,13 @@ int RunList(const GlobalOptions& global, const ListOptions& o) {
     std::cout << ProtoToJson(all) << std::endl;
     return kExitOk;
   }
+  if (all.runs().empty()) {
+    const std::string filter = FilterText(req);
+    std::cerr << (filter.empty() ? "no runs yet; submit one with `aml run submit SCRIPT`"
+                                 : "no runs match " + filter)
+              << std::endl;
+    return kExitOk;
+  }
   std::vector<std::vector<std::string>> rows;
   for (const auto& r : all.runs()) {
     const absl::Duration d = RunDuration(r);
@@ -71,7 +91,8 @@ int RunList(const GlobalOptions& global, const ListOptions& o) {
                     FormatTimestamp(r.created_time()),
                     d > absl::ZeroDuration() ? HumanDuration(d) : "-", WhatRan(r.config())});
   }
-  PrintTable(std::cout, {"RUN", "STATUS", "EXPERIMENT", "SUBMITTED", "DURATION", "SCRIPT"}, rows);
+  PrintTable(std::cout, {"RUN", "STATUS", "EXPERIMENT", "SUBMITTED", "DURATION", "SCRIPT"}, rows,
+             StdoutStyle(/*status_column=*/1));
   return kExitOk;
 }
 
@@ -86,7 +107,7 @@ void AddRunListCommand(CLI::App& run, CommandContext& ctx) {
       ->allow_extra_args(false);
   cmd->add_option("--parent", o->parent, "only children of this run (a sweep's)");
   cmd->add_option("--limit", o->limit, "at most this many runs (default 50)")
-      ->check(CLI::PositiveNumber);
+      ->check(AtLeast(1));
   cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunList(ctx.global, *o); }; });
 }
 

@@ -1,9 +1,14 @@
-// `aml run logs`: print a run's log (stdout+stderr of the script), or follow
-// it as it grows (-f). Safe to stop and rerun: nothing is lost or repeated.
+// `aml run logs`: print a run's log (stdout+stderr of the script), its last
+// lines (--tail N), or follow it as it grows (-f). Safe to stop and rerun:
+// nothing is lost or repeated. A follow ends with the run's final status
+// line and exits 1 unless the run COMPLETED, as `aml run wait` does.
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <optional>
 
 #include "client/commands/command.h"
+#include "client/commands/options.h"
+#include "client/commands/output.h"
 #include "client/follow.h"
 #include "client/interrupt.h"
 
@@ -11,16 +16,19 @@ namespace amld::client::commands {
 namespace {
 
 struct LogsOptions {
-  std::string run_id;
+  RunRef run;
   bool follow = false;
   std::string path;
   int rank = -1;  // -1: not asked
   int64_t offset = 0;
+  std::optional<int> tail;
 };
 
 int RunLogs(const GlobalOptions& global, const LogsOptions& o) {
   auto conn = ConnectFromOptions(global);
   if (!conn.ok()) return ReportError(global, conn.status());
+  auto run = ResolveRun(*conn, o.run);
+  if (!run.ok()) return ReportError(global, run.status());
   Interrupt interrupt;
   SigintInterrupt on_ctrl_c(&interrupt);
   FollowOptions follow;
@@ -28,30 +36,52 @@ int RunLogs(const GlobalOptions& global, const LogsOptions& o) {
   // A distributed run's process: its own log (daemon/executors/launch/).
   const std::string path =
       o.rank >= 0 ? "user_logs/std_log_process_" + std::to_string(o.rank) + ".txt" : o.path;
-  auto end = FollowLogs(
-      *conn, o.run_id, path, o.offset, o.follow,
-      [](std::string_view data) { std::cout.write(data.data(), data.size()).flush(); }, follow);
-  if (!end.ok()) {
-    if (interrupt.triggered()) return kExitInterrupted;
-    return ReportError(global, end.status());
+  auto write = [](std::string_view data) { std::cout.write(data.data(), data.size()).flush(); };
+  int64_t offset = o.offset;
+  if (o.tail) {
+    auto tail = ReadLogTail(*conn, run->id(), path, *o.tail, follow);
+    if (!tail.ok()) {
+      if (interrupt.triggered()) return kExitInterrupted;
+      return ReportError(global, tail.status());
+    }
+    write(tail->text);
+    offset = tail->end_offset;
   }
-  return kExitOk;
+  if (!o.tail || o.follow) {
+    auto end = FollowLogs(*conn, run->id(), path, offset, o.follow, write, follow);
+    if (!end.ok()) {
+      if (interrupt.triggered()) return kExitInterrupted;
+      return ReportError(global, end.status());
+    }
+  }
+  if (!o.follow) return kExitOk;
+  // The log is complete once the run is terminal: say how it ended.
+  auto final_state = ResolveRun(*conn, {run->id(), ""});
+  if (!final_state.ok()) return ReportError(global, final_state.status());
+  std::cerr << FinalNote(*final_state) << std::endl;
+  return ExitCodeFor(*final_state);
 }
 
 }  // namespace
 
 void AddRunLogsCommand(CLI::App& run, CommandContext& ctx) {
   auto o = std::make_shared<LogsOptions>();
-  auto* cmd = run.add_subcommand("logs", "print a run's output (user_logs/std_log.txt)");
-  cmd->add_option("run", o->run_id, "the run id")->required();
+  auto* cmd = run.add_subcommand(
+      "logs",
+      "print a run's output (user_logs/std_log.txt); with -f follow it and exit 1 unless the "
+      "run COMPLETED");
+  AddRunArgument(*cmd, o->run);
   cmd->add_flag("-f,--follow", o->follow, "keep printing as the log grows, until the run ends");
   auto* path = cmd->add_option("--path", o->path, "another log of the run, e.g. logs/train.log");
   cmd->add_option("--rank", o->rank,
                   "the log of one process of a distributed run (0 is the run's own log)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(AtLeast(0))
       ->excludes(path);
-  cmd->add_option("--offset", o->offset, "start at this byte of the log")
-      ->check(CLI::NonNegativeNumber);
+  auto* offset = cmd->add_option("--offset", o->offset, "start at this byte of the log")
+                     ->check(AtLeast(0));
+  cmd->add_option("-n,--tail", o->tail, "only the last N lines (then follow, with -f)")
+      ->check(AtLeast(0))
+      ->excludes(offset);
   cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunLogs(ctx.global, *o); }; });
 }
 

@@ -21,7 +21,7 @@ namespace amld::client::commands {
 namespace {
 
 struct MetricsOptions {
-  std::string run_id;
+  RunRef run;
   std::vector<std::string> names;
 };
 
@@ -71,7 +71,7 @@ void PrintJson(const std::string& run_id, const std::vector<MetricSummary>& summ
     nlohmann::json values = nlohmann::json::array();
     for (const auto* m : s.values) {
       values.push_back(
-          {{"step", m->step()}, {"value", ValueJson(*m)}, {"time", FormatTimestamp(m->time())}});
+          {{"step", m->step()}, {"value", ValueJson(*m)}, {"time", absl::FormatTime(absl::RFC3339_full, ToAbslTime(m->time()), absl::UTCTimeZone())}});
     }
     metrics.push_back({{"name", s.name},
                        {"count", s.values.size()},
@@ -103,22 +103,25 @@ void PrintText(const std::string& run_id, const std::vector<MetricSummary>& summ
 int RunMetrics(const GlobalOptions& global, const MetricsOptions& o) {
   auto conn = ConnectFromOptions(global);
   if (!conn.ok()) return ReportError(global, conn.status());
+  auto run = ResolveRun(*conn, o.run);
+  if (!run.ok()) return ReportError(global, run.status());
+  const std::string& run_id = run->id();
   auto stub = amld::v1::Runs::NewStub(conn->channel);
   grpc::ClientContext ctx;
   amld::v1::GetMetricsRequest req;
-  req.set_run_id(o.run_id);
+  req.set_run_id(run_id);
   for (const auto& n : o.names) req.add_names(n);
   amld::v1::GetMetricsResponse resp;
   grpc::Status st = stub->GetMetrics(&ctx, req, &resp);
   if (!st.ok()) {
     return ReportError(
-        global, FromGrpcStatus(st, "read the metrics of run " + o.run_id, conn->socket_path));
+        global, FromGrpcStatus(st, "read the metrics of run " + run_id, conn->socket_path));
   }
   const std::vector<MetricSummary> summaries = Summarize(resp);
   if (global.json()) {
-    PrintJson(o.run_id, summaries);
+    PrintJson(run_id, summaries);
   } else {
-    PrintText(o.run_id, summaries);
+    PrintText(run_id, summaries);
   }
   return kExitOk;
 }
@@ -130,7 +133,7 @@ void AddRunMetricsCommand(CLI::App& run, CommandContext& ctx) {
   auto* cmd = run.add_subcommand(
       "metrics",
       "the metrics a run logged: count, last, min and max per name (works while it runs)");
-  cmd->add_option("run", o->run_id, "the run id")->required();
+  AddRunArgument(*cmd, o->run);
   cmd->add_option("--name", o->names, "only this metric (repeatable)")->allow_extra_args(false);
   cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunMetrics(ctx.global, *o); }; });
 }

@@ -10,13 +10,15 @@
 #include "amld/v1/runs.grpc.pb.h"
 #include "client/commands/command.h"
 #include "client/commands/output.h"
+#include "absl/strings/str_split.h"
+#include "client/follow.h"
 #include "client/grpc_status.h"
 
 namespace amld::client::commands {
 namespace {
 
 struct ShowOptions {
-  std::string run_id;
+  RunRef run;
 };
 
 void Field(std::ostream& out, std::string_view name, const std::string& value) {
@@ -89,22 +91,39 @@ void PrintRun(const amld::v1::Run& r) {
   }
 }
 
+// Lines of the log a failed run's show ends with.
+constexpr int kFailureTailLines = 10;
+
+// For a failed run: the last lines of its output (or, when it wrote none,
+// of the supervisor's log: a run that never started) and where the rest is.
+void PrintFailureTail(const Connection& conn, const amld::v1::Run& r) {
+  for (const char* path : {"user_logs/std_log.txt", "system_logs/amld-shim.log"}) {
+    auto tail = ReadLogTail(conn, r.id(), path, kFailureTailLines);
+    if (!tail.ok() || tail->text.empty()) continue;
+    std::cout << "last lines of " << path << ":\n";
+    absl::string_view text = tail->text;
+    if (text.back() == '\n') text.remove_suffix(1);
+    for (absl::string_view line : absl::StrSplit(text, '\n')) std::cout << "  " << line << '\n';
+    std::cout << "the whole log: aml run logs " << r.id()
+              << (std::string_view(path).starts_with("user_logs/") ? ""
+                                                                   : std::string(" --path ") + path)
+              << "; every file: aml run files " << r.id() << " --all\n";
+    return;
+  }
+  std::cout << "the run wrote no output; its files: aml run files " << r.id() << " --all\n";
+}
+
 int RunShow(const GlobalOptions& global, const ShowOptions& o) {
   auto conn = ConnectFromOptions(global);
   if (!conn.ok()) return ReportError(global, conn.status());
-  auto stub = amld::v1::Runs::NewStub(conn->channel);
-  grpc::ClientContext ctx;
-  amld::v1::GetRunRequest req;
-  req.set_run_id(o.run_id);
-  amld::v1::Run run;
-  grpc::Status st = stub->GetRun(&ctx, req, &run);
-  if (!st.ok()) {
-    return ReportError(global, FromGrpcStatus(st, "show run " + o.run_id, conn->socket_path));
-  }
+  auto found = ResolveRun(*conn, o.run);
+  if (!found.ok()) return ReportError(global, found.status());
+  const amld::v1::Run& run = *found;
   if (global.json()) {
     std::cout << ProtoToJson(run) << std::endl;
   } else {
     PrintRun(run);
+    if (run.status() == amld::v1::RunStatus::FAILED) PrintFailureTail(*conn, run);
   }
   return kExitOk;
 }
@@ -117,7 +136,7 @@ void AddRunShowCommand(CLI::App& run, CommandContext& ctx) {
       "show",
       "show a run: status with the time of each, queue wait, run time, exit status and reason, "
       "resources, git info, tags");
-  cmd->add_option("run", o->run_id, "the run id")->required();
+  AddRunArgument(*cmd, o->run);
   cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunShow(ctx.global, *o); }; });
 }
 

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "amld/v1/runs.grpc.pb.h"
 #include "client/commands/command.h"
+#include "client/commands/options.h"
 #include "client/commands/output.h"
 #include "client/commands/source_snapshot.h"
 #include "client/grpc_status.h"
@@ -181,15 +182,16 @@ void AddRunSubmitCommand(CLI::App& run, CommandContext& ctx) {
   cmd->add_option("--interpreter", o->spec.interpreter,
                   "Python interpreter for the script (default: python3 on the daemon's PATH)");
   cmd->add_option("--max-duration", o->spec.max_duration_seconds,
-                  "stop the run as FAILED after this many seconds (0: no limit)")
-      ->check(CLI::NonNegativeNumber);
+                  "stop the run as FAILED after this long: 90, 90s, 15m, 1h30m or 1:30:00 (0: "
+                  "no limit)")
+      ->transform(Duration());
   cmd->add_option("--priority", o->spec.priority,
                   "-100..100: among queued runs the highest starts first (default 0)");
   cmd->add_option("--cpus", o->spec.cpus, "CPU slots the run holds (default 1)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(AtLeast(0));
   cmd->add_option("--gpus", o->spec.gpus,
                   "GPUs the run gets to itself, through CUDA_VISIBLE_DEVICES (default 0)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(AtLeast(0));
   cmd->add_option("--tag", o->spec.tags, "a tag KEY=VALUE (repeatable)")->allow_extra_args(false);
   cmd->add_option("--env", o->spec.env, "an environment variable NAME=VALUE (repeatable)")
       ->allow_extra_args(false);

@@ -47,12 +47,8 @@ WaitOutcome FollowUntilDone(const GlobalOptions& global, const Connection& conn,
     outcome.error = run.status();
     return outcome;
   }
-  std::string note = absl::StrCat("run ", run_id, " ", StatusWithError(*run));
-  if (const absl::Duration d = RunDuration(*run); d > absl::ZeroDuration()) {
-    absl::StrAppend(&note, " after ", HumanDuration(d));
-  }
-  std::cerr << note << std::endl;
-  outcome.exit_code = run->status() == amld::v1::RunStatus::COMPLETED ? kExitOk : kExitFailure;
+  std::cerr << FinalNote(*run) << std::endl;
+  outcome.exit_code = ExitCodeFor(*run);
   outcome.run = *std::move(run);
   return outcome;
 }
@@ -60,14 +56,16 @@ WaitOutcome FollowUntilDone(const GlobalOptions& global, const Connection& conn,
 namespace {
 
 struct WaitOptions {
-  std::string run_id;
+  RunRef run;
   bool show_output = false;
 };
 
 int RunWait(const GlobalOptions& global, const WaitOptions& o) {
   auto conn = ConnectFromOptions(global);
   if (!conn.ok()) return ReportError(global, conn.status());
-  WaitOutcome outcome = FollowUntilDone(global, *conn, o.run_id, o.show_output);
+  auto run = ResolveRun(*conn, o.run);
+  if (!run.ok()) return ReportError(global, run.status());
+  WaitOutcome outcome = FollowUntilDone(global, *conn, run->id(), o.show_output);
   if (!outcome.error.ok()) return ReportError(global, outcome.error);
   if (global.json() && outcome.run) std::cout << ProtoToJson(*outcome.run) << std::endl;
   return outcome.exit_code;
@@ -79,7 +77,7 @@ void AddRunWaitCommand(CLI::App& run, CommandContext& ctx) {
   auto o = std::make_shared<WaitOptions>();
   auto* cmd = run.add_subcommand(
       "wait", "wait until a run ends; exit 0 only if it COMPLETED (Ctrl-C leaves it running)");
-  cmd->add_option("run", o->run_id, "the run id")->required();
+  AddRunArgument(*cmd, o->run);
   cmd->add_flag("--show-output", o->show_output, "stream the run's output while waiting");
   cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunWait(ctx.global, *o); }; });
 }

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/commands/command.h"
+#include "client/commands/options.h"
 #include "client/commands/output.h"
 #include "client/commands/snapshot_limits.h"
 #include "storage/snapshot/snapshot.h"
@@ -178,7 +179,7 @@ void AddSnapshotExplainCommand(CLI::App& snapshot, CommandContext& ctx) {
       "left each out, the largest files, totals against the limits (reads no file)");
   cmd->add_option("dir", o->source_dir, "the source folder (default: .)");
   cmd->add_option("--largest", o->largest, "how many of the largest files to show (default 10)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(AtLeast(0));
   AddSnapshotLimitOptions(*cmd, o->limits);
   cmd->callback(
       [&ctx, o] { ctx.action = [&ctx, o] { return RunSnapshotExplain(ctx.global, *o); }; });

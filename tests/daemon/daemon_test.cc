@@ -227,8 +227,9 @@ TEST_F(DaemonTest, ScriptRunsEndToEndAndItsOutputsDownloadByteIdentical) {
   ASSERT_TRUE(runs_->ListFiles(&ctx, list, &files).ok());
   std::vector<std::string> paths;
   for (const auto& f : files.files()) paths.push_back(f.path());
+  // system_logs/ is stored at the end too (aml run files --all shows it).
   EXPECT_THAT(paths, ElementsAre("logs/train.log", "outputs/big.bin", "outputs/model.json",
-                                 "user_logs/std_log.txt"));
+                                 "system_logs/amld-shim.log", "user_logs/std_log.txt"));
 
   std::string model, big, big_tail, train_log;
   ASSERT_TRUE(Download(id, "outputs/model.json", 0, &model).ok());

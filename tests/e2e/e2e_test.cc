@@ -175,8 +175,8 @@ TEST_F(AmlE2eTest, PriorityAndGpusFromSubmitToShowAndDaemonStatus) {
   const std::string low = Submit("hold.py", {"--priority", "-5"}, {go, "0"});
   const std::string high = Submit("hold.py", {"--gpus", "2", "--priority", "7"}, {go, "3"});
   json info = AmlJson({"daemon", "status"});
-  EXPECT_EQ(info["run_counts"]["QUEUED"], "2") << info.dump();  // int64: a JSON string
-  EXPECT_EQ(info["run_counts"]["RUNNING"], "1") << info.dump();
+  EXPECT_EQ(info["run_counts"]["QUEUED"], 2) << info.dump();  // numbers as numbers
+  EXPECT_EQ(info["run_counts"]["RUNNING"], 1) << info.dump();
   EXPECT_EQ(info["free_gpus"], json::array({1})) << info.dump();
   WriteFile(dir_ / "go", "");
   EXPECT_EQ(Aml({"run", "wait", low}).exit_code, 0);

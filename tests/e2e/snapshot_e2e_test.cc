@@ -53,7 +53,7 @@ TEST_F(SnapshotE2eTest, WatchedFolderSubmitSeesTheLatestEditAndUploadsNothing) {
   json list = AmlJson({"snapshot", "list"});
   ASSERT_EQ(list["roots"].size(), 1u) << list.dump();
   EXPECT_EQ(list["roots"][0]["state"], "WATCHING");
-  EXPECT_EQ(list["roots"][0]["file_count"], "3");  // int64 is a JSON string
+  EXPECT_EQ(list["roots"][0]["file_count"], 3);  // numbers as numbers
 
   // Edited right before the submit: no settle time passes.
   WriteFile(project_ / "data.txt", "version 2 of the data\n");

@@ -77,10 +77,18 @@ void Log(const char* fmt, ...) {
   va_start(ap, fmt);
   std::vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  int64_t now = NowNs(CLOCK_REALTIME);
-  std::fprintf(stderr, "%lld.%03lld amld-shim[%d]: %s\n",
-               static_cast<long long>(now / 1'000'000'000),
-               static_cast<long long>(now / 1'000'000 % 1000), static_cast<int>(::getpid()), msg);
+  // A time a person reads: local, with its offset, as the daemon's own log.
+  const int64_t now = NowNs(CLOCK_REALTIME);
+  const time_t secs = static_cast<time_t>(now / 1'000'000'000);
+  struct tm local;
+  char date[32] = "?", zone[8] = "";
+  if (::localtime_r(&secs, &local) != nullptr) {
+    std::strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S", &local);
+    std::strftime(zone, sizeof zone, "%z", &local);
+  }
+  std::fprintf(stderr, "%s.%03lld %s amld-shim[%d]: %s\n", date,
+               static_cast<long long>(now / 1'000'000 % 1000), zone, static_cast<int>(::getpid()),
+               msg);
 }
 
 // False (errno set) when a write fails.

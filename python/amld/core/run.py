@@ -157,7 +157,10 @@ class Run(RunFiles, RunLogging):
 
     @staticmethod
     def get(workspace, run_id):
-        """The run ``run_id`` of ``workspace``; NotFoundException when there is none."""
+        """The run ``run_id`` of ``workspace``; NotFoundException when there is none.
+
+        ``run_id`` may also be a unique prefix or suffix of the id, or ``"last"`` (your newest
+        run), as on the command line: the daemon resolves it, and the Run has the full id."""
         from amld.core.experiment import Experiment
         client = workspace._daemon()
         proto = client.call(client.runs.GetRun, pb().GetRunRequest(run_id=run_id),
@@ -260,8 +263,12 @@ class Run(RunFiles, RunLogging):
 
     def _fetch(self):
         client = self._client()
-        self._proto = client.call(client.runs.GetRun, pb().GetRunRequest(run_id=self._run_id),
-                                  "look up run " + self._run_id)
+        self._proto = client.call(
+            client.runs.GetRun,
+            pb().GetRunRequest(run_id=self._run_id, experiment_name=self._experiment.name),
+            "look up run " + self._run_id)
+        # A prefix, suffix or "last" names one run from now on.
+        self._run_id = self._proto.id
         return self._proto
 
     def get_status(self):

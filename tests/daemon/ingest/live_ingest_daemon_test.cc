@@ -135,8 +135,8 @@ TEST_F(LiveIngestDaemonTest, AnOutputWrittenMidRunIsDownloadableBeforeTheRunEnds
   EXPECT_EQ(end.status(), pb::RunStatus::COMPLETED) << end.error();
   std::vector<std::string> paths;
   for (const auto& [path, size] : Files(id)) paths.push_back(path);
-  EXPECT_THAT(
-      paths, ElementsAre("logs/epoch1/progress.txt", "outputs/model.bin", "user_logs/std_log.txt"));
+  EXPECT_THAT(paths, ElementsAre("logs/epoch1/progress.txt", "outputs/model.bin",
+                                 "system_logs/amld-shim.log", "user_logs/std_log.txt"));
   EXPECT_TRUE(Download(id, "outputs/model.bin") == model);
 }
 
@@ -174,7 +174,8 @@ TEST_F(LiveIngestDaemonTest, FilesRemovedDuringTheRunAreNotListedAtItsEnd) {
   ASSERT_EQ(WaitEnd(id).status(), pb::RunStatus::COMPLETED);
   std::vector<std::string> paths;
   for (const auto& [path, size] : Files(id)) paths.push_back(path);
-  EXPECT_THAT(paths, ElementsAre("outputs/new.txt", "user_logs/std_log.txt"));
+  EXPECT_THAT(paths,
+              ElementsAre("outputs/new.txt", "system_logs/amld-shim.log", "user_logs/std_log.txt"));
 }
 
 TEST_F(LiveIngestDaemonTest, ARestartedDaemonCatchesUpWithWhatTheRunDidWhileItWasDown) {

@@ -592,6 +592,21 @@ TEST_F(StateStoreTest, DuplicateRunIdIsRefusedAndTheFirstKept) {
   EXPECT_EQ(store_->GetExperiment("other").status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(StateStoreTest, FindRunIdsMatchesPrefixesAndSuffixesNewestFirst) {
+  Insert(MakeRun("mnist_100_aaaa1111", "mnist", At(0)));
+  Insert(MakeRun("mnist_200_bbbb2222", "mnist", At(1)));
+  Insert(MakeRun("cifar_300_cccc1111", "cifar", At(2)));
+  using Ids = std::vector<std::string>;
+  EXPECT_EQ(*store_->FindRunIds("mnist_", 10), (Ids{"mnist_200_bbbb2222", "mnist_100_aaaa1111"}));
+  EXPECT_EQ(*store_->FindRunIds("1111", 10), (Ids{"cifar_300_cccc1111", "mnist_100_aaaa1111"}));
+  EXPECT_EQ(*store_->FindRunIds("bbbb2222", 10), Ids{"mnist_200_bbbb2222"});
+  EXPECT_EQ(*store_->FindRunIds("1111", 1), Ids{"cifar_300_cccc1111"});
+  // Neither start nor end: the middle of an id is not a match.
+  EXPECT_TRUE(store_->FindRunIds("_200_", 10)->empty());
+  // LIKE wildcards are plain characters here.
+  EXPECT_TRUE(store_->FindRunIds("mnist%", 10)->empty());
+}
+
 TEST_F(StateStoreTest, BadRunsAreRefused) {
   EXPECT_EQ(store_->GetRun("missing").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(store_->InsertRun(MakeRun("", "mnist", At(0))).status().code(),
