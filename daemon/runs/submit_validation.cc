@@ -52,9 +52,6 @@ absl::Status ValidateUnsupported(const amld::v1::RunConfig& config) {
       config.distributed().config_case() != amld::v1::DistributedConfig::CONFIG_NOT_SET) {
     unsupported.push_back("distributed (MPI/PyTorch/TensorFlow configurations)");
   }
-  if (config.environment().pip_requirements_size() > 0) {
-    unsupported.push_back("environment.pip_requirements");
-  }
   if (!config.environment().docker_base_image().empty()) {
     unsupported.push_back("environment.docker_base_image");
   }

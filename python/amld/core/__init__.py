@@ -5,10 +5,11 @@ rest of the code stays as it is. Distributed job configurations are in
 amld.core.runconfig, errors in amld.exceptions.
 """
 
+from amld.core.conda_dependencies import CondaDependencies
 from amld.core.environment import Environment
 from amld.core.experiment import Experiment
 from amld.core.run import Run
 from amld.core.script_run_config import ScriptRunConfig
 from amld.core.workspace import Workspace
 
-__all__ = ["Environment", "Experiment", "Run", "ScriptRunConfig", "Workspace"]
+__all__ = ["CondaDependencies", "Environment", "Experiment", "Run", "ScriptRunConfig", "Workspace"]

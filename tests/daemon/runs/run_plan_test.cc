@@ -165,8 +165,6 @@ TEST(SubmitValidationTest, ConfigChecksUseTheDocumentedCodes) {
        absl::StatusCode::kInvalidArgument, ""},
       {[](RunConfig& c) { c.mutable_distributed()->mutable_pytorch()->set_process_count(2); },
        absl::StatusCode::kUnimplemented, "distributed"},
-      {[](RunConfig& c) { c.mutable_environment()->add_pip_requirements("numpy"); },
-       absl::StatusCode::kUnimplemented, "pip_requirements"},
       {[](RunConfig& c) { c.mutable_environment()->set_docker_base_image("ubuntu"); },
        absl::StatusCode::kUnimplemented, "docker_base_image"},
   };
