@@ -6,6 +6,7 @@ later), and the daemon's amld.yaml points pip at it alone
 (environments: no_index, find_links). Nothing is fetched from the network.
 """
 
+import datetime
 import json
 import os
 import shutil
@@ -92,7 +93,9 @@ def preparing(run):
     history = run.get_details()["history"]
     prep = next(h for h in history if h["status"] == "Preparing")
     start = next(h for h in history if h["status"] == "Starting")
-    return prep, (start["time"] - prep["time"]).total_seconds()
+    seconds = (datetime.datetime.fromisoformat(start["time"])
+               - datetime.datetime.fromisoformat(prep["time"])).total_seconds()
+    return prep, seconds
 
 
 def submit(ws, experiment, env, script="train.py"):
@@ -207,7 +210,8 @@ def test_broken_requirement_fails_clearly_leaves_nothing_and_retries(env_ws, env
     with open("requirements.txt", "w") as f:
         f.write("amldtest-gamma\n")
     before = build_folders(env_daemon)
-    run = submit(env_ws, "broken", Environment.from_pip_requirements("gamma", "requirements.txt"))
+    run = submit(env_ws, "broken", Environment.from_pip_requirements("gamma", "requirements.txt"),
+                 script="gamma.py")
     with pytest.raises(ActivityFailedException):
         run.wait_for_completion(raise_on_error=True)
     error = run.get_details()["error"]["error"]["message"]
@@ -219,7 +223,8 @@ def test_broken_requirement_fails_clearly_leaves_nothing_and_retries(env_ws, env
     # The same spec once the package exists: built cleanly.
     build_wheel("amldtest-gamma", env_daemon.wheelhouse, os.path.dirname(env_daemon.wheelhouse))
     again = submit(env_ws, "broken", Environment.from_pip_requirements("gamma",
-                                                                       "requirements.txt"))
+                                                                       "requirements.txt"),
+                   script="gamma.py")
     again.wait_for_completion()
     assert again.get_status() == "Completed", again.get_details()
     assert os.path.islink(os.path.join(envs_dir(env_daemon), digest))
@@ -251,7 +256,9 @@ def test_registered_environment_used_by_version(env_ws, env_daemon):
     with pytest.raises(NotFoundException, match="has no version \"7\"; it has 1, 2"):
         Environment.get(env_ws, "team-env", version=7)
     with pytest.raises(UserErrorException, match="curated"):
-        Environment("AzureML-Minimal").register(env_ws)
+        mine = Environment("AzureML-Minimal")
+        mine.python.user_managed_dependencies = True
+        mine.register(env_ws)
 
 
 def test_curated_environments(env_ws):

@@ -205,7 +205,8 @@ class Environment:
         if managed and conda is None and not image:
             raise UnsupportedOptionError(
                 "environment %r has python.user_managed_dependencies = False (a managed "
-                "environment, which amld does not build yet): set "
+                "environment) but no packages: give it python.conda_dependencies "
+                "(CondaDependencies.create(pip_packages=[...])), or set "
                 "myenv.python.user_managed_dependencies = True to run with the interpreter as it "
                 "is" % self.name)
         proto = runs_pb2.Environment(
