@@ -179,7 +179,7 @@ absl::StatusOr<RegisteredEnvironment> EnvironmentRegistry::Get(const std::string
         absl::StrJoin(names, ", "),
         registered.empty() ? std::string(" and no registered ones")
                            : absl::StrCat(" and the registered ", absl::StrJoin(registered, ", ")),
-        " (register one with Environment.register(ws) or `aml env create -f env.yml`)"));
+        " (register one with Environment.register(ws))"));
   }
   if (version.empty()) return ReadLocked(name, versions.back());
   int v = 0;
