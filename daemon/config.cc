@@ -58,6 +58,10 @@ class ConfigParser {
            return KeepFinishedRunFolders(k, v, &runs.folders.keep_finished_run_folders);
          }},
         {"limits", [&](const YAML::Node& k, const YAML::Node& v) { return Limits(k, v, &runs); }},
+        {"environments",
+         [&](const YAML::Node& k, const YAML::Node& v) {
+           return Environments(k, v, &runs.environments);
+         }},
     };
     return ForEachKey(root, "", handlers);
   }
@@ -189,6 +193,74 @@ class ConfigParser {
     if (def) runs->default_run_duration_seconds = *def;
     if (cap) runs->max_run_duration_seconds = *cap;
     return absl::OkStatus();
+  }
+
+  // A plain string scalar.
+  absl::StatusOr<std::string> String(const YAML::Node& key, const YAML::Node& value,
+                                     const std::string& name) {
+    if (value.IsNull() || !value.IsScalar() || value.Scalar().empty()) {
+      return Error(value.Mark().is_null() ? key : value,
+                   absl::StrCat(name, " must be a non-empty string"));
+    }
+    return value.Scalar();
+  }
+
+  absl::Status Strings(const YAML::Node& key, const YAML::Node& value, const std::string& name,
+                       std::vector<std::string>* out) {
+    if (!value.IsSequence()) {
+      return Error(value.Mark().is_null() ? key : value,
+                   absl::StrCat(name, " must be a list of strings, like [\"https://...\"]"));
+    }
+    out->clear();
+    for (const YAML::Node& item : value) {
+      AMLD_ASSIGN_OR_RETURN(std::string s, String(key, item, name));
+      out->push_back(std::move(s));
+    }
+    return absl::OkStatus();
+  }
+
+  // environments: {index_url, extra_index_urls, find_links, no_index,
+  // conda_path, build_timeout_seconds} (daemon/envs/env_builder.h).
+  absl::Status Environments(const YAML::Node& key, const YAML::Node& value,
+                            EnvironmentOptions* envs) {
+    if (value.IsNull()) return absl::OkStatus();
+    if (!value.IsMap()) return Error(value, "environments must be a mapping of setting: value");
+    const std::string p = "environments.";
+    const std::map<std::string, Handler> handlers = {
+        {"index_url",
+         [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
+           AMLD_ASSIGN_OR_RETURN(envs->index_url, String(k, v, p + k.Scalar()));
+           return absl::OkStatus();
+         }},
+        {"extra_index_urls",
+         [&](const YAML::Node& k, const YAML::Node& v) {
+           return Strings(k, v, p + k.Scalar(), &envs->extra_index_urls);
+         }},
+        {"find_links",
+         [&](const YAML::Node& k, const YAML::Node& v) {
+           return Strings(k, v, p + k.Scalar(), &envs->find_links);
+         }},
+        {"no_index",
+         [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
+           if (!v.IsScalar() || (v.Scalar() != "true" && v.Scalar() != "false")) {
+             return Error(v.Mark().is_null() ? k : v, p + "no_index must be true or false");
+           }
+           envs->no_index = v.Scalar() == "true";
+           return absl::OkStatus();
+         }},
+        {"conda_path",
+         [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
+           AMLD_ASSIGN_OR_RETURN(envs->conda_path, String(k, v, p + k.Scalar()));
+           return absl::OkStatus();
+         }},
+        {"build_timeout_seconds",
+         [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
+           AMLD_ASSIGN_OR_RETURN(int64_t n, Integer(k, v, p + k.Scalar(), 1, kMaxSeconds));
+           envs->build_timeout = absl::Seconds(n);
+           return absl::OkStatus();
+         }},
+    };
+    return ForEachKey(value, p, handlers);
   }
 
   std::string source_;

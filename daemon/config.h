@@ -14,6 +14,13 @@
 //   limits:
 //     default_run_duration_seconds: 3600  # for runs that set none (0: none)
 //     max_run_duration_seconds: 86400     # longest a run may ask for (0: no cap)
+//   environments:               # managed environments (daemon/envs/env_builder.h)
+//     index_url: https://pypi.example/simple  # pip --index-url (default: pip's config)
+//     extra_index_urls: [...]   # pip --extra-index-url, each
+//     find_links: [/srv/wheels] # pip --find-links, each
+//     no_index: true            # pip --no-index: only find_links
+//     conda_path: /opt/micromamba/bin/micromamba  # for conda packages beyond python, pip
+//     build_timeout_seconds: 3600  # one build step at most
 //
 // Every key is optional; each is read into the options struct of the part
 // that uses it (DaemonOptions, daemon.h). Anything else — an unknown key, a value of the

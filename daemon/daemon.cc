@@ -190,6 +190,7 @@ struct Daemon::Impl {
     services.push_back(NewExperimentsService(deps));
     services.push_back(NewDaemonService(deps));
     services.push_back(NewComputeTargetsService(deps));
+    services.push_back(NewEnvironmentsService(deps));
     services.push_back(NewSnapshotsService(watched_roots.get()));
     // For clients nobody here wrote (IDE plugins, grpcurl): the standard
     // health service (grpc.health.v1.Health: "" is SERVING while the daemon
@@ -261,6 +262,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   options.data_dir = fs::absolute(options.data_dir, ec);
   // What derives from the data dir and the process, not a setting.
   options.runs.folders.runs_root = options.data_dir / "runs";
+  options.runs.environments.root = options.data_dir / "envs";
+  options.runs.environments.registry = options.data_dir / "environments";
   options.runs.base_env = CaptureDaemonEnvironment();
   options.watched_roots.state_file = options.data_dir / "watched-roots";
   options.watched_roots.data_dir = options.data_dir;

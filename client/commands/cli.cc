@@ -219,6 +219,8 @@ int RunCli(int argc, char** argv) {
   AddComputeShowCommand(*compute, ctx);
   AddComputeDeleteCommand(*compute, ctx);
 
+  AddEnvCommands(app, ctx);
+
   // Split off "-- ARGS..." before parsing (see CommandContext).
   std::vector<std::string> args;
   for (int i = argc - 1; i >= 1; --i) args.emplace_back(argv[i]);  // CLI11 wants them reversed

@@ -121,6 +121,8 @@ void AddComputeCreateCommand(CLI::App& compute, CommandContext& ctx);
 void AddComputeListCommand(CLI::App& compute, CommandContext& ctx);
 void AddComputeShowCommand(CLI::App& compute, CommandContext& ctx);
 void AddComputeDeleteCommand(CLI::App& compute, CommandContext& ctx);
+// `aml env list|show` (env_list.cc).
+void AddEnvCommands(CLI::App& app, CommandContext& ctx);
 void AddDaemonStartCommand(CLI::App& daemon, CommandContext& ctx);
 void AddDaemonStopCommand(CLI::App& daemon, CommandContext& ctx);
 void AddDaemonStatusCommand(CLI::App& daemon, CommandContext& ctx);

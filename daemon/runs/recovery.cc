@@ -66,6 +66,10 @@ absl::Status RunManager::Start() {
   // First: a recovered PREPARING run may take a spare, and runs that end
   // during recovery join the finished folders the pool found.
   folders_.Start();
+  if (environments_ != nullptr) AMLD_RETURN_IF_ERROR(environments_->Start());
+  if (!options_.environments.registry.empty()) {
+    AMLD_ASSIGN_OR_RETURN(registry_, EnvironmentRegistry::Open(options_.environments.registry));
+  }
   AMLD_ASSIGN_OR_RETURN(
       std::vector<Run> runs,
       deps_.store->RunsInStatus(amld::storage::UnfinishedStatuses()));

@@ -67,9 +67,14 @@ RunManager::RunManager(RunManagerDeps deps, RunManagerOptions options)
         LiveIngesterOptions{});
     deps_.ingester = own_ingester_.get();
   }
+  if (!options_.environments.root.empty()) {
+    environments_ = std::make_unique<EnvironmentBuilder>(options_.environments,
+                                                         deps_.environment_commands);
+  }
 }
 
-RunManager::~RunManager() = default;
+// The builder first: its worker may still call back into the manager.
+RunManager::~RunManager() { environments_.reset(); }
 
 // ---------------------------------------------------------------------------
 // Submit, cancel, watch.
@@ -93,6 +98,7 @@ absl::StatusOr<RunConfig> RunManager::CheckSubmission(const RunConfig& submitted
   if (config.resources().cpus() < processes.count) {
     config.mutable_resources()->set_cpus(processes.count);
   }
+  AMLD_RETURN_IF_ERROR(CheckEnvironment(&config));
   {
     absl::MutexLock lock(&mu_);
     AMLD_RETURN_IF_ERROR(ApplyLimitsLocked(&config));
@@ -201,6 +207,26 @@ void RunManager::CancelChildren(const std::string& parent_id, const std::string&
     if (page->next_page_token.empty()) return;
     filter.page_token = page->next_page_token;
   }
+}
+
+absl::Status RunManager::CheckEnvironment(RunConfig* config) const {
+  config->mutable_environment()->clear_digest();  // the daemon's to set
+  if (!IsManagedEnvironment(config->environment())) return absl::OkStatus();
+  if (environments_ == nullptr) {
+    return absl::UnimplementedError(
+        "this daemon does not build managed environments (it has no environment cache); use a "
+        "user-managed environment (python.user_managed_dependencies = True)");
+  }
+  if (!IsLocalTarget(*config)) {
+    return absl::UnimplementedError(absl::StrCat(
+        "managed environments are built only for the local target yet, not for \"",
+        config->compute_target(), "\"; use a user-managed environment whose interpreter on the "
+        "target has the packages (python.user_managed_dependencies = True, "
+        "python.interpreter_path)"));
+  }
+  AMLD_ASSIGN_OR_RETURN(EnvironmentSpec spec, environments_->Check(config->environment()));
+  config->mutable_environment()->set_digest(SpecDigest(spec));
+  return absl::OkStatus();
 }
 
 absl::Status RunManager::ApplyLimitsLocked(RunConfig* config) {
@@ -377,6 +403,10 @@ void RunManager::Prepare(const std::string& run_id) {
     gpus = scheduler_.GpusOf(run_id);
     TransitionDetails preparing;
     preparing.assigned_gpus = gpus;  // before any launch, so a restart keeps them
+    const std::string& digest = r.config.environment().digest();
+    if (!digest.empty() && environments_ != nullptr && !environments_->Built(digest).ok()) {
+      preparing.reason = absl::StrCat("building environment ", ShortDigest(digest));
+    }
     if (r.status != Status::PREPARING &&
         !TransitionLocked(run_id, Status::PREPARING, preparing).ok()) {
       return ForgetLocked(run_id);
@@ -387,33 +417,73 @@ void RunManager::Prepare(const std::string& run_id) {
   const absl::Time prepare_start = absl::Now();
   absl::Status prepared = folders_.Prepare(run_id, snapshot);
   const absl::Duration prepare_time = absl::Now() - prepare_start;
+  if (!prepared.ok()) {
+    absl::MutexLock lock(&mu_);
+    if (!active_.contains(run_id)) return;
+    return EndWithoutProcessLocked(
+        run_id, Status::FAILED, absl::StrCat("could not prepare the run: ", prepared.message()));
+  }
+  if (!config.environment().digest().empty()) {
+    absl::StatusOr<EnvironmentSpec> spec =
+        environments_ == nullptr
+            ? absl::FailedPreconditionError("this daemon no longer builds managed environments")
+            : environments_->Check(config.environment());
+    if (spec.ok()) {
+      const RunPaths paths = PathsFor(run_id);
+      BuildRequest request{run_id, paths.std_log,
+                           paths.system_logs / "environment_build.log"};
+      environments_->Acquire(
+          *spec, std::move(request),
+          [this, run_id, config, gpus, prepare_time](absl::StatusOr<std::filesystem::path> prefix) {
+            deps_.tasks->Post([=, this, prefix = std::move(prefix)] {
+              FinishPrepare(run_id, config, gpus, prepare_time, prefix);
+            });
+          });
+      return;
+    }
+    // The daemon's config changed since the submit (a conda tool removed).
+    return FinishPrepare(run_id, config, gpus, prepare_time, spec.status());
+  }
+  FinishPrepare(run_id, config, gpus, prepare_time, std::filesystem::path());
+}
+
+void RunManager::FinishPrepare(const std::string& run_id, const RunConfig& config,
+                               const std::vector<int>& gpus, absl::Duration prepare_time,
+                               absl::StatusOr<std::filesystem::path> prefix) {
+  absl::Status prepared = prefix.status();
   {
     absl::MutexLock lock(&mu_);
     auto it = active_.find(run_id);
     if (it == active_.end()) return;
     ActiveRun& r = it->second;
-    if (!prepared.ok()) {
-      return EndWithoutProcessLocked(
-          run_id, Status::FAILED, absl::StrCat("could not prepare the run: ", prepared.message()));
-    }
     if (r.cancel_requested) {
       return EndWithoutProcessLocked(run_id, Status::CANCELED,
                                      WithReason("canceled before it started", r.cancel_reason));
+    }
+    if (!prepared.ok()) {
+      return EndWithoutProcessLocked(
+          run_id, Status::FAILED,
+          absl::StrCat("could not build environment ",
+                       ShortDigest(config.environment().digest()), ": ", prepared.message()));
     }
     // Committed before the launch: after a crash, a STARTING run without a
     // handle is failed, never launched again.
     if (!TransitionLocked(run_id, Status::STARTING, {}).ok()) return ForgetLocked(run_id);
     r.phase = Phase::kStarting;
   }
-  Launch(run_id, config, gpus, prepare_time);
+  Launch(run_id, config, gpus, prepare_time, *prefix);
   // For the next run, now that this one is on its way.
-  folders_.Launched(snapshot);
+  folders_.Launched(amld::storage::FromProto(config.snapshot_root()));
 }
 
 void RunManager::Launch(const std::string& run_id, const RunConfig& config,
-                        const std::vector<int>& gpus, absl::Duration prepare_time) {
+                        const std::vector<int>& gpus, absl::Duration prepare_time,
+                        const std::filesystem::path& environment_prefix) {
   LaunchSpec spec =
       BuildLaunchSpec(run_id, config, PathsFor(run_id), options_.base_env, options_.kill_grace);
+  if (!environment_prefix.empty()) {
+    ActivateEnvironment(environment_prefix, config.command().empty(), &spec.argv, &spec.env);
+  }
   if (IsLocalTarget(config)) SetVisibleGpus(gpus, &spec);
   // Before the process exists, so its first file is seen.
   deps_.ingester->Watch(run_id, PathsFor(run_id));

@@ -6,7 +6,11 @@
 // Lifecycle of one run (every arrow is one StateStore::Transition):
 //   QUEUED → PREPARING   a slot is free; a task materializes the snapshot into
 //                        runs/<id>/wd and creates wd/outputs, wd/logs,
-//                        user_logs/std_log.txt and system_logs/
+//                        user_logs/std_log.txt and system_logs/; a managed
+//                        environment not built yet is built (or waited
+//                        for) meanwhile, the PREPARING transition's reason
+//                        saying "building environment <short digest>"
+//                        (daemon/envs/env_builder.h)
 //          → STARTING    committed before Executor::Launch, so a crash
 //                        after it never launches the run a second time;
 //                        the live ingester (live_ingester.h) starts
@@ -73,6 +77,9 @@
 #include "absl/time/time.h"
 #include "amld/v1/runs.pb.h"
 #include "base/clock.h"
+#include "daemon/envs/env_builder.h"
+#include "daemon/envs/env_registry.h"
+#include "daemon/executors/command_runner.h"
 #include "daemon/executors/executor.h"
 #include "daemon/runs/run_folder_pool.h"
 #include "daemon/runs/run_plan.h"
@@ -111,6 +118,9 @@ struct RunManagerOptions {
   absl::Duration record_retry = absl::Seconds(1);
   // The environment every run starts from (CaptureDaemonEnvironment()).
   EnvList base_env;
+  // Managed environments (amld.yaml `environments:`); the daemon sets
+  // environments.root to <data>/envs. No root: they are refused at submit.
+  EnvironmentOptions environments;
 };
 
 // What the manager works with; all must outlive it. `log` may be null
@@ -128,6 +138,9 @@ struct RunManagerDeps {
   // Housekeeping that no client or run waits for — removing old run
   // folders, filling the spare — at low priority. Null: `tasks`.
   base::TaskRunner* housekeeping = nullptr;
+  // Runs the environment builder's commands (venv, pip). Null:
+  // SystemCommandRunner().
+  CommandRunner* environment_commands = nullptr;
 };
 
 // What a child run (of a sweep) is submitted with.
@@ -211,6 +224,10 @@ class RunManager {
   };
   LocalTargetState local_target() const;
   const RunManagerOptions& options() const { return options_; }
+  // The environment builder; null when managed environments are off.
+  EnvironmentBuilder* environments() const { return environments_.get(); }
+  // Registered and curated environments; null when there is no registry.
+  EnvironmentRegistry* environment_registry() const { return registry_.get(); }
 
  private:
   enum class Phase { kQueued, kPreparing, kStarting, kRunning, kFinalizing };
@@ -251,8 +268,17 @@ class RunManager {
   static QueueRequest QueueRequestOf(const amld::v1::RunConfig& config, uint32_t submitter_uid);
 
   void Prepare(const std::string& run_id);
+  // After the folder (and the environment, when the run has a managed one)
+  // is ready: STARTING, then Launch. `prefix` is the environment's, or
+  // empty.
+  void FinishPrepare(const std::string& run_id, const amld::v1::RunConfig& config,
+                     const std::vector<int>& gpus, absl::Duration prepare_time,
+                     absl::StatusOr<std::filesystem::path> prefix);
   void Launch(const std::string& run_id, const amld::v1::RunConfig& config,
-              const std::vector<int>& gpus, absl::Duration prepare_time);
+              const std::vector<int>& gpus, absl::Duration prepare_time,
+              const std::filesystem::path& environment_prefix);
+  // Submit's checks of a managed environment; sets its digest in `config`.
+  absl::Status CheckEnvironment(amld::v1::RunConfig* config) const;
   // The run's time limit after the daemon's limits, and its place in the
   // scheduler's order; INVALID_ARGUMENT when the target cannot hold it.
   absl::Status ApplyLimitsLocked(amld::v1::RunConfig* config) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -290,6 +316,8 @@ class RunManager {
   std::unique_ptr<LiveIngester> own_ingester_;  // when deps_ has none
   SnapshotChecker snapshot_checker_;
   RunFolderPool folders_;
+  std::unique_ptr<EnvironmentBuilder> environments_;  // null: managed environments refused
+  std::unique_ptr<EnvironmentRegistry> registry_;     // made by Start()
 
   mutable absl::Mutex mu_;
   Scheduler scheduler_ ABSL_GUARDED_BY(mu_);

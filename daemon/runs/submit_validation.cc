@@ -114,9 +114,6 @@ absl::Status ValidateDistributed(const amld::v1::DistributedConfig& d) {
 
 absl::Status ValidateUnsupported(const amld::v1::RunConfig& config) {
   std::vector<std::string> unsupported;
-  if (config.environment().pip_requirements_size() > 0) {
-    unsupported.push_back("environment.pip_requirements");
-  }
   if (!config.environment().docker_base_image().empty()) {
     unsupported.push_back("environment.docker_base_image");
   }

@@ -65,7 +65,7 @@ TEST(DaemonConfigTest, EmptyFileAndBlockListsWork) {
 
 TEST(DaemonConfigTest, UnknownKeysAreRefusedWithTheirLine) {
   EXPECT_EQ(ErrorOf("cpus: 4\ngpu: [0]\n"),
-            "amld.yaml:2:1: unknown key \"gpu\"; known keys: cpus, gpus, "
+            "amld.yaml:2:1: unknown key \"gpu\"; known keys: cpus, environments, gpus, "
             "keep_finished_run_folders, kill_grace_seconds, limits, max_concurrent_runs");
   EXPECT_EQ(ErrorOf("limits:\n  max_duration: 5\n"),
             "amld.yaml:2:3: unknown key \"limits.max_duration\"; known keys: "
@@ -208,6 +208,37 @@ TEST(DaemonConfigTest, GpuFlagLists) {
   EXPECT_THAT(std::string(ParseGpuList("0,0").status().message()), HasSubstr("listed twice"));
   EXPECT_EQ(ParseGpuList("0,x").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ParseGpuList("-1").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace amld::daemon
+
+namespace amld::daemon {
+namespace {
+
+TEST(DaemonConfigTest, EnvironmentsSayWherePackagesComeFrom) {
+  const DaemonOptions options = Parsed(R"(environments:
+  index_url: https://pypi.example/simple
+  extra_index_urls: [https://a/simple, https://b/simple]
+  find_links:
+    - /srv/wheels
+  no_index: true
+  conda_path: /opt/micromamba/bin/micromamba
+  build_timeout_seconds: 600
+)");
+  const EnvironmentOptions& e = options.runs.environments;
+  EXPECT_EQ(e.index_url, "https://pypi.example/simple");
+  EXPECT_THAT(e.extra_index_urls, ElementsAre("https://a/simple", "https://b/simple"));
+  EXPECT_THAT(e.find_links, ElementsAre("/srv/wheels"));
+  EXPECT_TRUE(e.no_index);
+  EXPECT_EQ(e.conda_path, "/opt/micromamba/bin/micromamba");
+  EXPECT_EQ(e.build_timeout, absl::Seconds(600));
+  EXPECT_THAT(ErrorOf("environments:\n  index: x\n"),
+              HasSubstr("amld.yaml:2:3: unknown key \"environments.index\""));
+  EXPECT_THAT(ErrorOf("environments:\n  find_links: /srv\n"),
+              HasSubstr("environments.find_links must be a list"));
+  EXPECT_THAT(ErrorOf("environments:\n  no_index: 1\n"),
+              HasSubstr("environments.no_index must be true or false"));
 }
 
 }  // namespace

@@ -172,28 +172,19 @@ def test_environments_not_runnable_as_they_are_are_refused_by_name():
         managed._to_proto()
     conda = user_env()
     conda.python.conda_dependencies = object()
-    with pytest.raises(UnsupportedOptionError, match="conda_dependencies"):
+    with pytest.raises(UserErrorException, match="CondaDependencies"):
         conda._to_proto()
     docker = user_env()
     docker.docker.enabled = True
     with pytest.raises(UnsupportedOptionError, match="base_image"):
         docker._to_proto()
-    # Images and pip requirements go to the daemon, which names them in its refusal.
+    # Images go to the daemon, which names them in its refusal.
     docker.docker.base_image = "python:3.11"
     assert docker._to_proto().docker_base_image == "python:3.11"
-    with pytest.raises(UnsupportedOptionError, match="register"):
-        user_env().register(None)
 
 
-def test_curated_environments(tmp_path):
-    env = Environment.get(None, "AzureML-Minimal")
-    assert env.python.user_managed_dependencies and env.version == "1"
-    assert env._to_proto().interpreter_path == ""
-    assert set(Environment.list(None)) == {"AzureML-Minimal", "amld-python3"}
-    with pytest.raises(NotFoundException, match="AzureML-Minimal, amld-python3"):
-        Environment.get(None, "AzureML-TensorFlow-2.3-GPU")
-    with pytest.raises(NotFoundException, match="only version 1"):
-        Environment.get(None, "amld-python3", version="2")
+def test_pip_requirements_and_clone(tmp_path):
+    env = user_env()
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("# comment\n\nnumpy==1.24\nscipy\n")
     pip = Environment.from_pip_requirements("pip", str(requirements))
@@ -262,3 +253,42 @@ def test_find_aml_order(monkeypatch, tmp_path):
     import amld
     build_dir = os.path.dirname(os.path.dirname(os.path.dirname(amld.__file__)))
     assert found == os.path.join(build_dir, "bin", "aml")
+
+
+def test_conda_dependencies_as_azureml(tmp_path):
+    from amld.core import CondaDependencies
+    cd = CondaDependencies.create(python_version="3.11", pip_packages=["alpha==1.0"],
+                                  conda_packages=["pip"])
+    cd.add_pip_package("beta")
+    cd.add_pip_package("alpha>=1.1")  # replaces the earlier alpha
+    cd.add_conda_package("numpy=1.26")
+    cd.add_channel("conda-forge")
+    assert cd.get_python_version() == "3.11"
+    assert list(cd.pip_packages) == ["beta", "alpha>=1.1"]
+    assert list(cd.conda_packages) == ["python=3.11", "pip", "numpy=1.26"]
+    env = Environment("conda")
+    env.python.conda_dependencies = cd
+    proto = env._to_proto()
+    assert list(proto.conda_packages) == ["python=3.11", "pip", "numpy=1.26"]
+    assert list(proto.conda_channels) == ["conda-forge"]
+    assert list(proto.pip_requirements) == ["beta", "alpha>=1.1"]
+    assert not proto.user_managed_dependencies
+    # The YAML round-trips through from_conda_specification.
+    path = tmp_path / "env.yml"
+    cd.save(str(path))
+    loaded = Environment.from_conda_specification("loaded", str(path))
+    assert loaded.python.conda_dependencies == cd
+    assert "  - pip:\n    - beta\n" in path.read_text()
+    bad = tmp_path / "bad.yml"
+    bad.write_text("name: x\ndependencies: [python=3.11]\nimage: nope\n")
+    with pytest.raises(UserErrorException, match="unknown keys image"):
+        Environment.from_conda_specification("bad", str(bad))
+
+
+def test_pip_requirements_keep_their_options(tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("--find-links /srv/wheels\n--no-index\nalpha\n")
+    env = Environment.from_pip_requirements("pip", str(requirements), pip_version="23.2")
+    proto = env._to_proto()
+    assert list(proto.pip_requirements) == ["--find-links /srv/wheels", "--no-index", "alpha"]
+    assert list(proto.conda_packages) == ["pip=23.2"]

@@ -136,14 +136,6 @@ def _distributed():
         communication_backend="Gloo", process_count=4, node_count=2))
 
 
-def _pip_requirements():
-    from amld.core import Environment, ScriptRunConfig
-    with open("requirements.txt", "w") as f:
-        f.write("# pinned\nnumpy==1.24\n")
-    env = Environment.from_pip_requirements("pip-env", "requirements.txt")
-    return ScriptRunConfig(".", script="train.py", environment=env)
-
-
 def _docker_image():
     from amld.core import ScriptRunConfig
     src = ScriptRunConfig(".", script="train.py")
@@ -153,7 +145,6 @@ def _docker_image():
 
 @pytest.mark.parametrize("make_config, named", [
     (_distributed, "distributed"),
-    (_pip_requirements, "pip_requirements"),
     (_docker_image, "docker_base_image"),
 ])
 def test_options_the_daemon_does_not_support_are_refused_by_name(ws, project, make_config,

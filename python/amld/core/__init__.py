@@ -8,10 +8,14 @@ amld.exceptions.
 """
 
 from amld.core.compute import ComputeTarget
+from amld.core.conda_dependencies import CondaDependencies
 from amld.core.environment import Environment
 from amld.core.experiment import Experiment
 from amld.core.run import Run
 from amld.core.script_run_config import ScriptRunConfig
 from amld.core.workspace import Workspace
 
-__all__ = ["ComputeTarget", "Environment", "Experiment", "Run", "ScriptRunConfig", "Workspace"]
+__all__ = [
+    "CondaDependencies", "ComputeTarget", "Environment", "Experiment", "Run", "ScriptRunConfig",
+    "Workspace",
+]

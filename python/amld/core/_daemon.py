@@ -116,6 +116,15 @@ class DaemonClient:
         self.experiments = experiments_pb2_grpc.ExperimentsStub(self.channel)
         self.daemon = daemon_pb2_grpc.DaemonStub(self.channel)
         self.compute = compute_pb2_grpc.ComputeTargetsStub(self.channel)
+        self._environments = None
+
+    @property
+    def environments(self):
+        """The Environments stub (registered and curated environments)."""
+        if self._environments is None:
+            from amld.v1 import environments_pb2_grpc
+            self._environments = environments_pb2_grpc.EnvironmentsStub(self.channel)
+        return self._environments
 
     def call(self, method, request, doing, timeout=None, mid_stream=False):
         """Make a unary call; a gRPC error becomes an amld exception (see error_from_rpc)."""

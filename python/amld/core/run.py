@@ -85,6 +85,18 @@ def _transition_time(run, status, last=True):
     return _utc(found) if found is not None else None
 
 
+def _conda_details(env):
+    """A managed environment's packages in azureml's condaDependencies shape, or None."""
+    if not (env.pip_requirements or env.conda_packages or env.python_version):
+        return None
+    deps = list(env.conda_packages)
+    if env.python_version:
+        deps.insert(0, "python=" + env.python_version)
+    if env.pip_requirements:
+        deps.append({"pip": list(env.pip_requirements)})
+    return {"channels": list(env.conda_channels), "dependencies": deps}
+
+
 def _tail(data, lines=_TAIL_LINES):
     text = bytes(data).decode("utf-8", "replace")
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
@@ -350,7 +362,9 @@ class Run(RunFiles, RunLogging):
                     "name": env.name,
                     "version": env.version or None,
                     "python": {"userManagedDependencies": env.user_managed_dependencies,
-                               "interpreterPath": env.interpreter_path or None},
+                               "interpreterPath": env.interpreter_path or None,
+                               "condaDependencies": _conda_details(env)},
+                    "digest": env.digest or None,
                     "environmentVariables": dict(env.environment_variables),
                 },
             },

@@ -147,7 +147,7 @@ class Workspace:
 
     @property
     def environments(self):
-        """The environments available by name (amld's curated ones), as a dict."""
+        """The environments available by name (curated and registered), as a dict."""
         from amld.core.environment import Environment
         return Environment.list(self)
 

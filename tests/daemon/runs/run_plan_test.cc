@@ -196,8 +196,6 @@ TEST(SubmitValidationTest, ConfigChecksUseTheDocumentedCodes) {
          p->set_node_count(1);
        },
        absl::StatusCode::kInvalidArgument, "too many"},
-      {[](RunConfig& c) { c.mutable_environment()->add_pip_requirements("numpy"); },
-       absl::StatusCode::kUnimplemented, "pip_requirements"},
       {[](RunConfig& c) { c.mutable_environment()->set_docker_base_image("ubuntu"); },
        absl::StatusCode::kUnimplemented, "docker_base_image"},
   };

@@ -1,0 +1,150 @@
+// EnvironmentBuilder: builds managed Python environments (env_spec.h) once
+// per spec digest into a cache under the data dir, and hands runs the
+// prefix to run with.
+//
+// Layout of the cache (`EnvironmentOptions::root`, <data>/envs):
+//   <root>/<digest>                  a symlink to the build folder: the
+//                                    published environment
+//   <root>/.build-<short>-<n>        a build folder: the venv (or conda
+//                                    prefix), amld-requirements.txt,
+//                                    amld-environment.txt (canonical text)
+// A build happens in a new .build-* folder and is published only on success,
+// by renaming a symlink onto <root>/<digest> (atomic): a reader sees a whole
+// environment or none. A venv cannot be moved after it is made (its scripts
+// name their folder), which is why the folder stays and the link moves. A
+// failed build removes its folder; Start() removes folders no link names
+// (a build cut short by a crash), so a later run retries cleanly.
+//
+// Building: `<python3.X> -m venv DIR` (or, for conda packages, `<conda_path>
+// create --yes --prefix DIR ...`), then `DIR/bin/python -m pip install -r
+// DIR/amld-requirements.txt` with the package indexes of the daemon's config
+// (index_url, extra_index_urls, find_links, no_index; none set: pip's own
+// configuration). Every command goes through the CommandRunner, so tests
+// script them. Output goes live to the requesting run's std log (stdout as
+// it comes, stderr after each command), framed by "amld:" lines, and is
+// copied to its system_logs/environment_build.log at the end.
+//
+// Concurrency: one worker thread builds, one environment at a time (pip
+// runs against one download cache). Runs asking for a digest that is being
+// built wait for that build: N runs with one new spec build it once, and
+// each is told when it is done (or why it failed).
+//
+// Thread-safety: thread-safe. `done` callbacks run on the worker thread (or
+// on the caller's, when the environment is already built) without the
+// builder's lock; they must be quick (post the rest elsewhere).
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "daemon/envs/env_spec.h"
+#include "daemon/executors/command_runner.h"
+
+namespace amld::daemon {
+
+struct EnvironmentOptions {
+  // The cache; the daemon sets <data>/envs. Empty: managed environments are
+  // refused at submit.
+  std::filesystem::path root;
+  // Registered environments (env_registry.h); the daemon sets
+  // <data>/environments. Empty: no registry.
+  std::filesystem::path registry;
+  // pip's package indexes (amld.yaml `environments:`); all unset: pip's own
+  // configuration decides.
+  std::string index_url;
+  std::vector<std::string> extra_index_urls;
+  std::vector<std::string> find_links;
+  bool no_index = false;
+  // A conda, mamba or micromamba binary for conda packages beyond python
+  // and pip; empty: those are refused at submit.
+  std::string conda_path;
+  // A build step (venv, pip install) running longer is killed and fails.
+  absl::Duration build_timeout = absl::Hours(1);
+};
+
+// Where one run wants to see the build's output.
+struct BuildRequest {
+  std::string run_id;
+  std::filesystem::path std_log;    // live output and "amld:" lines
+  std::filesystem::path build_log;  // the whole build's output, when this run built it
+};
+
+class EnvironmentBuilder {
+ public:
+  EnvironmentBuilder(EnvironmentOptions options, CommandRunner* runner);
+  // Stops a running build (its folder is removed) and joins the worker;
+  // runs still waiting are not called back (a restarted daemon prepares
+  // PREPARING runs again).
+  ~EnvironmentBuilder();
+  EnvironmentBuilder(const EnvironmentBuilder&) = delete;
+  EnvironmentBuilder& operator=(const EnvironmentBuilder&) = delete;
+
+  // Creates the cache folder, removes what interrupted builds left, and
+  // starts the worker.
+  absl::Status Start();
+
+  // The spec of a submitted managed environment (SpecFromEnvironment with
+  // this builder's conda setting).
+  absl::StatusOr<EnvironmentSpec> Check(const amld::v1::Environment& env) const;
+
+  // The published prefix of `digest`, or NOT_FOUND.
+  absl::StatusOr<std::filesystem::path> Built(const std::string& digest) const;
+
+  using Done = std::function<void(absl::StatusOr<std::filesystem::path> prefix)>;
+  // Calls `done` with the environment's prefix once it is built (at once
+  // when it already is), or with the build's failure (FAILED_PRECONDITION
+  // with the tail of the failing command's output).
+  void Acquire(const EnvironmentSpec& spec, BuildRequest request, Done done);
+
+  // Builds done (not found in the cache) since Start, for tests and status.
+  int builds_started() const;
+
+ private:
+  struct Waiter {
+    BuildRequest request;
+    Done done;
+  };
+  struct Build {
+    EnvironmentSpec spec;
+    std::string digest;
+    std::vector<Waiter> waiters;  // the first one's run builds it
+  };
+
+  void Work();
+  absl::StatusOr<std::filesystem::path> RunBuild(const Build& build, int log_fd);
+  // Runs one step with its output appended to `log_fd`; a non-zero exit is
+  // FAILED_PRECONDITION with the output's tail.
+  absl::Status Step(const std::string& what, std::vector<std::string> argv, int log_fd);
+  absl::Status Publish(const std::filesystem::path& folder, const std::string& digest);
+  void CleanUp();
+
+  const EnvironmentOptions options_;
+  CommandRunner* const runner_;
+  const int wake_fd_;  // eventfd: stops a step on shutdown
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, Build> builds_ ABSL_GUARDED_BY(mu_);  // by digest, queued or running
+  std::vector<std::string> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int builds_started_ ABSL_GUARDED_BY(mu_) = 0;
+  int folder_counter_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread worker_;
+};
+
+// Makes `argv`/`env` run inside the environment at `prefix`: a script's
+// interpreter becomes <prefix>/bin/python, <prefix>/bin goes first on PATH
+// and VIRTUAL_ENV names it (PYTHONHOME is dropped). `env` is sorted by name
+// (run_plan.h) and stays so.
+void ActivateEnvironment(const std::filesystem::path& prefix, bool is_script,
+                         std::vector<std::string>* argv,
+                         std::vector<std::pair<std::string, std::string>>* env);
+
+}  // namespace amld::daemon

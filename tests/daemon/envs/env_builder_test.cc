@@ -1,0 +1,258 @@
+#include "daemon/envs/env_builder.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "tests/testing/fake_command_runner.h"
+#include "tests/testing/test_util.h"
+
+namespace amld::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+using amld::testing::Eventually;
+using amld::testing::FakeCommandRunner;
+using amld::testing::ReadFile;
+using amld::testing::TempDir;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+EnvironmentSpec Spec(std::vector<std::string> requirements) {
+  EnvironmentSpec spec;
+  spec.pip_requirements = std::move(requirements);
+  return spec;
+}
+
+// What the callbacks were given, by run.
+struct Results {
+  absl::Mutex mu;
+  std::map<std::string, absl::StatusOr<fs::path>> by_run;
+
+  EnvironmentBuilder::Done For(const std::string& run) {
+    return [this, run](absl::StatusOr<fs::path> prefix) {
+      absl::MutexLock lock(&mu);
+      by_run.emplace(run, std::move(prefix));
+    };
+  }
+  size_t size() {
+    absl::MutexLock lock(&mu);
+    return by_run.size();
+  }
+  absl::StatusOr<fs::path> Of(const std::string& run) {
+    absl::MutexLock lock(&mu);
+    return by_run.at(run);
+  }
+};
+
+class EnvBuilderTest : public ::testing::Test {
+ protected:
+  EnvBuilderTest() {
+    options_.root = dir_ / "envs";
+    fs::create_directories(dir_ / "runs");
+  }
+
+  std::unique_ptr<EnvironmentBuilder> StartBuilder() {
+    auto b = std::make_unique<EnvironmentBuilder>(options_, &fake_);
+    EXPECT_TRUE(b->Start().ok());
+    return b;
+  }
+
+  BuildRequest Request(const std::string& run) {
+    fs::create_directories(dir_ / "runs" / run / "system_logs");
+    return BuildRequest{run, dir_ / "runs" / run / "std_log.txt",
+                        dir_ / "runs" / run / "system_logs" / "environment_build.log"};
+  }
+
+  // Ends the running `python -m venv DIR` as the real one would: DIR/bin/python exists.
+  void FinishVenv() {
+    auto venv = fake_.Started("-m venv");
+    ASSERT_NE(venv, nullptr);
+    const fs::path folder = venv->command().argv.back();
+    fs::create_directories(folder / "bin");
+    amld::testing::WriteFile(folder / "bin" / "python", "");
+    venv->Write("made a venv\n");
+    venv->End();
+  }
+
+  std::vector<std::string> BuildFolders() {
+    std::vector<std::string> found;
+    for (const auto& e : fs::directory_iterator(options_.root)) {
+      if (e.path().filename().string().rfind(".build-", 0) == 0) {
+        found.push_back(e.path().filename().string());
+      }
+    }
+    return found;
+  }
+
+  TempDir dir_;
+  EnvironmentOptions options_;
+  FakeCommandRunner fake_;
+};
+
+TEST_F(EnvBuilderTest, RunsAskingForOneNewSpecBuildItOnce) {
+  auto builder = StartBuilder();
+  Results results;
+  const EnvironmentSpec spec = Spec({"alpha"});
+  builder->Acquire(spec, Request("r1"), results.For("r1"));
+  ASSERT_NE(fake_.Started("-m venv"), nullptr);
+  builder->Acquire(spec, Request("r2"), results.For("r2"));
+  builder->Acquire(spec, Request("r3"), results.For("r3"));
+  FinishVenv();
+  auto pip = fake_.Started("-m pip install");
+  ASSERT_NE(pip, nullptr);
+  pip->Write("Successfully installed alpha-1.0\n");
+  pip->End();
+  ASSERT_TRUE(Eventually([&] { return results.size() == 3; }));
+  EXPECT_EQ(builder->builds_started(), 1);
+  EXPECT_EQ(fake_.CallsMatching("-m venv"), 1);
+  EXPECT_EQ(fake_.CallsMatching("-m pip install"), 1);
+  const absl::StatusOr<fs::path> prefix = results.Of("r1");
+  ASSERT_TRUE(prefix.ok()) << prefix.status();
+  EXPECT_EQ(*results.Of("r2"), *prefix);
+  EXPECT_EQ(*results.Of("r3"), *prefix);
+  EXPECT_EQ(*builder->Built(SpecDigest(spec)), *prefix);
+  EXPECT_EQ(ReadFile(*prefix / "amld-environment.txt"), CanonicalText(spec));
+  EXPECT_EQ(ReadFile(*prefix / "amld-requirements.txt"), "alpha\n");
+  // The builder's run has the log, live in its std log and kept in
+  // system_logs/; the others say whose build they waited for.
+  const std::string log = ReadFile(dir_ / "runs/r1/std_log.txt");
+  EXPECT_THAT(log, HasSubstr("amld: building environment " + ShortDigest(SpecDigest(spec))));
+  EXPECT_THAT(log, HasSubstr("made a venv\n"));
+  EXPECT_THAT(log, HasSubstr("Successfully installed alpha-1.0"));
+  EXPECT_EQ(ReadFile(dir_ / "runs/r1/system_logs/environment_build.log"), log);
+  EXPECT_FALSE(fs::exists(dir_ / "runs/r2/system_logs/environment_build.log"));
+  EXPECT_THAT(ReadFile(dir_ / "runs/r2/std_log.txt"), HasSubstr("being built for run r1"));
+  EXPECT_THAT(ReadFile(dir_ / "runs/r3/std_log.txt"), HasSubstr("is built (by run r1)"));
+
+  // Built: the next run gets it at once, with no command.
+  Results later;
+  builder->Acquire(spec, Request("r4"), later.For("r4"));
+  ASSERT_EQ(later.size(), 1u);
+  EXPECT_EQ(*later.Of("r4"), *prefix);
+  EXPECT_EQ(fake_.Calls().size(), 2u);
+  EXPECT_THAT(ReadFile(dir_ / "runs/r4/std_log.txt"), HasSubstr("(built before)"));
+}
+
+TEST_F(EnvBuilderTest, AFailedBuildLeavesNothingAndTheNextRunRetries) {
+  auto builder = StartBuilder();
+  Results results;
+  const EnvironmentSpec spec = Spec({"nope"});
+  builder->Acquire(spec, Request("r1"), results.For("r1"));
+  builder->Acquire(spec, Request("r2"), results.For("r2"));
+  FinishVenv();
+  auto pip = fake_.Started("-m pip install");
+  ASSERT_NE(pip, nullptr);
+  pip->End({1, 0, "", "Looking in links: /w\nERROR: No matching distribution found for nope\n"});
+  ASSERT_TRUE(Eventually([&] { return results.size() == 2; }));
+  for (const char* run : {"r1", "r2"}) {
+    absl::StatusOr<fs::path> r = results.Of(run);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(r.status().message()),
+                HasSubstr("pip install failed (exit code 1):\nLooking in links: /w\nERROR: No "
+                          "matching distribution found for nope"));
+  }
+  EXPECT_THAT(BuildFolders(), IsEmpty());
+  EXPECT_FALSE(builder->Built(SpecDigest(spec)).ok());
+  EXPECT_THAT(ReadFile(dir_ / "runs/r1/std_log.txt"), HasSubstr("No matching distribution"));
+  EXPECT_THAT(ReadFile(dir_ / "runs/r2/std_log.txt"), HasSubstr("could not be built (run r1)"));
+
+  Results again;
+  builder->Acquire(spec, Request("r3"), again.For("r3"));
+  FinishVenv();
+  auto pip2 = fake_.Started("-m pip install");
+  ASSERT_NE(pip2, nullptr);
+  pip2->End();
+  ASSERT_TRUE(Eventually([&] { return again.size() == 1; }));
+  EXPECT_TRUE(again.Of("r3").ok()) << again.Of("r3").status();
+  EXPECT_EQ(builder->builds_started(), 2);
+}
+
+TEST_F(EnvBuilderTest, PackageIndexesComeFromTheConfigOnly) {
+  options_.no_index = true;
+  options_.find_links = {"/srv/wheels"};
+  options_.extra_index_urls = {"https://b/simple"};
+  auto builder = StartBuilder();
+  Results results;
+  builder->Acquire(Spec({"alpha"}), Request("r1"), results.For("r1"));
+  FinishVenv();
+  auto pip = fake_.Started("-m pip install");
+  ASSERT_NE(pip, nullptr);
+  const std::vector<std::string>& argv = pip->command().argv;
+  const std::vector<std::string> expected_tail = {
+      "--no-index", "--extra-index-url", "https://b/simple", "--find-links", "/srv/wheels", "-r"};
+  EXPECT_TRUE(std::search(argv.begin(), argv.end(), expected_tail.begin(), expected_tail.end()) !=
+              argv.end())
+      << absl::StrJoin(argv, " ");
+  pip->End();
+  ASSERT_TRUE(Eventually([&] { return results.size() == 1; }));
+
+  // None configured: pip's own configuration (no index flag at all).
+  options_ = EnvironmentOptions{};
+  options_.root = dir_ / "envs2";
+  FakeCommandRunner plain;
+  EnvironmentBuilder other(options_, &plain);
+  ASSERT_TRUE(other.Start().ok());
+  Results more;
+  other.Acquire(Spec({"beta"}), Request("r2"), more.For("r2"));
+  auto venv = plain.Started("-m venv");
+  ASSERT_NE(venv, nullptr);
+  fs::create_directories(fs::path(venv->command().argv.back()) / "bin");
+  venv->End();
+  auto pip2 = plain.Started("-m pip install");
+  ASSERT_NE(pip2, nullptr);
+  EXPECT_THAT(absl::StrJoin(pip2->command().argv, " "), ::testing::Not(HasSubstr("index")));
+  pip2->End();
+  ASSERT_TRUE(Eventually([&] { return more.size() == 1; }));
+}
+
+TEST_F(EnvBuilderTest, StartRemovesWhatAnInterruptedBuildLeft) {
+  fs::create_directories(options_.root / ".build-abc-1-1" / "bin");
+  fs::create_directories(options_.root / ".build-def-1-2" / "bin");
+  amld::testing::WriteFile(options_.root / ".build-def-1-2" / "bin" / "python", "");
+  fs::create_symlink(".build-def-1-2", options_.root / std::string(64, 'd'));
+  fs::create_symlink(".build-abc-1-1", options_.root / ".link-.build-abc-1-1");
+  auto builder = StartBuilder();
+  EXPECT_THAT(BuildFolders(), ElementsAre(".build-def-1-2"));
+  EXPECT_FALSE(fs::is_symlink(options_.root / ".link-.build-abc-1-1"));
+  EXPECT_TRUE(builder->Built(std::string(64, 'd')).ok());
+}
+
+TEST_F(EnvBuilderTest, ShutdownStopsARunningBuildAndRemovesIt) {
+  auto builder = StartBuilder();
+  Results results;
+  builder->Acquire(Spec({"alpha"}), Request("r1"), results.For("r1"));
+  auto venv = fake_.Started("-m venv");
+  ASSERT_NE(venv, nullptr);
+  builder.reset();
+  EXPECT_TRUE(venv->stopped());
+  EXPECT_EQ(results.size(), 0u);  // prepared again by the next daemon
+  EXPECT_THAT(BuildFolders(), IsEmpty());
+}
+
+TEST(ActivateEnvironmentTest, TheScriptRunsWithTheEnvironmentsPython) {
+  std::vector<std::string> argv = {"python3", "train.py", "--lr", "0.1"};
+  std::vector<std::pair<std::string, std::string>> env = {
+      {"HOME", "/home/u"}, {"PATH", "/usr/bin:/bin"}, {"PYTHONHOME", "/x"}};
+  ActivateEnvironment("/data/envs/.build-1", true, &argv, &env);
+  EXPECT_THAT(argv, ElementsAre("/data/envs/.build-1/bin/python", "train.py", "--lr", "0.1"));
+  EXPECT_THAT(
+      env, ElementsAre(
+               std::pair<std::string, std::string>{"HOME", "/home/u"},
+               std::pair<std::string, std::string>{"PATH", "/data/envs/.build-1/bin:/usr/bin:/bin"},
+               std::pair<std::string, std::string>{"VIRTUAL_ENV", "/data/envs/.build-1"}));
+  std::vector<std::string> command = {"/bin/sh", "-c", "python train.py"};
+  std::vector<std::pair<std::string, std::string>> none;
+  ActivateEnvironment("/e", false, &command, &none);
+  EXPECT_EQ(command[0], "/bin/sh");
+  EXPECT_EQ(none.front().second, "/e/bin:/usr/local/bin:/usr/bin:/bin");
+}
+
+}  // namespace
+}  // namespace amld::daemon

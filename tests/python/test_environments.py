@@ -1,0 +1,274 @@
+"""Managed environments end to end against a real amld (issue 12).
+
+The package index is a wheelhouse built here, offline, from three tiny local
+packages (amldtest-alpha depends on amldtest-beta; amldtest-gamma is added
+later), and the daemon's amld.yaml points pip at it alone
+(environments: no_index, find_links). Nothing is fetched from the network.
+"""
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+
+from conftest import Daemon, write_script
+
+PACKAGES = {
+    "amldtest-beta": ("amldtest_beta", [], "def value():\n    return 41\n"),
+    "amldtest-alpha": ("amldtest_alpha", ["amldtest-beta"],
+                       "import amldtest_beta\n\ndef hello():\n"
+                       "    return 'alpha sees beta %d' % (amldtest_beta.value() + 1)\n"),
+    "amldtest-gamma": ("amldtest_gamma", [], "NAME = 'gamma'\n"),
+}
+
+
+def build_wheel(name, wheelhouse, root):
+    """``pip wheel`` of a local source folder: no network, no build isolation."""
+    module, deps, code = PACKAGES[name]
+    src = os.path.join(root, "src", name)
+    os.makedirs(os.path.join(src, module))
+    with open(os.path.join(src, module, "__init__.py"), "w") as f:
+        f.write(code)
+    with open(os.path.join(src, "pyproject.toml"), "w") as f:
+        f.write('[build-system]\nrequires = ["setuptools"]\nbuild-backend = '
+                '"setuptools.build_meta"\n\n[project]\nname = "%s"\nversion = "1.0"\n'
+                'dependencies = %s\n\n[tool.setuptools]\npackages = ["%s"]\n'
+                % (name, json.dumps(deps), module))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index",
+                    "--no-build-isolation", "--disable-pip-version-check", "-q",
+                    "-w", wheelhouse, src], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def env_daemon():
+    """An amld whose environments come from the test's wheelhouse only."""
+    root = tempfile.mkdtemp(prefix="amldenv.", dir="/tmp")
+    wheelhouse = os.path.join(root, "wheelhouse")
+    os.makedirs(wheelhouse)
+    for name in ("amldtest-beta", "amldtest-alpha"):
+        build_wheel(name, wheelhouse, root)
+    d = Daemon(root)
+    os.makedirs(d.data_dir)
+    with open(os.path.join(d.data_dir, "amld.yaml"), "w") as f:
+        f.write("environments:\n  no_index: true\n  find_links: [%s]\n" % wheelhouse)
+    d.wheelhouse = wheelhouse
+    d.info = d.start()
+    yield d
+    d.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def env_ws(tmp_path, env_daemon, monkeypatch):
+    folder = tmp_path / "project"
+    (folder / ".amld").mkdir(parents=True)
+    (folder / ".amld" / "config.json").write_text(json.dumps({"socket": env_daemon.socket}))
+    (folder / ".amlignore").write_text(".amld/\n")
+    monkeypatch.chdir(folder)
+    from amld.core import Workspace
+    return Workspace.from_config()
+
+
+SCRIPT = ("import sys, amldtest_alpha\nprint(amldtest_alpha.hello())\n"
+          "print('prefix', sys.prefix)\n")
+
+
+def envs_dir(daemon):
+    return os.path.join(daemon.data_dir, "envs")
+
+
+def build_folders(daemon):
+    return sorted(n for n in os.listdir(envs_dir(daemon)) if n.startswith(".build-"))
+
+
+def preparing(run):
+    """The PREPARING transition of a finished run, and how long it lasted."""
+    history = run.get_details()["history"]
+    prep = next(h for h in history if h["status"] == "Preparing")
+    start = next(h for h in history if h["status"] == "Starting")
+    seconds = (datetime.datetime.fromisoformat(start["time"])
+               - datetime.datetime.fromisoformat(prep["time"])).total_seconds()
+    return prep, seconds
+
+
+def submit(ws, experiment, env, script="train.py"):
+    from amld.core import Experiment, ScriptRunConfig
+    return Experiment(ws, experiment).submit(ScriptRunConfig(".", script=script, environment=env))
+
+
+def test_pip_requirements_environment_built_once_and_reused(env_ws, env_daemon, capsys):
+    from amld.core import Environment
+    write_script(".", "train.py", SCRIPT)
+    with open("requirements.txt", "w") as f:
+        f.write("# what train.py imports\namldtest-alpha\n")
+    env = Environment.from_pip_requirements("alpha-env", "requirements.txt")
+    first = submit(env_ws, "envs", env)
+    first.wait_for_completion(show_output=True)
+    shown = capsys.readouterr().out
+    assert first.get_status() == "Completed"
+    # The build streamed with the run's output, then the script ran in it.
+    assert "amld: building environment" in shown
+    assert "Successfully installed amldtest-alpha-1.0 amldtest-beta-1.0" in shown
+    assert "alpha sees beta 42" in shown
+    digest = first._fetch().config.environment.digest
+    assert len(digest) == 64
+    prep, first_seconds = preparing(first)
+    assert prep["reason"] == "building environment " + digest[:12]
+    run_dir = env_daemon.run_dir(first.id)
+    with open(os.path.join(run_dir, "system_logs", "environment_build.log")) as f:
+        assert "Successfully installed" in f.read()
+    prefix = os.path.realpath(os.path.join(envs_dir(env_daemon), digest))
+    assert ("prefix " + prefix) in shown
+
+    # The same spec again: no build, same environment.
+    second = submit(env_ws, "envs", Environment.from_pip_requirements("other-name",
+                                                                      "requirements.txt"))
+    second.wait_for_completion()
+    assert second.get_status() == "Completed"
+    prep2, second_seconds = preparing(second)
+    assert prep2["reason"] == ""
+    assert not os.path.exists(os.path.join(env_daemon.run_dir(second.id), "system_logs",
+                                           "environment_build.log"))
+    with open(os.path.join(env_daemon.run_dir(second.id), "user_logs", "std_log.txt")) as f:
+        log = f.read()
+    assert "(built before)" in log and ("prefix " + prefix) in log
+    assert len(build_folders(env_daemon)) == 1
+    print("environment build: first run %.2f s in PREPARING, second %.2f s"
+          % (first_seconds, second_seconds), file=sys.stderr)
+    # For the report: the same by hand.
+    by_hand = tempfile.mkdtemp(prefix="amldenv-hand.", dir="/tmp")
+    started = time.monotonic()
+    subprocess.run(["python3", "-m", "venv", by_hand + "/venv"], check=True)
+    subprocess.run([by_hand + "/venv/bin/python", "-m", "pip", "install", "-q", "--no-index",
+                    "--find-links", env_daemon.wheelhouse, "amldtest-alpha"], check=True)
+    print("by hand: python3 -m venv + pip install %.2f s" % (time.monotonic() - started),
+          file=sys.stderr)
+    shutil.rmtree(by_hand, ignore_errors=True)
+
+
+def test_conda_dependencies_with_pip_packages(env_ws, env_daemon):
+    from amld.core import CondaDependencies, Environment
+    write_script(".", "beta.py", "import amldtest_beta\nprint('beta', amldtest_beta.value())\n")
+    env = Environment("conda-env")
+    env.python.conda_dependencies = CondaDependencies.create(
+        python_version="%d.%d" % sys.version_info[:2], pip_packages=["amldtest-beta"],
+        conda_packages=["pip"])
+    run = submit(env_ws, "envs", env, script="beta.py")
+    run.wait_for_completion()
+    assert run.get_status() == "Completed", run.get_details()
+    with open(os.path.join(env_daemon.run_dir(run.id), "user_logs", "std_log.txt")) as f:
+        assert "beta 41" in f.read()
+
+
+def test_conda_packages_without_a_conda_tool_are_refused_by_name(env_ws):
+    from amld.core import CondaDependencies, Environment
+    from amld.exceptions import UserErrorException
+    write_script(".", "train.py", SCRIPT)
+    env = Environment("needs-conda")
+    env.python.conda_dependencies = CondaDependencies.create(conda_packages=["numpy", "pip"],
+                                                             pip_packages=["amldtest-beta"])
+    with pytest.raises(UserErrorException) as caught:
+        submit(env_ws, "envs", env)
+    assert "numpy" in str(caught.value) and "environments.conda_path" in str(caught.value)
+    assert caught.value.code == "FAILED_PRECONDITION"
+
+
+def test_three_concurrent_runs_of_a_new_spec_build_it_once(env_ws, env_daemon):
+    from amld.core import CondaDependencies, Environment
+    write_script(".", "train.py", SCRIPT)
+    env = Environment("concurrent")
+    env.python.conda_dependencies = CondaDependencies.create(
+        pip_packages=["amldtest-alpha", "amldtest-beta==1.0"])
+    runs = [submit(env_ws, "concurrent", env) for _ in range(3)]
+    for run in runs:
+        run.wait_for_completion()
+        assert run.get_status() == "Completed", run.get_details()
+    built = [r for r in runs if os.path.exists(
+        os.path.join(env_daemon.run_dir(r.id), "system_logs", "environment_build.log"))]
+    assert len(built) == 1
+    digest = runs[0]._fetch().config.environment.digest
+    assert all(r._fetch().config.environment.digest == digest for r in runs)
+    logs = []
+    for r in runs:
+        with open(os.path.join(env_daemon.run_dir(r.id), "user_logs", "std_log.txt")) as f:
+            logs.append(f.read())
+    assert sum("Successfully installed" in log for log in logs) == 1
+    assert all("alpha sees beta 42" in log for log in logs)
+
+
+def test_broken_requirement_fails_clearly_leaves_nothing_and_retries(env_ws, env_daemon):
+    from amld.core import Environment
+    from amld.exceptions import ActivityFailedException
+    write_script(".", "gamma.py", "import amldtest_gamma\nprint(amldtest_gamma.NAME)\n")
+    with open("requirements.txt", "w") as f:
+        f.write("amldtest-gamma\n")
+    before = build_folders(env_daemon)
+    run = submit(env_ws, "broken", Environment.from_pip_requirements("gamma", "requirements.txt"),
+                 script="gamma.py")
+    with pytest.raises(ActivityFailedException):
+        run.wait_for_completion(raise_on_error=True)
+    error = run.get_details()["error"]["error"]["message"]
+    assert "could not build environment" in error
+    assert "No matching distribution found for amldtest-gamma" in error
+    digest = run._fetch().config.environment.digest
+    assert not os.path.lexists(os.path.join(envs_dir(env_daemon), digest))
+    assert build_folders(env_daemon) == before
+    # The same spec once the package exists: built cleanly.
+    build_wheel("amldtest-gamma", env_daemon.wheelhouse, os.path.dirname(env_daemon.wheelhouse))
+    again = submit(env_ws, "broken", Environment.from_pip_requirements("gamma",
+                                                                       "requirements.txt"),
+                   script="gamma.py")
+    again.wait_for_completion()
+    assert again.get_status() == "Completed", again.get_details()
+    assert os.path.islink(os.path.join(envs_dir(env_daemon), digest))
+
+
+def test_registered_environment_used_by_version(env_ws, env_daemon):
+    from amld.core import CondaDependencies, Environment
+    from amld.exceptions import NotFoundException, UserErrorException
+    write_script(".", "train.py", SCRIPT)
+    env = Environment("team-env")
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["amldtest-beta"])
+    v1 = env.register(env_ws)
+    assert v1.version == "1"
+    assert env.register(env_ws).version == "1"  # the same spec: the same version
+    env.python.conda_dependencies.add_pip_package("amldtest-alpha")
+    v2 = env.register(env_ws)
+    assert v2.version == "2"
+    assert Environment.get(env_ws, "team-env").version == "2"
+    got = Environment.get(env_ws, "team-env", version=2)
+    assert list(got.python.conda_dependencies.pip_packages) == ["amldtest-beta", "amldtest-alpha"]
+    assert list(Environment.get(env_ws, "team-env", version="1")
+                .python.conda_dependencies.pip_packages) == ["amldtest-beta"]
+    run = submit(env_ws, "registered", got)
+    run.wait_for_completion()
+    assert run.get_status() == "Completed", run.get_details()
+    details = run.get_details()["runDefinition"]["environment"]
+    assert (details["name"], details["version"]) == ("team-env", "2")
+    assert "team-env" in Environment.list(env_ws)
+    with pytest.raises(NotFoundException, match="has no version \"7\"; it has 1, 2"):
+        Environment.get(env_ws, "team-env", version=7)
+    with pytest.raises(UserErrorException, match="curated"):
+        mine = Environment("AzureML-Minimal")
+        mine.python.user_managed_dependencies = True
+        mine.register(env_ws)
+
+
+def test_curated_environments(env_ws):
+    from amld.core import Environment
+    from amld.exceptions import NotFoundException
+    env = Environment.get(env_ws, "AzureML-Minimal")
+    assert env.python.user_managed_dependencies and env.version == "1"
+    assert env._to_proto().interpreter_path == ""
+    assert {"AzureML-Minimal", "amld-python3"} <= set(Environment.list(env_ws))
+    with pytest.raises(NotFoundException, match="AzureML-Minimal, amld-python3"):
+        Environment.get(env_ws, "AzureML-TensorFlow-2.3-GPU")
+    with pytest.raises(NotFoundException, match="only version 1"):
+        Environment.get(env_ws, "amld-python3", version="2")
