@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "base/yaml_keys.h"
+
 #include <functional>
 #include <limits>
 #include <map>
@@ -82,24 +84,10 @@ class ConfigParser {
   // errors. `prefix` names the enclosing section ("limits.").
   absl::Status ForEachKey(const YAML::Node& map, const std::string& prefix,
                           const std::map<std::string, Handler>& handlers) {
-    std::set<std::string> seen;
-    for (const auto& entry : map) {
-      const YAML::Node& key = entry.first;
-      if (!key.IsScalar()) return Error(key, "keys must be plain names");
-      const std::string name = key.Scalar();
-      auto handler = handlers.find(name);
-      if (handler == handlers.end()) {
-        std::vector<std::string> known;
-        for (const auto& [k, _] : handlers) known.push_back(prefix + k);
-        return Error(key, absl::StrCat("unknown key \"", prefix, name,
-                                       "\"; known keys: ", absl::StrJoin(known, ", ")));
-      }
-      if (!seen.insert(name).second) {
-        return Error(key, absl::StrCat("\"", prefix, name, "\" is set twice; keep one"));
-      }
-      AMLD_RETURN_IF_ERROR(handler->second(key, entry.second));
-    }
-    return absl::OkStatus();
+    return base::ForEachYamlKey(map, prefix, handlers,
+                                [this](const YAML::Node& at, const std::string& what) {
+                                  return Error(at, what);
+                                });
   }
 
   // A plain integer scalar in [min, max].
