@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "amld/v1/runs.grpc.pb.h"
 #include "client/commands/command.h"
+#include "client/commands/sweep_children.h"
 #include "client/commands/output.h"
 #include "absl/strings/str_split.h"
 #include "client/follow.h"
@@ -113,6 +114,34 @@ void PrintFailureTail(const Connection& conn, const amld::v1::Run& r) {
   std::cout << "the run wrote no output; its files: aml run files " << r.id() << " --all\n";
 }
 
+// For a sweep's parent: its children and the best of them by the primary
+// metric (`aml sweep show` has the whole table).
+void PrintSweepSummary(const Connection& conn, const amld::v1::Run& r) {
+  const amld::v1::SweepSpec& spec = r.config().sweep();
+  auto children = RankSweepChildren(conn, r);
+  if (!children.ok()) {
+    std::cout << "children: cannot list them: " << children.status().message() << '\n';
+    return;
+  }
+  Field(std::cout, "children",
+        spec.max_total_runs() > 0
+            ? absl::StrCat(children->size(), " of at most ", spec.max_total_runs())
+            : absl::StrCat(children->size()));
+  if (!children->empty() && children->front().best) {
+    const SweepChild& best = children->front();
+    Field(std::cout, "best child",
+          absl::StrCat(best.run.id(), "  ", spec.primary_metric_name(), " ", *best.best, " (",
+                       spec.primary_metric_goal() == amld::v1::PrimaryMetricGoal::MAXIMIZE
+                           ? "maximize"
+                           : "minimize",
+                       ")"));
+  } else {
+    Field(std::cout, "best child",
+          absl::StrCat("none yet: no child has logged ", spec.primary_metric_name()));
+  }
+  std::cout << "every child: aml sweep show " << r.id() << '\n';
+}
+
 int RunShow(const GlobalOptions& global, const ShowOptions& o) {
   auto conn = ConnectFromOptions(global);
   if (!conn.ok()) return ReportError(global, conn.status());
@@ -123,6 +152,7 @@ int RunShow(const GlobalOptions& global, const ShowOptions& o) {
     std::cout << ProtoToJson(run) << std::endl;
   } else {
     PrintRun(run);
+    if (run.config().has_sweep()) PrintSweepSummary(*conn, run);
     if (run.status() == amld::v1::RunStatus::FAILED) PrintFailureTail(*conn, run);
   }
   return kExitOk;

@@ -12,17 +12,12 @@
 #include "absl/strings/str_cat.h"
 #include "amld/v1/runs.grpc.pb.h"
 #include "client/commands/command.h"
+#include "client/commands/sweep_children.h"
 #include "client/commands/output.h"
 #include "client/grpc_status.h"
 
 namespace amld::client::commands {
 namespace {
-
-struct Child {
-  amld::v1::Run run;
-  std::optional<double> best;
-  int logged = 0;
-};
 
 std::string Shorten(std::string s, size_t max) {
   if (s.size() > max) s = s.substr(0, max - 3) + "...";
@@ -47,43 +42,13 @@ int RunSweepShow(const GlobalOptions& global, const std::string& run_id) {
   }
   const amld::v1::SweepSpec& spec = parent.config().sweep();
   const bool maximize = spec.primary_metric_goal() == amld::v1::PrimaryMetricGoal::MAXIMIZE;
-  std::vector<Child> children;
-  amld::v1::ListRunsRequest list;
-  list.set_parent_run_id(run_id);
-  list.set_page_size(1000);
-  for (;;) {
-    grpc::ClientContext ctx;
-    amld::v1::ListRunsResponse page;
-    grpc::Status st = stub->ListRuns(&ctx, list, &page);
-    if (!st.ok()) return ReportError(global, FromGrpcStatus(st, "list children", conn->socket_path));
-    for (auto& r : *page.mutable_runs()) children.push_back({std::move(r), std::nullopt, 0});
-    if (page.next_page_token().empty()) break;
-    list.set_page_token(page.next_page_token());
-  }
-  for (Child& c : children) {
-    grpc::ClientContext ctx;
-    amld::v1::GetMetricsRequest req;
-    req.set_run_id(c.run.id());
-    req.add_names(spec.primary_metric_name());
-    amld::v1::GetMetricsResponse resp;
-    grpc::Status st = stub->GetMetrics(&ctx, req, &resp);
-    if (!st.ok()) return ReportError(global, FromGrpcStatus(st, "read metrics", conn->socket_path));
-    for (const amld::v1::Metric& m : resp.metrics()) {
-      if (m.value_case() != amld::v1::Metric::kNumber) continue;
-      ++c.logged;
-      if (!c.best || (maximize ? m.number() > *c.best : m.number() < *c.best)) c.best = m.number();
-    }
-  }
-  // Best first; children without the metric last, newest first among them.
-  std::stable_sort(children.begin(), children.end(), [&](const Child& a, const Child& b) {
-    if (a.best.has_value() != b.best.has_value()) return a.best.has_value();
-    if (!a.best) return false;
-    return maximize ? *a.best > *b.best : *a.best < *b.best;
-  });
+  auto ranked = RankSweepChildren(*conn, parent);
+  if (!ranked.ok()) return ReportError(global, ranked.status());
+  const std::vector<SweepChild>& children = *ranked;
   if (global.json()) {
     nlohmann::json j = {{"sweep", nlohmann::json::parse(ProtoToJson(parent))},
                         {"children", nlohmann::json::array()}};
-    for (const Child& c : children) {
+    for (const SweepChild& c : children) {
       nlohmann::json row = {{"run_id", c.run.id()},
                             {"status", StatusName(c.run.status())},
                             {"hyperparameters", c.run.config().tags().contains("hyperparameters")
@@ -103,7 +68,7 @@ int RunSweepShow(const GlobalOptions& global, const std::string& run_id) {
             << "children: " << children.size() << " of " << spec.max_total_runs() << ", at most "
             << spec.max_concurrent_runs() << " at a time\n\n";
   std::vector<std::vector<std::string>> rows;
-  for (const Child& c : children) {
+  for (const SweepChild& c : children) {
     const auto& tags = c.run.config().tags();
     rows.push_back({c.run.id(), StatusName(c.run.status()),
                     c.best ? absl::StrCat(*c.best) : "-", absl::StrCat(c.logged),

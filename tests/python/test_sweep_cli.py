@@ -2,6 +2,7 @@
 `aml run list --parent`, against a real daemon."""
 
 import json
+import re
 import subprocess
 
 from conftest import binary, write_script
@@ -70,6 +71,13 @@ def test_sweep_submit_show_and_list_children(ws, project):
     lines = table.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("RUN"))
     assert "BEST loss" in lines[header] and children[0]["run_id"] in lines[header + 1]
+
+    # `aml run show` of the parent sums its children up: how many, and the best.
+    parent = aml(ws, "run", "show", sweep_id)
+    assert parent.returncode == 0, parent.stderr
+    assert re.search(r"^children: +6\b", parent.stdout, re.M)
+    assert "%s  loss %g (minimize)" % (children[0]["run_id"], best[0]) in parent.stdout
+    assert "aml sweep show " + sweep_id in parent.stdout
 
     listed = json.loads(aml(ws, "--output", "json", "run", "list", "--parent", sweep_id).stdout)
     assert sorted(r["id"] for r in listed["runs"]) == sorted(c["run_id"] for c in children)
