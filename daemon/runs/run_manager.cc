@@ -1,3 +1,7 @@
+// RunManager, part 1 of 3: construction, submit (runs and sweep parents),
+// cancel, subscriptions and counters, and the transitions they share. Part 2,
+// run_manager_start.cc, takes a run from PREPARING to RUNNING; part 3,
+// run_manager_end.cc, from its exit to the end.
 #include "daemon/runs/run_manager.h"
 
 #include <algorithm>
@@ -7,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "daemon/ingest/live_ingester.h"
+#include "daemon/runs/run_manager_internal.h"
 #include "spdlog/spdlog.h"
 
 namespace amld::daemon {
@@ -18,22 +23,15 @@ using amld::storage::StatusName;
 using amld::storage::TransitionDetails;
 using amld::v1::Run;
 using amld::v1::RunConfig;
+using run_manager_internal::IsLocalTarget;
+using run_manager_internal::WithReason;
 using Status = amld::v1::RunStatus;
 
 constexpr int kRunIdAttempts = 8;
 
-std::string WithReason(std::string what, const std::string& reason) {
-  if (!reason.empty()) absl::StrAppend(&what, ": ", reason);
-  return what;
-}
-
 TargetCapacity CapacityOf(const RunManagerOptions& o) {
   const int runs = std::max(o.max_concurrent_runs, 1);
   return TargetCapacity{runs, o.cpus > 0 ? o.cpus : runs, o.gpus};
-}
-
-bool IsLocalTarget(const RunConfig& config) {
-  return config.compute_target().empty() || config.compute_target() == "local";
 }
 
 RunManagerDeps WithDefaults(RunManagerDeps deps) {
@@ -383,309 +381,6 @@ void RunManager::EndWithoutProcessLocked(const std::string& run_id, RunStatus st
   deps_.ingester->Forget(run_id);  // it may have been watched for a launch
   ForgetLocked(run_id);
   if (ended && may_have_folder) folders_.Finished(run_id);
-}
-
-// ---------------------------------------------------------------------------
-// PREPARING → STARTING → RUNNING, on a task thread.
-
-void RunManager::Prepare(const std::string& run_id) {
-  RunConfig config;
-  std::vector<int> gpus;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = active_.find(run_id);
-    if (it == active_.end()) return;
-    ActiveRun& r = it->second;
-    if (r.cancel_requested) {
-      return EndWithoutProcessLocked(run_id, Status::CANCELED,
-                                     WithReason("canceled before it started", r.cancel_reason));
-    }
-    gpus = scheduler_.GpusOf(run_id);
-    TransitionDetails preparing;
-    preparing.assigned_gpus = gpus;  // before any launch, so a restart keeps them
-    const std::string& digest = r.config.environment().digest();
-    if (!digest.empty() && environments_ != nullptr && !environments_->Built(digest).ok()) {
-      preparing.reason = absl::StrCat("building environment ", ShortDigest(digest));
-    }
-    if (r.status != Status::PREPARING &&
-        !TransitionLocked(run_id, Status::PREPARING, preparing).ok()) {
-      return ForgetLocked(run_id);
-    }
-    config = r.config;
-  }
-  const amld::storage::Digest snapshot = amld::storage::FromProto(config.snapshot_root());
-  const absl::Time prepare_start = absl::Now();
-  absl::Status prepared = folders_.Prepare(run_id, snapshot);
-  const absl::Duration prepare_time = absl::Now() - prepare_start;
-  if (!prepared.ok()) {
-    absl::MutexLock lock(&mu_);
-    if (!active_.contains(run_id)) return;
-    return EndWithoutProcessLocked(
-        run_id, Status::FAILED, absl::StrCat("could not prepare the run: ", prepared.message()));
-  }
-  if (!config.environment().digest().empty()) {
-    absl::StatusOr<EnvironmentSpec> spec =
-        environments_ == nullptr
-            ? absl::FailedPreconditionError("this daemon no longer builds managed environments")
-            : environments_->Check(config.environment());
-    if (spec.ok()) {
-      const RunPaths paths = PathsFor(run_id);
-      BuildRequest request{run_id, paths.std_log,
-                           paths.system_logs / "environment_build.log"};
-      environments_->Acquire(
-          *spec, std::move(request),
-          [this, run_id, config, gpus, prepare_time](absl::StatusOr<std::filesystem::path> prefix) {
-            deps_.tasks->Post([=, this, prefix = std::move(prefix)] {
-              FinishPrepare(run_id, config, gpus, prepare_time, prefix);
-            });
-          });
-      return;
-    }
-    // The daemon's config changed since the submit (a conda tool removed).
-    return FinishPrepare(run_id, config, gpus, prepare_time, spec.status());
-  }
-  FinishPrepare(run_id, config, gpus, prepare_time, std::filesystem::path());
-}
-
-void RunManager::FinishPrepare(const std::string& run_id, const RunConfig& config,
-                               const std::vector<int>& gpus, absl::Duration prepare_time,
-                               absl::StatusOr<std::filesystem::path> prefix) {
-  absl::Status prepared = prefix.status();
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = active_.find(run_id);
-    if (it == active_.end()) return;
-    ActiveRun& r = it->second;
-    if (r.cancel_requested) {
-      return EndWithoutProcessLocked(run_id, Status::CANCELED,
-                                     WithReason("canceled before it started", r.cancel_reason));
-    }
-    if (!prepared.ok()) {
-      return EndWithoutProcessLocked(
-          run_id, Status::FAILED,
-          absl::StrCat("could not build environment ",
-                       ShortDigest(config.environment().digest()), ": ", prepared.message()));
-    }
-    // Committed before the launch: after a crash, a STARTING run without a
-    // handle is failed, never launched again.
-    if (!TransitionLocked(run_id, Status::STARTING, {}).ok()) return ForgetLocked(run_id);
-    r.phase = Phase::kStarting;
-  }
-  Launch(run_id, config, gpus, prepare_time, *prefix);
-  // For the next run, now that this one is on its way.
-  folders_.Launched(amld::storage::FromProto(config.snapshot_root()));
-}
-
-void RunManager::Launch(const std::string& run_id, const RunConfig& config,
-                        const std::vector<int>& gpus, absl::Duration prepare_time,
-                        const std::filesystem::path& environment_prefix) {
-  LaunchSpec spec =
-      BuildLaunchSpec(run_id, config, PathsFor(run_id), options_.base_env, options_.kill_grace);
-  if (!environment_prefix.empty()) {
-    ActivateEnvironment(environment_prefix, config.command().empty(), &spec.argv, &spec.env);
-  }
-  if (IsLocalTarget(config)) SetVisibleGpus(gpus, &spec);
-  // Before the process exists, so its first file is seen.
-  deps_.ingester->Watch(run_id, PathsFor(run_id));
-  const absl::Time launch_start = absl::Now();
-  absl::StatusOr<std::string> handle = deps_.executor->Launch(spec);
-  const absl::Duration launch_time = absl::Now() - launch_start;
-  const std::string placement = handle.ok() ? deps_.executor->Placement(run_id, *handle) : "";
-  bool signal_process = false;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = active_.find(run_id);
-    if (it == active_.end()) return;
-    ActiveRun& r = it->second;
-    if (!handle.ok()) {
-      return EndWithoutProcessLocked(run_id, Status::FAILED,
-                                     absl::StrCat("could not start: ", handle.status().message()));
-    }
-    absl::Status saved = deps_.store->SetRunHandle(run_id, *handle);
-    if (!saved.ok()) {
-      // The run goes on; only a daemon restart before it ends would lose it.
-      deps_.log->error("run {}: cannot persist its handle: {}", run_id, saved.ToString());
-    }
-    r.phase = Phase::kRunning;
-    if (!r.cancel_requested && r.waiting_elsewhere) {
-      // Handed to another scheduler (Slurm): STARTING until it runs there.
-      SetPlacementLocked(run_id, r.waiting_placement);
-      deps_.log->info("run {} handed on ({}); prepared in {:.2f} ms, launched in {:.2f} ms", run_id,
-                      r.waiting_placement, absl::ToDoubleMilliseconds(prepare_time),
-                      absl::ToDoubleMilliseconds(launch_time));
-    } else if (!r.cancel_requested) {
-      TransitionDetails details;
-      details.placement = placement;
-      (void)TransitionLocked(run_id, Status::RUNNING, details);
-      deps_.log->info("run {} running (prepared in {:.2f} ms, launched in {:.2f} ms)", run_id,
-                      absl::ToDoubleMilliseconds(prepare_time),
-                      absl::ToDoubleMilliseconds(launch_time));
-    }
-    if (r.early_exit.has_value()) {
-      absl::StatusOr<ExitStatus> outcome = std::move(*r.early_exit);
-      r.early_exit.reset();
-      return BeginFinalizeLocked(run_id, outcome);
-    }
-    signal_process = r.cancel_requested;
-  }
-  if (signal_process) {
-    absl::Status s = deps_.executor->Cancel(run_id);
-    if (!s.ok()) deps_.log->warn("run {}: cancel: {}", run_id, s.ToString());
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Exit → FINALIZING → terminal.
-
-void RunManager::OnExit(const std::string& run_id, absl::StatusOr<ExitStatus> outcome) {
-  absl::MutexLock lock(&mu_);
-  auto it = active_.find(run_id);
-  if (it == active_.end()) {
-    deps_.log->warn("exit reported for run {}, which is not active", run_id);
-    return;
-  }
-  if (it->second.phase == Phase::kStarting) {
-    it->second.early_exit = std::move(outcome);  // Launch() finishes it
-    return;
-  }
-  if (it->second.phase == Phase::kFinalizing) return;  // reported twice
-  BeginFinalizeLocked(run_id, outcome);
-}
-
-void RunManager::OnProgress(const std::string& run_id, const RunProgress& progress) {
-  absl::MutexLock lock(&mu_);
-  auto it = active_.find(run_id);
-  if (it == active_.end() || it->second.phase == Phase::kFinalizing) return;
-  ActiveRun& r = it->second;
-  if (!progress.started) {
-    // A run amld already recorded RUNNING never goes back (a re-adopting
-    // executor says "waiting" until it has looked).
-    if (r.status == Status::RUNNING) return;
-    r.waiting_elsewhere = true;
-    r.waiting_placement = absl::StrCat(progress.placement, " ", progress.detail);
-    // While Launch has not returned, it records this itself.
-    if (r.phase == Phase::kRunning) SetPlacementLocked(run_id, r.waiting_placement);
-    return;
-  }
-  const bool was_waiting = r.waiting_elsewhere;
-  r.waiting_elsewhere = false;
-  if (r.phase != Phase::kRunning) return;  // Launch goes on to RUNNING itself
-  if (r.status == Status::STARTING) {
-    TransitionDetails details;
-    details.placement = progress.placement;
-    details.reason = absl::StrCat(progress.placement, ": ", progress.detail);
-    if (TransitionLocked(run_id, Status::RUNNING, details).ok()) {
-      deps_.log->info("run {} running ({})", run_id, progress.placement);
-    }
-  } else if (was_waiting || r.status == Status::RUNNING) {
-    SetPlacementLocked(run_id, progress.placement);
-  }
-}
-
-void RunManager::SetPlacementLocked(const std::string& run_id, const std::string& placement) {
-  absl::StatusOr<Run> run = deps_.store->SetRunPlacement(run_id, placement);
-  if (!run.ok()) {
-    deps_.log->warn("run {}: cannot record placement {}: {}", run_id, placement,
-                    run.status().ToString());
-    return;
-  }
-  if (auto it = listeners_.find(run_id); it != listeners_.end()) {
-    for (const auto& [id, listener] : it->second) listener(*run);
-  }
-}
-
-void RunManager::BeginFinalizeLocked(const std::string& run_id,
-                                     const absl::StatusOr<ExitStatus>& outcome) {
-  ActiveRun& r = active_.at(run_id);
-  r.phase = Phase::kFinalizing;
-  FinalOutcome final_outcome =
-      DecideOutcome(outcome, r.config.max_run_duration_seconds(), r.cancel_reason);
-  if (r.status == Status::STARTING &&
-      (!r.waiting_elsewhere || final_outcome.status == Status::COMPLETED)) {
-    // Its process ran: it ended while being re-adopted, or between two
-    // looks of an executor that was still reporting it waiting.
-    (void)TransitionLocked(run_id, Status::RUNNING, {});
-  }
-  if (r.status == Status::STARTING) {
-    // Ended while still waiting elsewhere (canceled or refused by another
-    // scheduler before it started): no process ran, nothing to finalize
-    // first; Finalize goes straight to CANCELED or FAILED.
-    deps_.log->info("run {} ended before it started ({})", run_id, final_outcome.error);
-  } else if (r.status != Status::FINALIZING) {
-    TransitionDetails details;
-    details.exit_code = final_outcome.exit_code;
-    details.exit_signal = final_outcome.exit_signal;
-    details.reason = outcome.ok() ? "process ended" : std::string(outcome.status().message());
-    const absl::Status recorded = TransitionLocked(run_id, Status::FINALIZING, details).status();
-    if (!recorded.ok()) {
-      // Only a database error gets here. A full disk passes: try again.
-      if (!MayPassByItself(recorded)) return ForgetLocked(run_id);
-      return RecordLaterLocked(run_id, [this, run_id, outcome] {
-        absl::MutexLock lock(&mu_);
-        if (active_.contains(run_id)) BeginFinalizeLocked(run_id, outcome);
-      });
-    }
-  }
-  deps_.log->info("run {} ended ({}); storing its outputs", run_id,
-                  final_outcome.error.empty() ? "ok" : final_outcome.error);
-  deps_.tasks->Post([this, run_id, final_outcome] { Finalize(run_id, final_outcome); });
-}
-
-void RunManager::Finalize(const std::string& run_id, FinalOutcome outcome) {
-  std::vector<std::string> skipped;
-  absl::Status stored = deps_.ingester->Finish(run_id, PathsFor(run_id), &skipped);
-  if (!skipped.empty()) {
-    deps_.log->info("run {}: not stored: {}", run_id, absl::StrJoin(skipped, "; "));
-  }
-  if (!stored.ok()) {
-    std::string what = absl::StrCat("could not store the run's outputs: ", stored.message());
-    outcome.error =
-        outcome.status == Status::COMPLETED ? what : absl::StrCat(outcome.error, "; ", what);
-    if (outcome.status == Status::COMPLETED) outcome.status = Status::FAILED;
-  }
-  absl::MutexLock lock(&mu_);
-  RecordEndLocked(run_id, std::move(outcome));
-}
-
-void RunManager::RecordEndLocked(const std::string& run_id, FinalOutcome outcome) {
-  if (!active_.contains(run_id)) return;
-  TransitionDetails details;
-  if (!outcome.error.empty()) details.error = outcome.error;
-  const absl::Status ended = TransitionLocked(run_id, outcome.status, details).status();
-  if (!ended.ok() && MayPassByItself(ended)) {
-    // Its outputs are stored; only its end is left to record.
-    return RecordLaterLocked(run_id, [this, run_id, outcome] {
-      absl::MutexLock lock(&mu_);
-      RecordEndLocked(run_id, outcome);
-    });
-  }
-  deps_.log->info("run {} {}{}", run_id, StatusName(outcome.status),
-                  outcome.error.empty() ? "" : " (" + outcome.error + ")");
-  ForgetLocked(run_id);  // the next run's Prepare is posted before any removal
-  if (ended.ok()) folders_.Finished(run_id);
-}
-
-bool RunManager::MayPassByItself(const absl::Status& error) {
-  // SQLITE_FULL is RESOURCE_EXHAUSTED; I/O errors and a busy database are
-  // INTERNAL, UNAVAILABLE or ABORTED. An illegal transition or a missing run
-  // (FAILED_PRECONDITION, NOT_FOUND) never passes.
-  return absl::IsResourceExhausted(error) || absl::IsUnavailable(error) ||
-         absl::IsInternal(error) || absl::IsAborted(error);
-}
-
-void RunManager::RecordLaterLocked(const std::string& run_id, std::function<void()> again) {
-  ActiveRun& r = active_.at(run_id);
-  r.record_retry = r.record_retry == absl::ZeroDuration()
-                       ? options_.record_retry
-                       : std::min(r.record_retry * 2, kLastRecordRetry);
-  const absl::Duration pause = r.record_retry;
-  deps_.log->warn("run {}: its status could not be recorded; trying again in {:.1f} s (it keeps "
-                  "its slot until then; free space under the data dir if it is full)",
-                  run_id, absl::ToDoubleSeconds(pause));
-  deps_.tasks->Post([pause, again = std::move(again)] {
-    absl::SleepFor(pause);
-    again();
-  });
 }
 
 }  // namespace amld::daemon
