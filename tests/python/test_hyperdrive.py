@@ -169,7 +169,14 @@ def test_a_sweep_survives_kill_9_of_the_daemon(project):
         children = list(sweep.get_children())
         assert sorted(c.id for c in children) == sorted("%s_%d" % (sweep.id, i)
                                                         for i in range(6))
-        assert all(c.get_status() == "Completed" for c in children)
+        # A child the kill caught between STARTING and its handle being
+        # recorded is FAILED by recovery, never launched twice (ARCHITECTURE,
+        # "What the daemon checks at start"); every other child completes.
+        for c in children:
+            run = c._fetch()
+            assert c.get_status() == "Completed" or (
+                c.get_status() == "Failed" and run.error.startswith("daemon lost the run")), (
+                c.id, c.get_status(), run.error)
         assert len(set(sweep.get_hyperparameters().values())) == 6
     finally:
         d.stop()
