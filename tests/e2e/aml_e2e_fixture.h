@@ -163,6 +163,63 @@ class AmlDaemonTest : public ::testing::Test {
     return id;
   }
 
+  // Runs a 3-child grid sweep over --lr on `compute` from Azure ML's sweep
+  // job YAML and waits for it; returns its children (`aml sweep show`, best
+  // first) after checking that each completed as a child of the sweep. The
+  // script prints "<placement_env> <value of that variable> lr <lr>" and
+  // appends its loss to AMLD_METRICS_FILE itself, in the format amld.core's
+  // Run.log writes (remote nodes have no SDK on their path); the best child is
+  // lr 0.01 with loss 0.5.
+  json RunLrGridSweep(const std::string& compute, const std::string& placement_env) {
+    fs::create_directories(project_ / "sweep-src");
+    amld::testing::WriteFile(project_ / "sweep-src/train.py", R"(import argparse, json, os, time
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float)
+p.add_argument("--placement-env")
+a = p.parse_args()
+with open(os.environ["AMLD_METRICS_FILE"], "a") as f:
+    for step in (1, 2):
+        f.write(json.dumps({"name": "loss", "value": abs(a.lr - 0.01) + 1.0 / step,
+                            "step": step, "time": time.time()}) + "\n")
+print(a.placement_env, os.environ.get(a.placement_env), "lr", a.lr)
+)");
+    amld::testing::WriteFile(project_ / "sweep.yml", R"(type: sweep
+experiment_name: remote-sweep
+compute: azureml:)" + compute + R"(
+trial:
+  code: ./sweep-src
+  command: python3 train.py --placement-env )" + placement_env + R"( --lr ${{search_space.lr}}
+search_space:
+  lr:
+    type: choice
+    values: [0.1, 0.01, 0.001]
+sampling_algorithm: grid
+objective:
+  goal: minimize
+  primary_metric: loss
+limits:
+  max_concurrent_trials: 3
+)");
+    auto submitted = Aml({"--output", "json", "sweep", "submit", "-f",
+                          (project_ / "sweep.yml").string(), "--wait"});
+    EXPECT_EQ(submitted.exit_code, 0) << Describe(submitted);
+    if (submitted.exit_code != 0) return json::array();
+    const std::string sweep = json::parse(submitted.out)["id"];
+    json shown = AmlJson({"sweep", "show", sweep});
+    EXPECT_EQ(shown["sweep"]["status"], "COMPLETED") << shown.dump();
+    EXPECT_EQ(shown["children"].size(), 3u) << shown.dump();
+    for (const json& child : shown["children"]) {
+      json run = Show(child["run_id"]);
+      EXPECT_EQ(run["status"], "COMPLETED") << run.dump();
+      EXPECT_EQ(run["parent_run_id"], sweep) << run.dump();
+    }
+    if (!shown["children"].empty()) {
+      EXPECT_EQ(shown["children"][0]["hyperparameters"], R"({"lr": 0.01})") << shown.dump();
+      EXPECT_EQ(shown["children"][0]["best_primary_metric"], 0.5) << shown.dump();
+    }
+    return shown["children"];
+  }
+
   pid_t DaemonPid() const {
     json info = AmlJson({"daemon", "status"});
     return static_cast<pid_t>(info["pid"].is_string() ? std::stoll(info["pid"].get<std::string>())

@@ -14,6 +14,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
@@ -292,6 +293,24 @@ raise SystemExit(4)
     }
     EXPECT_EQ(records, 1) << id << "\n" << jobcomp;
   }
+}
+
+// A sweep's children go to the sweep's compute target like any run: each
+// child of a grid sweep with `compute: cluster` is its own Slurm job, and
+// their metrics come back from the shared dir.
+TEST_F(SlurmE2eTest, ASweepRunsItsChildrenOnTheSweepsSlurmTarget) {
+  StartDaemon();
+  CreateTarget("cluster");
+  json children = RunLrGridSweep("cluster", "SLURM_JOB_ID");
+  std::set<std::string> jobs;
+  for (const json& child : children) {
+    const std::string id = child["run_id"];
+    const std::string job = JobIdOf(Show(id));
+    ASSERT_FALSE(job.empty()) << Show(id).dump();
+    jobs.insert(job);
+    EXPECT_TRUE(absl::StartsWith(Aml({"run", "logs", id}).out, "SLURM_JOB_ID " + job + " lr "));
+  }
+  EXPECT_EQ(jobs.size(), 3u);  // one Slurm job per child
 }
 
 }  // namespace

@@ -314,4 +314,22 @@ TEST_F(SshE2eTest, ComputeTargetCommands) {
   EXPECT_EQ(Show(id)["config"]["compute_target"], "box");  // the run keeps its target's name
 }
 
+// A sweep's children go to the sweep's compute target like any run: each
+// child of a grid sweep with `compute: box` runs on the SSH host, and its
+// metrics come back with its logs.
+TEST_F(SshE2eTest, ASweepRunsItsChildrenOnTheSweepsSshTarget) {
+  StartDaemon();
+  CreateBox();
+  json children = RunLrGridSweep("box", "SSH_CONNECTION");
+  EXPECT_EQ(children.size(), 3u);
+  for (const json& child : children) {
+    const std::string id = child["run_id"];
+    EXPECT_TRUE(absl::StartsWith(Show(id).value("placement", ""), "ssh:")) << Show(id).dump();
+    // SSH_CONNECTION is set only in a process sshd started.
+    const std::string logs = Aml({"run", "logs", id}).out;
+    EXPECT_TRUE(absl::StartsWith(logs, "SSH_CONNECTION ") && !absl::StrContains(logs, " None "))
+        << logs;
+  }
+}
+
 }  // namespace

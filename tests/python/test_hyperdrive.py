@@ -181,3 +181,98 @@ def test_a_sweep_survives_kill_9_of_the_daemon(project):
     finally:
         d.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# The training script of azureml's "tune hyperparameters" article (v1): its
+# three arguments and `run_logger.log("accuracy", ...)`, import changed. The
+# accuracy rises with the epochs and is highest for learning_rate 10 and
+# keep_probability 0.1, so the best child is known from its arguments.
+ARTICLE_TRAIN = """
+import argparse, time
+from amld.core.run import Run
+parser = argparse.ArgumentParser()
+parser.add_argument("--data-folder", type=str)
+parser.add_argument("--learning_rate", type=float)
+parser.add_argument("--keep_probability", type=float)
+parser.add_argument("--batch_size", type=int)
+args = parser.parse_args()
+run_logger = Run.get_context()
+for epoch in range(1, 9):
+    val_accuracy = (1 - min(abs(args.learning_rate - 10) / 20, 0.9)) * (
+        args.keep_probability * 10) * epoch / 8 - args.batch_size * 1e-6
+    run_logger.log("accuracy", float(val_accuracy))
+    time.sleep(0.1)
+"""
+
+
+def article_accuracy(learning_rate, keep_probability, batch_size):
+    return (1 - min(abs(learning_rate - 10) / 20, 0.9)) * (keep_probability * 10) \
+        - batch_size * 1e-6
+
+
+def test_the_tune_hyperparameters_article_snippet(ws, project):
+    """The article's cells in order, imports changed; only max_total_runs is
+    smaller (8, not 100) so the test stays short."""
+    write_script(project, "train.py", ARTICLE_TRAIN)
+    project_folder = "."
+    compute_target = "local"
+    workspace = ws
+    experiment_name = "hyperdrive-article"
+
+    from amld.train.hyperdrive import RandomParameterSampling
+    from amld.train.hyperdrive import normal, uniform, choice
+    param_sampling = RandomParameterSampling( {
+            "learning_rate": normal(10, 3),
+            "keep_probability": uniform(0.05, 0.1),
+            "batch_size": choice(16, 32, 64, 128)
+        }
+    )
+
+    from amld.train.hyperdrive import BanditPolicy
+    early_termination_policy = BanditPolicy(slack_factor = 0.1, evaluation_interval=1,
+                                            delay_evaluation=5)
+
+    from amld.core import ScriptRunConfig
+    src = ScriptRunConfig(source_directory=project_folder,
+                          script='train.py',
+                          arguments=['--data-folder', '/tmp/data'],
+                          compute_target=compute_target)
+
+    from amld.train.hyperdrive import HyperDriveConfig, PrimaryMetricGoal
+    hd_config = HyperDriveConfig(run_config=src,
+                                 hyperparameter_sampling=param_sampling,
+                                 policy=early_termination_policy,
+                                 primary_metric_name="accuracy",
+                                 primary_metric_goal=PrimaryMetricGoal.MAXIMIZE,
+                                 max_total_runs=8,
+                                 max_concurrent_runs=4)
+
+    from amld.core.experiment import Experiment
+    experiment = Experiment(workspace, experiment_name)
+    hyperdrive_run = experiment.submit(hd_config)
+    hyperdrive_run.wait_for_completion(show_output=True)
+
+    best_run = hyperdrive_run.get_best_run_by_primary_metric()
+    best_run_metrics = best_run.get_metrics()
+    parameter_values = best_run.get_details()['runDefinition']['arguments']
+    print('Best Run Id: ', best_run.id)
+    print('\n Accuracy:', best_run_metrics['accuracy'])
+    print('\n learning rate:', parameter_values[3])
+    print('\n keep probability:', parameter_values[5])
+    print('\n batch size:', parameter_values[7])
+
+    # The article's indexes land on the sampled values, after the script's own
+    # arguments, in the order of the parameter space.
+    assert parameter_values[:2] == ['--data-folder', '/tmp/data']
+    assert parameter_values[2::2] == ['--learning_rate', '--keep_probability', '--batch_size']
+
+    def sampled(run):
+        args = run.get_details()['runDefinition']['arguments']
+        return float(args[3]), float(args[5]), int(args[7])
+
+    children = list(hyperdrive_run.get_children())
+    assert len(children) == 8
+    expected = max(children, key=lambda c: article_accuracy(*sampled(c)))
+    assert best_run.id == expected.id
+    assert best_run.get_status() == "Completed"
+    assert best_run_metrics['accuracy'][-1] == pytest.approx(article_accuracy(*sampled(best_run)))
