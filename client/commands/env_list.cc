@@ -99,6 +99,7 @@ void AddEnvCommands(CLI::App& app, CommandContext& ctx) {
   show->add_option("name", *name, "NAME or NAME:VERSION (default: the latest)")->required();
   show->callback(
       [&ctx, name] { ctx.action = [&ctx, name] { return RunEnvShow(ctx.global, *name); }; });
+  AddEnvCreateCommand(*env, ctx);
 }
 
 }  // namespace amld::client::commands

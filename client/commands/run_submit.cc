@@ -14,6 +14,8 @@
 #include "absl/strings/str_format.h"
 #include "amld/v1/runs.grpc.pb.h"
 #include "client/commands/command.h"
+#include "client/commands/job_submit.h"
+#include "client/commands/job_yaml.h"
 #include "client/commands/options.h"
 #include "client/commands/output.h"
 #include "client/commands/source_snapshot.h"
@@ -30,6 +32,7 @@ struct SubmitOptions {
   bool wait = false;
   bool quiet = false;
   SnapshotLimits limits;
+  std::string job_file;  // -f: an Azure ML command job YAML instead of the flags
 };
 
 absl::Status CheckScriptIncluded(const amld::storage::Snapshot& snapshot,
@@ -131,7 +134,43 @@ void PrintText(const SourceSnapshot& source, const UploadStats& stats, const aml
   if (!wait) std::cout << "follow it with: aml run wait " << run.id() << " --show-output\n";
 }
 
+// `aml run submit -f job.yml`: the run is the YAML's; the flags that would
+// say the same thing again are refused rather than silently ignored.
+int RunSubmitJobFile(const GlobalOptions& global, const SubmitOptions& o) {
+  if (!o.script_and_args.empty()) {
+    return ReportUsageError(global, "-f takes the script and arguments from the job's command; "
+                            "give no SCRIPT or ARGS", "aml run submit");
+  }
+  absl::StatusOr<std::string> text = ReadJobFile(o.job_file);
+  if (!text.ok()) return ReportError(global, text.status());
+  absl::StatusOr<CommandJob> job = ParseCommandJob(*text, o.job_file);
+  if (!job.ok()) return ReportError(global, job.status());
+  absl::StatusOr<amld::v1::Run> run = SubmitYamlJob(
+      global, YamlJob{std::move(job->config), job->code, job->environment_ref}, o.limits,
+      "the run");
+  if (!run.ok()) return ReportError(global, run.status());
+  if (global.json() && !o.wait) {
+    std::cout << ProtoToJson(*run) << std::endl;
+    return kExitOk;
+  }
+  if (o.quiet) {
+    std::cout << run->id() << std::endl;
+  } else if (!global.json()) {
+    std::cout << "submitted run " << run->id() << " (experiment "
+              << run->config().experiment_name() << ")\n";
+    if (!o.wait) std::cout << "follow it with: aml run wait " << run->id() << " --show-output\n";
+  }
+  if (!o.wait) return kExitOk;
+  auto conn = ConnectFromOptions(global);
+  if (!conn.ok()) return ReportError(global, conn.status());
+  WaitOutcome outcome = FollowUntilDone(global, *conn, run->id(), !o.quiet && !global.json());
+  if (!outcome.error.ok()) return ReportError(global, outcome.error);
+  if (global.json() && outcome.run) std::cout << ProtoToJson(*outcome.run) << std::endl;
+  return outcome.exit_code;
+}
+
 int RunSubmit(const GlobalOptions& global, SubmitOptions& o) {
+  if (!o.job_file.empty()) return RunSubmitJobFile(global, o);
   TakePositionals(o);
   auto config = BuildRunConfig(o.spec);
   if (!config.ok()) {
@@ -197,8 +236,16 @@ void AddRunSubmitCommand(CLI::App& run, CommandContext& ctx) {
       ->allow_extra_args(false);
   cmd->add_option("--command", o->spec.command, "a shell command line to run instead of SCRIPT");
   cmd->add_flag("--wait", o->wait, "stream the output and wait; exit 0 only if it COMPLETED");
+  auto* file = cmd->add_option("-f,--file", o->job_file,
+                               "an Azure ML command job YAML (code, command, environment, "
+                               "distribution, resources, limits) instead of SCRIPT and flags");
   cmd->add_flag("-q,--quiet", o->quiet, "print only the run id");
   AddSnapshotLimitOptions(*cmd, o->limits);
+  // The job file says all of these itself.
+  for (const char* flag : {"-e", "-s", "-c", "--interpreter", "--max-duration", "--priority",
+                           "--cpus", "--gpus", "--tag", "--env", "--command"}) {
+    file->excludes(cmd->get_option(flag));
+  }
   cmd->add_option("script", o->script_and_args, "SCRIPT [-- ARGS...]");
   cmd->callback([&ctx, o] {
     ctx.action = [&ctx, o] {

@@ -3,20 +3,16 @@
 // the sweep; the daemon runs it (closing the terminal does not stop it).
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "amld/v1/runs.grpc.pb.h"
-#include "base/status_macros.h"
 #include "client/commands/command.h"
 #include "client/commands/output.h"
-#include "client/commands/source_snapshot.h"
+#include "client/commands/job_submit.h"
 #include "client/commands/sweep_yaml.h"
 #include "client/grpc_status.h"
 
@@ -29,43 +25,14 @@ struct SweepSubmitOptions {
   SnapshotLimits limits;
 };
 
-absl::StatusOr<amld::v1::Run> SubmitSweep(const GlobalOptions& global, const SweepJob& job,
-                                          const SnapshotLimits& limits) {
-  AMLD_ASSIGN_OR_RETURN(SourceSnapshot source, HashSourceFolder(global, job.code, limits));
-  amld::v1::RunConfig config = job.config;
-  amld::storage::ToProto(source.snapshot.root, config.mutable_snapshot_root());
-  if (source.git) *config.mutable_git() = *source.git;
-  auto submit = [&]() -> absl::StatusOr<amld::v1::Run> {
-    auto stub = amld::v1::Runs::NewStub(source.conn.channel);
-    grpc::ClientContext ctx;
-    amld::v1::SubmitRunRequest req;
-    *req.mutable_config() = config;
-    amld::v1::SubmitRunResponse resp;
-    grpc::Status st = stub->SubmitRun(&ctx, req, &resp);
-    if (!st.ok()) return FromGrpcStatus(st, "submit the sweep", source.conn.socket_path);
-    return resp.run();
-  };
-  AMLD_RETURN_IF_ERROR(UploadSourceSnapshot(source, ::isatty(STDERR_FILENO)).status());
-  absl::StatusOr<amld::v1::Run> run = submit();
-  if (!run.ok() && absl::IsFailedPrecondition(run.status()) && source.trusted_earlier_upload) {
-    // The daemon lost blobs it held at the last upload: ask about every one.
-    AMLD_RETURN_IF_ERROR(UploadSourceSnapshot(source, ::isatty(STDERR_FILENO), false).status());
-    run = submit();
-  }
-  KeepUntilExit(std::move(source));
-  return run;
-}
-
 int RunSweepSubmit(const GlobalOptions& global, const SweepSubmitOptions& o) {
-  std::ifstream in(o.file);
-  if (!in) {
-    return ReportError(global, absl::NotFoundError(absl::StrCat("cannot read ", o.file)));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  absl::StatusOr<SweepJob> job = ParseSweepJob(text.str(), o.file);
+  absl::StatusOr<std::string> text = ReadJobFile(o.file);
+  if (!text.ok()) return ReportError(global, text.status());
+  absl::StatusOr<SweepJob> job = ParseSweepJob(*text, o.file);
   if (!job.ok()) return ReportError(global, job.status());
-  absl::StatusOr<amld::v1::Run> run = SubmitSweep(global, *job, o.limits);
+  absl::StatusOr<amld::v1::Run> run = SubmitYamlJob(
+      global, YamlJob{std::move(job->config), job->code, job->environment_ref}, o.limits,
+      "the sweep");
   if (!run.ok()) return ReportError(global, run.status());
   if (!o.wait) {
     if (global.json()) {

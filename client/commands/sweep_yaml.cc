@@ -2,7 +2,6 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "base/yaml_keys.h"
 
 #include <cmath>
 #include <functional>
@@ -20,7 +19,6 @@ namespace amld::client::commands {
 namespace {
 
 namespace pb = amld::v1;
-using Handler = std::function<absl::Status(const YAML::Node& key, const YAML::Node& value)>;
 
 // The numeric arguments of each search space type, in the proto's order.
 const std::map<std::string, std::vector<std::string>>& Distributions() {
@@ -39,196 +37,84 @@ const std::map<std::string, std::vector<std::string>>& Distributions() {
   return *d;
 }
 
-class Reader {
- public:
-  explicit Reader(std::string source) : source_(std::move(source)) {}
-
-  absl::Status Error(const YAML::Node& at, const std::string& what) const {
-    const YAML::Mark mark = at.Mark();
-    if (mark.is_null()) return absl::InvalidArgumentError(absl::StrCat(source_, ": ", what));
-    return absl::InvalidArgumentError(
-        absl::StrCat(source_, ":", mark.line + 1, ":", mark.column + 1, ": ", what));
-  }
-
-  // Calls the handler of each key of `map` (which must be a mapping);
-  // unknown and repeated keys are errors naming the known ones.
-  absl::Status ForEachKey(const YAML::Node& at, const YAML::Node& map, const std::string& prefix,
-                          const std::map<std::string, Handler>& handlers) {
-    if (!map.IsMap()) return Error(map.IsNull() ? at : map, absl::StrCat(
-                                       prefix.empty() ? "the file" : prefix.substr(0, prefix.size() - 1),
-                                       " must be a mapping of keys to values"));
-    return base::ForEachYamlKey(map, prefix, handlers,
-                                [this](const YAML::Node& at, const std::string& what) {
-                                  return Error(at, what);
-                                });
-  }
-
-  absl::StatusOr<std::string> Text(const YAML::Node& key, const YAML::Node& value,
-                                   const std::string& name) {
-    if (!value.IsScalar()) return Error(value.IsNull() ? key : value, name + " must be a text");
-    return value.Scalar();
-  }
-
-  absl::StatusOr<double> Number(const YAML::Node& key, const YAML::Node& value,
-                                const std::string& name) {
-    double d = 0;
-    if (!value.IsScalar() || !absl::SimpleAtod(value.Scalar(), &d) || !std::isfinite(d)) {
-      return Error(value.IsNull() ? key : value, name + " must be a number");
-    }
-    return d;
-  }
-
-  absl::StatusOr<int64_t> Integer(const YAML::Node& key, const YAML::Node& value,
-                                  const std::string& name, int64_t min) {
-    int64_t n = 0;
-    if (!value.IsScalar() || !absl::SimpleAtoi(value.Scalar(), &n)) {
-      return Error(value.IsNull() ? key : value, name + " must be an integer");
-    }
-    if (n < min) return Error(value, absl::StrCat(name, " must be at least ", min, ", got ", n));
-    return n;
-  }
-
-  absl::StatusOr<std::map<std::string, std::string>> TextMap(const YAML::Node& key,
-                                                             const YAML::Node& value,
-                                                             const std::string& name) {
-    if (!value.IsMap()) return Error(value.IsNull() ? key : value, name + " must be a mapping");
-    std::map<std::string, std::string> out;
-    for (const auto& e : value) {
-      if (!e.first.IsScalar() || !e.second.IsScalar()) {
-        return Error(e.first, absl::StrCat(name, " holds plain keys and values"));
-      }
-      out[e.first.Scalar()] = e.second.Scalar();
-    }
-    return out;
-  }
-
-  absl::Status Parameter(const YAML::Node& key, const YAML::Node& value,
+absl::Status ReadParameter(const YamlReader& r, const YAML::Node& key, const YAML::Node& value,
                          pb::ParameterExpression* p) {
-    const std::string name = "search_space." + key.Scalar();
-    if (!value.IsMap() || !value["type"]) {
-      return Error(value.IsNull() ? key : value,
-                   name + " must be a mapping with a type, e.g. {type: uniform, min_value: 0, "
-                          "max_value: 1}");
-    }
-    AMLD_ASSIGN_OR_RETURN(std::string type, Text(key, value["type"], name + ".type"));
-    auto dist = Distributions().find(type);
-    if (dist == Distributions().end()) {
-      std::vector<std::string> known;
-      for (const auto& [k, _] : Distributions()) known.push_back(k);
-      return Error(value["type"], absl::StrCat("unknown type \"", type, "\" of ", name,
-                                               "; use one of ", absl::StrJoin(known, ", ")));
-    }
-    p->set_distribution(type);
-    std::map<std::string, double> args;
-    std::map<std::string, Handler> handlers = {
-        {"type", [](const YAML::Node&, const YAML::Node&) { return absl::OkStatus(); }}};
-    if (type == "choice") {
-      handlers["values"] = [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
-        if (!v.IsSequence() || v.size() == 0) {
-          return Error(v.IsNull() ? k : v, name + ".values must be a non-empty list");
-        }
-        for (const YAML::Node& option : v) {
-          if (!option.IsScalar()) return Error(option, name + ".values holds plain values");
-          double d = 0;
-          if (absl::SimpleAtod(option.Scalar(), &d) && std::isfinite(d) &&
-              option.Tag() != "!") {  // a quoted scalar stays a text
-            p->add_choices()->set_number(d);
-          } else {
-            p->add_choices()->set_text(option.Scalar());
-          }
-        }
-        return absl::OkStatus();
-      };
-    }
-    for (const std::string& arg : dist->second) {
-      handlers[arg] = [&, arg](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
-        AMLD_ASSIGN_OR_RETURN(args[arg], Number(k, v, name + "." + arg));
-        return absl::OkStatus();
-      };
-    }
-    AMLD_RETURN_IF_ERROR(ForEachKey(key, value, name + ".", handlers));
-    for (const std::string& arg : dist->second) {
-      if (!args.contains(arg)) return Error(value, absl::StrCat(name, " needs ", arg));
-      p->add_args(args[arg]);
-    }
-    if (type == "choice" && p->choices_size() == 0) return Error(value, name + " needs values");
-    return absl::OkStatus();
+  const std::string name = "search_space." + key.Scalar();
+  if (!value.IsMap() || !value["type"]) {
+    return r.Error(value.IsNull() ? key : value,
+                 name + " must be a mapping with a type, e.g. {type: uniform, min_value: 0, "
+                        "max_value: 1}");
   }
-
- private:
-  std::string source_;
-};
+  AMLD_ASSIGN_OR_RETURN(std::string type, r.Text(key, value["type"], name + ".type"));
+  auto dist = Distributions().find(type);
+  if (dist == Distributions().end()) {
+    std::vector<std::string> known;
+    for (const auto& [k, _] : Distributions()) known.push_back(k);
+    return r.Error(value["type"], absl::StrCat("unknown type \"", type, "\" of ", name,
+                                             "; use one of ", absl::StrJoin(known, ", ")));
+  }
+  p->set_distribution(type);
+  std::map<std::string, double> args;
+  std::map<std::string, YamlHandler> handlers = {
+      {"type", [](const YAML::Node&, const YAML::Node&) { return absl::OkStatus(); }}};
+  if (type == "choice") {
+    handlers["values"] = [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
+      if (!v.IsSequence() || v.size() == 0) {
+        return r.Error(v.IsNull() ? k : v, name + ".values must be a non-empty list");
+      }
+      for (const YAML::Node& option : v) {
+        if (!option.IsScalar()) return r.Error(option, name + ".values holds plain values");
+        double d = 0;
+        if (absl::SimpleAtod(option.Scalar(), &d) && std::isfinite(d) &&
+            option.Tag() != "!") {  // a quoted scalar stays a text
+          p->add_choices()->set_number(d);
+        } else {
+          p->add_choices()->set_text(option.Scalar());
+        }
+      }
+      return absl::OkStatus();
+    };
+  }
+  for (const std::string& arg : dist->second) {
+    handlers[arg] = [&, arg](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
+      AMLD_ASSIGN_OR_RETURN(args[arg], r.Number(k, v, name + "." + arg));
+      return absl::OkStatus();
+    };
+  }
+  AMLD_RETURN_IF_ERROR(r.ForEachKey(key, value, name + ".", handlers));
+  for (const std::string& arg : dist->second) {
+    if (!args.contains(arg)) return r.Error(value, absl::StrCat(name, " needs ", arg));
+    p->add_args(args[arg]);
+  }
+  if (type == "choice" && p->choices_size() == 0) return r.Error(value, name + " needs values");
+  return absl::OkStatus();
+}
 
 std::string Lower(std::string s) { return absl::AsciiStrToLower(s); }
 
 }  // namespace
 
 absl::StatusOr<SweepJob> ParseSweepJob(const std::string& text, const std::filesystem::path& file) {
-  Reader r(file.string());
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(file.string(), ":", e.mark.line + 1, ":",
-                                                   e.mark.column + 1, ": ", e.msg));
-  }
+  YamlReader r(file);
+  AMLD_ASSIGN_OR_RETURN(YAML::Node root, r.Load(text));
   SweepJob job;
   pb::RunConfig& c = job.config;
   pb::SweepSpec& s = *c.mutable_sweep();
   bool has_trial = false, has_objective = false, has_space = false, has_sampling = false;
-  std::string code = ".";
-  auto ignore = [](const YAML::Node&, const YAML::Node&) { return absl::OkStatus(); };
-  auto text_into = [&](std::string* out, const std::string& name) {
-    return [&r, out, name](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
-      AMLD_ASSIGN_OR_RETURN(*out, r.Text(k, v, name));
-      return absl::OkStatus();
-    };
+  CommandSection trial;
+  auto text_into = [&r](std::string* out, const std::string& name) {
+    return r.TextInto(out, name);
   };
-  std::string type, experiment, display_name, compute;
-  std::map<std::string, Handler> top = {
-      {"$schema", ignore},
-      {"name", ignore},
-      {"description", ignore},
-      {"type", text_into(&type, "type")},
-      {"experiment_name", text_into(&experiment, "experiment_name")},
-      {"display_name", text_into(&display_name, "display_name")},
-      {"compute", text_into(&compute, "compute")},
-      {"tags",
-       [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
-         AMLD_ASSIGN_OR_RETURN(auto tags, r.TextMap(k, v, "tags"));
-         for (auto& [key, value] : tags) (*c.mutable_tags())[key] = value;
-         return absl::OkStatus();
-       }},
-      {"inputs",
-       [&](const YAML::Node& k, const YAML::Node&) {
-         return r.Error(k, "inputs are not supported by amld: put the data in the trial's code "
-                           "folder or read it from a path the script knows");
-       }},
-      {"trial",
-       [&](const YAML::Node& k, const YAML::Node& v) {
-         has_trial = true;
-         return r.ForEachKey(
-             k, v, "trial.",
-             {{"code", text_into(&code, "trial.code")},
-              {"command",
-               [&](const YAML::Node& k2, const YAML::Node& v2) -> absl::Status {
-                 AMLD_ASSIGN_OR_RETURN(std::string command, r.Text(k2, v2, "trial.command"));
-                 c.set_command(std::string(absl::StripAsciiWhitespace(command)));
-                 return absl::OkStatus();
-               }},
-              {"environment_variables",
-               [&](const YAML::Node& k2, const YAML::Node& v2) -> absl::Status {
-                 AMLD_ASSIGN_OR_RETURN(auto env, r.TextMap(k2, v2, "trial.environment_variables"));
-                 for (auto& [key, value] : env) {
-                   (*c.mutable_environment()->mutable_environment_variables())[key] = value;
-                 }
-                 return absl::OkStatus();
-               }},
-              {"environment", [&](const YAML::Node& k2, const YAML::Node&) {
-                 return r.Error(k2, "trial.environment: amld runs trials with the python3 (and "
-                                    "tools) of the daemon's PATH; leave environment out");
-               }}});
-       }},
+  JobHeader header;
+  std::map<std::string, YamlHandler> top;
+  AddJobHeaderKeys(r, c, header, top);
+  top["trial"] = [&](const YAML::Node& k, const YAML::Node& v) {
+    has_trial = true;
+    std::map<std::string, YamlHandler> keys;
+    AddCommandKeys(r, "trial.", c, trial, keys);
+    return r.ForEachKey(k, v, "trial.", keys);
+  };
+  top.insert({
       {"search_space",
        [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
          has_space = true;
@@ -236,7 +122,7 @@ absl::StatusOr<SweepJob> ParseSweepJob(const std::string& text, const std::files
          for (const auto& e : v) {
            pb::ParameterExpression* p = s.add_parameters();
            p->set_name(e.first.Scalar());
-           AMLD_RETURN_IF_ERROR(r.Parameter(e.first, e.second, p));
+           AMLD_RETURN_IF_ERROR(ReadParameter(r, e.first, e.second, p));
          }
          return absl::OkStatus();
        }},
@@ -359,10 +245,10 @@ absl::StatusOr<SweepJob> ParseSweepJob(const std::string& text, const std::files
          }
          return absl::OkStatus();
        }},
-  };
+  });
   AMLD_RETURN_IF_ERROR(r.ForEachKey(root, root, "", top));
-  if (type != "sweep") {
-    return r.Error(root, absl::StrCat("type must be sweep, got \"", type, "\""));
+  if (header.type != "sweep") {
+    return r.Error(root, absl::StrCat("type must be sweep, got \"", header.type, "\""));
   }
   for (auto [present, what] : {std::pair{has_trial, "trial (code and command)"},
                                std::pair{has_space, "search_space"},
@@ -371,12 +257,9 @@ absl::StatusOr<SweepJob> ParseSweepJob(const std::string& text, const std::files
     if (!present) return r.Error(root, absl::StrCat("a sweep job needs ", what));
   }
   if (c.command().empty()) return r.Error(root, "trial.command is required");
-  if (experiment.empty()) return r.Error(root, "experiment_name is required");
-  c.set_experiment_name(experiment);
-  c.set_display_name(display_name);
-  if (absl::StartsWith(compute, "azureml:")) compute = compute.substr(8);
-  if (compute != "local") c.set_compute_target(compute);
-  job.code = file.parent_path() / code;
+  if (c.experiment_name().empty()) return r.Error(root, "experiment_name is required");
+  job.code = r.Resolve(trial.code);
+  job.environment_ref = trial.environment_ref;
   return job;
 }
 

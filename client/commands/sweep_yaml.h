@@ -11,6 +11,7 @@
 //     code: ./src                     (relative to the YAML file)
 //     command: python train.py --lr ${{search_space.lr}}
 //     environment_variables: {K: V}   (optional)
+//     environment: azureml:NAME:VERSION  (optional; or {conda_file: env.yml})
 //   search_space:
 //     lr: {type: loguniform, min_value: -9, max_value: -2}
 //     batch: {type: choice, values: [16, 32]}
@@ -22,8 +23,8 @@
 //                       evaluation_interval: 1, delay_evaluation: 3}
 //
 // An unknown key, a wrong type or a missing required key is an error
-// "FILE:LINE:COLUMN: what is wrong". What amld cannot do (an Azure
-// environment, inputs) is refused by name. The command's
+// "FILE:LINE:COLUMN: what is wrong". What amld cannot do (an image,
+// inputs) is refused by name. The command's
 // ${{search_space.NAME}} references are replaced per child by the daemon
 // (daemon/sweeps/parameter_space.h).
 //
@@ -35,6 +36,7 @@
 
 #include "absl/status/statusor.h"
 #include "amld/v1/runs.pb.h"
+#include "client/commands/yaml_reader.h"
 
 namespace amld::client::commands {
 
@@ -44,6 +46,8 @@ struct SweepJob {
   amld::v1::RunConfig config;
   // trial.code, resolved against the YAML file's folder.
   std::filesystem::path code;
+  // trial.environment when it names a registered environment.
+  std::optional<EnvironmentRef> environment_ref;
 };
 
 // Parses `text`, read from `file` (named in errors; trial.code is relative

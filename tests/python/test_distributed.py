@@ -7,6 +7,7 @@ azureml. Needs Debian's python3-torch, openmpi-bin and python3-mpi4py
 (scripts/install-deps).
 """
 
+import json
 import os
 import re
 import subprocess
@@ -19,6 +20,7 @@ from amld.exceptions import ActivityFailedException, UnsupportedOptionError
 from conftest import binary, wait_until, write_script
 
 ALL_REDUCE = """\
+import json
 import os
 import torch
 import torch.distributed as dist
@@ -185,3 +187,24 @@ def test_several_nodes_are_refused_on_this_machine(ws, project):
                                                                          node_count=2))
     with pytest.raises(UnsupportedOptionError, match="distributed run on 2 nodes"):
         Experiment(ws, "ddp").submit(config)
+
+
+def test_a_distributed_job_yaml_runs_each_rank(ws, project):
+    """distribution: {type: pytorch, process_count_per_instance: 2} in a job YAML is the same
+    run as PyTorchConfiguration(process_count=2): two ranks, each with its log."""
+    from conftest import binary
+    write_script(project, "ranks.py",
+                 "import os\nprint('rank', os.environ['RANK'], 'of', os.environ['WORLD_SIZE'])\n")
+    (project / "dist.yml").write_text(
+        "experiment_name: yaml-dist\ncommand: /usr/bin/python3 ranks.py\n"
+        "distribution:\n  type: pytorch\n  process_count_per_instance: 2\n")
+    done = subprocess.run([binary("aml"), "--socket", ws.socket_path, "--output", "json", "run",
+                           "submit", "-f", str(project / "dist.yml"), "--wait"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["config"]["distributed"]["pytorch"]["process_count"] == 2
+    for rank in (0, 1):
+        logs = subprocess.run([binary("aml"), "--socket", ws.socket_path, "run", "logs", run["id"],
+                               "--rank", str(rank)], stdout=subprocess.PIPE, text=True).stdout
+        assert logs.endswith("rank %d of 2\n" % rank), logs

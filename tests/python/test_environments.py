@@ -272,3 +272,88 @@ def test_curated_environments(env_ws):
         Environment.get(env_ws, "AzureML-TensorFlow-2.3-GPU")
     with pytest.raises(NotFoundException, match="only version 1"):
         Environment.get(env_ws, "amld-python3", version="2")
+
+
+def aml(daemon, *args):
+    from conftest import binary
+    return subprocess.run([binary("aml"), "--socket", daemon.socket] + list(args),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+CONDA_YML = """\
+name: yaml-env
+channels:
+  - conda-forge
+dependencies:
+  - python
+  - pip
+  - pip:
+    - amldtest-alpha
+"""
+
+
+def test_job_and_environment_yaml_files(env_ws, env_daemon):
+    """`aml env create -f env.yml` and `aml run submit -f job.yml` in Azure ML's shapes: a
+    registered environment used by version, an inline conda_file, and an unknown key refused
+    with its line."""
+    os.makedirs("src")
+    write_script("src", "train.py", SCRIPT)
+    with open("conda.yml", "w") as f:
+        f.write(CONDA_YML)
+    with open("env.yml", "w") as f:
+        f.write("$schema: https://azuremlschemas.azureedge.net/latest/environment.schema.json\n"
+                "name: yaml-env\ndescription: from a file\nconda_file: conda.yml\n")
+    created = aml(env_daemon, "env", "create", "-f", "env.yml")
+    assert created.returncode == 0, created.stderr
+    assert "environment yaml-env:1 registered" in created.stdout
+    # Version 1 with the same spec is that version; version 5 is not the next.
+    with open("env5.yml", "w") as f:
+        f.write("name: yaml-env\nversion: 5\nconda_file: conda.yml\n")
+    refused = aml(env_daemon, "env", "create", "-f", "env5.yml")
+    assert refused.returncode != 0
+    assert "amld numbers versions 1, 2, ...; the next is 2" in refused.stderr
+    shown = json.loads(aml(env_daemon, "--output", "json", "env", "show", "yaml-env:1").stdout)
+    assert shown["environment"]["pip_requirements"] == ["amldtest-alpha"]
+    assert shown["environment"]["conda_packages"] == ["python", "pip"]
+
+    with open("job.yml", "w") as f:
+        f.write("$schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json\n"
+                "type: command\nexperiment_name: yaml-jobs\ncode: ./src\n"
+                "command: python train.py\n"
+                "environment: azureml:yaml-env:1\n"
+                "environment_variables:\n  GREETING: hi\n"
+                "limits:\n  timeout: 600\n")
+    done = aml(env_daemon, "--output", "json", "run", "submit", "-f", "job.yml", "--wait")
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["status"] == "COMPLETED", run
+    assert run["config"]["environment"]["name"] == "yaml-env"
+    assert run["config"]["environment"]["version"] == "1"
+    assert run["config"]["environment"]["environment_variables"] == {"GREETING": "hi"}
+    assert run["config"]["max_run_duration_seconds"] == 600
+    logs = aml(env_daemon, "run", "logs", run["id"]).stdout
+    assert "alpha sees beta 42" in logs
+
+    # The same spec inline (environment: {conda_file}) is the same cached build.
+    with open("inline.yml", "w") as f:
+        f.write("command: python train.py\ncode: src\nexperiment_name: yaml-jobs\n"
+                "environment:\n  conda_file: conda.yml\n")
+    inline = aml(env_daemon, "--output", "json", "run", "submit", "-f", "inline.yml", "--wait")
+    assert inline.returncode == 0, inline.stderr
+    inline_run = json.loads(inline.stdout)
+    assert inline_run["config"]["environment"]["digest"] == run["config"]["environment"]["digest"]
+
+    with open("bad.yml", "w") as f:
+        f.write("command: python train.py\ncode: src\nresources:\n  instance_count: 1\n"
+                "  gpu_count: 1\n")
+    bad = aml(env_daemon, "run", "submit", "-f", "bad.yml")
+    assert bad.returncode != 0
+    assert "bad.yml:5:3: " in bad.stderr and "gpu_count" in bad.stderr, bad.stderr
+    with open("image.yml", "w") as f:
+        f.write("command: python train.py\nenvironment:\n  image: python:3.11\n"
+                "  conda_file: conda.yml\n")
+    image = aml(env_daemon, "run", "submit", "-f", "image.yml")
+    assert image.returncode != 0 and "image.yml:3:3: amld runs no containers yet" in image.stderr
+    both = aml(env_daemon, "run", "submit", "-f", "job.yml", "-c", "cluster")
+    assert both.returncode != 0 and "excludes" in both.stderr, both.stderr
+
