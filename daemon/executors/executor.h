@@ -59,6 +59,7 @@ struct LaunchSpec {
     std::string kind;  // "pytorch", "tensorflow", "mpi"
     int count = 1;     // every process, parameter servers included
     int parameter_servers = 0;
+    int nodes = 1;     // count / nodes on each (only Slurm takes more than 1)
   } processes;
 };
 

@@ -80,14 +80,23 @@ RunManager::~RunManager() { environments_.reset(); }
 absl::StatusOr<RunConfig> RunManager::CheckSubmission(const RunConfig& submitted) {
   AMLD_RETURN_IF_ERROR(ValidateRunConfig(submitted));
   const LaunchSpec::Processes processes = ProcessesOf(submitted);
+  bool slurm = false;
   if (!submitted.compute_target().empty()) {  // NOT_FOUND naming it when undefined
     AMLD_ASSIGN_OR_RETURN(amld::v1::ComputeTarget target,
                           deps_.store->GetComputeTarget(submitted.compute_target()));
-    if (!processes.kind.empty() && !target.has_local()) {
+    slurm = target.has_slurm();
+    if (!processes.kind.empty() && !target.has_local() && !slurm) {
       return absl::UnimplementedError(absl::StrCat(
           "distributed runs (", processes.kind, ", ", processes.count,
-          " processes) are not supported on SSH or Slurm targets yet: submit to the local target"));
+          " processes) are not supported on SSH targets yet: submit to the local target or a "
+          "Slurm target"));
     }
+  }
+  if (processes.nodes > 1 && !slurm) {
+    return absl::UnimplementedError(absl::StrCat(
+        "a distributed run on ", processes.nodes,
+        " nodes needs a Slurm target (this target is one machine: node_count 1); attach one with "
+        "`aml compute create NAME --type slurm --workdir SHARED_DIR` and submit to it"));
   }
   RunConfig config = submitted;
   // Each process holds a CPU slot (as a Slurm task does), so a distributed

@@ -123,10 +123,12 @@ LaunchSpec::Processes ProcessesOf(const amld::v1::RunConfig& config) {
     case amld::v1::DistributedConfig::kPytorch:
       p.kind = "pytorch";
       p.count = d.pytorch().process_count();
+      p.nodes = std::max(1, d.pytorch().node_count());
       break;
     case amld::v1::DistributedConfig::kMpi:
       p.kind = "mpi";
-      p.count = d.mpi().process_count_per_node() * std::max(1, d.mpi().node_count());
+      p.nodes = std::max(1, d.mpi().node_count());
+      p.count = d.mpi().process_count_per_node() * p.nodes;
       break;
     case amld::v1::DistributedConfig::kTensorflow:
       p.kind = "tensorflow";

@@ -48,7 +48,8 @@ absl::Status ValidateEnvName(const std::string& name) {
 }
 
 // The counts of RunConfig.distributed, as azureml checks them, and what one
-// machine can hold (several nodes need a Slurm target).
+// machine can hold. Which targets take several nodes is RunManager's check
+// (it knows the target): only Slurm's.
 absl::Status ValidateDistributed(const amld::v1::DistributedConfig& d) {
   using amld::v1::DistributedConfig;
   auto at_least_one = [](const char* config, const char* field, int value) {
@@ -98,13 +99,8 @@ absl::Status ValidateDistributed(const amld::v1::DistributedConfig& d) {
     case DistributedConfig::CONFIG_NOT_SET:
       return absl::OkStatus();
   }
-  if (nodes > 1) {
-    return absl::UnimplementedError(absl::StrCat(
-        "a distributed run on ", nodes,
-        " nodes is not supported yet: amld runs distributed jobs on one machine (node_count 1)"));
-  }
-  if (processes > launch::kMaxProcesses) {
-    return absl::InvalidArgumentError(absl::StrCat("a run of ", processes,
+  if (processes / nodes > launch::kMaxProcesses) {
+    return absl::InvalidArgumentError(absl::StrCat("a run of ", processes / nodes,
                                                    " processes on one machine is too many; at "
                                                    "most ",
                                                    launch::kMaxProcesses));

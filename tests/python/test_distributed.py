@@ -185,7 +185,7 @@ def test_several_nodes_are_refused_on_this_machine(ws, project):
     config = ScriptRunConfig(source_directory=str(project), script="ddp.py",
                              distributed_job_config=PyTorchConfiguration(process_count=4,
                                                                          node_count=2))
-    with pytest.raises(UnsupportedOptionError, match="distributed run on 2 nodes"):
+    with pytest.raises(UnsupportedOptionError, match="distributed run on 2 nodes needs a Slurm target"):
         Experiment(ws, "ddp").submit(config)
 
 

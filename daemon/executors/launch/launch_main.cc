@@ -11,10 +11,14 @@
 //                     LOCAL_WORLD_SIZE, NODE_RANK and GROUP_RANK
 //   --kind=tensorflow N = workers + parameter servers, each with TF_CONFIG
 //                     naming free 127.0.0.1 ports for every task
-//   --kind=mpi        runs `mpirun -np N` with this program in mpi-rank mode
+//   --kind=mpi        runs `mpirun -np N` with this program in task mode
 //                     as the program (--allow-run-as-root when root)
-//   --kind=mpi-rank   (under mpirun) sends this rank's output to its log,
-//                     then execs the command
+//   --srun=PATH --hosts=A,B --nodes=N   (a Slurm job) the processes are
+//                     srun's tasks on the job's nodes, or mpirun's ranks
+//                     inside the allocation (launch_cluster.cc)
+//   --task            (under srun or mpirun) one process: its rank
+//                     variables from Slurm's or MPI's, its output to its
+//                     log, its pid and exit to its record (launch_cluster.cc)
 //
 // Output: rank 0 writes where the run's output goes (user_logs/std_log.txt),
 // which is also named user_logs/std_log_process_0.txt (a hard link); rank R
@@ -50,20 +54,11 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/executors/launch/launch_internal.h"
 #include "daemon/executors/launch/launch_protocol.h"
 #include "daemon/executors/shim/static_flags.h"
 
 namespace amld::daemon::launch {
-namespace {
-
-struct Options {
-  std::string kind;
-  int processes = 0;
-  int parameter_servers = 0;
-  std::string run_dir;
-  int64_t grace_ns = 10'000'000'000;
-  std::vector<char*> argv;  // null-terminated
-};
 
 [[noreturn]] void Die(const std::string& message) {
   std::fprintf(stderr, "amld-launch: %s\n", message.c_str());
@@ -95,16 +90,31 @@ Options ParseOptions(int argc, char** argv) {
       o.run_dir = v;
     } else if (const char* v = value_of("--grace-ns=")) {
       if (!shim::ParseNonNegative(v, &o.grace_ns)) Die("bad --grace-ns: " + std::string(v));
+    } else if (const char* v = value_of("--nodes=")) {
+      if (!shim::ParseNonNegative(v, &n) || n < 1 || n > kMaxProcesses)
+        Die("bad --nodes: " + std::string(v));
+      o.nodes = static_cast<int>(n);
+    } else if (const char* v = value_of("--srun=")) {
+      o.srun = v;
+    } else if (const char* v = value_of("--hosts=")) {
+      o.hosts = SplitCommas(v);
+    } else if (arg == "--task") {
+      o.task = true;
     } else {
       Die("unknown argument: " + std::string(arg));
     }
   }
   if (o.run_dir.empty() || o.run_dir[0] != '/') Die("--run-dir must be an absolute path");
   if (i >= argc) Die("no command after --");
-  if (o.kind != "pytorch" && o.kind != "tensorflow" && o.kind != "mpi" && o.kind != "mpi-rank") {
-    Die("--kind must be pytorch, tensorflow, mpi or mpi-rank");
+  if (o.kind != "pytorch" && o.kind != "tensorflow" && o.kind != "mpi") {
+    Die("--kind must be pytorch, tensorflow or mpi");
   }
-  if (o.kind != "mpi-rank" && o.processes < 1) Die("--processes is required");
+  if (!o.task && o.processes < 1) Die("--processes is required");
+  if (o.processes % o.nodes != 0) Die("--processes must be a multiple of --nodes");
+  if (!o.srun.empty() && static_cast<int>(o.hosts.size()) != o.nodes) {
+    Die("--hosts must name the address of each of the --nodes nodes");
+  }
+  if (o.srun.empty() && o.nodes > 1 && !o.task) Die("several nodes need --srun (a Slurm job)");
   if (o.kind == "tensorflow" && o.parameter_servers >= o.processes) {
     Die("a TensorFlow job needs at least one worker besides its parameter servers");
   }
@@ -119,14 +129,15 @@ int64_t NowNs() {
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-// A port nobody listens on now. Another program may take it before the
-// run's processes bind it — the same race torchrun accepts.
-int FreePort() {
+// A port nobody listens on now (on loopback, or on every address for
+// processes on other nodes to reach). Another program may take it before
+// the run's processes bind it — the same race torchrun accepts.
+int FreePort(bool any_address) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) Die(std::string("socket: ") + std::strerror(errno));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_addr.s_addr = htonl(any_address ? INADDR_ANY : INADDR_LOOPBACK);
   socklen_t len = sizeof addr;
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
@@ -134,6 +145,21 @@ int FreePort() {
   }
   ::close(fd);
   return ntohs(addr.sin_port);
+}
+
+std::vector<std::string> SplitCommas(const char* text) {
+  std::vector<std::string> out;
+  std::string item;
+  for (const char* c = text;; ++c) {
+    if (*c == ',' || *c == '\0') {
+      if (!item.empty()) out.push_back(item);
+      item.clear();
+      if (*c == '\0') break;
+    } else {
+      item += *c;
+    }
+  }
+  return out;
 }
 
 // Points this process's stdout and stderr at RANK's log (see the top).
@@ -155,67 +181,54 @@ void LinkRankZeroLog(const Options& o) {
   }
 }
 
-struct Process {
-  int rank = 0;
-  pid_t pid = 0;
-  bool done = false;
-  int status = 0;                // from waitpid
-  std::vector<std::string> env;  // NAME=VALUE added for this rank
-};
-
-std::string Describe(const Process& p) {
-  if (WIFSIGNALED(p.status)) {
-    const char* abbrev = ::sigabbrev_np(WTERMSIG(p.status));
-    return "rank " + std::to_string(p.rank) + " was killed by signal " +
-           std::to_string(WTERMSIG(p.status)) + (abbrev ? std::string(" (SIG") + abbrev + ")" : "");
+std::string Describe(int rank, int status) {
+  if (WIFSIGNALED(status)) {
+    const char* abbrev = ::sigabbrev_np(WTERMSIG(status));
+    return "rank " + std::to_string(rank) + " was killed by signal " +
+           std::to_string(WTERMSIG(status)) + (abbrev ? std::string(" (SIG") + abbrev + ")" : "");
   }
-  return "rank " + std::to_string(p.rank) + " exited with code " +
-         std::to_string(WEXITSTATUS(p.status));
+  return "rank " + std::to_string(rank) + " exited with code " + std::to_string(WEXITSTATUS(status));
 }
+std::string Describe(const Process& p) { return Describe(p.rank, p.status); }
 
-bool Failed(const Process& p) {
-  return WIFSIGNALED(p.status) || (WIFEXITED(p.status) && WEXITSTATUS(p.status) != 0);
+bool Failed(int status) {
+  return WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
 }
+bool Failed(const Process& p) { return Failed(p.status); }
 
-int ExitCodeOf(const Process& p) {
-  return WIFSIGNALED(p.status) ? 128 + WTERMSIG(p.status) : WEXITSTATUS(p.status);
+int ExitCodeOf(int status) {
+  return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 }
+int ExitCodeOf(const Process& p) { return ExitCodeOf(p.status); }
 
-std::vector<Process> PlanProcesses(const Options& o) {
-  std::vector<Process> procs(static_cast<size_t>(o.processes));
-  for (int r = 0; r < o.processes; ++r) procs[static_cast<size_t>(r)].rank = r;
-  const std::string n = std::to_string(o.processes);
-  if (o.kind == "pytorch") {
-    const std::string port = std::to_string(FreePort());
-    for (Process& p : procs) {
-      const std::string r = std::to_string(p.rank);
-      p.env = {"MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port,   "WORLD_SIZE=" + n, "RANK=" + r,
-               "LOCAL_RANK=" + r,       "LOCAL_WORLD_SIZE=" + n, "NODE_RANK=0",     "GROUP_RANK=0"};
+std::string TfCluster(const std::vector<std::string>& addresses, int parameter_servers) {
+  const int workers = static_cast<int>(addresses.size()) - parameter_servers;
+  auto list = [&](int from, int count) {
+    std::string s = "[";
+    for (int i = 0; i < count; ++i) {
+      if (i > 0) s += ", ";
+      s += "\"" + addresses[static_cast<size_t>(from + i)] + "\"";
     }
-  } else {  // tensorflow: workers first, then parameter servers
-    const int workers = o.processes - o.parameter_servers;
-    auto list = [](int from, int count, const std::vector<int>& ports) {
-      std::string s = "[";
-      for (int i = 0; i < count; ++i) {
-        if (i > 0) s += ", ";
-        s += "\"127.0.0.1:" + std::to_string(ports[static_cast<size_t>(from + i)]) + "\"";
-      }
-      return s + "]";
-    };
-    std::vector<int> ports;
-    for (int i = 0; i < o.processes; ++i) ports.push_back(FreePort());
-    std::string cluster = "{\"worker\": " + list(0, workers, ports);
-    if (o.parameter_servers > 0)
-      cluster += ", \"ps\": " + list(workers, o.parameter_servers, ports);
-    cluster += "}";
-    for (Process& p : procs) {
-      const bool worker = p.rank < workers;
-      const int index = worker ? p.rank : p.rank - workers;
-      p.env = {"TF_CONFIG={\"cluster\": " + cluster + ", \"task\": {\"type\": \"" +
-               (worker ? "worker" : "ps") + "\", \"index\": " + std::to_string(index) + "}}"};
-    }
-  }
-  return procs;
+    return s + "]";
+  };
+  std::string cluster = "{\"worker\": " + list(0, workers);
+  if (parameter_servers > 0) cluster += ", \"ps\": " + list(workers, parameter_servers);
+  return cluster + "}";
+}
+
+std::string TfConfig(const std::string& cluster, int rank, int workers) {
+  const bool worker = rank < workers;
+  const int index = worker ? rank : rank - workers;
+  return "TF_CONFIG={\"cluster\": " + cluster + ", \"task\": {\"type\": \"" +
+         (worker ? "worker" : "ps") + "\", \"index\": " + std::to_string(index) + "}}";
+}
+
+std::string ProcessJson(int rank, const std::string& node, pid_t pid, int status, bool done) {
+  return "{\"rank\": " + std::to_string(rank) + ", \"node\": \"" + node +
+         "\", \"pid\": " + std::to_string(pid) + ", \"exit_code\": " +
+         std::to_string(done && WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
+         ", \"signal\": " + std::to_string(done && WIFSIGNALED(status) ? WTERMSIG(status) : 0) +
+         "}";
 }
 
 void WriteFile(const std::string& path, const std::string& text) {
@@ -227,18 +240,41 @@ void WriteFile(const std::string& path, const std::string& text) {
   if (ok) ::rename(tmp.c_str(), path.c_str());
 }
 
+namespace {
+
+std::vector<Process> PlanProcesses(const Options& o) {
+  std::vector<Process> procs(static_cast<size_t>(o.processes));
+  for (int r = 0; r < o.processes; ++r) procs[static_cast<size_t>(r)].rank = r;
+  const std::string n = std::to_string(o.processes);
+  if (o.kind == "pytorch") {
+    const std::string port = std::to_string(FreePort(false));
+    for (Process& p : procs) {
+      const std::string r = std::to_string(p.rank);
+      p.env = {"MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port,   "WORLD_SIZE=" + n, "RANK=" + r,
+               "LOCAL_RANK=" + r,       "LOCAL_WORLD_SIZE=" + n, "NODE_RANK=0",     "GROUP_RANK=0"};
+    }
+  } else {  // tensorflow: workers first, then parameter servers
+    std::vector<std::string> addresses;
+    for (int i = 0; i < o.processes; ++i)
+      addresses.push_back("127.0.0.1:" + std::to_string(FreePort(false)));
+    const std::string cluster = TfCluster(addresses, o.parameter_servers);
+    for (Process& p : procs) {
+      p.env = {TfConfig(cluster, p.rank, o.processes - o.parameter_servers)};
+    }
+  }
+  return procs;
+}
+
 void WriteProcessList(const Options& o, const std::vector<Process>& procs) {
   std::string json = "[";
   for (const Process& p : procs) {
     if (p.rank > 0) json += ",\n ";
-    json += "{\"rank\": " + std::to_string(p.rank) +
-            ", \"node\": \"localhost\", \"pid\": " + std::to_string(p.pid) +
-            ", \"exit_code\": " + std::to_string(WIFEXITED(p.status) ? WEXITSTATUS(p.status) : -1) +
-            ", \"signal\": " + std::to_string(WIFSIGNALED(p.status) ? WTERMSIG(p.status) : 0) + "}";
+    json += ProcessJson(p.rank, "localhost", p.pid, p.status, p.done);
   }
   WriteFile(o.run_dir + "/" + kProcessListPath, json + "]\n");
 }
 
+// Forks and watches the processes on this machine (see the top).
 int Spawn(const Options& o) {
   std::vector<Process> procs = PlanProcesses(o);
   LinkRankZeroLog(o);
@@ -319,43 +355,13 @@ int Spawn(const Options& o) {
   return 0;
 }
 
-// --kind=mpi: mpirun starts the ranks; each is this program in mpi-rank mode.
-int RunMpi(const Options& o, const char* self) {
-  LinkRankZeroLog(o);
-  std::vector<std::string> args = {"mpirun",          "-np",       std::to_string(o.processes),
-                                   "--oversubscribe", "--bind-to", "none"};
-  // Open MPI refuses to run as root unless told twice (flag or environment).
-  if (::geteuid() == 0) args.push_back("--allow-run-as-root");
-  args.insert(args.end(), {self, "--kind=mpi-rank", "--run-dir=" + o.run_dir, "--"});
-  for (char* const* a = o.argv.data(); *a != nullptr; ++a) args.push_back(*a);
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  ::execvp(argv[0], argv.data());
-  Die(std::string("cannot run mpirun (install Open MPI: apt-get install openmpi-bin): ") +
-      std::strerror(errno));
-}
-
-int RunMpiRank(const Options& o) {
-  const char* rank = nullptr;
-  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"}) {
-    if ((rank = std::getenv(name)) != nullptr) break;
-  }
-  int64_t r = 0;
-  if (rank == nullptr || !shim::ParseNonNegative(rank, &r))
-    Die("mpi-rank mode outside mpirun: no rank set");
-  if (r > 0) RedirectToRankLog(o, static_cast<int>(r));
-  ::execvp(o.argv[0], o.argv.data());
-  Die(std::string("rank ") + rank + ": cannot run " + o.argv[0] + ": " + std::strerror(errno));
-}
-
 }  // namespace
 }  // namespace amld::daemon::launch
 
 int main(int argc, char** argv) {
   using namespace amld::daemon::launch;
   Options o = ParseOptions(argc, argv);
-  if (o.kind == "mpi") return RunMpi(o, argv[0]);
-  if (o.kind == "mpi-rank") return RunMpiRank(o);
+  if (o.task) return RunTask(o);
+  if (!o.srun.empty() || o.kind == "mpi") return RunOnCluster(o, argv[0]);
   return Spawn(o);
 }

@@ -7,6 +7,11 @@
 //   amld-launch --kind=pytorch|tensorflow|mpi --processes=N
 //               [--parameter-servers=M] --run-dir=DIR --grace-ns=N -- ARGV...
 // (BuildLaunchArgv) and hands it to the supervisor as any other command.
+// In a Slurm job (the batch script of the Slurm executor) it also gets
+//   --nodes=N --srun=PATH --hosts=ADDR,...   (each node's address, in order)
+// and starts the processes as srun's tasks (mpirun's ranks for MPI), each
+// one this program again with --task; MASTER_ADDR is the first node's
+// address. DIR is then the shared run folder every node sees.
 // Files it leaves in DIR (all relative to the run folder):
 //   user_logs/std_log_process_<rank>.txt  each process's output (rank 0's is
 //                                         also user_logs/std_log.txt)
@@ -14,7 +19,10 @@
 //                                         "exit_code", "signal"}, ...]
 //   system_logs/amld-launch-failure.txt   one line naming the process that
 //                                         failed first ("rank 1 exited with
-//                                         code 3"), only when one did
+//                                         code 3", in a job "... on NODE"),
+//                                         only when one did
+//   system_logs/amld-process-<rank>.json  a task's own record while it runs
+//                                         (merged into amld-processes.json)
 //
 // Thread-safety: pure functions.
 #pragma once
@@ -39,6 +47,11 @@ inline constexpr int kMaxProcesses = 1024;
 // user_logs/std_log_process_<rank>.txt, azureml's name for a rank's log.
 inline std::string RankLogPath(int rank) {
   return "user_logs/std_log_process_" + std::to_string(rank) + ".txt";
+}
+
+// A task's record of itself (see the top).
+inline std::string RankRecordPath(int rank) {
+  return "system_logs/amld-process-" + std::to_string(rank) + ".json";
 }
 
 // The run's command wrapped in amld-launch (see the top).

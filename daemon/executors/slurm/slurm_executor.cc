@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <utility>
 
@@ -10,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
+#include "daemon/executors/launch/launch_protocol.h"
 #include "daemon/executors/launch_spec.h"
 #include "daemon/executors/run_handle.h"
 #include "daemon/executors/shim/shim_protocol.h"
@@ -151,27 +153,47 @@ absl::StatusOr<CommandResult> SlurmExecutor::RunSlurm(std::vector<std::string> a
   return runner_.Run(command);
 }
 
-absl::StatusOr<fs::path> SlurmExecutor::EnsureShimOnSharedDir() {
+// Copies `source` to <workdir>/.amld/<name> unless it is there (the name
+// carries the file's digest, so a file there is the right one).
+absl::StatusOr<fs::path> SlurmExecutor::InstallOnSharedDirLocked(const fs::path& source,
+                                                                 const std::string& name) {
   const fs::path dir = options_.workdir / ".amld";
-  const fs::path target = dir / shim_name_;
-  absl::MutexLock lock(&shim_mu_);
+  const fs::path target = dir / name;
   std::error_code ec;
-  if (shim_ready_ && fs::exists(target, ec)) return target;
-  if (!fs::exists(target, ec)) {
-    fs::create_directories(dir, ec);
-    if (ec) return ErrnoStatus(ec.value(), "mkdir", dir);
-    const fs::path tmp = dir / absl::StrCat(shim_name_, ".tmp.", ::getpid());
-    fs::copy_file(options_.shim_path, tmp, fs::copy_options::overwrite_existing, ec);
-    if (ec) return ErrnoStatus(ec.value(), "copy amld-shim to", tmp);
-    fs::permissions(tmp, fs::perms(0755), ec);
-    if (ec || ::rename(tmp.c_str(), target.c_str()) != 0) {
-      int err = ec ? ec.value() : errno;
-      fs::remove(tmp, ec);
-      return ErrnoStatus(err, "install", target);
-    }
+  if (fs::exists(target, ec)) return target;
+  fs::create_directories(dir, ec);
+  if (ec) return ErrnoStatus(ec.value(), "mkdir", dir);
+  const fs::path tmp = dir / absl::StrCat(name, ".tmp.", ::getpid());
+  fs::copy_file(source, tmp, fs::copy_options::overwrite_existing, ec);
+  if (ec) return ErrnoStatus(ec.value(), absl::StrCat("copy ", source.string(), " to"), tmp);
+  fs::permissions(tmp, fs::perms(0755), ec);
+  if (ec || ::rename(tmp.c_str(), target.c_str()) != 0) {
+    int err = ec ? ec.value() : errno;
+    fs::remove(tmp, ec);
+    return ErrnoStatus(err, "install", target);
   }
-  shim_ready_ = true;
   return target;
+}
+
+absl::StatusOr<fs::path> SlurmExecutor::EnsureShimOnSharedDir() {
+  absl::MutexLock lock(&shim_mu_);
+  return InstallOnSharedDirLocked(options_.shim_path, shim_name_);
+}
+
+// amld-launch, beside amld-shim here, for a distributed run's job.
+absl::StatusOr<fs::path> SlurmExecutor::EnsureLaunchOnSharedDir() {
+  const fs::path source = options_.shim_path.parent_path() / launch::kLaunchBinaryName;
+  absl::MutexLock lock(&shim_mu_);
+  if (launch_name_.empty()) {
+    absl::StatusOr<storage::Digest> digest = storage::DigestOfFile(source);
+    if (!digest.ok() || ::access(source.c_str(), X_OK) != 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot start a distributed run: ", source.string(),
+                       " is not an executable (install amld-launch beside amld-shim)"));
+    }
+    launch_name_ = absl::StrCat(launch::kLaunchBinaryName, "-", digest->hash.substr(0, 16));
+  }
+  return InstallOnSharedDirLocked(source, launch_name_);
 }
 
 absl::StatusOr<std::string> SlurmExecutor::Launch(const LaunchSpec& spec) {
@@ -184,6 +206,7 @@ absl::StatusOr<std::string> SlurmExecutor::Launch(const LaunchSpec& spec) {
   }
   std::error_code ec;
   fs::create_directories(run_dir / "system_logs", ec);
+  if (!spec.processes.kind.empty()) AMLD_RETURN_IF_ERROR(CreateRankLogs(run_dir, spec.processes));
   absl::StatusOr<std::string> job_id = Submit(spec, run_dir, shared_dir);
   if (!job_id.ok()) {
     LogForRun(run_dir, absl::StrCat("not submitted: ", job_id.status().message()));
@@ -233,6 +256,12 @@ absl::StatusOr<std::string> SlurmExecutor::Submit(const LaunchSpec& spec, const 
   script.env = JobEnvironment(spec.env, run_dir, shared_dir);
   script.max_duration = spec.max_duration;
   script.kill_grace = spec.kill_grace;
+  const bool distributed = !spec.processes.kind.empty();
+  if (distributed) {
+    AMLD_ASSIGN_OR_RETURN(script.launch, EnsureLaunchOnSharedDir());
+    script.processes = spec.processes;
+    AMLD_RETURN_IF_ERROR(CreateRankLogs(shared_dir, spec.processes));
+  }
   AMLD_RETURN_IF_ERROR(base::WriteFileAtomically(shared_dir / "job.sh", BatchScript(script), 0755));
 
   SubmitSpec submit;
@@ -243,6 +272,12 @@ absl::StatusOr<std::string> SlurmExecutor::Submit(const LaunchSpec& spec, const 
   submit.account = options_.account;
   submit.cpus = spec.cpus;
   submit.gpus = spec.gpus;
+  if (distributed) {
+    // A task per process; the run's CPUs shared out among them.
+    submit.nodes = spec.processes.nodes;
+    submit.tasks_per_node = spec.processes.count / spec.processes.nodes;
+    submit.cpus = std::max(1, spec.cpus / spec.processes.count);
+  }
   submit.extra_args = options_.sbatch_args;
   std::vector<std::string> argv = SbatchArgv(submit);
   AMLD_ASSIGN_OR_RETURN(CommandResult result,

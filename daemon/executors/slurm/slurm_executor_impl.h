@@ -49,6 +49,17 @@ void LogForRun(const std::filesystem::path& run_dir, const std::string& message)
 // after a daemon restart. A missing `from` is nothing to copy.
 absl::Status CopyGrowth(const std::filesystem::path& from, const std::filesystem::path& to);
 
+// Each rank's log of a distributed run in `run_dir`, empty, so following
+// one starts at its first byte; rank 0's is std_log.txt under its per-rank
+// name too (a hard link), as amld-launch makes it.
+absl::Status CreateRankLogs(const std::filesystem::path& run_dir,
+                            const LaunchSpec::Processes& processes);
+
+// CopyGrowth of std_log.txt and of every other rank's log (rank 0's is
+// std_log.txt in both folders).
+absl::Status CopyLogsGrowth(const std::filesystem::path& shared_dir,
+                            const std::filesystem::path& run_dir);
+
 // The shim's exit record in `shared_dir`; nullopt when there is none (then
 // *problem says why when it is not simply missing).
 std::optional<shim::ExitRecord> ReadExitRecord(const std::filesystem::path& shared_dir,
@@ -95,6 +106,10 @@ class SlurmExecutor final : public Executor {
 
   // slurm_executor.cc
   absl::StatusOr<std::filesystem::path> EnsureShimOnSharedDir();
+  absl::StatusOr<std::filesystem::path> EnsureLaunchOnSharedDir();
+  absl::StatusOr<std::filesystem::path> InstallOnSharedDirLocked(
+      const std::filesystem::path& source, const std::string& name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shim_mu_);
   absl::StatusOr<std::string> Submit(const LaunchSpec& spec, const std::filesystem::path& run_dir,
                                      const std::filesystem::path& shared_dir);
   // slurm_poller.cc
@@ -120,8 +135,8 @@ class SlurmExecutor final : public Executor {
   CommandRunner& runner_;
   const std::string shim_name_;  // amld-shim-<digest prefix>
 
-  absl::Mutex shim_mu_;
-  bool shim_ready_ ABSL_GUARDED_BY(shim_mu_) = false;
+  absl::Mutex shim_mu_;  // one install at a time
+  std::string launch_name_ ABSL_GUARDED_BY(shim_mu_);  // amld-launch-<digest prefix>
 
   mutable absl::Mutex mu_;
   ExitCallback exit_callback_ ABSL_GUARDED_BY(mu_);

@@ -12,6 +12,8 @@
 #include "absl/time/clock.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
+#include "daemon/executors/exit_status.h"
+#include "daemon/executors/launch/launch_protocol.h"
 #include "daemon/executors/slurm/slurm_executor_impl.h"
 
 namespace amld::daemon::slurm {
@@ -55,6 +57,34 @@ absl::Status CopyGrowth(const fs::path& from, const fs::path& to) {
         base::WriteAll(out.get(), std::string_view(buf, static_cast<size_t>(n)), to));
     offset += n;
   }
+}
+
+absl::Status CreateRankLogs(const fs::path& run_dir, const LaunchSpec::Processes& processes) {
+  std::error_code ec;
+  fs::create_directories(run_dir / "user_logs", ec);
+  for (int rank = 0; rank < processes.count; ++rank) {
+    const fs::path log = run_dir / (rank == 0 ? shim::kStdLogPath : launch::RankLogPath(rank));
+    ScopedFd fd(::open(log.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+    if (!fd.valid()) return ErrnoStatus(errno, "create", log);
+  }
+  const fs::path rank0 = run_dir / launch::RankLogPath(0);
+  if (::link((run_dir / shim::kStdLogPath).c_str(), rank0.c_str()) != 0 && errno != EEXIST) {
+    return ErrnoStatus(errno, "link", rank0);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CopyLogsGrowth(const fs::path& shared_dir, const fs::path& run_dir) {
+  AMLD_RETURN_IF_ERROR(CopyGrowth(shared_dir / shim::kStdLogPath, run_dir / shim::kStdLogPath));
+  const std::string rank0 = launch::RankLogPath(0);
+  std::error_code ec;
+  for (fs::directory_iterator it(shared_dir / "user_logs", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string rel = absl::StrCat("user_logs/", it->path().filename().string());
+    if (!absl::StartsWith(rel, "user_logs/std_log_process_") || rel == rank0) continue;
+    AMLD_RETURN_IF_ERROR(CopyGrowth(it->path(), run_dir / rel));
+  }
+  return absl::OkStatus();
 }
 
 namespace {
@@ -107,7 +137,7 @@ bool InvalidJobIdError(const CommandResult& r) {
 absl::Status SlurmExecutor::CopyBack(const Job& job) {
   const fs::path& from = job.shared_dir;
   const fs::path& to = job.run_dir;
-  AMLD_RETURN_IF_ERROR(CopyGrowth(from / shim::kStdLogPath, to / shim::kStdLogPath));
+  AMLD_RETURN_IF_ERROR(CopyLogsGrowth(from, to));
   AMLD_RETURN_IF_ERROR(CopyGrowth(from / "metrics.jsonl", to / "metrics.jsonl"));
   AMLD_RETURN_IF_ERROR(CopyFileOver(from / shim::kExitFileName, to / shim::kExitFileName));
   AMLD_RETURN_IF_ERROR(CopyFileOver(from / "job.sh", to / "system_logs" / "slurm-job.sh"));
@@ -141,6 +171,10 @@ void SlurmExecutor::Finish(const std::string& run_id, const Job& job, const JobI
   if (!copied.ok() && status.failure.empty()) {
     status.failure = absl::StrCat("the run ended but its files could not be copied back from ",
                                   job.shared_dir.string(), ": ", copied.message());
+  }
+  // A distributed run: name the process that failed first (amld-launch).
+  if (!Succeeded(status) && status.failure.empty() && !status.canceled && !status.timed_out) {
+    status.failure = launch::ReadLaunchFailure(job.run_dir);
   }
   LogForRun(
       job.run_dir,

@@ -195,6 +195,7 @@ std::vector<std::pair<std::string, std::string>> JobEnvironment(
 
 std::string BatchScript(const BatchScriptSpec& spec) {
   const fs::path& dir = spec.shared_run_dir;
+  const bool distributed = !spec.processes.kind.empty();
   std::string s = absl::StrCat(
       "#!/bin/sh\n"
       "# amld run ",
@@ -204,6 +205,17 @@ std::string BatchScript(const BatchScriptSpec& spec) {
       "# SLURM_CONF, SBATCH_*, ...); the run's own environment is exported here.\n"
       "# srun is found before the run's PATH replaces the submit environment's.\n"
       "srun=$(command -v srun) || { echo \"amld: srun is not in PATH on $(hostname)\" >&2; exit 127; }\n");
+  if (distributed) {
+    absl::StrAppend(
+        &s,
+        "# Each node's address (NodeAddr), in node order: the first is MASTER_ADDR.\n"
+        "scontrol=$(command -v scontrol) || { echo \"amld: scontrol is not in PATH on $(hostname)\" >&2; exit 127; }\n"
+        "hosts=\n"
+        "for n in $(\"$scontrol\" show hostnames \"$SLURM_JOB_NODELIST\"); do\n"
+        "  a=$(\"$scontrol\" show node -o \"$n\" | sed -n 's/.* NodeAddr=\\([^ ]*\\).*/\\1/p')\n"
+        "  hosts=\"$hosts${hosts:+,}${a:-$n}\"\n"
+        "done\n");
+  }
   std::vector<std::string> odd_names;  // not shell identifiers: passed through env(1)
   for (const auto& [name, value] : spec.env) {
     if (!IsShellName(name)) {
@@ -222,17 +234,34 @@ std::string BatchScript(const BatchScriptSpec& spec) {
     absl::StrAppend(&s, " ");
   }
   const std::string shim_log = PathArg(dir / "system_logs" / shim::kShimLogName);
-  absl::StrAppend(&s, "\"$srun\" --nodes=1 --ntasks=1 --input=none --open-mode=append",
-                  " --output=", base::ShellQuote(shim_log), " --error=", base::ShellQuote(shim_log), " \\\n  ",
-                  base::ShellQuote(PathArg(spec.shim)), " --foreground --run-dir=",
-                  base::ShellQuote(PathArg(dir)), " --max-duration-ns=",
-                  spec.max_duration > absl::ZeroDuration() &&
-                          spec.max_duration != absl::InfiniteDuration()
-                      ? absl::ToInt64Nanoseconds(spec.max_duration)
-                      : 0,
-                  " --grace-ns=", absl::ToInt64Nanoseconds(spec.kill_grace), " -- \\\n ");
+  const int64_t max_duration_ns = spec.max_duration > absl::ZeroDuration() &&
+                                          spec.max_duration != absl::InfiniteDuration()
+                                      ? absl::ToInt64Nanoseconds(spec.max_duration)
+                                      : 0;
+  const int64_t grace_ns = absl::ToInt64Nanoseconds(spec.kill_grace);
+  if (!distributed) {
+    absl::StrAppend(&s, "\"$srun\" --nodes=1 --ntasks=1 --input=none --open-mode=append",
+                    " --output=", base::ShellQuote(shim_log), " --error=", base::ShellQuote(shim_log),
+                    " \\\n  ");
+  }
+  absl::StrAppend(&s, base::ShellQuote(PathArg(spec.shim)), " --foreground --run-dir=",
+                  base::ShellQuote(PathArg(dir)), " --max-duration-ns=", max_duration_ns,
+                  " --grace-ns=", grace_ns, " -- \\\n ");
+  if (distributed) {
+    const LaunchSpec::Processes& p = spec.processes;
+    absl::StrAppend(&s, " ", base::ShellQuote(PathArg(spec.launch)), " --kind=", p.kind,
+                    " --processes=", p.count, " --nodes=", p.nodes,
+                    p.parameter_servers > 0 ? absl::StrCat(" --parameter-servers=", p.parameter_servers) : "",
+                    " --run-dir=", base::ShellQuote(PathArg(dir)), " --grace-ns=", grace_ns,
+                    " \"--srun=$srun\" \"--hosts=$hosts\" -- \\\n ");
+  }
   for (const std::string& arg : spec.argv) absl::StrAppend(&s, " ", base::ShellQuote(arg));
-  absl::StrAppend(&s, " \\\n  2>>", base::ShellQuote(PathArg(dir / "system_logs" / "slurm.log")), "\n");
+  if (distributed) {
+    // The shim is the batch step's process: its messages go to its log.
+    absl::StrAppend(&s, " \\\n  >>", base::ShellQuote(shim_log), " 2>&1\n");
+  } else {
+    absl::StrAppend(&s, " \\\n  2>>", base::ShellQuote(PathArg(dir / "system_logs" / "slurm.log")), "\n");
+  }
   return s;
 }
 
@@ -253,6 +282,10 @@ std::vector<std::string> SbatchArgv(const SubmitSpec& spec) {
   }
   if (!spec.partition.empty()) argv.push_back(absl::StrCat("--partition=", spec.partition));
   if (!spec.account.empty()) argv.push_back(absl::StrCat("--account=", spec.account));
+  if (spec.tasks_per_node > 0) {
+    argv.push_back(absl::StrCat("--nodes=", spec.nodes));
+    argv.push_back(absl::StrCat("--ntasks-per-node=", spec.tasks_per_node));
+  }
   if (spec.cpus > 1) argv.push_back(absl::StrCat("--cpus-per-task=", spec.cpus));
   if (spec.gpus > 0) argv.push_back(absl::StrCat("--gpus=", spec.gpus));
   argv.insert(argv.end(), spec.extra_args.begin(), spec.extra_args.end());

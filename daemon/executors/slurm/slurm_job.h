@@ -81,6 +81,10 @@ struct BatchScriptSpec {
   std::vector<std::pair<std::string, std::string>> env;  // JobEnvironment()
   absl::Duration max_duration = absl::ZeroDuration();
   absl::Duration kill_grace = absl::Seconds(10);
+  // A distributed run (processes.kind not ""): amld-launch, reachable from
+  // the nodes, starts its processes on the job's nodes.
+  LaunchSpec::Processes processes;
+  std::filesystem::path launch;
 };
 
 // The batch script (/bin/sh): finds srun (before the run's PATH replaces
@@ -90,6 +94,11 @@ struct BatchScriptSpec {
 // enforces max_duration to the second and writes exit.json. srun's own
 // messages go to system_logs/slurm.log, the shim's to
 // system_logs/amld-shim.log.
+// A distributed run's script also finds scontrol and each node's address
+// (NodeAddr, in the order of SLURM_JOB_NODELIST), and runs amld-shim itself
+// in the batch step with `amld-launch --srun=... --hosts=...` as the
+// process: srun then starts the processes as the job's tasks on every node
+// (launch_protocol.h), and scancel or the time limit reach them all.
 std::string BatchScript(const BatchScriptSpec& spec);
 
 struct SubmitSpec {
@@ -98,15 +107,18 @@ struct SubmitSpec {
   absl::Duration max_duration = absl::ZeroDuration();
   std::string partition;  // empty: the cluster's default
   std::string account;    // empty: the user's default
-  int cpus = 1;           // --cpus-per-task when more than 1
+  int cpus = 1;           // --cpus-per-task when more than 1 (per process)
   int gpus = 0;           // --gpus when any
+  int nodes = 1;          // a distributed run: --nodes
+  int tasks_per_node = 0; // a distributed run: --ntasks-per-node; 0: one task
   std::vector<std::string> extra_args;  // the target's sbatch args, last
 };
 
 // sbatch's argv: --parsable, --job-name=<run id>, --output/--open-mode into
 // user_logs/std_log.txt, --chdir=wd, --export=ALL (of SbatchEnvironment),
 // --no-requeue (a run never runs twice), --time, --partition, --account,
-// --cpus-per-task and --gpus from the run's resources, the extra args, and
+// --cpus-per-task and --gpus from the run's resources, --nodes and
+// --ntasks-per-node for a distributed run, the extra args, and
 // the script (<shared_run_dir>/job.sh).
 std::vector<std::string> SbatchArgv(const SubmitSpec& spec);
 

@@ -173,12 +173,6 @@ TEST(SubmitValidationTest, ConfigChecksUseTheDocumentedCodes) {
        absl::StatusCode::kInvalidArgument, "not a whole number of processes per node"},
       {[](RunConfig& c) {
          auto* p = c.mutable_distributed()->mutable_pytorch();
-         p->set_process_count(4);
-         p->set_node_count(2);
-       },
-       absl::StatusCode::kUnimplemented, "distributed run on 2 nodes"},
-      {[](RunConfig& c) {
-         auto* p = c.mutable_distributed()->mutable_pytorch();
          p->set_process_count(2);
          p->set_node_count(1);
          p->set_communication_backend("mpi");
@@ -230,6 +224,18 @@ TEST(SubmitValidationTest, ConfigChecksUseTheDocumentedCodes) {
   EXPECT_TRUE(ValidateRunConfig(tf).ok());
   EXPECT_EQ(ProcessesOf(tf).count, 3);
   EXPECT_EQ(ProcessesOf(tf).parameter_servers, 1);
+  // Several nodes are the run manager's check (only Slurm targets take them).
+  RunConfig two_nodes = Valid();
+  two_nodes.mutable_distributed()->mutable_pytorch()->set_process_count(4);
+  two_nodes.mutable_distributed()->mutable_pytorch()->set_node_count(2);
+  EXPECT_TRUE(ValidateRunConfig(two_nodes).ok());
+  EXPECT_EQ(ProcessesOf(two_nodes).nodes, 2);
+  EXPECT_EQ(ProcessesOf(two_nodes).count, 4);
+  RunConfig mpi = Valid();
+  mpi.mutable_distributed()->mutable_mpi()->set_process_count_per_node(3);
+  mpi.mutable_distributed()->mutable_mpi()->set_node_count(2);
+  EXPECT_EQ(ProcessesOf(mpi).nodes, 2);
+  EXPECT_EQ(ProcessesOf(mpi).count, 6);
   EXPECT_EQ(BuildLaunchSpec("r", tf, RunPathsFor("/runs", "r"), {}, absl::Seconds(1))
                 .processes.kind,
             "tensorflow");

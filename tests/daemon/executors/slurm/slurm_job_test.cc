@@ -23,6 +23,7 @@ namespace amld::daemon::slurm {
 namespace {
 
 namespace fs = std::filesystem;
+using ::testing::AllOf;
 using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -165,6 +166,11 @@ TEST(SlurmJob, SbatchArguments) {
   EXPECT_THAT(argv, Not(Contains(HasSubstr("--partition"))));
   EXPECT_THAT(argv, Not(Contains(HasSubstr("--cpus-per-task"))));
   EXPECT_THAT(argv, Not(Contains(HasSubstr("--gpus"))));
+  EXPECT_THAT(argv, Not(Contains(HasSubstr("--nodes"))));
+  // A distributed run: a task per process, processes / nodes on each node.
+  spec.nodes = 2;
+  spec.tasks_per_node = 3;
+  EXPECT_THAT(SbatchArgv(spec), AllOf(Contains("--nodes=2"), Contains("--ntasks-per-node=3")));
 }
 
 TEST(SlurmJob, SbatchGetsOnlyWhatTheSlurmClientReads) {
@@ -341,6 +347,48 @@ TEST(SlurmJob, BatchScriptQuotesForARealShell) {
   EXPECT_THAT(out, HasSubstr("EXPORT=ALL\n"));
   // srun's own stderr goes to the run's system_logs/slurm.log.
   EXPECT_TRUE(fs::exists(dir / "run dir" / "system_logs" / "slurm.log"));
+}
+
+// A distributed run's script: each node's NodeAddr from scontrol, in node
+// order, and amld-shim itself (no srun around it) supervising amld-launch.
+TEST(SlurmJob, DistributedBatchScriptPassesTheNodesAddressesToAmldLaunch) {
+  amld::testing::TempDir tmp("amld-slurm-job-");
+  const fs::path& dir = tmp.path();
+  fs::create_directories(dir / "bin");
+  fs::create_directories(dir / "run" / "system_logs");
+  auto write_exe = [&](const fs::path& path, const std::string& text) {
+    std::ofstream(path) << text;
+    fs::permissions(path, fs::perms(0755));
+  };
+  write_exe(dir / "bin" / "srun", "#!/bin/sh\nexit 99\n");
+  write_exe(dir / "bin" / "scontrol",
+            "#!/bin/sh\n"
+            "if [ \"$1 $2\" = 'show hostnames' ]; then printf 'n1\\nn2\\n'; exit; fi\n"
+            "echo \"NodeName=$4 Arch=x86_64 NodeAddr=10.0.0.${4#n} NodeHostName=h\"\n");
+  write_exe(dir / "amld-shim", "#!/usr/bin/python3\nimport sys\nfor a in sys.argv[1:]: print('[' + a + ']')\n");
+  BatchScriptSpec spec;
+  spec.run_id = "exp_1_ab";
+  spec.shared_run_dir = dir / "run";
+  spec.shim = dir / "amld-shim";
+  spec.launch = dir / "amld-launch";
+  spec.argv = {"python3", "ddp.py"};
+  spec.env = {{"PATH", (dir / "bin").string() + ":/usr/bin:/bin"}};
+  spec.processes.kind = "pytorch";
+  spec.processes.count = 4;
+  spec.processes.nodes = 2;
+  std::ofstream(dir / "job.sh") << BatchScript(spec);
+  std::string cmd = absl::StrCat("env -i SLURM_JOB_NODELIST='n[1-2]' PATH=", (dir / "bin").string(),
+                                 ":/usr/bin:/bin /bin/sh ", (dir / "job.sh").string(), " 2>&1");
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  ::pclose(p);
+  std::ifstream in(dir / "run" / "system_logs" / shim::kShimLogName);
+  std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(out, HasSubstr("[--foreground]\n"));
+  EXPECT_THAT(out, HasSubstr(absl::StrCat("[--]\n[", (dir / "amld-launch").string(),
+                                          "]\n[--kind=pytorch]\n[--processes=4]\n[--nodes=2]\n")));
+  EXPECT_THAT(out, HasSubstr(absl::StrCat("[--srun=", (dir / "bin" / "srun").string(), "]\n")));
+  EXPECT_THAT(out, HasSubstr("[--hosts=10.0.0.1,10.0.0.2]\n[--]\n[python3]\n[ddp.py]\n"));
 }
 
 }  // namespace
