@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
+#include <type_traits>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -146,6 +147,24 @@ WebStream StreamOf(std::shared_ptr<StreamCall<Chunk>> call, int64_t total_size) 
     return true;
   };
   return stream;
+}
+
+// Reads the first message before the reply starts, so a call that fails
+// at once (no such run or file) is an error reply, not a cut download. A
+// file's first message says its size; a log's size is unknown (it may grow).
+template <typename Chunk>
+std::variant<WebStream, WebReply> StartStream(std::shared_ptr<StreamCall<Chunk>> call) {
+  Chunk first;
+  if (!call->reader->Read(&first)) {
+    call->finished = true;
+    grpc::Status s = call->reader->Finish();
+    if (!s.ok()) return ErrorReply(s);
+    return WebStream{0, [](std::string*) { return false; }};  // empty
+  }
+  int64_t size = -1;
+  if constexpr (std::is_same_v<Chunk, pb::FileChunk>) size = first.total_size();
+  call->pending = std::move(first);
+  return StreamOf(std::move(call), size);
 }
 
 }  // namespace
@@ -317,17 +336,7 @@ std::variant<WebStream, WebReply> WebApi::OpenFile(const std::string& run_id,
   request.set_run_id(run_id);
   request.set_path(path);
   call->reader = pb::Runs::NewStub(channel_)->DownloadFile(&call->context, request);
-  // The first message says the size, or the call fails before any: either
-  // way the reply's status is known before its first byte is sent.
-  pb::FileChunk first;
-  if (!call->reader->Read(&first)) {
-    call->finished = true;
-    grpc::Status s = call->reader->Finish();
-    return ErrorReply(s.ok() ? grpc::Status(grpc::StatusCode::INTERNAL, "no data") : s);
-  }
-  const int64_t size = first.total_size();
-  call->pending = std::move(first);
-  return StreamOf(call, size);
+  return StartStream(std::move(call));
 }
 
 std::variant<WebStream, WebReply> WebApi::OpenLog(const std::string& run_id,
@@ -337,15 +346,7 @@ std::variant<WebStream, WebReply> WebApi::OpenLog(const std::string& run_id,
   request.set_run_id(run_id);
   request.set_path(path);
   call->reader = pb::Runs::NewStub(channel_)->StreamLogs(&call->context, request);
-  pb::LogChunk first;
-  if (!call->reader->Read(&first)) {
-    call->finished = true;
-    grpc::Status s = call->reader->Finish();
-    if (!s.ok()) return ErrorReply(s);
-    return WebStream{0, [](std::string*) { return false; }};  // an empty log
-  }
-  call->pending = std::move(first);
-  return StreamOf(call, -1);
+  return StartStream(std::move(call));
 }
 
 }  // namespace amld::daemon
