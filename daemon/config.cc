@@ -64,6 +64,7 @@ class ConfigParser {
          [&](const YAML::Node& k, const YAML::Node& v) {
            return Environments(k, v, &runs.environments);
          }},
+        {"web", [&](const YAML::Node& k, const YAML::Node& v) { return Web(k, v, &options->web); }},
     };
     return ForEachKey(root, "", handlers);
   }
@@ -247,6 +248,31 @@ class ConfigParser {
            envs->build_timeout = absl::Seconds(n);
            return absl::OkStatus();
          }},
+    };
+    return ForEachKey(value, p, handlers);
+  }
+
+  // web: {enabled, address, port} (daemon/web/web_server.h).
+  absl::Status Web(const YAML::Node& key, const YAML::Node& value, WebOptions* web) {
+    if (value.IsNull()) return absl::OkStatus();
+    if (!value.IsMap()) return Error(value, "web must be a mapping of setting: value");
+    const std::string p = "web.";
+    const std::map<std::string, Handler> handlers = {
+        {"enabled",
+         [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
+           if (!v.IsScalar() || (v.Scalar() != "true" && v.Scalar() != "false")) {
+             return Error(v.Mark().is_null() ? k : v, p + "enabled must be true or false");
+           }
+           web->enabled = v.Scalar() == "true";
+           return absl::OkStatus();
+         }},
+        {"address",
+         [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
+           AMLD_ASSIGN_OR_RETURN(web->address, String(k, v, p + k.Scalar()));
+           return absl::OkStatus();
+         }},
+        {"port", [&](const YAML::Node& k,
+                     const YAML::Node& v) { return Assign(k, v, 0, 65535, &web->port, p); }},
     };
     return ForEachKey(value, p, handlers);
   }

@@ -21,6 +21,11 @@
 //     no_index: true            # pip --no-index: only find_links
 //     conda_path: /opt/micromamba/bin/micromamba  # for conda packages beyond python, pip
 //     build_timeout_seconds: 3600  # one build step at most
+//   web:                        # the web view (daemon/web/web_server.h)
+//     enabled: true             # serve from the start (default: from the first `aml ui`)
+//     address: 127.0.0.1        # where to listen (default); another address
+//                               # serves the pages, behind their token, beyond this machine
+//     port: 8265                # default 0: a free port, chosen when it starts
 //
 // Every key is optional; each is read into the options struct of the part
 // that uses it (DaemonOptions, daemon.h). Anything else — an unknown key, a value of the

@@ -33,6 +33,8 @@
 #include "daemon/socket_listener.h"
 #include "base/task_runner.h"
 #include "daemon/watch/watched_roots.h"
+#include "daemon/web/web_server.h"
+#include "daemon/web/web_service.h"
 #include "spdlog/sinks/basic_file_sink.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
@@ -113,6 +115,7 @@ struct Daemon::Impl {
   std::unique_ptr<RunManager> runs;
   std::unique_ptr<SweepController> sweeps;
   std::unique_ptr<WatchedRoots> watched_roots;
+  std::unique_ptr<WebServer> web;
   DaemonCounters counters;
   std::vector<std::unique_ptr<grpc::Service>> services;
   std::unique_ptr<grpc::Server> server;
@@ -192,6 +195,8 @@ struct Daemon::Impl {
     services.push_back(NewComputeTargetsService(deps));
     services.push_back(NewEnvironmentsService(deps));
     services.push_back(NewSnapshotsService(watched_roots.get()));
+    web = std::make_unique<WebServer>(options.web, log);
+    services.push_back(NewWebViewService(web.get(), deps.uid_of_peer));
     // For clients nobody here wrote (IDE plugins, grpcurl): the standard
     // health service (grpc.health.v1.Health: "" is SERVING while the daemon
     // serves, NOT_SERVING once it stops) and server reflection
@@ -206,6 +211,11 @@ struct Daemon::Impl {
     server = builder.BuildAndStart();
     if (server == nullptr) return absl::InternalError("the gRPC server did not start");
     listener->Serve(server.get(), log);
+    // The web view reads through the services above, in process.
+    grpc::ChannelArguments web_channel;
+    web_channel.SetMaxReceiveMessageSize(-1);
+    web->SetChannel(server->InProcessChannel(web_channel));
+    if (options.web.enabled) return web->EnsureServing();
     return absl::OkStatus();
   }
 
@@ -215,6 +225,7 @@ struct Daemon::Impl {
     if (server != nullptr && server->GetHealthCheckService() != nullptr) {
       server->GetHealthCheckService()->Shutdown();  // NOT_SERVING to health watchers
     }
+    if (web != nullptr) web->Stop();  // its requests call the server
     if (listener != nullptr) listener->Stop();
     if (server != nullptr) {
       server->Shutdown(absl::ToChronoTime(absl::Now() + kShutdownGrace));
@@ -228,6 +239,7 @@ struct Daemon::Impl {
     executor.reset();
     server.reset();
     services.clear();
+    web.reset();
     sweeps.reset();
     runs.reset();
     if (watched_roots != nullptr) watched_roots->Shutdown();

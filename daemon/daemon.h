@@ -31,6 +31,7 @@
 #include "daemon/ingest/live_ingester.h"
 #include "daemon/runs/run_manager.h"
 #include "daemon/watch/watched_roots.h"
+#include "daemon/web/web_server.h"
 
 namespace amld::daemon {
 
@@ -67,6 +68,9 @@ struct DaemonOptions {
   LiveIngesterOptions ingest;
   // Watched source roots (watched_roots.h).
   WatchedRootsOptions watched_roots = DaemonWatchedRootsDefaults();
+  // The web view (web_server.h): off until amld.yaml's web.enabled or the
+  // first `aml ui`.
+  WebOptions web;
   // The config file the options came from (daemon/config.h), for the log;
   // empty when none was read.
   std::filesystem::path config_file;

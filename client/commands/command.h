@@ -134,6 +134,8 @@ void AddSnapshotUnwatchCommand(CLI::App& snapshot, CommandContext& ctx);
 void AddSnapshotListCommand(CLI::App& snapshot, CommandContext& ctx);
 void AddSweepSubmitCommand(CLI::App& sweep, CommandContext& ctx);
 void AddSweepShowCommand(CLI::App& sweep, CommandContext& ctx);
+// `aml ui` (ui.cc).
+void AddUiCommand(CLI::App& app, CommandContext& ctx);
 
 // Parses argv and runs the chosen command; returns the exit code.
 int RunCli(int argc, char** argv);

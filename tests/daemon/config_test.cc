@@ -66,7 +66,7 @@ TEST(DaemonConfigTest, EmptyFileAndBlockListsWork) {
 TEST(DaemonConfigTest, UnknownKeysAreRefusedWithTheirLine) {
   EXPECT_EQ(ErrorOf("cpus: 4\ngpu: [0]\n"),
             "amld.yaml:2:1: unknown key \"gpu\"; known keys: cpus, environments, gpus, "
-            "keep_finished_run_folders, kill_grace_seconds, limits, max_concurrent_runs");
+            "keep_finished_run_folders, kill_grace_seconds, limits, max_concurrent_runs, web");
   EXPECT_EQ(ErrorOf("limits:\n  max_duration: 5\n"),
             "amld.yaml:2:3: unknown key \"limits.max_duration\"; known keys: "
             "limits.default_run_duration_seconds, limits.max_run_duration_seconds");
@@ -239,6 +239,20 @@ TEST(DaemonConfigTest, EnvironmentsSayWherePackagesComeFrom) {
               HasSubstr("environments.find_links must be a list"));
   EXPECT_THAT(ErrorOf("environments:\n  no_index: 1\n"),
               HasSubstr("environments.no_index must be true or false"));
+}
+
+TEST(DaemonConfigTest, TheWebViewIsOffAndLocalUnlessTheFileSaysOtherwise) {
+  const DaemonOptions defaults = Parsed("cpus: 2\n");
+  EXPECT_FALSE(defaults.web.enabled);
+  EXPECT_EQ(defaults.web.address, "127.0.0.1");
+  EXPECT_EQ(defaults.web.port, 0);
+  const DaemonOptions options = Parsed("web:\n  enabled: true\n  address: 0.0.0.0\n  port: 8265\n");
+  EXPECT_TRUE(options.web.enabled);
+  EXPECT_EQ(options.web.address, "0.0.0.0");
+  EXPECT_EQ(options.web.port, 8265);
+  EXPECT_THAT(ErrorOf("web:\n  port: 70000\n"), HasSubstr("amld.yaml:2:9: web.port must be at most 65535"));
+  EXPECT_THAT(ErrorOf("web:\n  enabled: yes please\n"), HasSubstr("web.enabled must be true or false"));
+  EXPECT_THAT(ErrorOf("web:\n  host: x\n"), HasSubstr("unknown key \"web.host\""));
 }
 
 }  // namespace
