@@ -31,7 +31,7 @@ constexpr int kRunIdAttempts = 8;
 
 TargetCapacity CapacityOf(const RunManagerOptions& o) {
   const int runs = std::max(o.max_concurrent_runs, 1);
-  return TargetCapacity{runs, o.cpus > 0 ? o.cpus : runs, o.gpus, o.user_limits};
+  return TargetCapacity{runs, o.cpus > 0 ? o.cpus : runs, o.gpus};
 }
 
 RunManagerDeps WithDefaults(RunManagerDeps deps) {
@@ -57,7 +57,7 @@ RunManager::RunManager(RunManagerDeps deps, RunManagerOptions options)
       snapshot_checker_(deps_.cas),
       folders_(RunFolderPoolDeps{deps_.store, deps_.cas, deps_.housekeeping, deps_.log},
                options_.folders),
-      scheduler_(CapacityOf(options_)) {
+      scheduler_(CapacityOf(options_), options_.user_limits) {
   if (options_.max_concurrent_runs < 1) options_.max_concurrent_runs = 1;
   if (deps_.ingester == nullptr) {
     own_ingester_ = std::make_unique<LiveIngester>(

@@ -13,12 +13,13 @@ RunResources NormalizeResources(int cpus, int gpus) {
   return RunResources{cpus == 0 ? 1 : cpus, gpus};
 }
 
-Scheduler::Scheduler(TargetCapacity capacity) : capacity_(std::move(capacity)) {
+Scheduler::Scheduler(TargetCapacity capacity, UserLimits per_user)
+    : capacity_(std::move(capacity)), per_user_(per_user) {
   capacity_.max_runs = std::max(capacity_.max_runs, 1);
   capacity_.cpus = std::max(capacity_.cpus, 1);
 }
 
-Scheduler::Scheduler(int slots) : Scheduler(TargetCapacity{slots, slots, {}, {}}) {}
+Scheduler::Scheduler(int slots) : Scheduler(TargetCapacity{slots, slots, {}}) {}
 
 bool Scheduler::IsQueued(const std::string& run_id) const {
   return std::any_of(queue_.begin(), queue_.end(),
@@ -57,7 +58,7 @@ absl::Status Scheduler::CheckFits(const RunResources& r) const {
         gpus == 0 ? "" : absl::StrCat(" (ids ", absl::StrJoin(capacity_.gpus, ","), ")"),
         "; ask for at most ", gpus, " (the daemon's amld.yaml lists them under `gpus`)"));
   }
-  const int user_gpus = capacity_.per_user.max_gpus;
+  const int user_gpus = per_user_.max_gpus;
   if (user_gpus > 0 && r.gpus > user_gpus) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the run asks for ", r.gpus, " GPUs but each user may hold at most ", user_gpus,
@@ -131,7 +132,7 @@ std::vector<UserUsage> Scheduler::Usage() const {
 }
 
 bool Scheduler::UnderUserLimits(const QueueRequest& request) const {
-  const UserLimits& limits = capacity_.per_user;
+  const UserLimits& limits = per_user_;
   if (limits.max_running_runs <= 0 && limits.max_gpus <= 0) return true;
   auto it = held_by_user_.find(request.user);
   const Held held = it == held_by_user_.end() ? Held{} : it->second;

@@ -64,7 +64,6 @@ struct TargetCapacity {
   int max_runs = 1;       // < 1 is treated as 1
   int cpus = 1;           // CPU slots; < 1 is treated as 1
   std::vector<int> gpus;  // GPU ids, distinct
-  UserLimits per_user;
 };
 
 // What one user holds and has queued.
@@ -84,7 +83,7 @@ struct QueueRequest {
 
 class Scheduler {
  public:
-  explicit Scheduler(TargetCapacity capacity);
+  explicit Scheduler(TargetCapacity capacity, UserLimits per_user = {});
   // max_runs = cpus = `slots`, no GPUs.
   explicit Scheduler(int slots);
 
@@ -148,6 +147,7 @@ class Scheduler {
   std::vector<int> TakeGpus(int count);
 
   TargetCapacity capacity_;
+  const UserLimits per_user_;
   std::vector<Queued> queue_;  // in submit order
   absl::flat_hash_map<std::string, Holding> holding_;
   absl::flat_hash_map<int, std::string> gpu_owner_;  // GPU id → run

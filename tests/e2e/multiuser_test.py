@@ -147,8 +147,11 @@ class MultiUser(unittest.TestCase):
             "LD_LIBRARY_PATH": os.path.join(self.bin, "lib"), "AMLD_SOCKET": self.sock,
             "XDG_CACHE_HOME": os.path.join(pw.pw_dir, ".cache"), "NO_COLOR": "1",
         }
-        if env:
-            environment.update(env)
+        for key, value in (env or {}).items():
+            if value is None:
+                environment.pop(key, None)
+            else:
+                environment[key] = value
         cmd = ["setpriv", "--reuid=%d" % pw.pw_uid, "--regid=%d" % pw.pw_gid, "--init-groups",
                "--", os.path.join(self.bin, "aml")] + list(args)
         p = subprocess.run(cmd, capture_output=True, text=True, env=environment,
@@ -209,7 +212,7 @@ class MultiUser(unittest.TestCase):
         empty = tempfile.mkdtemp(dir=self.tmp)
         os.chmod(empty, 0o777)
         found = self.aml(a, "daemon", "status",
-                         env={"AMLD_SOCKET": "", "AMLD_SYSTEM_SOCKET": self.sock,
+                         env={"AMLD_SOCKET": None, "AMLD_SYSTEM_SOCKET": self.sock,
                               "XDG_RUNTIME_DIR": empty}).stdout
         self.assertIn("socket:        " + self.sock, found)
         self.assertIn("mode:          system", found)
@@ -296,7 +299,8 @@ class MultiUser(unittest.TestCase):
         a_proj = os.path.join(self.users[a].pw_dir, "proj")
         p = self.aml(b, "run", "submit", "-s", a_proj, "train.py", check=False)
         self.assertNotEqual(p.returncode, 0)
-        p = self.aml(b, "snapshot", "watch", a_proj, check=False)
+        b_proj = os.path.join(self.users[b].pw_dir, "proj")
+        p = self.aml(b, "snapshot", "watch", b_proj, check=False)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("may watch source folders", p.stderr)
         # B cannot create compute targets; the owner can cancel.

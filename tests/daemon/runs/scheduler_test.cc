@@ -210,9 +210,9 @@ TEST(SchedulerTest, AdoptedRunsMayExceedTheCpusAndHoldGpusNoLongerConfigured) {
 
 
 TEST(SchedulerTest, AUserAtTheRunCapIsPassedOverNotBlockingOthers) {
-  TargetCapacity capacity{4, 4, {}, {}};
-  capacity.per_user.max_running_runs = 2;
-  Scheduler s(capacity);
+  UserLimits limits;
+  limits.max_running_runs = 2;
+  Scheduler s(TargetCapacity{4, 4, {}}, limits);
   for (const char* id : {"a1", "a2", "a3", "a4"}) s.Enqueue(id, Req(0, 1000));
   s.Enqueue("b1", Req(0, 2000));
   // a1, then b1 (turns), then a2; a3 waits: its user holds 2.
@@ -234,9 +234,9 @@ TEST(SchedulerTest, AUserAtTheRunCapIsPassedOverNotBlockingOthers) {
 }
 
 TEST(SchedulerTest, AUserAtTheGpuCapIsPassedOverAndLargerRequestsAreRefused) {
-  TargetCapacity capacity{4, 4, {0, 1, 2, 3}, {}};
-  capacity.per_user.max_gpus = 2;
-  Scheduler s(capacity);
+  UserLimits limits;
+  limits.max_gpus = 2;
+  Scheduler s(TargetCapacity{4, 4, {0, 1, 2, 3}}, limits);
   EXPECT_FALSE(s.CheckFits(RunResources{1, 3}).ok());
   EXPECT_THAT(std::string(s.CheckFits(RunResources{1, 3}).message()),
               ::testing::HasSubstr("per_user.max_gpus"));
@@ -251,9 +251,9 @@ TEST(SchedulerTest, AUserAtTheGpuCapIsPassedOverAndLargerRequestsAreRefused) {
 }
 
 TEST(SchedulerTest, AdoptedRunsCountTowardsTheirUsersCap) {
-  TargetCapacity capacity{4, 4, {}, {}};
-  capacity.per_user.max_running_runs = 1;
-  Scheduler s(capacity);
+  UserLimits limits;
+  limits.max_running_runs = 1;
+  Scheduler s(TargetCapacity{4, 4, {}}, limits);
   s.Adopt("old", RunResources{1, 0}, {}, 1000);
   s.Enqueue("a1", Req(0, 1000));
   EXPECT_THAT(s.TakeStartable(), IsEmpty());
