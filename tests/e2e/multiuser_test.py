@@ -41,6 +41,16 @@ def eventually(check, what, timeout=60.0):
         time.sleep(0.05)
 
 
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def seconds(rfc3339):
     """Seconds since the epoch of proto JSON's timestamp ("...T12:00:01.5Z")."""
     import datetime
@@ -100,7 +110,7 @@ class MultiUser(unittest.TestCase):
                    "the system daemon's socket")
         if cls.daemon.poll() is not None:
             raise AssertionError("amld --system exited: " +
-                                 open(os.path.join(cls.tmp, "amld.stderr")).read())
+                                 read(os.path.join(cls.tmp, "amld.stderr")))
         for name in USERS:
             cls.make_project(name)
 
@@ -112,6 +122,7 @@ class MultiUser(unittest.TestCase):
                 cls.daemon.wait(30)
             except subprocess.TimeoutExpired:
                 cls.daemon.kill()
+            cls.log.close()
         # Runs left behind run as the test users: end them before userdel.
         for name in USERS:
             subprocess.run(["pkill", "-KILL", "-u", name], check=False)
@@ -188,14 +199,14 @@ class MultiUser(unittest.TestCase):
         out = os.path.join(self.tmp, "units")
         os.makedirs(out)
         for name in ("amld.service", "amld.socket"):
-            text = open(os.path.join(units, name)).read()
+            text = read(os.path.join(units, name))
             self.assertNotIn("%t", text)  # a system unit: fixed paths
             text = text.replace("/usr/local/bin/amld", os.path.join(BUILD, "bin", "amld"))
-            open(os.path.join(out, name), "w").write(text)
-        service = open(os.path.join(units, "amld.service")).read()
+            write(os.path.join(out, name), text)
+        service = read(os.path.join(units, "amld.service"))
         self.assertIn("ExecStart=/usr/local/bin/amld --system", service)
         self.assertIn("KillMode=process", service)
-        socket_unit = open(os.path.join(units, "amld.socket")).read()
+        socket_unit = read(os.path.join(units, "amld.socket"))
         self.assertIn("ListenStream=/run/amld/amld.sock", socket_unit)
         self.assertIn("SocketMode=0666", socket_unit)
         p = subprocess.run(["systemd-analyze", "verify", os.path.join(out, "amld.socket"),
@@ -255,7 +266,7 @@ class MultiUser(unittest.TestCase):
         a = USERS[0]
         run_id = self.submit(a, "hold")
         pidfile = os.path.join(self.run_dir(run_id), "wd", "outputs", "pid")
-        pid = int(eventually(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(),
+        pid = int(eventually(lambda: os.path.exists(pidfile) and read(pidfile).strip(),
                              "the run's pid"))
         with open("/proc/%d/status" % pid) as f:
             uids = [l for l in f if l.startswith(("Uid:", "Gid:"))]
