@@ -63,8 +63,8 @@ users_manage_targets: true
   EXPECT_EQ(options.access.admin_group, "amld-admin");
   EXPECT_TRUE(options.access.users_manage_targets);
   EXPECT_EQ(ErrorOf("per_user:\n  max_runs: 3\n"),
-            "amld.yaml:2:3: unknown key \"per_user.max_runs\"; known keys: max_gpus, "
-            "max_running_runs");
+            "amld.yaml:2:3: unknown key \"per_user.max_runs\"; known keys: per_user.max_gpus, "
+            "per_user.max_running_runs");
   EXPECT_EQ(ErrorOf("per_user:\n  max_gpus: -1\n"),
             "amld.yaml:2:13: per_user.max_gpus must be 0 or more, got -1");
   EXPECT_EQ(ErrorOf("users_manage_targets: yes please\n"),
