@@ -65,8 +65,39 @@ class ConfigParser {
            return Environments(k, v, &runs.environments);
          }},
         {"web", [&](const YAML::Node& k, const YAML::Node& v) { return Web(k, v, &options->web); }},
+        {"per_user",
+         [&](const YAML::Node& k, const YAML::Node& v) { return PerUser(k, v, &runs.user_limits); }},
+        {"admin_group",
+         [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
+           AMLD_ASSIGN_OR_RETURN(options->access.admin_group, String(k, v, k.Scalar()));
+           return absl::OkStatus();
+         }},
+        {"users_manage_targets",
+         [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
+           if (!v.IsScalar() || (v.Scalar() != "true" && v.Scalar() != "false")) {
+             return Error(v.Mark().is_null() ? k : v, "users_manage_targets must be true or false");
+           }
+           options->access.users_manage_targets = v.Scalar() == "true";
+           return absl::OkStatus();
+         }},
     };
     return ForEachKey(root, "", handlers);
+  }
+
+  absl::Status PerUser(const YAML::Node& key, const YAML::Node& value, UserLimits* limits) {
+    if (value.IsNull()) return absl::OkStatus();
+    if (!value.IsMap()) return Error(value, "per_user must be a mapping of limit: value");
+    const std::map<std::string, Handler> handlers = {
+        {"max_running_runs",
+         [&](const YAML::Node& k, const YAML::Node& v) {
+           return Assign(k, v, 0, kMaxCount, &limits->max_running_runs, "per_user.");
+         }},
+        {"max_gpus",
+         [&](const YAML::Node& k, const YAML::Node& v) {
+           return Assign(k, v, 0, kMaxCount, &limits->max_gpus, "per_user.");
+         }},
+    };
+    return ForEachKey(value, "per_user.", handlers);
   }
 
  private:

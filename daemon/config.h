@@ -26,6 +26,14 @@
 //     address: 127.0.0.1        # where to listen (default); another address
 //                               # serves the pages, behind their token, beyond this machine
 //     port: 8265                # default 0: a free port, chosen when it starts
+//   per_user:                   # caps per submitting user (0: none)
+//     max_running_runs: 2       # runs holding a slot at once
+//     max_gpus: 1               # GPUs held at once
+//   admin_group: amld-admin     # system mode: its members (and root) may
+//                               # cancel and read every user's runs and
+//                               # manage compute targets (daemon/services/access.h)
+//   users_manage_targets: false # system mode: true lets every user create
+//                               # and delete compute targets
 //
 // Every key is optional; each is read into the options struct of the part
 // that uses it (DaemonOptions, daemon.h). Anything else — an unknown key, a value of the

@@ -124,7 +124,7 @@ struct Daemon::Impl {
   bool stopped = false;
 
   absl::Status OpenStores() {
-    AMLD_RETURN_IF_ERROR(PrepareDataDir(options.data_dir));
+    AMLD_RETURN_IF_ERROR(PrepareDataDir(options.data_dir, options.system_mode));
     log = MakeLogger(options.data_dir / "amld.log", options.log_to_stderr);
     AMLD_ASSIGN_OR_RETURN(lock, InstanceLock::Acquire(options.data_dir));
     AMLD_ASSIGN_OR_RETURN(store, amld::storage::StateStore::Open(options.data_dir / "amld.db"));
@@ -169,10 +169,12 @@ struct Daemon::Impl {
 
   absl::Status StartServer() {
     if (options.listen_fd >= 0) {
-      AMLD_ASSIGN_OR_RETURN(listener, SocketListener::Adopt(options.listen_fd));
+      AMLD_ASSIGN_OR_RETURN(listener, SocketListener::Adopt(options.listen_fd, options.system_mode));
     } else {
-      AMLD_ASSIGN_OR_RETURN(listener, SocketListener::Bind(options.socket_path));
+      AMLD_ASSIGN_OR_RETURN(listener,
+                            SocketListener::Bind(options.socket_path, options.system_mode));
     }
+    AMLD_ASSIGN_OR_RETURN(AccessPolicy access, AccessPolicy::Create(options.access));
     socket_path = listener->path();
     ServiceDeps deps;
     deps.runs = runs.get();
@@ -188,13 +190,14 @@ struct Daemon::Impl {
     deps.executors = executor.get();
     deps.log = log;
     deps.sweeps = sweeps.get();
+    deps.access = std::move(access);
     services.push_back(NewRunsService(deps));
     services.push_back(NewCasService(deps));
     services.push_back(NewExperimentsService(deps));
     services.push_back(NewDaemonService(deps));
     services.push_back(NewComputeTargetsService(deps));
     services.push_back(NewEnvironmentsService(deps));
-    services.push_back(NewSnapshotsService(watched_roots.get()));
+    services.push_back(NewSnapshotsService(watched_roots.get(), deps));
     web = std::make_unique<WebServer>(options.web, log);
     services.push_back(NewWebViewService(web.get(), deps.uid_of_peer));
     // For clients nobody here wrote (IDE plugins, grpcurl): the standard
@@ -264,6 +267,17 @@ const fs::path& Daemon::data_dir() const { return impl_->options.data_dir; }
 const fs::path& Daemon::socket_path() const { return impl_->socket_path; }
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
+  if (options.system_mode) {
+    if (::geteuid() != 0) {
+      return absl::FailedPreconditionError(
+          "amld --system runs as root (it starts each run as its submitter); start it as root, "
+          "e.g. with the amld.service system unit, or start a user daemon without --system");
+    }
+    if (options.data_dir.empty()) options.data_dir = amld::base::kSystemDataDir;
+    if (options.socket_path.empty()) options.socket_path = amld::base::SystemSocketPath();
+  }
+  options.access.system_mode = options.system_mode;
+  options.runs.run_as_submitter = options.system_mode;
   if (options.data_dir.empty()) options.data_dir = amld::base::DefaultDataDir();
   if (options.socket_path.empty()) options.socket_path = amld::base::DefaultSocketPath();
   PrivateUmask();  // before anything is created: the data dir is the user's alone
@@ -292,9 +306,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
     return s;
   }
   impl->log->info(
-      "amld {} serving {} on {} ({} concurrent runs, {} CPU slots, GPUs [{}]; "
+      "amld {} serving {} on {} ({}; {} concurrent runs, {} CPU slots, GPUs [{}]; "
       "config {})",
       AMLD_VERSION, impl->options.data_dir.string(), impl->socket_path.string(),
+      impl->options.system_mode ? "system mode: shared, runs run as their submitters"
+                                : "user mode",
       impl->options.runs.max_concurrent_runs, impl->options.runs.cpus,
       absl::StrJoin(impl->options.runs.gpus, ","),
       impl->options.config_file.empty() ? "none" : impl->options.config_file.string());

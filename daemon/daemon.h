@@ -30,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "daemon/ingest/live_ingester.h"
 #include "daemon/runs/run_manager.h"
+#include "daemon/services/access.h"
 #include "daemon/watch/watched_roots.h"
 #include "daemon/web/web_server.h"
 
@@ -78,6 +79,16 @@ struct DaemonOptions {
   std::filesystem::path shim_path;
   // Also log to stderr (always to <data>/amld.log).
   bool log_to_stderr = true;
+  // System mode (`amld --system`): one daemon, run by root, shared by the
+  // machine's users. Empty paths default to /var/lib/amld and
+  // /run/amld/amld.sock; the socket is 0666 (anyone may connect, access is
+  // decided per call: access.h), runs run as their submitters
+  // (runs.run_as_submitter), and the data dir is laid out for that
+  // (data_dir.h). Start refuses it unless the process runs as root.
+  bool system_mode = false;
+  // Who may do what in system mode (amld.yaml admin_group,
+  // users_manage_targets); `system_mode` is copied into it by Start.
+  AccessOptions access;
 };
 
 class Daemon {

@@ -29,7 +29,8 @@ absl::Status Refuse(const fs::path& dir, const fs::path& path, mode_t mode,
 
 // Removes group/other bits from `path` (lstat: a symlink's own mode means
 // nothing and is left alone); walks into a folder that had them.
-absl::Status Tighten(const fs::path& dir, const fs::path& path, bool top) {
+absl::Status Tighten(const fs::path& dir, const fs::path& path, bool top,
+                     const fs::path& skip = {}) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT && !top) return absl::OkStatus();  // gone meanwhile
@@ -51,6 +52,7 @@ absl::Status Tighten(const fs::path& dir, const fs::path& path, bool top) {
   if (!S_ISDIR(st.st_mode) || (!loose && !top)) return absl::OkStatus();
   std::error_code ec;
   for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
+    if (!skip.empty() && it->path() == skip) continue;
     if (absl::Status s = Tighten(dir, it->path(), false); !s.ok()) return s;
   }
   if (ec) return base::ErrnoStatus(ec.value(), "list", path);
@@ -59,7 +61,9 @@ absl::Status Tighten(const fs::path& dir, const fs::path& path, bool top) {
 
 }  // namespace
 
-absl::Status PrepareDataDir(const fs::path& dir) {
+namespace {
+
+absl::Status PreparePrivate(const fs::path& dir, const fs::path& skip) {
   std::error_code ec;
   if (!fs::exists(fs::symlink_status(dir, ec))) {
     fs::create_directories(dir.parent_path(), ec);
@@ -72,7 +76,31 @@ absl::Status PrepareDataDir(const fs::path& dir) {
   }
   // A data dir given as a symlink: its target is the data dir.
   fs::path real = fs::canonical(dir, ec);
-  return Tighten(dir, ec ? dir : real, true);
+  return Tighten(dir, ec ? dir : real, true, skip.empty() ? skip : (ec ? dir : real) / skip);
+}
+
+// A folder others may pass through but not list: root's, 0711.
+absl::Status MakePassThrough(const fs::path& path) {
+  if (::mkdir(path.c_str(), 0711) != 0 && errno != EEXIST) {
+    return base::ErrnoStatus(errno, "mkdir", path);
+  }
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return base::ErrnoStatus(errno, "stat", path);
+  if (!S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path.string(), " must be a folder of uid ", ::geteuid(), "; move it away and start again"));
+  }
+  if (::chmod(path.c_str(), 0711) != 0) return base::ErrnoStatus(errno, "chmod", path);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status PrepareDataDir(const fs::path& dir, bool system_mode) {
+  if (!system_mode) return PreparePrivate(dir, {});
+  if (absl::Status s = PreparePrivate(dir, "runs"); !s.ok()) return s;
+  if (absl::Status s = MakePassThrough(dir); !s.ok()) return s;
+  return MakePassThrough(dir / "runs");
 }
 
 void PrivateUmask() { ::umask(kGroupOther); }

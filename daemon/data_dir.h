@@ -22,7 +22,13 @@ namespace amld::daemon {
 // Creates `dir` 0700 when missing (its parents as usual), else checks that
 // this user owns it and removes group/other access from it and its contents.
 // FAILED_PRECONDITION, naming the chmod to run, when that is impossible.
-absl::Status PrepareDataDir(const std::filesystem::path& dir);
+//
+// `system_mode` (`amld --system`, as root): runs run as their submitters, in
+// run folders each submitter owns (0700) under <dir>/runs/, so the data dir
+// and runs/ are made 0711 — others may pass through to their own run folder
+// but list neither — and runs/ is not walked (its folders are their users').
+// Everything else in the data dir stays root's alone.
+absl::Status PrepareDataDir(const std::filesystem::path& dir, bool system_mode = false);
 
 // Sets the process umask to 077: every file and folder the daemon creates
 // from here on has no group/other access whatever the caller's umask.

@@ -22,7 +22,7 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"amld: runs ML training scripts submitted with `aml` (user mode)", "amld"};
+  CLI::App app{"amld: runs ML training scripts submitted with `aml` (user mode, or --system)", "amld"};
   // Flags write straight into the options struct that owns each setting.
   amld::daemon::DaemonOptions options;
   amld::daemon::RunManagerOptions& runs = options.runs;
@@ -67,6 +67,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-snapshot-files", options.watched_roots.max_snapshot_files,
                  "most files in a snapshot of a watched source root (default 100000; 0: none)")
       ->check(CLI::NonNegativeNumber);
+  app.add_flag("--system", options.system_mode,
+               "system mode: one daemon, run as root, shared by this machine's users; socket "
+               "/run/amld/amld.sock (0666), data /var/lib/amld, each run runs as its submitter "
+               "(docs/shared-workstation.md)");
   app.add_flag("--foreground", foreground,
                "stay in the foreground (the default; `aml daemon start` backgrounds amld)");
   app.set_version_flag("--version", AMLD_VERSION);
@@ -82,6 +86,10 @@ int main(int argc, char** argv) {
   };
   // The flags name the data dir and the config file...
   if (int code = parse_flags(); code >= 0) return code;
+  if (options.system_mode) {
+    if (options.data_dir.empty()) options.data_dir = amld::base::kSystemDataDir;
+    if (options.socket_path.empty()) options.socket_path = amld::base::SystemSocketPath();
+  }
   if (options.data_dir.empty()) options.data_dir = amld::base::DefaultDataDir();
   if (options.socket_path.empty()) options.socket_path = amld::base::DefaultSocketPath();
   if (std::optional<std::filesystem::path> path =

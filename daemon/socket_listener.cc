@@ -40,15 +40,19 @@ absl::StatusOr<sockaddr_un> UnixAddress(const fs::path& path) {
   return addr;
 }
 
-// The socket's folder: created 0700 when missing; refused when another user
+// The socket's folder: created 0700 (shared: 0755) when missing; refused when another user
 // owns it (someone could swap the socket). A folder of ours that is open to
 // others is tightened only when it is amld's own ("amld", "amld-<uid>"), never
 // a folder the user merely pointed --socket into.
-absl::Status PrepareSocketDir(const fs::path& dir) {
+absl::Status PrepareSocketDir(const fs::path& dir, bool shared) {
+  const mode_t mode = shared ? 0755 : 0700;
   std::error_code ec;
   if (!fs::exists(dir, ec)) {
     fs::create_directories(dir.parent_path(), ec);
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    if (::mkdir(dir.c_str(), mode) == 0) {
+      // The daemon's umask (077) took the shared folder's bits away.
+      if (::chmod(dir.c_str(), mode) != 0) return ErrnoStatus(errno, "chmod", dir);
+    } else if (errno != EEXIST) {
       return ErrnoStatus(errno, "mkdir", dir);
     }
   }
@@ -63,8 +67,9 @@ absl::Status PrepareSocketDir(const fs::path& dir) {
                      ", not to you; remove it or choose another --socket"));
   }
   const std::string name = dir.filename().string();
-  if ((st.st_mode & 077) != 0 && (name == "amld" || absl::StartsWith(name, "amld-"))) {
-    if (::chmod(dir.c_str(), 0700) != 0) return ErrnoStatus(errno, "chmod", dir);
+  const bool wrong = shared ? (st.st_mode & 0777) != mode : (st.st_mode & 077) != 0;
+  if (wrong && (name == "amld" || absl::StartsWith(name, "amld-"))) {
+    if (::chmod(dir.c_str(), mode) != 0) return ErrnoStatus(errno, "chmod", dir);
   }
   return absl::OkStatus();
 }
@@ -95,8 +100,8 @@ absl::Status ClearStaleSocket(const fs::path& path, const sockaddr_un& addr) {
 
 }  // namespace
 
-SocketListener::SocketListener(ScopedFd fd, fs::path path, bool owns_file)
-    : listen_fd_(std::move(fd)), path_(std::move(path)), owns_file_(owns_file) {
+SocketListener::SocketListener(ScopedFd fd, fs::path path, bool owns_file, bool shared)
+    : listen_fd_(std::move(fd)), path_(std::move(path)), owns_file_(owns_file), shared_(shared) {
   wake_fd_ = ScopedFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   struct stat st;
   if (owns_file_ && ::stat(path_.c_str(), &st) == 0) socket_inode_ = st.st_ino;
@@ -104,10 +109,11 @@ SocketListener::SocketListener(ScopedFd fd, fs::path path, bool owns_file)
 
 SocketListener::~SocketListener() { Stop(); }
 
-absl::StatusOr<std::unique_ptr<SocketListener>> SocketListener::Bind(const fs::path& path) {
+absl::StatusOr<std::unique_ptr<SocketListener>> SocketListener::Bind(const fs::path& path,
+                                                                     bool shared) {
   absl::StatusOr<sockaddr_un> addr = UnixAddress(path);
   if (!addr.ok()) return addr.status();
-  absl::Status s = PrepareSocketDir(path.parent_path());
+  absl::Status s = PrepareSocketDir(path.parent_path(), shared);
   if (!s.ok()) return s;
   s = ClearStaleSocket(path, *addr);
   if (!s.ok()) return s;
@@ -117,13 +123,14 @@ absl::StatusOr<std::unique_ptr<SocketListener>> SocketListener::Bind(const fs::p
     return ErrnoStatus(errno, "bind", path);
   }
   // bind() creates the file with the umask's mode; the 0700 folder covers
-  // the moment until this chmod.
-  if (::chmod(path.c_str(), 0600) != 0) return ErrnoStatus(errno, "chmod", path);
+  // the moment until this chmod. Shared: anyone may connect (access is
+  // decided per call).
+  if (::chmod(path.c_str(), shared ? 0666 : 0600) != 0) return ErrnoStatus(errno, "chmod", path);
   if (::listen(fd.get(), SOMAXCONN) != 0) return ErrnoStatus(errno, "listen", path);
-  return std::unique_ptr<SocketListener>(new SocketListener(std::move(fd), path, true));
+  return std::unique_ptr<SocketListener>(new SocketListener(std::move(fd), path, true, shared));
 }
 
-absl::StatusOr<std::unique_ptr<SocketListener>> SocketListener::Adopt(int fd) {
+absl::StatusOr<std::unique_ptr<SocketListener>> SocketListener::Adopt(int fd, bool shared) {
   sockaddr_un addr = {};
   socklen_t len = sizeof(addr);
   int accepting = 0;
@@ -142,7 +149,7 @@ absl::StatusOr<std::unique_ptr<SocketListener>> SocketListener::Adopt(int fd) {
   if (len > offsetof(sockaddr_un, sun_path) && addr.sun_path[0] != '\0') {
     path = std::string(addr.sun_path, strnlen(addr.sun_path, sizeof(addr.sun_path)));
   }
-  return std::unique_ptr<SocketListener>(new SocketListener(ScopedFd(fd), path, false));
+  return std::unique_ptr<SocketListener>(new SocketListener(ScopedFd(fd), path, false, shared));
 }
 
 int SocketListener::TakeSocketActivationFd() {
@@ -209,7 +216,7 @@ void SocketListener::HandleConnection(grpc::Server* server, int fd) {
     ::close(fd);
     return;
   }
-  if (cred.uid != ::geteuid()) {
+  if (!shared_ && cred.uid != ::geteuid()) {
     // User mode: the socket's owner only (the 0600 socket should already
     // have kept others out).
     log_->warn("connection from uid {} (pid {}) refused: this daemon serves uid {} only", cred.uid,

@@ -1,12 +1,15 @@
 // SocketListener: the daemon's Unix socket. gRPC cannot tell who is calling
 // over a socket it listens on itself, so the daemon listens, accepts each
 // connection, reads the caller's credentials (SO_PEERCRED), refuses callers
-// other than the daemon's own user (user mode), and hands the connection to
+// other than the daemon's own user (user mode; a shared listener, for
+// `amld --system`, accepts every user and access is decided per call,
+// daemon/services/access.h), and hands the connection to
 // the gRPC server (grpc::AddInsecureChannelFromFd). Handlers then find the
 // caller's uid from ServerContext::peer() ("fd:N").
 //
 // The socket is either bound here — its folder created 0700, the socket made
-// 0600, a stale socket left by a dead daemon replaced — or inherited from
+// 0600 (shared: 0755 and 0666), a stale socket left by a dead daemon
+// replaced — or inherited from
 // systemd socket activation (LISTEN_PID/LISTEN_FDS, fd 3).
 //
 // Thread-safety: thread-safe. One accept thread, blocked in poll(2) while
@@ -41,10 +44,11 @@ class SocketListener {
   // Creates the socket at `path`. FAILED_PRECONDITION when a live daemon
   // answers there, or the path is something other than a socket, or its
   // folder belongs to another user.
-  static absl::StatusOr<std::unique_ptr<SocketListener>> Bind(const std::filesystem::path& path);
+  static absl::StatusOr<std::unique_ptr<SocketListener>> Bind(const std::filesystem::path& path,
+                                                              bool shared = false);
   // Takes an already listening Unix socket (from systemd). INVALID_ARGUMENT
   // when `fd` is not one.
-  static absl::StatusOr<std::unique_ptr<SocketListener>> Adopt(int fd);
+  static absl::StatusOr<std::unique_ptr<SocketListener>> Adopt(int fd, bool shared = false);
   // The listening fd passed by systemd socket activation, or -1 when this
   // process was not socket-activated. Clears LISTEN_PID/LISTEN_FDS/
   // LISTEN_FDNAMES so children do not inherit them.
@@ -66,7 +70,8 @@ class SocketListener {
   std::optional<uid_t> UidOfPeer(const std::string& peer) const;
 
  private:
-  SocketListener(amld::base::ScopedFd fd, std::filesystem::path path, bool owns_file);
+  SocketListener(amld::base::ScopedFd fd, std::filesystem::path path, bool owns_file,
+                 bool shared);
   void AcceptLoop(grpc::Server* server);
   void HandleConnection(grpc::Server* server, int fd);
 
@@ -74,6 +79,7 @@ class SocketListener {
   amld::base::ScopedFd wake_fd_;
   std::filesystem::path path_;
   bool owns_file_;
+  const bool shared_;  // every uid may connect
   ino_t socket_inode_ = 0;
   std::shared_ptr<spdlog::logger> log_;
   std::thread thread_;

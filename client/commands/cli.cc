@@ -12,6 +12,12 @@ namespace amld::client::commands {
 
 std::filesystem::path GlobalOptions::SocketPath() const {
   if (!socket.empty()) return socket;
+  if (found_socket_.empty()) found_socket_ = amld::base::ClientSocketPath();
+  return found_socket_;
+}
+
+std::filesystem::path GlobalOptions::UserSocketPath() const {
+  if (!socket.empty()) return socket;
   return amld::base::DefaultSocketPath();
 }
 

@@ -43,7 +43,16 @@ struct GlobalOptions {
   std::string output = "table";  // --output: "table" or "json"
 
   bool json() const { return output == "json"; }
+  // The daemon to talk to: --socket/AMLD_SOCKET, else the user daemon when
+  // one answers, else the system daemon when there is one
+  // (base/workspace_paths.h ClientSocketPath); looked up once.
   std::filesystem::path SocketPath() const;
+  // The user daemon's socket (`aml daemon start|stop` never act on the
+  // system daemon): --socket/AMLD_SOCKET, else the user-mode default.
+  std::filesystem::path UserSocketPath() const;
+
+ private:
+  mutable std::filesystem::path found_socket_;
 };
 
 // What the parsed command line asks for; set by the chosen subcommand's

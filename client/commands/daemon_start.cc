@@ -25,7 +25,7 @@ struct StartOptions {
 
 int RunDaemonStart(const GlobalOptions& global, const StartOptions& o) {
   DaemonStartOptions start;
-  start.socket = global.SocketPath();
+  start.socket = global.UserSocketPath();
   start.data_dir =
       o.data_dir.empty() ? amld::base::DefaultDataDir() : std::filesystem::path(o.data_dir);
   if (!o.config.empty()) {

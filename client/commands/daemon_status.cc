@@ -24,7 +24,12 @@ int RunDaemonStatus(const GlobalOptions& global) {
     return kExitOk;
   }
   const absl::Duration uptime = absl::Now() - ToAbslTime(info.start_time());
+  const bool system = info.mode() == amld::v1::DaemonInfo::SYSTEM;
   std::cout << "amld " << info.version() << " is running\n"
+            << "mode:          "
+            << (system ? "system (shared by this machine's users; runs run as their submitters)"
+                       : "user (yours alone)")
+            << '\n'
             << "pid:           " << info.pid() << '\n'
             << "uptime:        " << HumanDuration(uptime) << '\n'
             << "socket:        " << conn->socket_path.string() << '\n'
@@ -49,6 +54,16 @@ int RunDaemonStatus(const GlobalOptions& global) {
     std::cout << "run limits:    default duration " << seconds(info.default_run_duration_seconds())
               << ", max duration " << seconds(info.max_run_duration_seconds())
               << ", cancel grace " << info.kill_grace_seconds() << " s\n";
+  }
+  if (info.per_user_max_running_runs() > 0 || info.per_user_max_gpus() > 0) {
+    auto cap = [](int n) { return n > 0 ? absl::StrCat(n) : std::string("no cap"); };
+    std::cout << "per user:      at most " << cap(info.per_user_max_running_runs())
+              << " running runs, " << cap(info.per_user_max_gpus()) << " GPUs\n";
+  }
+  for (const amld::v1::UserUsage& u : info.user_usage()) {
+    std::cout << "  " << (u.user().empty() ? absl::StrCat("uid ", u.uid()) : u.user()) << ": "
+              << u.running() << " running (" << u.gpus() << " GPUs), " << u.queued()
+              << " queued\n";
   }
   if (info.executors_size() > 0) {
     std::cout << "executors:     " << absl::StrJoin(info.executors(), ", ") << '\n';

@@ -12,7 +12,7 @@ namespace amld::client::commands {
 namespace {
 
 int RunDaemonStop(const GlobalOptions& global, int timeout_seconds) {
-  auto info = StopDaemon(global.SocketPath(), absl::Seconds(timeout_seconds));
+  auto info = StopDaemon(global.UserSocketPath(), absl::Seconds(timeout_seconds));
   if (!info.ok()) {
     if (absl::IsNotFound(info.status())) {
       // Stopping what is not running is not a failure: the wanted state holds.

@@ -2,6 +2,7 @@
 // parent run.
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
+#include <pwd.h>
 
 #include <CLI/CLI.hpp>
 #include <iostream>
@@ -16,6 +17,17 @@
 
 namespace amld::client::commands {
 namespace {
+
+// The login name of `uid` on this machine, else the number.
+std::string UserName(uint32_t uid) {
+  std::vector<char> buf(16384);
+  passwd pw;
+  passwd* found = nullptr;
+  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr) {
+    return pw.pw_name;
+  }
+  return std::to_string(uid);
+}
 
 struct ListOptions {
   std::string experiment;
@@ -84,15 +96,21 @@ int RunList(const GlobalOptions& global, const ListOptions& o) {
               << std::endl;
     return kExitOk;
   }
+  // A daemon shared by several users (system mode) lists everyone's runs:
+  // say whose each is.
+  const bool shared = conn->info.mode() == amld::v1::DaemonInfo::SYSTEM;
   std::vector<std::vector<std::string>> rows;
   for (const auto& r : all.runs()) {
     const absl::Duration d = RunDuration(r);
     rows.push_back({r.id(), StatusName(r.status()), r.config().experiment_name(),
                     FormatTimestamp(r.created_time()),
                     d > absl::ZeroDuration() ? HumanDuration(d) : "-", WhatRan(r.config())});
+    if (shared) rows.back().insert(rows.back().begin() + 2, UserName(r.submitter_uid()));
   }
-  PrintTable(std::cout, {"RUN", "STATUS", "EXPERIMENT", "SUBMITTED", "DURATION", "SCRIPT"}, rows,
-             StdoutStyle(/*status_column=*/1));
+  std::vector<std::string> header = {"RUN",       "STATUS",   "EXPERIMENT",
+                                     "SUBMITTED", "DURATION", "SCRIPT"};
+  if (shared) header.insert(header.begin() + 2, "USER");
+  PrintTable(std::cout, header, rows, StdoutStyle(/*status_column=*/1));
   return kExitOk;
 }
 

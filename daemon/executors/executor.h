@@ -17,6 +17,7 @@
 
 #include <functional>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "daemon/executors/run_as.h"
 
 namespace amld::daemon {
 
@@ -61,6 +63,11 @@ struct LaunchSpec {
     int parameter_servers = 0;
     int nodes = 1;     // count / nodes on each (only Slurm takes more than 1)
   } processes;
+  // System mode: the submitter's account, which the run, its supervisor and
+  // every file of its folder belong to (run_as.h); `env` already carries
+  // its HOME, USER and LOGNAME. nullopt (user mode): the daemon's own user.
+  // Executors that cannot run as another user refuse a spec with one.
+  std::optional<RunAs> run_as;
 };
 
 // How a run's process ended, from the supervisor's exit file.

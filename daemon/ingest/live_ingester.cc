@@ -440,6 +440,12 @@ void LiveIngester::ReportMetricWarnings(RunState& run, const std::vector<std::st
   ScopedFd out(::openat(dir.get(), kMetricsLogName,
                         O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
   if (!out.valid()) return;
+  // A system-mode daemon (root) writes into a run folder its submitter owns:
+  // the file is theirs too, like everything else there.
+  struct stat owner;
+  if (::geteuid() == 0 && ::fstat(root.get(), &owner) == 0 && owner.st_uid != 0) {
+    (void)!::fchown(out.get(), owner.st_uid, owner.st_gid);
+  }
   const std::string stamp =
       absl::FormatTime("%Y-%m-%d %H:%M:%E3S ", deps_.clock->Now(), absl::LocalTimeZone());
   std::string text;

@@ -97,6 +97,7 @@ absl::Status RunManager::Recover(const Run& run) {
   absl::MutexLock lock(&mu_);
   ActiveRun& r = active_[id];
   r.config = run.config();
+  r.submitter_uid = run.submitter_uid();
   r.status = status;
   if (step.action == Action::kRequeue) {
     const QueueRequest request = QueueRequestOf(run.config(), run.submitter_uid());
@@ -108,7 +109,8 @@ absl::Status RunManager::Recover(const Run& run) {
     return absl::OkStatus();
   }
   scheduler_.Adopt(id, ResourcesOf(run.config()),
-                   std::vector<int>(run.assigned_gpus().begin(), run.assigned_gpus().end()));
+                   std::vector<int>(run.assigned_gpus().begin(), run.assigned_gpus().end()),
+                   run.submitter_uid());
   if (step.action == Action::kPrepareAgain) {
     r.phase = Phase::kPreparing;
     deps_.tasks->Post([this, id] { Prepare(id); });

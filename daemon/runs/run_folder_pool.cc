@@ -157,15 +157,30 @@ void RunFolderPool::MakeSpare(const fs::path& dest, const amld::storage::Digest*
 
 void RunFolderPool::RemoveSpares(bool filled, bool temporary) {
   const std::string tmp_prefix = absl::StrCat(kSpareName, "-tmp-");
+  std::vector<fs::path> doomed;
   std::error_code ec;
   for (fs::directory_iterator it(options_.runs_root, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
     const bool is_tmp = absl::StartsWith(name, tmp_prefix);
     const bool is_filled = !is_tmp && absl::StartsWith(name, kFilledSparePrefix);
-    if ((temporary && is_tmp) || (filled && is_filled)) {
-      std::error_code rm;
-      fs::remove_all(it->path(), rm);
+    if (temporary && is_tmp) doomed.push_back(it->path());
+    if (filled && is_filled) {
+      // A Prepare may be renaming this spare into a run's place right now:
+      // claim it with a rename first, so a run never gets a half-removed
+      // folder (seen as "chdir .../wd: No such file or directory" when two
+      // snapshots alternate). Lost the race: the run has it, leave it.
+      uint32_t bits;
+      {
+        absl::MutexLock lock(&mu_);
+        bits = absl::Uniform<uint32_t>(random_);
+      }
+      const fs::path claimed = options_.runs_root / absl::StrCat(tmp_prefix, "gone-", bits);
+      if (::rename(it->path().c_str(), claimed.c_str()) == 0) doomed.push_back(claimed);
     }
+  }
+  for (const fs::path& path : doomed) {
+    std::error_code rm;
+    fs::remove_all(path, rm);
   }
 }
 

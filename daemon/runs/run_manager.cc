@@ -57,7 +57,7 @@ RunManager::RunManager(RunManagerDeps deps, RunManagerOptions options)
       snapshot_checker_(deps_.cas),
       folders_(RunFolderPoolDeps{deps_.store, deps_.cas, deps_.housekeeping, deps_.log},
                options_.folders),
-      scheduler_(CapacityOf(options_)) {
+      scheduler_(CapacityOf(options_), options_.user_limits) {
   if (options_.max_concurrent_runs < 1) options_.max_concurrent_runs = 1;
   if (deps_.ingester == nullptr) {
     own_ingester_ = std::make_unique<LiveIngester>(
@@ -98,6 +98,7 @@ absl::StatusOr<RunConfig> RunManager::CheckSubmission(const RunConfig& submitted
         " nodes needs a Slurm target (this target is one machine: node_count 1); attach one with "
         "`aml compute create NAME --type slurm --workdir SHARED_DIR` and submit to it"));
   }
+  if (options_.run_as_submitter) AMLD_RETURN_IF_ERROR(CheckRunsAsSubmitter(submitted));
   RunConfig config = submitted;
   // Each process holds a CPU slot (as a Slurm task does), so a distributed
   // run waits until the machine has room for all of them, and is refused
@@ -165,6 +166,7 @@ absl::StatusOr<Run> RunManager::Submit(const RunConfig& submitted, uint32_t subm
   ++runs_submitted_;
   ActiveRun& active = active_[run.id()];
   active.config = config;
+  active.submitter_uid = submitter_uid;
   scheduler_.Enqueue(run.id(), QueueRequestOf(config, submitter_uid));
   StartReadyLocked();
   return run;
@@ -214,6 +216,23 @@ void RunManager::CancelChildren(const std::string& parent_id, const std::string&
     if (page->next_page_token.empty()) return;
     filter.page_token = page->next_page_token;
   }
+}
+
+absl::Status RunManager::CheckRunsAsSubmitter(const RunConfig& config) const {
+  if (!IsLocalTarget(config)) {
+    return absl::UnimplementedError(absl::StrCat(
+        "this is a system-mode daemon, which runs each run as its submitter; it cannot yet submit "
+        "to SSH or Slurm target \"", config.compute_target(),
+        "\" as you (it would use its own key and login): submit to the local target, or run your "
+        "own daemon (aml daemon start) for remote targets"));
+  }
+  if (IsManagedEnvironment(config.environment())) {
+    return absl::UnimplementedError(
+        "this is a system-mode daemon, which does not build managed environments yet (the build "
+        "would run as root): use a user-managed environment (python.user_managed_dependencies = "
+        "True) with an interpreter that has the packages");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status RunManager::CheckEnvironment(RunConfig* config) const {
@@ -338,7 +357,8 @@ int64_t RunManager::runs_holding_slots() const {
 
 RunManager::LocalTargetState RunManager::local_target() const {
   absl::MutexLock lock(&mu_);
-  return LocalTargetState{scheduler_.capacity(), scheduler_.free_cpus(), scheduler_.free_gpus()};
+  return LocalTargetState{scheduler_.capacity(), scheduler_.free_cpus(), scheduler_.free_gpus(),
+                          scheduler_.Usage()};
 }
 
 // ---------------------------------------------------------------------------

@@ -121,6 +121,14 @@ struct RunManagerOptions {
   // Managed environments (amld.yaml `environments:`); the daemon sets
   // environments.root to <data>/envs. No root: they are refused at submit.
   EnvironmentOptions environments;
+  // System mode (`amld --system`): each run runs as its submitter's account
+  // (LaunchSpec::run_as, daemon/executors/run_as.h). What cannot run as the
+  // submitter yet is refused at submit with UNIMPLEMENTED: SSH and Slurm
+  // targets (they would use the daemon's key and login) and managed
+  // environments (they would be built by root).
+  bool run_as_submitter = false;
+  // Per-user caps on the local target (amld.yaml `per_user:`; scheduler.h).
+  UserLimits user_limits;
 };
 
 // What the manager works with; all must outlive it. `log` may be null
@@ -221,6 +229,7 @@ class RunManager {
     TargetCapacity capacity;
     int free_cpus = 0;
     std::vector<int> free_gpus;
+    std::vector<UserUsage> users;  // what each user holds and has queued
   };
   LocalTargetState local_target() const;
   const RunManagerOptions& options() const { return options_; }
@@ -235,6 +244,7 @@ class RunManager {
     Phase phase = Phase::kQueued;
     amld::storage::RunStatus status = amld::v1::RunStatus::QUEUED;  // as stored
     amld::v1::RunConfig config;
+    uint32_t submitter_uid = 0;
     bool cancel_requested = false;
     std::string cancel_reason;
     // An exit reported while Launch had not returned yet.
@@ -279,6 +289,8 @@ class RunManager {
               const std::filesystem::path& environment_prefix);
   // Submit's checks of a managed environment; sets its digest in `config`.
   absl::Status CheckEnvironment(amld::v1::RunConfig* config) const;
+  // System mode: UNIMPLEMENTED for what cannot run as the submitter yet.
+  absl::Status CheckRunsAsSubmitter(const amld::v1::RunConfig& config) const;
   // The run's time limit after the daemon's limits, and its place in the
   // scheduler's order; INVALID_ARGUMENT when the target cannot hold it.
   absl::Status ApplyLimitsLocked(amld::v1::RunConfig* config) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -127,6 +127,24 @@ void RunManager::Launch(const std::string& run_id, const RunConfig& config,
     ActivateEnvironment(environment_prefix, config.command().empty(), &spec.argv, &spec.env);
   }
   if (IsLocalTarget(config)) SetVisibleGpus(gpus, &spec);
+  if (options_.run_as_submitter) {
+    uint32_t uid;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = active_.find(run_id);
+      if (it == active_.end()) return;
+      uid = it->second.submitter_uid;
+    }
+    absl::StatusOr<RunAs> account = LookupAccount(uid);
+    if (!account.ok()) {
+      absl::MutexLock lock(&mu_);
+      if (!active_.contains(run_id)) return;
+      return EndWithoutProcessLocked(run_id, Status::FAILED,
+                                     absl::StrCat("could not start: ", account.status().message()));
+    }
+    SetAccountEnvironment(*account, &spec.env);
+    spec.run_as = std::move(*account);
+  }
   // Before the process exists, so its first file is seen.
   deps_.ingester->Watch(run_id, PathsFor(run_id));
   const absl::Time launch_start = absl::Now();

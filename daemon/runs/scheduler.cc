@@ -13,7 +13,8 @@ RunResources NormalizeResources(int cpus, int gpus) {
   return RunResources{cpus == 0 ? 1 : cpus, gpus};
 }
 
-Scheduler::Scheduler(TargetCapacity capacity) : capacity_(std::move(capacity)) {
+Scheduler::Scheduler(TargetCapacity capacity, UserLimits per_user)
+    : capacity_(std::move(capacity)), per_user_(per_user) {
   capacity_.max_runs = std::max(capacity_.max_runs, 1);
   capacity_.cpus = std::max(capacity_.cpus, 1);
 }
@@ -57,6 +58,12 @@ absl::Status Scheduler::CheckFits(const RunResources& r) const {
         gpus == 0 ? "" : absl::StrCat(" (ids ", absl::StrJoin(capacity_.gpus, ","), ")"),
         "; ask for at most ", gpus, " (the daemon's amld.yaml lists them under `gpus`)"));
   }
+  const int user_gpus = per_user_.max_gpus;
+  if (user_gpus > 0 && r.gpus > user_gpus) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the run asks for ", r.gpus, " GPUs but each user may hold at most ", user_gpus,
+        " on this machine (per_user.max_gpus in the daemon's amld.yaml)"));
+  }
   return absl::OkStatus();
 }
 
@@ -76,16 +83,20 @@ bool Scheduler::RemoveQueued(const std::string& run_id) {
 }
 
 void Scheduler::Adopt(const std::string& run_id, const RunResources& resources,
-                      const std::vector<int>& gpus) {
+                      const std::vector<int>& gpus, uint32_t user) {
   RemoveQueued(run_id);
   if (holding_.contains(run_id)) return;
   Holding& h = holding_[run_id];
   h.resources = resources;
+  h.user = user;
   for (int id : gpus) {
     // A GPU recorded twice (it never should be) stays with its first run.
     if (gpu_owner_.emplace(id, run_id).second) h.gpus.push_back(id);
   }
   cpus_held_ += resources.cpus;
+  Held& held = held_by_user_[user];
+  ++held.runs;
+  held.gpus += static_cast<int>(h.gpus.size());
 }
 
 bool Scheduler::Release(const std::string& run_id) {
@@ -93,7 +104,40 @@ bool Scheduler::Release(const std::string& run_id) {
   if (it == holding_.end()) return false;
   for (int id : it->second.gpus) gpu_owner_.erase(id);
   cpus_held_ -= it->second.resources.cpus;
+  auto held = held_by_user_.find(it->second.user);
+  if (held != held_by_user_.end()) {
+    held->second.gpus -= static_cast<int>(it->second.gpus.size());
+    if (--held->second.runs <= 0) held_by_user_.erase(held);
+  }
   holding_.erase(it);
+  return true;
+}
+
+std::vector<UserUsage> Scheduler::Usage() const {
+  absl::flat_hash_map<uint32_t, UserUsage> by_user;
+  for (const auto& [user, held] : held_by_user_) {
+    UserUsage& u = by_user[user];
+    u.running = held.runs;
+    u.gpus = held.gpus;
+  }
+  for (const Queued& q : queue_) ++by_user[q.request.user].queued;
+  std::vector<UserUsage> usage;
+  for (auto& [user, u] : by_user) {
+    u.user = user;
+    usage.push_back(u);
+  }
+  std::sort(usage.begin(), usage.end(),
+            [](const UserUsage& a, const UserUsage& b) { return a.user < b.user; });
+  return usage;
+}
+
+bool Scheduler::UnderUserLimits(const QueueRequest& request) const {
+  const UserLimits& limits = per_user_;
+  if (limits.max_running_runs <= 0 && limits.max_gpus <= 0) return true;
+  auto it = held_by_user_.find(request.user);
+  const Held held = it == held_by_user_.end() ? Held{} : it->second;
+  if (limits.max_running_runs > 0 && held.runs >= limits.max_running_runs) return false;
+  if (limits.max_gpus > 0 && held.gpus + request.resources.gpus > limits.max_gpus) return false;
   return true;
 }
 
@@ -105,9 +149,10 @@ size_t Scheduler::NextIndex() const {
     uint64_t last = served == last_served_.end() ? 0 : served->second;
     return std::make_tuple(-q.request.priority, last, q.seq);
   };
-  size_t best = 0;
-  for (size_t i = 1; i < queue_.size(); ++i) {
-    if (key(queue_[i]) < key(queue_[best])) best = i;
+  size_t best = queue_.size();
+  for (size_t i = 0; i < queue_.size(); ++i) {
+    if (!UnderUserLimits(queue_[i].request)) continue;
+    if (best == queue_.size() || key(queue_[i]) < key(queue_[best])) best = i;
   }
   return best;
 }
@@ -130,10 +175,11 @@ std::vector<std::string> Scheduler::TakeStartable() {
   std::vector<std::string> start;
   while (!queue_.empty()) {
     const size_t next = NextIndex();
+    if (next == queue_.size()) break;  // every queued run's user is at a cap
     Queued q = queue_[next];
     if (!Fits(q.request.resources)) break;  // head-of-line blocking (see header)
     queue_.erase(queue_.begin() + static_cast<std::ptrdiff_t>(next));
-    Adopt(q.run_id, q.request.resources, TakeGpus(q.request.resources.gpus));
+    Adopt(q.run_id, q.request.resources, TakeGpus(q.request.resources.gpus), q.request.user);
     last_served_[q.request.user] = ++serve_count_;
     start.push_back(std::move(q.run_id));
   }

@@ -24,6 +24,12 @@
 // request the target could never satisfy is refused before queueing
 // (CheckFits), so it cannot block the queue.
 //
+// Per-user caps (amld.yaml `per_user:`, for a machine several people share):
+// a user holding `max_running_runs` runs, or GPUs such that the next run's
+// would exceed `max_gpus`, is passed over — their runs wait, everyone
+// else's go on in the order above (a capped user does not block the queue).
+// A run asking for more GPUs than the per-user cap is refused (CheckFits).
+//
 // Runs re-adopted after a daemon restart (Adopt) keep the GPUs they were
 // given and take their share even when that exceeds the capacity (they are
 // already running); new runs then wait until enough is free again.
@@ -47,11 +53,25 @@ struct RunResources {
   int gpus = 0;
 };
 
+// What one user may hold at once; 0: no cap.
+struct UserLimits {
+  int max_running_runs = 0;
+  int max_gpus = 0;
+};
+
 // The compute one target offers.
 struct TargetCapacity {
   int max_runs = 1;       // < 1 is treated as 1
   int cpus = 1;           // CPU slots; < 1 is treated as 1
   std::vector<int> gpus;  // GPU ids, distinct
+};
+
+// What one user holds and has queued.
+struct UserUsage {
+  uint32_t user = 0;
+  int running = 0;  // runs holding a slot
+  int gpus = 0;
+  int queued = 0;
 };
 
 // A queued run's place in the order.
@@ -63,7 +83,7 @@ struct QueueRequest {
 
 class Scheduler {
  public:
-  explicit Scheduler(TargetCapacity capacity);
+  explicit Scheduler(TargetCapacity capacity, UserLimits per_user = {});
   // max_runs = cpus = `slots`, no GPUs.
   explicit Scheduler(int slots);
 
@@ -94,7 +114,9 @@ class Scheduler {
   // Gives a slot to a run that is already past the queue (re-adopted at
   // start) with the GPUs it was given before, regardless of the capacity.
   void Adopt(const std::string& run_id, const RunResources& resources = {},
-             const std::vector<int>& gpus = {});
+             const std::vector<int>& gpus = {}, uint32_t user = 0);
+  // Per user with a run holding a slot or queued, by uid.
+  std::vector<UserUsage> Usage() const;
   // Frees the run's share. False when it held none.
   bool Release(const std::string& run_id);
   // Takes runs off the queue, in the order above, while the next one fits;
@@ -110,17 +132,26 @@ class Scheduler {
   struct Holding {
     RunResources resources;
     std::vector<int> gpus;
+    uint32_t user = 0;
+  };
+  struct Held {
+    int runs = 0;
+    int gpus = 0;
   };
 
-  // Index into queue_ of the run that goes next; queue_ must not be empty.
+  // Index into queue_ of the run that goes next, or queue_.size() when every
+  // queued run's user is at a cap.
   size_t NextIndex() const;
+  bool UnderUserLimits(const QueueRequest& request) const;
   bool Fits(const RunResources& resources) const;
   std::vector<int> TakeGpus(int count);
 
   TargetCapacity capacity_;
+  const UserLimits per_user_;
   std::vector<Queued> queue_;  // in submit order
   absl::flat_hash_map<std::string, Holding> holding_;
   absl::flat_hash_map<int, std::string> gpu_owner_;  // GPU id → run
+  absl::flat_hash_map<uint32_t, Held> held_by_user_;
   int cpus_held_ = 0;
   uint64_t next_seq_ = 1;
   // When each user last had a run started (a counter, not a time).

@@ -38,9 +38,14 @@ class ComputeTargetsService final : public pb::ComputeTargets::Service {
  public:
   explicit ComputeTargetsService(const ServiceDeps& deps) : deps_(deps) {}
 
-  grpc::Status CreateComputeTarget(grpc::ServerContext*,
+  grpc::Status CreateComputeTarget(grpc::ServerContext* context,
                                    const pb::CreateComputeTargetRequest* request,
                                    pb::ComputeTarget* response) override {
+    if (absl::Status s = deps_.access.CheckManageTargets(CallerUid(deps_, context->peer()),
+                                                         "create compute targets");
+        !s.ok()) {
+      return ToGrpcStatus(s);
+    }
     const pb::ComputeTarget& target = request->target();
     if (target.name() != amld::storage::kLocalTargetName) {
       // Without a registry (tests that run no targets) only the store's
@@ -78,9 +83,14 @@ class ComputeTargetsService final : public pb::ComputeTargets::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status DeleteComputeTarget(grpc::ServerContext*,
+  grpc::Status DeleteComputeTarget(grpc::ServerContext* context,
                                    const pb::DeleteComputeTargetRequest* request,
                                    pb::DeleteComputeTargetResponse*) override {
+    if (absl::Status s = deps_.access.CheckManageTargets(CallerUid(deps_, context->peer()),
+                                                         "delete compute targets");
+        !s.ok()) {
+      return ToGrpcStatus(s);
+    }
     absl::Status deleted = deps_.store->DeleteComputeTarget(request->name());
     if (!deleted.ok()) return ToGrpcStatus(deleted);
     if (deps_.executors != nullptr) deps_.executors->Forget(request->name());

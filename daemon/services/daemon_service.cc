@@ -16,7 +16,7 @@ class DaemonService final : public pb::Daemon::Service {
                        pb::DaemonInfo* info) override {
     const DaemonFacts& facts = deps_.facts;
     info->set_version(facts.version);
-    info->set_mode(pb::DaemonInfo::USER);
+    info->set_mode(deps_.access.system_mode() ? pb::DaemonInfo::SYSTEM : pb::DaemonInfo::USER);
     info->set_data_dir(facts.data_dir.string());
     info->set_socket_path(facts.socket_path.string());
     info->set_pid(facts.pid);
@@ -48,6 +48,16 @@ class DaemonService final : public pb::Daemon::Service {
     info->set_default_run_duration_seconds(run_options.default_run_duration_seconds);
     info->set_max_run_duration_seconds(run_options.max_run_duration_seconds);
     info->set_kill_grace_seconds(absl::ToInt64Seconds(run_options.kill_grace));
+    for (const UserUsage& u : local.users) {
+      pb::UserUsage* usage = info->add_user_usage();
+      usage->set_uid(u.user);
+      usage->set_user(UserName(u.user));
+      usage->set_running(u.running);
+      usage->set_gpus(u.gpus);
+      usage->set_queued(u.queued);
+    }
+    info->set_per_user_max_running_runs(run_options.user_limits.max_running_runs);
+    info->set_per_user_max_gpus(run_options.user_limits.max_gpus);
     return grpc::Status::OK;
   }
 

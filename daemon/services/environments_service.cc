@@ -14,9 +14,14 @@ class EnvironmentsService final : public pb::Environments::Service {
  public:
   explicit EnvironmentsService(const ServiceDeps& deps) : deps_(deps) {}
 
-  grpc::Status RegisterEnvironment(grpc::ServerContext*,
+  grpc::Status RegisterEnvironment(grpc::ServerContext* context,
                                    const pb::RegisterEnvironmentRequest* request,
                                    pb::RegisteredEnvironment* response) override {
+    if (absl::Status s = deps_.access.CheckManageTargets(CallerUid(deps_, context->peer()),
+                                                         "register environments");
+        !s.ok()) {
+      return ToGrpcStatus(s);
+    }
     if (registry() == nullptr) return Off();
     return Reply(registry()->Register(request->environment()), response);
   }

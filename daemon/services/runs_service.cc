@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -43,7 +44,9 @@ absl::Status CheckOffset(int64_t offset) {
 
 class RunWaiter final : public grpc::ServerWriteReactor<pb::WaitRunResponse> {
  public:
-  RunWaiter(RunManager* runs, const std::string& run_id) : runs_(runs), run_id_(run_id) {
+  // `redact` removes what the caller may not see (AccessPolicy).
+  RunWaiter(RunManager* runs, const std::string& run_id, std::function<void(Run*)> redact)
+      : runs_(runs), run_id_(run_id), redact_(std::move(redact)) {
     absl::StatusOr<RunManager::Subscription> sub =
         runs_->Subscribe(run_id_, [this](const Run& run) { OnChange(run); });
     absl::MutexLock lock(&mu_);
@@ -90,6 +93,7 @@ class RunWaiter final : public grpc::ServerWriteReactor<pb::WaitRunResponse> {
     }
     *current_.mutable_run() = std::move(pending_.front());
     pending_.pop_front();
+    redact_(current_.mutable_run());
     sent_terminal_ = IsTerminal(current_.run().status());
     writing_ = true;
     StartWrite(&current_);
@@ -105,6 +109,7 @@ class RunWaiter final : public grpc::ServerWriteReactor<pb::WaitRunResponse> {
 
   RunManager* const runs_;
   const std::string run_id_;
+  const std::function<void(Run*)> redact_;
   uint64_t listener_id_ = 0;
   absl::Mutex mu_;
   std::deque<Run> pending_ ABSL_GUARDED_BY(mu_);
@@ -371,11 +376,13 @@ class RunsService final : public RunsBase {
     if (!id.ok()) return ToGrpcStatus(id.status());
     absl::StatusOr<Run> run = deps_.store->GetRun(*id);
     if (!run.ok()) return ToGrpcStatus(run.status());
+    const uid_t caller = CallerUid(context);
+    deps_.access.RedactForCaller(caller, deps_.access.IsAdmin(caller), &*run);
     *response = std::move(*run);
     return grpc::Status::OK;
   }
 
-  grpc::Status ListRuns(grpc::ServerContext*, const pb::ListRunsRequest* request,
+  grpc::Status ListRuns(grpc::ServerContext* context, const pb::ListRunsRequest* request,
                         pb::ListRunsResponse* response) override {
     if (request->page_size() < 0) {
       return ToGrpcStatus(absl::InvalidArgumentError(
@@ -391,7 +398,12 @@ class RunsService final : public RunsBase {
     filter.page_token = request->page_token();
     absl::StatusOr<amld::storage::RunPage> page = deps_.store->ListRuns(filter);
     if (!page.ok()) return ToGrpcStatus(page.status());
-    for (Run& run : page->runs) *response->add_runs() = std::move(run);
+    const uid_t caller = CallerUid(context);
+    const bool admin = deps_.access.IsAdmin(caller);
+    for (Run& run : page->runs) {
+      deps_.access.RedactForCaller(caller, admin, &run);
+      *response->add_runs() = std::move(run);
+    }
     response->set_next_page_token(page->next_page_token);
     return grpc::Status::OK;
   }
@@ -400,12 +412,16 @@ class RunsService final : public RunsBase {
       grpc::CallbackServerContext* context, const pb::WaitRunRequest* request) override {
     absl::StatusOr<std::string> id = Resolve(context, request->run_id());
     if (!id.ok()) return new FailedStream<pb::WaitRunResponse>(id.status());
-    return new RunWaiter(deps_.runs, *id);
+    const uid_t caller = CallerUid(context);
+    const bool admin = deps_.access.IsAdmin(caller);
+    return new RunWaiter(deps_.runs, *id, [access = deps_.access, caller, admin](Run* run) {
+      access.RedactForCaller(caller, admin, run);
+    });
   }
 
   grpc::Status CancelRun(grpc::ServerContext* context, const pb::CancelRunRequest* request,
                          Run* response) override {
-    absl::StatusOr<std::string> id = Resolve(context, request->run_id());
+    absl::StatusOr<std::string> id = ResolveOwned(context, request->run_id(), "cancel");
     if (!id.ok()) return ToGrpcStatus(id.status());
     absl::StatusOr<Run> run = deps_.runs->Cancel(*id, request->reason());
     if (!run.ok()) return ToGrpcStatus(run.status());
@@ -416,7 +432,7 @@ class RunsService final : public RunsBase {
   grpc::ServerWriteReactor<pb::LogChunk>* StreamLogs(
       grpc::CallbackServerContext* context, const pb::StreamLogsRequest* request) override {
     pb::StreamLogsRequest resolved = *request;
-    absl::StatusOr<std::string> id = Resolve(context, request->run_id());
+    absl::StatusOr<std::string> id = ResolveOwned(context, request->run_id(), "read the logs of");
     if (!id.ok()) return new FailedStream<pb::LogChunk>(id.status());
     resolved.set_run_id(*id);
     return new LogStreamer(deps_, resolved);
@@ -425,7 +441,7 @@ class RunsService final : public RunsBase {
   grpc::Status ListFiles(grpc::ServerContext* context, const pb::ListFilesRequest* request,
                          pb::ListFilesResponse* response) override {
     pb::ListFilesRequest resolved = *request;
-    absl::StatusOr<std::string> id = Resolve(context, request->run_id());
+    absl::StatusOr<std::string> id = ResolveOwned(context, request->run_id(), "list the files of");
     if (!id.ok()) return ToGrpcStatus(id.status());
     resolved.set_run_id(*id);
     absl::Status s = ListFilesImpl(resolved, response);
@@ -435,7 +451,7 @@ class RunsService final : public RunsBase {
   grpc::Status DownloadFile(grpc::ServerContext* context, const pb::DownloadFileRequest* request,
                             grpc::ServerWriter<pb::FileChunk>* writer) override {
     pb::DownloadFileRequest resolved = *request;
-    absl::StatusOr<std::string> id = Resolve(context, request->run_id());
+    absl::StatusOr<std::string> id = ResolveOwned(context, request->run_id(), "download from");
     if (!id.ok()) return ToGrpcStatus(id.status());
     resolved.set_run_id(*id);
     return ToGrpcStatus(DownloadFileImpl(resolved, writer));
@@ -443,7 +459,7 @@ class RunsService final : public RunsBase {
 
   grpc::Status GetMetrics(grpc::ServerContext* context, const pb::GetMetricsRequest* request,
                           pb::GetMetricsResponse* response) override {
-    absl::StatusOr<std::string> id = Resolve(context, request->run_id());
+    absl::StatusOr<std::string> id = ResolveOwned(context, request->run_id(), "read the metrics of");
     if (!id.ok()) return ToGrpcStatus(id.status());
     absl::StatusOr<Run> run = deps_.store->GetRun(*id);
     if (!run.ok()) return ToGrpcStatus(run.status());
@@ -456,8 +472,18 @@ class RunsService final : public RunsBase {
 
  private:
   uid_t CallerUid(const grpc::ServerContextBase* context) const {
-    return deps_.uid_of_peer ? deps_.uid_of_peer(context->peer()).value_or(::geteuid())
-                             : ::geteuid();
+    return amld::daemon::CallerUid(deps_, context->peer());
+  }
+
+  // Resolve, then PERMISSION_DENIED unless the caller may `action` the run
+  // (its submitter or an admin in system mode; access.h).
+  absl::StatusOr<std::string> ResolveOwned(const grpc::ServerContextBase* context,
+                                           const std::string& typed, std::string_view action) {
+    AMLD_ASSIGN_OR_RETURN(std::string id, Resolve(context, typed));
+    if (!deps_.access.system_mode()) return id;
+    AMLD_ASSIGN_OR_RETURN(Run run, deps_.store->GetRun(id));
+    AMLD_RETURN_IF_ERROR(deps_.access.CheckRunOwner(CallerUid(context), run, action));
+    return id;
   }
 
   // The full id of the run a request names, however it was typed (run_ids.h).

@@ -24,6 +24,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "daemon/services/access.h"
 #include "daemon/watch/file_watcher.h"
 #include "daemon/runs/run_manager.h"
 #include "storage/cas.h"
@@ -81,7 +82,13 @@ struct ServiceDeps {
   // Runs sweeps (SubmitRun of a config with a sweep); null: sweeps are
   // refused with UNIMPLEMENTED.
   SweepController* sweeps = nullptr;
+  // Who may do what (access.h); the default allows everything (user mode).
+  AccessPolicy access;
 };
+
+// The uid of the caller on the connection `peer` (ServerContext::peer())
+// names; the daemon's own uid when unknown (only it can connect in user mode).
+uid_t CallerUid(const ServiceDeps& deps, const std::string& peer);
 
 std::unique_ptr<grpc::Service> NewRunsService(const ServiceDeps& deps);
 std::unique_ptr<grpc::Service> NewCasService(const ServiceDeps& deps);
@@ -92,7 +99,10 @@ std::unique_ptr<grpc::Service> NewComputeTargetsService(const ServiceDeps& deps)
 std::unique_ptr<grpc::Service> NewEnvironmentsService(const ServiceDeps& deps);
 
 class WatchedRoots;
-// Snapshots (watched source roots); `roots` must outlive the server.
-std::unique_ptr<grpc::Service> NewSnapshotsService(WatchedRoots* roots);
+// Snapshots (watched source roots); `roots` must outlive the server. In
+// system mode only admins may use them (access.h); `uid_of_peer` as in
+// ServiceDeps.
+std::unique_ptr<grpc::Service> NewSnapshotsService(WatchedRoots* roots,
+                                                   const ServiceDeps& deps);
 
 }  // namespace amld::daemon

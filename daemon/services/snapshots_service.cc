@@ -13,18 +13,20 @@ namespace pb = amld::v1;
 
 class SnapshotsService final : public pb::Snapshots::Service {
  public:
-  explicit SnapshotsService(WatchedRoots* roots) : roots_(roots) {}
+  SnapshotsService(WatchedRoots* roots, const ServiceDeps& deps) : roots_(roots), deps_(deps) {}
 
-  grpc::Status WatchRoot(grpc::ServerContext*, const pb::WatchRootRequest* request,
+  grpc::Status WatchRoot(grpc::ServerContext* context, const pb::WatchRootRequest* request,
                          pb::WatchedRoot* response) override {
+    if (grpc::Status s = AdminOnly(context, "watch source folders"); !s.ok()) return s;
     absl::StatusOr<pb::WatchedRoot> root = roots_->Watch(request->path());
     if (!root.ok()) return ToGrpcStatus(root.status());
     *response = *std::move(root);
     return grpc::Status::OK;
   }
 
-  grpc::Status UnwatchRoot(grpc::ServerContext*, const pb::UnwatchRootRequest* request,
+  grpc::Status UnwatchRoot(grpc::ServerContext* context, const pb::UnwatchRootRequest* request,
                            pb::UnwatchRootResponse* response) override {
+    if (grpc::Status s = AdminOnly(context, "unwatch source folders"); !s.ok()) return s;
     absl::StatusOr<pb::WatchedRoot> root = roots_->Unwatch(request->path());
     if (!root.ok()) return ToGrpcStatus(root.status());
     *response->mutable_root() = *std::move(root);
@@ -37,9 +39,12 @@ class SnapshotsService final : public pb::Snapshots::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status GetWatchedSnapshot(grpc::ServerContext*,
+  grpc::Status GetWatchedSnapshot(grpc::ServerContext* context,
                                   const pb::GetWatchedSnapshotRequest* request,
                                   pb::GetWatchedSnapshotResponse* response) override {
+    // The client walks the folder itself after any refusal (with its own
+    // rights: a user never snapshots what they cannot read).
+    if (grpc::Status s = AdminOnly(context, "use watched source folders"); !s.ok()) return s;
     absl::StatusOr<pb::GetWatchedSnapshotResponse> snap = roots_->Sync(request->path());
     if (!snap.ok()) return ToGrpcStatus(snap.status());
     *response = *std::move(snap);
@@ -47,13 +52,21 @@ class SnapshotsService final : public pb::Snapshots::Service {
   }
 
  private:
+  // A system-mode daemon reads watched folders with root's rights, so only
+  // root and the admin group may use them (access.h).
+  grpc::Status AdminOnly(grpc::ServerContext* context, std::string_view action) const {
+    return ToGrpcStatus(deps_.access.CheckAdmin(CallerUid(deps_, context->peer()), action));
+  }
+
   WatchedRoots* roots_;
+  ServiceDeps deps_;
 };
 
 }  // namespace
 
-std::unique_ptr<grpc::Service> NewSnapshotsService(WatchedRoots* roots) {
-  return std::make_unique<SnapshotsService>(roots);
+std::unique_ptr<grpc::Service> NewSnapshotsService(WatchedRoots* roots,
+                                                   const ServiceDeps& deps) {
+  return std::make_unique<SnapshotsService>(roots, deps);
 }
 
 }  // namespace amld::daemon

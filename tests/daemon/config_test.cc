@@ -51,6 +51,26 @@ limits:
   EXPECT_EQ(options.runs.max_run_duration_seconds, 86400);
 }
 
+TEST(DaemonConfigTest, SharedWorkstationSettingsParse) {
+  const DaemonOptions options = Parsed(R"(per_user:
+  max_running_runs: 3
+  max_gpus: 1
+admin_group: amld-admin
+users_manage_targets: true
+)");
+  EXPECT_EQ(options.runs.user_limits.max_running_runs, 3);
+  EXPECT_EQ(options.runs.user_limits.max_gpus, 1);
+  EXPECT_EQ(options.access.admin_group, "amld-admin");
+  EXPECT_TRUE(options.access.users_manage_targets);
+  EXPECT_EQ(ErrorOf("per_user:\n  max_runs: 3\n"),
+            "amld.yaml:2:3: unknown key \"per_user.max_runs\"; known keys: per_user.max_gpus, "
+            "per_user.max_running_runs");
+  EXPECT_EQ(ErrorOf("per_user:\n  max_gpus: -1\n"),
+            "amld.yaml:2:13: per_user.max_gpus must be 0 or more, got -1");
+  EXPECT_EQ(ErrorOf("users_manage_targets: yes please\n"),
+            "amld.yaml:1:23: users_manage_targets must be true or false");
+}
+
 TEST(DaemonConfigTest, EmptyFileAndBlockListsWork) {
   DaemonOptions given;
   given.runs.cpus = 3;
@@ -65,8 +85,9 @@ TEST(DaemonConfigTest, EmptyFileAndBlockListsWork) {
 
 TEST(DaemonConfigTest, UnknownKeysAreRefusedWithTheirLine) {
   EXPECT_EQ(ErrorOf("cpus: 4\ngpu: [0]\n"),
-            "amld.yaml:2:1: unknown key \"gpu\"; known keys: cpus, environments, gpus, "
-            "keep_finished_run_folders, kill_grace_seconds, limits, max_concurrent_runs, web");
+            "amld.yaml:2:1: unknown key \"gpu\"; known keys: admin_group, cpus, environments, "
+            "gpus, keep_finished_run_folders, kill_grace_seconds, limits, max_concurrent_runs, "
+            "per_user, users_manage_targets, web");
   EXPECT_EQ(ErrorOf("limits:\n  max_duration: 5\n"),
             "amld.yaml:2:3: unknown key \"limits.max_duration\"; known keys: "
             "limits.default_run_duration_seconds, limits.max_run_duration_seconds");

@@ -21,6 +21,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
@@ -30,6 +31,7 @@
 #include "daemon/executors/launch_spec.h"
 #include "daemon/executors/exit_status.h"
 #include "daemon/executors/launch/launch_protocol.h"
+#include "daemon/executors/run_as.h"
 #include "daemon/executors/run_handle.h"
 #include "daemon/executors/shim/shim_protocol.h"
 #include "daemon/executors/subprocess.h"
@@ -242,6 +244,21 @@ absl::StatusOr<ShimIdentity> LocalExecutor::SpawnShim(const LaunchSpec& spec,
   }
   shim.env.emplace();
   for (const auto& [name, value] : spec.env) shim.env->push_back(absl::StrCat(name, "=", value));
+  if (spec.run_as) {
+    // System mode: the folder and everything in it (the snapshot, the logs
+    // made above, the shim's log) become the submitter's before the shim
+    // takes the submitter's identity (shim_main.cc) and starts the run.
+    const fs::path shim_log = ShimLogPath(run_dir);
+    ScopedFd log(::open(shim_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+                        0644));
+    if (!log.valid()) return ErrnoStatus(errno, "create", shim_log);
+    AMLD_RETURN_IF_ERROR(GiveTreeTo(run_dir, spec.run_as->uid, spec.run_as->gid));
+    std::vector<std::string> identity = {absl::StrCat("--uid=", spec.run_as->uid),
+                                         absl::StrCat("--gid=", spec.run_as->gid),
+                                         absl::StrCat("--groups=",
+                                                      absl::StrJoin(spec.run_as->groups, ","))};
+    shim.argv.insert(shim.argv.begin() + 1, identity.begin(), identity.end());
+  }
 
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe2", "for amld-shim");

@@ -18,6 +18,12 @@
 // lasts as long as the run; it exits with the run's status (the exit code,
 // or 128 + the signal), so Slurm's own record agrees with exit.json.
 //
+// --uid=U --gid=G --groups=G1,G2 (a system-mode daemon, running as root,
+// starting a run as its submitter): before anything else the shim takes
+// that identity for good (setgroups, setresgid, setresuid), so the
+// supervisor, the run and every file either creates belong to the
+// submitter; it refuses to go on if any id did not change.
+//
 // It is on the submit → first-instruction path, so it is a static binary
 // that touches only libc: single-threaded, signals handled synchronously
 // with sigtimedwait (no handlers, no self-pipe). setsid comes only after the
@@ -27,6 +33,7 @@
 // 7-8: median Launch → first instruction 12-19 ms with setsid first,
 // 1.5-2 ms with setsid last).
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -60,6 +67,10 @@ struct Options {
   int64_t max_duration_ns = 0;  // 0: no deadline
   int64_t grace_ns = 10'000'000'000;
   bool foreground = false;
+  // The identity to take (system mode); uid -1: keep the caller's.
+  int64_t uid = -1;
+  int64_t gid = -1;
+  std::vector<gid_t> groups;
   std::vector<char*> argv;  // null-terminated
 };
 
@@ -139,6 +150,21 @@ Options ParseOptions(int argc, char** argv) {
         FailToStart("bad --max-duration-ns: " + std::string(v));
     } else if (const char* v = value_of("--grace-ns=")) {
       if (!ParseNonNegative(v, &o.grace_ns)) FailToStart("bad --grace-ns: " + std::string(v));
+    } else if (const char* v = value_of("--uid=")) {
+      if (!ParseNonNegative(v, &o.uid)) FailToStart("bad --uid: " + std::string(v));
+    } else if (const char* v = value_of("--gid=")) {
+      if (!ParseNonNegative(v, &o.gid)) FailToStart("bad --gid: " + std::string(v));
+    } else if (const char* v = value_of("--groups=")) {
+      std::string list = v;
+      for (size_t start = 0; start < list.size();) {
+        size_t comma = list.find(',', start);
+        if (comma == std::string::npos) comma = list.size();
+        std::string one = list.substr(start, comma - start);
+        int64_t g = 0;
+        if (!ParseNonNegative(one.c_str(), &g)) FailToStart("bad --groups: " + list);
+        o.groups.push_back(static_cast<gid_t>(g));
+        start = comma + 1;
+      }
     } else if (arg == "--foreground") {
       o.foreground = g_foreground = true;
     } else {
@@ -147,6 +173,7 @@ Options ParseOptions(int argc, char** argv) {
   }
   if (o.run_dir.empty() || o.run_dir[0] != '/') FailToStart("--run-dir must be an absolute path");
   if (i >= argc) FailToStart("no command after --");
+  if ((o.uid < 0) != (o.gid < 0)) FailToStart("--uid and --gid go together");
   o.argv.assign(argv + i, argv + argc);
   o.argv.push_back(nullptr);
   return o;
@@ -159,6 +186,28 @@ sigset_t SupervisorSignals() {
   sigemptyset(&set);
   for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGPIPE}) sigaddset(&set, sig);
   return set;
+}
+
+// Takes the run's identity (see the file comment); exits through
+// FailToStart when any part of it fails.
+void BecomeRunUser(const Options& o) {
+  if (o.uid < 0) return;
+  const uid_t uid = static_cast<uid_t>(o.uid);
+  const gid_t gid = static_cast<gid_t>(o.gid);
+  if (::setgroups(o.groups.size(), o.groups.data()) != 0) {
+    FailToStart(ErrnoMessage("setgroups", errno));
+  }
+  if (::setresgid(gid, gid, gid) != 0) FailToStart(ErrnoMessage("setresgid", errno));
+  if (::setresuid(uid, uid, uid) != 0) FailToStart(ErrnoMessage("setresuid", errno));
+  uid_t ru, eu, su;
+  gid_t rg, eg, sg;
+  if (::getresuid(&ru, &eu, &su) != 0 || ::getresgid(&rg, &eg, &sg) != 0 || ru != uid ||
+      eu != uid || su != uid || rg != gid || eg != gid || sg != gid) {
+    FailToStart("the run's uid and gid did not take");
+  }
+  // setresuid left the process undumpable (its /proc entries root's); it is
+  // the user's own supervisor, so let its user see it as any of theirs.
+  ::prctl(PR_SET_DUMPABLE, 1);
 }
 
 class Supervisor {
@@ -471,6 +520,7 @@ int main(int argc, char** argv) {
   ::syscall(SYS_close_range, kReadyFd + 1, ~0U, 0);
   ::fcntl(kReadyFd, F_SETFD, FD_CLOEXEC);  // the run's process must not hold it
   Options options = ParseOptions(argc, argv);
+  BecomeRunUser(options);
   if (::chdir("/") != 0) FailToStart(ErrnoMessage("chdir /", errno));
   if (options.foreground) {
     if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {

@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61mld/v1/daemon.proto\x12\x07\x61mld.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x05\n\nDaemonInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12&\n\x04mode\x18\x02 \x01(\x0e\x32\x18.amld.v1.DaemonInfo.Mode\x12\x10\n\x08\x64\x61ta_dir\x18\x03 \x01(\t\x12\x13\n\x0bsocket_path\x18\x04 \x01(\t\x12\x0b\n\x03pid\x18\x05 \x01(\x03\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\texecutors\x18\x07 \x03(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x08 \x03(\t\x12\x36\n\nrun_counts\x18\t \x03(\x0b\x32\".amld.v1.DaemonInfo.RunCountsEntry\x12\x33\n\x08\x63ounters\x18\n \x03(\x0b\x32!.amld.v1.DaemonInfo.CountersEntry\x12\x17\n\x0fmax_batch_bytes\x18\x0b \x01(\x03\x12\x1b\n\x13max_concurrent_runs\x18\x0c \x01(\x05\x12\x0c\n\x04\x63pus\x18\r \x01(\x05\x12\x11\n\tfree_cpus\x18\x0e \x01(\x05\x12\x0c\n\x04gpus\x18\x0f \x03(\x05\x12\x11\n\tfree_gpus\x18\x10 \x03(\x05\x12$\n\x1c\x64\x65\x66\x61ult_run_duration_seconds\x18\x11 \x01(\x03\x12 \n\x18max_run_duration_seconds\x18\x12 \x01(\x03\x12\x1a\n\x12kill_grace_seconds\x18\x13 \x01(\x03\x1a\x30\n\x0eRunCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\".\n\x04Mode\x12\x10\n\x0cMODE_UNKNOWN\x10\x00\x12\x08\n\x04USER\x10\x01\x12\n\n\x06SYSTEM\x10\x02\"\x10\n\x0eGetInfoRequest2A\n\x06\x44\x61\x65mon\x12\x37\n\x07GetInfo\x12\x17.amld.v1.GetInfoRequest\x1a\x13.amld.v1.DaemonInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61mld/v1/daemon.proto\x12\x07\x61mld.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x06\n\nDaemonInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12&\n\x04mode\x18\x02 \x01(\x0e\x32\x18.amld.v1.DaemonInfo.Mode\x12\x10\n\x08\x64\x61ta_dir\x18\x03 \x01(\t\x12\x13\n\x0bsocket_path\x18\x04 \x01(\t\x12\x0b\n\x03pid\x18\x05 \x01(\x03\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\texecutors\x18\x07 \x03(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x08 \x03(\t\x12\x36\n\nrun_counts\x18\t \x03(\x0b\x32\".amld.v1.DaemonInfo.RunCountsEntry\x12\x33\n\x08\x63ounters\x18\n \x03(\x0b\x32!.amld.v1.DaemonInfo.CountersEntry\x12\x17\n\x0fmax_batch_bytes\x18\x0b \x01(\x03\x12\x1b\n\x13max_concurrent_runs\x18\x0c \x01(\x05\x12\x0c\n\x04\x63pus\x18\r \x01(\x05\x12\x11\n\tfree_cpus\x18\x0e \x01(\x05\x12\x0c\n\x04gpus\x18\x0f \x03(\x05\x12\x11\n\tfree_gpus\x18\x10 \x03(\x05\x12$\n\x1c\x64\x65\x66\x61ult_run_duration_seconds\x18\x11 \x01(\x03\x12 \n\x18max_run_duration_seconds\x18\x12 \x01(\x03\x12\x1a\n\x12kill_grace_seconds\x18\x13 \x01(\x03\x12&\n\nuser_usage\x18\x32 \x03(\x0b\x32\x12.amld.v1.UserUsage\x12!\n\x19per_user_max_running_runs\x18\x33 \x01(\x05\x12\x19\n\x11per_user_max_gpus\x18\x34 \x01(\x05\x1a\x30\n\x0eRunCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\".\n\x04Mode\x12\x10\n\x0cMODE_UNKNOWN\x10\x00\x12\x08\n\x04USER\x10\x01\x12\n\n\x06SYSTEM\x10\x02\"U\n\tUserUsage\x12\x0b\n\x03uid\x18\x01 \x01(\r\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x0f\n\x07running\x18\x03 \x01(\x05\x12\x0c\n\x04gpus\x18\x04 \x01(\x05\x12\x0e\n\x06queued\x18\x05 \x01(\x05\"\x10\n\x0eGetInfoRequest2A\n\x06\x44\x61\x65mon\x12\x37\n\x07GetInfo\x12\x17.amld.v1.GetInfoRequest\x1a\x13.amld.v1.DaemonInfob\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'amld.v1.daemon_pb2', globals())
@@ -26,15 +26,17 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _DAEMONINFO_COUNTERSENTRY._options = None
   _DAEMONINFO_COUNTERSENTRY._serialized_options = b'8\001'
   _DAEMONINFO._serialized_start=67
-  _DAEMONINFO._serialized_end=753
-  _DAEMONINFO_RUNCOUNTSENTRY._serialized_start=608
-  _DAEMONINFO_RUNCOUNTSENTRY._serialized_end=656
-  _DAEMONINFO_COUNTERSENTRY._serialized_start=658
-  _DAEMONINFO_COUNTERSENTRY._serialized_end=705
-  _DAEMONINFO_MODE._serialized_start=707
-  _DAEMONINFO_MODE._serialized_end=753
-  _GETINFOREQUEST._serialized_start=755
-  _GETINFOREQUEST._serialized_end=771
-  _DAEMON._serialized_start=773
-  _DAEMON._serialized_end=838
+  _DAEMONINFO._serialized_end=855
+  _DAEMONINFO_RUNCOUNTSENTRY._serialized_start=710
+  _DAEMONINFO_RUNCOUNTSENTRY._serialized_end=758
+  _DAEMONINFO_COUNTERSENTRY._serialized_start=760
+  _DAEMONINFO_COUNTERSENTRY._serialized_end=807
+  _DAEMONINFO_MODE._serialized_start=809
+  _DAEMONINFO_MODE._serialized_end=855
+  _USERUSAGE._serialized_start=857
+  _USERUSAGE._serialized_end=942
+  _GETINFOREQUEST._serialized_start=944
+  _GETINFOREQUEST._serialized_end=960
+  _DAEMON._serialized_start=962
+  _DAEMON._serialized_end=1027
 # @@protoc_insertion_point(module_scope)

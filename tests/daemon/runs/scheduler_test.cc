@@ -208,5 +208,58 @@ TEST(SchedulerTest, AdoptedRunsMayExceedTheCpusAndHoldGpusNoLongerConfigured) {
   EXPECT_THAT(s.GpusOf("new"), ElementsAre(0));
 }
 
+
+TEST(SchedulerTest, AUserAtTheRunCapIsPassedOverNotBlockingOthers) {
+  UserLimits limits;
+  limits.max_running_runs = 2;
+  Scheduler s(TargetCapacity{4, 4, {}}, limits);
+  for (const char* id : {"a1", "a2", "a3", "a4"}) s.Enqueue(id, Req(0, 1000));
+  s.Enqueue("b1", Req(0, 2000));
+  // a1, then b1 (turns), then a2; a3 waits: its user holds 2.
+  EXPECT_THAT(s.TakeStartable(), ElementsAre("a1", "b1", "a2"));
+  EXPECT_THAT(s.TakeStartable(), IsEmpty());
+  EXPECT_EQ(s.holding_slots(), 3);  // a slot is free, a's cap keeps it so
+  s.Enqueue("b2", Req(0, 2000));
+  EXPECT_THAT(s.TakeStartable(), ElementsAre("b2"));  // b goes past a3
+  s.Release("a1");
+  EXPECT_THAT(s.TakeStartable(), ElementsAre("a3"));
+  std::vector<UserUsage> usage = s.Usage();
+  ASSERT_EQ(usage.size(), 2u);
+  EXPECT_EQ(usage[0].user, 1000u);
+  EXPECT_EQ(usage[0].running, 2);
+  EXPECT_EQ(usage[0].queued, 1);
+  EXPECT_EQ(usage[1].user, 2000u);
+  EXPECT_EQ(usage[1].running, 2);
+  EXPECT_EQ(usage[1].queued, 0);
+}
+
+TEST(SchedulerTest, AUserAtTheGpuCapIsPassedOverAndLargerRequestsAreRefused) {
+  UserLimits limits;
+  limits.max_gpus = 2;
+  Scheduler s(TargetCapacity{4, 4, {0, 1, 2, 3}}, limits);
+  EXPECT_FALSE(s.CheckFits(RunResources{1, 3}).ok());
+  EXPECT_THAT(std::string(s.CheckFits(RunResources{1, 3}).message()),
+              ::testing::HasSubstr("per_user.max_gpus"));
+  EXPECT_FALSE(s.Enqueue("too-big", Req(0, 1000, 1, 3)));
+  s.Enqueue("a1", Req(0, 1000, 1, 2));
+  s.Enqueue("a2", Req(0, 1000, 1, 1));
+  s.Enqueue("b1", Req(0, 2000, 1, 1));
+  EXPECT_THAT(s.TakeStartable(), ElementsAre("a1", "b1"));
+  EXPECT_THAT(s.free_gpus(), ElementsAre(3));
+  s.Release("a1");
+  EXPECT_THAT(s.TakeStartable(), ElementsAre("a2"));
+}
+
+TEST(SchedulerTest, AdoptedRunsCountTowardsTheirUsersCap) {
+  UserLimits limits;
+  limits.max_running_runs = 1;
+  Scheduler s(TargetCapacity{4, 4, {}}, limits);
+  s.Adopt("old", RunResources{1, 0}, {}, 1000);
+  s.Enqueue("a1", Req(0, 1000));
+  EXPECT_THAT(s.TakeStartable(), IsEmpty());
+  s.Release("old");
+  EXPECT_THAT(s.TakeStartable(), ElementsAre("a1"));
+}
+
 }  // namespace
 }  // namespace amld::daemon

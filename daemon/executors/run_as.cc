@@ -1,0 +1,125 @@
+#include "daemon/executors/run_as.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "base/file_util.h"
+
+namespace amld::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+using base::ErrnoStatus;
+using base::ScopedFd;
+
+// Every entry of the open folder `dir` (named `path` in errors), depth first.
+absl::Status ChownBelow(int dir, const fs::path& path, uid_t uid, gid_t gid) {
+  ScopedFd walk(::dup(dir));
+  if (!walk.valid()) return ErrnoStatus(errno, "dup", path);
+  DIR* d = ::fdopendir(walk.get());
+  if (d == nullptr) return ErrnoStatus(errno, "opendir", path);
+  (void)walk.release();  // owned by d now
+  absl::Status status;
+  while (status.ok()) {
+    errno = 0;
+    const dirent* e = ::readdir(d);
+    if (e == nullptr) {
+      if (errno != 0) status = ErrnoStatus(errno, "readdir", path);
+      break;
+    }
+    const std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    if (::fchownat(dir, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
+      status = ErrnoStatus(errno, "chown", path / name);
+      break;
+    }
+    if (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN) continue;
+    ScopedFd sub(::openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!sub.valid()) {
+      if (errno == ENOTDIR || errno == ELOOP) continue;  // DT_UNKNOWN that was no folder
+      status = ErrnoStatus(errno, "open", path / name);
+      break;
+    }
+    status = ChownBelow(sub.get(), path / name, uid, gid);
+  }
+  ::closedir(d);
+  return status;
+}
+
+}  // namespace
+
+absl::StatusOr<RunAs> LookupAccount(uid_t uid) {
+  long size = ::sysconf(_SC_GETPW_R_SIZE_MAX);
+  std::string buf(static_cast<size_t>(size > 0 ? size : 16384), '\0');
+  passwd pw;
+  passwd* found = nullptr;
+  int err;
+  while ((err = ::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found)) == ERANGE) {
+    buf.resize(buf.size() * 2);
+  }
+  if (err != 0) return ErrnoStatus(err, "look up the account of uid", std::to_string(uid));
+  if (found == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "uid ", uid, " has no account on this machine (no passwd entry); a system-mode daemon "
+        "runs each run as its submitter's account"));
+  }
+  RunAs account;
+  account.uid = pw.pw_uid;
+  account.gid = pw.pw_gid;
+  account.user = pw.pw_name;
+  account.home = pw.pw_dir != nullptr ? pw.pw_dir : "/";
+  account.shell = pw.pw_shell != nullptr && *pw.pw_shell != '\0' ? pw.pw_shell : "/bin/sh";
+  int count = 32;
+  std::vector<gid_t> groups(static_cast<size_t>(count));
+  while (::getgrouplist(pw.pw_name, pw.pw_gid, groups.data(), &count) < 0) {
+    groups.resize(static_cast<size_t>(count) + 32);
+    count = static_cast<int>(groups.size());
+  }
+  groups.resize(static_cast<size_t>(count));
+  account.groups = std::move(groups);
+  return account;
+}
+
+bool InGroup(const RunAs& account, gid_t gid) {
+  return account.gid == gid ||
+         std::find(account.groups.begin(), account.groups.end(), gid) != account.groups.end();
+}
+
+void SetAccountEnvironment(const RunAs& account,
+                           std::vector<std::pair<std::string, std::string>>* env) {
+  // The account's own values replace these; the rest name root's places.
+  const std::vector<std::string> dropped = {"XDG_RUNTIME_DIR", "XDG_DATA_HOME", "XDG_CONFIG_HOME",
+                                            "XDG_CACHE_HOME",  "XDG_STATE_HOME", "MAIL",
+                                            "HOME",            "USER",           "LOGNAME",
+                                            "SHELL"};
+  env->erase(std::remove_if(env->begin(), env->end(),
+                            [&](const auto& entry) {
+                              return std::find(dropped.begin(), dropped.end(), entry.first) !=
+                                     dropped.end();
+                            }),
+             env->end());
+  env->emplace_back("HOME", account.home.string());
+  env->emplace_back("USER", account.user);
+  env->emplace_back("LOGNAME", account.user);
+  env->emplace_back("SHELL", account.shell);
+  std::sort(env->begin(), env->end());
+}
+
+absl::Status GiveTreeTo(const fs::path& root, uid_t uid, gid_t gid) {
+  ScopedFd dir(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir.valid()) return ErrnoStatus(errno, "open", root);
+  if (absl::Status s = ChownBelow(dir.get(), root, uid, gid); !s.ok()) return s;
+  if (::fchown(dir.get(), uid, gid) != 0) return ErrnoStatus(errno, "chown", root);
+  if (::fchmod(dir.get(), 0700) != 0) return ErrnoStatus(errno, "chmod", root);
+  return absl::OkStatus();
+}
+
+}  // namespace amld::daemon

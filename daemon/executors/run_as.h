@@ -1,0 +1,54 @@
+// RunAs: the account a system-mode daemon (`amld --system`, running as
+// root) runs a run as — its submitter's, from the uid the kernel gave the
+// daemon for the submitting connection (SO_PEERCRED), never from anything
+// the client said. What it holds is what login(1) would give that user:
+// uid, primary gid, supplementary groups (initgroups), HOME, USER, LOGNAME
+// and SHELL.
+//
+// In user mode no LaunchSpec carries one: runs run as the daemon's user.
+//
+// Thread-safety: free functions, thread-safe (getpwuid_r, getgrouplist).
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace amld::daemon {
+
+struct RunAs {
+  uid_t uid = 0;
+  gid_t gid = 0;                // primary group
+  std::vector<gid_t> groups;    // supplementary groups, the primary one included
+  std::string user;             // login name
+  std::filesystem::path home;
+  std::string shell;
+};
+
+// The account of `uid` from the passwd and group databases (NSS).
+// FAILED_PRECONDITION "uid N has no account on this machine" when passwd
+// has none: a run must not run under a uid nobody can name.
+absl::StatusOr<RunAs> LookupAccount(uid_t uid);
+
+// True when `account` is in group `gid` (primary or supplementary).
+bool InGroup(const RunAs& account, gid_t gid);
+
+// Sets HOME, USER, LOGNAME and SHELL to the account's and drops the
+// daemon's per-user locations (XDG_RUNTIME_DIR, XDG_*_HOME, MAIL), which
+// name root's, in a run's environment.
+void SetAccountEnvironment(const RunAs& account,
+                           std::vector<std::pair<std::string, std::string>>* env);
+
+// Gives the folder `root` and everything below it to uid:gid (lchown: links
+// are never followed, their targets never changed) and makes `root` 0700, so
+// the run's user owns its run folder and no other user can enter it. Called
+// before the run starts, while only the daemon can reach the folder.
+absl::Status GiveTreeTo(const std::filesystem::path& root, uid_t uid, gid_t gid);
+
+}  // namespace amld::daemon
