@@ -113,6 +113,7 @@ struct Daemon::Impl {
   std::unique_ptr<RunManager> runs;
   std::unique_ptr<SweepController> sweeps;
   std::unique_ptr<WatchedRoots> watched_roots;
+  std::unique_ptr<amld::storage::CasCollector> gc;
   DaemonCounters counters;
   std::vector<std::unique_ptr<grpc::Service>> services;
   std::unique_ptr<grpc::Server> server;
@@ -164,6 +165,29 @@ struct Daemon::Impl {
     return watched_roots->Start(std::move(tree_watcher));
   }
 
+  // After the watched roots: what they hold is live.
+  void StartGc() {
+    amld::storage::CasCollector::Deps deps{store.get(), cas.get()};
+    WatchedRoots* roots = watched_roots.get();
+    deps.extra_live = [roots](amld::storage::ExtraLive* extra) {
+      roots->AddLiveDigests(&extra->roots, &extra->blobs);
+    };
+    RunManager* run_manager = runs.get();
+    deps.on_removed = [run_manager] { run_manager->ForgetCheckedSnapshots(); };
+    std::shared_ptr<spdlog::logger> logger = log;
+    deps.on_report = [logger](const amld::storage::GcReport& r) {
+      if (!r.status.ok()) {
+        logger->error("gc stopped: {}", r.status.ToString());
+        return;
+      }
+      logger->info("gc: {} objects removed, {} bytes freed, {} kept, {} ms",
+                   r.stats.objects_removed, r.stats.bytes_removed, r.stats.objects_kept,
+                   absl::ToInt64Milliseconds(r.took));
+    };
+    gc = std::make_unique<amld::storage::CasCollector>(std::move(deps), options.gc);
+    gc->Start();
+  }
+
   absl::Status StartServer() {
     if (options.listen_fd >= 0) {
       AMLD_ASSIGN_OR_RETURN(listener, SocketListener::Adopt(options.listen_fd));
@@ -185,6 +209,7 @@ struct Daemon::Impl {
     deps.executors = executor.get();
     deps.log = log;
     deps.sweeps = sweeps.get();
+    deps.gc = gc.get();
     services.push_back(NewRunsService(deps));
     services.push_back(NewCasService(deps));
     services.push_back(NewExperimentsService(deps));
@@ -230,6 +255,8 @@ struct Daemon::Impl {
     services.clear();
     sweeps.reset();
     runs.reset();
+    if (gc != nullptr) gc->Stop();
+    gc.reset();
     if (watched_roots != nullptr) watched_roots->Shutdown();
     watched_roots.reset();
     ingest_loop.reset();
@@ -272,6 +299,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   absl::Status s = impl->OpenStores();
   if (s.ok()) s = impl->StartRuns();
   if (s.ok()) s = impl->StartWatchedRoots();
+  if (s.ok()) impl->StartGc();
   if (s.ok()) s = impl->StartServer();
   if (!s.ok()) {
     if (impl->log != nullptr && impl->lock != nullptr)

@@ -31,6 +31,7 @@
 #include "daemon/ingest/live_ingester.h"
 #include "daemon/runs/run_manager.h"
 #include "daemon/watch/watched_roots.h"
+#include "storage/state/gc.h"
 
 namespace amld::daemon {
 
@@ -67,6 +68,9 @@ struct DaemonOptions {
   LiveIngesterOptions ingest;
   // Watched source roots (watched_roots.h).
   WatchedRootsOptions watched_roots = DaemonWatchedRootsDefaults();
+  // CAS garbage collection (storage/state/gc.h; amld.yaml gc_interval_seconds,
+  // gc_grace_seconds).
+  amld::storage::CasCollectorOptions gc;
   // The config file the options came from (daemon/config.h), for the log;
   // empty when none was read.
   std::filesystem::path config_file;

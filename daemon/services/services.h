@@ -27,6 +27,7 @@
 #include "daemon/watch/file_watcher.h"
 #include "daemon/runs/run_manager.h"
 #include "storage/cas.h"
+#include "storage/state/gc.h"
 #include "storage/state/state_store.h"
 
 namespace grpc {
@@ -81,6 +82,9 @@ struct ServiceDeps {
   // Runs sweeps (SubmitRun of a config with a sweep); null: sweeps are
   // refused with UNIMPLEMENTED.
   SweepController* sweeps = nullptr;
+  // The CAS's garbage collector (Daemon.CollectGarbage, GetInfo's last_gc);
+  // null: CollectGarbage is UNIMPLEMENTED.
+  amld::storage::CasCollector* gc = nullptr;
 };
 
 std::unique_ptr<grpc::Service> NewRunsService(const ServiceDeps& deps);
