@@ -167,7 +167,9 @@ struct Daemon::Impl {
 
   // After the watched roots: what they hold is live.
   void StartGc() {
-    amld::storage::CasCollector::Deps deps{store.get(), cas.get()};
+    amld::storage::CasCollector::Deps deps;
+    deps.state = store.get();
+    deps.cas = cas.get();
     WatchedRoots* roots = watched_roots.get();
     deps.extra_live = [roots](amld::storage::ExtraLive* extra) {
       roots->AddLiveDigests(&extra->roots, &extra->blobs);

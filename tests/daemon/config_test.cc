@@ -65,8 +65,9 @@ TEST(DaemonConfigTest, EmptyFileAndBlockListsWork) {
 
 TEST(DaemonConfigTest, UnknownKeysAreRefusedWithTheirLine) {
   EXPECT_EQ(ErrorOf("cpus: 4\ngpu: [0]\n"),
-            "amld.yaml:2:1: unknown key \"gpu\"; known keys: cpus, environments, gpus, "
-            "keep_finished_run_folders, kill_grace_seconds, limits, max_concurrent_runs");
+            "amld.yaml:2:1: unknown key \"gpu\"; known keys: cpus, environments, "
+            "gc_grace_seconds, gc_interval_seconds, gpus, keep_finished_run_folders, "
+            "kill_grace_seconds, limits, max_concurrent_runs");
   EXPECT_EQ(ErrorOf("limits:\n  max_duration: 5\n"),
             "amld.yaml:2:3: unknown key \"limits.max_duration\"; known keys: "
             "limits.default_run_duration_seconds, limits.max_run_duration_seconds");

@@ -90,12 +90,12 @@ TEST_F(GcTest, WhatTheDaemonHoldsBesidesRunsIsKept) {
   auto orphan = cas_->Put("old upload");
   ASSERT_TRUE(watched_file.ok() && orphan.ok());
 
-  CasCollector gc({state_.get(), cas_.get(),
-                   [&](ExtraLive* extra) {
-                     extra->roots.push_back(snapshot->root);  // a watched root's published tree
-                     extra->blobs.insert(*watched_file);
-                   }},
-                  CasCollectorOptions{.grace = absl::ZeroDuration(), .interval = {}});
+  CasCollector::Deps deps{.state = state_.get(), .cas = cas_.get()};
+  deps.extra_live = [&](ExtraLive* extra) {
+    extra->roots.push_back(snapshot->root);  // a watched root's published tree
+    extra->blobs.insert(*watched_file);
+  };
+  CasCollector gc(deps, CasCollectorOptions{.grace = absl::ZeroDuration(), .interval = {}});
   EXPECT_EQ(gc.Last().started, absl::InfinitePast());
   auto report = gc.CollectNow();
   ASSERT_TRUE(report.ok()) << report.status();
@@ -131,7 +131,7 @@ TEST_F(GcTest, TheBackgroundCollectorRunsEveryIntervalAndStops) {
   auto orphan = cas_->Put("abandoned upload");
   ASSERT_TRUE(orphan.ok());
   std::atomic<int> reports{0};
-  CasCollector::Deps deps{state_.get(), cas_.get()};
+  CasCollector::Deps deps{.state = state_.get(), .cas = cas_.get()};
   deps.on_report = [&](const GcReport& r) {
     EXPECT_TRUE(r.status.ok()) << r.status;
     ++reports;
