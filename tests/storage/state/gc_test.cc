@@ -90,7 +90,9 @@ TEST_F(GcTest, WhatTheDaemonHoldsBesidesRunsIsKept) {
   auto orphan = cas_->Put("old upload");
   ASSERT_TRUE(watched_file.ok() && orphan.ok());
 
-  CasCollector::Deps deps{.state = state_.get(), .cas = cas_.get()};
+  CasCollector::Deps deps;
+  deps.state = state_.get();
+  deps.cas = cas_.get();
   deps.extra_live = [&](ExtraLive* extra) {
     extra->roots.push_back(snapshot->root);  // a watched root's published tree
     extra->blobs.insert(*watched_file);
@@ -131,7 +133,9 @@ TEST_F(GcTest, TheBackgroundCollectorRunsEveryIntervalAndStops) {
   auto orphan = cas_->Put("abandoned upload");
   ASSERT_TRUE(orphan.ok());
   std::atomic<int> reports{0};
-  CasCollector::Deps deps{.state = state_.get(), .cas = cas_.get()};
+  CasCollector::Deps deps;
+  deps.state = state_.get();
+  deps.cas = cas_.get();
   deps.on_report = [&](const GcReport& r) {
     EXPECT_TRUE(r.status.ok()) << r.status;
     ++reports;
