@@ -3,7 +3,7 @@
 PRESET ?= dev
 BUILD_DIR := build
 
-.PHONY: deps configure build test demo clean format bench
+.PHONY: deps configure build test test-asan fuzz demo clean format bench
 
 deps:
 	@scripts/install-deps
@@ -17,11 +17,30 @@ build: configure
 test: build
 	@ctest --preset $(PRESET)
 
+# The unit and daemon tests again, built with AddressSanitizer and
+# UndefinedBehaviorSanitizer (build-asan/; CMakePresets.json "asan"). The
+# end-to-end, Python, Slurm and SSH tests stay with `make test`: they add
+# little here for their time. Dependencies (gRPC, protobuf, SQLite) are
+# Debian's, uninstrumented: their own bugs are out of sight, and container
+# overflow checks are off (they misfire across that boundary).
+test-asan: deps
+	@if [ ! -f build-asan/build.ninja ]; then cmake --preset asan >/dev/null; fi
+	@cmake --build --preset asan
+	@ctest --preset asan
+
+# Each libFuzzer target of tests/fuzz for FUZZ_SECONDS (default 60) over
+# its checked-in seeds (tests/fuzz/corpus/<target>/); new inputs go to
+# build-fuzz/corpus/, crashes to build-fuzz/crashes/. Built by clang.
+fuzz: deps
+	@if [ ! -f build-fuzz/build.ninja ]; then cmake --preset fuzz >/dev/null; fi
+	@cmake --build --preset fuzz
+	@BUILD_DIR=build-fuzz tests/fuzz/run
+
 format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD_DIR) build-release
+	rm -rf $(BUILD_DIR) build-release build-asan build-fuzz
 
 demo: build
 	@scripts/demo

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <optional>
 #include <random>
 #include <system_error>
 #include <thread>
@@ -17,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "amld/v1/runs.grpc.pb.h"
 #include "client/grpc_status.h"
+#include "base/file_names.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
 #include "storage/digest.h"
@@ -30,24 +32,52 @@ absl::StatusOr<std::vector<amld::v1::RunFile>> ListRunFiles(const Connection& co
   grpc::ClientContext ctx;
   amld::v1::ListFilesRequest req;
   req.set_run_id(run_id);
-  req.set_prefix(prefix);
+  if (amld::base::IsValidUtf8(prefix)) {
+    req.set_prefix(prefix);
+  } else {
+    req.set_prefix_bytes(prefix);
+  }
   amld::v1::ListFilesResponse resp;
   grpc::Status st = stub->ListFiles(&ctx, req, &resp);
   if (!st.ok()) return FromGrpcStatus(st, "list the files of run " + run_id, conn.socket_path);
   return std::vector<amld::v1::RunFile>(resp.files().begin(), resp.files().end());
 }
 
+const std::string& RunFilePath(const amld::v1::RunFile& f) {
+  return f.path_bytes().empty() ? f.path() : f.path_bytes();
+}
+
+absl::StatusOr<std::string> TypedRunFilePath(const Connection& conn, const std::string& run_id,
+                                             const std::string& typed) {
+  if (typed.find('\\') == std::string::npos) return typed;
+  std::optional<std::string> raw = amld::base::UnescapeName(typed);
+  if (!raw.has_value() || *raw == typed) return typed;
+  // The common prefix of both readings bounds the listing.
+  size_t common = 0;
+  while (common < raw->size() && (*raw)[common] == typed[common]) ++common;
+  AMLD_ASSIGN_OR_RETURN(std::vector<amld::v1::RunFile> files,
+                        ListRunFiles(conn, run_id, typed.substr(0, common)));
+  bool has_raw = false;
+  for (const auto& f : files) {
+    if (RunFilePath(f) == typed) return typed;
+    has_raw = has_raw || RunFilePath(f) == *raw;
+  }
+  return has_raw ? *raw : typed;
+}
+
 absl::StatusOr<std::filesystem::path> SafeJoin(const std::filesystem::path& dir,
                                                const std::string& rel_path) {
   if (rel_path.empty() || rel_path.front() == '/') {
     return absl::InvalidArgumentError(
-        absl::StrCat("amld listed a file path that is not relative: \"", rel_path, "\""));
+        absl::StrCat("amld listed a file path that is not relative: \"",
+                     amld::base::EscapeName(rel_path), "\""));
   }
   std::filesystem::path out = dir;
   for (absl::string_view part : absl::StrSplit(rel_path, '/', absl::SkipEmpty())) {
     if (part == "." || part == "..") {
       return absl::InvalidArgumentError(
-          absl::StrCat("amld listed a file path that leaves its folder: \"", rel_path, "\""));
+          absl::StrCat("amld listed a file path that leaves its folder: \"",
+                       amld::base::EscapeName(rel_path), "\""));
     }
     out /= std::string(part);
   }
@@ -123,9 +153,10 @@ absl::StatusOr<amld::v1::Digest> StoredDigest(const Connection& conn, const std:
                                               const std::string& path) {
   AMLD_ASSIGN_OR_RETURN(std::vector<amld::v1::RunFile> files, ListRunFiles(conn, run_id, path));
   for (const auto& f : files) {
-    if (f.path() == path) return f.digest();
+    if (RunFilePath(f) == path) return f.digest();
   }
-  return absl::NotFoundError(absl::StrCat("run ", run_id, " no longer lists ", path,
+  return absl::NotFoundError(absl::StrCat("run ", run_id, " no longer lists ",
+                                          amld::base::EscapeName(path),
                                           "; it changed while downloading: download it again"));
 }
 
@@ -144,7 +175,8 @@ absl::Status Mismatch(const std::string& doing, const amld::v1::Digest& expected
 absl::StatusOr<int64_t> DownloadRunFile(const Connection& conn, const std::string& run_id,
                                         const std::string& path, const DownloadDest& dest,
                                         const amld::v1::Digest* expected, Interrupt* interrupt) {
-  const std::string doing = absl::StrCat("download ", path, " of run ", run_id);
+  const std::string doing =
+      absl::StrCat("download ", amld::base::EscapeName(path), " of run ", run_id);
   const bool to_fd = dest.fd >= 0;
   amld::base::ScopedFd owned;
   std::filesystem::path part;
@@ -176,7 +208,11 @@ absl::StatusOr<int64_t> DownloadRunFile(const Connection& conn, const std::strin
     Interrupt::CallGuard guard(interrupt, &ctx);
     amld::v1::DownloadFileRequest req;
     req.set_run_id(run_id);
-    req.set_path(path);
+    if (amld::base::IsValidUtf8(path)) {
+      req.set_path(path);
+    } else {
+      req.set_path_bytes(path);
+    }
     req.set_offset(written);
     auto reader = stub->DownloadFile(&ctx, req);
     amld::v1::FileChunk chunk;

@@ -17,10 +17,22 @@
 
 namespace amld::client {
 
-// Runs.ListFiles: the run's stored files whose path starts with `prefix`.
+// Runs.ListFiles: the run's stored files whose path starts with `prefix`
+// (any bytes; sent as prefix_bytes when not UTF-8).
 absl::StatusOr<std::vector<amld::v1::RunFile>> ListRunFiles(const Connection& conn,
                                                             const std::string& run_id,
                                                             const std::string& prefix);
+
+// The path of `f` as the run named it: path_bytes when set (a name that is
+// not UTF-8), else path. base::EscapeName of it is the form to print.
+const std::string& RunFilePath(const amld::v1::RunFile& f);
+
+// The stored path a person typed as `typed`: `typed` itself when the run has
+// that file, else, when `typed` is the printable form `aml run files` shows
+// (base::EscapeName, e.g. "outputs/bad\xff.txt"), the path it stands for.
+// Costs one ListFiles call only when `typed` holds a '\'.
+absl::StatusOr<std::string> TypedRunFilePath(const Connection& conn, const std::string& run_id,
+                                             const std::string& typed);
 
 // Where a download goes. With `fd` >= 0 the bytes are written there (aml's
 // `-o -`: stdout) and `path` only names it in messages. Otherwise `path` is

@@ -55,6 +55,18 @@ class ConfigParser {
            runs.kill_grace = absl::Seconds(n);
            return absl::OkStatus();
          }},
+        {"gc_interval_seconds",
+         [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
+           AMLD_ASSIGN_OR_RETURN(int64_t n, Integer(k, v, k.Scalar(), 0, kMaxSeconds));
+           options->gc.interval = absl::Seconds(n);
+           return absl::OkStatus();
+         }},
+        {"gc_grace_seconds",
+         [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
+           AMLD_ASSIGN_OR_RETURN(int64_t n, Integer(k, v, k.Scalar(), 0, kMaxSeconds));
+           options->gc.grace = absl::Seconds(n);
+           return absl::OkStatus();
+         }},
         {"keep_finished_run_folders",
          [&](const YAML::Node& k, const YAML::Node& v) {
            return KeepFinishedRunFolders(k, v, &runs.folders.keep_finished_run_folders);

@@ -116,6 +116,7 @@ struct Daemon::Impl {
   std::unique_ptr<SweepController> sweeps;
   std::unique_ptr<WatchedRoots> watched_roots;
   std::unique_ptr<WebServer> web;
+  std::unique_ptr<amld::storage::CasCollector> gc;
   DaemonCounters counters;
   std::vector<std::unique_ptr<grpc::Service>> services;
   std::unique_ptr<grpc::Server> server;
@@ -167,6 +168,31 @@ struct Daemon::Impl {
     return watched_roots->Start(std::move(tree_watcher));
   }
 
+  // After the watched roots: what they hold is live.
+  void StartGc() {
+    amld::storage::CasCollector::Deps deps;
+    deps.state = store.get();
+    deps.cas = cas.get();
+    WatchedRoots* roots = watched_roots.get();
+    deps.extra_live = [roots](amld::storage::ExtraLive* extra) {
+      roots->AddLiveDigests(&extra->roots, &extra->blobs);
+    };
+    RunManager* run_manager = runs.get();
+    deps.on_removed = [run_manager] { run_manager->ForgetCheckedSnapshots(); };
+    std::shared_ptr<spdlog::logger> logger = log;
+    deps.on_report = [logger](const amld::storage::GcReport& r) {
+      if (!r.status.ok()) {
+        logger->error("gc stopped: {}", r.status.ToString());
+        return;
+      }
+      logger->info("gc: {} objects removed, {} bytes freed, {} kept, {} ms",
+                   r.stats.objects_removed, r.stats.bytes_removed, r.stats.objects_kept,
+                   absl::ToInt64Milliseconds(r.took));
+    };
+    gc = std::make_unique<amld::storage::CasCollector>(std::move(deps), options.gc);
+    gc->Start();
+  }
+
   absl::Status StartServer() {
     if (options.listen_fd >= 0) {
       AMLD_ASSIGN_OR_RETURN(listener, SocketListener::Adopt(options.listen_fd, options.system_mode));
@@ -191,6 +217,7 @@ struct Daemon::Impl {
     deps.log = log;
     deps.sweeps = sweeps.get();
     deps.access = std::move(access);
+    deps.gc = gc.get();
     services.push_back(NewRunsService(deps));
     services.push_back(NewCasService(deps));
     services.push_back(NewExperimentsService(deps));
@@ -245,6 +272,8 @@ struct Daemon::Impl {
     web.reset();
     sweeps.reset();
     runs.reset();
+    if (gc != nullptr) gc->Stop();
+    gc.reset();
     if (watched_roots != nullptr) watched_roots->Shutdown();
     watched_roots.reset();
     ingest_loop.reset();
@@ -298,6 +327,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   absl::Status s = impl->OpenStores();
   if (s.ok()) s = impl->StartRuns();
   if (s.ok()) s = impl->StartWatchedRoots();
+  if (s.ok()) impl->StartGc();
   if (s.ok()) s = impl->StartServer();
   if (!s.ok()) {
     if (impl->log != nullptr && impl->lock != nullptr)

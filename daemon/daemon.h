@@ -33,6 +33,7 @@
 #include "daemon/services/access.h"
 #include "daemon/watch/watched_roots.h"
 #include "daemon/web/web_server.h"
+#include "storage/state/gc.h"
 
 namespace amld::daemon {
 
@@ -72,6 +73,9 @@ struct DaemonOptions {
   // The web view (web_server.h): off until amld.yaml's web.enabled or the
   // first `aml ui`.
   WebOptions web;
+  // CAS garbage collection (storage/state/gc.h; amld.yaml gc_interval_seconds,
+  // gc_grace_seconds).
+  amld::storage::CasCollectorOptions gc;
   // The config file the options came from (daemon/config.h), for the log;
   // empty when none was read.
   std::filesystem::path config_file;

@@ -44,10 +44,18 @@ constexpr int64_t kRefreshAfterSeconds = 600;
 bool IsEmptyBlob(const Digest& d) { return d == Digest::Empty(); }
 
 // The object file exists with the digest's size (content is not checked).
+// Whoever asks is about to rely on the object (a store that found it, a
+// client told it is present), so an mtime older than kRefreshAfterSeconds
+// is refreshed: the object then outlives the grace period of a GC running
+// now. A refresh that fails means GC just took the object (CollectGarbage
+// moves it away before it looks again): it reads as absent, to be stored
+// anew.
 bool ObjectFileExists(const fs::path& root, const Digest& d) {
+  const fs::path path = ObjectPathIn(root, d);
   struct stat st;
-  return ::stat(ObjectPathIn(root, d).c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-         st.st_size == d.size;
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size != d.size) return false;
+  if (st.st_mtime >= std::time(nullptr) - kRefreshAfterSeconds) return true;
+  return ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0) == 0;
 }
 
 absl::Status CorruptObjectError(const fs::path& path, const Digest& d, std::string_view detail) {
@@ -246,22 +254,14 @@ bool ContentStore::Contains(const Digest& d) const {
 std::vector<Digest> ContentStore::FindMissing(absl::Span<const Digest> digests) const {
   std::vector<Digest> missing;
   absl::flat_hash_set<Digest> seen;
-  const time_t refresh_before = std::time(nullptr) - kRefreshAfterSeconds;
   for (const Digest& d : digests) {
     if (!seen.insert(d).second) continue;
     if (!ValidateDigest(d).ok()) {
       missing.push_back(d);
       continue;
     }
-    if (IsEmptyBlob(d)) continue;
-    const fs::path path = ObjectPathIn(root_, d);
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size != d.size) {
-      missing.push_back(d);
-      continue;
-    }
-    // Keep the blob young for GC's min_age; skip the write when it is young.
-    if (st.st_mtime < refresh_before) ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);
+    // Present ones are kept young for GC's min_age (ObjectFileExists).
+    if (!IsEmptyBlob(d) && !ObjectFileExists(root_, d)) missing.push_back(d);
   }
   return missing;
 }
@@ -383,10 +383,23 @@ absl::StatusOr<GcStats> ContentStore::CollectGarbage(const absl::flat_hash_set<D
         ++stats.objects_kept;
         continue;
       }
-      if (::unlink(path.c_str()) != 0) {
+      // Moved out of objects/ first, then looked at again: a store that
+      // found the object in between refreshed its mtime (ObjectFileExists),
+      // and it goes back; one that finds it gone stores it anew.
+      const fs::path taken = TmpDir(root_) / absl::StrCat("gc-", shard, name);
+      if (::rename(path.c_str(), taken.c_str()) != 0) {
         if (errno == ENOENT) continue;  // a concurrent GC got there first
         return base::ErrnoStatus(errno, "remove", path);
       }
+      struct stat again;
+      if (min_age > absl::ZeroDuration() && ::lstat(taken.c_str(), &again) == 0 &&
+          again.st_mtime >= young_after) {
+        (void)::link(taken.c_str(), path.c_str());  // EEXIST: stored anew meanwhile
+        ::unlink(taken.c_str());
+        ++stats.objects_kept;
+        continue;
+      }
+      if (::unlink(taken.c_str()) != 0) return base::ErrnoStatus(errno, "remove", taken);
       ++stats.objects_removed;
       stats.bytes_removed += st.st_size;
     }

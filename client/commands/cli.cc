@@ -204,6 +204,7 @@ int RunCli(int argc, char** argv) {
   AddDaemonStartCommand(*daemon, ctx);
   AddDaemonStopCommand(*daemon, ctx);
   AddDaemonStatusCommand(*daemon, ctx);
+  AddDaemonGcCommand(*daemon, ctx);
 
   auto* snapshot = app.add_subcommand("snapshot", "snapshot source folders into amld's store");
   snapshot->require_subcommand(1);

@@ -136,6 +136,9 @@ void AddEnvCreateCommand(CLI::App& env, CommandContext& ctx);
 void AddDaemonStartCommand(CLI::App& daemon, CommandContext& ctx);
 void AddDaemonStopCommand(CLI::App& daemon, CommandContext& ctx);
 void AddDaemonStatusCommand(CLI::App& daemon, CommandContext& ctx);
+void AddDaemonGcCommand(CLI::App& daemon, CommandContext& ctx);
+// One line about a CAS garbage collection (aml daemon gc, aml daemon status).
+std::string GcSummary(const amld::v1::GcReport& report);
 void AddSnapshotCreateCommand(CLI::App& snapshot, CommandContext& ctx);
 void AddSnapshotExplainCommand(CLI::App& snapshot, CommandContext& ctx);
 void AddSnapshotWatchCommand(CLI::App& snapshot, CommandContext& ctx);

@@ -65,6 +65,22 @@ int RunDaemonStatus(const GlobalOptions& global) {
               << u.running() << " running (" << u.gpus() << " GPUs), " << u.queued()
               << " queued\n";
   }
+  if (info.gc_interval_seconds() > 0 || info.has_last_gc()) {
+    std::cout << "cas gc:        "
+              << (info.gc_interval_seconds() > 0
+                      ? "every " + HumanDuration(absl::Seconds(info.gc_interval_seconds()))
+                      : std::string("only by aml daemon gc"))
+              << ", grace " << HumanDuration(absl::Seconds(info.gc_grace_seconds())) << "; last: ";
+    if (!info.has_last_gc()) {
+      std::cout << "none since start\n";
+    } else if (!info.last_gc().error().empty()) {
+      std::cout << HumanDuration(absl::Now() - ToAbslTime(info.last_gc().start_time()))
+                << " ago, stopped: " << info.last_gc().error() << '\n';
+    } else {
+      std::cout << HumanDuration(absl::Now() - ToAbslTime(info.last_gc().start_time())) << " ago, "
+                << GcSummary(info.last_gc()) << '\n';
+    }
+  }
   if (info.executors_size() > 0) {
     std::cout << "executors:     " << absl::StrJoin(info.executors(), ", ") << '\n';
   }

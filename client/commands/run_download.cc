@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/file_names.h"
 #include "client/commands/command.h"
 #include "client/commands/output.h"
 #include "client/interrupt.h"
@@ -67,7 +68,11 @@ int RunDownload(const GlobalOptions& global, const DownloadOptions& o) {
   std::vector<Item> todo;
   std::vector<amld::v1::RunFile> listed;
   if (!many) {
-    Item item{o.name, {SingleDestination(o), to_stdout ? STDOUT_FILENO : -1, o.force}};
+    auto name = TypedRunFilePath(*conn, run_id, o.name);
+    if (!name.ok()) return ReportError(global, name.status());
+    DownloadOptions typed = o;
+    typed.name = *name;
+    Item item{*name, {SingleDestination(typed), to_stdout ? STDOUT_FILENO : -1, o.force}};
     if (to_stdout) item.dest.path = "stdout";
     todo.push_back(std::move(item));
   } else {
@@ -76,9 +81,9 @@ int RunDownload(const GlobalOptions& global, const DownloadOptions& o) {
     listed = *std::move(files);
     const std::filesystem::path dir = o.dest.empty() ? "." : o.dest;
     for (const auto& f : listed) {
-      auto local = SafeJoin(dir, f.path());
+      auto local = SafeJoin(dir, RunFilePath(f));
       if (!local.ok()) return ReportError(global, local.status());
-      todo.push_back({f.path(), {*local, -1, o.force}, &f.digest()});
+      todo.push_back({RunFilePath(f), {*local, -1, o.force}, &f.digest()});
     }
     // Refuse before writing anything, rather than after half the files.
     for (const auto& item : todo) {
@@ -94,16 +99,20 @@ int RunDownload(const GlobalOptions& global, const DownloadOptions& o) {
       return ReportError(global, bytes.status());
     }
     if (to_stdout) continue;
-    done.push_back({{"path", item.path}, {"dest", item.dest.path.string()}, {"bytes", *bytes}});
+    // Names may hold any bytes: shown escaped, as `aml run files` lists them.
+    const std::string dest_shown = amld::base::EscapeName(item.dest.path.string());
+    done.push_back({{"path", amld::base::EscapeName(item.path)}, {"dest", dest_shown},
+                    {"bytes", *bytes}});
     if (!global.json()) {
-      std::cout << item.dest.path.string() << " (" << HumanBytes(*bytes) << ")\n";
+      std::cout << dest_shown << " (" << HumanBytes(*bytes) << ")\n";
     }
   }
   if (global.json()) {
     std::cout << nlohmann::json({{"run_id", run_id}, {"files", done}}).dump(2) << std::endl;
   } else if (todo.empty()) {
     std::cerr << "run " << run_id << " has no stored files"
-              << (o.prefix.empty() ? std::string() : " under " + o.prefix) << std::endl;
+              << (o.prefix.empty() ? std::string() : " under " + amld::base::EscapeName(o.prefix))
+              << std::endl;
   }
   return kExitOk;
 }
@@ -120,7 +129,9 @@ void AddRunDownloadCommand(CLI::App& run, CommandContext& ctx) {
       "  digest, written beside its destination and renamed into place; only regular files\n"
       "  are replaced (a symlink or device only with --force)");
   AddRunArgument(*cmd, o->run);
-  cmd->add_option("name", o->name, "the file, as `aml run files` lists it");
+  cmd->add_option("name", o->name,
+                  "the file, as `aml run files` lists it (a name shown with \\xHH escapes may "
+                  "be typed that way)");
   cmd->add_option("--prefix", o->prefix, "download every file whose path starts with this");
   cmd->add_flag("--all", o->all, "download every stored file of the run");
   cmd->add_option("-o,--output-path", o->dest,

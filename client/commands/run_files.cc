@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "amld/v1/runs.pb.h"
+#include "base/file_names.h"
 #include "client/commands/command.h"
 #include "client/commands/output.h"
 
@@ -42,7 +43,7 @@ int RunFiles(const GlobalOptions& global, const FilesOptions& o) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& f : *files) {
     rows.push_back(
-        {f.path(), HumanBytes(f.digest().size_bytes()), f.digest().hash().substr(0, 12)});
+        {amld::base::EscapeName(RunFilePath(f)), HumanBytes(f.digest().size_bytes()), f.digest().hash().substr(0, 12)});
   }
   PrintTable(std::cout, {"PATH", "SIZE", "SHA256"}, rows);
   return kExitOk;

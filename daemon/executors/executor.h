@@ -136,6 +136,17 @@ class Executor {
   virtual absl::Status Reattach(const std::string& run_id, const std::filesystem::path& run_dir,
                                 const std::string& handle) = 0;
 
+  // For a run the store holds as launched or launching but without a
+  // handle (the daemon died between starting it and recording the handle,
+  // or could not record it): looks for it where this executor starts runs —
+  // a Slurm job named after the run, an SSH run's supervisor — and returns
+  // a handle to Reattach with. NOT_FOUND when nothing of the run was
+  // started there; UNIMPLEMENTED when this executor cannot tell (local).
+  virtual absl::StatusOr<std::string> FindUnrecorded(const std::string& run_id,
+                                                     const std::filesystem::path& run_dir) {
+    return absl::UnimplementedError("this executor cannot look for a run it did not record");
+  }
+
   // Stops the run: SIGTERM to its whole process group, SIGKILL after the
   // grace period. Returns at once; the callback reports the end (canceled).
   // NOT_FOUND when the executor does not know the run.

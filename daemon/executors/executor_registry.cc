@@ -162,6 +162,13 @@ absl::Status ExecutorRegistry::Reattach(const std::string& run_id,
   return attached;
 }
 
+absl::StatusOr<std::string> ExecutorRegistry::FindUnrecorded(
+    const std::string& run_id, const std::filesystem::path& run_dir) {
+  AMLD_ASSIGN_OR_RETURN(v1::Run run, store_->GetRun(run_id));
+  AMLD_ASSIGN_OR_RETURN(Executor * executor, ExecutorFor(run.config().compute_target()));
+  return executor->FindUnrecorded(run_id, run_dir);
+}
+
 absl::Status ExecutorRegistry::Cancel(const std::string& run_id) {
   Executor* executor = nullptr;
   {

@@ -83,6 +83,9 @@ class ExecutorRegistry final : public Executor {
   // was submitted); UNIMPLEMENTED for a kind without a factory; the
   // factory's error; else the target executor's Launch.
   absl::StatusOr<std::string> Launch(const LaunchSpec& spec) override;
+  // By the target of the run as stored, like Reattach.
+  absl::StatusOr<std::string> FindUnrecorded(const std::string& run_id,
+                                             const std::filesystem::path& run_dir) override;
   absl::Status Reattach(const std::string& run_id, const std::filesystem::path& run_dir,
                         const std::string& handle) override;
   // NOT_FOUND when no executor holds the run (it ended, or never started).

@@ -85,15 +85,36 @@ absl::Status RunManager::Start() {
   return absl::OkStatus();
 }
 
+// A run launched (or being launched) whose handle was never recorded: the
+// executor may still find it (a Slurm job by its name, an SSH run's
+// supervisor), and the run is then adopted like any other — or canceled
+// again, when that was asked. What was not found stays unfound: never a
+// second launch.
+absl::StatusOr<std::string> RunManager::FindUnrecorded(const std::string& id,
+                                                       std::string* not_found) {
+  absl::StatusOr<std::string> found = deps_.executor->FindUnrecorded(id, PathsFor(id).root);
+  if (!found.ok()) {
+    if (!absl::IsUnimplemented(found.status())) *not_found = std::string(found.status().message());
+    return found;
+  }
+  absl::Status saved = deps_.store->SetRunHandle(id, *found);
+  if (!saved.ok()) deps_.log->error("run {}: cannot persist its handle: {}", id, saved.ToString());
+  deps_.log->info("run {}: found it started without a recorded handle; adopting it", id);
+  return found;
+}
+
 absl::Status RunManager::Recover(const Run& run) {
   using Action = RecoveryStep::Action;
   const std::string& id = run.id();
   const RunStatus status = run.status();
   absl::StatusOr<std::string> handle;
+  std::string not_found;  // where the executor looked, for the error
   if (status != Status::QUEUED && status != Status::PREPARING) {
     handle = deps_.store->GetRunHandle(id);
+    if (!handle.ok() || handle->empty()) handle = FindUnrecorded(id, &not_found);
   }
-  const RecoveryStep step = DecideRecovery(status, handle.ok() && !handle->empty());
+  RecoveryStep step = DecideRecovery(status, handle.ok() && !handle->empty());
+  if (!not_found.empty()) absl::StrAppend(&step.error, " (", not_found, ")");
   absl::MutexLock lock(&mu_);
   ActiveRun& r = active_[id];
   r.config = run.config();

@@ -221,6 +221,9 @@ class RunManager {
   RunPaths PathsFor(const std::string& run_id) const;
   int max_concurrent_runs() const { return options_.max_concurrent_runs; }
   int64_t runs_submitted() const;
+  // CAS garbage collection removed objects: snapshots found complete before
+  // are checked again at their next submit (submit_validation.h).
+  void ForgetCheckedSnapshots() { snapshot_checker_.ForgetAll(); }
   // Runs waiting for a slot / holding one, as the scheduler sees them.
   int64_t queued_runs() const;
   int64_t runs_holding_slots() const;
@@ -315,6 +318,10 @@ class RunManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes over one run found unfinished at start (recovery.cc).
   absl::Status Recover(const amld::v1::Run& run);
+  // The handle of a run started but never recorded, as the executor finds
+  // it (recorded now); else its error, with `not_found` saying where it
+  // looked (empty when the executor cannot look).
+  absl::StatusOr<std::string> FindUnrecorded(const std::string& id, std::string* not_found);
   // Submit's checks: the config with the daemon's limits applied.
   absl::StatusOr<amld::v1::RunConfig> CheckSubmission(const amld::v1::RunConfig& submitted);
   // Records `config` QUEUED under a fresh id (or options.run_id).

@@ -1,5 +1,8 @@
 // Daemon service: what a client needs to know about the daemon.
+#include <optional>
+
 #include "amld/v1/daemon.grpc.pb.h"
+#include "spdlog/spdlog.h"
 #include "daemon/services/grpc_status.h"
 #include "daemon/services/services.h"
 
@@ -7,6 +10,23 @@ namespace amld::daemon {
 namespace {
 
 namespace pb = amld::v1;
+
+void ToProto(absl::Time t, google::protobuf::Timestamp* out) {
+  const absl::Duration since_epoch = t - absl::UnixEpoch();
+  out->set_seconds(absl::ToInt64Seconds(since_epoch));
+  out->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(since_epoch % absl::Seconds(1))));
+}
+
+void ToProto(const amld::storage::GcReport& r, pb::GcReport* out) {
+  ToProto(r.started, out->mutable_start_time());
+  out->set_duration_ms(absl::ToInt64Milliseconds(r.took));
+  out->set_grace_seconds(absl::ToInt64Seconds(r.grace));
+  out->set_objects_kept(r.stats.objects_kept);
+  out->set_objects_removed(r.stats.objects_removed);
+  out->set_bytes_removed(r.stats.bytes_removed);
+  out->set_temp_files_removed(r.stats.temp_files_removed);
+  if (!r.status.ok()) out->set_error(r.status.ToString());
+}
 
 class DaemonService final : public pb::Daemon::Service {
  public:
@@ -20,10 +40,7 @@ class DaemonService final : public pb::Daemon::Service {
     info->set_data_dir(facts.data_dir.string());
     info->set_socket_path(facts.socket_path.string());
     info->set_pid(facts.pid);
-    const absl::Duration since_epoch = facts.start_time - absl::UnixEpoch();
-    info->mutable_start_time()->set_seconds(absl::ToInt64Seconds(since_epoch));
-    info->mutable_start_time()->set_nanos(
-        static_cast<int32_t>(absl::ToInt64Nanoseconds(since_epoch % absl::Seconds(1))));
+    ToProto(facts.start_time, info->mutable_start_time());
     for (const std::string& e : facts.executors) info->add_executors(e);
     absl::StatusOr<absl::flat_hash_map<amld::storage::RunStatus, int64_t>> counts =
         deps_.store->CountByStatus();
@@ -58,6 +75,36 @@ class DaemonService final : public pb::Daemon::Service {
     }
     info->set_per_user_max_running_runs(run_options.user_limits.max_running_runs);
     info->set_per_user_max_gpus(run_options.user_limits.max_gpus);
+    if (deps_.gc != nullptr) {
+      info->set_gc_interval_seconds(absl::ToInt64Seconds(deps_.gc->options().interval));
+      info->set_gc_grace_seconds(absl::ToInt64Seconds(deps_.gc->options().grace));
+      const amld::storage::GcReport last = deps_.gc->Last();
+      if (last.started != absl::InfinitePast()) ToProto(last, info->mutable_last_gc());
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CollectGarbage(grpc::ServerContext*, const pb::CollectGarbageRequest* request,
+                              pb::GcReport* response) override {
+    if (deps_.gc == nullptr) {
+      return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "this daemon collects no garbage");
+    }
+    std::optional<absl::Duration> grace;
+    if (request->has_grace_seconds()) {
+      if (request->grace_seconds() < 0) {
+        return ToGrpcStatus(absl::InvalidArgumentError(
+            "grace_seconds must be 0 or more: objects younger than it are kept"));
+      }
+      grace = absl::Seconds(request->grace_seconds());
+    }
+    absl::StatusOr<amld::storage::GcReport> report = deps_.gc->CollectNow(grace);
+    if (!report.ok()) return ToGrpcStatus(report.status());
+    if (deps_.log != nullptr) {
+      deps_.log->info("gc (asked): {} objects removed, {} bytes freed, {} kept, {} ms",
+                      report->stats.objects_removed, report->stats.bytes_removed,
+                      report->stats.objects_kept, absl::ToInt64Milliseconds(report->took));
+    }
+    ToProto(*report, response);
     return grpc::Status::OK;
   }
 

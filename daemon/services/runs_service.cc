@@ -18,6 +18,7 @@
 #include "daemon/services/services.h"
 #include "daemon/runs/submit_validation.h"
 #include "daemon/sweeps/sweep_controller.h"
+#include "base/file_names.h"
 #include "base/status_macros.h"
 
 namespace amld::daemon {
@@ -495,11 +496,20 @@ class RunsService final : public RunsBase {
 
   absl::Status ListFilesImpl(const pb::ListFilesRequest& request, pb::ListFilesResponse* response) {
     AMLD_RETURN_IF_ERROR(deps_.store->GetRun(request.run_id()).status());
+    const std::string& prefix =
+        request.prefix_bytes().empty() ? request.prefix() : request.prefix_bytes();
     AMLD_ASSIGN_OR_RETURN(std::vector<amld::storage::Artifact> artifacts,
-                          deps_.store->ListArtifacts(request.run_id(), request.prefix()));
+                          deps_.store->ListArtifacts(request.run_id(), prefix));
     for (const amld::storage::Artifact& a : artifacts) {
       pb::RunFile* f = response->add_files();
-      f->set_path(a.path);
+      // A run names its files with any bytes; a proto3 string holds only
+      // UTF-8 (one bad name would make the whole response unreadable).
+      if (base::IsValidUtf8(a.path)) {
+        f->set_path(a.path);
+      } else {
+        f->set_path(base::EscapeName(a.path));
+        f->set_path_bytes(a.path);
+      }
       amld::storage::ToProto(a.digest, f->mutable_digest());
     }
     return absl::OkStatus();
@@ -508,16 +518,17 @@ class RunsService final : public RunsBase {
   absl::StatusOr<amld::storage::Artifact> FindArtifact(const std::string& run_id,
                                                        const std::string& path) {
     AMLD_RETURN_IF_ERROR(base::ValidateRelativePath(path, "path"));
+    const std::string shown = base::EscapeName(path);
     AMLD_RETURN_IF_ERROR(deps_.store->GetRun(run_id).status());
     absl::StatusOr<amld::storage::Artifact> artifact = deps_.store->GetArtifact(run_id, path);
     if (artifact.ok() || artifact.status().code() != absl::StatusCode::kNotFound) return artifact;
     if (IsSymlinkInRun(deps_.runs->PathsFor(run_id), path)) {
       return absl::InvalidArgumentError(
-          absl::StrCat(path,
+          absl::StrCat(shown,
                        " is or passes through a symbolic link; links in a run are never stored or "
                        "served"));
     }
-    return absl::NotFoundError(absl::StrCat("run ", run_id, " has no stored file ", path,
+    return absl::NotFoundError(absl::StrCat("run ", run_id, " has no stored file ", shown,
                                             "; files are stored shortly after they are written (aml run files ",
                                             run_id, " lists them)"));
   }
@@ -525,14 +536,15 @@ class RunsService final : public RunsBase {
   absl::Status DownloadFileImpl(const pb::DownloadFileRequest& request,
                                 grpc::ServerWriter<pb::FileChunk>* writer) {
     AMLD_RETURN_IF_ERROR(CheckOffset(request.offset()));
-    AMLD_ASSIGN_OR_RETURN(amld::storage::Artifact artifact,
-                          FindArtifact(request.run_id(), request.path()));
+    const std::string& path = request.path_bytes().empty() ? request.path() : request.path_bytes();
+    const std::string shown = base::EscapeName(path);
+    AMLD_ASSIGN_OR_RETURN(amld::storage::Artifact artifact, FindArtifact(request.run_id(), path));
     AMLD_ASSIGN_OR_RETURN(std::unique_ptr<amld::storage::BlobReader> blob,
                           deps_.cas->OpenBlob(artifact.digest));
     const int64_t size = blob->size();
     if (request.offset() > size) {
       return absl::OutOfRangeError(absl::StrCat("offset ", request.offset(), " is past the end of ",
-                                                request.path(), " (", size, " bytes)"));
+                                                shown, " (", size, " bytes)"));
     }
     AMLD_RETURN_IF_ERROR(blob->Seek(request.offset()));
     int64_t offset = request.offset();
@@ -544,7 +556,7 @@ class RunsService final : public RunsBase {
       size_t got = 0;
       if (!data->empty()) {
         AMLD_ASSIGN_OR_RETURN(got, blob->Read(data->data(), data->size()));
-        if (got == 0) return absl::DataLossError(absl::StrCat(request.path(), " ended early"));
+        if (got == 0) return absl::DataLossError(absl::StrCat(shown, " ended early"));
       }
       data->resize(got);
       chunk.set_offset(offset);

@@ -28,6 +28,7 @@
 #include "daemon/watch/file_watcher.h"
 #include "daemon/runs/run_manager.h"
 #include "storage/cas.h"
+#include "storage/state/gc.h"
 #include "storage/state/state_store.h"
 
 namespace grpc {
@@ -84,6 +85,9 @@ struct ServiceDeps {
   SweepController* sweeps = nullptr;
   // Who may do what (access.h); the default allows everything (user mode).
   AccessPolicy access;
+  // The CAS's garbage collector (Daemon.CollectGarbage, GetInfo's last_gc);
+  // null: CollectGarbage is UNIMPLEMENTED.
+  amld::storage::CasCollector* gc = nullptr;
 };
 
 // The uid of the caller on the connection `peer` (ServerContext::peer())

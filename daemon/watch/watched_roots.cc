@@ -253,6 +253,31 @@ std::vector<pb::WatchedRoot> WatchedRoots::List() const {
   return out;
 }
 
+namespace {
+
+void AddFileDigests(const watch_tree::DirNode& n, absl::flat_hash_set<amld::storage::Digest>* out) {
+  for (const auto& [name, file] : n.files) out->insert(file.digest);
+  for (const auto& [name, dir] : n.dirs) AddFileDigests(*dir, out);
+}
+
+}  // namespace
+
+void WatchedRoots::AddLiveDigests(std::vector<amld::storage::Digest>* trees,
+                                  absl::flat_hash_set<amld::storage::Digest>* blobs) const {
+  std::vector<std::shared_ptr<Root>> roots;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [path, r] : roots_) {
+      roots.push_back(r);
+      if (!r->digest.hash.empty()) trees->push_back(r->digest);
+    }
+  }
+  for (const std::shared_ptr<Root>& r : roots) {
+    absl::MutexLock work(&r->work_mu);
+    if (r->tree != nullptr) AddFileDigests(*r->tree, blobs);
+  }
+}
+
 pb::WatchedRoot WatchedRoots::DescribeLocked(const Root& r) const {
   pb::WatchedRoot w;
   w.set_path(r.path.string());

@@ -133,6 +133,14 @@ class WatchedRoots {
   // See Snapshots.GetWatchedSnapshot and the file comment.
   absl::StatusOr<amld::v1::GetWatchedSnapshotResponse> Sync(const std::filesystem::path& path);
 
+  // For CAS garbage collection: adds the digest of every root's last
+  // published tree to `trees` (the caller keeps their Directory blobs and
+  // everything below) and every file of the current trees to `blobs`
+  // (changes already stored, not yet published). Waits for a root whose
+  // changes are being applied.
+  void AddLiveDigests(std::vector<amld::storage::Digest>* trees,
+                      absl::flat_hash_set<amld::storage::Digest>* blobs) const;
+
   // Applies the changes of every root whose settle time has passed on the
   // clock; returns how many roots it processed. The worker calls it; tests
   // call it to step.

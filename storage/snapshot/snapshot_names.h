@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/file_names.h"
 
 namespace amld::storage::snapshot_names {
 
@@ -34,7 +35,9 @@ inline constexpr size_t kMaxLinkTargetBytes = 4095;  // PATH_MAX - 1
 absl::Status Annotate(const absl::Status& s, std::string_view context);
 // `s` in double quotes, non-printable bytes C-escaped.
 std::string Quote(std::string_view s);
-bool IsValidUtf8(std::string_view s);
+// Proto3 string fields must hold valid UTF-8, so names and link targets that
+// are not are refused up front.
+using amld::base::IsValidUtf8;
 // INVALID_ARGUMENT saying why `name` cannot be a name in a tree.
 absl::Status CheckName(std::string_view name);
 // INVALID_ARGUMENT unless following `target` from a link `depth` folders

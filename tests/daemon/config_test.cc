@@ -86,8 +86,8 @@ TEST(DaemonConfigTest, EmptyFileAndBlockListsWork) {
 TEST(DaemonConfigTest, UnknownKeysAreRefusedWithTheirLine) {
   EXPECT_EQ(ErrorOf("cpus: 4\ngpu: [0]\n"),
             "amld.yaml:2:1: unknown key \"gpu\"; known keys: admin_group, cpus, environments, "
-            "gpus, keep_finished_run_folders, kill_grace_seconds, limits, max_concurrent_runs, "
-            "per_user, users_manage_targets, web");
+            "gc_grace_seconds, gc_interval_seconds, gpus, keep_finished_run_folders, "
+            "kill_grace_seconds, limits, max_concurrent_runs, per_user, users_manage_targets, web");
   EXPECT_EQ(ErrorOf("limits:\n  max_duration: 5\n"),
             "amld.yaml:2:3: unknown key \"limits.max_duration\"; known keys: "
             "limits.default_run_duration_seconds, limits.max_run_duration_seconds");

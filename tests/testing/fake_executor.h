@@ -47,6 +47,13 @@ class FakeExecutor final : public daemon::Executor {
     if (on_reattach) on_reattach(run_id);
     return reattach_error;
   }
+  absl::StatusOr<std::string> FindUnrecorded(const std::string& run_id,
+                                             const std::filesystem::path& run_dir) override {
+    looked_for.push_back(run_id);
+    auto it = unrecorded.find(run_id);
+    if (it == unrecorded.end()) return absl::NotFoundError("no job named " + run_id);
+    return it->second;
+  }
   absl::Status Cancel(const std::string& run_id) override {
     canceled.push_back(run_id);
     return absl::OkStatus();
@@ -79,6 +86,8 @@ class FakeExecutor final : public daemon::Executor {
   absl::Status reattach_error;                               // what Reattach returns
   std::function<void(const daemon::LaunchSpec&)> on_launch;  // inside Launch, before it returns
   std::function<void(const std::string&)> on_reattach;       // inside Reattach
+  std::map<std::string, std::string> unrecorded;  // what FindUnrecorded finds: run id → handle
+  std::vector<std::string> looked_for;            // FindUnrecorded's calls
 
  private:
   std::string name_;

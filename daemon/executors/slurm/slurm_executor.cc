@@ -7,7 +7,9 @@
 #include <cerrno>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
@@ -109,6 +111,43 @@ absl::Status SlurmExecutor::Reattach(const std::string& run_id, const fs::path& 
   jobs_.emplace(run_id, std::move(job));
   PollSoonLocked();
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> SlurmExecutor::FindUnrecorded(const std::string& run_id,
+                                                          const fs::path& run_dir) {
+  // Job ids of the jobs a command lists, one per line.
+  auto ids_of = [](const CommandResult& r) {
+    std::vector<int64_t> ids;
+    for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipWhitespace())) {
+      int64_t id = 0;
+      if (absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &id)) ids.push_back(id);
+    }
+    return ids;
+  };
+  AMLD_ASSIGN_OR_RETURN(CommandResult queued,
+                        RunSlurm({"squeue", "-h", "-t", "all", "--name", run_id, "-o", "%i"}));
+  if (!queued.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot ask Slurm for a job named ", run_id, ": ", queued.Describe()));
+  }
+  std::vector<int64_t> ids = ids_of(queued);
+  if (ids.empty()) {
+    // Gone from squeue (MinJobAge): accounting, when the cluster keeps it.
+    absl::StatusOr<CommandResult> accounted = RunSlurm(
+        {"sacct", "-n", "-X", "-P", "-S", "now-30days", "--name", run_id, "-o", "JobID"});
+    if (accounted.ok() && accounted->ok()) ids = ids_of(*accounted);
+  }
+  if (ids.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("Slurm has no job named ", run_id, " (squeue, sacct): it was never submitted"));
+  }
+  const std::string job_id = absl::StrCat(*std::max_element(ids.begin(), ids.end()));
+  LogForRun(run_dir, absl::StrCat("found Slurm job ", job_id,
+                                  " by its name after a daemon restart; its id was never recorded"));
+  return RunHandle()
+      .Set("job_id", job_id)
+      .Set("shared_dir", (options_.workdir / run_id).string())
+      .Encode();
 }
 
 absl::Status SlurmExecutor::Cancel(const std::string& run_id) {

@@ -81,6 +81,10 @@ class SlurmExecutor final : public Executor {
   std::string Placement(const std::string& run_id, const std::string& handle) const override;
   absl::Status Reattach(const std::string& run_id, const std::filesystem::path& run_dir,
                         const std::string& handle) override;
+  // The job named after the run (squeue -t all, then sacct when there is
+  // accounting); the newest when there are several.
+  absl::StatusOr<std::string> FindUnrecorded(const std::string& run_id,
+                                             const std::filesystem::path& run_dir) override;
   absl::Status Cancel(const std::string& run_id) override;
 
  private:

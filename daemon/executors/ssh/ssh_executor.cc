@@ -166,6 +166,26 @@ absl::Status SshExecutor::Reattach(const std::string& run_id, const fs::path& ru
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> SshExecutor::FindUnrecorded(const std::string& run_id,
+                                                        const fs::path& run_dir) {
+  AMLD_RETURN_IF_ERROR(NotFollowed(run_id));
+  AMLD_RETURN_IF_ERROR(PrepareHost());
+  std::string remote_dir;
+  {
+    absl::MutexLock lock(&setup_mu_);
+    remote_dir = absl::StrCat(remote_workdir_, "/", run_id);
+  }
+  AMLD_ASSIGN_OR_RETURN(CommandResult r,
+                        remote_.Run(FindLaunchScript(remote_dir), options_.command_timeout));
+  RemoteRun run;
+  run.host = remote_.endpoint().host;
+  run.port = remote_.endpoint().port;
+  run.user = remote_.endpoint().user;
+  run.remote_dir = remote_dir;
+  AMLD_ASSIGN_OR_RETURN(RemoteRun found, ParseFindLaunchAnswer(r, std::move(run), remote_.Describe()));
+  return FormatHandle(found);
+}
+
 absl::Status SshExecutor::Cancel(const std::string& run_id) {
   absl::MutexLock lock(&mu_);
   auto it = follows_.find(run_id);

@@ -54,6 +54,10 @@ class SshExecutor final : public Executor {
     return absl::StrCat("ssh:", remote_.Describe());
   }
   absl::StatusOr<std::string> Launch(const LaunchSpec& spec) override;
+  // The run's supervisor, when the launch script got as far as its lock
+  // (FindLaunchScript); starts nothing.
+  absl::StatusOr<std::string> FindUnrecorded(const std::string& run_id,
+                                             const std::filesystem::path& run_dir) override;
   absl::Status Reattach(const std::string& run_id, const std::filesystem::path& run_dir,
                         const std::string& handle) override;
   absl::Status Cancel(const std::string& run_id) override;

@@ -128,6 +128,28 @@ absl::StatusOr<RemoteRun> ParseLaunchAnswer(const CommandResult& answer, RemoteR
       absl::StrCat("could not start amld-shim on ", host_name, ": ", answer.Describe()));
 }
 
+std::string FindLaunchScript(const std::string& remote_dir) {
+  const std::string lock = absl::StrCat("\"$rd\"/", kLaunchLockName);
+  return absl::StrCat("rd=", ShellQuote(remote_dir), "\n",
+                      "printf 'boot %s\\n' \"$(cat /proc/sys/kernel/random/boot_id)\"\n",
+                      "if [ -d ", lock, " ]; then\n", "  i=0\n", "  while [ ! -s ", lock,
+                      "/ready ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\n", "  cat ",
+                      lock, "/ready\n", "else\n", "  echo none\n", "fi\n");
+}
+
+absl::StatusOr<RemoteRun> ParseFindLaunchAnswer(const CommandResult& answer, RemoteRun run,
+                                                const std::string& host_name) {
+  if (answer.ok()) {
+    for (absl::string_view line : absl::StrSplit(answer.out, '\n', absl::SkipEmpty())) {
+      if (line == "none") {
+        return absl::NotFoundError(absl::StrCat("nothing of the run was started in ",
+                                                run.remote_dir, " on ", host_name));
+      }
+    }
+  }
+  return ParseLaunchAnswer(answer, std::move(run), host_name);
+}
+
 std::string ShimAliveTest(const RemoteRun& r) {
   return absl::StrCat("[ \"$(cat /proc/sys/kernel/random/boot_id)\" = ", ShellQuote(r.boot_id),
                       " ] && [ \"$(sed 's/.*) //' /proc/", r.shim_pid,

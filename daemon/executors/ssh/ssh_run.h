@@ -70,6 +70,16 @@ std::string LaunchScript(const LaunchSpec& spec, const std::string& remote_dir,
 absl::StatusOr<RemoteRun> ParseLaunchAnswer(const CommandResult& answer, RemoteRun run,
                                             const std::string& host_name);
 
+// For a run whose handle was never recorded: prints "boot <id>" and, when
+// the launch script got as far as its lock in `remote_dir`, what it
+// reported (waiting for it like a second run of the script would), else
+// "none". Starts nothing.
+std::string FindLaunchScript(const std::string& remote_dir);
+// FindLaunchScript's answer: the run as ParseLaunchAnswer reads it, or
+// NOT_FOUND for "none".
+absl::StatusOr<RemoteRun> ParseFindLaunchAnswer(const CommandResult& answer, RemoteRun run,
+                                                const std::string& host_name);
+
 // True (exit 0) when the shim of `run` still runs: same boot, same pid,
 // same start time (field 22 of /proc/PID/stat).
 std::string ShimAliveTest(const RemoteRun& run);

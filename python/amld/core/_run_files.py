@@ -26,6 +26,31 @@ def _safe_join(folder, rel_path):
     return os.path.join(folder, *parts)
 
 
+def _file_name(run_file):
+    """The path of a listed file as a str; a name that is not UTF-8 comes as path_bytes and is
+    decoded as os.fsdecode does (undecodable bytes as lone surrogates), so it round-trips."""
+    return os.fsdecode(run_file.path_bytes) if run_file.path_bytes else run_file.path
+
+
+def _path_fields(field, name):
+    """Request fields naming ``name``: ``field`` when it is UTF-8, else ``field``_bytes."""
+    try:
+        name.encode("utf-8")
+        return {field: name}
+    except UnicodeEncodeError:
+        return {field + "_bytes": os.fsencode(name)}
+
+
+def _partial_path(dest):
+    """Where a download to ``dest`` is written first: "<dest>.part", or, when that name would
+    pass NAME_MAX (255 bytes), a shorter hidden name in the same folder."""
+    folder, base = os.path.split(dest)
+    raw = os.fsencode(base)
+    if len(raw) + len(b".part") <= 255:
+        return dest + ".part"
+    return os.path.join(folder, os.fsdecode(b"." + raw[:255 - len(b"..part")] + b".part"))
+
+
 def posix_basename(path):
     """The last component of a '/'-separated path."""
     return path.rstrip("/").rsplit("/", 1)[-1]
@@ -36,13 +61,14 @@ class RunFiles:
 
     def _list_files(self, client, prefix=""):
         response = client.call(client.runs.ListFiles,
-                               pb().ListFilesRequest(run_id=self._run_id, prefix=prefix),
+                               pb().ListFilesRequest(run_id=self._run_id,
+                                                     **_path_fields("prefix", prefix)),
                                "list the files of run " + self._run_id)
         return list(response.files)
 
     def get_file_names(self):
         """The paths of the run's stored files (outputs/, logs/, user_logs/), sorted."""
-        return [f.path for f in self._list_files(self._client())]
+        return [_file_name(f) for f in self._list_files(self._client())]
 
     def download_file(self, name, output_file_path=None, _validate_checksum=False):
         """Download the stored file ``name`` (e.g. "outputs/model.json") to ``output_file_path``.
@@ -53,7 +79,7 @@ class RunFiles:
         file's SHA-256 and renamed into place. Returns the destination path.
         """
         client = self._client()
-        matches = [f for f in self._list_files(client, name) if f.path == name]
+        matches = [f for f in self._list_files(client, name) if _file_name(f) == name]
         if not matches:
             raise NotFoundException("run %s has no stored file %s; see run.get_file_names()"
                                     % (self._run_id, name), code="NOT_FOUND")
@@ -87,9 +113,9 @@ class RunFiles:
             if output_paths is not None:
                 dest = os.fspath(output_paths[i])
             else:
-                rel = f.path
+                rel = _file_name(f)
                 if not append_prefix and prefix:
-                    rel = rel[len(prefix):].lstrip("/") or posix_basename(f.path)
+                    rel = rel[len(prefix):].lstrip("/") or posix_basename(_file_name(f))
                 dest = _safe_join(folder, rel)
             self._download(client, f, dest)
             written.append(dest)
@@ -98,7 +124,7 @@ class RunFiles:
     def _download(self, client, run_file, dest):
         parent = os.path.dirname(os.path.abspath(dest))
         os.makedirs(parent, exist_ok=True)
-        partial = dest + ".part"
+        partial = _partial_path(dest)
         digest = hashlib.sha256()
         offset = 0
         doing = "download %s of run %s" % (run_file.path, self._run_id)
@@ -107,8 +133,8 @@ class RunFiles:
         reconnector = follow()._Reconnector(120.0)
         with open(partial, "wb") as out:
             while True:
-                request = pb().DownloadFileRequest(run_id=self._run_id, path=run_file.path,
-                                                       offset=offset)
+                request = pb().DownloadFileRequest(run_id=self._run_id, offset=offset,
+                                                   **_path_fields("path", _file_name(run_file)))
                 call = client.runs.DownloadFile(request)
                 try:
                     for chunk in call:

@@ -20,6 +20,11 @@ class DaemonStub(object):
                 request_serializer=amld_dot_v1_dot_daemon__pb2.GetInfoRequest.SerializeToString,
                 response_deserializer=amld_dot_v1_dot_daemon__pb2.DaemonInfo.FromString,
                 )
+        self.CollectGarbage = channel.unary_unary(
+                '/amld.v1.Daemon/CollectGarbage',
+                request_serializer=amld_dot_v1_dot_daemon__pb2.CollectGarbageRequest.SerializeToString,
+                response_deserializer=amld_dot_v1_dot_daemon__pb2.GcReport.FromString,
+                )
 
 
 class DaemonServicer(object):
@@ -33,6 +38,15 @@ class DaemonServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CollectGarbage(self, request, context):
+        """Collects the CAS's garbage now (see GcReport) and reports it. Codes:
+        OK; INVALID_ARGUMENT for a negative grace; the store's error
+        (e.g. DATA_LOSS for a corrupt tree, which stops the collection).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DaemonServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -40,6 +54,11 @@ def add_DaemonServicer_to_server(servicer, server):
                     servicer.GetInfo,
                     request_deserializer=amld_dot_v1_dot_daemon__pb2.GetInfoRequest.FromString,
                     response_serializer=amld_dot_v1_dot_daemon__pb2.DaemonInfo.SerializeToString,
+            ),
+            'CollectGarbage': grpc.unary_unary_rpc_method_handler(
+                    servicer.CollectGarbage,
+                    request_deserializer=amld_dot_v1_dot_daemon__pb2.CollectGarbageRequest.FromString,
+                    response_serializer=amld_dot_v1_dot_daemon__pb2.GcReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -66,5 +85,22 @@ class Daemon(object):
         return grpc.experimental.unary_unary(request, target, '/amld.v1.Daemon/GetInfo',
             amld_dot_v1_dot_daemon__pb2.GetInfoRequest.SerializeToString,
             amld_dot_v1_dot_daemon__pb2.DaemonInfo.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def CollectGarbage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/amld.v1.Daemon/CollectGarbage',
+            amld_dot_v1_dot_daemon__pb2.CollectGarbageRequest.SerializeToString,
+            amld_dot_v1_dot_daemon__pb2.GcReport.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -539,6 +539,38 @@ TEST_F(RecoveryTest, EachLeftoverStatusIsTakenOverDeliberatelyAndNothingRunsTwic
   EXPECT_THAT(executor_.launched, ElementsAre(preparing, queued1, queued2));
 }
 
+// Started but never recorded (the daemon died between sbatch and saving
+// the job id, or could not save it): what the executor finds is adopted —
+// and canceled again when that was asked; what it does not find ends
+// FAILED saying where it looked. Nothing is launched again.
+TEST_F(RecoveryTest, ARunStartedButNotRecordedIsFoundAndAdopted) {
+  std::string starting = Left(RunStatus::STARTING, "");
+  std::string cancel = Left(RunStatus::CANCEL_REQUESTED, "");
+  std::string lost = Left(RunStatus::RUNNING, "");
+  std::string queued = Left(RunStatus::QUEUED, "");
+  executor_.unrecorded[starting] = "job-7";
+  executor_.unrecorded[cancel] = "job-8";
+
+  StartManager(1);
+  EXPECT_THAT(executor_.looked_for, ElementsAre(starting, cancel, lost));
+  EXPECT_THAT(executor_.reattached, ElementsAre(starting + " job-7", cancel + " job-8"));
+  EXPECT_THAT(executor_.canceled, ElementsAre(cancel));
+  EXPECT_EQ(*store_->GetRunHandle(starting), "job-7");
+  EXPECT_EQ(StatusOf(starting), RunStatus::RUNNING);
+  EXPECT_EQ(StatusOf(lost), RunStatus::FAILED);
+  EXPECT_THAT(Get(lost).error(), HasSubstr("no job named " + lost));
+  EXPECT_TRUE(executor_.launched.empty());
+
+  executor_.ExitCode(starting, 0);
+  ExitStatus c;
+  c.canceled = true;
+  executor_.Exit(cancel, c);
+  tasks_.RunAll();
+  EXPECT_EQ(StatusOf(starting), RunStatus::COMPLETED);
+  EXPECT_EQ(StatusOf(cancel), RunStatus::CANCELED);
+  EXPECT_THAT(executor_.launched, ElementsAre(queued));
+}
+
 // An executor whose Launch only queues the run elsewhere (Slurm) says so
 // from inside Launch; the run stays STARTING, its placement carrying the
 // other scheduler's words, until that scheduler starts it.

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <atomic>
 #include <fstream>
 
 #include "storage/snapshot/snapshot.h"
@@ -68,6 +72,80 @@ TEST_F(GcTest, RemovesOnlyWhatNoRunReferences) {
   ASSERT_TRUE(missing.ok());
   EXPECT_TRUE(missing->empty());
   EXPECT_TRUE(Materialize(*cas_, snapshot->root, dir_ / "restored").ok());
+}
+
+// Makes the object of `d` look `age` old, as if stored then.
+void Age(const ContentStore& cas, const Digest& d, absl::Duration age) {
+  const absl::Time then = absl::Now() - age;
+  struct timespec times[2];
+  times[0] = times[1] = absl::ToTimespec(then);
+  ASSERT_EQ(::utimensat(AT_FDCWD, cas.ObjectPath(d).c_str(), times, 0), 0);
+}
+
+TEST_F(GcTest, WhatTheDaemonHoldsBesidesRunsIsKept) {
+  auto snapshot = BuildSnapshot(dir_ / "src");
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  ASSERT_TRUE(StoreSnapshot(*snapshot, *cas_).ok());
+  auto watched_file = cas_->Put("a watched file, changed but not yet in a published tree");
+  auto orphan = cas_->Put("old upload");
+  ASSERT_TRUE(watched_file.ok() && orphan.ok());
+
+  CasCollector::Deps deps;
+  deps.state = state_.get();
+  deps.cas = cas_.get();
+  deps.extra_live = [&](ExtraLive* extra) {
+    extra->roots.push_back(snapshot->root);  // a watched root's published tree
+    extra->blobs.insert(*watched_file);
+  };
+  CasCollector gc(deps, CasCollectorOptions{.grace = absl::ZeroDuration(), .interval = {}});
+  EXPECT_EQ(gc.Last().started, absl::InfinitePast());
+  auto report = gc.CollectNow();
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->stats.objects_removed, 1);
+  EXPECT_FALSE(cas_->Contains(*orphan));
+  EXPECT_TRUE(cas_->Contains(*watched_file));
+  EXPECT_TRUE(Materialize(*cas_, snapshot->root, dir_ / "restored").ok());
+  EXPECT_EQ(gc.Last().stats.objects_removed, 1);
+  EXPECT_NE(gc.Last().started, absl::InfinitePast());
+}
+
+// A store that finds an old unreferenced object relies on it (dedup): the
+// object's mtime is refreshed, so a collection running meanwhile, with a
+// grace period, keeps it until the run that uses it is recorded.
+TEST_F(GcTest, AnOldObjectStoredAgainOutlivesTheGracePeriod) {
+  auto blob = cas_->Put("outputs/model.bin of an earlier, deleted upload");
+  auto other = cas_->Put("never used again");
+  ASSERT_TRUE(blob.ok() && other.ok());
+  Age(*cas_, *blob, absl::Hours(3));
+  Age(*cas_, *other, absl::Hours(3));
+  ASSERT_TRUE(cas_->Put("outputs/model.bin of an earlier, deleted upload").ok());  // found: dedup
+  EXPECT_EQ(cas_->FindMissing({*other}).size(), 0u);  // a client told it is present
+  Age(*cas_, *other, absl::Hours(3));                 // ...long ago
+
+  auto stats = CollectUnreferencedBlobs(*state_, *cas_, absl::Hours(1));
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_TRUE(cas_->Contains(*blob));
+  EXPECT_FALSE(cas_->Contains(*other));
+  EXPECT_EQ(stats->objects_removed, 1);
+}
+
+TEST_F(GcTest, TheBackgroundCollectorRunsEveryIntervalAndStops) {
+  auto orphan = cas_->Put("abandoned upload");
+  ASSERT_TRUE(orphan.ok());
+  std::atomic<int> reports{0};
+  CasCollector::Deps deps;
+  deps.state = state_.get();
+  deps.cas = cas_.get();
+  deps.on_report = [&](const GcReport& r) {
+    EXPECT_TRUE(r.status.ok()) << r.status;
+    ++reports;
+  };
+  CasCollector gc(deps, {.grace = absl::ZeroDuration(), .interval = absl::Milliseconds(20)});
+  gc.Start();
+  for (int i = 0; i < 500 && reports.load() < 2; ++i) absl::SleepFor(absl::Milliseconds(10));
+  gc.Stop();
+  EXPECT_GE(reports.load(), 2);
+  EXPECT_FALSE(cas_->Contains(*orphan));
 }
 
 }  // namespace

@@ -453,6 +453,36 @@ TEST_F(SlurmExecutorTest, ReattachAfterSlurmForgotTheJobUsesTheJobCompRecord) {
   EXPECT_THAT(ReadFile(spec.run_dir / shim::kStdLogPath), HasSubstr("waiting\n"));
 }
 
+// The daemon died between sbatch and recording the job id: the job is
+// found by its name (the run id) and adopted; a run never submitted is
+// NOT_FOUND, so recovery never submits it a second time.
+TEST_F(SlurmExecutorTest, AJobSubmittedButNotRecordedIsFoundByItsName) {
+  LaunchSpec spec = Spec("unrecorded",
+                         "echo before\n"
+                         "while [ ! -e go ]; do sleep 0.1; done\n"
+                         "echo after; exit 4\n");
+  absl::StatusOr<std::string> handle = executor_->Launch(spec);
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  executor_.reset();  // the handle was never stored
+
+  executor_ = NewExecutor({});
+  absl::StatusOr<std::string> found = executor_->FindUnrecorded(spec.run_id, spec.run_dir);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(JobIdOf(*found), JobIdOf(*handle));
+  ASSERT_TRUE(executor_->Reattach(spec.run_id, spec.run_dir, *found).ok());
+  WriteFile(SharedDir(spec) / "wd" / "go", "");
+  std::optional<Outcome> outcome = reports_.WaitExit(spec.run_id);
+  ASSERT_TRUE(outcome.has_value() && outcome->ok()) << outcome->status();
+  EXPECT_EQ((*outcome)->exit_code, 4);
+  EXPECT_EQ(ReadFile(spec.run_dir / shim::kStdLogPath), "before\nafter\n");
+  EXPECT_THAT(ReadFile(spec.run_dir / "system_logs" / "slurm-executor.log"), HasSubstr("found Slurm job"));
+
+  LaunchSpec never = Spec("never-submitted", "exit 0\n");
+  absl::StatusOr<std::string> none = executor_->FindUnrecorded(never.run_id, never.run_dir);
+  EXPECT_TRUE(absl::IsNotFound(none.status())) << none.status();
+  EXPECT_THAT(std::string(none.status().message()), HasSubstr("never submitted"));
+}
+
 TEST_F(SlurmExecutorTest, AJobSlurmNeverHeardOfIsLost) {
   fs::path run_dir = local_ / "ghost";
   fs::create_directories(run_dir / "system_logs");

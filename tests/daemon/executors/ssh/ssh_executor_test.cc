@@ -351,6 +351,39 @@ exit 4
   EXPECT_EQ(ReadFile(log), "one\ntwo\n");
 }
 
+// The daemon died between starting the shim and recording its handle: the
+// run's supervisor is found from the launch script's lock on the host and
+// adopted; a run whose launch never got that far is NOT_FOUND (nothing is
+// started by looking).
+TEST_F(SshExecutorTest, ARunStartedButNotRecordedIsFoundOnTheHost) {
+  LaunchSpec spec = Spec("unrecorded", R"sh(
+echo before
+while [ ! -e ../stop ]; do sleep 0.1; done
+echo after
+exit 3
+)sh");
+  absl::StatusOr<std::string> handle = executor_->Launch(spec);
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  const fs::path log = spec.run_dir / "user_logs/std_log.txt";
+  ASSERT_TRUE(Eventually([&] { return ReadFile(log) == "before\n"; }));
+  executor_.reset();  // the handle was never stored
+
+  executor_ = NewExecutor(host_.port);
+  absl::StatusOr<std::string> found = executor_->FindUnrecorded("unrecorded", spec.run_dir);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(nlohmann::json::parse(*found)["shim_pid"], nlohmann::json::parse(*handle)["shim_pid"]);
+  ASSERT_TRUE(executor_->Reattach("unrecorded", spec.run_dir, *found).ok());
+  Remote(absl::StrCat("touch ", RemoteRunDir("unrecorded"), "/stop"));
+  std::optional<Outcome> outcome = outcomes_.Wait("unrecorded");
+  ASSERT_TRUE(outcome.has_value() && outcome->ok()) << outcome->status();
+  EXPECT_EQ((*outcome)->exit_code, 3);
+  EXPECT_EQ(ReadFile(log), "before\nafter\n");
+
+  absl::StatusOr<std::string> none = executor_->FindUnrecorded("never", root_ / "never");
+  EXPECT_TRUE(absl::IsNotFound(none.status())) << none.status();
+  EXPECT_EQ(Remote(absl::StrCat("test -e ", RemoteRunDir("never"), " && echo exists")), "");
+}
+
 TEST_F(SshExecutorTest, ReattachWhenTheHostIsUnreachableFailsTheRunWithSshsMessage) {
   const int dead_port = DeadPort();
   nlohmann::json h = {{"host", host_.host},   {"port", dead_port},
