@@ -848,6 +848,35 @@ TEST_F(SnapshotTest, SyncCookiesAreAlwaysLeftOut) {
   EXPECT_EQ(Build(src, o).files.size(), 1u);
 }
 
+TEST_F(SnapshotTest, ALocalTrysOutputsAndLogsAreLeftOutUnlessAnIgnoreRuleKeepsThem) {
+  fs::path src = MakeTree("src", {{"train.py", "x"},
+                                  {"outputs/model.json", "stale"},
+                                  {"logs/old.txt", "stale"},
+                                  {"sub/outputs/kept.txt", "only the root's are the run's"}});
+  Snapshot snap = Build(src);
+  std::vector<std::string> paths;
+  for (const SnapshotFile& f : snap.files) paths.push_back(f.rel_path);
+  EXPECT_THAT(paths, ElementsAre("sub/outputs/kept.txt", "train.py"));
+  ASSERT_EQ(snap.skipped.size(), 2u);
+  EXPECT_EQ(snap.skipped[0].rel_path, "logs");
+  EXPECT_EQ(snap.skipped[1].rel_path, "outputs");
+  EXPECT_EQ(snap.skipped[1].decision.source, kDefaultRuleSource);
+  EXPECT_EQ(snap.skipped[1].decision.pattern, "/outputs/");
+  EXPECT_THAT(snap.skipped[1].why, HasSubstr("!/outputs/"));
+  // Without ignore files too: nothing could bring them back, but a run must
+  // still never show files it did not write.
+  EXPECT_EQ(Build(src, {.use_ignore_files = false}).files.size(), 2u);
+  // A `!` rule keeps one; a rule that ignores the other names itself.
+  WriteFile(src / ".amlignore", "!/outputs/\nlogs/\n");
+  snap = Build(src);
+  paths.clear();
+  for (const SnapshotFile& f : snap.files) paths.push_back(f.rel_path);
+  EXPECT_THAT(paths, ElementsAre(".amlignore", "outputs/model.json", "sub/outputs/kept.txt",
+                                 "train.py"));
+  ASSERT_EQ(snap.skipped.size(), 1u);
+  EXPECT_EQ(snap.skipped[0].decision.source, ".amlignore");
+}
+
 TEST_F(SnapshotTest, MaterializeGivesTheSameTreeOnAnyNumberOfThreads) {
   // More folders than the materializer holds open at once, so it flushes.
   // Few distinct files and folders: storing each blob costs an fsync.
