@@ -2,8 +2,12 @@
 # Everything else is a building block of those.
 PRESET ?= dev
 BUILD_DIR := build
+# `make install` (after `make build`): PREFIX/bin, user units, completions,
+# man page, sample config; DESTDIR for packaging (scripts/install).
+PREFIX ?= /usr/local
+DESTDIR ?=
 
-.PHONY: deps configure build test demo clean format bench
+.PHONY: deps configure build test demo clean format bench install
 
 deps:
 	@scripts/install-deps
@@ -16,6 +20,9 @@ build: configure
 
 test: build
 	@ctest --preset $(PRESET)
+
+install:
+	@scripts/install "$(BUILD_DIR)" "$(PREFIX)" "$(DESTDIR)"
 
 format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')

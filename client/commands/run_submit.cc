@@ -30,6 +30,7 @@ struct SubmitOptions {
   bool wait = false;
   bool quiet = false;
   SnapshotLimits limits;
+  SubmitterEnvOptions env;
 };
 
 absl::Status CheckScriptIncluded(const amld::storage::Snapshot& snapshot,
@@ -137,6 +138,7 @@ int RunSubmit(const GlobalOptions& global, SubmitOptions& o) {
   if (!config.ok()) {
     return ReportUsageError(global, std::string(config.status().message()), "aml run submit");
   }
+  ApplySubmitterEnv(o.env, &*config);
   auto prepared = Prepare(global, o.spec, o.limits, *std::move(config));
   if (!prepared.ok()) return ReportError(global, prepared.status());
   auto stats = UploadSourceSnapshot(prepared->source, ::isatty(STDERR_FILENO) && !o.quiet);
@@ -180,7 +182,8 @@ void AddRunSubmitCommand(CLI::App& run, CommandContext& ctx) {
   cmd->add_option("-s,--source-dir", o->spec.source_dir, "folder to snapshot (default: .)");
   cmd->add_option("-c,--compute", o->spec.compute_target, "compute target (default: local)");
   cmd->add_option("--interpreter", o->spec.interpreter,
-                  "Python interpreter for the script (default: python3 on the daemon's PATH)");
+                  "Python interpreter for the script (default: the python3 on your PATH; with "
+                  "--daemon-env or on a remote target, python3 on the target's PATH)");
   cmd->add_option("--max-duration", o->spec.max_duration_seconds,
                   "stop the run as FAILED after this long: 90, 90s, 15m, 1h30m or 1:30:00 (0: "
                   "no limit)")
@@ -198,6 +201,7 @@ void AddRunSubmitCommand(CLI::App& run, CommandContext& ctx) {
   cmd->add_option("--command", o->spec.command, "a shell command line to run instead of SCRIPT");
   cmd->add_flag("--wait", o->wait, "stream the output and wait; exit 0 only if it COMPLETED");
   cmd->add_flag("-q,--quiet", o->quiet, "print only the run id");
+  AddSubmitterEnvOptions(*cmd, o->env);
   AddSnapshotLimitOptions(*cmd, o->limits);
   cmd->add_option("script", o->script_and_args, "SCRIPT [-- ARGS...]");
   cmd->callback([&ctx, o] {

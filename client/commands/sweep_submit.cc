@@ -27,12 +27,14 @@ struct SweepSubmitOptions {
   std::string file;
   bool wait = false;
   SnapshotLimits limits;
+  SubmitterEnvOptions env;
 };
 
 absl::StatusOr<amld::v1::Run> SubmitSweep(const GlobalOptions& global, const SweepJob& job,
-                                          const SnapshotLimits& limits) {
-  AMLD_ASSIGN_OR_RETURN(SourceSnapshot source, HashSourceFolder(global, job.code, limits));
+                                          const SweepSubmitOptions& o) {
+  AMLD_ASSIGN_OR_RETURN(SourceSnapshot source, HashSourceFolder(global, job.code, o.limits));
   amld::v1::RunConfig config = job.config;
+  ApplySubmitterEnv(o.env, &config);
   amld::storage::ToProto(source.snapshot.root, config.mutable_snapshot_root());
   if (source.git) *config.mutable_git() = *source.git;
   auto submit = [&]() -> absl::StatusOr<amld::v1::Run> {
@@ -65,7 +67,7 @@ int RunSweepSubmit(const GlobalOptions& global, const SweepSubmitOptions& o) {
   text << in.rdbuf();
   absl::StatusOr<SweepJob> job = ParseSweepJob(text.str(), o.file);
   if (!job.ok()) return ReportError(global, job.status());
-  absl::StatusOr<amld::v1::Run> run = SubmitSweep(global, *job, o.limits);
+  absl::StatusOr<amld::v1::Run> run = SubmitSweep(global, *job, o);
   if (!run.ok()) return ReportError(global, run.status());
   if (!o.wait) {
     if (global.json()) {
@@ -95,6 +97,7 @@ void AddSweepSubmitCommand(CLI::App& sweep, CommandContext& ctx) {
       "submit", "submit a hyperparameter sweep from an Azure ML sweep job YAML; prints its id");
   cmd->add_option("-f,--file", o->file, "the sweep job YAML (type: sweep)")->required();
   cmd->add_flag("--wait", o->wait, "wait until the sweep has ended");
+  AddSubmitterEnvOptions(*cmd, o->env);
   AddSnapshotLimitOptions(*cmd, o->limits);
   cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunSweepSubmit(ctx.global, *o); }; });
 }
