@@ -258,7 +258,7 @@ TEST_F(SnapshotTest, MaterializeReproducesTheFolder) {
   for (char& ch : big) ch = static_cast<char>(rng());
   tree.push_back({"weights/big.bin", big, 0644});
   fs::path src = MakeTree("src", tree);
-  fs::create_directories(src / "outputs");
+  fs::create_directories(src / "results");
   fs::create_directories(src / "a/b/c/d");
   Symlink("../README", src / "src/readme-link");
   Symlink("src/util", src / "util-link");
@@ -276,7 +276,7 @@ TEST_F(SnapshotTest, MaterializeReproducesTheFolder) {
   ASSERT_TRUE(st.ok()) << st;
 
   EXPECT_EQ(Describe(dest), Describe(src));
-  EXPECT_EQ(Describe(dest).at("outputs"), "dir 755");
+  EXPECT_EQ(Describe(dest).at("results"), "dir 755");
   EXPECT_EQ(Describe(dest).at("src/util/run.sh"), "file 755 #!/bin/sh\n");
   EXPECT_EQ(Describe(dest).at("util-link"), "link src/util");
   EXPECT_EQ(Build(dest).root, snap.root);
