@@ -2,8 +2,12 @@
 # Everything else is a building block of those.
 PRESET ?= dev
 BUILD_DIR := build
+# `make install` (after `make build`): PREFIX/bin, user units, completions,
+# man page, sample config; DESTDIR for packaging (scripts/install).
+PREFIX ?= /usr/local
+DESTDIR ?=
 
-.PHONY: deps configure build test test-asan fuzz demo clean format bench
+.PHONY: deps configure build test test-asan fuzz demo clean format bench install
 
 deps:
 	@scripts/install-deps
@@ -35,6 +39,9 @@ fuzz: deps
 	@if [ ! -f build-fuzz/build.ninja ]; then cmake --preset fuzz >/dev/null; fi
 	@cmake --build --preset fuzz
 	@BUILD_DIR=build-fuzz tests/fuzz/run
+
+install:
+	@scripts/install "$(BUILD_DIR)" "$(PREFIX)" "$(DESTDIR)"
 
 format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -92,6 +92,10 @@ class ConfigParser {
            options->access.users_manage_targets = v.Scalar() == "true";
            return absl::OkStatus();
          }},
+        {"submitter_environment",
+         [&](const YAML::Node& k, const YAML::Node& v) {
+           return SubmitterEnvironment(k, v, &runs.submitter_env);
+         }},
     };
     return ForEachKey(root, "", handlers);
   }
@@ -197,6 +201,26 @@ class ConfigParser {
     }
     *keep = static_cast<int>(n);
     return absl::OkStatus();
+  }
+
+  // submitter_environment: {allow: [PATTERN...], deny: [PATTERN...]}.
+  absl::Status SubmitterEnvironment(const YAML::Node& key, const YAML::Node& value,
+                                    SubmitterEnvPolicy* policy) {
+    if (value.IsNull()) return absl::OkStatus();
+    if (!value.IsMap()) {
+      return Error(value, "submitter_environment must be a mapping with allow: and deny: lists");
+    }
+    const std::map<std::string, Handler> handlers = {
+        {"allow",
+         [&](const YAML::Node& k, const YAML::Node& v) {
+           return Strings(k, v, "submitter_environment.allow", &policy->allow);
+         }},
+        {"deny",
+         [&](const YAML::Node& k, const YAML::Node& v) {
+           return Strings(k, v, "submitter_environment.deny", &policy->deny);
+         }},
+    };
+    return ForEachKey(value, "submitter_environment.", handlers);
   }
 
   absl::Status Limits(const YAML::Node& key, const YAML::Node& value, RunManagerOptions* runs) {

@@ -1,10 +1,12 @@
 // The `aml` command tree and the conventions shared by every command.
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "client/commands/command.h"
+#include "client/commands/completion.h"
 #include "client/grpc_status.h"
 #include "base/workspace_paths.h"
 
@@ -194,6 +196,8 @@ int RunCli(int argc, char** argv) {
   AddRunFilesCommand(*run, ctx);
   AddRunDownloadCommand(*run, ctx);
   AddRunMetricsCommand(*run, ctx);
+  AddRunRestartCommand(*run, ctx);
+  AddRunDeleteCommand(*run, ctx);
 
   auto* experiment = app.add_subcommand("experiment", "list experiments");
   experiment->require_subcommand(1);
@@ -228,6 +232,31 @@ int RunCli(int argc, char** argv) {
 
   AddEnvCommands(app, ctx);
   AddUiCommand(app, ctx);
+
+  // Generated from the tree above (completion.h).
+  std::string shell;
+  auto* completion = app.add_subcommand(
+      "completion", "print the shell completion script: eval \"$(aml completion bash)\"");
+  completion->add_option("shell", shell, "bash or zsh")
+      ->required()
+      ->check(CLI::IsMember({"bash", "zsh"}));
+  completion->callback([&] {
+    ctx.action = [&] {
+      std::cout << CompletionScript(shell);
+      return kExitOk;
+    };
+  });
+  app.add_subcommand("man", "print the aml(1) man page: aml man | man -l -")->callback([&] {
+    ctx.action = [&] {
+      std::cout << ManPage(app);
+      return kExitOk;
+    };
+  });
+  if (argc >= 2 && std::string_view(argv[1]) == "__complete") {
+    if (const char* socket = std::getenv("AMLD_SOCKET")) ctx.global.socket = socket;
+    return RunComplete(app, ctx.global, std::vector<std::string>(argv + 2, argv + argc),
+                       std::cout);
+  }
 
   // Split off "-- ARGS..." before parsing (see CommandContext).
   std::vector<std::string> args;

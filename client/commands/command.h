@@ -90,6 +90,19 @@ void AddRunArgument(CLI::App& cmd, RunRef& ref);
 // uses for every later call (so `last` cannot change under it).
 absl::StatusOr<amld::v1::Run> ResolveRun(const Connection& conn, const RunRef& ref);
 
+// Several runs, as typed (each like RunRef.typed), for commands that take
+// one or more.
+struct RunRefs {
+  std::vector<std::string> typed;
+  std::string experiment;
+};
+// Registers the positional "runs" (required) and -e/--experiment on `cmd`.
+void AddRunsArgument(CLI::App& cmd, RunRefs& refs);
+// Every run of `refs`, resolved before the command acts on any, so that a
+// typo among them changes nothing.
+absl::StatusOr<std::vector<amld::v1::Run>> ResolveRuns(const Connection& conn,
+                                                       const RunRefs& refs);
+
 // Moves `value` somewhere it is never destroyed, and returns it. aml ends
 // with _exit right after a command (aml_main.cc); a command holding a large
 // structure (a snapshot of 10,000 files) hands it here instead of paying to
@@ -125,6 +138,8 @@ void AddRunShowCommand(CLI::App& run, CommandContext& ctx);
 void AddRunFilesCommand(CLI::App& run, CommandContext& ctx);
 void AddRunDownloadCommand(CLI::App& run, CommandContext& ctx);
 void AddRunMetricsCommand(CLI::App& run, CommandContext& ctx);
+void AddRunRestartCommand(CLI::App& run, CommandContext& ctx);
+void AddRunDeleteCommand(CLI::App& run, CommandContext& ctx);
 void AddExperimentListCommand(CLI::App& experiment, CommandContext& ctx);
 void AddComputeCreateCommand(CLI::App& compute, CommandContext& ctx);
 void AddComputeListCommand(CLI::App& compute, CommandContext& ctx);

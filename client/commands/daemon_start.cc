@@ -18,6 +18,8 @@ struct StartOptions {
   std::string data_dir;
   std::string config;
   int max_concurrent_runs = 0;
+  int cpus = 0;
+  std::optional<std::string> gpus;
   int kill_grace_seconds = -1;
   std::optional<int> keep_finished_run_folders;
   int timeout_seconds = 30;
@@ -36,6 +38,9 @@ int RunDaemonStart(const GlobalOptions& global, const StartOptions& o) {
     start.extra_args.insert(start.extra_args.end(),
                             {"--max-concurrent-runs", std::to_string(o.max_concurrent_runs)});
   }
+  if (o.cpus > 0) start.extra_args.insert(start.extra_args.end(), {"--cpus", std::to_string(o.cpus)});
+  // amld checks the list ("--gpus: ..." names what is wrong).
+  if (o.gpus) start.extra_args.insert(start.extra_args.end(), {"--gpus", *o.gpus});
   if (o.kill_grace_seconds >= 0) {
     start.extra_args.insert(start.extra_args.end(),
                             {"--kill-grace-seconds", std::to_string(o.kill_grace_seconds)});
@@ -78,6 +83,10 @@ void AddDaemonStartCommand(CLI::App& daemon, CommandContext& ctx) {
   cmd->add_option("--max-concurrent-runs", o->max_concurrent_runs,
                   "runs that may run at once (default: the daemon's)")
       ->check(AtLeast(1));
+  cmd->add_option("--cpus", o->cpus, "CPU slots runs draw on (default: the daemon's)")
+      ->check(AtLeast(1));
+  cmd->add_option("--gpus", o->gpus,
+                  "GPU ids runs may be given, e.g. 0,1 (\"\" for none; default: the daemon's)");
   cmd->add_option("--kill-grace-seconds", o->kill_grace_seconds,
                   "time between SIGTERM and SIGKILL on cancel, e.g. 10 or 1m (default: the "
                   "daemon's)")

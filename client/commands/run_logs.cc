@@ -4,6 +4,7 @@
 // line and exits 1 unless the run COMPLETED, as `aml run wait` does.
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "client/commands/command.h"
@@ -14,6 +15,11 @@
 
 namespace amld::client::commands {
 namespace {
+
+// One line of JSON; a log's bytes that are not UTF-8 become U+FFFD.
+std::string DumpJson(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 struct LogsOptions {
   RunRef run;
@@ -36,16 +42,31 @@ int RunLogs(const GlobalOptions& global, const LogsOptions& o) {
   // A distributed run's process: its own log (daemon/executors/launch/).
   const std::string path =
       o.rank >= 0 ? "user_logs/std_log_process_" + std::to_string(o.rank) + ".txt" : o.path;
-  auto write = [](std::string_view data) { std::cout.write(data.data(), data.size()).flush(); };
+  // --output json: one object with the text read; with -f, a JSON line per
+  // piece as it comes, then one with the run's final state.
   int64_t offset = o.offset;
+  std::string collected;
+  const std::string log_path = path.empty() ? "user_logs/std_log.txt" : path;
+  auto write = [&](std::string_view data) {
+    if (!global.json()) {
+      std::cout.write(data.data(), data.size()).flush();
+    } else if (o.follow) {
+      std::cout << DumpJson({{"run_id", run->id()}, {"path", log_path}, {"offset", offset},
+                             {"text", std::string(data)}})
+                << std::endl;
+    } else {
+      collected.append(data);
+    }
+    offset += static_cast<int64_t>(data.size());
+  };
   if (o.tail) {
     auto tail = ReadLogTail(*conn, run->id(), path, *o.tail, follow);
     if (!tail.ok()) {
       if (interrupt.triggered()) return kExitInterrupted;
       return ReportError(global, tail.status());
     }
+    offset = tail->end_offset - static_cast<int64_t>(tail->text.size());
     write(tail->text);
-    offset = tail->end_offset;
   }
   if (!o.tail || o.follow) {
     auto end = FollowLogs(*conn, run->id(), path, offset, o.follow, write, follow);
@@ -54,11 +75,25 @@ int RunLogs(const GlobalOptions& global, const LogsOptions& o) {
       return ReportError(global, end.status());
     }
   }
-  if (!o.follow) return kExitOk;
+  if (!o.follow) {
+    if (global.json()) {
+      std::cout << DumpJson({{"run_id", run->id()},
+                             {"path", log_path},
+                             {"start_offset", offset - static_cast<int64_t>(collected.size())},
+                             {"end_offset", offset},
+                             {"text", collected}})
+                << std::endl;
+    }
+    return kExitOk;
+  }
   // The log is complete once the run is terminal: say how it ended.
   auto final_state = ResolveRun(*conn, {run->id(), ""});
   if (!final_state.ok()) return ReportError(global, final_state.status());
   std::cerr << FinalNote(*final_state) << std::endl;
+  if (global.json()) {
+    std::cout << DumpJson({{"run", nlohmann::json::parse(ProtoToJson(*final_state))}})
+              << std::endl;
+  }
   return ExitCodeFor(*final_state);
 }
 

@@ -30,4 +30,22 @@ absl::StatusOr<amld::v1::Run> ResolveRun(const Connection& conn, const RunRef& r
   return run;
 }
 
+void AddRunsArgument(CLI::App& cmd, RunRefs& refs) {
+  cmd.add_option("runs", refs.typed,
+                 "runs: ids, unique prefixes or suffixes (3+ characters), or `last`")
+      ->required();
+  cmd.add_option("-e,--experiment", refs.experiment, "with `last`: your newest run of EXP");
+}
+
+absl::StatusOr<std::vector<amld::v1::Run>> ResolveRuns(const Connection& conn,
+                                                       const RunRefs& refs) {
+  std::vector<amld::v1::Run> runs;
+  for (const std::string& typed : refs.typed) {
+    absl::StatusOr<amld::v1::Run> run = ResolveRun(conn, {typed, refs.experiment});
+    if (!run.ok()) return run.status();
+    runs.push_back(*std::move(run));
+  }
+  return runs;
+}
+
 }  // namespace amld::client::commands

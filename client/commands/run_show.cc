@@ -44,6 +44,35 @@ std::string JoinMap(const Map& m) {
   return absl::StrJoin(items, ", ");
 }
 
+bool IsLocal(const amld::v1::RunConfig& c) {
+  return c.compute_target().empty() || c.compute_target() == "local";
+}
+
+// The interpreter a script ran with, and where it came from
+// (daemon/runs/run_plan.h UseSubmitterEnvironment).
+std::string InterpreterText(const amld::v1::RunConfig& c) {
+  if (!c.environment().interpreter_path().empty()) return c.environment().interpreter_path();
+  if (!c.environment().digest().empty()) return "python of the managed environment";
+  if (!IsLocal(c)) return absl::StrCat("python3 on the PATH of ", c.compute_target());
+  if (!c.has_submitter_environment()) return "python3 on the daemon's PATH";
+  if (c.submitter_environment().python().empty()) {
+    return "python3 (none was on the submitter's PATH)";
+  }
+  return absl::StrCat(c.submitter_environment().python(), " (python3 on the submitter's PATH)");
+}
+
+std::string EnvironmentText(const amld::v1::RunConfig& c) {
+  if (!IsLocal(c)) return absl::StrCat("the login environment of ", c.compute_target());
+  if (!c.has_submitter_environment()) return "the daemon's (submitted with --daemon-env)";
+  const auto& e = c.submitter_environment();
+  std::string text = absl::StrCat("the submitter's, ", e.variables_size(), " variables");
+  if (e.left_out_size() > 0) {
+    absl::StrAppend(&text, "; left out: ", absl::StrJoin(e.left_out(), " "),
+                    " (--pass-env NAME sends one)");
+  }
+  return text;
+}
+
 void PrintRun(const amld::v1::Run& r) {
   const auto& c = r.config();
   std::ostream& out = std::cout;
@@ -68,10 +97,9 @@ void PrintRun(const amld::v1::Run& r) {
                                        c.resources().gpus(),
                                        c.resources().gpus() == 1 ? " GPU" : " GPUs"));
   Field(out, "GPUs", absl::StrJoin(r.assigned_gpus(), ","));
-  if (c.has_environment()) {
-    Field(out, "interpreter", c.environment().interpreter_path());
-    Field(out, "env", JoinMap(c.environment().environment_variables()));
-  }
+  if (c.command().empty()) Field(out, "interpreter", InterpreterText(c));
+  Field(out, "environment", EnvironmentText(c));
+  if (c.has_environment()) Field(out, "env", JoinMap(c.environment().environment_variables()));
   if (c.max_run_duration_seconds() > 0) {
     Field(out, "max duration", absl::StrCat(c.max_run_duration_seconds(), " s"));
   }

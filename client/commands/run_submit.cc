@@ -33,6 +33,7 @@ struct SubmitOptions {
   bool quiet = false;
   SnapshotLimits limits;
   std::string job_file;  // -f: an Azure ML command job YAML instead of the flags
+  SubmitterEnvOptions env;
 };
 
 absl::Status CheckScriptIncluded(const amld::storage::Snapshot& snapshot,
@@ -145,6 +146,7 @@ int RunSubmitJobFile(const GlobalOptions& global, const SubmitOptions& o) {
   if (!text.ok()) return ReportError(global, text.status());
   absl::StatusOr<CommandJob> job = ParseCommandJob(*text, o.job_file);
   if (!job.ok()) return ReportError(global, job.status());
+  ApplySubmitterEnv(o.env, &job->config);
   absl::StatusOr<amld::v1::Run> run = SubmitYamlJob(
       global, YamlJob{std::move(job->config), job->code, job->environment_ref}, o.limits,
       "the run");
@@ -176,6 +178,7 @@ int RunSubmit(const GlobalOptions& global, SubmitOptions& o) {
   if (!config.ok()) {
     return ReportUsageError(global, std::string(config.status().message()), "aml run submit");
   }
+  ApplySubmitterEnv(o.env, &*config);
   auto prepared = Prepare(global, o.spec, o.limits, *std::move(config));
   if (!prepared.ok()) return ReportError(global, prepared.status());
   auto stats = UploadSourceSnapshot(prepared->source, ::isatty(STDERR_FILENO) && !o.quiet);
@@ -219,7 +222,8 @@ void AddRunSubmitCommand(CLI::App& run, CommandContext& ctx) {
   cmd->add_option("-s,--source-dir", o->spec.source_dir, "folder to snapshot (default: .)");
   cmd->add_option("-c,--compute", o->spec.compute_target, "compute target (default: local)");
   cmd->add_option("--interpreter", o->spec.interpreter,
-                  "Python interpreter for the script (default: python3 on the daemon's PATH)");
+                  "Python interpreter for the script (default: the python3 on your PATH; with "
+                  "--daemon-env or on a remote target, python3 on the target's PATH)");
   cmd->add_option("--max-duration", o->spec.max_duration_seconds,
                   "stop the run as FAILED after this long: 90, 90s, 15m, 1h30m or 1:30:00 (0: "
                   "no limit)")
@@ -240,6 +244,7 @@ void AddRunSubmitCommand(CLI::App& run, CommandContext& ctx) {
                                "an Azure ML command job YAML (code, command, environment, "
                                "distribution, resources, limits) instead of SCRIPT and flags");
   cmd->add_flag("-q,--quiet", o->quiet, "print only the run id");
+  AddSubmitterEnvOptions(*cmd, o->env);
   AddSnapshotLimitOptions(*cmd, o->limits);
   // The job file says all of these itself.
   for (const char* flag : {"-e", "-s", "-c", "--interpreter", "--max-duration", "--priority",

@@ -46,7 +46,10 @@ std::string Rule(const amld::storage::SkippedPath& s) {
 
 std::string Where(const amld::storage::SkippedPath& s) {
   if (!s.decision.ignored) return absl::StrCat("(", s.why, ": not a file, folder or link)");
-  if (s.decision.source == "(builtin)") return "(always left out)";
+  if (s.decision.source == amld::storage::kBuiltinRuleSource) return "(always left out)";
+  if (s.decision.source == amld::storage::kDefaultRuleSource) {
+    return absl::StrCat("(by default; \"!", s.decision.pattern, "\" in .amlignore keeps it)");
+  }
   return absl::StrCat(s.decision.source, ":", s.decision.line);
 }
 

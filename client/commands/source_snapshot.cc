@@ -1,16 +1,22 @@
 #include "client/commands/source_snapshot.h"
 
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <future>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <system_error>
 
+extern char** environ;
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "client/commands/output.h"
 #include "client/git_info.h"
+#include "client/submitter_env.h"
 #include "client/grpc_status.h"
 #include "client/watched_snapshot.h"
 #include "storage/snapshot/stat_cache.h"
@@ -85,6 +91,23 @@ absl::Status WalkWithStatCache(const std::filesystem::path& dir, const SnapshotL
   return absl::OkStatus();
 }
 
+// A local try's outputs/ or logs/ stays out of the snapshot by default
+// (storage::CheckLeftOut); say so, whether the walk was ours or the
+// daemon's, since a person may have meant to send it.
+void NoteRunFoldersLeftOut(const std::filesystem::path& dir) {
+  std::unique_ptr<amld::storage::IgnoreRules> rules;
+  for (std::string_view name : {amld::storage::kRunOutputsFolder, amld::storage::kRunLogsFolder}) {
+    struct stat st;
+    if (::lstat((dir / name).c_str(), &st) != 0) continue;
+    if (rules == nullptr) rules = std::make_unique<amld::storage::IgnoreRules>(dir);
+    amld::storage::IgnoreDecision d =
+        amld::storage::CheckLeftOut(rules.get(), name, name, S_ISDIR(st.st_mode));
+    if (d.source != amld::storage::kDefaultRuleSource) continue;
+    std::cerr << "aml: note: " << d.pattern.substr(1) << " "
+              << amld::storage::WhyLeftOut(d) << std::endl;
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<SourceSnapshot> HashSourceFolder(const GlobalOptions& global,
@@ -124,6 +147,7 @@ absl::StatusOr<SourceSnapshot> HashSourceFolder(const GlobalOptions& global,
     absl::Status walked = WalkWithStatCache(dir, limits, &source);
     if (!walked.ok()) return walked;
   }
+  NoteRunFoldersLeftOut(dir);
   auto git = pending_git.get();
   if (!git.ok()) {
     std::cerr << "aml: warning: " << git.status().message() << "; the run gets no git info"
@@ -215,6 +239,21 @@ nlohmann::json SnapshotSourceJson(const SourceSnapshot& source) {
           {"stat_cache_hits", source.stat_cache != nullptr ? source.stat_cache->hits() : 0},
           {"trusted_earlier_upload", source.trusted_earlier_upload},
           {"seconds", seconds}};
+}
+
+void AddSubmitterEnvOptions(CLI::App& cmd, SubmitterEnvOptions& o) {
+  cmd.add_flag("--daemon-env", o.daemon_env,
+               "run with the daemon's environment instead of yours (by default a local run gets "
+               "your environment and the python3 on your PATH, less names that look like secrets)")
+      ->envname("AMLD_NO_SUBMITTER_ENV");
+  cmd.add_option("--pass-env", o.pass_env,
+                 "send this variable although its name looks like a secret (repeatable)")
+      ->allow_extra_args(false);
+}
+
+void ApplySubmitterEnv(const SubmitterEnvOptions& o, amld::v1::RunConfig* config) {
+  if (o.daemon_env) return;
+  *config->mutable_submitter_environment() = CaptureSubmitterEnvironment(environ, o.pass_env);
 }
 
 }  // namespace amld::client::commands

@@ -20,6 +20,8 @@
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -86,5 +88,17 @@ nlohmann::json UploadStatsJson(const UploadStats& stats);
 // "upload", "cache_save"},
 // "changes_applied" (watched only), "rescanned" (watched only)}.
 nlohmann::json SnapshotSourceJson(const SourceSnapshot& source);
+
+// What a submit command sends of the caller's environment (client/submitter_env.h):
+// all of it less secrets-looking names by default; `--pass-env NAME` sends one
+// of those anyway, `--daemon-env` nothing (the run gets the daemon's).
+struct SubmitterEnvOptions {
+  bool daemon_env = false;
+  std::vector<std::string> pass_env;
+};
+void AddSubmitterEnvOptions(CLI::App& cmd, SubmitterEnvOptions& o);
+// Sets config->submitter_environment from this process's environment
+// unless o.daemon_env.
+void ApplySubmitterEnv(const SubmitterEnvOptions& o, amld::v1::RunConfig* config);
 
 }  // namespace amld::client::commands

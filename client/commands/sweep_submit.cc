@@ -13,6 +13,7 @@
 #include "client/commands/command.h"
 #include "client/commands/output.h"
 #include "client/commands/job_submit.h"
+#include "client/commands/source_snapshot.h"
 #include "client/commands/sweep_yaml.h"
 #include "client/grpc_status.h"
 
@@ -23,6 +24,7 @@ struct SweepSubmitOptions {
   std::string file;
   bool wait = false;
   SnapshotLimits limits;
+  SubmitterEnvOptions env;
 };
 
 int RunSweepSubmit(const GlobalOptions& global, const SweepSubmitOptions& o) {
@@ -30,6 +32,7 @@ int RunSweepSubmit(const GlobalOptions& global, const SweepSubmitOptions& o) {
   if (!text.ok()) return ReportError(global, text.status());
   absl::StatusOr<SweepJob> job = ParseSweepJob(*text, o.file);
   if (!job.ok()) return ReportError(global, job.status());
+  ApplySubmitterEnv(o.env, &job->config);
   absl::StatusOr<amld::v1::Run> run = SubmitYamlJob(
       global, YamlJob{std::move(job->config), job->code, job->environment_ref}, o.limits,
       "the sweep");
@@ -62,6 +65,7 @@ void AddSweepSubmitCommand(CLI::App& sweep, CommandContext& ctx) {
       "submit", "submit a hyperparameter sweep from an Azure ML sweep job YAML; prints its id");
   cmd->add_option("-f,--file", o->file, "the sweep job YAML (type: sweep)")->required();
   cmd->add_flag("--wait", o->wait, "wait until the sweep has ended");
+  AddSubmitterEnvOptions(*cmd, o->env);
   AddSnapshotLimitOptions(*cmd, o->limits);
   cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunSweepSubmit(ctx.global, *o); }; });
 }

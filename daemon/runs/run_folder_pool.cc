@@ -194,6 +194,14 @@ void RunFolderPool::Finished(const std::string& run_id) {
   PruneLocked();
 }
 
+void RunFolderPool::RemoveFolderOf(const std::string& run_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    std::erase(finished_, run_id);
+  }
+  RemoveRunFolders({run_id});
+}
+
 void RunFolderPool::PruneLocked() {
   const size_t keep = static_cast<size_t>(options_.keep_finished_run_folders);
   if (finished_.size() <= keep) return;

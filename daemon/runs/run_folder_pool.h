@@ -101,6 +101,10 @@ class RunFolderPool {
   // removed on the housekeeping runner.
   void Finished(const std::string& run_id);
 
+  // Removes an ended run's folder now (before its record is deleted), and
+  // forgets it among the finished ones.
+  void RemoveFolderOf(const std::string& run_id);
+
  private:
   std::filesystem::path SparePath() const;
   std::filesystem::path FilledSparePath(const amld::storage::Digest& root) const;

@@ -113,8 +113,16 @@ absl::StatusOr<RunConfig> RunManager::CheckSubmission(const RunConfig& submitted
   }
   // With a run id of the length it will have (<experiment>_<seconds>_<8 hex>).
   const std::string sized_id = absl::StrCat(config.experiment_name(), "_0000000000_00000000");
-  AMLD_RETURN_IF_ERROR(CheckExecLimits(BuildLaunchSpec(
-      sized_id, config, PathsFor(sized_id), options_.base_env, options_.kill_grace)));
+  // Other targets keep their login environment: stored, it would only
+  // mislead whoever reads the run.
+  if (!IsLocalTarget(config)) config.clear_submitter_environment();
+  if (config.has_submitter_environment()) {
+    FilterSubmitterEnvironment(options_.submitter_env, config.mutable_submitter_environment());
+  }
+  LaunchSpec sized = BuildLaunchSpec(sized_id, config, PathsFor(sized_id), options_.base_env,
+                                     options_.kill_grace);
+  UseSubmitterEnvironment(sized_id, config, PathsFor(sized_id), &sized);
+  AMLD_RETURN_IF_ERROR(CheckExecLimits(sized));
   // The snapshot's blobs came in with Durability::kDeferred (Cas service,
   // watched roots): make them durable before the run that needs them is.
   if (const int64_t pending = deps_.cas->PendingSyncCount(); pending > 0) {
@@ -192,6 +200,49 @@ absl::StatusOr<Run> RunManager::TransitionParent(const std::string& run_id, RunS
 void RunManager::SetParentCancelHandler(ParentCancelHandler handler) {
   absl::MutexLock lock(&mu_);
   parent_cancel_ = std::move(handler);
+}
+
+absl::StatusOr<std::vector<std::string>> RunManager::Delete(const std::string& run_id,
+                                                           uint32_t caller_uid) {
+  AMLD_ASSIGN_OR_RETURN(Run run, deps_.store->GetRun(run_id));
+  if (caller_uid != 0 && caller_uid != run.submitter_uid()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "run ", run_id, " was submitted by uid ", run.submitter_uid(), ": only they (or root) may "
+        "delete it"));
+  }
+  std::vector<std::string> ids = {run_id};
+  amld::storage::RunFilter filter;
+  filter.parent_run_id = run_id;
+  filter.page_size = 1000;
+  for (;;) {
+    AMLD_ASSIGN_OR_RETURN(amld::storage::RunPage page, deps_.store->ListRuns(filter));
+    for (const Run& child : page.runs) {
+      if (!IsTerminal(child.status())) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "run ", run_id, " has a child that has not ended (", child.id(), ", ",
+            StatusName(child.status()), "); cancel the run first (aml run cancel ", run_id, ")"));
+      }
+      ids.push_back(child.id());
+    }
+    if (page.next_page_token.empty()) break;
+    filter.page_token = page.next_page_token;
+  }
+  if (!IsTerminal(run.status())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("run ", run_id, " is ", StatusName(run.status()),
+                     ": only ended runs are deleted; cancel it first (aml run cancel ", run_id,
+                     ")"));
+  }
+  // The children first: their rows name the parent. Each folder goes before
+  // its record, so a crash between leaves a record without a folder (read
+  // from the store as every ended run is), never a folder of no run.
+  for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+    folders_.RemoveFolderOf(*it);
+    AMLD_RETURN_IF_ERROR(deps_.store->DeleteRun(*it));
+  }
+  deps_.log->info("deleted run {}{}", run_id,
+                  ids.size() > 1 ? absl::StrCat(" and its ", ids.size() - 1, " children") : "");
+  return ids;
 }
 
 void RunManager::CancelChildren(const std::string& parent_id, const std::string& reason) {

@@ -116,8 +116,11 @@ struct RunManagerOptions {
   // First pause before a status that could not be recorded is tried again
   // (RecordLaterLocked).
   absl::Duration record_retry = absl::Seconds(1);
-  // The environment every run starts from (CaptureDaemonEnvironment()).
+  // The environment every run starts from (CaptureDaemonEnvironment()),
+  // unless a local run brings its submitter's (UseSubmitterEnvironment).
   EnvList base_env;
+  // Which of a submitter's variables a run may take (amld.yaml).
+  SubmitterEnvPolicy submitter_env;
   // Managed environments (amld.yaml `environments:`); the daemon sets
   // environments.root to <data>/envs. No root: they are refused at submit.
   EnvironmentOptions environments;
@@ -183,6 +186,12 @@ class RunManager {
   // children (a sweep's). Returns the run as it is after the request.
   // NOT_FOUND when no run has that id.
   absl::StatusOr<amld::v1::Run> Cancel(const std::string& run_id, const std::string& reason);
+
+  // Deletes an ended run (StateStore::DeleteRun) and its folder, and a
+  // sweep's children with it; returns the ids deleted, the run first.
+  // FAILED_PRECONDITION when it or a child has not ended; PERMISSION_DENIED
+  // when `caller_uid` is neither root nor the run's submitter.
+  absl::StatusOr<std::vector<std::string>> Delete(const std::string& run_id, uint32_t caller_uid);
 
   // Parent runs (a sweep: RunConfig.sweep set) run no process: another part
   // of the daemon (daemon/sweeps/) drives them. The manager records them,

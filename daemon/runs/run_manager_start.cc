@@ -123,6 +123,7 @@ void RunManager::Launch(const std::string& run_id, const RunConfig& config,
                         const std::filesystem::path& environment_prefix) {
   LaunchSpec spec =
       BuildLaunchSpec(run_id, config, PathsFor(run_id), options_.base_env, options_.kill_grace);
+  if (IsLocalTarget(config)) UseSubmitterEnvironment(run_id, config, PathsFor(run_id), &spec);
   if (!environment_prefix.empty()) {
     ActivateEnvironment(environment_prefix, config.command().empty(), &spec.argv, &spec.env);
   }

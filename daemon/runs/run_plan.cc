@@ -1,5 +1,6 @@
 #include "daemon/runs/run_plan.h"
 
+#include <fnmatch.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -16,18 +17,27 @@ extern char** environ;
 
 namespace amld::daemon {
 
-EnvList CaptureDaemonEnvironment() {
+namespace {
+
+// Variables that describe the daemon's process (systemd's socket activation
+// and notification), never a run's.
+bool IsDaemonOnly(std::string_view name) {
   static const char* const kDaemonOnly[] = {"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
                                             "NOTIFY_SOCKET"};
+  return std::any_of(std::begin(kDaemonOnly), std::end(kDaemonOnly),
+                     [&](const char* d) { return name == d; });
+}
+
+}  // namespace
+
+EnvList CaptureDaemonEnvironment() {
   EnvList env;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
     std::string entry(*e);
     size_t eq = entry.find('=');
     if (eq == std::string::npos || eq == 0) continue;
     std::string name = entry.substr(0, eq);
-    bool skip = std::any_of(std::begin(kDaemonOnly), std::end(kDaemonOnly),
-                            [&](const char* d) { return name == d; });
-    if (!skip) env.emplace_back(std::move(name), entry.substr(eq + 1));
+    if (!IsDaemonOnly(name)) env.emplace_back(std::move(name), entry.substr(eq + 1));
   }
   return env;
 }
@@ -139,6 +149,44 @@ LaunchSpec::Processes ProcessesOf(const amld::v1::RunConfig& config) {
       break;
   }
   return p;
+}
+
+void FilterSubmitterEnvironment(const SubmitterEnvPolicy& policy,
+                                amld::v1::SubmitterEnvironment* env) {
+  auto matches = [](const std::vector<std::string>& patterns, const std::string& name) {
+    return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) {
+      return ::fnmatch(p.c_str(), name.c_str(), 0) == 0;
+    });
+  };
+  std::vector<std::string> dropped;
+  for (const auto& [name, value] : env->variables()) {
+    if (matches(policy.deny, name) || (!policy.allow.empty() && !matches(policy.allow, name))) {
+      dropped.push_back(name);
+    }
+  }
+  if (dropped.empty()) return;
+  for (const std::string& name : dropped) env->mutable_variables()->erase(name);
+  std::vector<std::string> left_out(env->left_out().begin(), env->left_out().end());
+  left_out.insert(left_out.end(), dropped.begin(), dropped.end());
+  std::sort(left_out.begin(), left_out.end());
+  left_out.erase(std::unique(left_out.begin(), left_out.end()), left_out.end());
+  env->clear_left_out();
+  for (std::string& name : left_out) env->add_left_out(std::move(name));
+}
+
+void UseSubmitterEnvironment(const std::string& run_id, const amld::v1::RunConfig& config,
+                             const RunPaths& paths, LaunchSpec* spec) {
+  if (!config.has_submitter_environment()) return;
+  const amld::v1::SubmitterEnvironment& submitter = config.submitter_environment();
+  EnvList base;
+  for (const auto& [name, value] : submitter.variables()) {
+    if (!IsDaemonOnly(name)) base.emplace_back(name, value);
+  }
+  spec->env = BuildEnvironment(base, run_id, config, paths);
+  if (config.command().empty() && config.environment().interpreter_path().empty() &&
+      !submitter.python().empty() && !spec->argv.empty()) {
+    spec->argv.front() = submitter.python();
+  }
 }
 
 void SetVisibleGpus(const std::vector<int>& gpus, LaunchSpec* spec) {

@@ -57,6 +57,28 @@ LaunchSpec BuildLaunchSpec(const std::string& run_id, const amld::v1::RunConfig&
                            const RunPaths& paths, const EnvList& base_env,
                            absl::Duration kill_grace);
 
+// amld.yaml's `submitter_environment: {allow: [...], deny: [...]}`: fnmatch
+// patterns of variable names. A name is dropped when it matches a deny
+// pattern, or when allow is not empty and it matches no allow pattern.
+struct SubmitterEnvPolicy {
+  std::vector<std::string> allow;
+  std::vector<std::string> deny;
+};
+
+// Drops from `env->variables` what `policy` refuses, adding the names to
+// left_out (kept sorted).
+void FilterSubmitterEnvironment(const SubmitterEnvPolicy& policy,
+                                amld::v1::SubmitterEnvironment* env);
+
+// For a run on the local target whose config carries its submitter's
+// environment (RunConfig.submitter_environment): spec->env is rebuilt on
+// the submitter's variables (less the daemon-only ones, as in
+// CaptureDaemonEnvironment) instead of the daemon's, and a script without
+// an interpreter_path runs with the submitter's python. A config without
+// one leaves `spec` as it is.
+void UseSubmitterEnvironment(const std::string& run_id, const amld::v1::RunConfig& config,
+                             const RunPaths& paths, LaunchSpec* spec);
+
 // The GPUs a local run may use: CUDA_VISIBLE_DEVICES in `spec->env` becomes
 // its GPU ids ("0,2"), or "" when it has none, so that a run never sees a
 // device another run holds (CUDA then reports no device at all).

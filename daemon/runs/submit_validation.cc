@@ -146,6 +146,19 @@ absl::Status ValidateRunConfig(const amld::v1::RunConfig& config) {
           absl::StrCat("environment variable ", name, " has a NUL in its value"));
     }
   }
+  // The submitter's variables come from a real environment, so only what
+  // exec could not pass is refused; AMLD_* and CUDA_VISIBLE_DEVICES are
+  // replaced by the daemon's values when the run starts.
+  for (const auto& [name, value] : config.submitter_environment().variables()) {
+    if (name.empty() || name.find_first_of(std::string_view("=\0", 2)) != std::string::npos ||
+        value.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "submitter_environment has a variable exec cannot pass: ", Quoted(name)));
+    }
+  }
+  if (config.submitter_environment().python().find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError("submitter_environment.python must not contain NUL");
+  }
   if (config.environment().interpreter_path().find('\0') != std::string::npos) {
     return absl::InvalidArgumentError("environment.interpreter_path must not contain NUL");
   }

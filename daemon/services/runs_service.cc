@@ -430,6 +430,16 @@ class RunsService final : public RunsBase {
     return grpc::Status::OK;
   }
 
+  grpc::Status DeleteRun(grpc::ServerContext* context, const pb::DeleteRunRequest* request,
+                         pb::DeleteRunResponse* response) override {
+    absl::StatusOr<std::string> id = Resolve(context, request->run_id());
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    absl::StatusOr<std::vector<std::string>> deleted = deps_.runs->Delete(*id, CallerUid(context));
+    if (!deleted.ok()) return ToGrpcStatus(deleted.status());
+    for (std::string& d : *deleted) response->add_deleted_run_ids(std::move(d));
+    return grpc::Status::OK;
+  }
+
   grpc::ServerWriteReactor<pb::LogChunk>* StreamLogs(
       grpc::CallbackServerContext* context, const pb::StreamLogsRequest* request) override {
     pb::StreamLogsRequest resolved = *request;

@@ -38,10 +38,6 @@ bool IsIgnoreFileName(std::string_view name) {
   return name == ".amlignore" || name == ".gitignore";
 }
 
-bool AlwaysLeftOut(std::string_view name) {
-  return name == ".git" || name.starts_with(kCookiePrefix);
-}
-
 bool IsPlainName(std::string_view name) {
   if (name.empty() || name.size() > 255 || name == "." || name == "..") return false;
   return std::all_of(name.begin(), name.end(), [](char c) { return c >= 0x20 && c < 0x7f; });

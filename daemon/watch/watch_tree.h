@@ -71,8 +71,6 @@ std::string Join(const std::string& dir, std::string_view name);
 bool IsUnder(const std::string& path, const std::string& dir);
 int Depth(const std::string& rel);
 bool IsIgnoreFileName(std::string_view name);
-// `.git` and the sync cookies.
-bool AlwaysLeftOut(std::string_view name);
 // Names a walk would accept without further checks (printable ASCII); any
 // other name goes through a walk of its folder, which applies the full rules
 // (UTF-8, length) and fails the same way a client walk would.

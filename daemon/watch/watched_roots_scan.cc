@@ -305,8 +305,8 @@ absl::Status WatchedRoots::ApplyChanges(Root& r, Pending& p) {
       struct stat st;
       auto [parent_rel, name] = SplitParent(d);
       if (FindDir(r.tree.get(), parent_rel) == nullptr) continue;
-      if (::lstat((r.path / d).c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || AlwaysLeftOut(name) ||
-          r.rules->Check(d, true).ignored) {
+      if (::lstat((r.path / d).c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+          amld::storage::CheckLeftOut(r.rules.get(), d, name, true).ignored) {
         RemoveEntry(r, d);
         continue;
       }
@@ -332,7 +332,7 @@ absl::Status WatchedRoots::ApplyPath(Root& r, const std::string& rel,
     return Annotate(amld::base::ErrnoStatus(errno, "stat", abs), "cannot snapshot");
   }
   const bool is_dir = S_ISDIR(st.st_mode);
-  if (AlwaysLeftOut(name) || r.rules->Check(rel, is_dir).ignored) {
+  if (amld::storage::CheckLeftOut(r.rules.get(), rel, name, is_dir).ignored) {
     RemoveEntry(r, rel);
     return absl::OkStatus();
   }

@@ -67,6 +67,25 @@ struct Snapshot {
   int64_t total_file_bytes = 0;
 };
 
+// How an IgnoreDecision names a rule no ignore file holds: always applied
+// (`.git`, the daemon's sync cookies), or applied unless an ignore file's
+// `!` rule keeps the path (a run's own folders, kRunOutputsFolder and
+// kRunLogsFolder at the root).
+inline constexpr std::string_view kBuiltinRuleSource = "(builtin)";
+inline constexpr std::string_view kDefaultRuleSource = "(default)";
+inline constexpr std::string_view kRunOutputsFolder = "outputs";
+inline constexpr std::string_view kRunLogsFolder = "logs";
+
+// Whether a snapshot leaves out `rel` ("a/b", relative to the root; `name`
+// is its last part), and by which rule: the builtin ones, the default ones
+// above, then `rules` (null: no ignore file is read). Every walk (the
+// client's, the daemon's watched roots) decides through this, so their trees
+// agree.
+IgnoreDecision CheckLeftOut(const IgnoreRules* rules, std::string_view rel, std::string_view name,
+                            bool is_dir);
+// The decision as a person reads it, e.g. "ignored by src/.gitignore:3 (*.log)".
+std::string WhyLeftOut(const IgnoreDecision& d);
+
 // A cache of file digests keyed by what stat says, so an unchanged file is
 // not read again. Implementations decide persistence.
 class DigestCache {
@@ -77,7 +96,8 @@ class DigestCache {
 };
 
 struct BuildOptions {
-  // Honour .amlignore/.gitignore; `.git` is skipped either way.
+  // Honour .amlignore/.gitignore; the builtin and default rules of
+  // CheckLeftOut apply either way.
   bool use_ignore_files = true;
   // Threads that list folders (at most 4) and hash files; 0: one per core.
   int threads = 0;
@@ -99,8 +119,8 @@ struct BuildOptions {
   std::string subdir = {};
 };
 
-// Walks `dir` and hashes it into a Snapshot. `.git` and `.amld-cookie-*`
-// (the daemon's sync cookies) are always left out. Files are opened with
+// Walks `dir` and hashes it into a Snapshot, leaving out what CheckLeftOut
+// says (`.git` and `.amld-cookie-*` even without use_ignore_files). Files are opened with
 // O_NOFOLLOW and hashed as read; a file that changes while being read is
 // hashed but not put in the cache. The cache is only called from the calling
 // thread. Errors: NOT_FOUND/INVALID_ARGUMENT for a bad `dir`, a bad link or

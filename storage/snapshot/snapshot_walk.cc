@@ -72,11 +72,6 @@ const char* UnsupportedTypeName(mode_t mode) {
   return "unknown file type";
 }
 
-std::string WhyIgnored(const IgnoreDecision& d) {
-  if (d.source == "(builtin)") return absl::StrCat("always left out (", d.pattern, ")");
-  return absl::StrCat("ignored by ", d.source, ":", d.line, " (", d.pattern, ")");
-}
-
 // Walks a folder through directory fds opened with O_NOFOLLOW, so a folder
 // swapped for a link during the walk is never followed out of the tree.
 //
@@ -120,8 +115,6 @@ class TreeWalker {
   void RunJob(Job job);
   absl::Status AddEntry(int dirfd, const std::string& rel_dir, const std::string& name, int depth,
                         WalkNode* node);
-  std::optional<IgnoreDecision> Ignored(const std::string& name, const std::string& rel,
-                                        bool is_dir) const;
   absl::Status Flatten(WalkNode& node);
   static size_t CountFiles(const WalkNode& node);
 
@@ -141,22 +134,6 @@ class TreeWalker {
   std::vector<PendingFile> files_;
   std::vector<SkippedPath> skipped_;
 };
-
-std::optional<IgnoreDecision> TreeWalker::Ignored(const std::string& name, const std::string& rel,
-                                                  bool is_dir) const {
-  // `.git` is git's own metadata whatever its type (a worktree or submodule
-  // has a `.git` file), and is skipped even when ignore files are not read.
-  if (name == ".git") return IgnoreDecision{true, "(builtin)", 0, is_dir ? ".git/" : ".git"};
-  // The daemon's sync cookies (daemon/watch/watched_roots.h) live for a moment in
-  // watched roots; a walk must agree with the daemon's tree.
-  if (absl::StartsWith(name, ".amld-cookie-")) {
-    return IgnoreDecision{true, "(builtin)", 0, ".amld-cookie-*"};
-  }
-  if (rules_ == nullptr) return std::nullopt;
-  IgnoreDecision d = rules_->Check(rel, is_dir);
-  if (!d.ignored) return std::nullopt;
-  return d;
-}
 
 size_t TreeWalker::CountFiles(const WalkNode& node) {
   size_t n = node.pending.size();
@@ -261,8 +238,9 @@ absl::Status TreeWalker::AddEntry(int dirfd, const std::string& rel_dir, const s
     return Annotate(base::ErrnoStatus(errno, "stat", root_ / rel), "cannot snapshot");
   }
   bool is_dir = S_ISDIR(st.st_mode);
-  if (std::optional<IgnoreDecision> d = Ignored(name, rel, is_dir)) {
-    node->skipped.push_back(SkippedPath{rel, is_dir, *d, WhyIgnored(*d)});
+  if (IgnoreDecision d = CheckLeftOut(rules_, rel, name, is_dir); d.ignored) {
+    std::string why = WhyLeftOut(d);
+    node->skipped.push_back(SkippedPath{rel, is_dir, std::move(d), std::move(why)});
     return absl::OkStatus();
   }
   if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {

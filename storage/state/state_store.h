@@ -153,6 +153,12 @@ class StateStore {
   absl::StatusOr<amld::v1::Run> SetRunPlacement(const std::string& run_id,
                                                 const std::string& placement);
 
+  // Deletes an ended run's rows — the run, its transitions, artifacts and
+  // metrics — in one transaction. NOT_FOUND when no run has that id;
+  // FAILED_PRECONDITION when it has not ended, or when runs name it as their
+  // parent (delete those first). The CAS objects it named are not touched.
+  absl::Status DeleteRun(const std::string& run_id);
+
   // Adds or replaces artifacts of a run, in one transaction; all or none.
   // INVALID_ARGUMENT for a malformed digest or a path that is empty,
   // absolute, or has an empty, "." or ".." component; NOT_FOUND when no run

@@ -427,4 +427,36 @@ absl::StatusOr<std::string> StateStore::GetRunHandle(const std::string& run_id) 
   return stmt.Text(0);
 }
 
+absl::Status StateStore::DeleteRun(const std::string& run_id) {
+  absl::MutexLock lock(&impl_->mu);
+  return impl_->db.InWriteTransaction([&]() -> absl::Status {
+    AMLD_ASSIGN_OR_RETURN(Stmt run, impl_->db.Prepare("SELECT status FROM runs WHERE id=?"));
+    run.BindText(1, run_id);
+    AMLD_ASSIGN_OR_RETURN(bool found, run.Step());
+    if (!found) return absl::NotFoundError(absl::StrCat("run ", run_id, " does not exist"));
+    const auto status = static_cast<RunStatus>(run.Int(0));
+    if (!IsTerminal(status)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("run ", run_id, " is ", StatusName(status),
+                       ": only ended runs are deleted; cancel it first (aml run cancel ", run_id,
+                       ")"));
+    }
+    AMLD_ASSIGN_OR_RETURN(Stmt children,
+                          impl_->db.Prepare("SELECT id FROM runs WHERE parent_run_id=? LIMIT 1"));
+    children.BindText(1, run_id);
+    AMLD_ASSIGN_OR_RETURN(bool has_children, children.Step());
+    if (has_children) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "run ", run_id, " is the parent of runs (e.g. ", children.Text(0), "): delete them first"));
+    }
+    for (const char* sql : {"DELETE FROM metrics WHERE run_id=?", "DELETE FROM artifacts WHERE run_id=?",
+                            "DELETE FROM run_transitions WHERE run_id=?", "DELETE FROM runs WHERE id=?"}) {
+      AMLD_ASSIGN_OR_RETURN(Stmt del, impl_->db.Prepare(sql));
+      del.BindText(1, run_id);
+      AMLD_RETURN_IF_ERROR(del.Run());
+    }
+    return absl::OkStatus();
+  });
+}
+
 }  // namespace amld::storage

@@ -5,6 +5,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "tests/testing/build_paths.h"
 #include "tests/testing/test_util.h"
 
 namespace amld::daemon {
@@ -83,11 +87,41 @@ TEST(DaemonConfigTest, EmptyFileAndBlockListsWork) {
   EXPECT_TRUE(Parsed("gpus: []\n", given).runs.gpus.empty());
 }
 
+TEST(DaemonConfigTest, SubmitterEnvironmentTakesAllowAndDenyPatterns) {
+  const DaemonOptions o = Parsed(R"(submitter_environment:
+  allow: ["PATH", "CONDA_*"]
+  deny: ["*_PROXY"]
+)");
+  EXPECT_THAT(o.runs.submitter_env.allow, ElementsAre("PATH", "CONDA_*"));
+  EXPECT_THAT(o.runs.submitter_env.deny, ElementsAre("*_PROXY"));
+  EXPECT_THAT(ErrorOf("submitter_environment: [PATH]\n"), HasSubstr("allow: and deny:"));
+  EXPECT_THAT(ErrorOf("submitter_environment:\n  keep: [PATH]\n"), HasSubstr("keep"));
+}
+
+TEST(DaemonConfigTest, TheSampleFileParsesAsShippedAndWithEverySettingOn) {
+  const std::string sample = testing::ReadFile(testing::SourceDir() / "deploy/amld.yaml.example");
+  ASSERT_FALSE(sample.empty());
+  EXPECT_EQ(ErrorOf(sample), "OK");
+  // Settings are "#key: value" and "#  key: value"; prose is "# text".
+  std::string on;
+  for (absl::string_view line : absl::StrSplit(sample, '\n')) {
+    const bool setting = absl::StartsWith(line, "#") && line.size() > 1 &&
+                         (line[1] != ' ' || absl::StartsWith(line, "#  "));
+    absl::StrAppend(&on, setting ? line.substr(1) : line, "\n");
+  }
+  const DaemonOptions o = Parsed(on);
+  EXPECT_EQ(o.runs.cpus, 8);
+  EXPECT_THAT(o.runs.gpus, ElementsAre(0, 1));
+  EXPECT_THAT(o.runs.submitter_env.deny, ElementsAre("SSH_*", "*_PROXY"));
+  EXPECT_EQ(o.runs.max_run_duration_seconds, 604800);
+}
+
 TEST(DaemonConfigTest, UnknownKeysAreRefusedWithTheirLine) {
   EXPECT_EQ(ErrorOf("cpus: 4\ngpu: [0]\n"),
             "amld.yaml:2:1: unknown key \"gpu\"; known keys: admin_group, cpus, environments, "
             "gc_grace_seconds, gc_interval_seconds, gpus, keep_finished_run_folders, "
-            "kill_grace_seconds, limits, max_concurrent_runs, per_user, users_manage_targets, web");
+            "kill_grace_seconds, limits, max_concurrent_runs, per_user, submitter_environment, "
+            "users_manage_targets, web");
   EXPECT_EQ(ErrorOf("limits:\n  max_duration: 5\n"),
             "amld.yaml:2:3: unknown key \"limits.max_duration\"; known keys: "
             "limits.default_run_duration_seconds, limits.max_run_duration_seconds");

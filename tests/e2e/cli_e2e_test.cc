@@ -5,6 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -279,6 +282,289 @@ TEST_F(CliE2eTest, CancelManyRunsByIdOrFilter) {
     EXPECT_EQ(Show(id)["status"], "CANCELED") << id;
   }
   EXPECT_EQ(Aml({"run", "cancel"}).exit_code, 2);
+}
+
+}  // namespace
+
+namespace {
+
+// Paths of `aml run files RUN` (JSON).
+std::vector<std::string> FilePaths(const json& listing) {
+  std::vector<std::string> paths;
+  for (const auto& f : listing["files"]) paths.push_back(f["path"].get<std::string>());
+  return paths;
+}
+
+TEST_F(CliE2eTest, ASourceFoldersOutputsFromALocalTryDoNotShip) {
+  StartDaemon();
+  WriteFile(project_ / "train.py", R"(import os
+print("saw stale:", os.path.exists("outputs/model.json"), os.path.exists("logs/old.txt"))
+os.makedirs("outputs", exist_ok=True)
+open("outputs/new.json", "w").write("{}")
+)");
+  WriteFile(project_ / "outputs" / "model.json", "stale model");
+  WriteFile(project_ / "logs" / "old.txt", "stale log");
+  auto r = Aml({"run", "submit", "-q", "-s", project_.string(), "--interpreter", kPython,
+                "train.py"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_NE(r.err.find("outputs/ left out by default"), std::string::npos) << Describe(r);
+  EXPECT_NE(r.err.find("logs/ left out by default"), std::string::npos) << Describe(r);
+  std::string id = r.out.substr(0, r.out.find('\n'));
+  ASSERT_EQ(Aml({"run", "wait", id}).exit_code, 0);
+  EXPECT_EQ(Aml({"run", "logs", id}).out, "saw stale: False False\n");
+  EXPECT_EQ(FilePaths(AmlJson({"run", "files", id})),
+            (std::vector<std::string>{"outputs/new.json", "user_logs/std_log.txt"}));
+
+  // explain says so, and which line brings it back.
+  r = Aml({"snapshot", "explain", project_.string()});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_NE(r.out.find("/outputs/  (by default; \"!/outputs/\" in .amlignore keeps it)"),
+            std::string::npos)
+      << Describe(r);
+  json explained = AmlJson({"snapshot", "explain", project_.string()});
+  ASSERT_EQ(explained["ignored"].size(), 2u) << explained.dump(2);
+  EXPECT_EQ(explained["ignored"][1]["path"], "outputs");
+  EXPECT_EQ(explained["ignored"][1]["source"], "(default)");
+
+  // A watched folder leaves them out the same way.
+  ASSERT_EQ(Aml({"snapshot", "watch", project_.string()}).exit_code, 0);
+  id = Submit("train.py");
+  ASSERT_EQ(Aml({"run", "wait", id}).exit_code, 0);
+  EXPECT_EQ(Aml({"run", "logs", id}).out, "saw stale: False False\n");
+
+  // The setting: a "!" rule in the root's .amlignore sends outputs/.
+  WriteFile(project_ / ".amlignore", "!/outputs/\n");
+  r = Aml({"run", "submit", "-q", "-s", project_.string(), "--interpreter", kPython,
+           "train.py"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(r.err.find("outputs/ left out"), std::string::npos) << Describe(r);
+  id = r.out.substr(0, r.out.find('\n'));
+  ASSERT_EQ(Aml({"run", "wait", id}).exit_code, 0);
+  EXPECT_EQ(Aml({"run", "logs", id}).out, "saw stale: True False\n");
+}
+
+TEST_F(CliE2eTest, RunsSeeTheSubmittersEnvironmentAndPython) {
+  StartDaemon();
+  const fs::path venv = dir_ / "venv";
+  auto made = amld::testing::RunProcess({kPython, "-m", "venv", "--without-pip", venv.string()},
+                                        Options());
+  ASSERT_EQ(made.exit_code, 0) << Describe(made);
+  WriteFile(project_ / "env.py", R"(import os, sys
+print("prefix", sys.prefix)
+print("VIRTUAL_ENV", os.environ.get("VIRTUAL_ENV"))
+print("SETTING", os.environ.get("MY_SETTING"))
+print("TOKEN", os.environ.get("MY_API_TOKEN"))
+)");
+  // As from a shell where the venv is activated.
+  ProcessOptions activated = Options();
+  activated.env.push_back({"VIRTUAL_ENV", venv.string()});
+  activated.env.push_back(
+      {"PATH", absl::StrCat((venv / "bin").string(), ":", std::getenv("PATH"))});
+  activated.env.push_back({"MY_SETTING", "42"});
+  activated.env.push_back({"MY_API_TOKEN", "hunter2"});
+  auto submit = [&](std::vector<std::string> flags) {
+    std::vector<std::string> args = {"run", "submit", "-q", "-s", project_.string()};
+    args.insert(args.end(), flags.begin(), flags.end());
+    args.push_back("env.py");
+    auto r = amld::testing::RunProcess(Argv(args), activated);
+    EXPECT_EQ(r.exit_code, 0) << Describe(r);
+    const std::string id = r.out.substr(0, r.out.find('\n'));
+    EXPECT_EQ(Aml({"run", "wait", id}).exit_code, 0);
+    return id;
+  };
+
+  std::string id = submit({});
+  EXPECT_EQ(Aml({"run", "logs", id}).out,
+            absl::StrCat("prefix ", venv.string(), "\nVIRTUAL_ENV ", venv.string(),
+                         "\nSETTING 42\nTOKEN None\n"));
+  json run = Show(id);
+  const json& sub = run["config"]["submitter_environment"];
+  EXPECT_EQ(sub["python"], (venv / "bin" / "python3").string());
+  EXPECT_NE(sub["left_out"].dump().find("MY_API_TOKEN"), std::string::npos) << sub.dump();
+  EXPECT_FALSE(sub["variables"].contains("MY_API_TOKEN"));
+  auto shown = Aml({"run", "show", id});
+  EXPECT_NE(shown.out.find((venv / "bin" / "python3").string() +
+                           " (python3 on the submitter's PATH)"),
+            std::string::npos)
+      << Describe(shown);
+  EXPECT_NE(shown.out.find("left out: "), std::string::npos) << Describe(shown);
+
+  // Asked for by name, the secret-looking variable is sent.
+  id = submit({"--pass-env", "MY_API_TOKEN"});
+  EXPECT_NE(Aml({"run", "logs", id}).out.find("TOKEN hunter2"), std::string::npos);
+
+  // --daemon-env: the daemon's environment (no venv) and python3 on its PATH.
+  id = submit({"--daemon-env"});
+  EXPECT_EQ(Aml({"run", "logs", id}).out.find(venv.string()), std::string::npos)
+      << Aml({"run", "logs", id}).out;
+  EXPECT_NE(Aml({"run", "show", id}).out.find("python3 on the daemon's PATH"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(CliE2eTest, ComparingRunsByTagsAndMetrics) {
+  StartDaemon();
+  // The loss it reaches is 1/lr: the best run has the largest lr.
+  WriteFile(project_ / "fit.py", R"(import json, os, sys, time
+lr = float(sys.argv[1])
+with open(os.environ["AMLD_METRICS_FILE"], "a") as f:
+    for step in range(3):
+        f.write(json.dumps({"name": "loss", "value": (3 - step) / lr, "step": step,
+                            "time": time.time()}) + "\n")
+)");
+  std::map<std::string, std::string> ids;
+  for (const char* lr : {"1", "4", "2"}) {
+    ids[lr] = Submit("fit.py", {"-e", "cmp", "--tag", absl::StrCat("lr=", lr), "--tag",
+                                "opt=sgd"},
+                     {lr});
+    ASSERT_EQ(Aml({"run", "wait", ids[lr]}).exit_code, 0);
+  }
+  const std::string untagged = SubmitAndWait("fit.py", {"-e", "cmp"});  // no argument: FAILED
+
+  // --sort metric:loss with the metric and tag columns; runs without the
+  // metric go last.
+  json list = AmlJson({"run", "list", "-e", "cmp", "--sort", "metric:loss", "--columns",
+                       "+tag:lr"});
+  ASSERT_EQ(list["runs"].size(), 4u) << list.dump(2);
+  EXPECT_EQ(list["runs"][0]["id"], ids["4"]);
+  EXPECT_EQ(list["runs"][1]["id"], ids["2"]);
+  EXPECT_EQ(list["runs"][2]["id"], ids["1"]);
+  EXPECT_EQ(list["runs"][3]["id"], untagged);
+  EXPECT_EQ(list["runs"][0]["last_metrics"]["loss"], 0.25);
+  auto r = Aml({"run", "list", "-e", "cmp", "--sort", "-metric:loss", "--columns",
+                "id,tag:lr,metric:loss", "--tag", "opt=sgd"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(r.out.substr(0, r.out.find('\n')).find("RUN"), 0u) << r.out;
+  EXPECT_NE(r.out.find("LR"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("LOSS"), std::string::npos) << r.out;
+  EXPECT_LT(r.out.find(ids["1"]), r.out.find(ids["2"])) << r.out;
+  EXPECT_LT(r.out.find(ids["2"]), r.out.find(ids["4"])) << r.out;
+  EXPECT_EQ(r.out.find(untagged), std::string::npos) << "--tag opt=sgd leaves it out";
+  // --tag KEY=VALUE filters; no match says which filter.
+  EXPECT_EQ(AmlJson({"run", "list", "--tag", "lr=2"})["runs"].size(), 1u);
+  r = Aml({"run", "list", "--tag", "lr=9"});
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_NE(r.err.find("no runs match tag lr=9"), std::string::npos) << Describe(r);
+  r = Aml({"run", "list", "--columns", "id,lsos"});
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
+  EXPECT_NE(r.err.find("unknown column"), std::string::npos) << Describe(r);
+
+  // `aml run metrics` over several runs: the series side by side.
+  r = Aml({"run", "metrics", ids["1"], ids["4"], "--name", "loss"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_NE(r.out.find(ids["1"]), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("0.75"), std::string::npos) << r.out;  // 3/4 at step 0
+  json both = AmlJson({"run", "metrics", ids["1"], ids["2"]});
+  ASSERT_EQ(both["runs"].size(), 2u);
+  EXPECT_EQ(both["runs"][1]["metrics"][0]["last"], 0.5);
+
+  // restart: a new run of the same config and snapshot, whatever the folder
+  // holds now.
+  WriteFile(project_ / "fit.py", "raise SystemExit('edited since')\n");
+  r = Aml({"run", "restart", "-q", ids["2"]});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  const std::string again = r.out.substr(0, r.out.find('\n'));
+  EXPECT_NE(again, ids["2"]);
+  EXPECT_EQ(Aml({"run", "wait", again}).exit_code, 0);
+  json restarted = Show(again);
+  json original = Show(ids["2"]);
+  EXPECT_EQ(restarted["config"]["arguments"], original["config"]["arguments"]);
+  EXPECT_EQ(restarted["config"]["snapshot_root"], original["config"]["snapshot_root"]);
+  EXPECT_EQ(restarted["config"]["tags"], original["config"]["tags"]);
+  EXPECT_EQ(AmlJson({"run", "metrics", again})["metrics"][0]["last"], 0.5);
+  EXPECT_EQ(Aml({"run", "restart", "no_such_run_anywhere"}).exit_code, 1);
+
+  // delete: the records and folders go; a typo among the ids deletes nothing.
+  r = Aml({"run", "delete", again, "no_such_run_anywhere"});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(Show(again)["id"], again);
+  ASSERT_TRUE(fs::exists(data_ / "runs" / again));
+  r = Aml({"run", "delete", again, untagged});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_NE(r.out.find("deleted run " + again), std::string::npos) << Describe(r);
+  EXPECT_EQ(AmlJson({"run", "show", again}, 1)["error"]["code"], "NOT_FOUND");
+  EXPECT_FALSE(fs::exists(data_ / "runs" / again));
+  EXPECT_EQ(AmlJson({"run", "list", "-e", "cmp"})["runs"].size(), 3u);
+  // A run that has not ended is refused.
+  WriteFile(project_ / "sleep.py", "import time\ntime.sleep(300)\n");
+  const std::string sleeping = Submit("sleep.py", {"-e", "cmp"});
+  r = Aml({"run", "delete", sleeping});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_NE(r.err.find("cancel it first"), std::string::npos) << Describe(r);
+  ASSERT_EQ(Aml({"run", "cancel", sleeping}).exit_code, 0);
+  EXPECT_EQ(Aml({"run", "wait", sleeping}).exit_code, 1);
+  EXPECT_EQ(Aml({"run", "delete", sleeping}).exit_code, 0);
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(CliE2eTest, DaemonStartTakesTheGpusToHandOut) {
+  StartDaemon({"--gpus", "0,1"});
+  WriteFile(project_ / "gpus.py", "import os\nprint(os.environ['CUDA_VISIBLE_DEVICES'])\n");
+  const std::string id = SubmitAndWait("gpus.py", {"--gpus", "2"});
+  ASSERT_EQ(last_wait_.exit_code, 0) << Describe(last_wait_);
+  EXPECT_EQ(Aml({"run", "logs", id}).out, "0,1\n");
+  auto r = Aml({"run", "submit", "-s", project_.string(), "--gpus", "3", "gpus.py"});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(CliE2eTest, LogsAsJsonAndCompletionOfRunIds) {
+  StartDaemon();
+  WriteFile(project_ / "hello.py", "print('hello')\nprint('caf\\xe9')\n");
+  const std::string id = SubmitAndWait("hello.py", {"-e", "completion"});
+  ASSERT_EQ(last_wait_.exit_code, 0) << Describe(last_wait_);
+  json logs = AmlJson({"run", "logs", id});
+  EXPECT_EQ(logs["run_id"], id);
+  EXPECT_EQ(logs["text"], "hello\ncafé\n");
+  EXPECT_EQ(logs["start_offset"], 0);
+  EXPECT_EQ(logs["end_offset"], 12);
+  logs = AmlJson({"run", "logs", id, "--tail", "1"});
+  EXPECT_EQ(logs["text"], "café\n");
+  EXPECT_EQ(logs["start_offset"], 6);
+  // -f: a JSON line per piece, then the run.
+  auto r = Aml({"--output", "json", "run", "logs", "-f", id});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  const std::string last_line = r.out.substr(r.out.rfind('\n', r.out.size() - 2) + 1);
+  EXPECT_EQ(json::parse(last_line)["run"]["status"], "COMPLETED") << r.out;
+
+  // The bash completion script, loaded by bash, completes commands and a
+  // run id from the daemon.
+  auto script = Aml({"completion", "bash"});
+  ASSERT_EQ(script.exit_code, 0) << Describe(script);
+  WriteFile(dir_ / "aml.bash", script.out);
+  auto complete = [&](const std::string& words, int cword) {
+    ProcessOptions o = Options();
+    o.env.push_back({"PATH", absl::StrCat(kBin, ":", std::getenv("PATH"))});
+    o.env.push_back({"AMLD_SOCKET", socket_.string()});
+    o.unset_env.erase(std::remove(o.unset_env.begin(), o.unset_env.end(), "AMLD_SOCKET"),
+                      o.unset_env.end());
+    auto done = amld::testing::RunProcess(
+        {"/bin/bash", "-c",
+         absl::StrCat("source ", (dir_ / "aml.bash").string(), "; COMP_WORDS=(", words,
+                      "); COMP_CWORD=", cword, "; _aml; printf '%s\\n' \"${COMPREPLY[@]}\"")},
+        o);
+    EXPECT_EQ(done.exit_code, 0) << Describe(done);
+    return done.out;
+  };
+  EXPECT_EQ(complete("aml ru", 1), "run\n");
+  EXPECT_EQ(complete("aml run sh", 2), "show\n");
+  EXPECT_EQ(complete("aml run show " + id.substr(0, 12), 3), id + "\n");
+  EXPECT_EQ(complete("aml run list --sta", 3), "--status\n");
+  EXPECT_EQ(complete("aml run list --status COMP", 4), "COMPLETED\n");
+  EXPECT_EQ(complete("aml run submit -e compl", 4), "completion\n");
+  // The man page comes from the same definitions.
+  r = Aml({"man"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_NE(r.out.find(".SS aml run restart"), std::string::npos);
+  EXPECT_NE(r.out.find("\\-\\-daemon\\-env"), std::string::npos);
 }
 
 }  // namespace

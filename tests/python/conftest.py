@@ -44,6 +44,10 @@ os.environ.setdefault("AMLD_AML", os.path.join(BIN_DIR, "aml"))
 for leftover in ("AMLD_RUN_ID", "AMLD_METRICS_FILE", "AMLD_OUTPUTS_DIR", "AMLD_LOGS_DIR",
                  "AMLD_EXPERIMENT", "AMLD_SOCKET"):
     os.environ.pop(leftover, None)
+# Runs start from their submitter's environment (RunConfig.submitter_environment), this
+# process's or an `aml` child's: /usr/bin first, so their `python3` is Debian's (with grpcio and
+# protobuf), as the daemon's is.
+os.environ["PATH"] = "/usr/bin:/bin:" + os.environ.get("PATH", "")
 
 
 def wait_until(predicate, what, timeout=WAIT_SECONDS, interval=0.1):

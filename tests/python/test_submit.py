@@ -5,6 +5,7 @@ daemon's message, and the run's record matches the ScriptRunConfig."""
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -192,3 +193,25 @@ def test_cancel_ends_the_run_canceled_and_wait_raises(ws, project):
     with pytest.raises(ActivityFailedException) as caught:
         run.wait_for_completion()
     assert caught.value.status == "Canceled" and run.get_status() == "Canceled"
+
+
+def test_runs_get_the_submitters_environment_and_python(ws, project, monkeypatch):
+    from amld.core import Experiment, ScriptRunConfig
+    write_script(project, "env.py", "import os, sys\nprint(sys.executable, "
+                 "os.environ.get('MY_SETTING'), os.environ.get('MY_API_TOKEN'))\n")
+    monkeypatch.setenv("MY_SETTING", "42")
+    monkeypatch.setenv("MY_API_TOKEN", "hunter2")
+
+    def output_of_a_run():
+        run = Experiment(ws, "submitter-env").submit(
+            ScriptRunConfig(source_directory=str(project), script="env.py"))
+        run.wait_for_completion(raise_on_error=True)
+        log = os.path.join(str(project), "std_log.txt")
+        run.download_file("user_logs/std_log.txt", log)
+        return open(log).read()
+
+    # The session's daemon started before MY_SETTING was set: only the
+    # submitter's environment has it; the secret-looking name stays behind.
+    assert output_of_a_run() == "%s 42 None\n" % sys.executable
+    monkeypatch.setenv("AMLD_NO_SUBMITTER_ENV", "1")
+    assert output_of_a_run().split()[1:] == ["None", "None"]

@@ -102,6 +102,8 @@ class Experiment:
         run_config.snapshot_root.CopyFrom(snapshot.root)
         if snapshot.git is not None:
             run_config.git.CopyFrom(snapshot.git)
+        from amld.core import _submitter_env
+        _submitter_env.capture(run_config.submitter_environment)
         return run_config
 
     def get_runs(self, type=None, tags=None, properties=None, include_children=False):

@@ -16,7 +16,7 @@ from amld.v1 import common_pb2 as amld_dot_v1_dot_common__pb2
 from amld.v1 import sweep_pb2 as amld_dot_v1_dot_sweep__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61mld/v1/runs.proto\x12\x07\x61mld.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x61mld/v1/common.proto\x1a\x13\x61mld/v1/sweep.proto\"\xa7\x01\n\tRunStatus\"\x99\x01\n\x05Value\x12\x0b\n\x07UNKNOWN\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\r\n\tPREPARING\x10\x02\x12\x0c\n\x08STARTING\x10\x03\x12\x0b\n\x07RUNNING\x10\x04\x12\x0e\n\nFINALIZING\x10\x05\x12\r\n\tCOMPLETED\x10\x06\x12\n\n\x06\x46\x41ILED\x10\x07\x12\x0c\n\x08\x43\x41NCELED\x10\x08\x12\x14\n\x10\x43\x41NCEL_REQUESTED\x10\t\"P\n\x07GitInfo\x12\x16\n\x0erepository_uri\x18\x01 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x02 \x01(\t\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\t\x12\r\n\x05\x64irty\x18\x04 \x01(\x08\"\x82\x03\n\x0b\x45nvironment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12!\n\x19user_managed_dependencies\x18\x03 \x01(\x08\x12\x18\n\x10interpreter_path\x18\x04 \x01(\t\x12M\n\x15\x65nvironment_variables\x18\x05 \x03(\x0b\x32..amld.v1.Environment.EnvironmentVariablesEntry\x12\x18\n\x10pip_requirements\x18\x06 \x03(\t\x12\x19\n\x11\x64ocker_base_image\x18\x07 \x01(\t\x12\x16\n\x0epython_version\x18\x08 \x01(\t\x12\x16\n\x0e\x63onda_packages\x18\t \x03(\t\x12\x16\n\x0e\x63onda_channels\x18\n \x03(\t\x12\x0e\n\x06\x64igest\x18\x0b \x01(\t\x1a;\n\x19\x45nvironmentVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x10MpiConfiguration\x12\x1e\n\x16process_count_per_node\x18\x01 \x01(\x05\x12\x12\n\nnode_count\x18\x02 \x01(\x05\"`\n\x14PyTorchConfiguration\x12\x1d\n\x15\x63ommunication_backend\x18\x01 \x01(\t\x12\x15\n\rprocess_count\x18\x02 \x01(\x05\x12\x12\n\nnode_count\x18\x03 \x01(\x05\"O\n\x17TensorflowConfiguration\x12\x14\n\x0cworker_count\x18\x01 \x01(\x05\x12\x1e\n\x16parameter_server_count\x18\x02 \x01(\x05\"\xb1\x01\n\x11\x44istributedConfig\x12(\n\x03mpi\x18\x01 \x01(\x0b\x32\x19.amld.v1.MpiConfigurationH\x00\x12\x30\n\x07pytorch\x18\x02 \x01(\x0b\x32\x1d.amld.v1.PyTorchConfigurationH\x00\x12\x36\n\ntensorflow\x18\x03 \x01(\x0b\x32 .amld.v1.TensorflowConfigurationH\x00\x42\x08\n\x06\x63onfig\"\x86\x04\n\tRunConfig\x12\x17\n\x0f\x65xperiment_name\x18\x01 \x01(\t\x12&\n\rsnapshot_root\x18\x02 \x01(\x0b\x32\x0f.amld.v1.Digest\x12\x0e\n\x06script\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x03(\t\x12\x0f\n\x07\x63ommand\x18\x05 \x01(\t\x12)\n\x0b\x65nvironment\x18\x06 \x01(\x0b\x32\x14.amld.v1.Environment\x12\x16\n\x0e\x63ompute_target\x18\x07 \x01(\t\x12/\n\x0b\x64istributed\x18\x08 \x01(\x0b\x32\x1a.amld.v1.DistributedConfig\x12 \n\x18max_run_duration_seconds\x18\t \x01(\x03\x12*\n\x04tags\x18\n \x03(\x0b\x32\x1c.amld.v1.RunConfig.TagsEntry\x12\x1d\n\x03git\x18\x0b \x01(\x0b\x32\x10.amld.v1.GitInfo\x12\x14\n\x0c\x64isplay_name\x18\x0c \x01(\t\x12\x10\n\x08priority\x18\r \x01(\x05\x12+\n\tresources\x18\x0e \x01(\x0b\x32\x18.amld.v1.ResourceRequest\x12!\n\x05sweep\x18\x0f \x01(\x0b\x32\x12.amld.v1.SweepSpec\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"-\n\x0fResourceRequest\x12\x0c\n\x04\x63pus\x18\x01 \x01(\x05\x12\x0c\n\x04gpus\x18\x02 \x01(\x05\"v\n\x10StatusTransition\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.amld.v1.RunStatus.Value\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xdf\x02\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x12.amld.v1.RunConfig\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.amld.v1.RunStatus.Value\x12*\n\x07history\x18\x04 \x03(\x0b\x32\x19.amld.v1.StatusTransition\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x0b\x65xit_signal\x18\x06 \x01(\x05\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x15\n\rsubmitter_uid\x18\x08 \x01(\r\x12\x15\n\rparent_run_id\x18\t \x01(\t\x12\x11\n\tplacement\x18\n \x01(\t\x12\x30\n\x0c\x63reated_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rassigned_gpus\x18\x0c \x03(\x05\x42\x0c\n\n_exit_code\"6\n\x10SubmitRunRequest\x12\"\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x12.amld.v1.RunConfig\".\n\x11SubmitRunResponse\x12\x19\n\x03run\x18\x01 \x01(\x0b\x32\x0c.amld.v1.Run\"8\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x17\n\x0f\x65xperiment_name\x18\x02 \x01(\t\"\xc2\x01\n\x0fListRunsRequest\x12\x17\n\x0f\x65xperiment_name\x18\x01 \x01(\t\x12*\n\x08statuses\x18\x02 \x03(\x0e\x32\x18.amld.v1.RunStatus.Value\x12\x1a\n\rsubmitter_uid\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x15\n\rparent_run_id\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\tB\x10\n\x0e_submitter_uid\"G\n\x10ListRunsResponse\x12\x1a\n\x04runs\x18\x01 \x03(\x0b\x32\x0c.amld.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x0eWaitRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\",\n\x0fWaitRunResponse\x12\x19\n\x03run\x18\x01 \x01(\x0b\x32\x0c.amld.v1.Run\"2\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"Q\n\x11StreamLogsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\"(\n\x08LogChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"H\n\x10ListFilesRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x14\n\x0cprefix_bytes\x18( \x01(\x0c\"L\n\x07RunFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x1f\n\x06\x64igest\x18\x02 \x01(\x0b\x32\x0f.amld.v1.Digest\x12\x12\n\npath_bytes\x18( \x01(\x0c\"4\n\x11ListFilesResponse\x12\x1f\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x10.amld.v1.RunFile\"W\n\x13\x44ownloadFileRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x12\n\npath_bytes\x18( \x01(\x0c\"=\n\tFileChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"y\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x06number\x18\x02 \x01(\x01H\x00\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x0c\n\x04step\x18\x04 \x01(\x03\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x07\n\x05value\"2\n\x11GetMetricsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t\"6\n\x12GetMetricsResponse\x12 \n\x07metrics\x18\x01 \x03(\x0b\x32\x0f.amld.v1.Metric2\xbf\x04\n\x04Runs\x12\x42\n\tSubmitRun\x12\x19.amld.v1.SubmitRunRequest\x1a\x1a.amld.v1.SubmitRunResponse\x12.\n\x06GetRun\x12\x16.amld.v1.GetRunRequest\x1a\x0c.amld.v1.Run\x12?\n\x08ListRuns\x12\x18.amld.v1.ListRunsRequest\x1a\x19.amld.v1.ListRunsResponse\x12>\n\x07WaitRun\x12\x17.amld.v1.WaitRunRequest\x1a\x18.amld.v1.WaitRunResponse0\x01\x12\x34\n\tCancelRun\x12\x19.amld.v1.CancelRunRequest\x1a\x0c.amld.v1.Run\x12=\n\nStreamLogs\x12\x1a.amld.v1.StreamLogsRequest\x1a\x11.amld.v1.LogChunk0\x01\x12\x42\n\tListFiles\x12\x19.amld.v1.ListFilesRequest\x1a\x1a.amld.v1.ListFilesResponse\x12\x42\n\x0c\x44ownloadFile\x12\x1c.amld.v1.DownloadFileRequest\x1a\x12.amld.v1.FileChunk0\x01\x12\x45\n\nGetMetrics\x12\x1a.amld.v1.GetMetricsRequest\x1a\x1b.amld.v1.GetMetricsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61mld/v1/runs.proto\x12\x07\x61mld.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x61mld/v1/common.proto\x1a\x13\x61mld/v1/sweep.proto\"\xa7\x01\n\tRunStatus\"\x99\x01\n\x05Value\x12\x0b\n\x07UNKNOWN\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\r\n\tPREPARING\x10\x02\x12\x0c\n\x08STARTING\x10\x03\x12\x0b\n\x07RUNNING\x10\x04\x12\x0e\n\nFINALIZING\x10\x05\x12\r\n\tCOMPLETED\x10\x06\x12\n\n\x06\x46\x41ILED\x10\x07\x12\x0c\n\x08\x43\x41NCELED\x10\x08\x12\x14\n\x10\x43\x41NCEL_REQUESTED\x10\t\"P\n\x07GitInfo\x12\x16\n\x0erepository_uri\x18\x01 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x02 \x01(\t\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\t\x12\r\n\x05\x64irty\x18\x04 \x01(\x08\"\x82\x03\n\x0b\x45nvironment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12!\n\x19user_managed_dependencies\x18\x03 \x01(\x08\x12\x18\n\x10interpreter_path\x18\x04 \x01(\t\x12M\n\x15\x65nvironment_variables\x18\x05 \x03(\x0b\x32..amld.v1.Environment.EnvironmentVariablesEntry\x12\x18\n\x10pip_requirements\x18\x06 \x03(\t\x12\x19\n\x11\x64ocker_base_image\x18\x07 \x01(\t\x12\x16\n\x0epython_version\x18\x08 \x01(\t\x12\x16\n\x0e\x63onda_packages\x18\t \x03(\t\x12\x16\n\x0e\x63onda_channels\x18\n \x03(\t\x12\x0e\n\x06\x64igest\x18\x0b \x01(\t\x1a;\n\x19\x45nvironmentVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x10MpiConfiguration\x12\x1e\n\x16process_count_per_node\x18\x01 \x01(\x05\x12\x12\n\nnode_count\x18\x02 \x01(\x05\"`\n\x14PyTorchConfiguration\x12\x1d\n\x15\x63ommunication_backend\x18\x01 \x01(\t\x12\x15\n\rprocess_count\x18\x02 \x01(\x05\x12\x12\n\nnode_count\x18\x03 \x01(\x05\"O\n\x17TensorflowConfiguration\x12\x14\n\x0cworker_count\x18\x01 \x01(\x05\x12\x1e\n\x16parameter_server_count\x18\x02 \x01(\x05\"\xb1\x01\n\x11\x44istributedConfig\x12(\n\x03mpi\x18\x01 \x01(\x0b\x32\x19.amld.v1.MpiConfigurationH\x00\x12\x30\n\x07pytorch\x18\x02 \x01(\x0b\x32\x1d.amld.v1.PyTorchConfigurationH\x00\x12\x36\n\ntensorflow\x18\x03 \x01(\x0b\x32 .amld.v1.TensorflowConfigurationH\x00\x42\x08\n\x06\x63onfig\"\xc4\x04\n\tRunConfig\x12\x17\n\x0f\x65xperiment_name\x18\x01 \x01(\t\x12&\n\rsnapshot_root\x18\x02 \x01(\x0b\x32\x0f.amld.v1.Digest\x12\x0e\n\x06script\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x03(\t\x12\x0f\n\x07\x63ommand\x18\x05 \x01(\t\x12)\n\x0b\x65nvironment\x18\x06 \x01(\x0b\x32\x14.amld.v1.Environment\x12\x16\n\x0e\x63ompute_target\x18\x07 \x01(\t\x12/\n\x0b\x64istributed\x18\x08 \x01(\x0b\x32\x1a.amld.v1.DistributedConfig\x12 \n\x18max_run_duration_seconds\x18\t \x01(\x03\x12*\n\x04tags\x18\n \x03(\x0b\x32\x1c.amld.v1.RunConfig.TagsEntry\x12\x1d\n\x03git\x18\x0b \x01(\x0b\x32\x10.amld.v1.GitInfo\x12\x14\n\x0c\x64isplay_name\x18\x0c \x01(\t\x12\x10\n\x08priority\x18\r \x01(\x05\x12+\n\tresources\x18\x0e \x01(\x0b\x32\x18.amld.v1.ResourceRequest\x12!\n\x05sweep\x18\x0f \x01(\x0b\x32\x12.amld.v1.SweepSpec\x12<\n\x15submitter_environment\x18\x46 \x01(\x0b\x32\x1d.amld.v1.SubmitterEnvironment\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xab\x01\n\x14SubmitterEnvironment\x12?\n\tvariables\x18\x01 \x03(\x0b\x32,.amld.v1.SubmitterEnvironment.VariablesEntry\x12\x0e\n\x06python\x18\x02 \x01(\t\x12\x10\n\x08left_out\x18\x03 \x03(\t\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"-\n\x0fResourceRequest\x12\x0c\n\x04\x63pus\x18\x01 \x01(\x05\x12\x0c\n\x04gpus\x18\x02 \x01(\x05\"v\n\x10StatusTransition\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.amld.v1.RunStatus.Value\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xdf\x02\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x12.amld.v1.RunConfig\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.amld.v1.RunStatus.Value\x12*\n\x07history\x18\x04 \x03(\x0b\x32\x19.amld.v1.StatusTransition\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x0b\x65xit_signal\x18\x06 \x01(\x05\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x15\n\rsubmitter_uid\x18\x08 \x01(\r\x12\x15\n\rparent_run_id\x18\t \x01(\t\x12\x11\n\tplacement\x18\n \x01(\t\x12\x30\n\x0c\x63reated_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rassigned_gpus\x18\x0c \x03(\x05\x42\x0c\n\n_exit_code\"6\n\x10SubmitRunRequest\x12\"\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x12.amld.v1.RunConfig\".\n\x11SubmitRunResponse\x12\x19\n\x03run\x18\x01 \x01(\x0b\x32\x0c.amld.v1.Run\"8\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x17\n\x0f\x65xperiment_name\x18\x02 \x01(\t\"\xc2\x01\n\x0fListRunsRequest\x12\x17\n\x0f\x65xperiment_name\x18\x01 \x01(\t\x12*\n\x08statuses\x18\x02 \x03(\x0e\x32\x18.amld.v1.RunStatus.Value\x12\x1a\n\rsubmitter_uid\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x15\n\rparent_run_id\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\tB\x10\n\x0e_submitter_uid\"G\n\x10ListRunsResponse\x12\x1a\n\x04runs\x18\x01 \x03(\x0b\x32\x0c.amld.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x0eWaitRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\",\n\x0fWaitRunResponse\x12\x19\n\x03run\x18\x01 \x01(\x0b\x32\x0c.amld.v1.Run\"2\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"Q\n\x11StreamLogsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\"(\n\x08LogChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"H\n\x10ListFilesRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x14\n\x0cprefix_bytes\x18( \x01(\x0c\"L\n\x07RunFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x1f\n\x06\x64igest\x18\x02 \x01(\x0b\x32\x0f.amld.v1.Digest\x12\x12\n\npath_bytes\x18( \x01(\x0c\"4\n\x11ListFilesResponse\x12\x1f\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x10.amld.v1.RunFile\"W\n\x13\x44ownloadFileRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x12\n\npath_bytes\x18( \x01(\x0c\"=\n\tFileChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"y\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x06number\x18\x02 \x01(\x01H\x00\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x0c\n\x04step\x18\x04 \x01(\x03\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x07\n\x05value\"2\n\x11GetMetricsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t\"6\n\x12GetMetricsResponse\x12 \n\x07metrics\x18\x01 \x03(\x0b\x32\x0f.amld.v1.Metric\"\"\n\x10\x44\x65leteRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\",\n\x11\x44\x65leteRunResponse\x12\x17\n\x0f\x64\x65leted_run_ids\x18\x01 \x03(\t2\x83\x05\n\x04Runs\x12\x42\n\tSubmitRun\x12\x19.amld.v1.SubmitRunRequest\x1a\x1a.amld.v1.SubmitRunResponse\x12.\n\x06GetRun\x12\x16.amld.v1.GetRunRequest\x1a\x0c.amld.v1.Run\x12?\n\x08ListRuns\x12\x18.amld.v1.ListRunsRequest\x1a\x19.amld.v1.ListRunsResponse\x12>\n\x07WaitRun\x12\x17.amld.v1.WaitRunRequest\x1a\x18.amld.v1.WaitRunResponse0\x01\x12\x34\n\tCancelRun\x12\x19.amld.v1.CancelRunRequest\x1a\x0c.amld.v1.Run\x12=\n\nStreamLogs\x12\x1a.amld.v1.StreamLogsRequest\x1a\x11.amld.v1.LogChunk0\x01\x12\x42\n\tListFiles\x12\x19.amld.v1.ListFilesRequest\x1a\x1a.amld.v1.ListFilesResponse\x12\x42\n\x0c\x44ownloadFile\x12\x1c.amld.v1.DownloadFileRequest\x1a\x12.amld.v1.FileChunk0\x01\x12\x45\n\nGetMetrics\x12\x1a.amld.v1.GetMetricsRequest\x1a\x1b.amld.v1.GetMetricsResponse\x12\x42\n\tDeleteRun\x12\x19.amld.v1.DeleteRunRequest\x1a\x1a.amld.v1.DeleteRunResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'amld.v1.runs_pb2', globals())
@@ -27,6 +27,8 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _ENVIRONMENT_ENVIRONMENTVARIABLESENTRY._serialized_options = b'8\001'
   _RUNCONFIG_TAGSENTRY._options = None
   _RUNCONFIG_TAGSENTRY._serialized_options = b'8\001'
+  _SUBMITTERENVIRONMENT_VARIABLESENTRY._options = None
+  _SUBMITTERENVIRONMENT_VARIABLESENTRY._serialized_options = b'8\001'
   _RUNSTATUS._serialized_start=108
   _RUNSTATUS._serialized_end=275
   _RUNSTATUS_VALUE._serialized_start=122
@@ -46,51 +48,59 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _DISTRIBUTEDCONFIG._serialized_start=1000
   _DISTRIBUTEDCONFIG._serialized_end=1177
   _RUNCONFIG._serialized_start=1180
-  _RUNCONFIG._serialized_end=1698
-  _RUNCONFIG_TAGSENTRY._serialized_start=1655
-  _RUNCONFIG_TAGSENTRY._serialized_end=1698
-  _RESOURCEREQUEST._serialized_start=1700
-  _RESOURCEREQUEST._serialized_end=1745
-  _STATUSTRANSITION._serialized_start=1747
-  _STATUSTRANSITION._serialized_end=1865
-  _RUN._serialized_start=1868
-  _RUN._serialized_end=2219
-  _SUBMITRUNREQUEST._serialized_start=2221
-  _SUBMITRUNREQUEST._serialized_end=2275
-  _SUBMITRUNRESPONSE._serialized_start=2277
-  _SUBMITRUNRESPONSE._serialized_end=2323
-  _GETRUNREQUEST._serialized_start=2325
-  _GETRUNREQUEST._serialized_end=2381
-  _LISTRUNSREQUEST._serialized_start=2384
-  _LISTRUNSREQUEST._serialized_end=2578
-  _LISTRUNSRESPONSE._serialized_start=2580
-  _LISTRUNSRESPONSE._serialized_end=2651
-  _WAITRUNREQUEST._serialized_start=2653
-  _WAITRUNREQUEST._serialized_end=2685
-  _WAITRUNRESPONSE._serialized_start=2687
-  _WAITRUNRESPONSE._serialized_end=2731
-  _CANCELRUNREQUEST._serialized_start=2733
-  _CANCELRUNREQUEST._serialized_end=2783
-  _STREAMLOGSREQUEST._serialized_start=2785
-  _STREAMLOGSREQUEST._serialized_end=2866
-  _LOGCHUNK._serialized_start=2868
-  _LOGCHUNK._serialized_end=2908
-  _LISTFILESREQUEST._serialized_start=2910
-  _LISTFILESREQUEST._serialized_end=2982
-  _RUNFILE._serialized_start=2984
-  _RUNFILE._serialized_end=3060
-  _LISTFILESRESPONSE._serialized_start=3062
-  _LISTFILESRESPONSE._serialized_end=3114
-  _DOWNLOADFILEREQUEST._serialized_start=3116
-  _DOWNLOADFILEREQUEST._serialized_end=3203
-  _FILECHUNK._serialized_start=3205
-  _FILECHUNK._serialized_end=3266
-  _METRIC._serialized_start=3268
-  _METRIC._serialized_end=3389
-  _GETMETRICSREQUEST._serialized_start=3391
-  _GETMETRICSREQUEST._serialized_end=3441
-  _GETMETRICSRESPONSE._serialized_start=3443
-  _GETMETRICSRESPONSE._serialized_end=3497
-  _RUNS._serialized_start=3500
-  _RUNS._serialized_end=4075
+  _RUNCONFIG._serialized_end=1760
+  _RUNCONFIG_TAGSENTRY._serialized_start=1717
+  _RUNCONFIG_TAGSENTRY._serialized_end=1760
+  _SUBMITTERENVIRONMENT._serialized_start=1763
+  _SUBMITTERENVIRONMENT._serialized_end=1934
+  _SUBMITTERENVIRONMENT_VARIABLESENTRY._serialized_start=1886
+  _SUBMITTERENVIRONMENT_VARIABLESENTRY._serialized_end=1934
+  _RESOURCEREQUEST._serialized_start=1936
+  _RESOURCEREQUEST._serialized_end=1981
+  _STATUSTRANSITION._serialized_start=1983
+  _STATUSTRANSITION._serialized_end=2101
+  _RUN._serialized_start=2104
+  _RUN._serialized_end=2455
+  _SUBMITRUNREQUEST._serialized_start=2457
+  _SUBMITRUNREQUEST._serialized_end=2511
+  _SUBMITRUNRESPONSE._serialized_start=2513
+  _SUBMITRUNRESPONSE._serialized_end=2559
+  _GETRUNREQUEST._serialized_start=2561
+  _GETRUNREQUEST._serialized_end=2617
+  _LISTRUNSREQUEST._serialized_start=2620
+  _LISTRUNSREQUEST._serialized_end=2814
+  _LISTRUNSRESPONSE._serialized_start=2816
+  _LISTRUNSRESPONSE._serialized_end=2887
+  _WAITRUNREQUEST._serialized_start=2889
+  _WAITRUNREQUEST._serialized_end=2921
+  _WAITRUNRESPONSE._serialized_start=2923
+  _WAITRUNRESPONSE._serialized_end=2967
+  _CANCELRUNREQUEST._serialized_start=2969
+  _CANCELRUNREQUEST._serialized_end=3019
+  _STREAMLOGSREQUEST._serialized_start=3021
+  _STREAMLOGSREQUEST._serialized_end=3102
+  _LOGCHUNK._serialized_start=3104
+  _LOGCHUNK._serialized_end=3144
+  _LISTFILESREQUEST._serialized_start=3146
+  _LISTFILESREQUEST._serialized_end=3218
+  _RUNFILE._serialized_start=3220
+  _RUNFILE._serialized_end=3296
+  _LISTFILESRESPONSE._serialized_start=3298
+  _LISTFILESRESPONSE._serialized_end=3350
+  _DOWNLOADFILEREQUEST._serialized_start=3352
+  _DOWNLOADFILEREQUEST._serialized_end=3439
+  _FILECHUNK._serialized_start=3441
+  _FILECHUNK._serialized_end=3502
+  _METRIC._serialized_start=3504
+  _METRIC._serialized_end=3625
+  _GETMETRICSREQUEST._serialized_start=3627
+  _GETMETRICSREQUEST._serialized_end=3677
+  _GETMETRICSRESPONSE._serialized_start=3679
+  _GETMETRICSRESPONSE._serialized_end=3733
+  _DELETERUNREQUEST._serialized_start=3735
+  _DELETERUNREQUEST._serialized_end=3769
+  _DELETERUNRESPONSE._serialized_start=3771
+  _DELETERUNRESPONSE._serialized_end=3815
+  _RUNS._serialized_start=3818
+  _RUNS._serialized_end=4461
 # @@protoc_insertion_point(module_scope)

@@ -60,6 +60,11 @@ class RunsStub(object):
                 request_serializer=amld_dot_v1_dot_runs__pb2.GetMetricsRequest.SerializeToString,
                 response_deserializer=amld_dot_v1_dot_runs__pb2.GetMetricsResponse.FromString,
                 )
+        self.DeleteRun = channel.unary_unary(
+                '/amld.v1.Runs/DeleteRun',
+                request_serializer=amld_dot_v1_dot_runs__pb2.DeleteRunRequest.SerializeToString,
+                response_deserializer=amld_dot_v1_dot_runs__pb2.DeleteRunResponse.FromString,
+                )
 
 
 class RunsServicer(object):
@@ -159,6 +164,17 @@ class RunsServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteRun(self, request, context):
+        """Deletes an ended run: its record, status history, metrics, list of
+        stored files and its run folder; a sweep's children with it. Its CAS
+        objects stay (nothing collects them yet). Codes: OK; NOT_FOUND;
+        FAILED_PRECONDITION when it (or a child) has not ended (cancel it
+        first); PERMISSION_DENIED for another user's run (root may).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -206,6 +222,11 @@ def add_RunsServicer_to_server(servicer, server):
                     servicer.GetMetrics,
                     request_deserializer=amld_dot_v1_dot_runs__pb2.GetMetricsRequest.FromString,
                     response_serializer=amld_dot_v1_dot_runs__pb2.GetMetricsResponse.SerializeToString,
+            ),
+            'DeleteRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRun,
+                    request_deserializer=amld_dot_v1_dot_runs__pb2.DeleteRunRequest.FromString,
+                    response_serializer=amld_dot_v1_dot_runs__pb2.DeleteRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -368,5 +389,22 @@ class Runs(object):
         return grpc.experimental.unary_unary(request, target, '/amld.v1.Runs/GetMetrics',
             amld_dot_v1_dot_runs__pb2.GetMetricsRequest.SerializeToString,
             amld_dot_v1_dot_runs__pb2.GetMetricsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def DeleteRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/amld.v1.Runs/DeleteRun',
+            amld_dot_v1_dot_runs__pb2.DeleteRunRequest.SerializeToString,
+            amld_dot_v1_dot_runs__pb2.DeleteRunResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

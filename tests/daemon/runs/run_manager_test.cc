@@ -398,6 +398,8 @@ TEST_F(RunManagerTest, OutputsAndLogsBecomeArtifactsButLinksAndFifosDoNot) {
 TEST_F(RunManagerTest, ASnapshotWithAFileNamedOutputsFailsWithAClearReason) {
   WriteFile(dir_ / "src2/train.py", "x");
   WriteFile(dir_ / "src2/outputs", "not a folder");
+  // Kept by a rule (by default a walk leaves it out), as any client could.
+  WriteFile(dir_ / "src2/.amlignore", "!/outputs\n");
   auto snapshot = amld::storage::BuildSnapshot(dir_ / "src2");
   ASSERT_TRUE(amld::storage::StoreSnapshot(*snapshot, *cas_).ok());
   StartManager(1);

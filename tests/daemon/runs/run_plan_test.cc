@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <map>
 
 #include "daemon/runs/submit_validation.h"
@@ -75,6 +76,59 @@ TEST(RunPlanTest, DaemonOnlyVariablesAreNotPassedOn) {
   ::unsetenv("AMLD_TEST_KEEP");
   EXPECT_EQ(env.count("LISTEN_FDS"), 0u);
   EXPECT_EQ(env["AMLD_TEST_KEEP"], "yes");
+}
+
+TEST(RunPlanTest, ALocalRunTakesItsSubmittersEnvironmentAndPython) {
+  RunConfig c;
+  c.set_experiment_name("exp");
+  c.set_script("train.py");
+  (*c.mutable_environment()->mutable_environment_variables())["LR"] = "0.5";
+  const RunPaths paths = RunPathsFor("/data/runs", "r");
+  const EnvList daemon_env = {{"PATH", "/usr/bin"}, {"DAEMON_ONLY", "1"}};
+  LaunchSpec spec = BuildLaunchSpec("r", c, paths, daemon_env, absl::Seconds(1));
+  UseSubmitterEnvironment("r", c, paths, &spec);  // none sent: the daemon's stays
+  EXPECT_EQ(AsMap(spec.env)["DAEMON_ONLY"], "1");
+  EXPECT_EQ(spec.argv.front(), "python3");
+
+  auto* sub = c.mutable_submitter_environment();
+  (*sub->mutable_variables())["PATH"] = "/home/u/venv/bin:/usr/bin";
+  (*sub->mutable_variables())["VIRTUAL_ENV"] = "/home/u/venv";
+  (*sub->mutable_variables())["LISTEN_FDS"] = "3";
+  (*sub->mutable_variables())["LR"] = "9";
+  sub->set_python("/home/u/venv/bin/python3");
+  spec = BuildLaunchSpec("r", c, paths, daemon_env, absl::Seconds(1));
+  UseSubmitterEnvironment("r", c, paths, &spec);
+  auto env = AsMap(spec.env);
+  EXPECT_EQ(env["PATH"], "/home/u/venv/bin:/usr/bin");
+  EXPECT_EQ(env["VIRTUAL_ENV"], "/home/u/venv");
+  EXPECT_EQ(env.count("DAEMON_ONLY"), 0u) << "the submitter's replaces the daemon's";
+  EXPECT_EQ(env.count("LISTEN_FDS"), 0u);
+  EXPECT_EQ(env["LR"], "0.5") << "the run's own variables win";
+  EXPECT_EQ(env["AMLD_RUN_ID"], "r");
+  EXPECT_THAT(spec.argv, ElementsAre("/home/u/venv/bin/python3", "train.py"));
+  EXPECT_TRUE(std::is_sorted(spec.env.begin(), spec.env.end()));
+  // An interpreter the config names wins; a command has none.
+  c.mutable_environment()->set_interpreter_path("/opt/py");
+  spec = BuildLaunchSpec("r", c, paths, daemon_env, absl::Seconds(1));
+  UseSubmitterEnvironment("r", c, paths, &spec);
+  EXPECT_EQ(spec.argv.front(), "/opt/py");
+}
+
+TEST(RunPlanTest, AmldYamlAllowAndDenyDropSubmittersVariables) {
+  amld::v1::SubmitterEnvironment e;
+  for (const char* name : {"PATH", "HOME", "HTTP_PROXY", "CONDA_PREFIX", "SSH_AUTH_SOCK"}) {
+    (*e.mutable_variables())[name] = "x";
+  }
+  e.add_left_out("GITHUB_TOKEN");
+  FilterSubmitterEnvironment({}, &e);
+  EXPECT_EQ(e.variables_size(), 5);
+  FilterSubmitterEnvironment({.allow = {}, .deny = {"SSH_*", "*_PROXY"}}, &e);
+  EXPECT_EQ(e.variables_size(), 3);
+  EXPECT_THAT(e.left_out(), ElementsAre("GITHUB_TOKEN", "HTTP_PROXY", "SSH_AUTH_SOCK"));
+  FilterSubmitterEnvironment({.allow = {"PATH", "CONDA_*"}, .deny = {}}, &e);
+  EXPECT_EQ(e.variables_size(), 2);
+  EXPECT_EQ(e.variables().count("HOME"), 0u);
+  EXPECT_THAT(e.left_out(), ElementsAre("GITHUB_TOKEN", "HOME", "HTTP_PROXY", "SSH_AUTH_SOCK"));
 }
 
 TEST(RunPlanTest, OutcomeFollowsTheSupervisorsEvidence) {

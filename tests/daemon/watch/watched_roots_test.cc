@@ -286,6 +286,27 @@ TEST_F(WatchedRootsTest, AnIgnoreFileChangeReevaluatesItsFolder) {
   EXPECT_TRUE(Watched("cfg/deep"));
 }
 
+TEST_F(WatchedRootsTest, ALocalTrysOutputsStayOutAsInAWalk) {
+  WriteFile(root_ / "outputs" / "model.json", "stale\n");
+  StartRoots();
+  WatchOk();
+  ExpectTreeMatchesWalkAndIsStored();
+  EXPECT_FALSE(Watched("outputs"));
+  WriteFile(root_ / "logs" / "old.txt", "stale\n");
+  ASSERT_TRUE(watcher_->Emit(root_, "logs", /*is_dir=*/true, /*created=*/true));
+  Settle();
+  ExpectTreeMatchesWalkAndIsStored();
+  EXPECT_FALSE(Watched("logs"));
+  EXPECT_EQ(Listed().file_count(), 4);
+  // A `!` rule in the root's ignore file brings outputs/ back.
+  WriteFile(root_ / ".gitignore", "*.log\nbuild/\n!/outputs/\n");
+  ASSERT_TRUE(watcher_->Emit(root_, ".gitignore"));
+  Settle();
+  ExpectTreeMatchesWalkAndIsStored();
+  EXPECT_TRUE(Watched("outputs"));
+  EXPECT_EQ(Listed().file_count(), 5);
+}
+
 TEST_F(WatchedRootsTest, OverflowForcesAFullRescanThatIsListed) {
   StartRoots();
   WatchOk();

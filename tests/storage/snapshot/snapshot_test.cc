@@ -258,7 +258,7 @@ TEST_F(SnapshotTest, MaterializeReproducesTheFolder) {
   for (char& ch : big) ch = static_cast<char>(rng());
   tree.push_back({"weights/big.bin", big, 0644});
   fs::path src = MakeTree("src", tree);
-  fs::create_directories(src / "outputs");
+  fs::create_directories(src / "results");
   fs::create_directories(src / "a/b/c/d");
   Symlink("../README", src / "src/readme-link");
   Symlink("src/util", src / "util-link");
@@ -276,7 +276,7 @@ TEST_F(SnapshotTest, MaterializeReproducesTheFolder) {
   ASSERT_TRUE(st.ok()) << st;
 
   EXPECT_EQ(Describe(dest), Describe(src));
-  EXPECT_EQ(Describe(dest).at("outputs"), "dir 755");
+  EXPECT_EQ(Describe(dest).at("results"), "dir 755");
   EXPECT_EQ(Describe(dest).at("src/util/run.sh"), "file 755 #!/bin/sh\n");
   EXPECT_EQ(Describe(dest).at("util-link"), "link src/util");
   EXPECT_EQ(Build(dest).root, snap.root);
@@ -846,6 +846,35 @@ TEST_F(SnapshotTest, SyncCookiesAreAlwaysLeftOut) {
   BuildOptions o;
   o.use_ignore_files = false;
   EXPECT_EQ(Build(src, o).files.size(), 1u);
+}
+
+TEST_F(SnapshotTest, ALocalTrysOutputsAndLogsAreLeftOutUnlessAnIgnoreRuleKeepsThem) {
+  fs::path src = MakeTree("src", {{"train.py", "x"},
+                                  {"outputs/model.json", "stale"},
+                                  {"logs/old.txt", "stale"},
+                                  {"sub/outputs/kept.txt", "only the root's are the run's"}});
+  Snapshot snap = Build(src);
+  std::vector<std::string> paths;
+  for (const SnapshotFile& f : snap.files) paths.push_back(f.rel_path);
+  EXPECT_THAT(paths, ElementsAre("sub/outputs/kept.txt", "train.py"));
+  ASSERT_EQ(snap.skipped.size(), 2u);
+  EXPECT_EQ(snap.skipped[0].rel_path, "logs");
+  EXPECT_EQ(snap.skipped[1].rel_path, "outputs");
+  EXPECT_EQ(snap.skipped[1].decision.source, kDefaultRuleSource);
+  EXPECT_EQ(snap.skipped[1].decision.pattern, "/outputs/");
+  EXPECT_THAT(snap.skipped[1].why, HasSubstr("!/outputs/"));
+  // Without ignore files too: nothing could bring them back, but a run must
+  // still never show files it did not write.
+  EXPECT_EQ(Build(src, {.use_ignore_files = false}).files.size(), 2u);
+  // A `!` rule keeps one; a rule that ignores the other names itself.
+  WriteFile(src / ".amlignore", "!/outputs/\nlogs/\n");
+  snap = Build(src);
+  paths.clear();
+  for (const SnapshotFile& f : snap.files) paths.push_back(f.rel_path);
+  EXPECT_THAT(paths, ElementsAre(".amlignore", "outputs/model.json", "sub/outputs/kept.txt",
+                                 "train.py"));
+  ASSERT_EQ(snap.skipped.size(), 1u);
+  EXPECT_EQ(snap.skipped[0].decision.source, ".amlignore");
 }
 
 TEST_F(SnapshotTest, MaterializeGivesTheSameTreeOnAnyNumberOfThreads) {

@@ -267,6 +267,32 @@ TEST_F(StateStoreTest, ReopeningKeepsEverything) {
   EXPECT_EQ(*store_->SchemaVersion(), StateStore::LatestSchemaVersion());
 }
 
+TEST_F(StateStoreTest, DeleteRunRemovesAnEndedRunsRowsOnly) {
+  Insert(MakeRun("parent", "sweep", At(0)));
+  Insert(MakeRun("child", "sweep", At(1), 1001, "parent"));
+  Insert(MakeRun("other", "sweep", At(2)));
+  ASSERT_TRUE(store_->PutArtifacts("child", {{"outputs/a.txt", DigestOf("a")}}).ok());
+  ASSERT_TRUE(store_->AppendMetrics("child", {NumberMetric("loss", 1, 0.5, kBaseNs)}).ok());
+  ASSERT_TRUE(store_->PutArtifacts("other", {{"outputs/a.txt", DigestOf("a")}}).ok());
+  // Not ended: refused, and kept.
+  EXPECT_EQ(store_->DeleteRun("child").code(), absl::StatusCode::kFailedPrecondition);
+  Reach("child", v1::RunStatus::FAILED, 10);
+  Reach("parent", v1::RunStatus::CANCELED, 20);
+  // A parent goes after its children.
+  absl::Status refused = store_->DeleteRun("parent");
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("child"));
+  ASSERT_TRUE(store_->DeleteRun("child").ok());
+  ASSERT_TRUE(store_->DeleteRun("parent").ok());
+  EXPECT_EQ(store_->GetRun("child").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->ListArtifacts("child", "").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->DeleteRun("child").code(), absl::StatusCode::kNotFound);
+  // Another run's rows stay, and so does what it refers to.
+  EXPECT_EQ(store_->ListArtifacts("other", "")->size(), 1u);
+  auto refs = store_->ReferencedDigests();
+  ASSERT_TRUE(refs.ok()) << refs.status();
+}
+
 TEST_F(StateStoreTest, PlacementChangesWithoutATransitionUntilTheRunEnds) {
   Insert(MakeRun("slurm", "exp", At(0)));
   Reach("slurm", v1::RunStatus::STARTING, 1);
