@@ -15,7 +15,13 @@ n=${2:-10000}
 tmp=$(mktemp -d /tmp/amld-webbench.XXXXXX)
 export AMLD_SOCKET=$tmp/amld.sock AMLD_DATA_DIR=$tmp/data
 aml() { "$build/bin/aml" "$@"; }
-cleanup() { aml daemon stop >/dev/null 2>&1 || true; rm -rf "$tmp"; }
+blocker=
+# Runs outlive their daemon (by design): cancel the sleeping one first.
+cleanup() {
+  [[ -n $blocker ]] && aml run cancel "$blocker" >/dev/null 2>&1 && aml run wait "$blocker" >/dev/null 2>&1
+  aml daemon stop >/dev/null 2>&1 || true
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 mkdir -p "$AMLD_DATA_DIR" "$tmp/src" && chmod 700 "$AMLD_DATA_DIR"
 printf 'max_concurrent_runs: 1\ncpus: 1\n' > "$AMLD_DATA_DIR/amld.yaml"

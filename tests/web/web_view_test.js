@@ -119,7 +119,9 @@ async function main() {
     const cdp = await browser.target().createCDPSession();
     await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: downloads });
     await page.goto(`${base}#/run/${finished}`, { waitUntil: 'domcontentloaded' });
-    await page.click('#tab-files');
+    // The same ids exist on the page being left: click only once this run's page is drawn.
+    await waitFor(page, (a) => document.body.dataset.ready === `#/run/${a}`, 'the finished run\'s page', finished);
+    await page.$eval('#tab-files', (b) => b.click());
     await waitFor(page, () => document.querySelector('#files a[href*="outputs%2Fweights.bin"]'), 'outputs/weights.bin in the files tab');
     await page.$eval('#files a[href*="outputs%2Fweights.bin"]', (a) => a.click());
     const file = path.join(downloads, 'weights.bin');
@@ -132,7 +134,7 @@ async function main() {
 
     // The running run ends: its page says so without a reload.
     await page.goto(`${base}#/run/${running}`, { waitUntil: 'domcontentloaded' });
-    await waitFor(page, () => document.querySelector('h1 .status'), 'the run page');
+    await waitFor(page, (b) => document.body.dataset.ready === `#/run/${b}`, 'the running run\'s page', running);
     fs.writeFileSync(stopFile, '');
     await waitFor(page, () => document.querySelector('h1 .status').textContent === 'COMPLETED', 'the running run to show COMPLETED');
     step('the running run shows COMPLETED when it ends');

@@ -103,8 +103,14 @@ function poll(fn, ms) {
 }
 
 // Every page registers its pollers here; a route change stops them all.
+// A page still loading when the route changed (its generation is past)
+// has its pollers stopped as soon as it registers them.
 let pageStops = [];
-function onLeave(stop) { pageStops.push(stop); }
+let generation = 0;
+function onLeave(stop, gen) {
+  if (gen !== generation) stop();
+  else pageStops.push(stop);
+}
 window.amldCharts = {};  // metric name → Chart, for tests and the console
 
 // ---------------------------------------------------------------------------
@@ -114,6 +120,7 @@ const runsState = { sort: 'created', asc: false, filter: '', experiment: '', sta
 const lastMetrics = new Map();  // run id → {name: value}; final once the run ended
 
 async function showRuns(main) {
+  const gen = generation;
   const experiments = await getJson('/api/experiments').catch(() => ({ experiments: [] }));
   const table = h('table', { id: 'runs' });
   const count = h('span', { class: 'muted', id: 'run-count' });
@@ -214,7 +221,7 @@ async function showRuns(main) {
   function shownRows() { return visibleRows().slice(0, runsState.shown); }
   async function refresh() { await load(); await loadMetrics(shownRows(), true); render(); }
   await refresh();
-  onLeave(poll(async () => { await refresh(); }, RUNS_POLL_MS));
+  onLeave(poll(async () => { await refresh(); }, RUNS_POLL_MS), gen);
 }
 
 // ---------------------------------------------------------------------------
@@ -239,6 +246,7 @@ class MetricCharts {
     this.xAxis = 'step';
     this.smoothing = 0;
     this.series = new Map();  // run id → {label, metrics, start}
+    this.gen = generation;  // the page's
   }
   setRun(id, label, metrics, start) { this.series.set(id, { label, metrics, start }); this.draw(); }
   removeRun(id) { this.series.delete(id); this.draw(); }
@@ -318,13 +326,14 @@ async function followMetrics(charts, id, label) {
     run = r.run;
     return !TERMINAL.has(run.status);
   };
-  if (await load()) onLeave(poll(load, RUN_POLL_MS));
+  if (await load()) onLeave(poll(load, RUN_POLL_MS), charts.gen);
 }
 
 // ---------------------------------------------------------------------------
 // A run's page.
 
 async function showRun(main, id) {
+  const gen = generation;
   const enc = encodeURIComponent(id);
   let { run, user } = await getJson(`/api/runs/${enc}`);
   const title = h('h1', {}, run.config.display_name || run.id, ' ', statusBadge(run.status));
@@ -459,7 +468,7 @@ async function showRun(main, id) {
     charts.setRun(run.id, run.config.display_name || run.id, m.metrics, tsSeconds(run.created_time));
     if (ended && !logDone) { logDone = true; if (current === 'files') loadFiles(); }
     return !ended;
-  }, RUN_POLL_MS));
+  }, RUN_POLL_MS), gen);
 }
 
 // ---------------------------------------------------------------------------
@@ -481,6 +490,7 @@ async function showCompare(main, ids) {
 // ---------------------------------------------------------------------------
 
 async function route() {
+  generation++;
   for (const stop of pageStops) stop();
   pageStops = [];
   for (const c of Object.values(window.amldCharts)) c.destroy();
