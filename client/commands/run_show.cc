@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -142,6 +143,34 @@ void PrintFailureTail(const Connection& conn, const amld::v1::Run& r) {
   std::cout << "the run wrote no output; its files: aml run files " << r.id() << " --all\n";
 }
 
+// For a distributed run: each process with its node, pid and exit, from
+// system_logs/amld-processes.json (daemon/executors/launch/launch_protocol.h),
+// which amld-launch writes when the processes have ended.
+void PrintProcesses(const Connection& conn, const amld::v1::Run& r) {
+  const amld::v1::DistributedConfig& d = r.config().distributed();
+  if (d.config_case() == amld::v1::DistributedConfig::CONFIG_NOT_SET) return;
+  auto list = ReadLogTail(conn, r.id(), "system_logs/amld-processes.json", 100000);
+  nlohmann::json processes = list.ok() ? nlohmann::json::parse(list->text, nullptr, false)
+                                       : nlohmann::json();
+  if (!processes.is_array() || processes.empty()) {
+    std::cout << "processes:     listed when they have ended; each one's output: aml run logs "
+              << r.id() << " --rank N\n";
+    return;
+  }
+  std::cout << "processes:\n";
+  for (const nlohmann::json& p : processes) {
+    if (!p.is_object()) continue;
+    const int code = p.value("exit_code", -1);
+    const int sig = p.value("signal", 0);
+    std::cout << "  rank " << p.value("rank", -1) << "  node " << p.value("node", std::string("?"))
+              << "  pid " << p.value("pid", 0) << "  "
+              << (sig != 0    ? absl::StrCat("killed by signal ", sig)
+                  : code >= 0 ? absl::StrCat("exit ", code)
+                              : std::string("no exit recorded"))
+              << '\n';
+  }
+}
+
 // For a sweep's parent: its children and the best of them by the primary
 // metric (`aml sweep show` has the whole table).
 void PrintSweepSummary(const Connection& conn, const amld::v1::Run& r) {
@@ -181,6 +210,7 @@ int RunShow(const GlobalOptions& global, const ShowOptions& o) {
   } else {
     PrintRun(run);
     if (run.config().has_sweep()) PrintSweepSummary(*conn, run);
+    PrintProcesses(*conn, run);
     if (run.status() == amld::v1::RunStatus::FAILED) PrintFailureTail(*conn, run);
   }
   return kExitOk;

@@ -200,7 +200,7 @@ print("second line", flush=True)
 TEST_F(SlurmE2eTest, APendingJobShowsSlurmsReasonAndARefusedOneFailsSayingWhy) {
   StartDaemon();
   CreateTarget("held", {"--hold"});
-  CreateTarget("huge", {"--cpus-per-task=64"});  // the node has 32
+  CreateTarget("huge", {"--cpus-per-task=128"});  // the partition has 2 nodes of 32
   WriteFile(project_ / "hello.py", "print('hello from slurm')\n");
 
   const std::string held = Submit("held", "hello.py");

@@ -28,7 +28,7 @@ from amld.core import Environment, Experiment, ScriptRunConfig
 from amld.core.compute import ComputeTarget, SlurmCompute
 from amld.core.runconfig import MpiConfiguration, PyTorchConfiguration
 from amld.exceptions import ActivityFailedException
-from conftest import SOURCE_DIR, wait_until, write_script
+from conftest import SOURCE_DIR, binary, wait_until, write_script
 
 STATE = os.environ.get("AMLD_TEST_SLURM_STATE")
 pytestmark = pytest.mark.skipif(
@@ -115,6 +115,11 @@ def test_pytorch_four_processes_on_two_nodes_all_reduce_over_gloo(ws, project, c
     assert [(p["rank"], p["node"], p["exit_code"]) for p in listed] == [
         (0, "amldnode", 0), (1, "amldnode", 0), (2, "amldnode2", 0), (3, "amldnode2", 0)]
     assert all(p["pid"] > 0 for p in listed)
+    # `aml run show` lists them.
+    show = subprocess.run([binary("aml"), "--socket", ws.socket_path, "run", "show", run.id],
+                          capture_output=True, text=True, check=True).stdout
+    for p in listed:
+        assert "rank %d  node %s  pid %d  exit 0" % (p["rank"], p["node"], p["pid"]) in show, show
 
 
 def test_mpi_allreduce_across_two_nodes(ws, project, cluster, tmp_path):

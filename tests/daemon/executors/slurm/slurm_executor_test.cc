@@ -353,7 +353,7 @@ TEST_F(SlurmExecutorTest, SlurmTimeLimit) {
 }
 
 TEST_F(SlurmExecutorTest, ImpossibleJobIsRefusedAtSubmitWithSlurmsReason) {
-  executor_ = NewExecutor({"--cpus-per-task=64"});  // the node has 32
+  executor_ = NewExecutor({"--cpus-per-task=128"});  // the partition has 2 nodes of 32
   LaunchSpec spec = Spec("toobig", "true\n");
   absl::StatusOr<std::string> handle = executor_->Launch(spec);
   ASSERT_FALSE(handle.ok());
