@@ -22,8 +22,12 @@ namespace amld::daemon {
 class WebServer;
 
 // `uid_of_peer` may return nullopt (the daemon's own uid is then assumed:
-// only it can connect in user mode).
+// only it can connect in user mode). `may_open` says whether a caller may
+// have the view: its pages read through the services as the daemon, so on a
+// daemon shared by several users (system mode) only those who may read every
+// run (root, admin_group) may open it, until the pages read as their user.
 std::unique_ptr<grpc::Service> NewWebViewService(
-    WebServer* web, std::function<std::optional<uid_t>(const std::string& peer)> uid_of_peer);
+    WebServer* web, std::function<std::optional<uid_t>(const std::string& peer)> uid_of_peer,
+    std::function<bool(uid_t)> may_open);
 
 }  // namespace amld::daemon
