@@ -220,6 +220,7 @@ int RunCli(int argc, char** argv) {
   AddComputeDeleteCommand(*compute, ctx);
 
   AddEnvCommands(app, ctx);
+  AddModelCommands(app, ctx);
 
   // Split off "-- ARGS..." before parsing (see CommandContext).
   std::vector<std::string> args;

@@ -209,7 +209,7 @@ class StateStoreTest : public ::testing::Test {
 // Opening and migrating.
 
 TEST_F(StateStoreTest, EmptyFileIsMigratedToLatestWithWalAndTables) {
-  EXPECT_EQ(StateStore::LatestSchemaVersion(), 4);
+  EXPECT_EQ(StateStore::LatestSchemaVersion(), 5);
   auto version = store_->SchemaVersion();
   ASSERT_TRUE(version.ok()) << version.status();
   EXPECT_EQ(*version, StateStore::LatestSchemaVersion());
