@@ -461,13 +461,19 @@ absl::Status LiveIngester::ApplyRecord(RunState& run, RunRecordLine record) {
     }
   }
   AMLD_RETURN_IF_ERROR(amld::base::ValidateRelativePath(name, "upload name"));
-  absl::StatusOr<ScopedFd> fd = OpenRunFile(run.paths, "uploads/" + name);
-  if (!fd.ok()) {
-    return absl::Status(fd.status().code(),
-                        absl::StrCat("upload of \"", name, "\": ", fd.status().message()));
+  // Beneath the run folder, no links, a regular file: as OpenRunFile, for
+  // the one folder it does not serve.
+  ScopedFd root = OpenFolderPath(run.paths.root);
+  ScopedFd fd(root.valid() ? OpenBeneath(root.get(), "uploads/" + name, O_RDONLY | O_NONBLOCK)
+                           : -1);
+  struct stat st;
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return absl::NotFoundError(absl::StrCat(
+        "upload of \"", name, "\": uploads/", name,
+        " in the run folder is missing, a link or not a regular file"));
   }
   AMLD_ASSIGN_OR_RETURN(amld::storage::Digest digest,
-                        deps_.cas->PutFile(absl::StrCat("/proc/self/fd/", fd->get()),
+                        deps_.cas->PutFile(absl::StrCat("/proc/self/fd/", fd.get()),
                                            amld::storage::Durability::kImmediate));
   ++files_read_;
   return deps_.store->PutArtifacts(run.run_id, {Artifact{name, std::move(digest)}});
