@@ -1,5 +1,8 @@
 #include "client/run_files.h"
 
+#include <functional>
+#include <memory>
+
 #include <fcntl.h>
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
@@ -16,6 +19,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "amld/v1/models.grpc.pb.h"
 #include "amld/v1/runs.grpc.pb.h"
 #include "client/grpc_status.h"
 #include "base/file_names.h"
@@ -172,11 +176,15 @@ absl::Status Mismatch(const std::string& doing, const amld::v1::Digest& expected
 
 }  // namespace
 
-absl::StatusOr<int64_t> DownloadRunFile(const Connection& conn, const std::string& run_id,
-                                        const std::string& path, const DownloadDest& dest,
-                                        const amld::v1::Digest* expected, Interrupt* interrupt) {
-  const std::string doing =
-      absl::StrCat("download ", amld::base::EscapeName(path), " of run ", run_id);
+// What DownloadRunFile and DownloadModelFile share: `open` starts the
+// stream at an offset, `want` gives the digest to check against.
+using OpenStream = std::function<std::unique_ptr<grpc::ClientReader<amld::v1::FileChunk>>(
+    grpc::ClientContext*, int64_t offset)>;
+
+static absl::StatusOr<int64_t> DownloadStream(const Connection& conn, const std::string& doing,
+                                       const OpenStream& open,
+                                       const std::function<absl::StatusOr<amld::v1::Digest>()>& want_digest,
+                                       const DownloadDest& dest, Interrupt* interrupt) {
   const bool to_fd = dest.fd >= 0;
   amld::base::ScopedFd owned;
   std::filesystem::path part;
@@ -200,21 +208,12 @@ absl::StatusOr<int64_t> DownloadRunFile(const Connection& conn, const std::strin
   });
   amld::storage::Sha256 streamed;  // only for an fd: a temp file is re-read from disk
 
-  auto stub = amld::v1::Runs::NewStub(conn.channel);
   int64_t written = 0;
   int64_t total = -1;
   for (int attempt = 0;; ++attempt) {
     grpc::ClientContext ctx;
     Interrupt::CallGuard guard(interrupt, &ctx);
-    amld::v1::DownloadFileRequest req;
-    req.set_run_id(run_id);
-    if (amld::base::IsValidUtf8(path)) {
-      req.set_path(path);
-    } else {
-      req.set_path_bytes(path);
-    }
-    req.set_offset(written);
-    auto reader = stub->DownloadFile(&ctx, req);
+    auto reader = open(&ctx, written);
     amld::v1::FileChunk chunk;
     absl::Status local;
     bool first_chunk = true;
@@ -249,12 +248,7 @@ absl::StatusOr<int64_t> DownloadRunFile(const Connection& conn, const std::strin
         absl::StrCat("cannot ", doing, ": got ", written, " of ", total, " bytes"));
   }
   // End to end: the bytes as written, against the object they came from.
-  amld::v1::Digest want;
-  if (expected != nullptr) {
-    want = *expected;
-  } else {
-    AMLD_ASSIGN_OR_RETURN(want, StoredDigest(conn, run_id, path));
-  }
+  AMLD_ASSIGN_OR_RETURN(amld::v1::Digest want, want_digest());
   amld::storage::Digest got;
   if (to_fd) {
     got.size = written;
@@ -277,6 +271,48 @@ absl::StatusOr<int64_t> DownloadRunFile(const Connection& conn, const std::strin
   }
   part.clear();
   return written;
+}
+
+absl::StatusOr<int64_t> DownloadRunFile(const Connection& conn, const std::string& run_id,
+                                        const std::string& path, const DownloadDest& dest,
+                                        const amld::v1::Digest* expected, Interrupt* interrupt) {
+  auto stub = amld::v1::Runs::NewStub(conn.channel);
+  return DownloadStream(
+      conn, absl::StrCat("download ", amld::base::EscapeName(path), " of run ", run_id),
+      [&](grpc::ClientContext* ctx, int64_t offset) {
+        amld::v1::DownloadFileRequest req;
+        req.set_run_id(run_id);
+        // A name that is not UTF-8 cannot go in a proto3 string.
+        if (amld::base::IsValidUtf8(path)) {
+          req.set_path(path);
+        } else {
+          req.set_path_bytes(path);
+        }
+        req.set_offset(offset);
+        return stub->DownloadFile(ctx, req);
+      },
+      [&]() -> absl::StatusOr<amld::v1::Digest> {
+        if (expected != nullptr) return *expected;
+        return StoredDigest(conn, run_id, path);
+      },
+      dest, interrupt);
+}
+
+absl::StatusOr<int64_t> DownloadModelFile(const Connection& conn, const amld::v1::Model& model,
+                                          const amld::v1::ModelFile& file,
+                                          const DownloadDest& dest) {
+  auto stub = amld::v1::Models::NewStub(conn.channel);
+  return DownloadStream(
+      conn, absl::StrCat("download ", file.path(), " of model ", model.name(), ":", model.version()),
+      [&](grpc::ClientContext* ctx, int64_t offset) {
+        amld::v1::DownloadModelFileRequest req;
+        req.set_name(model.name());
+        req.set_version(model.version());
+        req.set_path(file.path());
+        req.set_offset(offset);
+        return stub->DownloadModelFile(ctx, req);
+      },
+      [&]() -> absl::StatusOr<amld::v1::Digest> { return file.digest(); }, dest, nullptr);
 }
 
 }  // namespace amld::client

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "amld/v1/models.pb.h"
 #include "amld/v1/runs.pb.h"
 #include "client/connection.h"
 #include "client/interrupt.h"
@@ -67,6 +68,12 @@ absl::StatusOr<int64_t> DownloadRunFile(const Connection& conn, const std::strin
                                         const std::string& path, const DownloadDest& dest,
                                         const amld::v1::Digest* expected = nullptr,
                                         Interrupt* interrupt = nullptr);
+
+// Models.DownloadModelFile of `file` of the model version `model` to
+// `dest`, as DownloadRunFile (checked against file.digest()).
+absl::StatusOr<int64_t> DownloadModelFile(const Connection& conn, const amld::v1::Model& model,
+                                          const amld::v1::ModelFile& file,
+                                          const DownloadDest& dest);
 
 // The temp name a download to `dest` uses before its rename: in dest's
 // folder, at most NAME_MAX (255) bytes however long dest's name is; the

@@ -23,6 +23,7 @@
 #include "daemon/executors/executor_registry.h"
 #include "daemon/executors/local/local_executor.h"
 #include "daemon/watch/file_watcher.h"
+#include "daemon/azureml_alias.h"
 #include "daemon/data_dir.h"
 #include "daemon/instance_lock.h"
 #include "daemon/ingest/live_ingester.h"
@@ -131,6 +132,12 @@ struct Daemon::Impl {
     AMLD_ASSIGN_OR_RETURN(store, amld::storage::StateStore::Open(options.data_dir / "amld.db"));
     AMLD_ASSIGN_OR_RETURN(cas, amld::storage::ContentStore::Open(options.data_dir / "cas"));
     AMLD_RETURN_IF_ERROR(MakePrivateDir(options.data_dir / "runs"));
+    absl::StatusOr<fs::path> alias = WriteAzuremlAlias(options.data_dir);
+    if (alias.ok()) {
+      options.runs.azureml_alias_dir = *alias;
+    } else {
+      log->warn("runs get no azureml alias on their PYTHONPATH: {}", alias.status().ToString());
+    }
     return absl::OkStatus();
   }
 
@@ -224,6 +231,7 @@ struct Daemon::Impl {
     services.push_back(NewDaemonService(deps));
     services.push_back(NewComputeTargetsService(deps));
     services.push_back(NewEnvironmentsService(deps));
+    services.push_back(NewModelsService(deps));
     services.push_back(NewSnapshotsService(watched_roots.get(), deps));
     web = std::make_unique<WebServer>(options.web, log);
     services.push_back(NewWebViewService(

@@ -231,6 +231,7 @@ int RunCli(int argc, char** argv) {
   AddComputeDeleteCommand(*compute, ctx);
 
   AddEnvCommands(app, ctx);
+  AddModelCommands(app, ctx);
   AddUiCommand(app, ctx);
 
   // Generated from the tree above (completion.h).

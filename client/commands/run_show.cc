@@ -104,7 +104,8 @@ void PrintRun(const amld::v1::Run& r) {
   if (c.max_run_duration_seconds() > 0) {
     Field(out, "max duration", absl::StrCat(c.max_run_duration_seconds(), " s"));
   }
-  Field(out, "tags", JoinMap(c.tags()));
+  Field(out, "tags", JoinMap(r.tags()));  // as changed since submit
+  Field(out, "properties", JoinMap(r.properties()));
   Field(out, "git", GitLine(c.git()));
   Field(out, "snapshot",
         absl::StrCat(c.snapshot_root().hash(), "/", c.snapshot_root().size_bytes()));

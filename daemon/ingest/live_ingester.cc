@@ -15,6 +15,7 @@
 #include "daemon/watch/inotify.h"
 #include "spdlog/spdlog.h"
 #include "base/file_util.h"
+#include "base/relative_path.h"
 #include "base/status_macros.h"
 
 namespace amld::daemon {
@@ -68,6 +69,9 @@ struct LiveIngester::RunState {
   std::vector<std::string> unapplied_removals ABSL_GUARDED_BY(mu);
   // Files stored in the CAS, not yet durable, so not yet recorded.
   std::map<std::string, amld::storage::Digest> unrecorded ABSL_GUARDED_BY(mu);
+  // register_model lines read so far, done at Finish (after the last files
+  // are recorded).
+  std::vector<RunRecordLine> model_registrations ABSL_GUARDED_BY(mu);
 };
 
 LiveIngester::LiveIngester(LiveIngesterDeps deps, LiveIngesterOptions options)
@@ -425,7 +429,73 @@ void LiveIngester::ReadMetrics(RunState& run, bool at_end) {
     metrics_stored_ += static_cast<int64_t>(batch->metrics.size());
   }
   metric_lines_skipped_ += batch->lines_skipped;
+  for (RunRecordLine& record : batch->records) {
+    const int64_t line = record.line;
+    absl::Status applied = ApplyRecord(run, std::move(record));
+    if (!applied.ok()) {
+      batch->warnings.push_back(absl::StrCat("metrics.jsonl line ", line, ": ",
+                                             applied.message()));
+    }
+  }
   if (!batch->warnings.empty()) ReportMetricWarnings(run, batch->warnings);
+}
+
+absl::Status LiveIngester::ApplyRecord(RunState& run, RunRecordLine record) {
+  run.mu.AssertHeld();
+  switch (record.kind) {
+    case RunRecordLine::Kind::kLabels:
+      return deps_.store->UpdateRunLabels(run.run_id, record.labels).status();
+    case RunRecordLine::Kind::kRegisterModel:
+      run.model_registrations.push_back(std::move(record));
+      return absl::OkStatus();
+    case RunRecordLine::Kind::kUpload:
+      break;
+  }
+  // upload: the SDK copied the file to uploads/<name> in the run folder.
+  const std::string& name = record.upload_name;
+  for (const char* reserved : {"outputs/", "logs/", "user_logs/", "system_logs/"}) {
+    if (absl::StartsWith(name, reserved)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "upload of \"", name, "\" refused: files under ", reserved,
+          " come from the run's own folder (the SDK copies them there)"));
+    }
+  }
+  AMLD_RETURN_IF_ERROR(amld::base::ValidateRelativePath(name, "upload name"));
+  // Beneath the run folder, no links, a regular file: as OpenRunFile, for
+  // the one folder it does not serve.
+  ScopedFd root = OpenFolderPath(run.paths.root);
+  ScopedFd fd(root.valid() ? OpenBeneath(root.get(), "uploads/" + name, O_RDONLY | O_NONBLOCK)
+                           : -1);
+  struct stat st;
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return absl::NotFoundError(absl::StrCat(
+        "upload of \"", name, "\": uploads/", name,
+        " in the run folder is missing, a link or not a regular file"));
+  }
+  AMLD_ASSIGN_OR_RETURN(amld::storage::Digest digest,
+                        deps_.cas->PutFile(absl::StrCat("/proc/self/fd/", fd.get()),
+                                           amld::storage::Durability::kImmediate));
+  ++files_read_;
+  return deps_.store->PutArtifacts(run.run_id, {Artifact{name, std::move(digest)}});
+}
+
+void LiveIngester::RegisterModels(RunState& run) {
+  run.mu.AssertHeld();
+  std::vector<std::string> warnings;
+  for (const RunRecordLine& record : run.model_registrations) {
+    absl::StatusOr<amld::v1::Model> model = deps_.store->RegisterModelFromRun(
+        record.model, run.run_id, record.model.source_path(),
+        absl::StrCat(run.run_id, ":", record.line), deps_.clock->Now());
+    if (model.ok()) {
+      deps_.log->info("run {}: registered model {} version {}", run.run_id, model->name(),
+                      model->version());
+    } else {
+      warnings.push_back(absl::StrCat("metrics.jsonl line ", record.line, ": register_model(",
+                                      record.model.name(), "): ", model.status().message()));
+    }
+  }
+  run.model_registrations.clear();
+  if (!warnings.empty()) ReportMetricWarnings(run, warnings);
 }
 
 void LiveIngester::ReportMetricWarnings(RunState& run, const std::vector<std::string>& warnings) {
@@ -510,7 +580,9 @@ absl::Status LiveIngester::Finish(const std::string& run_id, const RunPaths& pat
   std::erase_if(removed,
                 [&](const std::string& p) { return run->sync.StoredDigest(p).has_value(); });
   if (!removed.empty()) AMLD_RETURN_IF_ERROR(deps_.store->RemoveArtifacts(run_id, removed));
-  return deps_.store->PutArtifacts(run_id, artifacts);
+  AMLD_RETURN_IF_ERROR(deps_.store->PutArtifacts(run_id, artifacts));
+  RegisterModels(*run);
+  return absl::OkStatus();
 }
 
 // ---------------------------------------------------------------------------

@@ -34,7 +34,11 @@
 // raise the limit (daemon/watch/inotify.h: WatchLimitFix).
 //
 // Metrics follow metrics_tail.h; malformed lines are reported in the run's
-// system_logs/amld-metrics.log.
+// system_logs/amld-metrics.log. Its "kind" lines change the run's record:
+// tags, properties, display name and a requested failure at once (the run
+// manager applies the failure at the end), uploads (uploads/<name> of the
+// run folder) at once, model registrations at Finish, from the run's
+// recorded artifacts.
 //
 // The watcher and the clock are the nondeterministic edges: tests feed
 // HandleEvents by hand and call RunDue with a fake clock, without threads or
@@ -60,6 +64,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "daemon/ingest/artifact_sync.h"
+#include "daemon/ingest/metrics_tail.h"
 #include "base/clock.h"
 #include "daemon/watch/settle_queue.h"
 #include "daemon/watch/watcher.h"
@@ -175,6 +180,10 @@ class LiveIngester {
   void WatchRunFolders(RunState& run);
   void ReadMetrics(RunState& run, bool at_end);
   void ReportMetricWarnings(RunState& run, const std::vector<std::string>& warnings);
+  // A "kind" line of the metrics file (metrics_tail.h): labels and uploads
+  // at once, model registrations kept for RegisterModels at Finish.
+  absl::Status ApplyRecord(RunState& run, RunRecordLine record);
+  void RegisterModels(RunState& run);
   void Apply(RunState& run, const ArtifactSync::Changes& changes);
   // Records the run's stored-but-unrecorded files after one CAS sync, when
   // the last sync is `durable_interval` old; otherwise schedules a kFlush.

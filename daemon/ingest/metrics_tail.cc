@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "base/file_util.h"
+#include "base/status_macros.h"
 
 namespace amld::daemon {
 namespace {
@@ -118,7 +119,83 @@ std::string Excerpt(absl::string_view line) {
   return absl::StrCat(absl::CHexEscape(line.substr(0, kExcerptBytes)), "…");
 }
 
+absl::Status StringMap(const json& doc, const char* key,
+                       std::vector<std::pair<std::string, std::string>>* out) {
+  auto it = doc.find(key);
+  if (it == doc.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_object()) return Invalid(absl::StrCat("\"", key, "\" must be an object"));
+  for (auto& [k, v] : it->items()) {
+    if (!v.is_string()) {
+      return Invalid(absl::StrCat("\"", key, "\": the value of \"", k, "\" must be a string"));
+    }
+    out->emplace_back(k, v.get<std::string>());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> String(const json& doc, const char* key, bool required) {
+  auto it = doc.find(key);
+  if (it == doc.end() || it->is_null()) {
+    if (required) return Invalid(absl::StrCat("\"", key, "\" is missing"));
+    return std::string();
+  }
+  if (!it->is_string()) return Invalid(absl::StrCat("\"", key, "\" must be a string"));
+  return it->get<std::string>();
+}
+
 }  // namespace
+
+absl::StatusOr<RunRecordLine> ParseRecordLine(absl::string_view line) {
+  json doc;
+  try {
+    doc = json::parse(line.begin(), line.end());
+  } catch (const json::exception& e) {
+    return Invalid(absl::StrCat("not JSON (", e.what(), ")"));
+  }
+  if (!doc.is_object()) return Invalid("not a JSON object");
+  AMLD_ASSIGN_OR_RETURN(std::string kind, String(doc, "kind", true));
+  RunRecordLine r;
+  if (kind == "tags") {
+    AMLD_RETURN_IF_ERROR(StringMap(doc, "set", &r.labels.set_tags));
+    auto remove = doc.find("remove");
+    if (remove != doc.end() && !remove->is_null()) {
+      if (!remove->is_array()) return Invalid("\"remove\" must be a list of strings");
+      for (const json& k : *remove) {
+        if (!k.is_string()) return Invalid("\"remove\" must be a list of strings");
+        r.labels.remove_tags.push_back(k.get<std::string>());
+      }
+    }
+  } else if (kind == "properties") {
+    AMLD_RETURN_IF_ERROR(StringMap(doc, "add", &r.labels.add_properties));
+  } else if (kind == "display_name") {
+    AMLD_ASSIGN_OR_RETURN(std::string value, String(doc, "value", true));
+    r.labels.display_name = value;
+  } else if (kind == "fail") {
+    AMLD_ASSIGN_OR_RETURN(std::string error, String(doc, "error", false));
+    r.labels.failure = error;
+  } else if (kind == "upload") {
+    r.kind = RunRecordLine::Kind::kUpload;
+    AMLD_ASSIGN_OR_RETURN(r.upload_name, String(doc, "name", true));
+  } else if (kind == "register_model") {
+    r.kind = RunRecordLine::Kind::kRegisterModel;
+    AMLD_ASSIGN_OR_RETURN(std::string name, String(doc, "name", true));
+    AMLD_ASSIGN_OR_RETURN(std::string path, String(doc, "path", true));
+    AMLD_ASSIGN_OR_RETURN(std::string description, String(doc, "description", false));
+    r.model.set_name(name);
+    r.model.set_source_path(path);
+    r.model.set_description(description);
+    std::vector<std::pair<std::string, std::string>> tags, properties;
+    AMLD_RETURN_IF_ERROR(StringMap(doc, "tags", &tags));
+    AMLD_RETURN_IF_ERROR(StringMap(doc, "properties", &properties));
+    for (auto& [k, v] : tags) (*r.model.mutable_tags())[k] = v;
+    for (auto& [k, v] : properties) (*r.model.mutable_properties())[k] = v;
+  } else {
+    return Invalid(absl::StrCat("unknown \"kind\" \"", absl::CHexEscape(kind),
+                                "\" (known: tags, properties, display_name, fail, upload, "
+                                "register_model)"));
+  }
+  return r;
+}
 
 absl::StatusOr<amld::v1::Metric> ParseMetricLine(
     absl::string_view line, absl::Time now,
@@ -232,6 +309,24 @@ void MetricsTail::TakeLine(absl::string_view line, absl::Time now, Batch* batch)
   ++lines_;
   if (absl::EndsWith(line, "\r")) line.remove_suffix(1);
   if (absl::StripAsciiWhitespace(line).empty()) return;
+  // Metric lines start {"name"; only record lines need a look for "kind".
+  if (absl::StrContains(line, "\"kind\"") && static_cast<int64_t>(line.size()) <= kMaxMetricLineBytes) {
+    absl::StatusOr<RunRecordLine> record = ParseRecordLine(line);
+    if (record.ok()) {
+      record->line = lines_;
+      batch->records.push_back(*std::move(record));
+      return;
+    }
+    if (!absl::IsInvalidArgument(record.status()) ||
+        !absl::StrContains(record.status().message(), "\"kind\" is missing")) {
+      if (skip_values_ == 0) {
+        batch->warnings.push_back(absl::StrCat("metrics.jsonl line ", lines_, ": skipped: ",
+                                               record.status().message(), ": ", Excerpt(line)));
+        ++batch->lines_skipped;
+      }
+      return;
+    }
+  }
   absl::StatusOr<amld::v1::Metric> metric =
       static_cast<int64_t>(line.size()) > kMaxMetricLineBytes
           ? absl::InvalidArgumentError(absl::StrCat("longer than ", kMaxMetricLineBytes, " bytes"))

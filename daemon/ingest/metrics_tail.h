@@ -17,6 +17,24 @@
 // what is wrong; it never stops the lines after it. A line longer than
 // kMaxMetricLineBytes is skipped without being held in memory.
 //
+// A line with a "kind" changes the run's record instead of logging a value
+// (the SDK's Run API inside a run; no gRPC needed):
+//
+//   {"kind": "tags", "set": {"k": "v"}, "remove": ["k2"]}   run.tag, set_tags
+//   {"kind": "properties", "add": {"k": "v"}}                add_properties
+//   {"kind": "display_name", "value": "name"}
+//   {"kind": "fail", "error": "details"}                     run.fail(): the
+//                                                            run ends FAILED
+//   {"kind": "upload", "name": "model.pkl"}                  store the file
+//       uploads/<name> of the run folder (beside this file) as artifact <name>
+//   {"kind": "register_model", "name": "m", "path": "outputs/model.pkl",
+//    "tags": {}, "properties": {}, "description": ""}        registered from
+//       the run's artifacts when it ends
+//
+// Maps hold strings. Such lines are applied again when a restarted daemon
+// reads the file from its top: each is idempotent (a registration is keyed
+// by the run and its line number), so that changes nothing.
+//
 // After a daemon restart the tail starts over from the top of the file,
 // told how many values the store already holds for the run: every value
 // line becomes exactly one stored value, in file order, and a batch is
@@ -37,7 +55,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "amld/v1/models.pb.h"
 #include "amld/v1/runs.pb.h"
+#include "storage/state/state_store.h"
 
 namespace amld::daemon {
 
@@ -51,6 +71,21 @@ absl::StatusOr<amld::v1::Metric> ParseMetricLine(
     absl::string_view line, absl::Time now,
     const absl::flat_hash_map<std::string, int64_t>& earlier_values);
 
+// A line with a "kind" (see above).
+struct RunRecordLine {
+  enum class Kind { kLabels, kUpload, kRegisterModel };
+  Kind kind = Kind::kLabels;
+  int64_t line = 0;                       // 1-based line number in the file
+  amld::storage::RunLabelChanges labels;  // kLabels
+  std::string upload_name;                // kUpload
+  // kRegisterModel: name, tags, properties, description; source_path is the
+  // run's artifact path to register (a file or a folder).
+  amld::v1::Model model;
+};
+
+// Parses a line that has a "kind"; INVALID_ARGUMENT saying what is wrong.
+absl::StatusOr<RunRecordLine> ParseRecordLine(absl::string_view line);
+
 class MetricsTail {
  public:
   // `values_already_stored`: values of this run the store holds already.
@@ -58,6 +93,7 @@ class MetricsTail {
 
   struct Batch {
     std::vector<amld::v1::Metric> metrics;
+    std::vector<RunRecordLine> records;  // in file order
     std::vector<std::string> warnings;  // "metrics.jsonl line 7: ..."
     int64_t lines_skipped = 0;          // malformed lines among them
   };

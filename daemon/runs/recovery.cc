@@ -75,6 +75,7 @@ absl::Status RunManager::Start() {
       deps_.store->RunsInStatus(amld::storage::UnfinishedStatuses()));
   for (const Run& run : runs) {
     if (IsParentRun(run.config())) continue;  // its driver (daemon/sweeps/) takes it over
+    if (IsInteractive(run.config())) continue;  // no process: stays RUNNING for its client
     absl::Status s = Recover(run);
     if (!s.ok()) deps_.log->error("run {}: recovery: {}", run.id(), s.ToString());
   }

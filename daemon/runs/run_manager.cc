@@ -166,6 +166,7 @@ absl::StatusOr<Run> RunManager::Submit(const RunConfig& submitted, uint32_t subm
     return absl::InvalidArgumentError(
         "this config is a sweep (it has a sweep spec); submit it as a sweep, not as a run");
   }
+  if (IsInteractive(submitted)) return SubmitInteractive(submitted, submitter_uid, options);
   AMLD_ASSIGN_OR_RETURN(RunConfig config, CheckSubmission(submitted));
   AMLD_ASSIGN_OR_RETURN(Run run, InsertQueued(config, submitter_uid, options));
   deps_.log->info("run {} queued ({})", run.id(),
@@ -194,6 +195,53 @@ absl::StatusOr<Run> RunManager::SubmitParent(const RunConfig& submitted, uint32_
 absl::StatusOr<Run> RunManager::TransitionParent(const std::string& run_id, RunStatus to,
                                                  const TransitionDetails& details) {
   absl::MutexLock lock(&mu_);
+  return TransitionLocked(run_id, to, details);
+}
+
+absl::StatusOr<Run> RunManager::SubmitInteractive(const RunConfig& config,
+                                                  uint32_t submitter_uid,
+                                                  const SubmitOptions& options) {
+  if (!config.script().empty() || !config.command().empty() || config.has_snapshot_root() ||
+      config.has_sweep() || config.has_distributed()) {
+    return absl::InvalidArgumentError(
+        "an interactive run (start_logging) runs no process: leave script, command, snapshot, "
+        "sweep and distributed unset");
+  }
+  AMLD_ASSIGN_OR_RETURN(Run run, InsertQueued(config, submitter_uid, options));
+  absl::MutexLock lock(&mu_);
+  for (RunStatus to : {Status::PREPARING, Status::STARTING, Status::RUNNING}) {
+    AMLD_ASSIGN_OR_RETURN(
+        run, TransitionLocked(run.id(), to,
+                              {.reason = "interactive run (start_logging): no process",
+                               .placement = std::string("interactive")}));
+  }
+  deps_.log->info("interactive run {} started", run.id());
+  return run;
+}
+
+absl::StatusOr<Run> RunManager::EndInteractive(const std::string& run_id, RunStatus to,
+                                               const std::string& error) {
+  if (to != Status::COMPLETED && to != Status::FAILED && to != Status::CANCELED) {
+    return absl::InvalidArgumentError("an interactive run ends COMPLETED, FAILED or CANCELED");
+  }
+  absl::MutexLock lock(&mu_);
+  AMLD_ASSIGN_OR_RETURN(Run run, deps_.store->GetRun(run_id));
+  if (!IsInteractive(run.config())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "run ", run_id, " has a process: it ends when its process does (cancel it to stop it)"));
+  }
+  if (IsTerminal(run.status())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("run ", run_id, " has ended already (", StatusName(run.status()), ")"));
+  }
+  const RunStatus via = to == Status::CANCELED  ? Status::CANCEL_REQUESTED
+                     : to == Status::COMPLETED ? Status::FINALIZING
+                                               : Status::RUNNING;
+  if (via != Status::RUNNING && run.status() != via) {
+    AMLD_RETURN_IF_ERROR(TransitionLocked(run_id, via, {}).status());
+  }
+  TransitionDetails details;
+  if (to == Status::FAILED) details.error = error.empty() ? "run.fail() was called" : error;
   return TransitionLocked(run_id, to, details);
 }
 
@@ -320,17 +368,20 @@ absl::StatusOr<Run> RunManager::Cancel(const std::string& run_id, const std::str
   absl::StatusOr<Run> result;
   ParentCancelHandler parent_cancel;
   bool is_parent = false;
+  bool is_interactive = false;
   {
     absl::MutexLock lock(&mu_);
     auto it = active_.find(run_id);
     if (it == active_.end()) {
       // Not scheduled: ended, unknown, or a parent run someone else drives.
       AMLD_ASSIGN_OR_RETURN(Run run, deps_.store->GetRun(run_id));
-      if (IsTerminal(run.status()) || !IsParentRun(run.config())) return run;
+      is_interactive = !IsTerminal(run.status()) && IsInteractive(run.config());
+      if (!is_interactive && (IsTerminal(run.status()) || !IsParentRun(run.config()))) return run;
       is_parent = true;
       parent_cancel = parent_cancel_;
     }
   }
+  if (is_interactive) return EndInteractive(run_id, Status::CANCELED, reason);
   if (is_parent) {
     if (parent_cancel) parent_cancel(run_id, reason);
     CancelChildren(run_id, reason);

@@ -132,6 +132,9 @@ struct RunManagerOptions {
   bool run_as_submitter = false;
   // Per-user caps on the local target (amld.yaml `per_user:`; scheduler.h).
   UserLimits user_limits;
+  // amld's azureml alias, put on runs' PYTHONPATH (run_plan.h
+  // AddAzuremlAlias); empty: none. The daemon writes it at start.
+  std::filesystem::path azureml_alias_dir;
 };
 
 // What the manager works with; all must outlive it. `log` may be null
@@ -212,6 +215,21 @@ class RunManager {
       std::function<void(const std::string& run_id, const std::string& reason)>;
   void SetParentCancelHandler(ParentCancelHandler handler);
   static bool IsParentRun(const amld::v1::RunConfig& config) { return config.has_sweep(); }
+
+  // Interactive runs (RunConfig.interactive: azureml's
+  // Experiment.start_logging) have no process either: Submit records them
+  // QUEUED → PREPARING → STARTING → RUNNING at once; they are never
+  // scheduled, launched or recovered, keep RUNNING across restarts, and end
+  // by EndInteractive (or Cancel). Their metrics and files come through
+  // Runs.UpdateRun.
+  static bool IsInteractive(const amld::v1::RunConfig& config) { return config.interactive(); }
+  // Ends an interactive run: COMPLETED (through FINALIZING), FAILED with
+  // `error`, or CANCELED (through CANCEL_REQUESTED). FAILED_PRECONDITION
+  // for a run that is not interactive or has ended; INVALID_ARGUMENT for
+  // another status.
+  absl::StatusOr<amld::v1::Run> EndInteractive(const std::string& run_id,
+                                               amld::storage::RunStatus to,
+                                               const std::string& error);
 
   // Called with the run after each status change, under the manager's lock:
   // it must be quick and must not call back into the manager.
@@ -333,6 +351,10 @@ class RunManager {
   absl::StatusOr<std::string> FindUnrecorded(const std::string& id, std::string* not_found);
   // Submit's checks: the config with the daemon's limits applied.
   absl::StatusOr<amld::v1::RunConfig> CheckSubmission(const amld::v1::RunConfig& submitted);
+  // Submit of an interactive run (see IsInteractive).
+  absl::StatusOr<amld::v1::Run> SubmitInteractive(const amld::v1::RunConfig& config,
+                                                  uint32_t submitter_uid,
+                                                  const SubmitOptions& options);
   // Records `config` QUEUED under a fresh id (or options.run_id).
   absl::StatusOr<amld::v1::Run> InsertQueued(const amld::v1::RunConfig& config,
                                              uint32_t submitter_uid, const SubmitOptions& options);

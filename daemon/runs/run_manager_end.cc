@@ -130,6 +130,17 @@ void RunManager::Finalize(const std::string& run_id, FinalOutcome outcome) {
   if (!skipped.empty()) {
     deps_.log->info("run {}: not stored: {}", run_id, absl::StrJoin(skipped, "; "));
   }
+  // The script's run.fail(details) (a "fail" line of its metrics file,
+  // all of which Finish has read) makes the run FAILED whatever its exit.
+  absl::StatusOr<std::optional<std::string>> failure = deps_.store->RequestedFailure(run_id);
+  if (failure.ok() && failure->has_value()) {
+    std::string what = absl::StrCat("the script called run.fail()",
+                                    (*failure)->empty() ? "" : ": ", **failure);
+    outcome.error = outcome.status == Status::COMPLETED || outcome.error.empty()
+                        ? what
+                        : absl::StrCat(outcome.error, "; ", what);
+    if (outcome.status == Status::COMPLETED) outcome.status = Status::FAILED;
+  }
   if (!stored.ok()) {
     std::string what = absl::StrCat("could not store the run's outputs: ", stored.message());
     outcome.error =

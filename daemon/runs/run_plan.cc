@@ -78,6 +78,18 @@ EnvList BuildEnvironment(const EnvList& base, const std::string& run_id,
   return EnvList(env.begin(), env.end());
 }
 
+void AddAzuremlAlias(const std::filesystem::path& alias_dir, const amld::v1::RunConfig& config,
+                     EnvList* env) {
+  if (alias_dir.empty() || config.environment().azureml_alias_off()) return;
+  for (auto& [name, value] : *env) {
+    if (name != "PYTHONPATH") continue;
+    value = value.empty() ? alias_dir.string() : absl::StrCat(alias_dir.string(), ":", value);
+    return;
+  }
+  env->emplace_back("PYTHONPATH", alias_dir.string());
+  std::sort(env->begin(), env->end());
+}
+
 absl::Status CheckExecLimits(const LaunchSpec& spec) {
   constexpr size_t kMaxArgStrlen = 32 * 4096;  // MAX_ARG_STRLEN in linux/binfmts.h
   constexpr size_t kShimRoom = 8192;           // amld-shim's own flags and paths

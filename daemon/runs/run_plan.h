@@ -40,6 +40,14 @@ std::vector<std::string> BuildArgv(const amld::v1::RunConfig& config);
 EnvList BuildEnvironment(const EnvList& base, const std::string& run_id,
                          const amld::v1::RunConfig& config, const RunPaths& paths);
 
+// Puts `alias_dir` (amld's azureml alias: python/amld/_azureml_alias, written
+// into the data dir at start) first on PYTHONPATH in `env`, so
+// `from azureml.core import Run` in an unchanged script is amld's Run.
+// Nothing when `alias_dir` is empty or the run's environment opts out
+// (Environment.azureml_alias_off). `env` stays sorted by name.
+void AddAzuremlAlias(const std::filesystem::path& alias_dir, const amld::v1::RunConfig& config,
+                     EnvList* env);
+
 // The processes RunConfig.distributed asks for (one, kind "", when unset);
 // MPI's count is per node × nodes. The config was validated
 // (ValidateRunConfig).

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "amld/v1/runs.grpc.pb.h"
+#include "daemon/services/blob_stream.h"
 #include "daemon/services/grpc_status.h"
 #include "daemon/services/run_ids.h"
 #include "daemon/executors/run_folder.h"
@@ -360,8 +361,17 @@ class RunsService final : public RunsBase {
                          pb::SubmitRunResponse* response) override {
     const uid_t uid = CallerUid(context);
     absl::StatusOr<Run> run = absl::UnimplementedError("this daemon runs no sweeps");
-    if (!request->config().has_sweep()) {
-      run = deps_.runs->Submit(request->config(), uid);
+    if (!request->parent_run_id().empty() && !request->config().interactive()) {
+      run = absl::InvalidArgumentError(
+          "parent_run_id is for interactive runs (child_run); a sweep makes its own children");
+    } else if (!request->config().has_sweep()) {
+      RunManager::SubmitOptions options;
+      if (!request->parent_run_id().empty()) {
+        absl::StatusOr<std::string> parent = Resolve(context, request->parent_run_id());
+        if (!parent.ok()) return ToGrpcStatus(parent.status());
+        options.parent_run_id = *parent;
+      }
+      run = deps_.runs->Submit(request->config(), uid, options);
     } else if (deps_.sweeps != nullptr) {
       run = deps_.sweeps->Submit(request->config(), uid);
     }
@@ -468,6 +478,16 @@ class RunsService final : public RunsBase {
     return ToGrpcStatus(DownloadFileImpl(resolved, writer));
   }
 
+  grpc::Status UpdateRun(grpc::ServerContext* context, const pb::UpdateRunRequest* request,
+                         Run* response) override {
+    absl::StatusOr<std::string> id = Resolve(context, request->run_id());
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    absl::StatusOr<Run> run = ApplyRunUpdate(deps_, *id, *request);
+    if (!run.ok()) return ToGrpcStatus(run.status());
+    *response = std::move(*run);
+    return grpc::Status::OK;
+  }
+
   grpc::Status GetMetrics(grpc::ServerContext* context, const pb::GetMetricsRequest* request,
                           pb::GetMetricsResponse* response) override {
     absl::StatusOr<std::string> id = ResolveOwned(context, request->run_id(), "read the metrics of");
@@ -547,34 +567,9 @@ class RunsService final : public RunsBase {
                                 grpc::ServerWriter<pb::FileChunk>* writer) {
     AMLD_RETURN_IF_ERROR(CheckOffset(request.offset()));
     const std::string& path = request.path_bytes().empty() ? request.path() : request.path_bytes();
-    const std::string shown = base::EscapeName(path);
     AMLD_ASSIGN_OR_RETURN(amld::storage::Artifact artifact, FindArtifact(request.run_id(), path));
-    AMLD_ASSIGN_OR_RETURN(std::unique_ptr<amld::storage::BlobReader> blob,
-                          deps_.cas->OpenBlob(artifact.digest));
-    const int64_t size = blob->size();
-    if (request.offset() > size) {
-      return absl::OutOfRangeError(absl::StrCat("offset ", request.offset(), " is past the end of ",
-                                                shown, " (", size, " bytes)"));
-    }
-    AMLD_RETURN_IF_ERROR(blob->Seek(request.offset()));
-    int64_t offset = request.offset();
-    pb::FileChunk chunk;
-    chunk.set_total_size(size);
-    do {
-      std::string* data = chunk.mutable_data();
-      data->resize(static_cast<size_t>(std::min<int64_t>(kStreamChunkBytes, size - offset)));
-      size_t got = 0;
-      if (!data->empty()) {
-        AMLD_ASSIGN_OR_RETURN(got, blob->Read(data->data(), data->size()));
-        if (got == 0) return absl::DataLossError(absl::StrCat(shown, " ended early"));
-      }
-      data->resize(got);
-      chunk.set_offset(offset);
-      if (!writer->Write(chunk)) return absl::CancelledError("client went away");
-      offset += static_cast<int64_t>(got);
-      chunk.clear_total_size();
-    } while (offset < size);
-    return absl::OkStatus();
+    return StreamBlob(*deps_.cas, artifact.digest, request.offset(), base::EscapeName(path),
+                      writer);
   }
 
   ServiceDeps deps_;

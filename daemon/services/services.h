@@ -1,5 +1,5 @@
 // The gRPC services of the amld.v1 contract (proto/amld/v1): Runs, Cas,
-// Experiments, Daemon, Snapshots, ComputeTargets, Environments. Each handler is thin: it checks the request's shape,
+// Experiments, Daemon, Snapshots, ComputeTargets, Environments, Models. Each handler is thin: it checks the request's shape,
 // calls the run manager or the stores, and converts the result with
 // ToGrpcStatus (grpc_status.h). The generated *.grpc.pb.h headers stay in the
 // .cc files; callers see only grpc::Service.
@@ -101,6 +101,9 @@ std::unique_ptr<grpc::Service> NewDaemonService(const ServiceDeps& deps);
 std::unique_ptr<grpc::Service> NewComputeTargetsService(const ServiceDeps& deps);
 // Registered and curated environments (deps.runs->environment_registry()).
 std::unique_ptr<grpc::Service> NewEnvironmentsService(const ServiceDeps& deps);
+
+// Registered models (proto amld/v1/models.proto).
+std::unique_ptr<grpc::Service> NewModelsService(const ServiceDeps& deps);
 
 class WatchedRoots;
 // Snapshots (watched source roots); `roots` must outlive the server. In

@@ -73,3 +73,9 @@ class ComputeTargetException(UserErrorException):
     ``ComputeTarget(workspace=ws, name=n)`` raises it when no target has that
     name, so the samples' try/except-create pattern works unchanged.
     """
+
+
+class WebserviceException(NotFoundException):
+    """azureml's error of the model registry: ``Model(ws, name)`` of a name or version
+    that is not registered, or a download over an existing file without exist_ok.
+    """

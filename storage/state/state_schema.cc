@@ -96,11 +96,40 @@ CREATE TABLE compute_targets (
 ) STRICT;
 )sql";
 
+// Version 5: what changes about a run after submit, and registered models.
+// run_labels holds a run's tag changes (kind 1; a NULL value removes a tag
+// given at submit), its properties (kind 2, add-only), a new display name
+// (kind 3, key '') and a failure its script asked for with run.fail() (kind
+// 4, key '': applied when the run ends). A model version is its serialized
+// amld.v1.Model; `origin` ("<run id>:<line>") makes a registration a run's
+// metrics file asked for happen once however often the file is read.
+constexpr char kV5Sql[] = R"sql(
+CREATE TABLE run_labels (
+  run_id TEXT NOT NULL REFERENCES runs(id),
+  kind INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT,
+  PRIMARY KEY (run_id, kind, key)
+) WITHOUT ROWID, STRICT;
+
+CREATE TABLE models (
+  name TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  model BLOB NOT NULL,
+  run_id TEXT REFERENCES runs(id),
+  origin TEXT UNIQUE,
+  created_ns INTEGER NOT NULL,
+  PRIMARY KEY (name, version)
+) STRICT;
+CREATE INDEX models_by_run ON models(run_id);
+)sql";
+
 constexpr SchemaMigration kMigrations[] = {
     {1, "initial tables: experiments, runs, run_transitions, artifacts, metrics", kV1Sql},
     {2, "run handle column; metrics, submitter and parent indexes", kV2Sql},
     {3, "assigned GPUs column", kV3Sql},
     {4, "compute targets table", kV4Sql},
+    {5, "run labels (tags, properties, display name, requested failure); models", kV5Sql},
 };
 
 }  // namespace

@@ -3,6 +3,7 @@
 // state_store_{runs,artifacts,targets}.cc.
 #include "storage/state/state_store.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -286,6 +287,22 @@ absl::StatusOr<StateStore::References> StateStore::ReferencedDigests() {
       out->push_back(Digest{stmt.Text(0), stmt.Int(1)});
     }
   }
+  // Registered models keep their files whatever becomes of the run.
+  AMLD_ASSIGN_OR_RETURN(Stmt models, impl_->db.Prepare("SELECT model FROM models"));
+  for (;;) {
+    AMLD_ASSIGN_OR_RETURN(bool row, models.Step());
+    if (!row) break;
+    amld::v1::Model model;
+    if (!model.ParseFromString(models.Blob(0))) {
+      return absl::DataLossError("state database: a stored model does not parse");
+    }
+    for (const auto& f : model.files()) {
+      refs.artifacts.push_back(FromProto(f.digest()));
+    }
+  }
+  std::sort(refs.artifacts.begin(), refs.artifacts.end());
+  refs.artifacts.erase(std::unique(refs.artifacts.begin(), refs.artifacts.end()),
+                       refs.artifacts.end());
   return refs;
 }
 

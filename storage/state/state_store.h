@@ -29,6 +29,7 @@
 #include "absl/time/time.h"
 #include "amld/v1/compute.pb.h"
 #include "amld/v1/experiments.pb.h"
+#include "amld/v1/models.pb.h"
 #include "amld/v1/runs.pb.h"
 #include "storage/digest.h"
 #include "storage/run_status.h"
@@ -94,6 +95,22 @@ struct Artifact {
   std::string path;  // "outputs/model.json"
   Digest digest;
 };
+
+// What changes about a run after submit (Runs.UpdateRun, or the run's own
+// "tags"/"properties"/"display_name"/"fail" lines). Applied in this order:
+// set_tags, remove_tags, add_properties, display_name, failure.
+struct RunLabelChanges {
+  std::vector<std::pair<std::string, std::string>> set_tags{};
+  std::vector<std::string> remove_tags{};
+  std::vector<std::pair<std::string, std::string>> add_properties{};
+  std::optional<std::string> display_name{};
+  // The script called run.fail(details): the run ends FAILED with this.
+  std::optional<std::string> failure{};
+};
+
+// Model names: 1 to 255 letters, digits, '-', '_' and '.', starting with a
+// letter or digit (azureml's rule); INVALID_ARGUMENT otherwise.
+absl::Status ValidateModelName(const std::string& name);
 
 class StateStore {
  public:
@@ -183,6 +200,42 @@ class StateStore {
   absl::StatusOr<std::vector<amld::v1::Metric>> GetMetrics(const std::string& run_id,
                                                            const std::vector<std::string>& names);
 
+  // Applies `changes` in one transaction and returns the run with them
+  // (Run.tags, properties, display_name). INVALID_ARGUMENT for an empty
+  // tag or property key; FAILED_PRECONDITION when a property is already
+  // set to another value (nothing is changed then); NOT_FOUND when no run
+  // has that id. Allowed in any status: azureml tags finished runs too.
+  absl::StatusOr<amld::v1::Run> UpdateRunLabels(const std::string& run_id,
+                                                const RunLabelChanges& changes);
+  // The failure the run's script asked for (run.fail), if it did.
+  absl::StatusOr<std::optional<std::string>> RequestedFailure(const std::string& run_id);
+
+  // Models (proto amld/v1/models.proto). RegisterModel stores `model` as
+  // the next version of model.name() (version, created_time set here) and
+  // returns it; `origin`, when not empty, is unique: a second registration
+  // with the same origin returns the first one unchanged. INVALID_ARGUMENT
+  // for a bad name or a file path ValidateRelativePath refuses; NOT_FOUND
+  // when model.run_id() names no run.
+  absl::StatusOr<amld::v1::Model> RegisterModel(const amld::v1::Model& model,
+                                                const std::string& origin, absl::Time now);
+  // Registers run `run_id`'s artifacts at `run_path` as the next version
+  // of model.name() (run_id and source_path set here): one artifact, then
+  // the model is that file under its base name (single_file); a folder,
+  // then every artifact under it, with paths relative to it ("" or "." is
+  // every artifact of the run's outputs/). NOT_FOUND when the run has none
+  // there (the message names a few it has); otherwise as RegisterModel.
+  absl::StatusOr<amld::v1::Model> RegisterModelFromRun(amld::v1::Model model,
+                                                       const std::string& run_id,
+                                                       const std::string& run_path,
+                                                       const std::string& origin, absl::Time now);
+  // Version 0: the latest. NOT_FOUND when there is none.
+  absl::StatusOr<amld::v1::Model> GetModel(const std::string& name, int64_t version);
+  // By name, newest version first; `name` empty: all; `run_id` not empty:
+  // only that run's.
+  absl::StatusOr<std::vector<amld::v1::Model>> ListModels(const std::string& name,
+                                                          bool latest_only,
+                                                          const std::string& run_id);
+
   // Compute targets (proto amld/v1/compute.proto). The built-in "local"
   // target is returned by Get and List but never stored.
   // Create: INVALID_ARGUMENT when ValidateComputeTarget refuses it;
@@ -204,7 +257,7 @@ class StateStore {
   // blobs). Each list sorted, without duplicates.
   struct References {
     std::vector<Digest> snapshot_roots;
-    std::vector<Digest> artifacts;
+    std::vector<Digest> artifacts;  // registered models' files included
   };
   absl::StatusOr<References> ReferencedDigests();
 

@@ -15,8 +15,6 @@
 
 namespace amld::storage {
 
-namespace {
-
 // Artifact paths come from files under a run's folders; refusing anything
 // that could name a file outside the run keeps every later consumer (the
 // download RPC, materialization) safe by construction.
@@ -37,8 +35,6 @@ absl::Status ValidateArtifactPath(const std::string& path) {
   }
   return absl::OkStatus();
 }
-
-}  // namespace
 
 absl::Status StateStore::PutArtifacts(const std::string& run_id,
                                       const std::vector<Artifact>& artifacts) {

@@ -3,7 +3,8 @@
 // from rows, and time conversions. state_store.cc opens, migrates and holds
 // experiments; state_store_runs.cc runs and their transitions;
 // state_store_artifacts.cc artifacts and metrics; state_store_targets.cc
-// compute targets.
+// compute targets; state_store_labels.cc what changes about a run after
+// submit; state_store_models.cc registered models.
 //
 // Internal to storage/state/: include it only from the StateStore's own .cc
 // files.
@@ -32,6 +33,10 @@ int64_t NanosFromTimestamp(const google::protobuf::Timestamp& ts);
 // OK when `name` is 1 to 128 letters, digits, '-', '_' and '.'; otherwise
 // INVALID_ARGUMENT naming `what` ("experiment", "compute target").
 absl::Status ValidateName(absl::string_view what, const std::string& name);
+
+// OK for a relative path without empty, "." or ".." parts (artifacts,
+// model files); INVALID_ARGUMENT saying what to change otherwise.
+absl::Status ValidateArtifactPath(const std::string& path);
 
 // The columns Impl::RunFromRow reads, in its order.
 inline constexpr char kRunColumns[] =
@@ -67,6 +72,9 @@ struct StateStore::Impl {
   // Builds a Run (without history) from a row of kRunColumns.
   absl::StatusOr<amld::v1::Run> RunFromRow(Stmt& row);
   absl::Status LoadHistory(amld::v1::Run* run);
+  // Fills Run.tags, properties and display_name from config and run_labels
+  // (state_store_labels.cc).
+  absl::Status LoadLabels(amld::v1::Run* run);
   // Runs a query over kRunColumns and returns every run with its history.
   absl::StatusOr<std::vector<amld::v1::Run>> CollectRuns(Stmt& stmt);
   absl::StatusOr<amld::v1::Run> LoadRun(const std::string& id);

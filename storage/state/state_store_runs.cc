@@ -154,7 +154,10 @@ absl::StatusOr<std::vector<amld::v1::Run>> StateStore::Impl::CollectRuns(Stmt& s
   }
   // One small indexed query per run: in-process SQLite makes N+1 cheap,
   // and a page is at most 1000 runs.
-  for (amld::v1::Run& run : runs) AMLD_RETURN_IF_ERROR(LoadHistory(&run));
+  for (amld::v1::Run& run : runs) {
+    AMLD_RETURN_IF_ERROR(LoadHistory(&run));
+    AMLD_RETURN_IF_ERROR(LoadLabels(&run));
+  }
   return runs;
 }
 

@@ -126,6 +126,14 @@ class DaemonClient:
             self._environments = environments_pb2_grpc.EnvironmentsStub(self.channel)
         return self._environments
 
+    @property
+    def models(self):
+        """The Models stub (registered models)."""
+        if getattr(self, "_models", None) is None:
+            from amld.v1 import models_pb2_grpc
+            self._models = models_pb2_grpc.ModelsStub(self.channel)
+        return self._models
+
     def call(self, method, request, doing, timeout=None, mid_stream=False):
         """Make a unary call; a gRPC error becomes an amld exception (see error_from_rpc)."""
         if not os.path.exists(self.socket_path):

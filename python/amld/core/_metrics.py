@@ -73,6 +73,12 @@ class MetricsFile:
             record["description"] = str(description)
         self._write((json.dumps(record) + "\n").encode("utf-8"))
 
+    def append_record(self, kind, **fields):
+        """Append a line that changes the run's record (daemon/ingest/metrics_tail.h: "kind")."""
+        record = {"kind": kind}
+        record.update(fields)
+        self._write((json.dumps(record) + "\n").encode("utf-8"))
+
     def _write(self, data):
         with self._lock:
             if self._fd is None:

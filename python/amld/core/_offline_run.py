@@ -21,6 +21,8 @@ class OfflineRun(Run):
                          "OfflineRun_%s" % uuid.uuid4())
         self._values = {}
         self._tags = {}
+        self._properties = {}
+        self._display_name = None
         self._lock = threading.Lock()
 
     def _record(self, name, value, step=None):
@@ -76,6 +78,65 @@ class OfflineRun(Run):
         """The tags set so far."""
         with self._lock:
             return dict(self._tags)
+
+    def remove_tags(self, tags):
+        """Forget tags (a list of keys, or one key)."""
+        with self._lock:
+            for key in [tags] if isinstance(tags, str) else tags:
+                self._tags.pop(str(key), None)
+
+    def add_properties(self, properties):
+        """Print the properties and keep them (a property cannot change once set)."""
+        with self._lock:
+            for key, value in properties.items():
+                key, value = str(key), str(value)
+                if self._properties.get(key, value) != value:
+                    raise UserErrorException("property %r is already %r; properties cannot "
+                                             "change once set" % (key, self._properties[key]))
+                self._properties[key] = value
+        print("amld offline run: properties %s" % properties, flush=True)
+
+    def get_properties(self):
+        """The properties added so far."""
+        with self._lock:
+            return dict(self._properties)
+
+    @property
+    def display_name(self):
+        """The display name set, else the id."""
+        return self._display_name or self._run_id
+
+    @display_name.setter
+    def display_name(self, value):
+        self._display_name = value
+
+    def upload_files(self, names, paths, return_artifacts=False, timeout_seconds=None,
+                     datastore_name=None):
+        """Print each file that would be stored."""
+        for name, path in zip(names, paths):
+            self.upload_file(name, path)
+
+    def upload_folder(self, name, path, datastore_name=None):
+        """Print that a folder would be stored."""
+        print("amld offline run: upload folder %s as %s" % (path, name), flush=True)
+
+    def fail(self, error_details=None, error_code=None, _set_status=True):
+        """Print the failure (the process goes on, as azureml's offline run)."""
+        print("amld offline run: failed: %s" % (error_details,), flush=True)
+
+    def complete(self, _set_status=True):
+        """Nothing to do offline."""
+
+    def register_model(self, model_name, model_path=None, **kwargs):
+        """An offline run has nowhere to register a model."""
+        raise UserErrorException("register_model(%r): an offline run (the script was not "
+                                 "started by amld) has no model registry; use "
+                                 "Model.register(ws, path, name)" % (model_name,))
+
+    def child_run(self, name=None, run_id=None, outputs=None):
+        """An offline run has no children."""
+        raise UserErrorException("child_run: an offline run (the script was not started by "
+                                 "amld) cannot have child runs")
 
     def get_metrics(self, name=None, recursive=False, run_type=None, populate=False):
         """The values logged so far (same shape as Run.get_metrics)."""

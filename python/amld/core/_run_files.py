@@ -5,12 +5,10 @@ SHA-256 and renamed into place; a dropped connection resumes at the offset
 reached.
 """
 
-import hashlib
 import os
 
-from amld.core._lazy import follow, pb
+from amld.core._lazy import pb
 from amld.exceptions import (
-    AmldException,
     NotFoundException,
     UnsupportedOptionError,
     UserErrorException,
@@ -39,16 +37,6 @@ def _path_fields(field, name):
         return {field: name}
     except UnicodeEncodeError:
         return {field + "_bytes": os.fsencode(name)}
-
-
-def _partial_path(dest):
-    """Where a download to ``dest`` is written first: "<dest>.part", or, when that name would
-    pass NAME_MAX (255 bytes), a shorter hidden name in the same folder."""
-    folder, base = os.path.split(dest)
-    raw = os.fsencode(base)
-    if len(raw) + len(b".part") <= 255:
-        return dest + ".part"
-    return os.path.join(folder, os.fsdecode(b"." + raw[:255 - len(b"..part")] + b".part"))
 
 
 def posix_basename(path):
@@ -122,46 +110,10 @@ class RunFiles:
         return written
 
     def _download(self, client, run_file, dest):
-        parent = os.path.dirname(os.path.abspath(dest))
-        os.makedirs(parent, exist_ok=True)
-        partial = _partial_path(dest)
-        digest = hashlib.sha256()
-        offset = 0
-        doing = "download %s of run %s" % (run_file.path, self._run_id)
-        import grpc
-        from amld.core._daemon import TRANSIENT_CODES, error_from_rpc
-        reconnector = follow()._Reconnector(120.0)
-        with open(partial, "wb") as out:
-            while True:
-                request = pb().DownloadFileRequest(run_id=self._run_id, offset=offset,
-                                                   **_path_fields("path", _file_name(run_file)))
-                call = client.runs.DownloadFile(request)
-                try:
-                    for chunk in call:
-                        reconnector.answered()
-                        data = chunk.data
-                        if chunk.offset < offset:
-                            data = data[offset - chunk.offset:]
-                        elif chunk.offset > offset:
-                            raise AmldException("%s: the daemon skipped from byte %d to %d"
-                                                % (doing, offset, chunk.offset))
-                        out.write(data)
-                        digest.update(data)
-                        offset += len(data)
-                    break
-                except grpc.RpcError as e:
-                    if e.code() not in TRANSIENT_CODES:
-                        raise error_from_rpc(e, doing, client.socket_path) from None
-                    if not reconnector.pause():
-                        raise error_from_rpc(e, doing, client.socket_path,
-                                             mid_stream=True) from None
-                except BaseException:
-                    call.cancel()
-                    raise
-        if offset != run_file.digest.size_bytes or digest.hexdigest() != run_file.digest.hash:
-            os.unlink(partial)
-            raise AmldException("%s: the bytes received do not match the stored file's digest "
-                                "%s/%d (got %d bytes); try again" % (
-                                    doing, run_file.digest.hash, run_file.digest.size_bytes,
-                                    offset), code="DATA_LOSS")
-        os.replace(partial, dest)
+        from amld.core._cas import download_blob
+        download_blob(
+            client,
+            lambda offset: client.runs.DownloadFile(pb().DownloadFileRequest(
+                run_id=self._run_id, offset=offset,
+                **_path_fields("path", _file_name(run_file)))),
+            run_file.digest, dest, "download %s of run %s" % (run_file.path, self._run_id))

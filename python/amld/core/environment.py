@@ -74,6 +74,9 @@ class Environment:
         self.python = PythonSection()
         self.docker = DockerSection()
         self.environment_variables = {}
+        # amld's own: False keeps amld's azureml alias off the run's PYTHONPATH (for a script
+        # that needs the real azureml-core; see amld.azureml_alias).
+        self.amld_azureml_alias = True
 
     @staticmethod
     def get(workspace, name, version=None):
@@ -163,6 +166,7 @@ class Environment:
         env.python.interpreter_path = proto.interpreter_path or None
         env.environment_variables = dict(proto.environment_variables)
         env.docker.base_image = proto.docker_base_image or None
+        env.amld_azureml_alias = not proto.azureml_alias_off
         if proto.pip_requirements or proto.conda_packages or proto.python_version:
             cd = CondaDependencies()
             if proto.python_version:
@@ -215,6 +219,7 @@ class Environment:
             user_managed_dependencies=bool(self.python.user_managed_dependencies),
             interpreter_path=self.python.interpreter_path or "",
             docker_base_image=image or "",
+            azureml_alias_off=not getattr(self, "amld_azureml_alias", True),
         )
         if conda is not None:
             # Sent even for a user-managed environment: the daemon refuses

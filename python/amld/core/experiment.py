@@ -106,6 +106,26 @@ class Experiment:
         _submitter_env.capture(run_config.submitter_environment)
         return run_config
 
+    def start_logging(self, *args, outputs=None, snapshot_directory=None, display_name=None,
+                      **kwargs):
+        """Start an interactive run (a notebook's): RUNNING until its complete() or fail().
+
+        It has no process: log, tag, upload_file and register_model go to
+        the daemon directly. Returns the Run.
+        """
+        from amld.core.run import Run
+        from amld.v1 import runs_pb2
+        if args or kwargs or outputs is not None or snapshot_directory is not None:
+            raise UnsupportedOptionError(
+                "Experiment.start_logging: amld takes only display_name (an interactive run has "
+                "no snapshot or outputs folder; upload files with run.upload_file)")
+        config = runs_pb2.RunConfig(experiment_name=self._name, interactive=True,
+                                    display_name="" if display_name is None else str(display_name))
+        client = self._workspace._daemon()
+        response = client.call(client.runs.SubmitRun, runs_pb2.SubmitRunRequest(config=config),
+                               "start an interactive run")
+        return Run(self, response.run.id, _run_proto=response.run)
+
     def get_runs(self, type=None, tags=None, properties=None, include_children=False):
         """The experiment's runs, newest first, as a generator of Run.
 
@@ -126,7 +146,7 @@ class Experiment:
             for run in page.runs:
                 if not include_children and run.parent_run_id:
                     continue
-                if _tags_match(run.config.tags, tags):
+                if _tags_match(run.tags, tags):
                     yield Run._of(self, run)
             token = page.next_page_token
             if not token:

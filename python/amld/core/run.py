@@ -35,6 +35,7 @@ from amld.exceptions import (
     NotFoundException,
     RunEnvironmentException,
     UnsupportedOptionError,
+    UserErrorException,
 )
 # gRPC and protobuf are imported where a call needs them (amld.core._lazy),
 # not here: a training script on a machine without them can still import
@@ -122,6 +123,13 @@ class Run(RunFiles, RunLogging):
         self._proto = _run_proto
         self._metrics = None
         self._outputs_dir = None
+        self._interactive_writer = None
+        # Inside the run, changes go through the metrics file and reach the
+        # daemon a moment later; reads made meanwhile see them from here.
+        self._local_lock = threading.Lock()
+        self._local_tags = {}
+        self._removed_tags = set()
+        self._local_properties = {}
         # The run's own process may log to it, whichever way it got the handle.
         if run_id and run_id == os.environ.get("AMLD_RUN_ID"):
             self._attach_to_environment()
@@ -182,6 +190,42 @@ class Run(RunFiles, RunLogging):
         return Run._of(experiment, proto)
 
     @staticmethod
+    def list(experiment, type=None, tags=None, properties=None, status=None,
+             include_children=False, _rehydrate_runs=True):
+        """The experiment's runs, newest first, as a generator of Run (azureml's Run.list).
+
+        :param tags: only runs with these tags: a dict (key → value), a list of
+            keys, or one key.
+        :param properties: only runs with these properties (same forms).
+        :param status: only runs in this status, e.g. "Completed" or "Running".
+        :param include_children: also child runs (a sweep's, child_run's).
+        """
+        if type is not None:
+            raise UnsupportedOptionError("Run.list(type=...): amld has one kind of run")
+        statuses = []
+        if status is not None:
+            by_name = {v: k for k, v in _STATUS_NAMES.items()}
+            if status not in by_name:
+                raise UserErrorException("Run.list(status=%r): use one of %s" % (
+                    status, ", ".join(sorted(v for v in by_name if v != "NotStarted"))))
+            statuses = [pb().RunStatus.Value.Value(by_name[status])]
+        from amld.core.experiment import _tags_match
+        client = experiment.workspace._daemon()
+        token = ""
+        while True:
+            request = pb().ListRunsRequest(experiment_name=experiment.name, statuses=statuses,
+                                           page_size=1000, page_token=token)
+            page = client.call(client.runs.ListRuns, request, "list the runs of " + experiment.name)
+            for run in page.runs:
+                if run.parent_run_id and not include_children:
+                    continue
+                if _tags_match(run.tags, tags) and _tags_match(run.properties, properties):
+                    yield Run._of(experiment, run)
+            token = page.next_page_token
+            if not token:
+                return
+
+    @staticmethod
     def _of(experiment, proto):
         """The Run of an amld.v1.Run: a HyperDriveRun for a sweep's parent."""
         if proto.config.HasField("sweep"):
@@ -229,7 +273,7 @@ class Run(RunFiles, RunLogging):
                                          "not supported by amld")
         for child in self._list_children(self._client()):
             run = Run._of(self._experiment, child)
-            if _tags_match(child.config.tags, tags) and (
+            if _tags_match(child.tags, tags) and (
                     status is None or status_name(child.status) == status):
                 yield run
             if recursive:
@@ -254,9 +298,17 @@ class Run(RunFiles, RunLogging):
 
     @property
     def display_name(self):
-        """The run's display name, or its id when it has none."""
+        """The run's display name, or its id when it has none; settable, as in azureml."""
         proto = self._fetch()
-        return proto.config.display_name or self._run_id
+        return proto.display_name or self._run_id
+
+    @display_name.setter
+    def display_name(self, value):
+        value = "" if value is None else str(value)
+        if self._metrics is not None:
+            self._metrics.append_record("display_name", value=value)
+        else:
+            self._update("set the display name", display_name=value)
 
     @property
     def status(self):
@@ -289,8 +341,13 @@ class Run(RunFiles, RunLogging):
         return status_name(self._fetch().status)
 
     def get_tags(self):
-        """The run's tags (given at submit), as a dict."""
-        return dict(self._fetch().config.tags)
+        """The run's tags: those given at submit, changed since by tag/set_tags/remove_tags."""
+        tags = dict(self._fetch().tags)
+        with self._local_lock:
+            tags.update(self._local_tags)
+            for key in self._removed_tags:
+                tags.pop(key, None)
+        return tags
 
     def get_details(self):
         """What the daemon records about the run, as a dict shaped like azureml's get_details.
@@ -333,6 +390,8 @@ class Run(RunFiles, RunLogging):
             "submitterUid": run.submitter_uid,
             "snapshotId": "%s/%d" % (config.snapshot_root.hash, config.snapshot_root.size_bytes),
         }
+        # What add_properties added (properties cannot change once set).
+        properties.update(run.properties)
         if config.HasField("git"):
             properties.update({
                 "azureml.git.repository_uri": config.git.repository_uri,
@@ -351,7 +410,8 @@ class Run(RunFiles, RunLogging):
             "startTimeUtc": _transition_time(run, pb().RunStatus.RUNNING, last=False),
             "endTimeUtc": _transition_time(run, run.status) if terminal else None,
             "properties": properties,
-            "tags": dict(config.tags),
+            "tags": dict(run.tags),
+            "displayName": run.display_name or None,
             "runDefinition": {
                 "script": config.script or None,
                 "command": config.command or None,

@@ -65,6 +65,11 @@ class RunsStub(object):
                 request_serializer=amld_dot_v1_dot_runs__pb2.DeleteRunRequest.SerializeToString,
                 response_deserializer=amld_dot_v1_dot_runs__pb2.DeleteRunResponse.FromString,
                 )
+        self.UpdateRun = channel.unary_unary(
+                '/amld.v1.Runs/UpdateRun',
+                request_serializer=amld_dot_v1_dot_runs__pb2.UpdateRunRequest.SerializeToString,
+                response_deserializer=amld_dot_v1_dot_runs__pb2.Run.FromString,
+                )
 
 
 class RunsServicer(object):
@@ -175,6 +180,24 @@ class RunsServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateRun(self, request, context):
+        """Changes what is mutable about a run, in one transaction: tags, add-only
+        properties, the display name, at any time; and for an interactive run
+        (RunConfig.interactive) also its metrics, files and end. Returns the
+        run as it is after the change. Codes: OK; NOT_FOUND when no run has
+        that id; INVALID_ARGUMENT for an empty tag or property key, a file path
+        that escapes the run, a malformed metric, or an end_status that is not
+        COMPLETED, FAILED or CANCELED; FAILED_PRECONDITION when a property is
+        already set to another value (properties cannot change), when metrics,
+        files or an end are given for a run that is not interactive (such a run
+        logs through its metrics file and ends when its process does), when an
+        interactive run has ended already, or when a file's blob is not in the
+        CAS (upload it first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -227,6 +250,11 @@ def add_RunsServicer_to_server(servicer, server):
                     servicer.DeleteRun,
                     request_deserializer=amld_dot_v1_dot_runs__pb2.DeleteRunRequest.FromString,
                     response_serializer=amld_dot_v1_dot_runs__pb2.DeleteRunResponse.SerializeToString,
+            ),
+            'UpdateRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRun,
+                    request_deserializer=amld_dot_v1_dot_runs__pb2.UpdateRunRequest.FromString,
+                    response_serializer=amld_dot_v1_dot_runs__pb2.Run.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -406,5 +434,22 @@ class Runs(object):
         return grpc.experimental.unary_unary(request, target, '/amld.v1.Runs/DeleteRun',
             amld_dot_v1_dot_runs__pb2.DeleteRunRequest.SerializeToString,
             amld_dot_v1_dot_runs__pb2.DeleteRunResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def UpdateRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/amld.v1.Runs/UpdateRun',
+            amld_dot_v1_dot_runs__pb2.UpdateRunRequest.SerializeToString,
+            amld_dot_v1_dot_runs__pb2.Run.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

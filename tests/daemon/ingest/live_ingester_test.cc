@@ -418,6 +418,42 @@ TEST_F(LiveIngesterTest, MetricsAreTailedWhileTheRunRunsAndTheRestAtTheEnd) {
   EXPECT_EQ(ingester_->stats().metrics_stored, 4);
 }
 
+TEST_F(LiveIngesterTest, KindLinesTagUploadFailAndRegisterAModelAtTheEnd) {
+  MakeIngester();
+  StartWatching();
+  WriteFile(paths_.root / "uploads/notes/n.txt", "notes");
+  WriteFile(paths_.outputs / "model.pkl", "weights");
+  AppendMetrics(
+      "{\"kind\": \"tags\", \"set\": {\"stage\": \"train\"}}\n"
+      "{\"kind\": \"upload\", \"name\": \"notes/n.txt\"}\n"
+      "{\"kind\": \"upload\", \"name\": \"missing.txt\"}\n"
+      "{\"kind\": \"upload\", \"name\": \"user_logs/x\"}\n"
+      "{\"kind\": \"register_model\", \"name\": \"clf\", \"path\": \"outputs/model.pkl\"}\n"
+      "{\"kind\": \"register_model\", \"name\": \"gone\", \"path\": \"outputs/none\"}\n"
+      "{\"kind\": \"fail\", \"error\": \"bad data\"}\n");
+  Event(paths_.root, "metrics.jsonl");
+  clock_.Advance(absl::Milliseconds(100));
+  Step();
+  EXPECT_EQ(store_->GetRun(run_id_)->tags().at("stage"), "train");
+  EXPECT_EQ(Stored().at("notes/n.txt"), "notes");
+  EXPECT_EQ(store_->RequestedFailure(run_id_)->value_or(""), "bad data");
+  // Registered only at the end, from the files the run stored.
+  EXPECT_EQ(store_->GetModel("clf", 0).status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(ingester_->Finish(run_id_, paths_, nullptr).ok());
+  auto model = store_->GetModel("clf", 0);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(model->run_id(), run_id_);
+  EXPECT_EQ(*cas_->Read(amld::storage::FromProto(model->files(0).digest())), "weights");
+  const std::string log = ReadFile(paths_.system_logs / "amld-metrics.log");
+  EXPECT_THAT(log, HasSubstr("line 3: upload of \"missing.txt\""));
+  EXPECT_THAT(log, HasSubstr("line 4: upload of \"user_logs/x\" refused"));
+  EXPECT_THAT(log, HasSubstr("line 6: register_model(gone): run " + run_id_ + " has no file"));
+  // A restarted daemon reads the lines again: nothing changes, no second version.
+  LiveIngester again(LiveIngesterDeps{store_.get(), cas_.get(), nullptr, &clock_, nullptr}, Exact());
+  ASSERT_TRUE(again.Finish(run_id_, paths_, nullptr).ok());
+  EXPECT_EQ(store_->ListModels("clf", false, "")->size(), 1u);
+}
+
 TEST_F(LiveIngesterTest, AMetricsFileThatIsALinkIsNotRead) {
   WriteFile(dir_ / "elsewhere.jsonl", "{\"name\": \"secret\", \"value\": 1}\n");
   ASSERT_EQ(::symlink((dir_ / "elsewhere.jsonl").c_str(), paths_.metrics.c_str()), 0);

@@ -205,5 +205,43 @@ TEST_F(MetricsTailTest, AMissingFileIsAnErrorOnlyForTheCaller) {
   EXPECT_EQ(tail.offset(), 0);
 }
 
+TEST_F(MetricsTailTest, KindLinesChangeTheRecordAndAreNotValues) {
+  Append(
+      "{\"name\": \"loss\", \"value\": 1}\n"
+      "{\"kind\": \"tags\", \"set\": {\"a\": \"1\"}, \"remove\": [\"b\"]}\n"
+      "{\"kind\": \"properties\", \"add\": {\"p\": \"x\"}}\n"
+      "{\"kind\": \"fail\", \"error\": \"bad data\"}\n"
+      "{\"kind\": \"upload\", \"name\": \"notes/n.txt\"}\n"
+      "{\"kind\": \"register_model\", \"name\": \"m\", \"path\": \"outputs/m.pkl\", "
+      "\"tags\": {\"t\": \"v\"}}\n"
+      "{\"kind\": \"tags\", \"set\": {\"a\": 1}}\n"
+      "{\"kind\": \"teleport\"}\n"
+      "{\"name\": \"kind\", \"value\": 2}\n");
+  MetricsTail tail;
+  MetricsTail::Batch batch = Read(tail);
+  EXPECT_THAT(Names(batch), ElementsAre("loss@0", "kind@0"));
+  ASSERT_EQ(batch.records.size(), 5u);
+  EXPECT_EQ(batch.records[0].labels.set_tags.at(0).first, "a");
+  EXPECT_THAT(batch.records[0].labels.remove_tags, ElementsAre("b"));
+  EXPECT_EQ(batch.records[1].labels.add_properties.at(0).second, "x");
+  EXPECT_EQ(batch.records[2].labels.failure, "bad data");
+  EXPECT_EQ(batch.records[3].kind, RunRecordLine::Kind::kUpload);
+  EXPECT_EQ(batch.records[3].upload_name, "notes/n.txt");
+  EXPECT_EQ(batch.records[4].kind, RunRecordLine::Kind::kRegisterModel);
+  EXPECT_EQ(batch.records[4].model.source_path(), "outputs/m.pkl");
+  EXPECT_EQ(batch.records[4].model.tags().at("t"), "v");
+  EXPECT_EQ(batch.records[4].line, 6);
+  ASSERT_EQ(batch.warnings.size(), 2u);
+  EXPECT_THAT(batch.warnings[0], HasSubstr("line 7: skipped: \"set\": the value of \"a\" must be a string"));
+  EXPECT_THAT(batch.warnings[1], HasSubstr("line 8: skipped: unknown \"kind\" \"teleport\""));
+  // After a restart the values stored are skipped, but record lines come
+  // again (each is idempotent).
+  MetricsTail restarted(/*values_already_stored=*/2);
+  MetricsTail::Batch again = Read(restarted);
+  EXPECT_THAT(again.metrics, IsEmpty());
+  EXPECT_EQ(again.records.size(), 5u);
+  EXPECT_THAT(again.warnings, IsEmpty());
+}
+
 }  // namespace
 }  // namespace amld::daemon

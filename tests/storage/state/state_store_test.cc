@@ -209,7 +209,7 @@ class StateStoreTest : public ::testing::Test {
 // Opening and migrating.
 
 TEST_F(StateStoreTest, EmptyFileIsMigratedToLatestWithWalAndTables) {
-  EXPECT_EQ(StateStore::LatestSchemaVersion(), 4);
+  EXPECT_EQ(StateStore::LatestSchemaVersion(), 5);
   auto version = store_->SchemaVersion();
   ASSERT_TRUE(version.ok()) << version.status();
   EXPECT_EQ(*version, StateStore::LatestSchemaVersion());
@@ -219,12 +219,13 @@ TEST_F(StateStoreTest, EmptyFileIsMigratedToLatestWithWalAndTables) {
   EXPECT_EQ(raw.One("PRAGMA journal_mode"), "wal");  // WAL is a property of the file
   EXPECT_EQ(raw.One("PRAGMA application_id"), absl::StrCat(kStateApplicationId));
   EXPECT_THAT(raw.Rows("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"),
-              ElementsAre("artifacts", "compute_targets", "experiments", "metrics", "run_transitions",
-                          "runs"));
+              ElementsAre("artifacts", "compute_targets", "experiments", "metrics", "models",
+                          "run_labels", "run_transitions", "runs"));
   EXPECT_THAT(raw.Rows("SELECT name FROM sqlite_master WHERE type='index' AND sql IS NOT NULL "
                        "ORDER BY name"),
-              ElementsAre("metrics_by_run", "runs_by_created", "runs_by_experiment",
-                          "runs_by_parent", "runs_by_status", "runs_by_submitter"));
+              ElementsAre("metrics_by_run", "models_by_run", "runs_by_created",
+                          "runs_by_experiment", "runs_by_parent", "runs_by_status",
+                          "runs_by_submitter"));
 }
 
 TEST_F(StateStoreTest, ForeignKeysAreEnforcedAndAFailedWriteLeavesNothing) {

@@ -1,0 +1,42 @@
+#include "daemon/azureml_alias.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+
+namespace amld::daemon {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<fs::path> WriteAzuremlAlias(const fs::path& data_dir) {
+  const fs::path dest = data_dir / "azureml-alias";
+  const fs::path tmp = data_dir / absl::StrCat(".azureml-alias-", ::getpid());
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  for (const AliasFile& f : AzuremlAliasFiles()) {
+    const fs::path path = tmp / f.path;
+    fs::create_directories(path.parent_path(), ec);
+    if (ec) {
+      return absl::InternalError(
+          absl::StrCat("create ", path.parent_path().string(), ": ", ec.message()));
+    }
+    // No fsync: the folder is written again at every start.
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << f.text;
+    out.close();
+    if (!out) return absl::InternalError(absl::StrCat("write ", path.string()));
+  }
+  // Folders and files the run's uid reads (the data dir itself is private).
+  fs::permissions(tmp, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                           fs::perms::others_read | fs::perms::others_exec, ec);
+  fs::remove_all(dest, ec);
+  fs::rename(tmp, dest, ec);
+  if (ec) return absl::InternalError(absl::StrCat("rename to ", dest.string(), ": ", ec.message()));
+  return dest;
+}
+
+}  // namespace amld::daemon

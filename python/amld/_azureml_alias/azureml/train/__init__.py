@@ -1,0 +1,1 @@
+"""azureml.train on amld (hyperdrive only)."""
