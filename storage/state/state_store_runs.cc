@@ -452,7 +452,11 @@ absl::Status StateStore::DeleteRun(const std::string& run_id) {
       return absl::FailedPreconditionError(absl::StrCat(
           "run ", run_id, " is the parent of runs (e.g. ", children.Text(0), "): delete them first"));
     }
+    // A model the run registered stays (its record still names the run; its
+    // files are garbage-collection roots of their own), unlinked from the row.
     for (const char* sql : {"DELETE FROM metrics WHERE run_id=?", "DELETE FROM artifacts WHERE run_id=?",
+                            "DELETE FROM run_labels WHERE run_id=?",
+                            "UPDATE models SET run_id=NULL WHERE run_id=?",
                             "DELETE FROM run_transitions WHERE run_id=?", "DELETE FROM runs WHERE id=?"}) {
       AMLD_ASSIGN_OR_RETURN(Stmt del, impl_->db.Prepare(sql));
       del.BindText(1, run_id);
