@@ -12,7 +12,7 @@ namespace amld::daemon {
 
 namespace fs = std::filesystem;
 
-absl::StatusOr<fs::path> WriteAzuremlAlias(const fs::path& data_dir) {
+absl::StatusOr<fs::path> WriteAzuremlAlias(const fs::path& data_dir, bool readable_by_others) {
   const fs::path dest = data_dir / "azureml-alias";
   const fs::path tmp = data_dir / absl::StrCat(".azureml-alias-", ::getpid());
   std::error_code ec;
@@ -30,9 +30,21 @@ absl::StatusOr<fs::path> WriteAzuremlAlias(const fs::path& data_dir) {
     out.close();
     if (!out) return absl::InternalError(absl::StrCat("write ", path.string()));
   }
-  // Folders and files the run's uid reads (the data dir itself is private).
-  fs::permissions(tmp, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                           fs::perms::others_read | fs::perms::others_exec, ec);
+  // The data dir is private; in system mode runs run as their submitters,
+  // who must read the alias through it (the data dir is 0711 there): every
+  // folder 0755 and file 0644. In user mode it stays as private as the rest.
+  if (readable_by_others) {
+    const fs::perms dir = fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                          fs::perms::others_read | fs::perms::others_exec;
+    const fs::perms file = fs::perms::owner_read | fs::perms::owner_write |
+                           fs::perms::group_read | fs::perms::others_read;
+    fs::permissions(tmp, dir, ec);
+    for (auto it = fs::recursive_directory_iterator(tmp, ec); !ec && it != fs::end(it);
+         it.increment(ec)) {
+      fs::permissions(it->path(), it->is_directory() ? dir : file, ec);
+    }
+    if (ec) return absl::InternalError(absl::StrCat("chmod ", tmp.string(), ": ", ec.message()));
+  }
   fs::remove_all(dest, ec);
   fs::rename(tmp, dest, ec);
   if (ec) return absl::InternalError(absl::StrCat("rename to ", dest.string(), ": ", ec.message()));

@@ -26,7 +26,10 @@ std::span<const AliasFile> AzuremlAliasFiles();
 
 // Writes the files into `<data_dir>/azureml-alias/` (a fresh folder renamed
 // over the old one, so a run never sees half of them) and returns that
-// folder. Errors are the file system's.
-absl::StatusOr<std::filesystem::path> WriteAzuremlAlias(const std::filesystem::path& data_dir);
+// folder. `readable_by_others` (system mode, where runs run as their
+// submitters) makes it world-readable; otherwise it is as private as the rest
+// of the data dir. Errors are the file system's.
+absl::StatusOr<std::filesystem::path> WriteAzuremlAlias(const std::filesystem::path& data_dir,
+                                                        bool readable_by_others);
 
 }  // namespace amld::daemon

@@ -132,7 +132,7 @@ struct Daemon::Impl {
     AMLD_ASSIGN_OR_RETURN(store, amld::storage::StateStore::Open(options.data_dir / "amld.db"));
     AMLD_ASSIGN_OR_RETURN(cas, amld::storage::ContentStore::Open(options.data_dir / "cas"));
     AMLD_RETURN_IF_ERROR(MakePrivateDir(options.data_dir / "runs"));
-    absl::StatusOr<fs::path> alias = WriteAzuremlAlias(options.data_dir);
+    absl::StatusOr<fs::path> alias = WriteAzuremlAlias(options.data_dir, options.system_mode);
     if (alias.ok()) {
       options.runs.azureml_alias_dir = *alias;
     } else {
