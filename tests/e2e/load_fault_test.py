@@ -121,7 +121,15 @@ def follower():
             break
         time.sleep(0.05)
     rid = random.choice(candidates)
-    r = aml("run", "logs", "--follow", rid, timeout=600)
+    # A follower started while the daemon is down (between a kill and the
+    # restart) is told "amld is not running" before it reads a byte, as a
+    # person would be; like a person it tries again. One that was connected
+    # when the kill came must reconnect by itself and still print every byte.
+    for _ in range(100):
+        r = aml("run", "logs", "--follow", rid, timeout=600)
+        if r.returncode == 0 or r.stdout or "is not running" not in r.stderr:
+            break
+        time.sleep(0.1)
     with lock:
         follower_results.append((rid, r.returncode, r.stdout, r.stderr))
 
