@@ -51,14 +51,8 @@ absl::StatusOr<EnvironmentFile> ParseEnvironmentFile(const std::string& text,
        {"version", r.TextInto(&out.version, "version")},
        {"conda_file", r.TextInto(&conda_file, "conda_file")},
        {"os_type", r.TextInto(&os_type, "os_type")},
-       {"image",
-        [&](const YAML::Node& k, const YAML::Node&) {
-          return r.Error(k, "amld runs no containers yet: leave image out; the environment is "
-                            "built as a venv from the conda_file's python and pip parts");
-        }},
-       {"build", [&](const YAML::Node& k, const YAML::Node&) {
-          return r.Error(k, "amld builds no images: give a conda_file instead of build");
-        }}}));
+       {"image", RefuseImageKey(r, "image")},
+       {"build", RefuseImageKey(r, "build")}}));
   if (out.env.name().empty()) return r.Error(root, "name is required");
   if (!os_type.empty() && absl::AsciiStrToLower(os_type) != "linux") {
     return r.Error(root["os_type"], "amld runs on Linux only: os_type must be linux");

@@ -51,7 +51,7 @@ absl::StatusOr<std::string> ReadJobFile(const std::string& path) {
   return text.str();
 }
 
-absl::StatusOr<amld::v1::Run> SubmitYamlJob(const GlobalOptions& global, YamlJob job,
+absl::StatusOr<amld::v1::Run> SubmitYamlJob(const GlobalOptions& global, JobFile job,
                                             const SnapshotLimits& limits,
                                             const std::string& what) {
   AMLD_ASSIGN_OR_RETURN(SourceSnapshot source, HashSourceFolder(global, job.code, limits));

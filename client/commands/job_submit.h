@@ -18,20 +18,13 @@
 
 namespace amld::client::commands {
 
-// A job file's contents, ready to submit but for its snapshot.
-struct YamlJob {
-  amld::v1::RunConfig config;
-  std::filesystem::path code;
-  std::optional<EnvironmentRef> environment_ref;
-};
-
 // Reads the file at `path` whole; NOT_FOUND saying so when it cannot.
 absl::StatusOr<std::string> ReadJobFile(const std::string& path);
 
 // Snapshots job.code, puts the registered environment in the config (its
 // variables overridden by the job's environment_variables), and submits.
 // `what` names the job in errors ("the run", "the sweep").
-absl::StatusOr<amld::v1::Run> SubmitYamlJob(const GlobalOptions& global, YamlJob job,
+absl::StatusOr<amld::v1::Run> SubmitYamlJob(const GlobalOptions& global, JobFile job,
                                             const SnapshotLimits& limits, const std::string& what);
 
 }  // namespace amld::client::commands

@@ -26,7 +26,6 @@ absl::Status ApplyDistribution(const YamlReader& r, const Distribution& d, int64
     }
     if (type == "pytorch") {
       pb::PyTorchConfiguration* p = c.mutable_distributed()->mutable_pytorch();
-      p->set_communication_backend("");
       p->set_process_count(static_cast<int32_t>(d.per_instance * instances));
       p->set_node_count(static_cast<int32_t>(instances));
     } else {
@@ -49,11 +48,11 @@ absl::Status ApplyDistribution(const YamlReader& r, const Distribution& d, int64
 
 }  // namespace
 
-absl::StatusOr<CommandJob> ParseCommandJob(const std::string& text,
+absl::StatusOr<JobFile> ParseCommandJob(const std::string& text,
                                            const std::filesystem::path& file) {
   YamlReader r(file);
   AMLD_ASSIGN_OR_RETURN(YAML::Node root, r.Load(text));
-  CommandJob job;
+  JobFile job;
   pb::RunConfig& c = job.config;
   JobHeader header;
   CommandSection command;

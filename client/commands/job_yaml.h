@@ -38,16 +38,7 @@
 
 namespace amld::client::commands {
 
-struct CommandJob {
-  // The run's config; the snapshot is the caller's to add, and a registered
-  // environment (environment_ref) the caller's to resolve.
-  amld::v1::RunConfig config;
-  // code, resolved against the YAML file's folder.
-  std::filesystem::path code;
-  std::optional<EnvironmentRef> environment_ref;
-};
-
-absl::StatusOr<CommandJob> ParseCommandJob(const std::string& text,
+absl::StatusOr<JobFile> ParseCommandJob(const std::string& text,
                                            const std::filesystem::path& file);
 
 }  // namespace amld::client::commands

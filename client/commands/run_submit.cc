@@ -144,11 +144,11 @@ int RunSubmitJobFile(const GlobalOptions& global, const SubmitOptions& o) {
   }
   absl::StatusOr<std::string> text = ReadJobFile(o.job_file);
   if (!text.ok()) return ReportError(global, text.status());
-  absl::StatusOr<CommandJob> job = ParseCommandJob(*text, o.job_file);
+  absl::StatusOr<JobFile> job = ParseCommandJob(*text, o.job_file);
   if (!job.ok()) return ReportError(global, job.status());
   ApplySubmitterEnv(o.env, &job->config);
   absl::StatusOr<amld::v1::Run> run = SubmitYamlJob(
-      global, YamlJob{std::move(job->config), job->code, job->environment_ref}, o.limits,
+      global, *std::move(job), o.limits,
       "the run");
   if (!run.ok()) return ReportError(global, run.status());
   if (global.json() && !o.wait) {

@@ -30,11 +30,11 @@ struct SweepSubmitOptions {
 int RunSweepSubmit(const GlobalOptions& global, const SweepSubmitOptions& o) {
   absl::StatusOr<std::string> text = ReadJobFile(o.file);
   if (!text.ok()) return ReportError(global, text.status());
-  absl::StatusOr<SweepJob> job = ParseSweepJob(*text, o.file);
+  absl::StatusOr<JobFile> job = ParseSweepJob(*text, o.file);
   if (!job.ok()) return ReportError(global, job.status());
   ApplySubmitterEnv(o.env, &job->config);
   absl::StatusOr<amld::v1::Run> run = SubmitYamlJob(
-      global, YamlJob{std::move(job->config), job->code, job->environment_ref}, o.limits,
+      global, *std::move(job), o.limits,
       "the sweep");
   if (!run.ok()) return ReportError(global, run.status());
   if (!o.wait) {

@@ -94,10 +94,10 @@ std::string Lower(std::string s) { return absl::AsciiStrToLower(s); }
 
 }  // namespace
 
-absl::StatusOr<SweepJob> ParseSweepJob(const std::string& text, const std::filesystem::path& file) {
+absl::StatusOr<JobFile> ParseSweepJob(const std::string& text, const std::filesystem::path& file) {
   YamlReader r(file);
   AMLD_ASSIGN_OR_RETURN(YAML::Node root, r.Load(text));
-  SweepJob job;
+  JobFile job;
   pb::RunConfig& c = job.config;
   pb::SweepSpec& s = *c.mutable_sweep();
   bool has_trial = false, has_objective = false, has_space = false, has_sampling = false;

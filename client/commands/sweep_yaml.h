@@ -40,19 +40,10 @@
 
 namespace amld::client::commands {
 
-struct SweepJob {
-  // The parent's config: the trial (command, environment variables,
-  // target, tags) and its sweep; the snapshot is the caller's to add.
-  amld::v1::RunConfig config;
-  // trial.code, resolved against the YAML file's folder.
-  std::filesystem::path code;
-  // trial.environment when it names a registered environment.
-  std::optional<EnvironmentRef> environment_ref;
-};
 
 // Parses `text`, read from `file` (named in errors; trial.code is relative
 // to its folder). INVALID_ARGUMENT with file:line:column when the YAML is
 // not a sweep job amld can run.
-absl::StatusOr<SweepJob> ParseSweepJob(const std::string& text, const std::filesystem::path& file);
+absl::StatusOr<JobFile> ParseSweepJob(const std::string& text, const std::filesystem::path& file);
 
 }  // namespace amld::client::commands

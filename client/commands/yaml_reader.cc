@@ -172,6 +172,15 @@ absl::Status ReadCondaFile(const std::filesystem::path& path, amld::v1::Environm
   return absl::OkStatus();
 }
 
+YamlHandler RefuseImageKey(const YamlReader& r, const std::string& key) {
+  return [&r, key](const YAML::Node& k, const YAML::Node&) {
+    return r.Error(k, key == "build"
+                          ? "amld builds no images: give a conda_file instead of build"
+                          : "amld runs no containers yet: leave image out and give a conda_file; "
+                            "the environment is built as a venv from its python and pip parts");
+  };
+}
+
 namespace {
 
 // An inline environment: {conda_file, name, version, description}.
@@ -185,14 +194,8 @@ absl::Status ReadInlineEnvironment(const YamlReader& r, const std::string& prefi
        {"version", YamlReader::Ignore()},
        {"description", YamlReader::Ignore()},
        {"conda_file", r.TextInto(&conda_file, prefix + "environment.conda_file")},
-       {"image",
-        [&](const YAML::Node& k, const YAML::Node&) {
-          return r.Error(k, "amld runs no containers yet: leave image out and give a conda_file; "
-                            "the environment is built as a venv from its pip part");
-        }},
-       {"build", [&](const YAML::Node& k, const YAML::Node&) {
-          return r.Error(k, "amld builds no images: give a conda_file instead of build");
-        }}}));
+       {"image", RefuseImageKey(r, "image")},
+       {"build", RefuseImageKey(r, "build")}}));
   if (conda_file.empty()) {
     return r.Error(value, prefix + "environment needs a conda_file (or name a registered "
                                    "environment: azureml:NAME:VERSION)");

@@ -84,6 +84,15 @@ struct JobHeader {
 void AddJobHeaderKeys(const YamlReader& r, amld::v1::RunConfig& config, JobHeader& header,
                       std::map<std::string, YamlHandler>& handlers);
 
+// A job file read (command job or sweep): its RunConfig, ready to submit
+// but for the snapshot of `code`, and the registered environment it names,
+// which the submitting command resolves (job_submit.h).
+struct JobFile {
+  amld::v1::RunConfig config;
+  std::filesystem::path code;  // resolved against the YAML file's folder
+  std::optional<EnvironmentRef> environment_ref;
+};
+
 // What the shared command keys read besides the RunConfig itself.
 struct CommandSection {
   std::string code = ".";  // relative to the YAML file
@@ -102,6 +111,10 @@ void AddCommandKeys(const YamlReader& r, const std::string& prefix, amld::v1::Ru
 // optional {pip: [...]} entry) into the managed-environment fields of `env`,
 // as amld.core's CondaDependencies fills them.
 absl::Status ReadCondaFile(const std::filesystem::path& path, amld::v1::Environment& env);
+
+// The refusal of an environment's `image` or `build` key (`key`): amld runs
+// no containers yet (docs/environments.md says how it would).
+YamlHandler RefuseImageKey(const YamlReader& r, const std::string& key);
 
 // "azureml:NAME:VERSION", "azureml:NAME@latest", "NAME:VERSION", "NAME".
 EnvironmentRef ParseEnvironmentRef(std::string text);

@@ -15,7 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-absl::StatusOr<CommandJob> Parse(const std::string& text) {
+absl::StatusOr<JobFile> Parse(const std::string& text) {
   return ParseCommandJob(text, "/work/jobs/job.yml");
 }
 
