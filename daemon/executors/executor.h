@@ -127,6 +127,15 @@ class Executor {
     return "local";
   }
 
+  // At submit: OK unless the target can never hold the run's request
+  // (nodes, processes per node, CPUs, GPUs, partition) — then
+  // INVALID_ARGUMENT saying what it has and what to ask for. May ask the
+  // target; a target that cannot be asked now (unreachable) is OK here and
+  // the launch reports it. `spec` is the run's as Launch would get it, but
+  // its run folder does not exist yet. Default: OK (the local target's
+  // capacity is the scheduler's to check).
+  virtual absl::Status CheckCanEverHold(const LaunchSpec& spec) { return absl::OkStatus(); }
+
   // Starts the run under its supervisor and returns once the process is
   // started. Returns an opaque handle the daemon persists for Reattach.
   virtual absl::StatusOr<std::string> Launch(const LaunchSpec& spec) = 0;

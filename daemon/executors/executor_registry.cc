@@ -145,6 +145,11 @@ absl::StatusOr<std::string> ExecutorRegistry::Launch(const LaunchSpec& spec) {
   return handle;
 }
 
+absl::Status ExecutorRegistry::CheckCanEverHold(const LaunchSpec& spec) {
+  AMLD_ASSIGN_OR_RETURN(Executor * executor, ExecutorFor(spec.compute_target));
+  return executor->CheckCanEverHold(spec);
+}
+
 absl::Status ExecutorRegistry::Reattach(const std::string& run_id,
                                         const std::filesystem::path& run_dir,
                                         const std::string& handle) {

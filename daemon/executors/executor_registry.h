@@ -83,6 +83,9 @@ class ExecutorRegistry final : public Executor {
   // was submitted); UNIMPLEMENTED for a kind without a factory; the
   // factory's error; else the target executor's Launch.
   absl::StatusOr<std::string> Launch(const LaunchSpec& spec) override;
+  // By the spec's target, like Launch (which makes its executor if need be;
+  // contacting it is up to that executor's check).
+  absl::Status CheckCanEverHold(const LaunchSpec& spec) override;
   // By the target of the run as stored, like Reattach.
   absl::StatusOr<std::string> FindUnrecorded(const std::string& run_id,
                                              const std::filesystem::path& run_dir) override;

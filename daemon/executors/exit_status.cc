@@ -46,11 +46,14 @@ absl::StatusOr<ExitStatus> ReadExitStatus(const std::filesystem::path& run_dir) 
   }
   if (!text.ok()) return SupervisorLost(text.status().message(), shim_log);
   absl::StatusOr<ExitStatus> status = ExitStatusFromFile(*text, path.string(), shim_log);
-  // A distributed run: name the process that failed first (amld-launch).
-  if (status.ok() && !Succeeded(*status) && status->failure.empty()) {
+  if (status.ok()) NameFailedProcess(run_dir, &*status);
+  return status;
+}
+
+void NameFailedProcess(const std::filesystem::path& run_dir, ExitStatus* status) {
+  if (!Succeeded(*status) && status->failure.empty() && !status->canceled && !status->timed_out) {
     status->failure = launch::ReadLaunchFailure(run_dir);
   }
-  return status;
 }
 
 bool Succeeded(const ExitStatus& e) {

@@ -30,6 +30,11 @@ absl::Status SupervisorLost(absl::string_view why, absl::string_view shim_log);
 absl::StatusOr<ExitStatus> ExitStatusFromFile(absl::string_view text, absl::string_view path,
                                               absl::string_view shim_log);
 
+// A distributed run that failed by itself (not canceled or timed out) with
+// no failure named yet: names the process that failed first, as amld-launch
+// recorded it in <run_dir>/system_logs/amld-launch-failure.txt.
+void NameFailedProcess(const std::filesystem::path& run_dir, ExitStatus* status);
+
 // Reads <run_dir>/exit.json; SupervisorLost (pointing at
 // <run_dir>/system_logs/amld-shim.log) when it is missing or unreadable.
 absl::StatusOr<ExitStatus> ReadExitStatus(const std::filesystem::path& run_dir);

@@ -4,7 +4,15 @@
 #include <string>
 #include <system_error>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include "absl/strings/str_cat.h"
+#include "base/file_util.h"
+#include "daemon/executors/launch/launch_protocol.h"
+#include "daemon/executors/shim/shim_protocol.h"
 
 namespace amld::daemon {
 
@@ -37,6 +45,25 @@ absl::Status ValidateLaunchSpec(const LaunchSpec& spec) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot launch run ", spec.run_id, ": its working folder ",
                      (spec.run_dir / "wd").string(), " does not exist; prepare it first"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CreateRankLogs(const std::filesystem::path& run_dir,
+                            const LaunchSpec::Processes& processes) {
+  if (processes.kind.empty()) return absl::OkStatus();
+  std::error_code ec;
+  std::filesystem::create_directories(run_dir / "user_logs", ec);
+  if (ec) return base::ErrnoStatus(ec.value(), "create", run_dir / "user_logs");
+  for (int rank = 0; rank < processes.count; ++rank) {
+    const std::filesystem::path log =
+        run_dir / (rank == 0 ? shim::kStdLogPath : launch::RankLogPath(rank));
+    base::ScopedFd fd(::open(log.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+    if (!fd.valid()) return base::ErrnoStatus(errno, "create", log);
+  }
+  const std::filesystem::path rank0 = run_dir / launch::RankLogPath(0);
+  if (::link((run_dir / shim::kStdLogPath).c_str(), rank0.c_str()) != 0 && errno != EEXIST) {
+    return base::ErrnoStatus(errno, "link", rank0);
   }
   return absl::OkStatus();
 }

@@ -5,6 +5,7 @@
 // Thread-safety: pure functions (ValidateLaunchSpec reads the file system).
 #pragma once
 
+#include <filesystem>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -20,5 +21,12 @@ bool HasNul(std::string_view s);
 // path holds a NUL byte; FAILED_PRECONDITION when the run folder has no wd/
 // (it was not prepared).
 absl::Status ValidateLaunchSpec(const LaunchSpec& spec);
+
+// A distributed run's logs in `run_dir`, empty, so `aml run logs --rank N
+// -f` follows each from its first byte: user_logs/std_log_process_<rank>.txt
+// for every rank, rank 0's being user_logs/std_log.txt under its per-rank
+// name too (a hard link, as amld-launch makes it). Nothing for one process.
+absl::Status CreateRankLogs(const std::filesystem::path& run_dir,
+                            const LaunchSpec::Processes& processes);
 
 }  // namespace amld::daemon

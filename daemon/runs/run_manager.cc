@@ -85,17 +85,12 @@ absl::StatusOr<RunConfig> RunManager::CheckSubmission(const RunConfig& submitted
     AMLD_ASSIGN_OR_RETURN(amld::v1::ComputeTarget target,
                           deps_.store->GetComputeTarget(submitted.compute_target()));
     slurm = target.has_slurm();
-    if (!processes.kind.empty() && !target.has_local() && !slurm) {
-      return absl::UnimplementedError(absl::StrCat(
-          "distributed runs (", processes.kind, ", ", processes.count,
-          " processes) are not supported on SSH targets yet: submit to the local target or a "
-          "Slurm target"));
-    }
   }
   if (processes.nodes > 1 && !slurm) {
     return absl::UnimplementedError(absl::StrCat(
         "a distributed run on ", processes.nodes,
-        " nodes needs a Slurm target (this target is one machine: node_count 1); attach one with "
+        " nodes needs a Slurm target (local and SSH targets are one machine each: node_count 1); "
+        "attach one with "
         "`aml compute create NAME --type slurm --workdir SHARED_DIR` and submit to it"));
   }
   if (options_.run_as_submitter) AMLD_RETURN_IF_ERROR(CheckRunsAsSubmitter(submitted));
@@ -123,6 +118,9 @@ absl::StatusOr<RunConfig> RunManager::CheckSubmission(const RunConfig& submitted
                                      options_.kill_grace);
   UseSubmitterEnvironment(sized_id, config, PathsFor(sized_id), &sized);
   AMLD_RETURN_IF_ERROR(CheckExecLimits(sized));
+  // A request the target can never hold is refused now, not when it
+  // reaches the front of the queue (the Slurm executor asks sbatch).
+  AMLD_RETURN_IF_ERROR(deps_.executor->CheckCanEverHold(sized));
   // The snapshot's blobs came in with Durability::kDeferred (Cas service,
   // watched roots): make them durable before the run that needs them is.
   if (const int64_t pending = deps_.cas->PendingSyncCount(); pending > 0) {

@@ -332,4 +332,59 @@ TEST_F(SshE2eTest, ASweepRunsItsChildrenOnTheSweepsSshTarget) {
   }
 }
 
+// A distributed run on one SSH host: its processes start under the host's
+// amld-launch (installed beside amld-shim), gloo's all_reduce runs across
+// them, each rank's log comes back, and a failing rank fails the run by name.
+TEST_F(SshE2eTest, APyTorchRunOfTwoProcessesAllReducesOnTheHost) {
+  StartDaemon();
+  CreateBox();
+  fs::create_directories(project_ / "dist");
+  // With an argument, that rank gives up at once; the other then waits in
+  // init_process_group until amld-launch stops it.
+  WriteFile(project_ / "dist/all_reduce.py", R"(import os, sys
+if len(sys.argv) > 1 and os.environ["RANK"] == sys.argv[1]:
+    sys.exit(4)
+import torch
+import torch.distributed as dist
+dist.init_process_group("gloo")
+t = torch.tensor([float(dist.get_rank() + 1)])
+dist.all_reduce(t)
+print("rank", dist.get_rank(), "of", dist.get_world_size(), "local", os.environ["LOCAL_RANK"],
+      "ssh", "SSH_CONNECTION" in os.environ, "sum", int(t.item()), flush=True)
+dist.destroy_process_group()
+)");
+  auto job = [&](const std::string& name, const std::string& args) {
+    WriteFile(project_ / name, absl::StrCat("experiment_name: ssh-dist\ncode: ./dist\n"
+                                            "compute: azureml:box\n"
+                                            "command: python3 all_reduce.py", args, "\n",
+                                            "distribution:\n  type: pytorch\n"
+                                            "  process_count_per_instance: 2\n"));
+    json run = AmlJson({"run", "submit", "-f", (project_ / name).string(), "--wait"},
+                       args.empty() ? 0 : 1);
+    return run.value("id", "");
+  };
+  const std::string id = job("ok.yml", "");
+  ASSERT_FALSE(id.empty());
+  json run = Show(id);
+  EXPECT_EQ(run["status"], "COMPLETED") << run.dump();
+  EXPECT_TRUE(absl::StartsWith(run.value("placement", ""), "ssh:")) << run.dump();
+  for (int rank : {0, 1}) {
+    auto logs = Aml({"run", "logs", id, "--rank", absl::StrCat(rank)});
+    EXPECT_TRUE(absl::EndsWith(
+        logs.out, absl::StrCat("rank ", rank, " of 2 local ", rank, " ssh True sum 3\n")))
+        << Describe(logs);
+  }
+  // amld-launch's record of the processes came back with the logs.
+  const std::string shown = Aml({"run", "show", id}).out;
+  EXPECT_TRUE(absl::StrContains(shown, "  rank 1  node ") && absl::StrContains(shown, "  exit 0"))
+      << shown;
+
+  const std::string failed = job("fail.yml", " 1");
+  ASSERT_FALSE(failed.empty());
+  json f = Show(failed);
+  EXPECT_EQ(f["status"], "FAILED");
+  EXPECT_NE(f.value("error", "").find("rank 1 exited with code 4"), std::string::npos) << f.dump();
+}
+
 }  // namespace
+

@@ -125,6 +125,39 @@ time.sleep(300)
             os.kill(pid, 0)
 
 
+def _pids_in_rank_logs(daemon, run, count):
+    """The pid each rank printed first ("pid N"), once every rank has; else None."""
+    found = []
+    for rank in range(count):
+        log = os.path.join(daemon.run_dir(run.id), "user_logs", "std_log_process_%d.txt" % rank)
+        m = re.search(r"pid (\d+)", open(log).read() if os.path.exists(log) else "")
+        if not m:
+            return None
+        found.append(int(m.group(1)))
+    return found
+
+
+def test_the_time_limit_ends_every_process(ws, project, daemon):
+    """One time limit for the whole run: when it passes, every rank is stopped
+    and the run fails saying so, as one process would."""
+    write_script(project, "wait.py", """\
+import os, time
+print("pid", os.getpid(), flush=True)
+time.sleep(300)
+""")
+    config = ScriptRunConfig(source_directory=str(project), script="wait.py",
+                             max_run_duration_seconds=4,
+                             distributed_job_config=PyTorchConfiguration(process_count=2))
+    run = Experiment(ws, "ddp").submit(config)
+    started = wait_until(lambda: _pids_in_rank_logs(daemon, run, 2), "both processes to start")
+    run.wait_for_completion(raise_on_error=False)
+    assert run.get_status() != "Completed"
+    assert "timed out after 4 s" in run.get_details()["error"]["error"]["message"]
+    for pid in started:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
 def test_tensorflow_tasks_reach_each_other_at_the_addresses_tf_config_names(ws, project,
                                                                              tmp_path):
     # No TensorFlow needed: each task listens where TF_CONFIG says it is and

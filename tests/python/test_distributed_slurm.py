@@ -27,7 +27,7 @@ import pytest
 from amld.core import Environment, Experiment, ScriptRunConfig
 from amld.core.compute import ComputeTarget, SlurmCompute
 from amld.core.runconfig import MpiConfiguration, PyTorchConfiguration
-from amld.exceptions import ActivityFailedException
+from amld.exceptions import ActivityFailedException, UserErrorException
 from conftest import SOURCE_DIR, binary, wait_until, write_script
 
 STATE = os.environ.get("AMLD_TEST_SLURM_STATE")
@@ -79,6 +79,20 @@ def _environment():
         "OMPI_MCA_oob_tcp_if_include": subnet,
     }
     return env
+
+
+def _wait_until_gone(processes):
+    """Waits until each (pid, node) of `processes` has ended."""
+    def all_gone():
+        for pid, _ in processes:
+            try:
+                os.kill(pid, 0)
+                return False
+            except ProcessLookupError:
+                pass
+        return True
+    # Both "nodes" share this machine's pid space, so one look covers both.
+    wait_until(all_gone, "every process on both nodes to end", timeout=30)
 
 
 def _rank_log(run, rank, tmp_path):
@@ -197,13 +211,46 @@ time.sleep(300)
     run.wait_for_completion(raise_on_error=False)
     assert run.get_status() == "Canceled"
 
-    def all_gone():
-        for pid, _ in started:
-            try:
-                os.kill(pid, 0)
-                return False
-            except ProcessLookupError:
-                pass
-        return True
-    # Both "nodes" share this machine's pid space, so one look covers both.
-    wait_until(all_gone, "every process on both nodes to end", timeout=30)
+    _wait_until_gone(started)
+
+
+def test_a_request_the_cluster_can_never_hold_is_refused_at_submit(ws, project, cluster):
+    """Three nodes from a cluster of two: refused when submitted, with Slurm's
+    own reason (sbatch --test-only), instead of queued and failed later."""
+    write_script(project, "noop.py", "print('never runs')\n")
+    config = ScriptRunConfig(source_directory=str(project), script="noop.py",
+                             compute_target=cluster, environment=_environment(),
+                             distributed_job_config=PyTorchConfiguration(process_count=6,
+                                                                         node_count=3))
+    with pytest.raises(UserErrorException) as refused:
+        Experiment(ws, "ddp-slurm").submit(config)
+    message = str(refused.value)
+    assert "Slurm can never run this request" in message, message
+    assert "Node count specification invalid" in message, message
+
+
+def test_the_time_limit_ends_every_process_on_both_nodes(ws, project, cluster, daemon):
+    write_script(project, "wait.py", """\
+import os, time
+print("pid", os.getpid(), "on", os.environ["SLURMD_NODENAME"], flush=True)
+time.sleep(300)
+""")
+    config = ScriptRunConfig(source_directory=str(project), script="wait.py",
+                             compute_target=cluster, environment=_environment(),
+                             max_run_duration_seconds=8,
+                             distributed_job_config=PyTorchConfiguration(process_count=4,
+                                                                         node_count=2))
+    run = Experiment(ws, "ddp-slurm").submit(config)
+    run.wait_for_completion(raise_on_error=False)
+    assert run.get_status() != "Completed"
+    assert "timed out after 8 s" in run.get_details()["error"]["error"]["message"]
+    pids = []
+    for rank in range(4):
+        log = os.path.join(daemon.run_dir(run.id), "user_logs",
+                           "std_log.txt" if rank == 0 else "std_log_process_%d.txt" % rank)
+        m = re.search(r"pid (\d+) on (\w+)", open(log).read())
+        assert m, "rank %d never started: %s" % (rank, open(log).read())
+        pids.append((int(m.group(1)), m.group(2)))
+    assert sorted(node for _, node in pids) == ["amldnode"] * 2 + ["amldnode2"] * 2
+
+    _wait_until_gone(pids)

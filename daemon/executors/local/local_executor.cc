@@ -228,14 +228,7 @@ absl::StatusOr<ShimIdentity> LocalExecutor::SpawnShim(const LaunchSpec& spec,
           "cannot start the run's ", spec.processes.count, " processes: ", launch_binary.string(),
           " is not an executable (install it beside amld-shim)"));
     }
-    // Each rank's log exists from the start, so `aml run logs --rank N -f`
-    // follows it from the first byte (rank 0's is std_log.txt, linked by
-    // amld-launch once the supervisor has opened that).
-    for (int rank = 1; rank < spec.processes.count; ++rank) {
-      const fs::path log = run_dir / launch::RankLogPath(rank);
-      ScopedFd fd(::open(log.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
-      if (!fd.valid()) return ErrnoStatus(errno, "create", log);
-    }
+    AMLD_RETURN_IF_ERROR(CreateRankLogs(run_dir, spec.processes));
     std::vector<std::string> launch =
         launch::BuildLaunchArgv(launch_binary, spec.processes.kind, spec.processes.count,
                                 spec.processes.parameter_servers, run_dir,

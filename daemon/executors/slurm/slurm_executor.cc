@@ -7,8 +7,11 @@
 #include <cerrno>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "base/file_util.h"
@@ -245,7 +248,7 @@ absl::StatusOr<std::string> SlurmExecutor::Launch(const LaunchSpec& spec) {
   }
   std::error_code ec;
   fs::create_directories(run_dir / "system_logs", ec);
-  if (!spec.processes.kind.empty()) AMLD_RETURN_IF_ERROR(CreateRankLogs(run_dir, spec.processes));
+  AMLD_RETURN_IF_ERROR(CreateRankLogs(run_dir, spec.processes));
   absl::StatusOr<std::string> job_id = Submit(spec, run_dir, shared_dir);
   if (!job_id.ok()) {
     LogForRun(run_dir, absl::StrCat("not submitted: ", job_id.status().message()));
@@ -266,6 +269,49 @@ absl::StatusOr<std::string> SlurmExecutor::Launch(const LaunchSpec& spec) {
     PollSoonLocked();
   }
   return RunHandle().Set("job_id", *job_id).Set("shared_dir", shared_dir.string()).Encode();
+}
+
+SubmitSpec SlurmExecutor::SubmitSpecFor(const LaunchSpec& spec, const fs::path& shared_dir) const {
+  SubmitSpec submit;
+  submit.run_id = spec.run_id;
+  submit.shared_run_dir = shared_dir;
+  submit.max_duration = spec.max_duration;
+  submit.partition = options_.partition;
+  submit.account = options_.account;
+  submit.cpus = spec.cpus;
+  submit.gpus = spec.gpus;
+  if (!spec.processes.kind.empty()) {
+    // A task per process; the run's CPUs shared out among them.
+    submit.nodes = spec.processes.nodes;
+    submit.tasks_per_node = spec.processes.count / spec.processes.nodes;
+    submit.cpus = std::max(1, spec.cpus / spec.processes.count);
+  }
+  submit.extra_args = options_.sbatch_args;
+  return submit;
+}
+
+absl::Status SlurmExecutor::CheckCanEverHold(const LaunchSpec& spec) {
+  std::vector<std::string> argv = SbatchTestOnlyArgv(SubmitSpecFor(spec, options_.workdir));
+  const std::string request = absl::StrJoin(argv.begin() + 2, argv.end() - 1, " ");
+  {
+    absl::MutexLock lock(&mu_);
+    if (fitting_requests_.contains(request)) return absl::OkStatus();
+  }
+  absl::StatusOr<CommandResult> r =
+      RunSlurm(std::move(argv), SbatchEnvironment(ProcessEnvironment()));
+  // No answer about the job (no sbatch, no controller): the launch says so.
+  if (!r.ok() || SlurmUnreachable(*r)) return absl::OkStatus();
+  if (!r->ok()) {
+    std::string said(absl::StripAsciiWhitespace(r->err.empty() ? r->out : r->err));
+    absl::StrReplaceAll({{"\n", "; "}}, &said);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Slurm can never run this request (", request, "): ", said,
+        "; ask for fewer nodes, processes, CPUs or GPUs, or submit to a target whose partition "
+        "has them (`sinfo -N -l` lists each node's CPUs and GPUs)"));
+  }
+  absl::MutexLock lock(&mu_);
+  fitting_requests_.insert(request);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> SlurmExecutor::Submit(const LaunchSpec& spec, const fs::path& run_dir,
@@ -303,22 +349,7 @@ absl::StatusOr<std::string> SlurmExecutor::Submit(const LaunchSpec& spec, const 
   }
   AMLD_RETURN_IF_ERROR(base::WriteFileAtomically(shared_dir / "job.sh", BatchScript(script), 0755));
 
-  SubmitSpec submit;
-  submit.run_id = spec.run_id;
-  submit.shared_run_dir = shared_dir;
-  submit.max_duration = spec.max_duration;
-  submit.partition = options_.partition;
-  submit.account = options_.account;
-  submit.cpus = spec.cpus;
-  submit.gpus = spec.gpus;
-  if (distributed) {
-    // A task per process; the run's CPUs shared out among them.
-    submit.nodes = spec.processes.nodes;
-    submit.tasks_per_node = spec.processes.count / spec.processes.nodes;
-    submit.cpus = std::max(1, spec.cpus / spec.processes.count);
-  }
-  submit.extra_args = options_.sbatch_args;
-  std::vector<std::string> argv = SbatchArgv(submit);
+  std::vector<std::string> argv = SbatchArgv(SubmitSpecFor(spec, shared_dir));
   AMLD_ASSIGN_OR_RETURN(CommandResult result,
                         RunSlurm(std::move(argv), SbatchEnvironment(ProcessEnvironment())));
   if (!result.ok()) {

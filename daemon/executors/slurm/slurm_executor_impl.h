@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -49,12 +50,6 @@ void LogForRun(const std::filesystem::path& run_dir, const std::string& message)
 // after a daemon restart. A missing `from` is nothing to copy.
 absl::Status CopyGrowth(const std::filesystem::path& from, const std::filesystem::path& to);
 
-// Each rank's log of a distributed run in `run_dir`, empty, so following
-// one starts at its first byte; rank 0's is std_log.txt under its per-rank
-// name too (a hard link), as amld-launch makes it.
-absl::Status CreateRankLogs(const std::filesystem::path& run_dir,
-                            const LaunchSpec::Processes& processes);
-
 // CopyGrowth of std_log.txt and of every other rank's log (rank 0's is
 // std_log.txt in both folders).
 absl::Status CopyLogsGrowth(const std::filesystem::path& shared_dir,
@@ -76,6 +71,9 @@ class SlurmExecutor final : public Executor {
 
   void SetExitCallback(ExitCallback callback) override;
   void SetProgressCallback(ProgressCallback callback) override;
+  // `sbatch --test-only` of the run's request; a request the cluster could
+  // hold once is taken as fitting until the target is redefined.
+  absl::Status CheckCanEverHold(const LaunchSpec& spec) override;
   absl::StatusOr<std::string> Launch(const LaunchSpec& spec) override;
   // "slurm:<job id>", and " on <nodes>" once the job was seen running.
   std::string Placement(const std::string& run_id, const std::string& handle) const override;
@@ -114,6 +112,7 @@ class SlurmExecutor final : public Executor {
   absl::StatusOr<std::filesystem::path> InstallOnSharedDirLocked(
       const std::filesystem::path& source, const std::string& name)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shim_mu_);
+  SubmitSpec SubmitSpecFor(const LaunchSpec& spec, const std::filesystem::path& shared_dir) const;
   absl::StatusOr<std::string> Submit(const LaunchSpec& spec, const std::filesystem::path& run_dir,
                                      const std::filesystem::path& shared_dir);
   // slurm_poller.cc
@@ -146,6 +145,8 @@ class SlurmExecutor final : public Executor {
   ExitCallback exit_callback_ ABSL_GUARDED_BY(mu_);
   ProgressCallback progress_callback_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);
+  // CheckCanEverHold's requests (its sbatch arguments) the cluster can hold.
+  std::set<std::string> fitting_requests_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool poll_soon_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time fast_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();

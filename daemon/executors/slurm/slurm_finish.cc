@@ -59,21 +59,6 @@ absl::Status CopyGrowth(const fs::path& from, const fs::path& to) {
   }
 }
 
-absl::Status CreateRankLogs(const fs::path& run_dir, const LaunchSpec::Processes& processes) {
-  std::error_code ec;
-  fs::create_directories(run_dir / "user_logs", ec);
-  for (int rank = 0; rank < processes.count; ++rank) {
-    const fs::path log = run_dir / (rank == 0 ? shim::kStdLogPath : launch::RankLogPath(rank));
-    ScopedFd fd(::open(log.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
-    if (!fd.valid()) return ErrnoStatus(errno, "create", log);
-  }
-  const fs::path rank0 = run_dir / launch::RankLogPath(0);
-  if (::link((run_dir / shim::kStdLogPath).c_str(), rank0.c_str()) != 0 && errno != EEXIST) {
-    return ErrnoStatus(errno, "link", rank0);
-  }
-  return absl::OkStatus();
-}
-
 absl::Status CopyLogsGrowth(const fs::path& shared_dir, const fs::path& run_dir) {
   AMLD_RETURN_IF_ERROR(CopyGrowth(shared_dir / shim::kStdLogPath, run_dir / shim::kStdLogPath));
   const std::string rank0 = launch::RankLogPath(0);
@@ -172,10 +157,7 @@ void SlurmExecutor::Finish(const std::string& run_id, const Job& job, const JobI
     status.failure = absl::StrCat("the run ended but its files could not be copied back from ",
                                   job.shared_dir.string(), ": ", copied.message());
   }
-  // A distributed run: name the process that failed first (amld-launch).
-  if (!Succeeded(status) && status.failure.empty() && !status.canceled && !status.timed_out) {
-    status.failure = launch::ReadLaunchFailure(job.run_dir);
-  }
+  NameFailedProcess(job.run_dir, &status);
   LogForRun(
       job.run_dir,
       absl::StrCat("Slurm job ", job.job_id, " ended ", info.state,

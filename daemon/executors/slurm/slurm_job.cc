@@ -265,6 +265,23 @@ std::string BatchScript(const BatchScriptSpec& spec) {
   return s;
 }
 
+// What the job asks of the cluster: --time, --partition, --account, --nodes
+// and --ntasks-per-node, --cpus-per-task, --gpus, then the target's args.
+static void AppendRequestArgs(const SubmitSpec& spec, std::vector<std::string>* argv) {
+  if (int64_t minutes = TimeLimitMinutes(spec.max_duration); minutes > 0) {
+    argv->push_back(absl::StrCat("--time=", minutes));
+  }
+  if (!spec.partition.empty()) argv->push_back(absl::StrCat("--partition=", spec.partition));
+  if (!spec.account.empty()) argv->push_back(absl::StrCat("--account=", spec.account));
+  if (spec.tasks_per_node > 0) {
+    argv->push_back(absl::StrCat("--nodes=", spec.nodes));
+    argv->push_back(absl::StrCat("--ntasks-per-node=", spec.tasks_per_node));
+  }
+  if (spec.cpus > 1) argv->push_back(absl::StrCat("--cpus-per-task=", spec.cpus));
+  if (spec.gpus > 0) argv->push_back(absl::StrCat("--gpus=", spec.gpus));
+  argv->insert(argv->end(), spec.extra_args.begin(), spec.extra_args.end());
+}
+
 std::vector<std::string> SbatchArgv(const SubmitSpec& spec) {
   const fs::path& dir = spec.shared_run_dir;
   std::vector<std::string> argv = {
@@ -277,20 +294,26 @@ std::vector<std::string> SbatchArgv(const SubmitSpec& spec) {
       "--export=ALL",
       "--no-requeue",
   };
-  if (int64_t minutes = TimeLimitMinutes(spec.max_duration); minutes > 0) {
-    argv.push_back(absl::StrCat("--time=", minutes));
-  }
-  if (!spec.partition.empty()) argv.push_back(absl::StrCat("--partition=", spec.partition));
-  if (!spec.account.empty()) argv.push_back(absl::StrCat("--account=", spec.account));
-  if (spec.tasks_per_node > 0) {
-    argv.push_back(absl::StrCat("--nodes=", spec.nodes));
-    argv.push_back(absl::StrCat("--ntasks-per-node=", spec.tasks_per_node));
-  }
-  if (spec.cpus > 1) argv.push_back(absl::StrCat("--cpus-per-task=", spec.cpus));
-  if (spec.gpus > 0) argv.push_back(absl::StrCat("--gpus=", spec.gpus));
-  argv.insert(argv.end(), spec.extra_args.begin(), spec.extra_args.end());
+  AppendRequestArgs(spec, &argv);
   argv.push_back(PathArg(dir / "job.sh"));
   return argv;
+}
+
+std::vector<std::string> SbatchTestOnlyArgv(const SubmitSpec& spec) {
+  std::vector<std::string> argv = {"sbatch", "--test-only"};
+  AppendRequestArgs(spec, &argv);
+  argv.push_back("--wrap=true");
+  return argv;
+}
+
+bool SlurmUnreachable(const CommandResult& r) {
+  const std::string said = absl::StrCat(r.out, r.err);
+  for (const char* words : {"Unable to contact slurm controller", "Socket timed out",
+                            "Connection refused", "Zero Bytes were transmitted",
+                            "Communication connection failure", "Transport endpoint"}) {
+    if (absl::StrContains(said, words)) return true;
+  }
+  return false;
 }
 
 std::vector<std::string> SbatchEnvironment(

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "daemon/executors/command_runner.h"
 #include "daemon/executors/executor.h"
 #include "daemon/executors/shim/shim_protocol.h"
 
@@ -121,6 +122,16 @@ struct SubmitSpec {
 // --ntasks-per-node for a distributed run, the extra args, and
 // the script (<shared_run_dir>/job.sh).
 std::vector<std::string> SbatchArgv(const SubmitSpec& spec);
+
+// `sbatch --test-only` with the same request as SbatchArgv and a trivial
+// script: Slurm's own answer to whether the cluster can ever run the job
+// ("allocation failure: Node count specification invalid", "... More
+// processors requested than permitted", "Invalid generic resource (gres)
+// specification", "Invalid partition name specified").
+std::vector<std::string> SbatchTestOnlyArgv(const SubmitSpec& spec);
+// Whether a Slurm client's failure says the controller could not be
+// reached (a passing condition, not an answer about the job).
+bool SlurmUnreachable(const CommandResult& r);
 
 // The environment sbatch runs with, and so (--export=ALL) the one the job
 // starts from before job.sh exports the run's: only what Slurm's client

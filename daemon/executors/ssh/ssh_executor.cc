@@ -11,6 +11,7 @@
 #include "base/file_util.h"
 #include "base/shell_quote.h"
 #include "base/status_macros.h"
+#include "daemon/executors/launch/launch_protocol.h"
 #include "daemon/executors/launch_spec.h"
 #include "daemon/executors/ssh/ssh_executor_impl.h"
 #include "storage/digest.h"
@@ -47,10 +48,15 @@ SshExecutor::~SshExecutor() {
 absl::Status SshExecutor::PrepareHost() {
   absl::MutexLock lock(&setup_mu_);
   if (host_ready_) return absl::OkStatus();
-  if (shim_digest_.empty()) {
-    AMLD_ASSIGN_OR_RETURN(amld::storage::Digest digest,
-                          amld::storage::DigestOfFile(options_.shim_path));
-    shim_digest_ = digest.hash;
+  if (tool_digests_.empty()) {
+    // amld-launch is optional here: without it only distributed runs are
+    // refused (Launch).
+    for (const char* tool : kRemoteTools) {
+      const fs::path path = options_.shim_path.parent_path() / tool;
+      if (tool != std::string("amld-shim") && !fs::exists(path)) continue;
+      AMLD_ASSIGN_OR_RETURN(amld::storage::Digest digest, amld::storage::DigestOfFile(path));
+      tool_digests_[tool] = digest.hash;
+    }
   }
   AMLD_ASSIGN_OR_RETURN(CommandResult r,
                         remote_.Run(PrepareHostScript(options_.workdir), options_.command_timeout));
@@ -61,34 +67,39 @@ absl::Status SshExecutor::PrepareHost() {
                      remote_.Describe(), ": ", r.Describe()));
   }
   AMLD_ASSIGN_OR_RETURN(PreparedHost host, ParsePrepareHostAnswer(r.out, remote_.Describe()));
-  const std::string& remote_workdir = host.remote_workdir;
-  if (host.installed_digest != shim_digest_) AMLD_RETURN_IF_ERROR(InstallShim(remote_workdir));
-  remote_workdir_ = remote_workdir;
+  for (const auto& [tool, digest] : tool_digests_) {
+    auto installed = host.installed.find(tool);
+    if (installed == host.installed.end() || installed->second != digest) {
+      AMLD_RETURN_IF_ERROR(InstallTool(host.remote_workdir, tool, digest));
+    }
+  }
+  remote_workdir_ = host.remote_workdir;
   host_ready_ = true;
   return absl::OkStatus();
 }
 
-absl::Status SshExecutor::InstallShim(const std::string& remote_workdir) {
+absl::Status SshExecutor::InstallTool(const std::string& remote_workdir, const std::string& tool,
+                                      const std::string& digest) {
   uint32_t bits;
   {
     absl::MutexLock lock(&mu_);
     bits = absl::Uniform<uint32_t>(random_);
   }
-  const std::string dir = absl::StrCat(remote_workdir, "/", kRemoteShimDir);
-  const std::string tmp = absl::StrCat(dir, "/amld-shim.tmp-", bits);
+  const std::string dir = absl::StrCat(remote_workdir, "/", kRemoteToolsDir);
+  const std::string tmp = absl::StrCat(dir, "/", tool, ".tmp-", bits);
+  const fs::path local = options_.shim_path.parent_path() / tool;
   AMLD_ASSIGN_OR_RETURN(CommandResult copied,
-                        remote_.Rsync({"-p", options_.shim_path.string(), remote_.RsyncPath(tmp)},
+                        remote_.Rsync({"-p", local.string(), remote_.RsyncPath(tmp)},
                                       options_.transfer_timeout));
   if (!copied.ok()) {
     return absl::FailedPreconditionError(
-        absl::StrCat("cannot copy amld-shim to ", remote_.Describe(), ": ", copied.Describe()));
+        absl::StrCat("cannot copy ", tool, " to ", remote_.Describe(), ": ", copied.Describe()));
   }
-  // Renames: a run starting meanwhile sees the old binary or the new one.
-  AMLD_ASSIGN_OR_RETURN(CommandResult moved, remote_.Run(InstallShimScript(tmp, dir, shim_digest_),
+  AMLD_ASSIGN_OR_RETURN(CommandResult moved, remote_.Run(InstallToolScript(tmp, dir, tool, digest),
                                                          options_.command_timeout));
   if (!moved.ok()) {
     return absl::FailedPreconditionError(
-        absl::StrCat("cannot install amld-shim on ", remote_.Describe(), ": ", moved.Describe()));
+        absl::StrCat("cannot install ", tool, " on ", remote_.Describe(), ": ", moved.Describe()));
   }
   return absl::OkStatus();
 }
@@ -120,14 +131,23 @@ absl::StatusOr<std::string> SshExecutor::Launch(const LaunchSpec& spec) {
   AMLD_RETURN_IF_ERROR(ValidateLaunchSpec(spec));
   AMLD_RETURN_IF_ERROR(NotFollowed(spec.run_id));
   AMLD_RETURN_IF_ERROR(PrepareHost());
-  std::string remote_dir, shim;
+  std::string remote_dir, tools;
   {
     absl::MutexLock lock(&setup_mu_);
+    if (!spec.processes.kind.empty() && !tool_digests_.contains(launch::kLaunchBinaryName)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot start the run's ", spec.processes.count, " processes on ", remote_.Describe(),
+          ": ", (options_.shim_path.parent_path() / launch::kLaunchBinaryName).string(),
+          " does not exist (install it beside amld-shim)"));
+    }
     remote_dir = absl::StrCat(remote_workdir_, "/", spec.run_id);
-    shim = absl::StrCat(remote_workdir_, "/", kRemoteShimDir, "/amld-shim");
+    tools = absl::StrCat(remote_workdir_, "/", kRemoteToolsDir);
   }
+  // Here, before the run folder goes over: the host's amld-launch links
+  // its own rank 0 (the copy has no hard links), the pulls fill the others.
+  AMLD_RETURN_IF_ERROR(CreateRankLogs(spec.run_dir, spec.processes));
   AMLD_RETURN_IF_ERROR(amld::base::WriteFileAtomically(spec.run_dir / kLaunchScriptName,
-                                                       LaunchScript(spec, remote_dir, shim)));
+                                                       LaunchScript(spec, remote_dir, tools)));
   AMLD_ASSIGN_OR_RETURN(
       CommandResult pushed,
       remote_.Rsync({"-rlpt", "--delete", absl::StrCat(spec.run_dir.string(), "/"),

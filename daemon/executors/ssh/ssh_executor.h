@@ -3,11 +3,13 @@
 //
 // On the host, under the target's workdir (relative paths are relative to
 // the login's home):
-//   <workdir>/.amld/bin/amld-shim          the daemon's own supervisor binary,
-//                                          copied when its SHA-256 differs
-//                                          (amld-shim.sha256 beside it). It is
-//                                          static: the host must run Linux on
-//                                          the daemon's CPU architecture.
+//   <workdir>/.amld/bin/amld-shim          the daemon's own supervisor binary
+//   <workdir>/.amld/bin/amld-launch        and the starter of a distributed
+//                                          run's processes, each copied when
+//                                          its SHA-256 differs (<name>.sha256
+//                                          beside it). Both are static: the
+//                                          host must run Linux on the
+//                                          daemon's CPU architecture.
 //   <workdir>/<run_id>/                    a copy of the daemon's run folder:
 //                                          wd/ (the snapshot; cwd), user_logs/,
 //                                          system_logs/, metrics.jsonl, exit.json
@@ -29,7 +31,11 @@
 //   every 0.2 s; no inotifywait needed). Every sync_interval, wd/outputs/,
 //   wd/logs/ (rsync --delete), metrics.jsonl and system_logs/amld-shim.log
 //   (appended in place) are pulled into the daemon's run folder, where the
-//   daemon's live ingestion sees them.
+//   daemon's live ingestion sees them. A distributed run (one node: its
+//   processes started by amld-launch on the host, as on the local target)
+//   also brings back each rank's log and system_logs/amld-processes.json
+//   and amld-launch-failure.txt, so `aml run logs --rank N` and the failed
+//   rank's name work as locally (rank logs lag by up to sync_interval).
 // - End: exit.json is read over ssh, the log caught up, outputs/logs pulled
 //   once more comparing checksums, the remote wd/ removed (the small rest of
 //   the remote run folder stays as a record), and the exit callback fires.

@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -78,7 +79,9 @@ class SshExecutor final : public Executor {
 
   // ssh_executor.cc
   absl::Status PrepareHost();
-  absl::Status InstallShim(const std::string& remote_workdir);
+  // Copies kRemoteTools entry `tool` (beside the local shim) to the host.
+  absl::Status InstallTool(const std::string& remote_workdir, const std::string& tool,
+                           const std::string& digest);
   absl::StatusOr<RemoteRun> StartShim(const std::string& remote_dir);
   // ALREADY_EXISTS when `run_id` is followed already (launched or reattached).
   absl::Status NotFollowed(const std::string& run_id) ABSL_LOCKS_EXCLUDED(mu_);
@@ -111,7 +114,8 @@ class SshExecutor final : public Executor {
   absl::Mutex setup_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   bool host_ready_ ABSL_GUARDED_BY(setup_mu_) = false;
   std::string remote_workdir_ ABSL_GUARDED_BY(setup_mu_);  // absolute
-  std::string shim_digest_ ABSL_GUARDED_BY(setup_mu_);     // of the local shim
+  // kRemoteTools found beside the local shim → their digests.
+  std::map<std::string, std::string> tool_digests_ ABSL_GUARDED_BY(setup_mu_);
 
   absl::Mutex mu_;
   ExitCallback exit_callback_ ABSL_GUARDED_BY(mu_);

@@ -12,6 +12,7 @@
 #include "base/file_util.h"
 #include "base/status_macros.h"
 #include "daemon/executors/exit_status.h"
+#include "daemon/executors/launch/launch_protocol.h"
 #include "daemon/executors/shim/shim_protocol.h"
 #include "daemon/executors/ssh/ssh_executor_impl.h"
 
@@ -39,6 +40,7 @@ SshExecutor::Outcome SshExecutor::Finish(Follow& f, const Probe& probe) {
   if (probe.exit_json.has_value()) {
     outcome = ExitStatusFromFile(*probe.exit_json, absl::StrCat(where, "/", shim::kExitFileName),
                                  shim_log);
+    if (outcome.ok()) NameFailedProcess(f.local_dir, &*outcome);  // pulled above
     absl::Status kept =
         amld::base::WriteFileAtomically(f.local_dir / shim::kExitFileName, *probe.exit_json);
     if (!kept.ok()) Note(f, std::string(kept.message()));
@@ -102,7 +104,19 @@ absl::Status SshExecutor::Pull(Follow& f, bool final) {
       "-rltR", "--append-verify", remote_.RsyncPath(rd + "/./metrics.jsonl"),
       remote_.RsyncPath(absl::StrCat(rd, "/./system_logs/", shim::kShimLogName)),
       f.local_dir.string() + "/"};
-  for (const auto* args : {&mirror, &append}) {
+  // A distributed run's rank logs (append-only, as above) and amld-launch's
+  // records of its processes (rewritten whole); nothing for one process.
+  // Rank 0's is std_log.txt, which the tail above brings.
+  std::vector<std::string> ranks = {"-rlt", "--append-verify", "--include=/user_logs/",
+                                    absl::StrCat("--exclude=/", launch::RankLogPath(0)),
+                                    "--include=/user_logs/std_log_process_*.txt", "--exclude=*",
+                                    remote_.RsyncPath(rd + "/"), f.local_dir.string() + "/"};
+  std::vector<std::string> records = {
+      "-rlt", "--include=/system_logs/",
+      absl::StrCat("--include=/", launch::kProcessListPath),
+      absl::StrCat("--include=/", launch::kFailurePath), "--exclude=*",
+      remote_.RsyncPath(rd + "/"), f.local_dir.string() + "/"};
+  for (const auto* args : {&mirror, &append, &ranks, &records}) {
     AMLD_ASSIGN_OR_RETURN(CommandResult r, remote_.Rsync(*args, options_.transfer_timeout));
     // 24: files vanished while copying (the script is still writing).
     if (!r.ok() && !(r.signal == 0 && r.exit_code == 24)) {

@@ -10,6 +10,7 @@
 #include "absl/strings/strip.h"
 #include "base/shell_quote.h"
 #include "base/status_macros.h"
+#include "daemon/executors/launch/launch_protocol.h"
 #include "daemon/executors/run_handle.h"
 #include "daemon/executors/shim/shim_protocol.h"
 
@@ -50,11 +51,15 @@ std::string PrepareHostScript(const std::string& configured) {
   std::string workdir = configured.empty() ? kDefaultWorkdir : configured;
   if (absl::StartsWith(workdir, "~/")) workdir = workdir.substr(2);
   if (workdir == "~") workdir = ".";
-  const std::string shim_dir = kRemoteShimDir;
-  return absl::StrCat("set -e\nmkdir -p -- ", ShellQuote(workdir), "\ncd -- ", ShellQuote(workdir),
-                      "\npwd -P\n", "mkdir -p ", shim_dir, "\nif [ -x ", shim_dir,
-                      "/amld-shim ]; then cat ", shim_dir,
-                      "/amld-shim.sha256 2>/dev/null || true; fi\n");
+  const std::string tools = kRemoteToolsDir;
+  std::string s = absl::StrCat("set -e\nmkdir -p -- ", ShellQuote(workdir), "\ncd -- ",
+                               ShellQuote(workdir), "\npwd -P\nmkdir -p ", tools, "\n");
+  for (const char* tool : kRemoteTools) {
+    const std::string path = absl::StrCat(tools, "/", tool);
+    absl::StrAppend(&s, "if [ -x ", path, " ]; then printf '", tool, " %s\\n' \"$(cat ", path,
+                    ".sha256 2>/dev/null || true)\"; fi\n");
+  }
+  return s;
 }
 
 absl::StatusOr<PreparedHost> ParsePrepareHostAnswer(const std::string& out,
@@ -66,20 +71,26 @@ absl::StatusOr<PreparedHost> ParsePrepareHostAnswer(const std::string& out,
   }
   PreparedHost host;
   host.remote_workdir = lines[0];
-  if (lines.size() >= 2) host.installed_digest = std::string(absl::StripAsciiWhitespace(lines[1]));
+  for (size_t i = 1; i < lines.size(); ++i) {
+    std::pair<std::string, std::string> tool =
+        absl::StrSplit(absl::StripAsciiWhitespace(lines[i]), absl::MaxSplits(' ', 1));
+    if (!tool.second.empty()) host.installed[tool.first] = tool.second;
+  }
   return host;
 }
 
-std::string InstallShimScript(const std::string& tmp, const std::string& dir,
-                              const std::string& digest) {
-  const std::string d = ShellQuote(dir);
-  return absl::StrCat("set -e\nmv -f ", ShellQuote(tmp), " ", d, "/amld-shim\nprintf '%s\\n' ",
-                      ShellQuote(digest), " > ", d, "/amld-shim.sha256.tmp\nmv -f ", d,
-                      "/amld-shim.sha256.tmp ", d, "/amld-shim.sha256\n");
+std::string InstallToolScript(const std::string& tmp, const std::string& dir,
+                              const std::string& name, const std::string& digest) {
+  const std::string path = ShellQuote(absl::StrCat(dir, "/", name));
+  const std::string sum = absl::StrCat(dir, "/", name, ".sha256");
+  return absl::StrCat("set -e\nmv -f ", ShellQuote(tmp), " ", path, "\nprintf '%s\\n' ",
+                      ShellQuote(digest), " > ", ShellQuote(sum + ".tmp"), "\nmv -f ",
+                      ShellQuote(sum + ".tmp"), " ", ShellQuote(sum), "\n");
 }
 
 std::string LaunchScript(const LaunchSpec& spec, const std::string& remote_dir,
-                         const std::string& shim) {
+                         const std::string& tools) {
+  const std::string shim = absl::StrCat(tools, "/amld-shim");
   const std::string local_prefix = spec.run_dir.string();
   std::vector<std::string> env_words;
   for (const auto& [name, value] : spec.run_env) {
@@ -89,8 +100,15 @@ std::string LaunchScript(const LaunchSpec& spec, const std::string& remote_dir,
     }
     env_words.push_back(ShellQuote(absl::StrCat(name, "=", v)));
   }
+  std::vector<std::string> argv = spec.argv;
+  if (!spec.processes.kind.empty()) {  // several processes: under amld-launch, as locally
+    argv = launch::BuildLaunchArgv(absl::StrCat(tools, "/", launch::kLaunchBinaryName),
+                                   spec.processes.kind, spec.processes.count,
+                                   spec.processes.parameter_servers, remote_dir,
+                                   absl::ToInt64Nanoseconds(spec.kill_grace), spec.argv);
+  }
   std::vector<std::string> argv_words;
-  for (const std::string& a : spec.argv) argv_words.push_back(ShellQuote(a));
+  for (const std::string& a : argv) argv_words.push_back(ShellQuote(a));
   const std::string rd = "\"$rd\"";
   return absl::StrCat("# Written by amld's SSH executor: starts run ", spec.run_id,
                       " under amld-shim.\n", "rd=", ShellQuote(remote_dir), "\n",

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -20,7 +21,7 @@ inline constexpr char kLaunchScriptName[] = "ssh-launch.sh";    // in the run fo
 inline constexpr char kLaunchLockName[] = ".amld-launch";       // on the host
 inline constexpr char kSyncTmpName[] = ".ssh-sync-tmp";         // rsync's temp files
 inline constexpr char kExecutorLogName[] = "ssh-executor.log";  // in system_logs/
-inline constexpr char kRemoteShimDir[] = ".amld/bin";
+inline constexpr char kRemoteToolsDir[] = ".amld/bin";  // kRemoteTools, under the workdir
 inline constexpr char kDefaultWorkdir[] = "amld";
 
 // A run on a host, as its handle names it.
@@ -41,30 +42,39 @@ std::string FormatHandle(const RemoteRun& run);
 // the pid not positive.
 absl::StatusOr<RemoteRun> ParseHandle(const std::string& run_id, const std::string& handle);
 
-// Makes the work folder and prints its absolute path, then the installed
-// shim's SHA-256 when there is one. `workdir`: as configured ("" → amld;
-// "~/x" → x, relative to the login's home).
+// The programs the executor installs into <workdir>/.amld/bin on a host:
+// amld-shim supervises every run; amld-launch starts a distributed run's
+// processes under it (both static, libc only, so they run on any Linux of
+// the same architecture).
+inline constexpr const char* kRemoteTools[] = {"amld-shim", "amld-launch"};
+
+// Makes the work folder and prints its absolute path, then "<tool>
+// <SHA-256>" for each of kRemoteTools installed there. `workdir`: as
+// configured ("" → amld; "~/x" → x, relative to the login's home).
 std::string PrepareHostScript(const std::string& workdir);
 struct PreparedHost {
-  std::string remote_workdir;    // absolute
-  std::string installed_digest;  // "" when none
+  std::string remote_workdir;  // absolute
+  // Tool name → digest of the copy installed on the host; absent when none.
+  std::map<std::string, std::string> installed;
 };
 absl::StatusOr<PreparedHost> ParsePrepareHostAnswer(const std::string& out,
                                                     const std::string& host_name);
 
-// Moves an uploaded shim (`tmp`) into <dir>/amld-shim and records its
-// digest beside it, each by rename.
-std::string InstallShimScript(const std::string& tmp, const std::string& dir,
-                              const std::string& digest);
+// Moves an uploaded tool (`tmp`) into <dir>/<name> and records its digest
+// beside it (<name>.sha256), each by rename: a run starting meanwhile sees
+// the old binary or the new one.
+std::string InstallToolScript(const std::string& tmp, const std::string& dir,
+                              const std::string& name, const std::string& digest);
 
 // The script that starts the run on the host, written into the run folder
 // (so it travels with it and stays as a record; no command-line length
 // limit). A mkdir lock makes it idempotent: run again (a retry after a
 // dropped connection), it reports the first start instead of starting
 // twice. The run's environment is LaunchSpec.run_env with paths under the
-// daemon's run folder moved to `remote_dir`.
+// daemon's run folder moved to `remote_dir`. `tools`: the host's folder of
+// kRemoteTools; a distributed run's command is wrapped in its amld-launch.
 std::string LaunchScript(const LaunchSpec& spec, const std::string& remote_dir,
-                         const std::string& shim);
+                         const std::string& tools);
 // The launch script's answer: "boot <id>" then the shim's "ok <pid>
 // <starttime>" (→ the run) or "error <message>" (FAILED_PRECONDITION).
 absl::StatusOr<RemoteRun> ParseLaunchAnswer(const CommandResult& answer, RemoteRun run,

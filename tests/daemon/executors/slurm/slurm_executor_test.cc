@@ -39,6 +39,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using amld::testing::Eventually;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -362,6 +363,28 @@ TEST_F(SlurmExecutorTest, ImpossibleJobIsRefusedAtSubmitWithSlurmsReason) {
               HasSubstr("More processors requested than permitted"));
   EXPECT_FALSE(fs::exists(SharedDir(spec)));
   EXPECT_THAT(ReadFile(spec.run_dir / "system_logs/slurm-executor.log"), HasSubstr("not submitted"));
+}
+
+// The same question before the run is queued (RunManager's submit check):
+// sbatch --test-only answers it without a job, and a request that fits is
+// remembered.
+TEST_F(SlurmExecutorTest, CheckCanEverHoldAsksSbatchTestOnly) {
+  LaunchSpec spec = Spec("check", "true\n");
+  spec.processes.kind = "pytorch";
+  spec.processes.count = 6;
+  spec.processes.nodes = 3;  // the cluster has 2
+  absl::Status three = executor_->CheckCanEverHold(spec);
+  EXPECT_TRUE(absl::IsInvalidArgument(three)) << three;
+  EXPECT_THAT(std::string(three.message()),
+              AllOf(HasSubstr("Slurm can never run this request (--nodes=3 --ntasks-per-node=2)"),
+                    HasSubstr("Node count specification invalid")));
+  spec.processes.count = 4;
+  spec.processes.nodes = 2;
+  EXPECT_TRUE(executor_->CheckCanEverHold(spec).ok());
+  spec.gpus = 1;  // no node has a GPU
+  EXPECT_THAT(std::string(executor_->CheckCanEverHold(spec).message()),
+              HasSubstr("Invalid generic resource (gres) specification"));
+  EXPECT_FALSE(fs::exists(SharedDir(spec)));  // nothing was submitted
 }
 
 TEST_F(SlurmExecutorTest, PendingJobReportsSlurmsReasonThenRuns) {

@@ -173,6 +173,25 @@ TEST(SlurmJob, SbatchArguments) {
   EXPECT_THAT(SbatchArgv(spec), AllOf(Contains("--nodes=2"), Contains("--ntasks-per-node=3")));
 }
 
+TEST(SlurmJob, TestOnlyAsksForTheSameAsTheJob) {
+  SubmitSpec spec;
+  spec.run_id = "exp_1_ab";
+  spec.shared_run_dir = "/shared/exp_1_ab";
+  spec.partition = "gpu";
+  spec.nodes = 2;
+  spec.tasks_per_node = 2;
+  spec.gpus = 1;
+  spec.extra_args = {"--mem=4G"};
+  EXPECT_THAT(SbatchTestOnlyArgv(spec),
+              ElementsAre("sbatch", "--test-only", "--partition=gpu", "--nodes=2",
+                          "--ntasks-per-node=2", "--gpus=1", "--mem=4G", "--wrap=true"));
+  EXPECT_TRUE(SlurmUnreachable(CommandResult{
+      1, 0, "", "sbatch: error: Batch job submission failed: Unable to contact slurm controller "
+                "(connect failure)\n"}));
+  EXPECT_FALSE(SlurmUnreachable(
+      CommandResult{1, 0, "", "allocation failure: Node count specification invalid\n"}));
+}
+
 TEST(SlurmJob, SbatchGetsOnlyWhatTheSlurmClientReads) {
   EXPECT_THAT(SbatchEnvironment({{"PATH", "/usr/bin"},
                                  {"HOME", "/home/u"},

@@ -9,7 +9,9 @@
 namespace amld::daemon::ssh {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 RemoteRun Run1() {
   RemoteRun r;
@@ -89,11 +91,34 @@ TEST(SshRunTest, ScriptsQuoteEveryValue) {
             "exec tail -c +11 -- '/home/me/amld/run 1/user_logs/std_log.txt'");
   EXPECT_EQ(TailCommand(r, 0, /*follow=*/true),
             "exec tail -c +1 -F -s 0.2 --pid=4242 -- '/home/me/amld/run 1/user_logs/std_log.txt'");
-  absl::StatusOr<PreparedHost> host = ParsePrepareHostAnswer("/home/me/amld\nabc\n", "h");
+  absl::StatusOr<PreparedHost> host =
+      ParsePrepareHostAnswer("/home/me/amld\namld-shim abc\namld-launch \n", "h");
   ASSERT_TRUE(host.ok());
   EXPECT_EQ(host->remote_workdir, "/home/me/amld");
-  EXPECT_EQ(host->installed_digest, "abc");
+  // amld-launch is there without its digest: installed again.
+  EXPECT_EQ(host->installed, (std::map<std::string, std::string>{{"amld-shim", "abc"}}));
   EXPECT_FALSE(ParsePrepareHostAnswer("oops\n", "h").ok());
+  EXPECT_THAT(InstallToolScript("/w/.amld/bin/t", "/w/.amld/bin", "amld-launch", "d1"),
+              AllOf(HasSubstr("mv -f /w/.amld/bin/t /w/.amld/bin/amld-launch\n"),
+                    HasSubstr("/w/.amld/bin/amld-launch.sha256")));
+}
+
+// A distributed run starts under the host's amld-launch, as locally, with
+// the host's run folder.
+TEST(SshRunTest, DistributedRunsStartUnderAmldLaunch) {
+  LaunchSpec spec;
+  spec.run_id = "run1";
+  spec.run_dir = "/var/lib/amld/runs/run1";
+  spec.argv = {"python3", "train.py"};
+  spec.kill_grace = absl::Seconds(2);
+  EXPECT_THAT(LaunchScript(spec, "/home/me/amld/run1", "/home/me/amld/.amld/bin"),
+              AllOf(HasSubstr("/home/me/amld/.amld/bin/amld-shim"),
+                    HasSubstr("-- python3 train.py 3>&1"), Not(HasSubstr("bin/amld-launch"))));
+  spec.processes.kind = "pytorch";
+  spec.processes.count = 2;
+  EXPECT_THAT(LaunchScript(spec, "/home/me/amld/run1", "/home/me/amld/.amld/bin"),
+              HasSubstr("-- /home/me/amld/.amld/bin/amld-launch --kind=pytorch --processes=2 "
+                        "--run-dir=/home/me/amld/run1 --grace-ns=2000000000 -- python3 train.py"));
 }
 
 TEST(ShellQuoteTest, OneWordExactly) {
