@@ -1,5 +1,6 @@
 #include "client/run_config_builder.h"
 
+#include <algorithm>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
@@ -77,7 +78,7 @@ absl::StatusOr<amld::v1::RunConfig> BuildRunConfig(const SubmitSpec& spec) {
   if (spec.priority < -100 || spec.priority > 100) {
     return absl::InvalidArgumentError("--priority must be between -100 and 100");
   }
-  if (spec.cpus < 0 || spec.gpus < 0) {
+  if (spec.cpus < 0 || spec.gpus < -1) {
     return absl::InvalidArgumentError("--cpus and --gpus must be 0 or more");
   }
   amld::v1::RunConfig config;
@@ -93,9 +94,10 @@ absl::StatusOr<amld::v1::RunConfig> BuildRunConfig(const SubmitSpec& spec) {
   config.set_compute_target(spec.compute_target);
   config.set_max_run_duration_seconds(spec.max_duration_seconds);
   config.set_priority(spec.priority);
-  if (spec.cpus > 0 || spec.gpus > 0) {
+  // An explicit --gpus 0 is a request too: no GPU, whatever the daemon's default.
+  if (spec.cpus > 0 || spec.gpus >= 0) {
     config.mutable_resources()->set_cpus(spec.cpus);
-    config.mutable_resources()->set_gpus(spec.gpus);
+    config.mutable_resources()->set_gpus(std::max(spec.gpus, 0));
   }
   for (const auto& tag : spec.tags) {
     AMLD_ASSIGN_OR_RETURN(auto kv, ParseKeyValue("--tag", tag));

@@ -26,7 +26,7 @@ struct SubmitSpec {
   int64_t max_duration_seconds = 0;  // 0: no limit
   int priority = 0;                  // -100..100; higher starts first
   int cpus = 0;                      // CPU slots; 0: the daemon's default (1)
-  int gpus = 0;                      // GPUs the run gets to itself
+  int gpus = -1;  // GPUs the run gets to itself; -1 (not asked): the daemon's default_gpus
   std::vector<std::string> tags;     // "KEY=VALUE" each
   std::vector<std::string> env;      // "NAME=VALUE" each
   std::string script;                // relative to source_dir ...

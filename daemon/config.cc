@@ -49,6 +49,10 @@ class ConfigParser {
         {"cpus", [&](const YAML::Node& k,
                      const YAML::Node& v) { return Assign(k, v, 1, kMaxCount, &runs.cpus); }},
         {"gpus", [&](const YAML::Node& k, const YAML::Node& v) { return Gpus(k, v, &runs.gpus); }},
+        {"default_gpus",
+         [&](const YAML::Node& k, const YAML::Node& v) {
+           return Assign(k, v, 0, kMaxCount, &runs.default_gpus);
+         }},
         {"kill_grace_seconds",
          [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
            AMLD_ASSIGN_OR_RETURN(int64_t n, Integer(k, v, k.Scalar(), 0, kMaxSeconds));
@@ -401,6 +405,11 @@ absl::Status CheckDaemonOptions(const DaemonOptions& options) {
   AMLD_RETURN_IF_ERROR(
       check("max_run_duration_seconds", runs.max_run_duration_seconds, 0, kMaxSeconds));
   AMLD_RETURN_IF_ERROR(ParseGpuList(absl::StrJoin(runs.gpus, ",")).status());
+  if (runs.default_gpus > static_cast<int>(runs.gpus.size())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "default_gpus (", runs.default_gpus, ") is more than the ", runs.gpus.size(),
+        " GPUs listed in gpus; list the GPUs or lower default_gpus"));
+  }
   const int64_t def = runs.default_run_duration_seconds;
   const int64_t cap = runs.max_run_duration_seconds;
   if (cap > 0 && def > cap) {

@@ -6,6 +6,7 @@
 //   max_concurrent_runs: 2      # runs at once (default: number of cores)
 //   cpus: 8                     # CPU slots runs draw on (default: cores)
 //   gpus: [0, 1]                # GPU ids for CUDA_VISIBLE_DEVICES (default: none)
+//   default_gpus: 1             # GPUs of a local run that asks for none (default 0)
 //   kill_grace_seconds: 10      # SIGTERM → SIGKILL on cancel and timeout
 //   keep_finished_run_folders: 20  # run folders kept after their runs end,
 //                                  # the newest; older ones are removed (their

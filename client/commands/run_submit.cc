@@ -225,7 +225,7 @@ void AddRunSubmitCommand(CLI::App& run, CommandContext& ctx) {
                   "Python interpreter for the script (default: the python3 on your PATH; with "
                   "--daemon-env or on a remote target, python3 on the target's PATH)");
   cmd->add_option("--max-duration", o->spec.max_duration_seconds,
-                  "stop the run as FAILED after this long: 90, 90s, 15m, 1h30m or 1:30:00 (0: "
+                  "stop the run as CANCELED after this long: 90, 90s, 15m, 1h30m or 1:30:00 (0: "
                   "no limit)")
       ->transform(Duration());
   cmd->add_option("--priority", o->spec.priority,
@@ -233,7 +233,8 @@ void AddRunSubmitCommand(CLI::App& run, CommandContext& ctx) {
   cmd->add_option("--cpus", o->spec.cpus, "CPU slots the run holds (default 1)")
       ->check(AtLeast(0));
   cmd->add_option("--gpus", o->spec.gpus,
-                  "GPUs the run gets to itself, through CUDA_VISIBLE_DEVICES (default 0)")
+                  "GPUs the run gets to itself, through CUDA_VISIBLE_DEVICES (default: amld.yaml's "
+                  "default_gpus, else 0)")
       ->check(AtLeast(0));
   cmd->add_option("--tag", o->spec.tags, "a tag KEY=VALUE (repeatable)")->allow_extra_args(false);
   cmd->add_option("--env", o->spec.env, "an environment variable NAME=VALUE (repeatable)")

@@ -69,6 +69,13 @@ absl::Status Invalid(absl::string_view what) { return absl::InvalidArgumentError
 absl::Status SetValue(const json& value, bool markers, amld::v1::Metric* m) {
   if (value.is_number()) {
     m->set_number(value.get<double>());
+    if (value.is_number_integer()) m->set_value_type(amld::v1::Metric::VALUE_INTEGER);
+  } else if (value.is_boolean()) {
+    m->set_number(value.get<bool>() ? 1 : 0);
+    m->set_value_type(amld::v1::Metric::VALUE_BOOLEAN);
+  } else if (value.is_null()) {
+    m->set_number(std::numeric_limits<double>::quiet_NaN());
+    m->set_value_type(amld::v1::Metric::VALUE_NONE);
   } else if (value.is_string()) {
     const std::string& s = value.get_ref<const std::string&>();
     if (!markers) {
@@ -83,8 +90,8 @@ absl::Status SetValue(const json& value, bool markers, amld::v1::Metric* m) {
       m->set_text(s);
     }
   } else {
-    return Invalid(absl::StrCat("\"value\" must be a number or a string, not ",
-                                value.is_null() ? "null" : value.type_name()));
+    return Invalid(absl::StrCat("\"value\" must be a number, a string, true, false or null, not ",
+                                value.type_name()));
   }
   return absl::OkStatus();
 }
@@ -218,6 +225,16 @@ absl::StatusOr<amld::v1::Metric> ParseMetricLine(
   auto value = doc.find("value");
   if (value == doc.end()) return Invalid("\"value\" is missing");
   absl::Status s = SetValue(*value, markers, &m);
+  auto table = doc.find("table");
+  if (s.ok() && table != doc.end() && !table->is_null()) {
+    if (!table->is_string() || table->get_ref<const std::string&>().empty() ||
+        !absl::StartsWith(m.name(), absl::StrCat(table->get_ref<const std::string&>(), "/")) ||
+        m.name().size() == table->get_ref<const std::string&>().size() + 1) {
+      s = Invalid("\"table\" must be a non-empty string and \"name\" \"<table>/<column>\"");
+    } else {
+      m.set_table(table->get<std::string>());
+    }
+  }
   if (s.ok()) {
     auto step = doc.find("step");
     if (step != doc.end() && !step->is_null()) {

@@ -4,7 +4,11 @@
 //   {"name": "loss", "value": 0.25, "step": 3, "time": 1750000000.5}
 //
 // "name" is a non-empty string; "value" a number or a string (NaN, Infinity
-// and -Infinity as Python's json module writes them are numbers too);
+// and -Infinity as Python's json module writes them are numbers too), or
+// true, false or null, kept as 1, 0 or NaN with their type (Metric.value_type;
+// an integer is marked too), so the SDK gives back what was logged;
+// "table", when present, names the table a log_row/log_table column value
+// belongs to ("name" is then "<table>/<column>", "step" the row);
 // "step" an optional integer — when missing, the count of earlier values of
 // that name in this run; "time" optional seconds since the epoch — when
 // missing, the time the line was read. Other keys are ignored, so writers may

@@ -95,6 +95,12 @@ absl::StatusOr<RunConfig> RunManager::CheckSubmission(const RunConfig& submitted
   }
   if (options_.run_as_submitter) AMLD_RETURN_IF_ERROR(CheckRunsAsSubmitter(submitted));
   RunConfig config = submitted;
+  // amld.yaml default_gpus, for a local run that asked for nothing (an
+  // explicit request, even for 0 GPUs, is kept).
+  if (options_.default_gpus > 0 && !submitted.has_resources() && IsLocalTarget(submitted) &&
+      !submitted.interactive() && !submitted.has_sweep()) {
+    config.mutable_resources()->set_gpus(options_.default_gpus);
+  }
   // Each process holds a CPU slot (as a Slurm task does), so a distributed
   // run waits until the machine has room for all of them, and is refused
   // below when it never can.

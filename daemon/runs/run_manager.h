@@ -107,6 +107,9 @@ struct RunManagerOptions {
   // (<= 0: as many as max_concurrent_runs) and GPU ids.
   int cpus = 0;
   std::vector<int> gpus;
+  // GPUs of a local run whose config has no `resources` (amld.yaml
+  // default_gpus); 0: none.
+  int default_gpus = 0;
   // Limits on max_run_duration_seconds (run_plan.h EffectiveRunDuration);
   // 0: none.
   int64_t default_run_duration_seconds = 0;

@@ -3,6 +3,7 @@
 #include "daemon/runs/run_manager.h"
 
 #include <algorithm>
+#include <fstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -128,6 +129,15 @@ void RunManager::Launch(const std::string& run_id, const RunConfig& config,
     ActivateEnvironment(environment_prefix, config.command().empty(), &spec.argv, &spec.env);
   }
   if (IsLocalTarget(config)) SetVisibleGpus(gpus, &spec);
+  if (IsLocalTarget(config) && gpus.empty() && !options_.gpus.empty()) {
+    // Before the process: the run's output appends after this line.
+    const std::filesystem::path log = PathsFor(run_id).std_log;
+    const std::string notice = NoGpuNotice(options_.gpus);
+    std::ofstream out(log, std::ios::binary | std::ios::app);
+    if (!out.write(notice.data(), static_cast<std::streamsize>(notice.size())).flush()) {
+      spdlog::warn("run {}: could not write the no-GPU notice to {}", run_id, log.string());
+    }
+  }
   if (options_.run_as_submitter) {
     uint32_t uid;
     {

@@ -201,6 +201,13 @@ void UseSubmitterEnvironment(const std::string& run_id, const amld::v1::RunConfi
   }
 }
 
+std::string NoGpuNotice(const std::vector<int>& machine_gpus) {
+  return absl::StrCat("amld: this run has no GPU (CUDA_VISIBLE_DEVICES is empty; this machine has ",
+                      machine_gpus.size(), ": ", absl::StrJoin(machine_gpus, ","),
+                      "), so CUDA code runs on the CPU; ask for GPUs with `aml run submit --gpus N`, "
+                      "run_config.gpus = N in the Python SDK, or resources.gpus in a job YAML\n");
+}
+
 void SetVisibleGpus(const std::vector<int>& gpus, LaunchSpec* spec) {
   constexpr char kName[] = "CUDA_VISIBLE_DEVICES";
   std::string value = absl::StrJoin(gpus, ",");
@@ -250,7 +257,9 @@ FinalOutcome DecideOutcome(const absl::StatusOr<ExitStatus>& outcome,
     f.status = RunStatus::CANCELED;
     f.error = cancel_reason.empty() ? "canceled" : absl::StrCat("canceled: ", cancel_reason);
   } else if (e.timed_out) {
-    f.status = RunStatus::FAILED;
+    // As azureml: the system cancels a run that outlives its
+    // max_run_duration_seconds, so it ends CANCELED (the reason says why).
+    f.status = RunStatus::CANCELED;
     f.error = absl::StrCat("timed out after ", max_run_duration_seconds, " s");
   } else if (!e.failure.empty()) {
     f.status = RunStatus::FAILED;

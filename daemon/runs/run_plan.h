@@ -92,6 +92,11 @@ void UseSubmitterEnvironment(const std::string& run_id, const amld::v1::RunConfi
 // device another run holds (CUDA then reports no device at all).
 void SetVisibleGpus(const std::vector<int>& gpus, LaunchSpec* spec);
 
+// The one line a local run that got no GPU on a machine with `machine_gpus`
+// finds at the top of its output (with its newline): CUDA code there sees no
+// device and would quietly run on the CPU; the line says how to ask.
+std::string NoGpuNotice(const std::vector<int>& machine_gpus);
+
 // The time limit a run gets: `requested` (0: none asked for), else the
 // daemon's `default_seconds`; capped by `cap_seconds` (0: no cap), so a run
 // asking for none under a cap gets the cap. INVALID_ARGUMENT saying the cap

@@ -124,12 +124,21 @@ CREATE TABLE models (
 CREATE INDEX models_by_run ON models(run_id);
 )sql";
 
+// Version 6: what get_metrics() needs to give values back as azureml does:
+// the Python type the SDK logged (amld.v1.Metric.ValueType: int, bool, None)
+// and, for a column of a table (log_row, log_table), the table's name.
+constexpr char kV6Sql[] = R"sql(
+ALTER TABLE metrics ADD COLUMN value_type INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE metrics ADD COLUMN table_name TEXT NOT NULL DEFAULT '';
+)sql";
+
 constexpr SchemaMigration kMigrations[] = {
     {1, "initial tables: experiments, runs, run_transitions, artifacts, metrics", kV1Sql},
     {2, "run handle column; metrics, submitter and parent indexes", kV2Sql},
     {3, "assigned GPUs column", kV3Sql},
     {4, "compute targets table", kV4Sql},
     {5, "run labels (tags, properties, display name, requested failure); models", kV5Sql},
+    {6, "metric value types and table names", kV6Sql},
 };
 
 }  // namespace

@@ -124,8 +124,9 @@ absl::Status StateStore::AppendMetrics(const std::string& run_id,
     AMLD_RETURN_IF_ERROR(impl_->RequireRun(run_id));
     for (const amld::v1::Metric& m : metrics) {
       AMLD_ASSIGN_OR_RETURN(Stmt stmt, impl_->db.Prepare("INSERT INTO metrics(run_id, name, step, "
-                                                         "time_ns, number, text) "
-                                                         "VALUES(?, ?, ?, ?, ?, ?)"));
+                                                         "time_ns, number, text, value_type, "
+                                                         "table_name) "
+                                                         "VALUES(?, ?, ?, ?, ?, ?, ?, ?)"));
       stmt.BindText(1, run_id).BindText(2, m.name()).BindInt(3, m.step());
       stmt.BindInt(4, NanosFromTimestamp(m.time()));
       if (m.has_text()) {
@@ -135,6 +136,7 @@ absl::Status StateStore::AppendMetrics(const std::string& run_id,
       } else {
         stmt.BindDouble(5, m.number()).BindNull(6);
       }
+      stmt.BindInt(7, m.value_type()).BindText(8, m.table());
       AMLD_RETURN_IF_ERROR(stmt.Run());
     }
     return absl::OkStatus();
@@ -156,7 +158,8 @@ absl::StatusOr<std::vector<amld::v1::Metric>> StateStore::GetMetrics(
   for (const std::optional<std::string>& name : queries) {
     AMLD_ASSIGN_OR_RETURN(
         Stmt stmt, impl_->db.Prepare(absl::StrCat(
-                       "SELECT name, step, time_ns, number, text FROM metrics WHERE run_id=?",
+                       "SELECT name, step, time_ns, number, text, value_type, table_name "
+                       "FROM metrics WHERE run_id=?",
                        name ? " AND name=?" : "", " ORDER BY name, step, time_ns, rowid")));
     stmt.BindText(1, run_id);
     if (name) stmt.BindText(2, *name);
@@ -174,6 +177,10 @@ absl::StatusOr<std::vector<amld::v1::Metric>> StateStore::GetMetrics(
       } else {
         m.set_number(stmt.Double(3));
       }
+      if (amld::v1::Metric::ValueType_IsValid(stmt.Int(5))) {
+        m.set_value_type(static_cast<amld::v1::Metric::ValueType>(stmt.Int(5)));
+      }
+      m.set_table(stmt.Text(6));
     }
   }
   return out;

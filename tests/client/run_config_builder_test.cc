@@ -113,6 +113,14 @@ TEST(BuildRunConfigTest, PriorityAndResources) {
   SubmitSpec negative = spec;
   negative.cpus = -1;
   EXPECT_TRUE(absl::IsInvalidArgument(BuildRunConfig(negative).status()));
+  // --gpus 0 asks for no GPU: it is sent, so amld.yaml's default_gpus does not apply.
+  SubmitSpec none;
+  none.script = "train.py";
+  none.gpus = 0;
+  auto no_gpu = BuildRunConfig(none);
+  ASSERT_TRUE(no_gpu.ok()) << no_gpu.status();
+  ASSERT_TRUE(no_gpu->has_resources());
+  EXPECT_EQ(no_gpu->resources().gpus(), 0);
 }
 
 TEST(BuildRunConfigTest, UsageErrors) {

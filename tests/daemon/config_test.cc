@@ -42,6 +42,7 @@ TEST(DaemonConfigTest, AFullFileParses) {
 max_concurrent_runs: 2
 cpus: 8
 gpus: [0, 1, 3]
+default_gpus: 1
 kill_grace_seconds: 5
 limits:
   default_run_duration_seconds: 3600
@@ -50,6 +51,7 @@ limits:
   EXPECT_EQ(options.runs.max_concurrent_runs, 2);
   EXPECT_EQ(options.runs.cpus, 8);
   EXPECT_THAT(options.runs.gpus, ElementsAre(0, 1, 3));
+  EXPECT_EQ(options.runs.default_gpus, 1);
   EXPECT_EQ(options.runs.kill_grace, absl::Seconds(5));
   EXPECT_EQ(options.runs.default_run_duration_seconds, 3600);
   EXPECT_EQ(options.runs.max_run_duration_seconds, 86400);
@@ -118,8 +120,8 @@ TEST(DaemonConfigTest, TheSampleFileParsesAsShippedAndWithEverySettingOn) {
 
 TEST(DaemonConfigTest, UnknownKeysAreRefusedWithTheirLine) {
   EXPECT_EQ(ErrorOf("cpus: 4\ngpu: [0]\n"),
-            "amld.yaml:2:1: unknown key \"gpu\"; known keys: admin_group, cpus, environments, "
-            "gc_grace_seconds, gc_interval_seconds, gpus, keep_finished_run_folders, "
+            "amld.yaml:2:1: unknown key \"gpu\"; known keys: admin_group, cpus, default_gpus, "
+            "environments, gc_grace_seconds, gc_interval_seconds, gpus, keep_finished_run_folders, "
             "kill_grace_seconds, limits, max_concurrent_runs, per_user, submitter_environment, "
             "users_manage_targets, web");
   EXPECT_EQ(ErrorOf("limits:\n  max_duration: 5\n"),
@@ -224,6 +226,13 @@ TEST(DaemonConfigTest, FlagsOverrideTheFile) {
 
   options.runs.gpus = {1, 1};
   EXPECT_THAT(std::string(CheckDaemonOptions(options).message()), HasSubstr("listed twice"));
+
+  // A default GPU request needs that many GPUs (here --gpus "" left none).
+  options = Parsed("gpus: [0, 1]\ndefault_gpus: 2\n");
+  ASSERT_TRUE(CheckDaemonOptions(options).ok());
+  options.runs.gpus = {};
+  EXPECT_THAT(std::string(CheckDaemonOptions(options).message()),
+              HasSubstr("default_gpus (2) is more than the 0 GPUs listed in gpus"));
 }
 
 TEST(DaemonConfigTest, KeepFinishedRunFoldersTakesACountOrMinusOneForAll) {

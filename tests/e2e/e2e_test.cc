@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -189,7 +190,15 @@ TEST_F(AmlE2eTest, PriorityAndGpusFromSubmitToShowAndDaemonStatus) {
   // The higher priority went first although it was submitted last.
   EXPECT_LT(*TransitionTime(run, "RUNNING"), *TransitionTime(Show(low), "RUNNING"));
   EXPECT_EQ(Aml({"run", "logs", high}).out, "visible '0,1'\n");
-  EXPECT_EQ(Aml({"run", "logs", low}).out, "visible ''\n");
+  // A run without a GPU on a machine with GPUs says so first (CUDA would
+  // quietly run on the CPU).
+  const std::string low_log = Aml({"run", "logs", low}).out;
+  EXPECT_TRUE(absl::StartsWith(low_log, "amld: this run has no GPU (CUDA_VISIBLE_DEVICES is "
+                                        "empty; this machine has 2: 0,1)"))
+      << low_log;
+  EXPECT_TRUE(absl::EndsWith(low_log, "--gpus N`, run_config.gpus = N in the Python SDK, or "
+                                      "resources.gpus in a job YAML\nvisible ''\n"))
+      << low_log;
   auto show = Aml({"run", "show", high});
   for (const char* line : {"exit status:   exit code 3\n", "reason:        exit code 3\n",
                            "priority:      7\n", "resources:     1 CPU slot, 2 GPUs\n",
@@ -236,14 +245,15 @@ time.sleep(300)
   }
 }
 
-TEST_F(AmlE2eTest, MaxDurationEndsFailedSayingItTimedOut) {
+// As azureml, which cancels a run past its max_run_duration_seconds.
+TEST_F(AmlE2eTest, MaxDurationEndsCanceledSayingItTimedOut) {
   StartDaemon({"--kill-grace-seconds", "2"});
   WriteFile(project_ / "forever.py", "import time\nprint('start', flush=True)\ntime.sleep(300)\n");
   const std::string id = Submit("forever.py", {"--max-duration", "2"});
   auto wait = Aml({"run", "wait", id});
   EXPECT_EQ(wait.exit_code, 1) << Describe(wait);
   json run = Show(id);
-  EXPECT_EQ(run["status"], "FAILED") << run.dump();
+  EXPECT_EQ(run["status"], "CANCELED") << run.dump();
   EXPECT_NE(run["error"].get<std::string>().find("timed out"), std::string::npos) << run.dump();
 }
 

@@ -65,8 +65,9 @@ def wait_until(predicate, what, timeout=WAIT_SECONDS, interval=0.1):
 class Daemon:
     """A running bin/amld on its own socket and data folder."""
 
-    def __init__(self, root):
+    def __init__(self, root, extra_args=()):
         self.root = root
+        self.extra_args = list(extra_args)
         self.socket = os.path.join(root, "amld.sock")
         self.data_dir = os.path.join(root, "data")
         self.log_path = os.path.join(root, "amld.out")
@@ -81,7 +82,7 @@ class Daemon:
                 [binary("amld"), "--socket", self.socket, "--data-dir", self.data_dir,
                  "--max-concurrent-runs", "4",
                  # Slots, not cores: room for a 3-process distributed run on a 2-core machine.
-                 "--cpus", "4"],
+                 "--cpus", "4"] + self.extra_args,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env)
         from amld.core import Workspace
         from amld.exceptions import DaemonUnavailableException

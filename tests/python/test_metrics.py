@@ -45,7 +45,7 @@ def test_values_are_written_as_the_daemon_reads_them(tmp_path):
     f.append("a", True)
     f.append("b", float("nan"), step=7)
     f.append("c", "text", description="what c is")
-    with pytest.raises(UserErrorException, match="must be a number or a string"):
+    with pytest.raises(UserErrorException, match="must be a number, a string, a bool or None"):
         f.append("d", [1, 2])
     with pytest.raises(UserErrorException, match="non-empty string"):
         f.append("", 1)
@@ -55,7 +55,7 @@ def test_values_are_written_as_the_daemon_reads_them(tmp_path):
         text = raw.read().splitlines()
     assert len(text) == 4 and "NaN" in text[2]
     lines = [json.loads(t) for t in text]
-    assert "step" not in lines[0] and lines[1]["value"] == 1 and lines[2]["step"] == 7
+    assert "step" not in lines[0] and lines[1]["value"] is True and lines[2]["step"] == 7
     assert lines[3]["description"] == "what c is"
 
 
@@ -116,8 +116,8 @@ def test_logging_api_inside_a_run(ws, daemon):
     assert metrics["note"] == "warm start"
     assert metrics["lr"] == 0.1
     assert metrics["sizes"] == [3, 1, 2]
-    assert metrics["citrus/fruit"] == ["orange", "lime"]
-    assert metrics["curve/y"] == [0.5, 0.25]
+    assert metrics["citrus"] == {"fruit": ["orange", "lime"], "size": [10, 3]}
+    assert metrics["curve"] == {"x": [1, 2], "y": [0.5, 0.25]}
     assert metrics["confusion matrix"] == "outputs/images/confusion_matrix.png"
     assert run.get_metrics(name="lr") == {"lr": 0.1}
 
@@ -141,6 +141,76 @@ def test_logging_api_inside_a_run(ws, daemon):
     assert by_name["loss"]["min"] == pytest.approx(1 / 3) and by_name["loss"]["last_step"] == 2
     assert [v["step"] for v in by_name["loss"]["values"]] == [0, 1, 2]
     assert by_name["note"]["last"] == "warm start" and by_name["note"]["min"] is None
+
+
+SHAPES = r"""
+from amld.core import Run
+run = Run.get_context()
+run.log("once", 3)
+run.log("twice", 0.5)
+run.log("twice", 0.25)
+run.log("flag", True)
+run.log("nothing", None)
+run.log_list("one_item", [7])
+run.log_list("items", [1, 2, 3])
+run.log_row("Y over X", x=1, y=0.4)
+run.log_row("citrus", fruit="orange", size=10)
+run.log_row("citrus", fruit="lime", size=3, ripe=True)
+run.log_table("curve", {"x": [1, 2], "y": [0.5, None]})
+run.log_table("curve", {"x": [3], "y": [0.125]})
+for bad in (lambda: run.log_row("r", a=[1, 2]), lambda: run.log_table("t", {"a": [1], "b": [1, 2]})):
+    try:
+        bad()
+    except Exception as e:
+        print("refused:", e)
+"""
+
+# azureml v1 (azureml.core._metrics InlineMetric, the metrics client's dto_to_metrics_dict):
+# a name logged once is its value, more often a list (log_list's values the same way); a
+# table (log_row, log_table) is {column: value} with one row and {column: [values]} with
+# more, None filling a column a row lacks; bool and None values stay bool and None, ints
+# stay ints; tables are nested dicts, never flattened "<table>/<column>" names.
+EXPECTED_SHAPES = {
+    "once": 3, "twice": [0.5, 0.25], "flag": True, "nothing": None,
+    "one_item": 7, "items": [1, 2, 3],
+    "Y over X": {"x": 1, "y": 0.4},
+    "citrus": {"fruit": ["orange", "lime"], "size": [10, 3], "ripe": [None, True]},
+    "curve": {"x": [1, 2, 3], "y": [0.5, None, 0.125]},
+}
+
+
+def test_get_metrics_has_azureml_shapes_and_types(ws, daemon):
+    run = submit(ws, SHAPES, "shapes.py", experiment="metrics")
+    assert run.wait_for_completion()["status"] == "Completed"
+    metrics = run.get_metrics()
+    assert metrics == EXPECTED_SHAPES
+    assert type(metrics["once"]) is int and type(metrics["flag"]) is bool
+    assert type(metrics["twice"][0]) is float
+    assert run.get_metrics(name="citrus") == {"citrus": EXPECTED_SHAPES["citrus"]}
+    assert run.get_metrics(name="once") == {"once": 3}
+    log = open(os.path.join(daemon.run_dir(run.id), "user_logs", "std_log.txt")).read()
+    assert "refused: log_row('r'): column 'a' is a list" in log
+    assert "refused: log_table('t'): columns have different lengths (a: 1, b: 2)" in log
+    # The columns stay series of their own for `aml run metrics` and the web view.
+    shown = subprocess.run([binary("aml"), "--socket", ws.socket_path, "run", "metrics", run.id],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert "citrus/size" in shown.stdout and "curve/y" in shown.stdout
+
+
+def test_an_interactive_run_gets_the_same_shapes(ws):
+    """Experiment.start_logging(): the values go through UpdateRun, and come back the same."""
+    from amld.core import Experiment
+    run = Experiment(ws, "metrics").start_logging()
+    run.log("once", 3)
+    run.log("flag", False)
+    run.log("nothing", None)
+    run.log_row("citrus", fruit="orange", size=10)
+    run.log_row("citrus", fruit="lime", size=3, ripe=True)
+    run.complete()
+    assert run.get_metrics() == {
+        "once": 3, "flag": False, "nothing": None,
+        "citrus": {"fruit": ["orange", "lime"], "size": [10, 3], "ripe": [None, True]}}
 
 
 LIVE = """
@@ -188,7 +258,7 @@ def test_outside_amld_get_context_is_an_offline_run_that_prints(tmp_path):
     assert "id OfflineRun_" in out
     assert "amld offline run: acc = 0.5" in out and "amld offline run: t/a = 1" in out
     assert "amld offline run: tag k=v" in out
-    assert "metrics {'acc': 0.5, 't/a': 1} {'k': 'v'}" in out
+    assert "metrics {'acc': 0.5, 't': {'a': 1}} {'k': 'v'}" in out
     strict = subprocess.run([PYTHON, "-c", "from amld.core import Run; "
                              "Run.get_context(allow_offline=False)"],
                             stderr=subprocess.PIPE, text=True, env=python_env())

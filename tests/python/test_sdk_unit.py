@@ -45,16 +45,55 @@ def test_from_config_searches_up_the_folder_tree(tmp_path, monkeypatch):
     assert Workspace.from_config(path=str(tmp_path / ".amld" / "config.json")) == ws
 
 
-def test_from_config_without_a_file_uses_amld_socket_then_the_user_socket(tmp_path,
-                                                                         monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("AMLD_SOCKET", "/tmp/x/amld.sock")
-    assert Workspace.from_config().socket_path == "/tmp/x/amld.sock"
-    monkeypatch.delenv("AMLD_SOCKET")
-    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/7")
-    assert Workspace.from_config().socket_path == "/run/user/7/amld/amld.sock"
-    monkeypatch.delenv("XDG_RUNTIME_DIR")
-    assert Workspace.from_config().socket_path == "/tmp/amld-%d/amld.sock" % os.getuid()
+def listening_socket(path):
+    """A Unix socket accepting connections at ``path``, as a daemon's (the caller closes it)."""
+    import socket
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(4)
+    return server
+
+
+def test_from_config_without_a_file_raises_as_azureml_unless_a_daemon_listens(tmp_path,
+                                                                            monkeypatch, capsys):
+    """azureml: Workspace.from_config() with no config.json in the folder or above raises
+    UserErrorException("We could not find config.json in: <path> or in its parent
+    directories. ..."). amld raises the same unless a daemon listens on $AMLD_SOCKET (else the
+    user-mode socket); then it uses it and names it on stderr."""
+    project = tmp_path / "p"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    sock = str(tmp_path / "d" / "amld.sock")
+    monkeypatch.setenv("AMLD_SOCKET", sock)
+    with pytest.raises(UserErrorException) as raised:
+        Workspace.from_config()
+    message = str(raised.value)
+    assert message.startswith("We could not find config.json in: %s or in its parent "
+                              "directories." % project)
+    assert "no daemon listens on %s ($AMLD_SOCKET)" % sock in message
+    server = listening_socket(sock)
+    try:
+        assert Workspace.from_config().socket_path == sock
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "using the daemon on %s ($AMLD_SOCKET)" % sock in err
+        monkeypatch.delenv("AMLD_SOCKET")
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "d2"))
+        with pytest.raises(UserErrorException, match="the user-mode default"):
+            Workspace.from_config()
+        user_sock = str(tmp_path / "d2" / "amld" / "amld.sock")
+        second = listening_socket(user_sock)
+        try:
+            assert Workspace.from_config().socket_path == user_sock
+            assert "(the user-mode default)" in capsys.readouterr().err
+        finally:
+            second.close()
+    finally:
+        server.close()
+    # A socket file nobody listens on (a daemon that died) is no daemon.
+    monkeypatch.setenv("AMLD_SOCKET", sock)
+    with pytest.raises(UserErrorException, match="We could not find config.json"):
+        Workspace.from_config()
 
 
 def test_from_config_refuses_a_bad_config_and_warns_about_auth(tmp_path):
@@ -117,6 +156,107 @@ def test_run_config_target_and_environment_can_be_set_afterwards():
     old_style = RunConfiguration()
     old_style.environment.python.user_managed_dependencies = True
     assert ScriptRunConfig("p", script="t.py", run_config=old_style)._to_proto("e").script == "t.py"
+
+
+def test_with_run_config_its_target_environment_and_limit_win_with_azureml_warning(caplog):
+    """azureml's ScriptRunConfig: "If 'run_config' is specified, the following parameters will
+    be ignored: 'compute_target', 'environment', 'distributed_job_config',
+    'max_run_duration_seconds', and 'docker_runtime_config'." (logged as a warning); the
+    run_config's target, environment and max_run_duration_seconds are used."""
+    rc = RunConfiguration()
+    rc.target = "gpu-box"
+    rc.environment = user_env("from-run-config")
+    rc.max_run_duration_seconds = 90
+    with caplog.at_level("WARNING"):
+        src = ScriptRunConfig("p", script="t.py", run_config=rc, compute_target="other",
+                              environment=user_env("explicit"), max_run_duration_seconds=5,
+                              distributed_job_config=MpiConfiguration(node_count=2),
+                              docker_runtime_config=object())
+    assert caplog.messages == [
+        "If 'run_config' is specified, the following parameters will be ignored: "
+        "'compute_target', 'environment', 'distributed_job_config', "
+        "'max_run_duration_seconds', and 'docker_runtime_config'."]
+    config = src._to_proto("e")
+    assert config.compute_target == "gpu-box"
+    assert config.environment.name == "from-run-config"
+    assert config.max_run_duration_seconds == 90
+    assert not config.HasField("distributed")
+    assert src.run_config is rc
+    # azureml's RunConfiguration has no time limit by default (None): the run has none.
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        plain = ScriptRunConfig("p", script="t.py", run_config=RunConfiguration())
+    assert caplog.messages == []  # nothing explicit was given: no warning
+    assert plain._to_proto("e").max_run_duration_seconds == 0
+
+
+def test_explicit_script_arguments_command_win_over_the_run_configs(caplog):
+    """azureml: "If 'script' has been provided here and a script file name has been specified
+    in 'run_config', 'script' provided in ScriptRunConfig initialization will take
+    precedence." — the same for 'arguments' and 'command'; when given only in run_config,
+    they are taken from it."""
+    rc = RunConfiguration(script="old.py", arguments=["--old", 1])
+    with caplog.at_level("WARNING"):
+        src = ScriptRunConfig("p", script="new.py", arguments=["--new", 2], run_config=rc)
+    assert src.script == "new.py" and src.arguments == ["--new", 2]
+    assert len(caplog.messages) == 2
+    assert caplog.messages[0].startswith("If 'script' has been provided here")
+    assert caplog.messages[1].startswith("If 'arguments' has been provided here")
+    config = src._to_proto("e")
+    assert config.script == "new.py" and list(config.arguments) == ["--new", "2"]
+    inherited = ScriptRunConfig("p", run_config=rc)
+    assert inherited.script == "old.py" and inherited.arguments == ["--old", 1]
+    assert list(inherited._to_proto("e").arguments) == ["--old", "1"]
+    rc_command = RunConfiguration(command="ls -l")
+    assert ScriptRunConfig("p", run_config=rc_command)._to_proto("e").command == "ls -l"
+
+
+def test_non_string_arguments_reach_the_script_as_their_str():
+    """azureml's samples pass ['--arg1', arg1_val, ...] with numbers; the script receives
+    each as text, str(value)."""
+    src = ScriptRunConfig("p", script="t.py",
+                          arguments=["--lr", 0.01, "--epochs", 3, "--flag", True, "--none", None])
+    assert list(src._to_proto("e").arguments) == ["--lr", "0.01", "--epochs", "3",
+                                                  "--flag", "True", "--none", "None"]
+
+
+def test_unknown_or_unsupported_config_attributes_raise():
+    """What amld would not act on raises instead of being kept and ignored."""
+    rc = RunConfiguration()
+    with pytest.raises(UnsupportedOptionError, match="environment.environment_variables"):
+        rc.environment_variables = {"A": "1"}
+    with pytest.raises(UnsupportedOptionError, match="RunConfiguration.docker: amld does not "
+                                                     "run containers"):
+        rc.docker.use_docker = True
+    with pytest.raises(UnsupportedOptionError, match="distributed_job_config"):
+        rc.mpi = MpiConfiguration()
+    with pytest.raises(UserErrorException, match="RunConfiguration has no field 'targt'"):
+        rc.targt = "gpu-box"
+    with pytest.raises(AttributeError):
+        rc.targt
+    with pytest.raises(UnsupportedOptionError, match="framework"):
+        rc.framework = "R"
+    rc.framework = "Python"
+    with pytest.raises(UserErrorException, match="gpus must be a non-negative integer"):
+        rc.gpus = -1
+    src = ScriptRunConfig("p", script="t.py")
+    with pytest.raises(UserErrorException, match="ScriptRunConfig has no field 'compute_target'"):
+        src.compute_target = "gpu-box"
+    src.arguments = ["--x", 1]  # a field it has
+    assert src.max_run_duration_seconds == 2592000
+
+
+def test_gpus_and_cpus_are_asked_for_through_run_config():
+    src = ScriptRunConfig("p", script="t.py")
+    assert not src._to_proto("e").HasField("resources")  # the daemon's default_gpus applies
+    src.run_config.gpus = 2
+    config = src._to_proto("e")
+    assert (config.resources.gpus, config.resources.cpus) == (2, 0)
+    src.run_config.gpus = 0  # an explicit "none" is sent: no default GPU
+    src.run_config.cpus = 4
+    config = src._to_proto("e")
+    assert config.HasField("resources") and (config.resources.gpus,
+                                             config.resources.cpus) == (0, 4)
 
 
 def test_command_lists_are_joined_with_spaces_and_strings_kept():

@@ -5,7 +5,7 @@ logs and keeps it in memory, so the same training script runs anywhere.
 import threading
 import uuid
 
-from amld.core._metrics import check_name, metric_value
+from amld.core._metrics import check_name, check_table, metric_value, shape_metrics
 from amld.core.run import Run
 from amld.exceptions import UserErrorException
 
@@ -19,17 +19,18 @@ class OfflineRun(Run):
         from amld.core.workspace import Workspace
         super().__init__(Experiment(Workspace(), "offline"),
                          "OfflineRun_%s" % uuid.uuid4())
-        self._values = {}
+        self._values = []  # (name, table, row, value) in logging order
+        self._rows = {}  # table → rows logged
         self._tags = {}
         self._properties = {}
         self._display_name = None
         self._lock = threading.Lock()
 
-    def _record(self, name, value, step=None):
+    def _record(self, name, value, step=None, table=None, row=None):
         check_name(name)
         value = metric_value(name, value)
         with self._lock:
-            self._values.setdefault(name, []).append(value)
+            self._values.append((name, table, row, value))
         at = "" if step is None else " (step %s)" % step
         print("amld offline run: %s = %r%s" % (name, value, at), flush=True)
 
@@ -43,15 +44,21 @@ class OfflineRun(Run):
             self._record(name, item)
 
     def log_row(self, name, description=None, **kwargs):
-        """Print each column's value and keep it as "<name>/<column>" (see Run.log_row)."""
-        for column, value in kwargs.items():
-            self._record("%s/%s" % (name, column), value)
+        """Print each column's value as "<name>/<column>" and keep the row (see Run.log_row)."""
+        self._record_rows(name, check_table(name, kwargs, row=True))
 
     def log_table(self, name, value, description=""):
-        """Print each column's values and keep them as "<name>/<column>" (see Run.log_table)."""
-        for column, values in value.items():
-            for item in values:
-                self._record("%s/%s" % (name, column), item)
+        """Print each column's values as "<name>/<column>" and keep the rows (see Run.log_table)."""
+        self._record_rows(name, check_table(name, value))
+
+    def _record_rows(self, name, columns):
+        count = len(next(iter(columns.values()))) if columns else 0
+        with self._lock:
+            first = self._rows.get(name, 0)
+            self._rows[name] = first + count
+        for i in range(count):
+            for column, values in columns.items():
+                self._record("%s/%s" % (name, column), values[i], table=name, row=first + i)
 
     def log_image(self, name, path=None, plot=None, description=""):
         """Print that an image was logged; nothing is saved offline."""
@@ -141,8 +148,9 @@ class OfflineRun(Run):
     def get_metrics(self, name=None, recursive=False, run_type=None, populate=False):
         """The values logged so far (same shape as Run.get_metrics)."""
         with self._lock:
-            items = {k: list(v) for k, v in self._values.items() if name is None or k == name}
-        return {k: (v[0] if len(v) == 1 else v) for k, v in items.items()}
+            values = list(self._values)
+        metrics = shape_metrics(values)
+        return metrics if name is None else {k: v for k, v in metrics.items() if k == name}
 
     def get_status(self):
         """Always "Running": an offline run lasts as long as its process."""

@@ -16,7 +16,7 @@ import threading
 import time
 
 from amld.core._lazy import pb
-from amld.core._metrics import check_name, metric_value
+from amld.core._metrics import check_name, check_table, metric_value
 from amld.core._run_files import _safe_join
 from amld.exceptions import RunEnvironmentException, UnsupportedOptionError, UserErrorException
 
@@ -69,22 +69,32 @@ class RunLogging:
             writer.append(name, item, description=description)
 
     def log_row(self, name, description=None, **kwargs):
-        """Log a row of table ``name``: each keyword is a column, stored as "<name>/<column>"."""
-        writer = self._writer("log_row")
-        check_name(name)
-        for column, value in kwargs.items():
-            writer.append("%s/%s" % (name, column), value, description=description)
+        """Log a row of table ``name``: each keyword is a column (one value each).
+
+        As in azureml, get_metrics()[name] is then {column: value} after one
+        row and {column: [values]} after more; each column is also a series
+        "<name>/<column>" in `aml run metrics` and the web view.
+        """
+        self._log_rows("log_row", name, check_table(name, kwargs, row=True), description)
 
     def log_table(self, name, value, description=""):
-        """Log table ``name`` given as {column: [values]}: columns become "<name>/<column>"."""
-        writer = self._writer("log_table")
-        check_name(name)
-        if not isinstance(value, dict):
-            raise UserErrorException("log_table(%r): value must be a dict of column → list"
-                                     % name)
-        for column, values in value.items():
+        """Log the rows of table ``name`` given as {column: [values]} (equal lengths).
+
+        Appends to rows logged before under ``name``; get_metrics() shapes as log_row.
+        """
+        self._log_rows("log_table", name, check_table(name, value), description)
+
+    def _log_rows(self, method, name, columns, description):
+        writer = self._writer(method)
+        count = len(next(iter(columns.values()))) if columns else 0
+        for column, values in columns.items():
             for item in values:
-                writer.append("%s/%s" % (name, column), item, description=description)
+                metric_value("%s/%s" % (name, column), item)  # refuse before writing any
+        first = writer.next_row(name, count)
+        for i in range(count):
+            for column, values in columns.items():
+                writer.append("%s/%s" % (name, column), values[i], step=first + i,
+                              description=description, table=name)
 
     def log_image(self, name, path=None, plot=None, description=""):
         """Save an image under the run's outputs/images/ and log its path as metric ``name``.
@@ -391,27 +401,54 @@ class _InteractiveWriter:
         self._run = run
         self._lock = threading.Lock()
         self._steps = None
+        self._rows = None
 
-    def append(self, name, value, step=None, description=None):
+    def _load(self):
+        """Count the values of each name and the rows of each table already stored."""
+        if self._steps is not None:
+            return
+        self._steps, self._rows = {}, {}
+        client = self._run._client()
+        for m in client.call(client.runs.GetMetrics, pb().GetMetricsRequest(run_id=self._run.id),
+                             "read the metrics of run " + self._run.id).metrics:
+            self._steps[m.name] = self._steps.get(m.name, 0) + 1
+            if m.table:
+                self._rows[m.table] = max(self._rows.get(m.table, 0), m.step + 1)
+
+    def next_row(self, table, count=1):
+        with self._lock:
+            self._load()
+            row = self._rows.get(table, 0)
+            self._rows[table] = row + count
+            return row
+
+    def append(self, name, value, step=None, description=None, table=None):
         check_name(name)
         value = metric_value(name, value)
         with self._lock:
-            if self._steps is None:
-                self._steps = {}
-                client = self._run._client()
-                for m in client.call(client.runs.GetMetrics,
-                                     pb().GetMetricsRequest(run_id=self._run.id),
-                                     "read the metrics of run " + self._run.id).metrics:
-                    self._steps[m.name] = self._steps.get(m.name, 0) + 1
+            self._load()
             if step is None:
                 step = self._steps.get(name, 0)
             self._steps[name] = self._steps.get(name, 0) + 1
             now = time.time()
-            metric = pb().Metric(name=name, step=int(step))
+            metric = pb().Metric(name=name, step=int(step), table=table or "")
             metric.time.seconds = int(now)
             metric.time.nanos = int((now - int(now)) * 1e9)
-            if isinstance(value, str):
-                metric.text = value
-            else:
-                metric.number = float(value)
+            _set_value(metric, value)
             self._run._update("log %s" % name, metrics=[metric])
+
+
+def _set_value(metric, value):
+    """Fill an amld.v1.Metric's value and value_type from a metric_value()."""
+    if isinstance(value, str):
+        metric.text = value
+    elif value is None:
+        metric.number = float("nan")
+        metric.value_type = pb().Metric.VALUE_NONE
+    elif isinstance(value, bool):
+        metric.number = float(value)
+        metric.value_type = pb().Metric.VALUE_BOOLEAN
+    else:
+        metric.number = float(value)
+        if isinstance(value, int):
+            metric.value_type = pb().Metric.VALUE_INTEGER

@@ -25,7 +25,7 @@ import sys
 import threading
 
 from amld.core._lazy import follow, pb
-from amld.core._metrics import MetricsFile
+from amld.core._metrics import MetricsFile, shape_metrics
 from amld.core._run_files import RunFiles
 from amld.core._run_logging import RunLogging
 from amld.exceptions import (
@@ -98,6 +98,20 @@ def _conda_details(env):
     return {"channels": list(env.conda_channels), "dependencies": deps}
 
 
+def _metric_value(m):
+    """An amld.v1.Metric's value with the Python type it was logged with."""
+    if m.WhichOneof("value") == "text":
+        return m.text
+    kind = m.value_type
+    if kind == pb().Metric.VALUE_BOOLEAN:
+        return bool(m.number)
+    if kind == pb().Metric.VALUE_NONE:
+        return None
+    if kind == pb().Metric.VALUE_INTEGER:
+        return int(m.number)
+    return m.number
+
+
 def _tail(data, lines=_TAIL_LINES):
     text = bytes(data).decode("utf-8", "replace")
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
@@ -161,7 +175,9 @@ class Run(RunFiles, RunLogging):
             if run_id:
                 from amld.core.experiment import Experiment
                 from amld.core.workspace import Workspace
-                experiment = Experiment(Workspace.from_config(),
+                # The run's own daemon, quietly (its socket need not answer
+                # for logging, which only appends to a file).
+                experiment = Experiment(Workspace._for_run(),
                                         os.environ.get("AMLD_EXPERIMENT") or run_id.split("_")[0],
                                         _skip_name_validation=True)
                 run = Run(experiment, run_id)
@@ -548,13 +564,17 @@ class Run(RunFiles, RunLogging):
     # --- metrics ---------------------------------------------------------------
 
     def get_metrics(self, name=None, recursive=False, run_type=None, populate=False):
-        """The run's metrics as a dict: name → value, or name → list of values if logged repeatedly.
+        """The run's metrics as a dict, shaped as azureml's get_metrics.
 
-        Values are in step order. Available while the run runs, as far as the
-        daemon has read them. ``log_row``/``log_table`` columns appear as
-        "<name>/<column>". ``populate`` has no effect (amld metrics hold no
-        links to fetch). With ``recursive``, a dict run id → metrics of this
-        run and every descendant (a sweep's children).
+        A name logged once (log) is its value; logged more often (log, or
+        log_list) a list of values in step order. A table (log_row,
+        log_table) is {column: value} after one row, {column: [values]}
+        after more (None where a row lacks the column). Values come back with
+        the type they were logged with: int, float, str, bool or None.
+        Available while the run runs, as far as the daemon has read them.
+        ``populate`` has no effect (amld metrics hold no links to fetch). With
+        ``recursive``, a dict run id → metrics of this run and every
+        descendant (a sweep's children).
         """
         if run_type is not None:
             raise UnsupportedOptionError("Run.get_metrics(run_type=...): not supported by amld")
@@ -562,16 +582,17 @@ class Run(RunFiles, RunLogging):
             # As azureml: run id → metrics, for this run and every descendant.
             runs = [self] + list(self.get_children(recursive=True))
             return {run.id: Run.get_metrics(run, name=name) for run in runs}
+        metrics = self._read_metrics([name] if name is not None else [])
+        if name is not None and not metrics:
+            # A table's values are stored by column ("<table>/<column>").
+            metrics = [m for m in self._read_metrics([]) if m.table == name]
+        return shape_metrics((m.name, m.table, m.step, _metric_value(m)) for m in metrics)
+
+    def _read_metrics(self, names):
         client = self._client()
-        request = pb().GetMetricsRequest(run_id=self._run_id,
-                                             names=[name] if name is not None else [])
-        response = client.call(client.runs.GetMetrics, request,
-                               "read the metrics of run " + self._run_id)
-        grouped = {}
-        for m in response.metrics:
-            value = m.text if m.WhichOneof("value") == "text" else m.number
-            grouped.setdefault(m.name, []).append(value)
-        return {k: (v[0] if len(v) == 1 else v) for k, v in grouped.items()}
+        request = pb().GetMetricsRequest(run_id=self._run_id, names=names)
+        return client.call(client.runs.GetMetrics, request,
+                           "read the metrics of run " + self._run_id).metrics
 
     def __repr__(self):
         """Experiment, id and the last known status."""

@@ -117,6 +117,36 @@ def default_environment():
     return env
 
 
+# azureml RunConfiguration fields amld does not act on, and what to do instead.
+_UNSUPPORTED_FIELDS = {
+    "docker": "amld does not run containers yet",
+    "environment_variables": "set run_config.environment.environment_variables instead",
+    "history": "amld always keeps a run's outputs/, logs/ and snapshot",
+    "data": "amld has no datasets", "data_references": "amld has no datastores",
+    "output_data": "amld has no datasets", "datacaches": "amld has no datastores",
+    "source_directory_data_store": "amld has no datastores",
+    "mpi": "give ScriptRunConfig(distributed_job_config=MpiConfiguration(...)) without run_config",
+    "pytorch": "give ScriptRunConfig(distributed_job_config=PyTorchConfiguration(...)) without "
+               "run_config",
+    "tensorflow": "give ScriptRunConfig(distributed_job_config=TensorflowConfiguration(...)) "
+                  "without run_config",
+    "amlcompute": "amld provisions no clusters; name a compute target in run_config.target",
+    "kubernetescompute": "amld has no Kubernetes targets",
+    "spark": "amld does not run Spark", "hdi": "amld does not run HDInsight",
+    "paralleltask": "amld has no parallel-run steps",
+    "services": "amld does not start services beside a run",
+    "credential_passthrough": "runs run as their submitter's user",
+    "priority": "amld's priority is -100..100: use `aml run submit --priority`",
+}
+
+
+def _count(field, value):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise UserErrorException("RunConfiguration.%s must be a non-negative integer or None, "
+                                 "got %r" % (field, value))
+    return value
+
+
 class RunConfiguration:
     """Where and with what a script runs (the parts of azureml's RunConfiguration amld uses).
 
@@ -124,7 +154,18 @@ class RunConfiguration:
     :ivar environment: the Environment; by default user-managed with the
         executor's python3 (set ``environment.python.interpreter_path`` for another).
     :ivar node_count: nodes; only 1 is supported without a distributed config.
+    :ivar max_run_duration_seconds: the run is canceled after this long (None: no limit).
+    :ivar gpus: (amld) GPUs the run gets to itself, through CUDA_VISIBLE_DEVICES;
+        None means the daemon's default (amld.yaml ``runs.default_gpus``, else 0).
+    :ivar cpus: (amld) CPU slots the run holds; None means 1.
+
+    Other azureml fields (docker, data, history, mpi, ...) raise
+    UnsupportedOptionError saying what amld does instead; unknown names raise
+    UserErrorException: nothing set is silently ignored.
     """
+
+    _FIELDS = frozenset(("script", "arguments", "command", "target", "environment", "node_count",
+                         "max_run_duration_seconds", "framework", "communicator", "gpus", "cpus"))
 
     def __init__(self, script=None, arguments=None, framework=None, communicator=None,
                  conda_dependencies=None, _history_enabled=None, _path=None, _name=None,
@@ -134,16 +175,11 @@ class RunConfiguration:
         framework other than "Python", communicator other than "None" and
         conda_dependencies are azureml options amld does not support; they raise.
         """
-        if framework not in (None, "Python", "python"):
-            raise UnsupportedOptionError("RunConfiguration(framework=%r): amld runs Python "
-                                         "scripts or commands only" % framework)
-        if communicator not in (None, "None"):
-            raise UnsupportedOptionError("RunConfiguration(communicator=%r): use "
-                                         "ScriptRunConfig(distributed_job_config=...) instead"
-                                         % communicator)
         if conda_dependencies is not None:
             raise UnsupportedOptionError("RunConfiguration(conda_dependencies=...): amld does not "
                                          "build conda environments")
+        self.framework = framework
+        self.communicator = communicator
         self.script = script
         self.arguments = list(arguments or [])
         self.command = command
@@ -151,6 +187,34 @@ class RunConfiguration:
         self.environment = default_environment()
         self.node_count = 1
         self.max_run_duration_seconds = None
+        self.gpus = None
+        self.cpus = None
+
+    def __setattr__(self, name, value):
+        """Keep the fields amld uses; refuse the rest by name."""
+        if name == "framework" and value not in (None, "Python", "python"):
+            raise UnsupportedOptionError("RunConfiguration(framework=%r): amld runs Python "
+                                         "scripts or commands only" % value)
+        if name == "communicator" and value not in (None, "None"):
+            raise UnsupportedOptionError("RunConfiguration(communicator=%r): use "
+                                         "ScriptRunConfig(distributed_job_config=...) instead"
+                                         % value)
+        if name in ("gpus", "cpus"):
+            value = _count(name, value)
+        if name in _UNSUPPORTED_FIELDS:
+            raise UnsupportedOptionError("RunConfiguration.%s: %s" % (name,
+                                                                     _UNSUPPORTED_FIELDS[name]))
+        if name not in self._FIELDS and not name.startswith("_"):
+            raise UserErrorException("RunConfiguration has no field %r; amld's holds %s"
+                                     % (name, ", ".join(sorted(self._FIELDS))))
+        object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        """Reading an azureml field amld does not act on says so (e.g. run_config.docker)."""
+        if name in _UNSUPPORTED_FIELDS:
+            raise UnsupportedOptionError("RunConfiguration.%s: %s" % (name,
+                                                                     _UNSUPPORTED_FIELDS[name]))
+        raise AttributeError("RunConfiguration has no field %r" % name)
 
     def __repr__(self):
         """The configuration's target and environment."""

@@ -12,6 +12,7 @@ optional.)
 
 import json
 import os
+import sys
 import warnings
 
 from amld.exceptions import UserErrorException
@@ -31,6 +32,26 @@ def default_socket_path():
     if os.environ.get("XDG_RUNTIME_DIR"):
         return os.path.join(os.environ["XDG_RUNTIME_DIR"], "amld", "amld.sock")
     return "/tmp/amld-%d/amld.sock" % os.getuid()
+
+
+def _daemon_listening(socket_path):
+    """True when something accepts connections on the Unix socket ``socket_path``."""
+    import socket
+    import stat
+    try:
+        if not stat.S_ISSOCK(os.stat(socket_path).st_mode):
+            return False
+    except OSError:
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2)
+    try:
+        probe.connect(socket_path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
 
 
 def _find_config(start, file_name):
@@ -78,9 +99,12 @@ class Workspace:
 
         Looks for ``.amld/config.json`` in ``path`` (default: the current
         folder) and each folder above it; ``path`` may also be the config file
-        itself. Without a config file, ``$AMLD_SOCKET`` is used, else the
-        user-mode socket (``$XDG_RUNTIME_DIR/amld/amld.sock`` or
-        ``/tmp/amld-$UID/amld.sock``).
+        itself. Without a config file, azureml raises UserErrorException("We
+        could not find config.json in: ..."); amld does too, unless a daemon
+        listens on ``$AMLD_SOCKET``, else on the user-mode socket
+        (``$XDG_RUNTIME_DIR/amld/amld.sock`` or ``/tmp/amld-$UID/amld.sock``):
+        then it uses that daemon and says so on stderr (one line naming the
+        socket; ``ws.write_config()`` pins it for the project).
 
         :param auth: Azure credentials have no meaning here (the daemon knows
             the caller from the socket); passing one warns and is not used.
@@ -100,7 +124,8 @@ class Workspace:
                                          "a folder" % path)
             config_path = _find_config(start, file_name)
         if config_path is None:
-            return Workspace()
+            return Workspace._without_config(path if path is not None else os.getcwd(),
+                                             file_name)
         config = _read_config(config_path)
         socket = config.get("socket")
         if socket is not None and not isinstance(socket, str):
@@ -110,6 +135,32 @@ class Workspace:
             base = os.path.dirname(os.path.dirname(os.path.abspath(config_path)))
             socket = os.path.join(base, os.path.expanduser(socket))
         return Workspace(socket_path=socket or None, workspace_name=config.get("workspace_name"))
+
+    @staticmethod
+    def _without_config(searched, file_name):
+        """from_config() when no config file was found: the daemon listening, or azureml's error."""
+        socket_path = os.path.abspath(default_socket_path())
+        why = "$AMLD_SOCKET" if os.environ.get("AMLD_SOCKET") else "the user-mode default"
+        if _daemon_listening(socket_path):
+            sys.stderr.write(
+                "amld: Workspace.from_config(): no %s/%s in %s or its parent folders; using the "
+                "daemon on %s (%s). ws.write_config() pins it for this project.\n"
+                % (CONFIG_DIR, file_name, searched, socket_path, why))
+            sys.stderr.flush()
+            return Workspace()
+        raise UserErrorException(
+            "We could not find config.json in: %s or in its parent directories. Please provide "
+            "the full path to the config file or ensure that config.json exists in the parent "
+            "directories. (amld looks for %s/%s, and no daemon listens on %s (%s) either: start "
+            "one with `aml daemon start`, or set $AMLD_SOCKET.)"
+            % (searched, CONFIG_DIR, file_name, socket_path, why))
+
+    @staticmethod
+    def _for_run():
+        """Inside a run: the project's config when the run's folder has one, else the default
+        socket (the run's AMLD_SOCKET), without from_config()'s error or notice."""
+        config_path = _find_config(os.getcwd(), CONFIG_FILE)
+        return Workspace.from_config(path=config_path) if config_path else Workspace()
 
     def write_config(self, path=None, file_name=None):
         """Write ``.amld/config.json`` (or ``.amld/<file_name>``) under ``path`` (default: cwd).

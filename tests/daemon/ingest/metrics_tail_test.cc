@@ -47,13 +47,39 @@ TEST(ParseMetricLineTest, NumbersTextsStepsAndTimes) {
   EXPECT_EQ(loss.time().seconds(), 1700000000);
   EXPECT_EQ(loss.time().nanos(), 500000000);
 
+  EXPECT_EQ(loss.value_type(), Metric::VALUE_FLOAT_OR_TEXT);
+
   Metric integer = Parse(R"({"name": "epochs", "value": 12})");
   EXPECT_EQ(integer.value_case(), Metric::kNumber);
   EXPECT_EQ(integer.number(), 12.0);
+  EXPECT_EQ(integer.value_type(), Metric::VALUE_INTEGER);
 
   Metric text = Parse(R"({"name": "phase", "value": "warm-up \u00e9", "description": "ignored"})");
   EXPECT_EQ(text.value_case(), Metric::kText);
   EXPECT_EQ(text.text(), "warm-up \xc3\xa9");
+}
+
+// azureml gives booleans and None back as logged: they keep their type
+// beside a number every other reader understands (1, 0, NaN).
+TEST(ParseMetricLineTest, BooleansAndNullKeepTheirType) {
+  Metric yes = Parse(R"({"name": "converged", "value": true})");
+  EXPECT_EQ(yes.number(), 1.0);
+  EXPECT_EQ(yes.value_type(), Metric::VALUE_BOOLEAN);
+  EXPECT_EQ(Parse(R"({"name": "converged", "value": false})").number(), 0.0);
+  Metric none = Parse(R"({"name": "best", "value": null})");
+  EXPECT_TRUE(std::isnan(none.number()));
+  EXPECT_EQ(none.value_type(), Metric::VALUE_NONE);
+}
+
+TEST(ParseMetricLineTest, ATableColumnValueNamesItsTable) {
+  Metric cell = Parse(R"({"name": "Y over X/x", "table": "Y over X", "value": 1, "step": 4})");
+  EXPECT_EQ(cell.table(), "Y over X");
+  EXPECT_EQ(cell.step(), 4);
+  EXPECT_EQ(Parse(R"({"name": "a/b", "value": 1})").table(), "");
+  EXPECT_THAT(ParseError(R"({"name": "a/b", "table": "c", "value": 1})"),
+              HasSubstr("\"name\" \"<table>/<column>\""));
+  EXPECT_THAT(ParseError(R"({"name": "a/", "table": "a", "value": 1})"), HasSubstr("\"table\""));
+  EXPECT_THAT(ParseError(R"({"name": "a/b", "table": 3, "value": 1})"), HasSubstr("\"table\""));
 }
 
 TEST(ParseMetricLineTest, AMissingStepCountsEarlierValuesAndAMissingTimeIsNow) {
@@ -87,9 +113,8 @@ TEST(ParseMetricLineTest, MalformedLinesSayWhatIsWrong) {
   EXPECT_THAT(ParseError(R"({"name": "", "value": 1})"), HasSubstr("\"name\""));
   EXPECT_THAT(ParseError(R"({"name": 3, "value": 1})"), HasSubstr("\"name\""));
   EXPECT_THAT(ParseError(R"({"name": "a"})"), HasSubstr("\"value\" is missing"));
-  EXPECT_THAT(ParseError(R"({"name": "a", "value": true})"),
-              HasSubstr("\"value\" must be a number or a string, not boolean"));
-  EXPECT_THAT(ParseError(R"({"name": "a", "value": null})"), HasSubstr("not null"));
+  EXPECT_THAT(ParseError(R"({"name": "a", "value": {"x": 1}})"),
+              HasSubstr("\"value\" must be a number, a string, true, false or null, not object"));
   EXPECT_THAT(ParseError(R"({"name": "a", "value": [1, 2]})"), HasSubstr("not array"));
   EXPECT_THAT(ParseError(R"({"name": "a", "value": 1, "step": 1.5})"),
               HasSubstr("\"step\" must be an integer"));
@@ -145,7 +170,7 @@ TEST_F(MetricsTailTest, MalformedLinesAreSkippedWithTheirLineNumberAndTheRestIsK
   Append(
       "{\"name\": \"loss\", \"value\": 1}\n"
       "not json at all\n"
-      "{\"name\": \"loss\", \"value\": true}\n"
+      "{\"name\": \"loss\", \"value\": [1]}\n"
       "{\"name\": \"loss\", \"value\": 2}\n");
   MetricsTail::Batch batch = Read(tail);
   EXPECT_THAT(Names(batch), ElementsAre("loss@0", "loss@1"));

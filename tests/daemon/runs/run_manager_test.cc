@@ -323,9 +323,11 @@ TEST_F(RunManagerTest, ExitsBecomeTheRightFinalStatusAndReason) {
   EXPECT_EQ(Get(timeout).error(), "timed out after 30 s");
   EXPECT_EQ(Get(noexec).error(), "could not start: exec python3: No such file or directory");
   EXPECT_THAT(Get(lost).error(), HasSubstr("daemon lost the run: supervisor lost"));
-  for (const std::string& id : {code, sig, timeout, noexec, lost}) {
+  for (const std::string& id : {code, sig, noexec, lost}) {
     EXPECT_EQ(StatusOf(id), RunStatus::FAILED) << id;
   }
+  // azureml cancels a run past its max_run_duration_seconds.
+  EXPECT_EQ(StatusOf(timeout), RunStatus::CANCELED);
 }
 
 TEST_F(RunManagerTest, AnExitReportedBeforeLaunchReturnsIsNotLost) {
@@ -735,6 +737,38 @@ TEST_F(SchedulingTest, GpusReachTheProcessNeverOverlapAndAreRecorded) {
   EXPECT_EQ(VisibleGpus(cpu_only), "");                   // set, and empty: no GPU at all
   EXPECT_THAT(Get(one).assigned_gpus(), ElementsAre(0));  // kept after the end
   EXPECT_EQ(manager_->local_target().free_cpus, 8 - 3);
+}
+
+// amld.yaml default_gpus: a local run with no `resources` gets that many; one
+// that asked (even for 0) keeps its request. A run without a GPU on a machine
+// with GPUs finds one line saying so at the top of its output; one with GPUs
+// finds nothing there.
+TEST_F(SchedulingTest, DefaultGpusAndTheNoGpuLine) {
+  RunManagerOptions o = GpuOptions(3, {0, 1});
+  o.default_gpus = 1;
+  StartManagerWith(o);
+  std::string defaulted = Submit(Config());
+  std::string none = Submit(Asking(0));
+  tasks_.RunAll();
+  EXPECT_THAT(executor_.launched, ElementsAre(defaulted, none));
+  EXPECT_EQ(Get(defaulted).config().resources().gpus(), 1);
+  EXPECT_EQ(VisibleGpus(defaulted), "0");
+  EXPECT_EQ(VisibleGpus(none), "");
+  EXPECT_EQ(testing::ReadFile(manager_->PathsFor(defaulted).std_log), "");
+  EXPECT_EQ(testing::ReadFile(manager_->PathsFor(none).std_log), NoGpuNotice({0, 1}));
+  const std::string notice = NoGpuNotice({0, 1});
+  EXPECT_THAT(notice, HasSubstr("amld: this run has no GPU (CUDA_VISIBLE_DEVICES is empty; this "
+                                "machine has 2: 0,1)"));
+  EXPECT_EQ(std::count(notice.begin(), notice.end(), '\n'), 1);
+  EXPECT_TRUE(absl::EndsWith(notice, "\n"));
+}
+
+TEST_F(SchedulingTest, ThereIsNoNoGpuLineOnAMachineWithoutGpus) {
+  StartManagerWith(GpuOptions(2, {}));
+  std::string plain = Submit(Config());
+  tasks_.RunAll();
+  EXPECT_THAT(executor_.launched, ElementsAre(plain));
+  EXPECT_EQ(testing::ReadFile(manager_->PathsFor(plain).std_log), "");
 }
 
 TEST_F(SchedulingTest, PriorityFirstThenUsersTakeTurnsThenFifo) {

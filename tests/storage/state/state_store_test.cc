@@ -209,7 +209,7 @@ class StateStoreTest : public ::testing::Test {
 // Opening and migrating.
 
 TEST_F(StateStoreTest, EmptyFileIsMigratedToLatestWithWalAndTables) {
-  EXPECT_EQ(StateStore::LatestSchemaVersion(), 5);
+  EXPECT_EQ(StateStore::LatestSchemaVersion(), 6);
   auto version = store_->SchemaVersion();
   ASSERT_TRUE(version.ok()) << version.status();
   EXPECT_EQ(*version, StateStore::LatestSchemaVersion());
@@ -1083,6 +1083,31 @@ TEST_F(StateStoreTest, MetricsAreAppendedAndReadByName) {
   EXPECT_EQ(store_->GetMetrics("nope", {}).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(store_->AppendMetrics("nope", {NumberMetric("x", 0, 1, kBaseNs)}).code(),
             absl::StatusCode::kNotFound);
+}
+
+// Schema 6: a value's logged type (int, bool, None) and its table come back
+// as stored, so the SDK gives them back as azureml does.
+TEST_F(StateStoreTest, MetricValueTypesAndTablesAreKept) {
+  Insert(MakeRun("r1", "mnist", At(0)));
+  amld::v1::Metric flag = NumberMetric("converged", 0, 1, kBaseNs);
+  flag.set_value_type(amld::v1::Metric::VALUE_BOOLEAN);
+  amld::v1::Metric none = NumberMetric("best", 0, std::numeric_limits<double>::quiet_NaN(), kBaseNs);
+  none.set_value_type(amld::v1::Metric::VALUE_NONE);
+  amld::v1::Metric cell = NumberMetric("t/x", 3, 7, kBaseNs);
+  cell.set_value_type(amld::v1::Metric::VALUE_INTEGER);
+  cell.set_table("t");
+  ASSERT_TRUE(store_->AppendMetrics("r1", {flag, none, cell}).ok());
+  auto all = store_->GetMetrics("r1", {});
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].name(), "best");
+  EXPECT_EQ((*all)[0].value_type(), amld::v1::Metric::VALUE_NONE);
+  EXPECT_TRUE(std::isnan((*all)[0].number()));
+  EXPECT_EQ((*all)[1].value_type(), amld::v1::Metric::VALUE_BOOLEAN);
+  EXPECT_EQ((*all)[1].number(), 1);
+  EXPECT_EQ((*all)[2].table(), "t");
+  EXPECT_EQ((*all)[2].step(), 3);
+  EXPECT_EQ((*all)[2].value_type(), amld::v1::Metric::VALUE_INTEGER);
 }
 
 TEST_F(StateStoreTest, BadMetricsAreRefusedAndTheBatchNotStored) {
