@@ -496,6 +496,7 @@ void RunManager::StartReadyLocked() {
 
 void RunManager::ForgetLocked(const std::string& run_id) {
   active_.erase(run_id);
+  if (environments_ != nullptr) environments_->Release(run_id);  // its lease, if any
   if (scheduler_.Release(run_id)) StartReadyLocked();
 }
 
