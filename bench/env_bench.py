@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Environment build figures: a managed environment's first and second run through amld, beside
 `python3 -m venv` + `pip install` of the same wheels by hand.
 
@@ -28,14 +28,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PY = "/usr/bin/python3"
-PACKAGES = {
-    "amldtest-beta": ("amldtest_beta", [], "def value():\n    return 41\n"),
-    "amldtest-alpha": ("amldtest_alpha", ["amldtest-beta"],
-                       "import amldtest_beta\n\ndef hello():\n"
-                       "    return 'alpha sees beta %d' % (amldtest_beta.value() + 1)\n"),
-}
-
+sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
+from wheelhouse import build_wheel  # noqa: E402  (the tests' packages, one definition)
 
 def run(argv, **kw):
     r = subprocess.run(argv, capture_output=True, text=True, **kw)
@@ -46,18 +40,8 @@ def run(argv, **kw):
 
 def wheelhouse(root):
     wheels = os.path.join(root, "wheels")
-    for name, (module, deps, code) in PACKAGES.items():
-        src = os.path.join(root, "src", name)
-        os.makedirs(os.path.join(src, module))
-        with open(os.path.join(src, module, "__init__.py"), "w") as f:
-            f.write(code)
-        with open(os.path.join(src, "pyproject.toml"), "w") as f:
-            f.write('[build-system]\nrequires = ["setuptools"]\nbuild-backend = '
-                    '"setuptools.build_meta"\n\n[project]\nname = "%s"\nversion = "1.0"\n'
-                    'dependencies = %s\n\n[tool.setuptools]\npackages = ["%s"]\n'
-                    % (name, json.dumps(deps), module))
-        run([PY, "-m", "pip", "wheel", "--no-deps", "--no-index", "--no-build-isolation",
-             "--disable-pip-version-check", "-q", "-w", wheels, src])
+    for name in ("amldtest-beta", "amldtest-alpha"):
+        build_wheel(name, wheels, root)
     return wheels
 
 

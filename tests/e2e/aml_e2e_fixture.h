@@ -221,8 +221,9 @@ limits:
   }
 
   // Managed environments without a network: wheels of two tiny packages
-  // (amldtest-alpha depends on amldtest-beta) built with `pip wheel` into
-  // `wheelhouse` (readable by every user: a target's login reads it), and
+  // (amldtest-alpha depends on amldtest-beta; tests/python/wheelhouse.py)
+  // built into `wheelhouse` (readable by every user: a target's login reads
+  // it), and
   // the daemon's amld.yaml pointing pip at it alone (a MakeTempDir folder:
   // its parent is world-readable). Call before
   // StartDaemon. Also writes project_/envsrc/train.py (prints
@@ -232,31 +233,11 @@ limits:
                                const std::string& name,
                                const std::vector<std::string>& pip_packages) {
     if (!fs::exists(wheelhouse / "built")) {
-      const std::vector<std::pair<std::string, std::string>> packages = {
-          {"amldtest-beta", "[]"}, {"amldtest-alpha", "[\"amldtest-beta\"]"}};
-      for (const auto& [package, deps] : packages) {
-        std::string module = package;
-        module[module.find('-')] = '_';
-        const fs::path src = wheelhouse / "src" / package;
-        fs::create_directories(src / module);
-        amld::testing::WriteFile(
-            src / module / "__init__.py",
-            package == "amldtest-beta"
-                ? "def value():\n    return 41\n"
-                : "import amldtest_beta\n\ndef hello():\n"
-                  "    return 'alpha sees beta %d' % (amldtest_beta.value() + 1)\n");
-        amld::testing::WriteFile(
-            src / "pyproject.toml",
-            absl::StrCat("[build-system]\nrequires = [\"setuptools\"]\nbuild-backend = "
-                         "\"setuptools.build_meta\"\n\n[project]\nname = \"",
-                         package, "\"\nversion = \"1.0\"\ndependencies = ", deps,
-                         "\n\n[tool.setuptools]\npackages = [\"", module, "\"]\n"));
-        auto r = amld::testing::RunProcess(
-            {kPython, "-m", "pip", "wheel", "--no-deps", "--no-index", "--no-build-isolation",
-             "--disable-pip-version-check", "-q", "-w", wheelhouse.string(), src.string()},
-            Options());
-        EXPECT_EQ(r.exit_code, 0) << Describe(r);
-      }
+      auto r = amld::testing::RunProcess(
+          {kPython, (testing::SourceDir() / "tests/python/wheelhouse.py").string(),
+           wheelhouse.string()},
+          Options());
+      EXPECT_EQ(r.exit_code, 0) << Describe(r);
       amld::testing::WriteFile(wheelhouse / "built", "");
       fs::permissions(wheelhouse, fs::perms::others_read | fs::perms::others_exec,
                       fs::perm_options::add);

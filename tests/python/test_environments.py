@@ -19,32 +19,7 @@ import time
 import pytest
 
 from conftest import Daemon, wait_until, write_script
-
-PACKAGES = {
-    "amldtest-beta": ("amldtest_beta", [], "def value():\n    return 41\n"),
-    "amldtest-alpha": ("amldtest_alpha", ["amldtest-beta"],
-                       "import amldtest_beta\n\ndef hello():\n"
-                       "    return 'alpha sees beta %d' % (amldtest_beta.value() + 1)\n"),
-    "amldtest-gamma": ("amldtest_gamma", [], "NAME = 'gamma'\n"),
-}
-
-
-def build_wheel(name, wheelhouse, root):
-    """``pip wheel`` of a local source folder: no network, no build isolation."""
-    module, deps, code = PACKAGES[name]
-    src = os.path.join(root, "src", name)
-    os.makedirs(os.path.join(src, module))
-    with open(os.path.join(src, module, "__init__.py"), "w") as f:
-        f.write(code)
-    with open(os.path.join(src, "pyproject.toml"), "w") as f:
-        f.write('[build-system]\nrequires = ["setuptools"]\nbuild-backend = '
-                '"setuptools.build_meta"\n\n[project]\nname = "%s"\nversion = "1.0"\n'
-                'dependencies = %s\n\n[tool.setuptools]\npackages = ["%s"]\n'
-                % (name, json.dumps(deps), module))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index",
-                    "--no-build-isolation", "--disable-pip-version-check", "-q",
-                    "-w", wheelhouse, src], check=True, capture_output=True)
-
+from wheelhouse import build_wheel
 
 @pytest.fixture(scope="module")
 def env_daemon():
