@@ -165,6 +165,28 @@ class ConfigParser {
     return n;
   }
 
+  // A size: bytes ("1048576") or a number with KiB, MiB, GiB or TiB
+  // ("20GiB", "1.5 GiB").
+  absl::StatusOr<int64_t> Bytes(const YAML::Node& key, const YAML::Node& value,
+                                const std::string& name) {
+    const YAML::Node& at = value.Mark().is_null() ? key : value;
+    const std::string what = absl::StrCat(
+        name, " must be a size: bytes, or a number with KiB, MiB, GiB or TiB (e.g. 20GiB)");
+    if (!value.IsScalar()) return Error(at, what);
+    absl::string_view text = absl::StripAsciiWhitespace(value.Scalar());
+    int64_t bytes = 0;
+    if (absl::SimpleAtoi(text, &bytes) && bytes >= 0) return bytes;
+    static const std::pair<const char*, int> kUnits[] = {
+        {"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"TiB", 40}};
+    for (const auto& [unit, shift] : kUnits) {
+      if (!absl::ConsumeSuffix(&text, unit)) continue;
+      double n = 0;
+      if (!absl::SimpleAtod(absl::StripAsciiWhitespace(text), &n) || n < 0 || n > (1 << 20)) break;
+      return static_cast<int64_t>(n * static_cast<double>(int64_t{1} << shift));
+    }
+    return Error(at, absl::StrCat(what, ", got \"", value.Scalar(), "\""));
+  }
+
   template <typename T>
   absl::Status Assign(const YAML::Node& key, const YAML::Node& value, int64_t min, int64_t max,
                       T* out, const std::string& prefix = "") {
@@ -280,7 +302,7 @@ class ConfigParser {
   }
 
   // environments: {index_url, extra_index_urls, find_links, no_index,
-  // conda_path, build_timeout_seconds} (daemon/envs/env_builder.h).
+  // conda_path, build_timeout_seconds, cache_budget} (daemon/envs/env_builder.h).
   absl::Status Environments(const YAML::Node& key, const YAML::Node& value,
                             EnvironmentOptions* envs) {
     if (value.IsNull()) return absl::OkStatus();
@@ -317,6 +339,11 @@ class ConfigParser {
          [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
            AMLD_ASSIGN_OR_RETURN(int64_t n, Integer(k, v, p + k.Scalar(), 1, kMaxSeconds));
            envs->build_timeout = absl::Seconds(n);
+           return absl::OkStatus();
+         }},
+        {"cache_budget",
+         [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
+           AMLD_ASSIGN_OR_RETURN(envs->cache_budget, Bytes(k, v, p + k.Scalar()));
            return absl::OkStatus();
          }},
     };

@@ -22,6 +22,8 @@
 //     no_index: true            # pip --no-index: only find_links
 //     conda_path: /opt/micromamba/bin/micromamba  # for conda packages beyond python, pip
 //     build_timeout_seconds: 3600  # one build step at most
+//     cache_budget: 20GiB       # built environments kept, least recently used
+//                               # removed first (default 20GiB; 0: no budget)
 //   web:                        # the web view (daemon/web/web_server.h)
 //     enabled: true             # serve from the start (default: from the first `aml ui`)
 //     address: 127.0.0.1        # where to listen (default); another address

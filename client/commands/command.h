@@ -148,6 +148,8 @@ void AddComputeDeleteCommand(CLI::App& compute, CommandContext& ctx);
 // `aml env list|show` (env_list.cc).
 void AddEnvCommands(CLI::App& app, CommandContext& ctx);
 void AddEnvCreateCommand(CLI::App& env, CommandContext& ctx);
+// `aml env build|prune` (env_build.cc).
+void AddEnvCacheCommands(CLI::App& env, CommandContext& ctx);
 // `aml model list|show|download` (model.cc).
 void AddModelCommands(CLI::App& app, CommandContext& ctx);
 void AddDaemonStartCommand(CLI::App& daemon, CommandContext& ctx);

@@ -81,6 +81,15 @@ int RunDaemonStatus(const GlobalOptions& global) {
                 << GcSummary(info.last_gc()) << '\n';
     }
   }
+  if (info.environment_cache_count() > 0 || info.environment_cache_budget_bytes() > 0) {
+    std::cout << "environments:  " << info.environment_cache_count() << " built, "
+              << HumanBytes(info.environment_cache_bytes()) << " ("
+              << info.environment_cache_in_use() << " in use), budget "
+              << (info.environment_cache_budget_bytes() > 0
+                      ? HumanBytes(info.environment_cache_budget_bytes())
+                      : std::string("none"))
+              << '\n';
+  }
   if (info.executors_size() > 0) {
     std::cout << "executors:     " << absl::StrJoin(info.executors(), ", ") << '\n';
   }

@@ -100,6 +100,7 @@ void AddEnvCommands(CLI::App& app, CommandContext& ctx) {
   show->callback(
       [&ctx, name] { ctx.action = [&ctx, name] { return RunEnvShow(ctx.global, *name); }; });
   AddEnvCreateCommand(*env, ctx);
+  AddEnvCacheCommands(*env, ctx);
 }
 
 }  // namespace amld::client::commands

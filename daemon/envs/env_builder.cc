@@ -101,6 +101,8 @@ void EnvironmentBuilder::CleanUp() {
     const std::string name = e.path().filename().string();
     if (absl::StartsWith(name, kBuildPrefix) && !linked.contains(name)) {
       fs::remove_all(e.path(), ec);  // a build cut short
+    } else if (absl::StartsWith(name, ".buildlog-")) {
+      fs::remove(e.path(), ec);  // an `aml env build` cut short
     }
   }
 }
@@ -151,7 +153,9 @@ void EnvironmentBuilder::Acquire(const EnvironmentSpec& spec, BuildRequest reque
       queue_.push_back(digest);
       return;
     }
+    TakeLeaseLocked(digest, request.run_id);
   }
+  TouchLastUse(*built);
   Note(request.std_log, absl::StrCat("using environment ", shorter, " (built before)"));
   done(std::move(built));
 }
@@ -159,19 +163,30 @@ void EnvironmentBuilder::Acquire(const EnvironmentSpec& spec, BuildRequest reque
 void EnvironmentBuilder::Work() {
   for (;;) {
     Build build;
+    bool trim = false;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]()
-                       ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
+      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !queue_.empty() || trim_wanted_;
+      };
       mu_.Await(absl::Condition(&ready));
       if (stopping_) return;
-      const std::string digest = queue_.front();
-      queue_.erase(queue_.begin());
-      Build& b = builds_.at(digest);
-      build.spec = b.spec;
-      build.digest = b.digest;
-      build.waiters.push_back({b.waiters.front().request, nullptr});
-      ++builds_started_;
+      trim = queue_.empty();
+      if (trim) {
+        trim_wanted_ = false;
+      } else {
+        const std::string digest = queue_.front();
+        queue_.erase(queue_.begin());
+        Build& b = builds_.at(digest);
+        build.spec = b.spec;
+        build.digest = b.digest;
+        build.waiters.push_back({b.waiters.front().request, nullptr});
+        ++builds_started_;
+      }
+    }
+    if (trim) {
+      if (options_.cache_budget > 0) Evict(options_.cache_budget);
+      continue;
     }
     const BuildRequest& first = build.waiters.front().request;
     const std::string shorter = ShortDigest(build.digest);
@@ -208,8 +223,11 @@ void EnvironmentBuilder::Work() {
                            : absl::StrCat("environment ", shorter, " could not be built (run ",
                                           first.run_id, "): ", result.status().message()));
         }
+        if (result.ok()) TakeLeaseLocked(build.digest, w.request.run_id);
         calls.emplace_back(std::move(w.done), result);
       }
+      // Within the budget again, now that the new one is held.
+      if (result.ok() && options_.cache_budget > 0) trim_wanted_ = true;
     }
     CallAll(std::move(calls));
   }
@@ -252,32 +270,22 @@ absl::StatusOr<fs::path> EnvironmentBuilder::RunBuild(const Build& build, int lo
     if (!spec.python_version.empty()) {
       // python3.11 may be 3.11.4 when 3.11.7 was asked for: say so, never
       // run with another version than the spec names.
-      const std::string check = absl::StrCat(
-          "import platform,sys; v=platform.python_version(); w='", spec.python_version,
-          "'; sys.exit(0 if v==w or v.startswith(w+'.') else 'this machine has Python '+v+', not "
-          "'+w)");
-      AMLD_RETURN_IF_ERROR(Step("python version check", {python, "-c", check}, log_fd));
+      AMLD_RETURN_IF_ERROR(
+          Step("python version check", {python, "-c", PythonVersionCheck(spec)}, log_fd));
     }
     AMLD_RETURN_IF_ERROR(
         base::WriteFileAtomically(folder / "amld-requirements.txt", RequirementsFile(spec)));
     if (!spec.pip_options.empty() || !spec.pip_requirements.empty()) {
       std::vector<std::string> argv = {
           python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"};
-      if (options_.no_index) argv.push_back("--no-index");
-      if (!options_.index_url.empty()) {
-        argv.insert(argv.end(), {"--index-url", options_.index_url});
-      }
-      for (const std::string& u : options_.extra_index_urls) {
-        argv.insert(argv.end(), {"--extra-index-url", u});
-      }
-      for (const std::string& f : options_.find_links) {
-        argv.insert(argv.end(), {"--find-links", f});
-      }
+      for (std::string& o : PipIndexOptions(options_)) argv.push_back(std::move(o));
       argv.insert(argv.end(), {"-r", (folder / "amld-requirements.txt").string()});
       AMLD_RETURN_IF_ERROR(Step("pip install", std::move(argv), log_fd));
     }
     AMLD_RETURN_IF_ERROR(
         base::WriteFileAtomically(folder / "amld-environment.txt", CanonicalText(spec)));
+    RecordSize(folder);
+    TouchLastUse(folder);
     return Publish(folder, build.digest);
   }();
   if (!built.ok()) {
@@ -352,19 +360,105 @@ absl::Status EnvironmentBuilder::Publish(const fs::path& folder, const std::stri
   return base::SyncDirectory(options_.root);
 }
 
+std::vector<std::string> PipIndexOptions(const EnvironmentOptions& options) {
+  std::vector<std::string> args;
+  if (options.no_index) args.push_back("--no-index");
+  if (!options.index_url.empty()) args.insert(args.end(), {"--index-url", options.index_url});
+  for (const std::string& u : options.extra_index_urls) {
+    args.insert(args.end(), {"--extra-index-url", u});
+  }
+  for (const std::string& f : options.find_links) args.insert(args.end(), {"--find-links", f});
+  return args;
+}
+
+void EnvironmentBuilder::TakeLeaseLocked(const std::string& digest, const std::string& holder) {
+  if (!holder.empty()) leases_[holder] = digest;
+}
+
+void EnvironmentBuilder::Hold(const std::string& digest, const std::string& holder) {
+  absl::MutexLock lock(&mu_);
+  TakeLeaseLocked(digest, holder);
+}
+
+void EnvironmentBuilder::Release(const std::string& holder) {
+  std::string digest;
+  {
+    absl::MutexLock lock(&mu_);
+    auto node = leases_.extract(holder);
+    if (node.empty()) return;
+    digest = std::move(node.mapped());
+    if (options_.cache_budget > 0) trim_wanted_ = true;
+  }
+  if (absl::StatusOr<fs::path> prefix = Built(digest); prefix.ok()) TouchLastUse(*prefix);
+}
+
+void EnvironmentBuilder::RequestTrim() {
+  absl::MutexLock lock(&mu_);
+  if (options_.cache_budget > 0) trim_wanted_ = true;
+}
+
+std::vector<CachedEnvironment> EnvironmentBuilder::Prune() { return Evict(0); }
+
+CacheUsage EnvironmentBuilder::Usage() const {
+  CacheUsage usage;
+  std::set<std::string> held;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [holder, digest] : leases_) held.insert(digest);
+  }
+  for (const CachedEnvironment& env : ListCache(options_.root)) {
+    ++usage.count;
+    usage.bytes += env.bytes;
+    if (held.contains(env.digest)) ++usage.in_use;
+  }
+  return usage;
+}
+
+std::vector<CachedEnvironment> EnvironmentBuilder::Evict(int64_t keep_bytes) {
+  const std::vector<CachedEnvironment> all = ListCache(options_.root);
+  int64_t total = 0;
+  for (const CachedEnvironment& env : all) total += env.bytes;
+  std::vector<CachedEnvironment> removed;
+  {
+    absl::MutexLock lock(&mu_);
+    std::set<std::string> held;
+    for (const auto& [holder, digest] : leases_) held.insert(digest);
+    for (const CachedEnvironment& env : all) {  // least recently used first
+      if (total <= keep_bytes) break;
+      if (held.contains(env.digest) || builds_.contains(env.digest)) continue;
+      const fs::path link = options_.root / env.digest;
+      std::error_code ec;
+      // Rebuilt since it was listed: that one is new, not this.
+      if (fs::read_symlink(link, ec).filename() != env.folder.filename() || ec) continue;
+      if (!fs::remove(link, ec)) continue;
+      total -= env.bytes;
+      removed.push_back(env);
+    }
+  }
+  std::error_code ec;
+  for (const CachedEnvironment& env : removed) fs::remove_all(env.folder, ec);
+  if (!removed.empty()) (void)base::SyncDirectory(options_.root);
+  return removed;
+}
+
+void SetSortedEnv(const std::string& name, std::string value,
+                  std::vector<std::pair<std::string, std::string>>* env) {
+  auto it = std::lower_bound(env->begin(), env->end(), name,
+                             [](const auto& e, const std::string& n) { return e.first < n; });
+  if (it != env->end() && it->first == name) {
+    it->second = std::move(value);
+  } else {
+    env->insert(it, {name, std::move(value)});
+  }
+}
+
 void ActivateEnvironment(const fs::path& prefix, bool is_script, std::vector<std::string>* argv,
                          std::vector<std::pair<std::string, std::string>>* env) {
   const fs::path bin = prefix / "bin";
   if (is_script && !argv->empty()) (*argv)[0] = (bin / "python").string();
   std::erase_if(*env, [](const auto& e) { return e.first == "PYTHONHOME"; });
   auto set = [&](const std::string& name, std::string value) {
-    auto it = std::lower_bound(env->begin(), env->end(), name,
-                               [](const auto& e, const std::string& n) { return e.first < n; });
-    if (it != env->end() && it->first == name) {
-      it->second = std::move(value);
-    } else {
-      env->insert(it, {name, std::move(value)});
-    }
+    SetSortedEnv(name, std::move(value), env);
   };
   std::string path = bin.string();
   for (const auto& [name, value] : *env) {

@@ -15,6 +15,16 @@
 // failed build removes its folder; Start() removes folders no link names
 // (a build cut short by a crash), so a later run retries cleanly.
 //
+// Keeping the cache within its budget (EnvironmentOptions::cache_budget):
+// each environment records its size and last use (env_cache.h). A run holds
+// a lease on its environment from Acquire until Release (the run manager
+// releases at the run's end and, after a restart, holds again for the runs
+// it re-adopts). After each build and each release the worker removes the
+// least recently used environments no run holds and none is building until
+// the cache fits; Prune() removes every unused one now. Removal unlinks
+// <root>/<digest> under the lock (so Acquire sees the environment whole or
+// not at all, and rebuilds it) and then removes the folder.
+//
 // Building: `<python3.X> -m venv DIR` (or, for conda packages, `<conda_path>
 // create --yes --prefix DIR ...`), then `DIR/bin/python -m pip install -r
 // DIR/amld-requirements.txt` with the package indexes of the daemon's config
@@ -45,6 +55,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "daemon/envs/env_cache.h"
 #include "daemon/envs/env_spec.h"
 #include "daemon/executors/command_runner.h"
 
@@ -68,6 +79,16 @@ struct EnvironmentOptions {
   std::string conda_path;
   // A build step (venv, pip install) running longer is killed and fails.
   absl::Duration build_timeout = absl::Hours(1);
+  // The cache's size budget in bytes (amld.yaml environments.cache_budget);
+  // 0: no budget, environments stay until `aml env prune`.
+  int64_t cache_budget = int64_t{20} << 30;
+};
+
+// The cache as a whole, for `aml daemon status`.
+struct CacheUsage {
+  int count = 0;
+  int64_t bytes = 0;
+  int in_use = 0;  // environments some run holds
 };
 
 // Where one run wants to see the build's output.
@@ -107,6 +128,22 @@ class EnvironmentBuilder {
   // Builds done (not found in the cache) since Start, for tests and status.
   int builds_started() const;
 
+  // Leases: `holder` (a run id) uses `digest` until Release(holder). Acquire
+  // takes one for its request's run_id when it hands out a prefix; Hold
+  // takes one for a run re-adopted after a restart. Release also records the
+  // environment's last use and lets the worker trim the cache.
+  void Hold(const std::string& digest, const std::string& holder);
+  void Release(const std::string& holder);
+
+  // Removes every environment no run holds and none is building; returns
+  // what it removed (bytes: what each freed).
+  std::vector<CachedEnvironment> Prune();
+  // What the cache holds now.
+  CacheUsage Usage() const;
+  // Asks the worker to bring the cache within its budget (at start, once
+  // the run manager holds its re-adopted runs' environments).
+  void RequestTrim();
+
  private:
   struct Waiter {
     BuildRequest request;
@@ -125,6 +162,11 @@ class EnvironmentBuilder {
   absl::Status Step(const std::string& what, std::vector<std::string> argv, int log_fd);
   absl::Status Publish(const std::filesystem::path& folder, const std::string& digest);
   void CleanUp();
+  // Removes unused environments, least recently used first, until the
+  // cache holds at most `keep_bytes` (0: every unused one).
+  std::vector<CachedEnvironment> Evict(int64_t keep_bytes);
+  void TakeLeaseLocked(const std::string& digest, const std::string& holder)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const EnvironmentOptions options_;
   CommandRunner* const runner_;
@@ -136,8 +178,18 @@ class EnvironmentBuilder {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int builds_started_ ABSL_GUARDED_BY(mu_) = 0;
   int folder_counter_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, std::string> leases_ ABSL_GUARDED_BY(mu_);  // holder → digest
+  bool trim_wanted_ ABSL_GUARDED_BY(mu_) = false;
   std::thread worker_;
 };
+
+// pip's index options from the daemon's settings (--no-index, --index-url,
+// --extra-index-url, --find-links), the same for local and remote builds.
+std::vector<std::string> PipIndexOptions(const EnvironmentOptions& options);
+
+// Sets `name` in `env`, which is sorted by name (run_plan.h) and stays so.
+void SetSortedEnv(const std::string& name, std::string value,
+                  std::vector<std::pair<std::string, std::string>>* env);
 
 // Makes `argv`/`env` run inside the environment at `prefix`: a script's
 // interpreter becomes <prefix>/bin/python, <prefix>/bin goes first on PATH

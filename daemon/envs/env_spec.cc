@@ -263,4 +263,10 @@ std::string RequirementsFile(const EnvironmentSpec& spec) {
   return text;
 }
 
+std::string PythonVersionCheck(const EnvironmentSpec& spec) {
+  return absl::StrCat(
+      "import platform,sys; v=platform.python_version(); w='", spec.python_version,
+      "'; sys.exit(0 if v==w or v.startswith(w+'.') else 'this machine has Python '+v+', not '+w)");
+}
+
 }  // namespace amld::daemon

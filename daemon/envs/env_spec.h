@@ -70,6 +70,12 @@ std::string ShortDigest(const std::string& digest);
 // "python3" for none.
 std::string BaseInterpreter(const EnvironmentSpec& spec);
 
+// Python code for `<venv>/bin/python -c`: exits 0 when the interpreter is
+// the spec's python_version (3.11 matches 3.11.x), else with a message
+// naming both. python3.11 may be 3.11.4 when 3.11.7 was asked for: a run
+// never runs with another version than its spec names.
+std::string PythonVersionCheck(const EnvironmentSpec& spec);
+
 // The requirements file handed to pip: options, then requirements, one a
 // line.
 std::string RequirementsFile(const EnvironmentSpec& spec);

@@ -82,6 +82,7 @@ absl::Status RunManager::Start() {
   if (!runs.empty()) deps_.log->info("took over {} unfinished run(s)", runs.size());
   absl::MutexLock lock(&mu_);
   recovering_ = false;
+  if (environments_ != nullptr) environments_->RequestTrim();  // its runs' leases are held
   StartReadyLocked();
   return absl::OkStatus();
 }
@@ -147,6 +148,10 @@ absl::Status RunManager::Recover(const Run& run) {
   // executor says so during Reattach): then RUNNING comes with its start.
   r.phase = Phase::kRunning;
   r.cancel_requested = step.cancel_again;
+  // Its environment stays in use until it ends, as before the restart.
+  if (environments_ != nullptr && !run.config().environment().digest().empty()) {
+    environments_->Hold(run.config().environment().digest(), id);
+  }
   const RunPaths paths = PathsFor(id);
   // Reattach may report the exit at once, from the executor's thread, which
   // takes mu_: call it unlocked.

@@ -346,14 +346,15 @@ absl::Status RunManager::CheckEnvironment(RunConfig* config) const {
         "this daemon does not build managed environments (it has no environment cache); use a "
         "user-managed environment (python.user_managed_dependencies = True)");
   }
-  if (!IsLocalTarget(*config)) {
-    return absl::UnimplementedError(absl::StrCat(
-        "managed environments are built only for the local target yet, not for \"",
-        config->compute_target(), "\"; use a user-managed environment whose interpreter on the "
-        "target has the packages (python.user_managed_dependencies = True, "
-        "python.interpreter_path)"));
-  }
   AMLD_ASSIGN_OR_RETURN(EnvironmentSpec spec, environments_->Check(config->environment()));
+  if (!IsLocalTarget(*config) && spec.needs_conda()) {
+    // The conda tool of amld.yaml is this machine's; a target's is unknown.
+    return absl::UnimplementedError(absl::StrCat(
+        "conda packages (", absl::StrJoin(spec.conda_packages, ", "),
+        ") are built only for the local target yet, not for \"", config->compute_target(),
+        "\": on SSH and Slurm targets an environment is a venv with pip packages; move them to "
+        "pip_packages or use a user-managed environment (python.interpreter_path)"));
+  }
   config->mutable_environment()->set_digest(SpecDigest(spec));
   return absl::OkStatus();
 }
@@ -500,6 +501,7 @@ void RunManager::StartReadyLocked() {
 
 void RunManager::ForgetLocked(const std::string& run_id) {
   active_.erase(run_id);
+  if (environments_ != nullptr) environments_->Release(run_id);  // its lease, if any
   if (scheduler_.Release(run_id)) StartReadyLocked();
 }
 

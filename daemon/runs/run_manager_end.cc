@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
+#include "daemon/envs/env_remote.h"
 #include "daemon/ingest/live_ingester.h"
 #include "daemon/runs/run_manager_internal.h"
 #include "spdlog/spdlog.h"
@@ -93,6 +94,13 @@ void RunManager::BeginFinalizeLocked(const std::string& run_id,
   r.phase = Phase::kFinalizing;
   FinalOutcome final_outcome =
       DecideOutcome(outcome, r.config.max_run_duration_seconds(), r.cancel_reason);
+  if (final_outcome.exit_code == kRemoteBuildFailedExit && !IsLocalTarget(r.config) &&
+      !r.config.environment().digest().empty()) {
+    // The exit of the environment script (env_remote.h), not of the process.
+    final_outcome.error = absl::StrCat(
+        "could not build environment ", ShortDigest(r.config.environment().digest()),
+        " on the target (exit code ", kRemoteBuildFailedExit, "); the run's log has pip's output");
+  }
   if (r.status == Status::STARTING &&
       (!r.waiting_elsewhere || final_outcome.status == Status::COMPLETED)) {
     // Its process ran: it ended while being re-adopted, or between two

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
+#include "daemon/envs/env_remote.h"
 #include "daemon/ingest/live_ingester.h"
 #include "daemon/runs/run_manager_internal.h"
 #include "spdlog/spdlog.h"
@@ -47,7 +48,8 @@ void RunManager::Prepare(const std::string& run_id) {
     TransitionDetails preparing;
     preparing.assigned_gpus = gpus;  // before any launch, so a restart keeps them
     const std::string& digest = r.config.environment().digest();
-    if (!digest.empty() && environments_ != nullptr && !environments_->Built(digest).ok()) {
+    if (!digest.empty() && environments_ != nullptr && IsLocalTarget(r.config) &&
+        !environments_->Built(digest).ok()) {
       preparing.reason = absl::StrCat("building environment ", ShortDigest(digest));
     }
     if (r.status != Status::PREPARING &&
@@ -66,7 +68,9 @@ void RunManager::Prepare(const std::string& run_id) {
     return EndWithoutProcessLocked(
         run_id, Status::FAILED, absl::StrCat("could not prepare the run: ", prepared.message()));
   }
-  if (!config.environment().digest().empty()) {
+  // Another target's environment is built there, by the run's own process
+  // (Launch, env_remote.h).
+  if (!config.environment().digest().empty() && IsLocalTarget(config)) {
     absl::StatusOr<EnvironmentSpec> spec =
         environments_ == nullptr
             ? absl::FailedPreconditionError("this daemon no longer builds managed environments")
@@ -127,6 +131,20 @@ void RunManager::Launch(const std::string& run_id, const RunConfig& config,
   if (IsLocalTarget(config)) UseSubmitterEnvironment(run_id, config, PathsFor(run_id), &spec);
   if (!environment_prefix.empty()) {
     ActivateEnvironment(environment_prefix, config.command().empty(), &spec.argv, &spec.env);
+  } else if (!config.environment().digest().empty() && !IsLocalTarget(config)) {
+    absl::StatusOr<EnvironmentSpec> env_spec =
+        environments_ == nullptr
+            ? absl::FailedPreconditionError("this daemon no longer builds managed environments")
+            : environments_->Check(config.environment());
+    if (!env_spec.ok()) {
+      absl::MutexLock lock(&mu_);
+      if (!active_.contains(run_id)) return;
+      return EndWithoutProcessLocked(
+          run_id, Status::FAILED,
+          absl::StrCat("could not build environment ", ShortDigest(config.environment().digest()),
+                       ": ", env_spec.status().message()));
+    }
+    UseRemoteEnvironment(*env_spec, options_.environments, config.command().empty(), &spec);
   }
   if (IsLocalTarget(config)) SetVisibleGpus(gpus, &spec);
   if (IsLocalTarget(config) && gpus.empty() && !options_.gpus.empty()) {

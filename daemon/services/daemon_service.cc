@@ -62,6 +62,13 @@ class DaemonService final : public pb::Daemon::Service {
     for (int id : local.capacity.gpus) info->add_gpus(id);
     for (int id : local.free_gpus) info->add_free_gpus(id);
     const RunManagerOptions& run_options = deps_.runs->options();
+    if (const EnvironmentBuilder* envs = deps_.runs->environments(); envs != nullptr) {
+      const CacheUsage cache = envs->Usage();
+      info->set_environment_cache_count(cache.count);
+      info->set_environment_cache_bytes(cache.bytes);
+      info->set_environment_cache_in_use(cache.in_use);
+      info->set_environment_cache_budget_bytes(run_options.environments.cache_budget);
+    }
     info->set_default_run_duration_seconds(run_options.default_run_duration_seconds);
     info->set_max_run_duration_seconds(run_options.max_run_duration_seconds);
     info->set_kill_grace_seconds(absl::ToInt64Seconds(run_options.kill_grace));

@@ -289,6 +289,7 @@ TEST(DaemonConfigTest, EnvironmentsSayWherePackagesComeFrom) {
   no_index: true
   conda_path: /opt/micromamba/bin/micromamba
   build_timeout_seconds: 600
+  cache_budget: 1.5GiB
 )");
   const EnvironmentOptions& e = options.runs.environments;
   EXPECT_EQ(e.index_url, "https://pypi.example/simple");
@@ -297,8 +298,20 @@ TEST(DaemonConfigTest, EnvironmentsSayWherePackagesComeFrom) {
   EXPECT_TRUE(e.no_index);
   EXPECT_EQ(e.conda_path, "/opt/micromamba/bin/micromamba");
   EXPECT_EQ(e.build_timeout, absl::Seconds(600));
+  EXPECT_EQ(e.cache_budget, int64_t{3} << 29);
+  EXPECT_EQ(Parsed("environments:\n  cache_budget: 1048576\n").runs.environments.cache_budget,
+            1048576);
+  EXPECT_EQ(Parsed("environments:\n  cache_budget: 0\n").runs.environments.cache_budget, 0);
+  EXPECT_EQ(Parsed("cpus: 1\n").runs.environments.cache_budget, int64_t{20} << 30);
+  EXPECT_THAT(ErrorOf("environments:\n  cache_budget: 20GB\n"),
+              HasSubstr("amld.yaml:2:17: environments.cache_budget must be a size"));
+  EXPECT_THAT(ErrorOf("environments:\n  cache_budget: [1]\n"),
+              HasSubstr("environments.cache_budget must be a size"));
   EXPECT_THAT(ErrorOf("environments:\n  index: x\n"),
               HasSubstr("amld.yaml:2:3: unknown key \"environments.index\""));
+  EXPECT_THAT(ErrorOf("environments:\n  index: x\n"),
+              HasSubstr("known keys: environments.build_timeout_seconds, "
+                        "environments.cache_budget, environments.conda_path, "));
   EXPECT_THAT(ErrorOf("environments:\n  find_links: /srv\n"),
               HasSubstr("environments.find_links must be a list"));
   EXPECT_THAT(ErrorOf("environments:\n  no_index: 1\n"),

@@ -220,6 +220,52 @@ limits:
     return shown["children"];
   }
 
+  // Managed environments without a network: wheels of two tiny packages
+  // (amldtest-alpha depends on amldtest-beta; tests/python/wheelhouse.py)
+  // built into `wheelhouse` (readable by every user: a target's login reads
+  // it), and
+  // the daemon's amld.yaml pointing pip at it alone (a MakeTempDir folder:
+  // its parent is world-readable). Call before
+  // StartDaemon. Also writes project_/envsrc/train.py (prints
+  // "alpha sees beta 42" and "prefix <sys.prefix>"), project_/<conda_yml>
+  // naming `pip_packages`, and returns a command job YAML for `compute`.
+  fs::path WriteEnvironmentJob(const fs::path& wheelhouse, const std::string& compute,
+                               const std::string& name,
+                               const std::vector<std::string>& pip_packages) {
+    if (!fs::exists(wheelhouse / "built")) {
+      auto r = amld::testing::RunProcess(
+          {kPython, (testing::SourceDir() / "tests/python/wheelhouse.py").string(),
+           wheelhouse.string()},
+          Options());
+      EXPECT_EQ(r.exit_code, 0) << Describe(r);
+      amld::testing::WriteFile(wheelhouse / "built", "");
+      fs::permissions(wheelhouse, fs::perms::others_read | fs::perms::others_exec,
+                      fs::perm_options::add);
+      for (const auto& e : fs::recursive_directory_iterator(wheelhouse)) {
+        fs::permissions(e.path(), fs::perms::others_read | fs::perms::others_exec,
+                        fs::perm_options::add);
+      }
+      fs::create_directories(data_);
+      amld::testing::WriteFile(
+          data_ / "amld.yaml",
+          absl::StrCat("environments:\n  no_index: true\n  find_links: [", wheelhouse.string(),
+                       "]\n"));
+    }
+    fs::create_directories(project_ / "envsrc");
+    amld::testing::WriteFile(project_ / "envsrc/train.py",
+                             "import sys\nimport amldtest_alpha\nprint(amldtest_alpha.hello())\n"
+                             "print('prefix', sys.prefix)\n");
+    std::string conda = "dependencies:\n  - python\n  - pip\n  - pip:\n";
+    for (const std::string& p : pip_packages) absl::StrAppend(&conda, "    - ", p, "\n");
+    amld::testing::WriteFile(project_ / (name + ".conda.yml"), conda);
+    const fs::path job = project_ / (name + ".job.yml");
+    amld::testing::WriteFile(
+        job, absl::StrCat("experiment_name: envs\ncode: ./envsrc\ncommand: python train.py\n"
+                          "compute: azureml:", compute, "\nenvironment:\n  conda_file: ", name,
+                          ".conda.yml\n"));
+    return job;
+  }
+
   pid_t DaemonPid() const {
     json info = AmlJson({"daemon", "status"});
     return static_cast<pid_t>(info["pid"].is_string() ? std::stoll(info["pid"].get<std::string>())

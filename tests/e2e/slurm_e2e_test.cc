@@ -313,4 +313,57 @@ TEST_F(SlurmE2eTest, ASweepRunsItsChildrenOnTheSweepsSlurmTarget) {
   EXPECT_EQ(jobs.size(), 3u);  // one Slurm job per child
 }
 
+// A managed environment on a Slurm target is built in the shared workdir
+// (<workdir>/envs/<digest>) by whichever job gets there first, under a lock
+// on the shared filesystem: two jobs of a new spec build it once, and a
+// later job uses it as it is.
+TEST_F(SlurmE2eTest, AManagedEnvironmentIsBuiltOnceInTheSharedWorkdir) {
+  const fs::path wheels = amld::testing::MakeTempDir("amld-wheels-");
+  const fs::path job = WriteEnvironmentJob(wheels, "cluster", "alpha", {"amldtest-alpha"});
+  StartDaemon();
+  CreateTarget("cluster");
+  json a = AmlJson({"run", "submit", "-f", job.string()});
+  json b = AmlJson({"run", "submit", "-f", job.string()});
+  std::vector<std::string> logs;
+  for (const json& run : {a, b}) {
+    Aml({"run", "wait", run["id"]});
+    json done = Show(run["id"]);
+    EXPECT_EQ(done["status"], "COMPLETED") << done.dump();
+    logs.push_back(Aml({"run", "logs", run["id"]}).out);
+    EXPECT_NE(logs.back().find("alpha sees beta 42\nprefix " + shared_.string() + "/envs/.build-"),
+              std::string::npos)
+        << logs.back();
+  }
+  const std::string digest = Show(a["id"])["config"]["environment"]["digest"];
+  int built = 0;
+  for (const std::string& log : logs) {
+    if (log.find("Successfully installed amldtest-alpha-1.0 amldtest-beta-1.0") !=
+        std::string::npos) {
+      ++built;
+      EXPECT_NE(log.find("amld: building environment " + digest.substr(0, 12)), std::string::npos)
+          << log;
+    } else {
+      EXPECT_TRUE(log.find("is built (by another run); using it") != std::string::npos ||
+                  log.find("(built before on this target)") != std::string::npos)
+          << log;
+    }
+  }
+  EXPECT_EQ(built, 1) << logs[0] << "\n---\n" << logs[1];
+  EXPECT_TRUE(fs::exists(shared_ / "envs" / digest / "bin" / "python"));
+
+  json c = AmlJson({"run", "submit", "-f", job.string(), "--wait"});
+  EXPECT_EQ(c["status"], "COMPLETED") << c.dump();
+  const std::string log = Aml({"run", "logs", c["id"]}).out;
+  EXPECT_NE(log.find("amld: using environment " + digest.substr(0, 12) +
+                     " (built before on this target)"),
+            std::string::npos)
+      << log;
+  int folders = 0;
+  for (const auto& e : fs::directory_iterator(shared_ / "envs")) {
+    folders += e.path().filename().string().rfind(".build-", 0) == 0;
+  }
+  EXPECT_EQ(folders, 1);
+  fs::remove_all(wheels);
+}
+
 }  // namespace

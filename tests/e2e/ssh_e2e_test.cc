@@ -386,5 +386,57 @@ dist.destroy_process_group()
   EXPECT_NE(f.value("error", "").find("rank 1 exited with code 4"), std::string::npos) << f.dump();
 }
 
+// A managed environment on an SSH target is built on the host, under the
+// target's workdir (<workdir>/envs/<digest>), streamed into the run's log,
+// and reused by the next run; a broken one fails the run and leaves nothing.
+TEST_F(SshE2eTest, AManagedEnvironmentIsBuiltOnTheHostOnceAndReused) {
+  const fs::path wheels = amld::testing::MakeTempDir("amld-wheels-");
+  const fs::path job = WriteEnvironmentJob(wheels, "box", "alpha", {"amldtest-alpha"});
+  StartDaemon();
+  CreateBox();
+  json first = AmlJson({"run", "submit", "-f", job.string(), "--wait"});
+  EXPECT_EQ(first["status"], "COMPLETED") << first.dump();
+  const std::string digest = first["config"]["environment"]["digest"];
+  ASSERT_EQ(digest.size(), 64u);
+  const std::string log1 = Aml({"run", "logs", first["id"]}).out;
+  EXPECT_NE(log1.find("amld: building environment " + digest.substr(0, 12) + " in " + workdir_ +
+                      "/envs/.build-"),
+            std::string::npos)
+      << log1;
+  EXPECT_NE(log1.find("Successfully installed amldtest-alpha-1.0 amldtest-beta-1.0"),
+            std::string::npos)
+      << log1;
+  EXPECT_NE(log1.find("alpha sees beta 42\nprefix " + workdir_ + "/envs/.build-"),
+            std::string::npos)
+      << log1;
+  // One build folder, the one <digest> links to.
+  EXPECT_EQ(Remote(absl::StrCat("cd ", workdir_, "/envs && test -x ", digest,
+                                "/bin/python && ls -d .build-*")),
+            Remote(absl::StrCat("readlink ", workdir_, "/envs/", digest)));
+
+  json second = AmlJson({"run", "submit", "-f", job.string(), "--wait"});
+  EXPECT_EQ(second["status"], "COMPLETED") << second.dump();
+  const std::string log2 = Aml({"run", "logs", second["id"]}).out;
+  EXPECT_NE(log2.find("amld: using environment " + digest.substr(0, 12) +
+                      " (built before on this target)"),
+            std::string::npos)
+      << log2;
+  EXPECT_EQ(log2.find("Successfully installed"), std::string::npos) << log2;
+  EXPECT_NE(log2.find("alpha sees beta 42"), std::string::npos) << log2;
+
+  const fs::path broken = WriteEnvironmentJob(wheels, "box", "broken", {"amldtest-nope"});
+  json failed = AmlJson({"run", "submit", "-f", broken.string(), "--wait"}, 1);
+  EXPECT_EQ(failed["status"], "FAILED") << failed.dump();
+  const std::string log3 = Aml({"run", "logs", failed["id"]}).out;
+  EXPECT_NE(log3.find("No matching distribution found for amldtest-nope"), std::string::npos)
+      << log3;
+  EXPECT_NE(log3.find("could not be built on"), std::string::npos) << log3;
+  EXPECT_NE(failed["error"].get<std::string>().find("could not build environment"),
+            std::string::npos)
+      << failed.dump();
+  EXPECT_EQ(Remote(absl::StrCat("ls -d ", workdir_, "/envs/.build-* | wc -l")), "1\n");
+  fs::remove_all(wheels);
+}
+
 }  // namespace
 

@@ -18,33 +18,8 @@ import time
 
 import pytest
 
-from conftest import Daemon, write_script
-
-PACKAGES = {
-    "amldtest-beta": ("amldtest_beta", [], "def value():\n    return 41\n"),
-    "amldtest-alpha": ("amldtest_alpha", ["amldtest-beta"],
-                       "import amldtest_beta\n\ndef hello():\n"
-                       "    return 'alpha sees beta %d' % (amldtest_beta.value() + 1)\n"),
-    "amldtest-gamma": ("amldtest_gamma", [], "NAME = 'gamma'\n"),
-}
-
-
-def build_wheel(name, wheelhouse, root):
-    """``pip wheel`` of a local source folder: no network, no build isolation."""
-    module, deps, code = PACKAGES[name]
-    src = os.path.join(root, "src", name)
-    os.makedirs(os.path.join(src, module))
-    with open(os.path.join(src, module, "__init__.py"), "w") as f:
-        f.write(code)
-    with open(os.path.join(src, "pyproject.toml"), "w") as f:
-        f.write('[build-system]\nrequires = ["setuptools"]\nbuild-backend = '
-                '"setuptools.build_meta"\n\n[project]\nname = "%s"\nversion = "1.0"\n'
-                'dependencies = %s\n\n[tool.setuptools]\npackages = ["%s"]\n'
-                % (name, json.dumps(deps), module))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index",
-                    "--no-build-isolation", "--disable-pip-version-check", "-q",
-                    "-w", wheelhouse, src], check=True, capture_output=True)
-
+from conftest import Daemon, wait_until, write_script
+from wheelhouse import build_wheel
 
 @pytest.fixture(scope="module")
 def env_daemon():
@@ -357,3 +332,65 @@ def test_job_and_environment_yaml_files(env_ws, env_daemon):
     both = aml(env_daemon, "run", "submit", "-f", "job.yml", "-c", "cluster")
     assert both.returncode != 0 and "excludes" in both.stderr, both.stderr
 
+
+
+def test_env_build_prune_and_the_cache_in_daemon_status(env_ws, env_daemon, tmp_path):
+    """`aml env build` builds a registered environment ahead of its runs (once), `aml env
+    prune` removes what no run uses (never the environment of a running run, also after a
+    daemon restart), and `aml daemon status` shows the cache. Last in this file: it prunes
+    what the other tests built."""
+    from amld.core import CondaDependencies, Environment
+    env = Environment("cache-env")
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["amldtest-beta>=1.0"])
+    assert env.register(env_ws).version == "1"
+    built = aml(env_daemon, "env", "build", "cache-env")
+    assert built.returncode == 0, built.stderr
+    assert "Successfully installed amldtest-beta-1.0" in built.stdout
+    assert "environment cache-env built: " in built.stdout
+    digest = json.loads(aml(env_daemon, "--output", "json", "env", "build",
+                            "cache-env:1").stdout)["digest"]
+    again = aml(env_daemon, "env", "build", "cache-env:1")
+    assert again.returncode == 0 and "already built" in again.stdout, again.stdout
+    assert "Successfully installed" not in again.stdout
+    link = os.path.join(envs_dir(env_daemon), digest)
+    assert os.path.islink(link)
+    assert "nothing to build" in aml(env_daemon, "env", "build", "AzureML-Minimal").stdout
+    missing = aml(env_daemon, "env", "build", "no-such-env")
+    assert missing.returncode != 0 and "no-such-env" in missing.stderr
+    broken = Environment("cache-broken")
+    broken.python.conda_dependencies = CondaDependencies.create(pip_packages=["amldtest-nope"])
+    broken.register(env_ws)
+    failed = aml(env_daemon, "env", "build", "cache-broken")
+    assert failed.returncode != 0
+    assert "No matching distribution found for amldtest-nope" in failed.stdout + failed.stderr
+
+    status = aml(env_daemon, "daemon", "status").stdout
+    info = json.loads(aml(env_daemon, "--output", "json", "daemon", "status").stdout)
+    count = int(info["environment_cache_count"])
+    assert count >= 2 and int(info["environment_cache_bytes"]) > 1000000
+    assert "environments:  %d built" % count in status, status
+
+    # A run holds its environment while it runs, across a daemon restart.
+    release = tmp_path / "release"
+    write_script(".", "hold.py", "import os, time, amldtest_beta\nprint('holding', flush=True)\n"
+                 "while not os.path.exists(%r):\n    time.sleep(0.1)\n" % str(release))
+    run = submit(env_ws, "cache", Environment.get(env_ws, "cache-env"), script="hold.py")
+    wait_until(lambda: run.get_status() == "Running", "the run to run")
+    env_daemon.stop()
+    env_daemon.start()
+    pruned = aml(env_daemon, "env", "prune")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "environment(s) removed" in pruned.stdout and "1 kept" in pruned.stdout, pruned.stdout
+    assert digest[:12] not in pruned.stdout
+    assert os.path.islink(link)
+    assert [n for n in os.listdir(envs_dir(env_daemon)) if len(n) == 64] == [digest]
+    release.write_text("")
+    run.wait_for_completion()
+    assert run.get_status() == "Completed", run.get_details()
+    pruned = aml(env_daemon, "env", "prune")
+    assert ("removed " + digest[:12]) in pruned.stdout, pruned.stdout
+    assert "1 environment(s) removed" in pruned.stdout and "0 kept" in pruned.stdout
+    assert not os.path.lexists(link)
+    assert not [n for n in os.listdir(envs_dir(env_daemon)) if n.startswith(".build-")]
+    info = json.loads(aml(env_daemon, "--output", "json", "daemon", "status").stdout)
+    assert int(info.get("environment_cache_count", 0)) == 0

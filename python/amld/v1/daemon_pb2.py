@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61mld/v1/daemon.proto\x12\x07\x61mld.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x06\n\nDaemonInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12&\n\x04mode\x18\x02 \x01(\x0e\x32\x18.amld.v1.DaemonInfo.Mode\x12\x10\n\x08\x64\x61ta_dir\x18\x03 \x01(\t\x12\x13\n\x0bsocket_path\x18\x04 \x01(\t\x12\x0b\n\x03pid\x18\x05 \x01(\x03\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\texecutors\x18\x07 \x03(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x08 \x03(\t\x12\x36\n\nrun_counts\x18\t \x03(\x0b\x32\".amld.v1.DaemonInfo.RunCountsEntry\x12\x33\n\x08\x63ounters\x18\n \x03(\x0b\x32!.amld.v1.DaemonInfo.CountersEntry\x12\x17\n\x0fmax_batch_bytes\x18\x0b \x01(\x03\x12\x1b\n\x13max_concurrent_runs\x18\x0c \x01(\x05\x12\x0c\n\x04\x63pus\x18\r \x01(\x05\x12\x11\n\tfree_cpus\x18\x0e \x01(\x05\x12\x0c\n\x04gpus\x18\x0f \x03(\x05\x12\x11\n\tfree_gpus\x18\x10 \x03(\x05\x12$\n\x1c\x64\x65\x66\x61ult_run_duration_seconds\x18\x11 \x01(\x03\x12 \n\x18max_run_duration_seconds\x18\x12 \x01(\x03\x12\x1a\n\x12kill_grace_seconds\x18\x13 \x01(\x03\x12&\n\nuser_usage\x18\x32 \x03(\x0b\x32\x12.amld.v1.UserUsage\x12!\n\x19per_user_max_running_runs\x18\x33 \x01(\x05\x12\x19\n\x11per_user_max_gpus\x18\x34 \x01(\x05\x12\"\n\x07last_gc\x18( \x01(\x0b\x32\x11.amld.v1.GcReport\x12\x1b\n\x13gc_interval_seconds\x18) \x01(\x03\x12\x18\n\x10gc_grace_seconds\x18* \x01(\x03\x1a\x30\n\x0eRunCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\".\n\x04Mode\x12\x10\n\x0cMODE_UNKNOWN\x10\x00\x12\x08\n\x04USER\x10\x01\x12\n\n\x06SYSTEM\x10\x02\"U\n\tUserUsage\x12\x0b\n\x03uid\x18\x01 \x01(\r\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x0f\n\x07running\x18\x03 \x01(\x05\x12\x0c\n\x04gpus\x18\x04 \x01(\x05\x12\x0e\n\x06queued\x18\x05 \x01(\x05\"\xd7\x01\n\x08GcReport\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\x02 \x01(\x03\x12\x15\n\rgrace_seconds\x18\x03 \x01(\x03\x12\x14\n\x0cobjects_kept\x18\x04 \x01(\x03\x12\x17\n\x0fobjects_removed\x18\x05 \x01(\x03\x12\x15\n\rbytes_removed\x18\x06 \x01(\x03\x12\x1a\n\x12temp_files_removed\x18\x07 \x01(\x03\x12\r\n\x05\x65rror\x18\x08 \x01(\t\"E\n\x15\x43ollectGarbageRequest\x12\x1a\n\rgrace_seconds\x18\x01 \x01(\x03H\x00\x88\x01\x01\x42\x10\n\x0e_grace_seconds\"\x10\n\x0eGetInfoRequest2\x86\x01\n\x06\x44\x61\x65mon\x12\x37\n\x07GetInfo\x12\x17.amld.v1.GetInfoRequest\x1a\x13.amld.v1.DaemonInfo\x12\x43\n\x0e\x43ollectGarbage\x12\x1e.amld.v1.CollectGarbageRequest\x1a\x11.amld.v1.GcReportb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61mld/v1/daemon.proto\x12\x07\x61mld.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfb\x07\n\nDaemonInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12&\n\x04mode\x18\x02 \x01(\x0e\x32\x18.amld.v1.DaemonInfo.Mode\x12\x10\n\x08\x64\x61ta_dir\x18\x03 \x01(\t\x12\x13\n\x0bsocket_path\x18\x04 \x01(\t\x12\x0b\n\x03pid\x18\x05 \x01(\x03\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\texecutors\x18\x07 \x03(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x08 \x03(\t\x12\x36\n\nrun_counts\x18\t \x03(\x0b\x32\".amld.v1.DaemonInfo.RunCountsEntry\x12\x33\n\x08\x63ounters\x18\n \x03(\x0b\x32!.amld.v1.DaemonInfo.CountersEntry\x12\x17\n\x0fmax_batch_bytes\x18\x0b \x01(\x03\x12\x1b\n\x13max_concurrent_runs\x18\x0c \x01(\x05\x12\x0c\n\x04\x63pus\x18\r \x01(\x05\x12\x11\n\tfree_cpus\x18\x0e \x01(\x05\x12\x0c\n\x04gpus\x18\x0f \x03(\x05\x12\x11\n\tfree_gpus\x18\x10 \x03(\x05\x12$\n\x1c\x64\x65\x66\x61ult_run_duration_seconds\x18\x11 \x01(\x03\x12 \n\x18max_run_duration_seconds\x18\x12 \x01(\x03\x12\x1a\n\x12kill_grace_seconds\x18\x13 \x01(\x03\x12&\n\nuser_usage\x18\x32 \x03(\x0b\x32\x12.amld.v1.UserUsage\x12!\n\x19per_user_max_running_runs\x18\x33 \x01(\x05\x12\x19\n\x11per_user_max_gpus\x18\x34 \x01(\x05\x12\"\n\x07last_gc\x18( \x01(\x0b\x32\x11.amld.v1.GcReport\x12\x1b\n\x13gc_interval_seconds\x18) \x01(\x03\x12\x18\n\x10gc_grace_seconds\x18* \x01(\x03\x12\x1f\n\x17\x65nvironment_cache_count\x18P \x01(\x05\x12\x1f\n\x17\x65nvironment_cache_bytes\x18Q \x01(\x03\x12 \n\x18\x65nvironment_cache_in_use\x18R \x01(\x05\x12&\n\x1e\x65nvironment_cache_budget_bytes\x18S \x01(\x03\x1a\x30\n\x0eRunCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\".\n\x04Mode\x12\x10\n\x0cMODE_UNKNOWN\x10\x00\x12\x08\n\x04USER\x10\x01\x12\n\n\x06SYSTEM\x10\x02\"U\n\tUserUsage\x12\x0b\n\x03uid\x18\x01 \x01(\r\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x0f\n\x07running\x18\x03 \x01(\x05\x12\x0c\n\x04gpus\x18\x04 \x01(\x05\x12\x0e\n\x06queued\x18\x05 \x01(\x05\"\xd7\x01\n\x08GcReport\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\x02 \x01(\x03\x12\x15\n\rgrace_seconds\x18\x03 \x01(\x03\x12\x14\n\x0cobjects_kept\x18\x04 \x01(\x03\x12\x17\n\x0fobjects_removed\x18\x05 \x01(\x03\x12\x15\n\rbytes_removed\x18\x06 \x01(\x03\x12\x1a\n\x12temp_files_removed\x18\x07 \x01(\x03\x12\r\n\x05\x65rror\x18\x08 \x01(\t\"E\n\x15\x43ollectGarbageRequest\x12\x1a\n\rgrace_seconds\x18\x01 \x01(\x03H\x00\x88\x01\x01\x42\x10\n\x0e_grace_seconds\"\x10\n\x0eGetInfoRequest2\x86\x01\n\x06\x44\x61\x65mon\x12\x37\n\x07GetInfo\x12\x17.amld.v1.GetInfoRequest\x1a\x13.amld.v1.DaemonInfo\x12\x43\n\x0e\x43ollectGarbage\x12\x1e.amld.v1.CollectGarbageRequest\x1a\x11.amld.v1.GcReportb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'amld.v1.daemon_pb2', globals())
@@ -26,21 +26,21 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _DAEMONINFO_COUNTERSENTRY._options = None
   _DAEMONINFO_COUNTERSENTRY._serialized_options = b'8\001'
   _DAEMONINFO._serialized_start=67
-  _DAEMONINFO._serialized_end=946
-  _DAEMONINFO_RUNCOUNTSENTRY._serialized_start=801
-  _DAEMONINFO_RUNCOUNTSENTRY._serialized_end=849
-  _DAEMONINFO_COUNTERSENTRY._serialized_start=851
-  _DAEMONINFO_COUNTERSENTRY._serialized_end=898
-  _DAEMONINFO_MODE._serialized_start=900
-  _DAEMONINFO_MODE._serialized_end=946
-  _USERUSAGE._serialized_start=948
-  _USERUSAGE._serialized_end=1033
-  _GCREPORT._serialized_start=1036
-  _GCREPORT._serialized_end=1251
-  _COLLECTGARBAGEREQUEST._serialized_start=1253
-  _COLLECTGARBAGEREQUEST._serialized_end=1322
-  _GETINFOREQUEST._serialized_start=1324
-  _GETINFOREQUEST._serialized_end=1340
-  _DAEMON._serialized_start=1343
-  _DAEMON._serialized_end=1477
+  _DAEMONINFO._serialized_end=1086
+  _DAEMONINFO_RUNCOUNTSENTRY._serialized_start=941
+  _DAEMONINFO_RUNCOUNTSENTRY._serialized_end=989
+  _DAEMONINFO_COUNTERSENTRY._serialized_start=991
+  _DAEMONINFO_COUNTERSENTRY._serialized_end=1038
+  _DAEMONINFO_MODE._serialized_start=1040
+  _DAEMONINFO_MODE._serialized_end=1086
+  _USERUSAGE._serialized_start=1088
+  _USERUSAGE._serialized_end=1173
+  _GCREPORT._serialized_start=1176
+  _GCREPORT._serialized_end=1391
+  _COLLECTGARBAGEREQUEST._serialized_start=1393
+  _COLLECTGARBAGEREQUEST._serialized_end=1462
+  _GETINFOREQUEST._serialized_start=1464
+  _GETINFOREQUEST._serialized_end=1480
+  _DAEMON._serialized_start=1483
+  _DAEMON._serialized_end=1617
 # @@protoc_insertion_point(module_scope)

@@ -11,26 +11,37 @@ from google.protobuf import symbol_database as _symbol_database
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from amld.v1 import runs_pb2 as amld_dot_v1_dot_runs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61mld/v1/environments.proto\x12\x07\x61mld.v1\x1a\x12\x61mld/v1/runs.proto\"e\n\x15RegisteredEnvironment\x12)\n\x0b\x65nvironment\x18\x01 \x01(\x0b\x32\x14.amld.v1.Environment\x12\x0f\n\x07\x63urated\x18\x02 \x01(\x08\x12\x10\n\x08versions\x18\x03 \x03(\t\"G\n\x1aRegisterEnvironmentRequest\x12)\n\x0b\x65nvironment\x18\x01 \x01(\x0b\x32\x14.amld.v1.Environment\"6\n\x15GetEnvironmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x19\n\x17ListEnvironmentsRequest\"P\n\x18ListEnvironmentsResponse\x12\x34\n\x0c\x65nvironments\x18\x01 \x03(\x0b\x32\x1e.amld.v1.RegisteredEnvironment2\x95\x02\n\x0c\x45nvironments\x12Z\n\x13RegisterEnvironment\x12#.amld.v1.RegisterEnvironmentRequest\x1a\x1e.amld.v1.RegisteredEnvironment\x12P\n\x0eGetEnvironment\x12\x1e.amld.v1.GetEnvironmentRequest\x1a\x1e.amld.v1.RegisteredEnvironment\x12W\n\x10ListEnvironments\x12 .amld.v1.ListEnvironmentsRequest\x1a!.amld.v1.ListEnvironmentsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61mld/v1/environments.proto\x12\x07\x61mld.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12\x61mld/v1/runs.proto\"e\n\x15RegisteredEnvironment\x12)\n\x0b\x65nvironment\x18\x01 \x01(\x0b\x32\x14.amld.v1.Environment\x12\x0f\n\x07\x63urated\x18\x02 \x01(\x08\x12\x10\n\x08versions\x18\x03 \x03(\t\"G\n\x1aRegisterEnvironmentRequest\x12)\n\x0b\x65nvironment\x18\x01 \x01(\x0b\x32\x14.amld.v1.Environment\"6\n\x15GetEnvironmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x19\n\x17ListEnvironmentsRequest\"P\n\x18ListEnvironmentsResponse\x12\x34\n\x0c\x65nvironments\x18\x01 \x03(\x0b\x32\x1e.amld.v1.RegisteredEnvironment\"8\n\x17\x42uildEnvironmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"]\n\x18\x42uildEnvironmentProgress\x12\x0e\n\x06output\x18\x01 \x01(\x0c\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0e\n\x06prefix\x18\x03 \x01(\t\x12\x11\n\tbuilt_now\x18\x04 \x01(\x08\"q\n\x11\x43\x61\x63hedEnvironment\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12-\n\tlast_used\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1a\n\x18PruneEnvironmentsRequest\"\x7f\n\x19PruneEnvironmentsResponse\x12+\n\x07removed\x18\x01 \x03(\x0b\x32\x1a.amld.v1.CachedEnvironment\x12\x13\n\x0b\x62ytes_freed\x18\x02 \x01(\x03\x12\x0c\n\x04kept\x18\x03 \x01(\x05\x12\x12\n\nkept_bytes\x18\x04 \x01(\x03\x32\xcc\x03\n\x0c\x45nvironments\x12Z\n\x13RegisterEnvironment\x12#.amld.v1.RegisterEnvironmentRequest\x1a\x1e.amld.v1.RegisteredEnvironment\x12P\n\x0eGetEnvironment\x12\x1e.amld.v1.GetEnvironmentRequest\x1a\x1e.amld.v1.RegisteredEnvironment\x12W\n\x10ListEnvironments\x12 .amld.v1.ListEnvironmentsRequest\x1a!.amld.v1.ListEnvironmentsResponse\x12Y\n\x10\x42uildEnvironment\x12 .amld.v1.BuildEnvironmentRequest\x1a!.amld.v1.BuildEnvironmentProgress0\x01\x12Z\n\x11PruneEnvironments\x12!.amld.v1.PruneEnvironmentsRequest\x1a\".amld.v1.PruneEnvironmentsResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'amld.v1.environments_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _REGISTEREDENVIRONMENT._serialized_start=59
-  _REGISTEREDENVIRONMENT._serialized_end=160
-  _REGISTERENVIRONMENTREQUEST._serialized_start=162
-  _REGISTERENVIRONMENTREQUEST._serialized_end=233
-  _GETENVIRONMENTREQUEST._serialized_start=235
-  _GETENVIRONMENTREQUEST._serialized_end=289
-  _LISTENVIRONMENTSREQUEST._serialized_start=291
-  _LISTENVIRONMENTSREQUEST._serialized_end=316
-  _LISTENVIRONMENTSRESPONSE._serialized_start=318
-  _LISTENVIRONMENTSRESPONSE._serialized_end=398
-  _ENVIRONMENTS._serialized_start=401
-  _ENVIRONMENTS._serialized_end=678
+  _REGISTEREDENVIRONMENT._serialized_start=92
+  _REGISTEREDENVIRONMENT._serialized_end=193
+  _REGISTERENVIRONMENTREQUEST._serialized_start=195
+  _REGISTERENVIRONMENTREQUEST._serialized_end=266
+  _GETENVIRONMENTREQUEST._serialized_start=268
+  _GETENVIRONMENTREQUEST._serialized_end=322
+  _LISTENVIRONMENTSREQUEST._serialized_start=324
+  _LISTENVIRONMENTSREQUEST._serialized_end=349
+  _LISTENVIRONMENTSRESPONSE._serialized_start=351
+  _LISTENVIRONMENTSRESPONSE._serialized_end=431
+  _BUILDENVIRONMENTREQUEST._serialized_start=433
+  _BUILDENVIRONMENTREQUEST._serialized_end=489
+  _BUILDENVIRONMENTPROGRESS._serialized_start=491
+  _BUILDENVIRONMENTPROGRESS._serialized_end=584
+  _CACHEDENVIRONMENT._serialized_start=586
+  _CACHEDENVIRONMENT._serialized_end=699
+  _PRUNEENVIRONMENTSREQUEST._serialized_start=701
+  _PRUNEENVIRONMENTSREQUEST._serialized_end=727
+  _PRUNEENVIRONMENTSRESPONSE._serialized_start=729
+  _PRUNEENVIRONMENTSRESPONSE._serialized_end=856
+  _ENVIRONMENTS._serialized_start=859
+  _ENVIRONMENTS._serialized_end=1319
 # @@protoc_insertion_point(module_scope)

@@ -30,6 +30,16 @@ class EnvironmentsStub(object):
                 request_serializer=amld_dot_v1_dot_environments__pb2.ListEnvironmentsRequest.SerializeToString,
                 response_deserializer=amld_dot_v1_dot_environments__pb2.ListEnvironmentsResponse.FromString,
                 )
+        self.BuildEnvironment = channel.unary_stream(
+                '/amld.v1.Environments/BuildEnvironment',
+                request_serializer=amld_dot_v1_dot_environments__pb2.BuildEnvironmentRequest.SerializeToString,
+                response_deserializer=amld_dot_v1_dot_environments__pb2.BuildEnvironmentProgress.FromString,
+                )
+        self.PruneEnvironments = channel.unary_unary(
+                '/amld.v1.Environments/PruneEnvironments',
+                request_serializer=amld_dot_v1_dot_environments__pb2.PruneEnvironmentsRequest.SerializeToString,
+                response_deserializer=amld_dot_v1_dot_environments__pb2.PruneEnvironmentsResponse.FromString,
+                )
 
 
 class EnvironmentsServicer(object):
@@ -65,6 +75,29 @@ class EnvironmentsServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BuildEnvironment(self, request, context):
+        """Builds a registered or curated environment into the cache now, ahead of
+        the runs that will use it, streaming the build's output; at once when
+        it is built already. A user-managed one has nothing to build (one line
+        says so). Codes: OK; NOT_FOUND as GetEnvironment; FAILED_PRECONDITION
+        for a build that failed (the message has the tail of pip's output) or
+        a spec this daemon cannot build (conda packages without a conda tool);
+        UNIMPLEMENTED when the daemon builds no environments (system mode).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PruneEnvironments(self, request, context):
+        """Removes every cached environment no run uses now and none is being
+        built, whatever the budget. Codes: OK; PERMISSION_DENIED in system
+        mode for callers who may not manage targets; UNIMPLEMENTED when the
+        daemon keeps no cache.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EnvironmentsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -82,6 +115,16 @@ def add_EnvironmentsServicer_to_server(servicer, server):
                     servicer.ListEnvironments,
                     request_deserializer=amld_dot_v1_dot_environments__pb2.ListEnvironmentsRequest.FromString,
                     response_serializer=amld_dot_v1_dot_environments__pb2.ListEnvironmentsResponse.SerializeToString,
+            ),
+            'BuildEnvironment': grpc.unary_stream_rpc_method_handler(
+                    servicer.BuildEnvironment,
+                    request_deserializer=amld_dot_v1_dot_environments__pb2.BuildEnvironmentRequest.FromString,
+                    response_serializer=amld_dot_v1_dot_environments__pb2.BuildEnvironmentProgress.SerializeToString,
+            ),
+            'PruneEnvironments': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneEnvironments,
+                    request_deserializer=amld_dot_v1_dot_environments__pb2.PruneEnvironmentsRequest.FromString,
+                    response_serializer=amld_dot_v1_dot_environments__pb2.PruneEnvironmentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -142,5 +185,39 @@ class Environments(object):
         return grpc.experimental.unary_unary(request, target, '/amld.v1.Environments/ListEnvironments',
             amld_dot_v1_dot_environments__pb2.ListEnvironmentsRequest.SerializeToString,
             amld_dot_v1_dot_environments__pb2.ListEnvironmentsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def BuildEnvironment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(request, target, '/amld.v1.Environments/BuildEnvironment',
+            amld_dot_v1_dot_environments__pb2.BuildEnvironmentRequest.SerializeToString,
+            amld_dot_v1_dot_environments__pb2.BuildEnvironmentProgress.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def PruneEnvironments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/amld.v1.Environments/PruneEnvironments',
+            amld_dot_v1_dot_environments__pb2.PruneEnvironmentsRequest.SerializeToString,
+            amld_dot_v1_dot_environments__pb2.PruneEnvironmentsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

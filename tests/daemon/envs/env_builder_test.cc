@@ -236,6 +236,84 @@ TEST_F(EnvBuilderTest, ShutdownStopsARunningBuildAndRemovesIt) {
   EXPECT_THAT(BuildFolders(), IsEmpty());
 }
 
+// Builds `spec` for `run` with the fake venv and pip (the builder's
+// worker is otherwise idle), until `results` has the run's prefix.
+void BuildOne(EnvironmentBuilder& builder, FakeCommandRunner& fake, const EnvironmentSpec& spec,
+              BuildRequest request, Results& results) {
+  const int before = fake.CallsMatching("-m venv");
+  const size_t answered = results.size();
+  const std::string run = request.run_id;
+  builder.Acquire(spec, std::move(request), results.For(run));
+  ASSERT_TRUE(Eventually([&] { return fake.CallsMatching("-m venv") == before + 1; }));
+  auto venv = fake.Started("-m venv");
+  const fs::path folder = venv->command().argv.back();
+  fs::create_directories(folder / "bin");
+  amld::testing::WriteFile(folder / "bin" / "python", std::string(1000, 'x'));
+  venv->End();
+  ASSERT_TRUE(Eventually([&] { return fake.CallsMatching("-m pip install") == before + 1; }));
+  fake.Started("-m pip install")->End();
+  ASSERT_TRUE(Eventually([&] { return results.size() == answered + 1; }));
+  ASSERT_TRUE(results.Of(run).ok()) << results.Of(run).status();
+}
+
+TEST_F(EnvBuilderTest, PruneRemovesOnlyWhatNoRunHolds) {
+  options_.cache_budget = 0;  // no budget: only Prune removes
+  auto builder = StartBuilder();
+  Results results;
+  BuildOne(*builder, fake_, Spec({"alpha"}), Request("r1"), results);
+  BuildOne(*builder, fake_, Spec({"beta"}), Request("r2"), results);
+  const std::string alpha = SpecDigest(Spec({"alpha"}));
+  const std::string beta = SpecDigest(Spec({"beta"}));
+  CacheUsage usage = builder->Usage();
+  EXPECT_EQ(usage.count, 2);
+  EXPECT_EQ(usage.in_use, 2);
+  EXPECT_GT(usage.bytes, 2000);  // bin/python and the spec's files, each
+  EXPECT_THAT(builder->Prune(), IsEmpty());  // both runs still use theirs
+
+  builder->Release("r1");
+  const fs::path alpha_folder = *builder->Built(alpha);
+  const std::vector<CachedEnvironment> removed = builder->Prune();
+  ASSERT_EQ(removed.size(), 1u);
+  EXPECT_EQ(removed[0].digest, alpha);
+  EXPECT_EQ(removed[0].folder, alpha_folder);
+  EXPECT_GT(removed[0].bytes, 1000);
+  EXPECT_FALSE(fs::exists(alpha_folder));
+  EXPECT_FALSE(builder->Built(alpha).ok());
+  EXPECT_TRUE(builder->Built(beta).ok());
+  usage = builder->Usage();
+  EXPECT_EQ(usage.count, 1);
+  EXPECT_EQ(usage.in_use, 1);
+
+  // Held again after a restart (Hold), a run's environment stays.
+  auto restarted = std::make_unique<EnvironmentBuilder>(options_, &fake_);
+  builder.reset();
+  ASSERT_TRUE(restarted->Start().ok());
+  restarted->Hold(beta, "r2");
+  EXPECT_THAT(restarted->Prune(), IsEmpty());
+  restarted->Release("r2");
+  EXPECT_EQ(restarted->Prune().size(), 1u);
+  EXPECT_EQ(restarted->Usage().count, 0);
+}
+
+TEST_F(EnvBuilderTest, OverTheBudgetTheLeastRecentlyUsedUnheldGoFirst) {
+  options_.cache_budget = 1;  // any environment no run holds is over it
+  auto builder = StartBuilder();
+  Results results;
+  BuildOne(*builder, fake_, Spec({"alpha"}), Request("r1"), results);
+  BuildOne(*builder, fake_, Spec({"beta"}), Request("r2"), results);
+  const std::string alpha = SpecDigest(Spec({"alpha"}));
+  const std::string beta = SpecDigest(Spec({"beta"}));
+  // Over the budget once beta is free: the trim passes alpha (older, but
+  // held by r1) and removes beta.
+  builder->Release("r2");
+  ASSERT_TRUE(Eventually([&] { return !builder->Built(beta).ok(); }));
+  EXPECT_TRUE(builder->Built(alpha).ok());
+  EXPECT_EQ(builder->Usage().count, 1);
+  // A later run of the evicted spec builds it again.
+  BuildOne(*builder, fake_, Spec({"beta"}), Request("r3"), results);
+  EXPECT_EQ(builder->builds_started(), 3);
+}
+
 TEST(ActivateEnvironmentTest, TheScriptRunsWithTheEnvironmentsPython) {
   std::vector<std::string> argv = {"python3", "train.py", "--lr", "0.1"};
   std::vector<std::pair<std::string, std::string>> env = {
