@@ -568,3 +568,72 @@ TEST_F(CliE2eTest, LogsAsJsonAndCompletionOfRunIds) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(CliE2eTest, CompareRunsSideBySide) {
+  StartDaemon();
+  // loss falls to 1/lr by step 2; lr 4 fails after step 1.
+  WriteFile(project_ / "fit.py", R"(import json, os, sys, time
+lr = float(sys.argv[1])
+with open(os.environ["AMLD_METRICS_FILE"], "a") as f:
+    for step in range(3):
+        f.write(json.dumps({"name": "loss", "value": (3 - step) / lr, "step": step,
+                            "time": time.time()}) + "\n")
+        f.flush()
+        if lr > 3 and step == 1:
+            sys.exit("diverged")
+)");
+  const std::string one = Submit("fit.py", {"-e", "cmp", "--tag", "lr=1"}, {"1"});
+  ASSERT_EQ(Aml({"run", "wait", one}).exit_code, 0);
+  const std::string four = Submit("fit.py", {"-e", "cmp", "--tag", "lr=4"}, {"4"});
+  ASSERT_EQ(Aml({"run", "wait", four}).exit_code, 1);
+
+  // By suffix and `last`; only the fields that differ, then the metrics.
+  auto r = Aml({"run", "compare", one.substr(one.size() - 8), "last"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(r.out.substr(0, r.out.find('\n')).find("RUN"), 0u) << r.out;
+  EXPECT_NE(r.out.find(one), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(four), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("FAILED (exit code 1)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\narguments "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\ntag lr "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("\nscript "), std::string::npos) << "the same in both: " << r.out;
+  EXPECT_NE(r.err.find("the same in every run: experiment, script"), std::string::npos)
+      << Describe(r);
+  EXPECT_NE(r.out.find("\nloss last "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1 (step 2)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("0.5 (step 1)"), std::string::npos) << r.out;
+  // --all: every field.
+  r = Aml({"run", "compare", one, four, "--all"});
+  EXPECT_NE(r.out.find("\nscript "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\ninterpreter "), std::string::npos) << r.out;
+
+  json j = AmlJson({"run", "compare", one, four});
+  EXPECT_EQ(j["runs"], json::array({one, four})) << j.dump(2);
+  bool saw_arguments = false;
+  for (const json& f : j["fields"]) {
+    if (f["field"] == "arguments") {
+      saw_arguments = true;
+      EXPECT_EQ(f["values"], json::array({"1", "4"}));
+      EXPECT_TRUE(f["differs"].get<bool>());
+    }
+    if (f["field"] == "script") EXPECT_FALSE(f["differs"].get<bool>());
+  }
+  EXPECT_TRUE(saw_arguments) << j.dump(2);
+  ASSERT_EQ(j["metrics"].size(), 1u) << j.dump(2);
+  EXPECT_EQ(j["metrics"][0]["name"], "loss");
+  EXPECT_EQ(j["metrics"][0]["runs"][0]["last"], 1.0);
+  EXPECT_EQ(j["metrics"][0]["runs"][0]["max"], 3.0);
+  EXPECT_EQ(j["metrics"][0]["runs"][1]["last"], 0.5);
+  EXPECT_EQ(j["metrics"][0]["runs"][1]["last_step"], 1);
+  EXPECT_EQ(j["metrics"][0]["runs"][1]["min"], 0.5);
+
+  // One run (twice) is not a comparison; a typo is an error.
+  r = Aml({"run", "compare", four, "last"});
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
+  EXPECT_NE(r.err.find("two or more different runs"), std::string::npos) << Describe(r);
+  EXPECT_EQ(Aml({"run", "compare", one, "no_such_run_anywhere"}).exit_code, 1);
+}
+
+}  // namespace
