@@ -637,3 +637,74 @@ with open(os.environ["AMLD_METRICS_FILE"], "a") as f:
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(CliE2eTest, ADeletedRunsObjectsAreCollectedByTheDaemonAndSharedOnesStay) {
+  // The daemon's own collector, every second, for objects older than 5 s
+  // (longer than a submit's upload takes).
+  WriteFile(dir_ / "amld.yaml", "gc_interval_seconds: 1\ngc_grace_seconds: 5\n");
+  StartDaemon({"--config", (dir_ / "amld.yaml").string()});
+  WriteFile(project_ / "train.py", R"(import os, sys
+os.makedirs("outputs", exist_ok=True)
+open("outputs/model.txt", "w").write("weights of " + sys.argv[1])
+open("outputs/shared.txt", "w").write("the same in every run")
+)");
+  // The run to delete has a source folder of its own, with a file no other
+  // snapshot holds.
+  const fs::path own = dir_ / "own";
+  WriteFile(own / "train.py", ReadFile(project_ / "train.py"));
+  WriteFile(own / "data.txt", "only the deleted run's source");
+  auto r = Aml({"run", "submit", "-q", "-s", own.string(), "--interpreter", kPython, "train.py",
+                "--", "gone"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  const std::string gone = r.out.substr(0, r.out.find('\n'));
+  const std::string kept = Submit("train.py", {}, {"kept"});
+  ASSERT_EQ(Aml({"run", "wait", gone}).exit_code, 0);
+  ASSERT_EQ(Aml({"run", "wait", kept}).exit_code, 0);
+
+  auto object = [&](const std::string& hash) {
+    return data_ / "cas" / "objects" / hash.substr(0, 2) / hash.substr(2);
+  };
+  auto stored = [&](const std::string& id, const std::string& path) -> fs::path {
+    const json listing = AmlJson({"run", "files", id});
+    for (const json& f : listing["files"]) {
+      if (f["path"] == path) return object(f["digest"]["hash"].get<std::string>());
+    }
+    ADD_FAILURE() << id << " has no " << path;
+    return {};
+  };
+  const fs::path gone_model = stored(gone, "outputs/model.txt");
+  const fs::path kept_model = stored(kept, "outputs/model.txt");
+  const fs::path shared = stored(gone, "outputs/shared.txt");
+  EXPECT_EQ(shared, stored(kept, "outputs/shared.txt"));
+  auto sha = amld::testing::RunProcess(
+      {kPython, "-c",
+       "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())",
+       (own / "data.txt").string()},
+      Options());
+  ASSERT_EQ(sha.exit_code, 0) << Describe(sha);
+  const fs::path gone_source = object(sha.out.substr(0, 64));
+  for (const fs::path& p : {gone_model, kept_model, shared, gone_source}) {
+    ASSERT_TRUE(fs::exists(p)) << p;
+  }
+
+  r = Aml({"run", "delete", gone});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_NE(r.err.find("next garbage collection (every 1.0s, once older than 5.0s)"),
+            std::string::npos)
+      << Describe(r);
+  // A collection past the grace period removes what only the deleted run
+  // referred to; by then what the other run refers to was as old, and stays.
+  EXPECT_TRUE(Eventually([&] { return !fs::exists(gone_model) && !fs::exists(gone_source); }));
+  EXPECT_TRUE(fs::exists(kept_model));
+  EXPECT_TRUE(fs::exists(shared));
+  r = Aml({"run", "download", kept, "outputs/shared.txt", "-o", "-"});
+  EXPECT_EQ(r.out, "the same in every run") << Describe(r);
+  // The kept run's snapshot is whole: it runs again.
+  r = Aml({"run", "restart", "-q", kept});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(Aml({"run", "wait", r.out.substr(0, r.out.find('\n'))}).exit_code, 0);
+}
+
+}  // namespace
