@@ -708,3 +708,28 @@ open("outputs/shared.txt", "w").write("the same in every run")
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(CliE2eTest, RelativeFoldersInPathListsMeanTheSubmittersWorkingFolder) {
+  StartDaemon();
+  // A module outside the source folder, on a relative PYTHONPATH, as from a
+  // shell in dir_ (PYTHONPATH=pylib).
+  WriteFile(dir_ / "pylib" / "helper.py", "WHO = 'the helper'\n");
+  WriteFile(project_ / "use.py", "import os, helper\nprint(helper.WHO, os.environ['PYTHONPATH'])\n");
+  ProcessOptions o = Options(dir_);
+  o.env.push_back({"PYTHONPATH", "pylib"});
+  auto r = amld::testing::RunProcess(
+      Argv({"run", "submit", "-q", "-s", project_.string(), "--interpreter", kPython, "use.py"}),
+      o);
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  const std::string id = r.out.substr(0, r.out.find('\n'));
+  r = Aml({"run", "wait", id});
+  EXPECT_EQ(r.exit_code, 0) << Describe(r) << Aml({"run", "logs", id}).out;
+  // (after the daemon's azureml alias folder)
+  const std::string out = Aml({"run", "logs", id}).out;
+  EXPECT_EQ(out.substr(0, 11), "the helper ") << out;
+  EXPECT_TRUE(out.ends_with(":" + (dir_ / "pylib").string() + "\n")) << out;
+}
+
+}  // namespace
