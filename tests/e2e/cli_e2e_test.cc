@@ -733,3 +733,34 @@ TEST_F(CliE2eTest, RelativeFoldersInPathListsMeanTheSubmittersWorkingFolder) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(CliE2eTest, LogsFollowStartedWhileTheDaemonIsDownWaitsForIt) {
+  StartDaemon();
+  WriteFile(project_ / "hello.py", "print('hello')\n");
+  const std::string id = Submit("hello.py");
+  ASSERT_EQ(Aml({"run", "wait", id}).exit_code, 0);
+  auto r = Aml({"daemon", "stop"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  // Its stderr into the stdout the test can read while it runs.
+  std::string command;
+  for (const std::string& a : Argv({"run", "logs", "-f", id})) command += "'" + a + "' ";
+  amld::testing::Subprocess follower({"/bin/bash", "-c", command + "2>&1"}, Options());
+  ASSERT_TRUE(Eventually([&] {
+    return follower.StdoutSoFar().find("waiting for amld") != std::string::npos;
+  }));
+  r = Aml({"daemon", "start", "--data-dir", data_.string()});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  ProcessResult done = follower.Wait();
+  EXPECT_EQ(done.exit_code, 0) << Describe(done);
+  EXPECT_NE(done.out.find("hello\n"), std::string::npos) << Describe(done);
+  EXPECT_NE(done.out.find("run " + id + " COMPLETED"), std::string::npos) << Describe(done);
+  // Without -f nothing waits: the daemon being down is an error at once.
+  ASSERT_EQ(Aml({"daemon", "stop"}).exit_code, 0);
+  r = Aml({"run", "logs", id});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  ASSERT_EQ(Aml({"daemon", "start", "--data-dir", data_.string()}).exit_code, 0);
+}
+
+}  // namespace
