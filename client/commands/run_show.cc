@@ -65,7 +65,8 @@ void PrintRun(const amld::v1::Run& r) {
   Field(out, "display name", c.display_name());
   Field(out, "status", StatusName(r.status()));
   Field(out, "exit status", ExitStatusText(r));
-  Field(out, "reason", r.error());
+  // The reason of a run that failed by its exit is that exit: said once.
+  if (r.error() != ExitStatusText(r)) Field(out, "reason", r.error());
   Field(out, "queue wait", HumanDuration(QueueWait(r)));
   if (const absl::Duration d = RunDuration(r); d > absl::ZeroDuration()) {
     Field(out, "run time", HumanDuration(d));

@@ -404,16 +404,23 @@ print("TOKEN", os.environ.get("MY_API_TOKEN"))
 
 namespace {
 
-TEST_F(CliE2eTest, ComparingRunsByTagsAndMetrics) {
-  StartDaemon();
-  // The loss it reaches is 1/lr: the best run has the largest lr.
-  WriteFile(project_ / "fit.py", R"(import json, os, sys, time
+// fit.py LR [diverge]: logs loss (3 - step) / LR for steps 0..2; with a
+// second argument it fails after step 1.
+constexpr const char* kFitScript = R"(import json, os, sys, time
 lr = float(sys.argv[1])
 with open(os.environ["AMLD_METRICS_FILE"], "a") as f:
     for step in range(3):
         f.write(json.dumps({"name": "loss", "value": (3 - step) / lr, "step": step,
                             "time": time.time()}) + "\n")
-)");
+        f.flush()
+        if len(sys.argv) > 2 and step == 1:
+            sys.exit("diverged")
+)";
+
+TEST_F(CliE2eTest, ComparingRunsByTagsAndMetrics) {
+  StartDaemon();
+  // The loss it reaches is 1/lr: the best run has the largest lr.
+  WriteFile(project_ / "fit.py", kFitScript);
   std::map<std::string, std::string> ids;
   for (const char* lr : {"1", "4", "2"}) {
     ids[lr] = Submit("fit.py", {"-e", "cmp", "--tag", absl::StrCat("lr=", lr), "--tag",
@@ -573,20 +580,11 @@ namespace {
 
 TEST_F(CliE2eTest, CompareRunsSideBySide) {
   StartDaemon();
-  // loss falls to 1/lr by step 2; lr 4 fails after step 1.
-  WriteFile(project_ / "fit.py", R"(import json, os, sys, time
-lr = float(sys.argv[1])
-with open(os.environ["AMLD_METRICS_FILE"], "a") as f:
-    for step in range(3):
-        f.write(json.dumps({"name": "loss", "value": (3 - step) / lr, "step": step,
-                            "time": time.time()}) + "\n")
-        f.flush()
-        if lr > 3 and step == 1:
-            sys.exit("diverged")
-)");
+  // loss falls to 1/lr by step 2; lr 4 "diverges" after step 1.
+  WriteFile(project_ / "fit.py", kFitScript);
   const std::string one = Submit("fit.py", {"-e", "cmp", "--tag", "lr=1"}, {"1"});
   ASSERT_EQ(Aml({"run", "wait", one}).exit_code, 0);
-  const std::string four = Submit("fit.py", {"-e", "cmp", "--tag", "lr=4"}, {"4"});
+  const std::string four = Submit("fit.py", {"-e", "cmp", "--tag", "lr=4"}, {"4", "diverge"});
   ASSERT_EQ(Aml({"run", "wait", four}).exit_code, 1);
 
   // By suffix and `last`; only the fields that differ, then the metrics.
@@ -615,7 +613,7 @@ with open(os.environ["AMLD_METRICS_FILE"], "a") as f:
   for (const json& f : j["fields"]) {
     if (f["field"] == "arguments") {
       saw_arguments = true;
-      EXPECT_EQ(f["values"], json::array({"1", "4"}));
+      EXPECT_EQ(f["values"], json::array({"1", "4 diverge"}));
       EXPECT_TRUE(f["differs"].get<bool>());
     }
     if (f["field"] == "script") EXPECT_FALSE(f["differs"].get<bool>());
