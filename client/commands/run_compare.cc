@@ -24,14 +24,20 @@ namespace {
 using amld::v1::Run;
 using amld::v1::RunConfig;
 
-// The row of `label` with `text` of each run; differs when two texts do.
-CompareRow MakeRow(std::string label, const std::vector<Run>& runs,
-                   const std::function<std::string(const Run&)>& text) {
-  CompareRow row{std::move(label), {}, false};
-  for (const Run& r : runs) row.values.push_back(text(r));
+// A row of `values`; differs when two of them do.
+CompareRow RowOf(std::string label, std::vector<std::string> values) {
+  CompareRow row{std::move(label), std::move(values), false};
   row.differs = std::adjacent_find(row.values.begin(), row.values.end(),
                                    std::not_equal_to<>()) != row.values.end();
   return row;
+}
+
+// The row of `label` with `text` of each run.
+CompareRow MakeRow(std::string label, const std::vector<Run>& runs,
+                   const std::function<std::string(const Run&)>& text) {
+  std::vector<std::string> values;
+  for (const Run& r : runs) values.push_back(text(r));
+  return RowOf(std::move(label), std::move(values));
 }
 
 template <typename Map>
@@ -185,10 +191,7 @@ std::vector<CompareRow> MetricRows(const std::vector<std::vector<MetricSummary>>
   }
   std::vector<CompareRow> rows;
   auto add = [&rows](std::string label, std::vector<std::string> values) {
-    CompareRow row{std::move(label), std::move(values), false};
-    row.differs = std::adjacent_find(row.values.begin(), row.values.end(),
-                                     std::not_equal_to<>()) != row.values.end();
-    rows.push_back(std::move(row));
+    rows.push_back(RowOf(std::move(label), std::move(values)));
   };
   for (auto& [name, of] : by_name) {
     of.resize(per_run.size(), nullptr);
