@@ -321,6 +321,26 @@ int RunCompare(const GlobalOptions& global, const CompareOptions& o) {
   for (const CompareRow& row : metric_rows) add(row);
   TableStyle style = StdoutStyle();
   style.shrink_widest = true;
+  if (style.width > 0) {
+    // Where the ids do not fit whole, the columns are headed by what tells
+    // them apart and `aml` takes as a run: the id's last part (its suffix).
+    size_t widest = header[0].size();
+    for (const auto& cells : table) widest = std::max(widest, cells[0].size());
+    size_t total = widest;
+    for (size_t i = 1; i < header.size(); ++i) {
+      size_t w = header[i].size();
+      for (const auto& cells : table) w = std::max(w, cells[i].size());
+      total += 2 + w;
+    }
+    if (total > static_cast<size_t>(style.width)) {
+      for (size_t i = 1; i < header.size(); ++i) {
+        const size_t cut = header[i].rfind('_');
+        if (cut != std::string::npos && header[i].size() - cut > 3) {
+          header[i] = header[i].substr(cut + 1);
+        }
+      }
+    }
+  }
   PrintTable(std::cout, header, table, style);
   if (!same.empty()) {
     std::cerr << "the same in every run: " << absl::StrJoin(same, ", ") << " (--all shows them)"
