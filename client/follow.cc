@@ -72,6 +72,21 @@ absl::StatusOr<Run> GetRunOnce(amld::v1::Runs::Stub& stub, const Connection& con
 
 }  // namespace
 
+absl::StatusOr<Connection> ConnectWhenUp(const std::filesystem::path& socket,
+                                         const FollowOptions& options,
+                                         const std::function<void(const absl::Status&)>& on_wait) {
+  Reconnector reconnector(options);
+  bool told = false;
+  while (true) {
+    if (WasInterrupted(options)) return Interrupted();
+    absl::StatusOr<Connection> conn = Connect(socket);
+    if (conn.ok() || !absl::IsUnavailable(conn.status())) return conn;
+    if (!told && on_wait) on_wait(conn.status());
+    told = true;
+    if (!reconnector.Pause()) return WasInterrupted(options) ? Interrupted() : conn.status();
+  }
+}
+
 absl::StatusOr<Run> FollowRun(const Connection& conn, const std::string& run_id,
                               const std::function<void(const Run&)>& on_change,
                               const FollowOptions& options) {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -40,6 +41,16 @@ struct FollowOptions {
 absl::StatusOr<amld::v1::Run> FollowRun(const Connection& conn, const std::string& run_id,
                                         const std::function<void(const amld::v1::Run&)>& on_change,
                                         const FollowOptions& options = {});
+
+// Connect(socket), trying again while nothing answers there (UNAVAILABLE)
+// with the pacing of the loops above, until `reconnect_timeout`: a follower
+// started while the daemon restarts waits for it, as one already following
+// does. `on_wait` (may be empty) is told the first refusal, once. Other
+// errors, and the refusal after the timeout, are returned; CANCELLED when
+// interrupted.
+absl::StatusOr<Connection> ConnectWhenUp(const std::filesystem::path& socket,
+                                         const FollowOptions& options,
+                                         const std::function<void(const absl::Status&)>& on_wait);
 
 // Streams the log at `path` ("" = user_logs/std_log.txt) from `offset` to
 // `sink`. Without `follow`, stops at the current end; with it, keeps going

@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
 namespace amld::client {
@@ -20,6 +21,24 @@ bool IsShellOnly(std::string_view name) {
 }
 
 }  // namespace
+
+const std::vector<std::string> kPathListVariables = {
+    "PATH", "PYTHONPATH", "LD_LIBRARY_PATH", "LIBRARY_PATH", "CPATH", "PKG_CONFIG_PATH", "MANPATH"};
+
+std::string AbsolutePathList(std::string_view list, const std::filesystem::path& cwd) {
+  if (cwd.empty()) return std::string(list);
+  std::vector<std::string> entries;
+  for (absl::string_view entry : absl::StrSplit(absl::string_view(list.data(), list.size()), ':')) {
+    if (entry.empty() || entry.front() == '/') {
+      entries.emplace_back(entry);
+      continue;
+    }
+    std::string absolute = (cwd / std::string(entry)).lexically_normal().string();
+    if (absolute.size() > 1 && absolute.back() == '/') absolute.pop_back();
+    entries.push_back(std::move(absolute));
+  }
+  return absl::StrJoin(entries, ":");
+}
 
 bool LooksLikeSecret(std::string_view name) {
   std::string upper(name);
@@ -46,7 +65,8 @@ std::string FindInPath(std::string_view program, std::string_view path) {
 }
 
 amld::v1::SubmitterEnvironment CaptureSubmitterEnvironment(const char* const* envp,
-                                                           const std::vector<std::string>& pass) {
+                                                           const std::vector<std::string>& pass,
+                                                           const std::filesystem::path& cwd) {
   amld::v1::SubmitterEnvironment out;
   std::vector<std::string> left_out;
   for (const char* const* e = envp; e != nullptr && *e != nullptr; ++e) {
@@ -60,7 +80,12 @@ amld::v1::SubmitterEnvironment CaptureSubmitterEnvironment(const char* const* en
       left_out.push_back(std::move(name));
       continue;
     }
-    (*out.mutable_variables())[name] = std::string(entry.substr(eq + 1));
+    std::string value(entry.substr(eq + 1));
+    if (std::find(kPathListVariables.begin(), kPathListVariables.end(), name) !=
+        kPathListVariables.end()) {
+      value = AbsolutePathList(value, cwd);
+    }
+    (*out.mutable_variables())[name] = std::move(value);
   }
   std::sort(left_out.begin(), left_out.end());
   left_out.erase(std::unique(left_out.begin(), left_out.end()), left_out.end());

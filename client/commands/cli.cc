@@ -198,6 +198,7 @@ int RunCli(int argc, char** argv) {
   AddRunMetricsCommand(*run, ctx);
   AddRunRestartCommand(*run, ctx);
   AddRunDeleteCommand(*run, ctx);
+  AddRunCompareCommand(*run, ctx);
 
   auto* experiment = app.add_subcommand("experiment", "list experiments");
   experiment->require_subcommand(1);

@@ -140,6 +140,7 @@ void AddRunDownloadCommand(CLI::App& run, CommandContext& ctx);
 void AddRunMetricsCommand(CLI::App& run, CommandContext& ctx);
 void AddRunRestartCommand(CLI::App& run, CommandContext& ctx);
 void AddRunDeleteCommand(CLI::App& run, CommandContext& ctx);
+void AddRunCompareCommand(CLI::App& run, CommandContext& ctx);
 void AddExperimentListCommand(CLI::App& experiment, CommandContext& ctx);
 void AddComputeCreateCommand(CLI::App& compute, CommandContext& ctx);
 void AddComputeListCommand(CLI::App& compute, CommandContext& ctx);

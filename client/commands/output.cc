@@ -114,6 +114,21 @@ std::string FinalNote(const Run& run) {
   return note;
 }
 
+bool IsLocalTarget(const amld::v1::RunConfig& c) {
+  return c.compute_target().empty() || c.compute_target() == "local";
+}
+
+std::string InterpreterText(const amld::v1::RunConfig& c) {
+  if (!c.environment().interpreter_path().empty()) return c.environment().interpreter_path();
+  if (!c.environment().digest().empty()) return "python of the managed environment";
+  if (!IsLocalTarget(c)) return absl::StrCat("python3 on the PATH of ", c.compute_target());
+  if (!c.has_submitter_environment()) return "python3 on the daemon's PATH";
+  if (c.submitter_environment().python().empty()) {
+    return "python3 (none was on the submitter's PATH)";
+  }
+  return absl::StrCat(c.submitter_environment().python(), " (python3 on the submitter's PATH)");
+}
+
 int ExitCodeFor(const Run& run) { return run.status() == amld::v1::RunStatus::COMPLETED ? 0 : 1; }
 
 TableStyle StdoutStyle(int status_column) {
@@ -171,17 +186,35 @@ void PrintTable(std::ostream& out, const std::vector<std::string>& header,
   };
   measure(header);
   for (const auto& row : rows) measure(row);
+  // Cells no column is narrowed below (shrink_widest).
+  constexpr size_t kNarrowest = 8;
+  std::vector<bool> narrowed(width.size(), false);
+  if (style.shrink_widest && style.width > 0 && width.size() > 1) {
+    size_t total = 2 * (width.size() - 1);
+    for (size_t w : width) total += w;
+    while (total > static_cast<size_t>(style.width)) {
+      auto widest = std::max_element(width.begin() + 1, width.end());
+      if (*widest <= kNarrowest) break;
+      --*widest;
+      --total;
+      narrowed[widest - width.begin()] = true;
+    }
+  }
   auto print = [&](const std::vector<std::string>& row, bool is_header) {
     std::string line;
     size_t cells = 0;
     for (size_t i = 0; i < row.size() && i < width.size(); ++i) {
       std::string cell = row[i];
       const bool last = i + 1 == row.size();
+      if (narrowed[i] && Cells(cell) > width[i]) {
+        cell = cell.substr(0, FitBytes(cell, width[i] - 1)) + "\u2026";
+      }
       if (last && style.width > 0 && cells + Cells(cell) > static_cast<size_t>(style.width)) {
         const size_t room = static_cast<size_t>(style.width) > cells ? style.width - cells : 0;
         cell = room == 0 ? "" : cell.substr(0, FitBytes(cell, room - 1)) + "\u2026";
       }
-      const size_t pad = last ? 0 : width[i] - row[i].size() + 2;
+      const size_t shown = narrowed[i] ? Cells(cell) : row[i].size();
+      const size_t pad = last ? 0 : width[i] - std::min(width[i], shown) + 2;
       cells += Cells(cell) + pad;
       line += style.colour && !is_header && static_cast<int>(i) == style.status_column
                   ? Coloured(cell)

@@ -56,6 +56,13 @@ std::string ExitStatusText(const amld::v1::Run& run);
 // "FAILED (exit code 3)"-style status with the error when there is one.
 std::string StatusWithError(const amld::v1::Run& run);
 
+// Whether `config` runs on the local target ("" or "local").
+bool IsLocalTarget(const amld::v1::RunConfig& config);
+// The interpreter a script ran with, and where it came from
+// (daemon/runs/run_plan.h UseSubmitterEnvironment): "/venv/bin/python3
+// (python3 on the submitter's PATH)", "python3 on the daemon's PATH".
+std::string InterpreterText(const amld::v1::RunConfig& config);
+
 // The line a follow ends with: "run ID FAILED (exit code 3) after 4m05s".
 std::string FinalNote(const amld::v1::Run& run);
 // The exit code of a command that followed `run` to its end: 0 only for
@@ -69,6 +76,11 @@ struct TableStyle {
   int width = 0;
   bool colour = false;
   int status_column = -1;
+  // With width > 0: the widest columns but the first are narrowed first (to
+  // no less than 8 cells each; their cells cut, ending in "…"), so that
+  // every column keeps a part in view — for tables whose columns are alike
+  // (`aml run compare`'s one per run) rather than one long last column.
+  bool shrink_widest = false;
 };
 // For stdout: its width and colour when it is a terminal (colour unless
 // NO_COLOR is set or TERM is dumb); neither when it is a pipe or file.

@@ -1,8 +1,10 @@
 // `aml run delete RUN...`: delete ended runs — their records, metrics, list
 // of stored files and run folders, and a sweep's children with it
 // (Runs.DeleteRun). Every id is resolved before anything is deleted, so a
-// typo deletes nothing. The CAS objects they named stay (amld collects no
-// garbage yet).
+// typo deletes nothing. The stored objects (CAS) only they referred to go
+// at the daemon's next garbage collection (storage/state/gc.h: every
+// gc_interval_seconds, those older than gc_grace_seconds), or at once with
+// `aml daemon gc`; the note on stderr says when.
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 
@@ -22,6 +24,20 @@ namespace {
 struct DeleteOptions {
   RunRefs runs;
 };
+
+// When the objects of deleted runs leave the store.
+std::string CollectionNote(const amld::v1::DaemonInfo& info) {
+  if (info.gc_interval_seconds() <= 0) {
+    return "stored objects only the deleted runs used stay until `aml daemon gc` (the daemon "
+           "collects none on its own: gc_interval_seconds is 0)";
+  }
+  return absl::StrCat("stored objects only the deleted runs used go at the daemon's next garbage "
+                      "collection (every ",
+                      HumanDuration(absl::Seconds(info.gc_interval_seconds())),
+                      ", once older than ",
+                      HumanDuration(absl::Seconds(info.gc_grace_seconds())),
+                      "), or now with `aml daemon gc`");
+}
 
 int RunDelete(const GlobalOptions& global, const DeleteOptions& o) {
   auto conn = ConnectFromOptions(global);
@@ -58,6 +74,7 @@ int RunDelete(const GlobalOptions& global, const DeleteOptions& o) {
     }
   }
   if (global.json()) std::cout << nlohmann::json{{"deleted", deleted}}.dump(2) << std::endl;
+  std::cerr << CollectionNote(conn->info) << std::endl;
   return kExitOk;
 }
 
@@ -68,7 +85,7 @@ void AddRunDeleteCommand(CLI::App& run, CommandContext& ctx) {
   auto* cmd = run.add_subcommand(
       "delete",
       "delete ended runs: records, metrics, stored file lists and run folders (a sweep's children "
-      "with it)");
+      "with it); the stored objects only they used go at the next garbage collection");
   AddRunsArgument(*cmd, o->runs);
   cmd->callback([&ctx, o] { ctx.action = [&ctx, o] { return RunDelete(ctx.global, *o); }; });
 }

@@ -1,7 +1,9 @@
 // `aml run logs`: print a run's log (stdout+stderr of the script), its last
 // lines (--tail N), or follow it as it grows (-f). Safe to stop and rerun:
-// nothing is lost or repeated. A follow ends with the run's final status
-// line and exits 1 unless the run COMPLETED, as `aml run wait` does.
+// nothing is lost or repeated; -f started while the daemon is down waits for
+// it (up to the reconnect timeout of client/follow.h). A follow ends with the
+// run's final status line and exits 1 unless the run COMPLETED, as `aml run
+// wait` does.
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -31,14 +33,26 @@ struct LogsOptions {
 };
 
 int RunLogs(const GlobalOptions& global, const LogsOptions& o) {
-  auto conn = ConnectFromOptions(global);
-  if (!conn.ok()) return ReportError(global, conn.status());
-  auto run = ResolveRun(*conn, o.run);
-  if (!run.ok()) return ReportError(global, run.status());
   Interrupt interrupt;
   SigintInterrupt on_ctrl_c(&interrupt);
   FollowOptions follow;
   follow.interrupt = &interrupt;
+  // -f started while the daemon is down (restarting, not started yet) waits
+  // for it, as a follow under way does.
+  auto conn = o.follow ? ConnectWhenUp(global.SocketPath(), follow,
+                                       [&follow](const absl::Status& down) {
+                                         std::cerr << "aml: " << down.message()
+                                                   << "\nwaiting for amld for up to "
+                                                   << HumanDuration(follow.reconnect_timeout)
+                                                   << " (Ctrl-C stops)" << std::endl;
+                                       })
+                       : ConnectFromOptions(global);
+  if (!conn.ok()) {
+    if (interrupt.triggered()) return kExitInterrupted;
+    return ReportError(global, conn.status());
+  }
+  auto run = ResolveRun(*conn, o.run);
+  if (!run.ok()) return ReportError(global, run.status());
   // A distributed run's process: its own log (daemon/executors/launch/).
   const std::string path =
       o.rank >= 0 ? "user_logs/std_log_process_" + std::to_string(o.rank) + ".txt" : o.path;

@@ -14,10 +14,10 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "amld/v1/runs.grpc.pb.h"
 #include "client/commands/command.h"
+#include "client/commands/metric_summary.h"
 #include "client/commands/output.h"
 #include "client/grpc_status.h"
 
@@ -29,61 +29,19 @@ struct MetricsOptions {
   std::vector<std::string> names;
 };
 
-// One metric name's values, in GetMetrics' order (step, then time).
-struct MetricSummary {
-  std::string name;
-  std::vector<const amld::v1::Metric*> values;
-  // Over the numeric values only; unset when there are none (text metrics).
-  std::optional<double> min;
-  std::optional<double> max;
-};
-
-std::vector<MetricSummary> Summarize(const amld::v1::GetMetricsResponse& resp) {
-  std::vector<MetricSummary> out;
-  for (const auto& m : resp.metrics()) {
-    if (out.empty() || out.back().name != m.name()) out.push_back({m.name(), {}, {}, {}});
-    MetricSummary& s = out.back();
-    s.values.push_back(&m);
-    // NaN is kept as a value but cannot order: it takes no part in min/max.
-    if (m.value_case() != amld::v1::Metric::kNumber || std::isnan(m.number())) continue;
-    s.min = s.min ? std::min(*s.min, m.number()) : m.number();
-    s.max = s.max ? std::max(*s.max, m.number()) : m.number();
-  }
-  return out;
-}
-
-std::string FormatNumber(double v) { return absl::StrFormat("%.6g", v); }
-
-std::string FormatValue(const amld::v1::Metric& m) {
-  if (m.value_case() == amld::v1::Metric::kText) return m.text();
-  if (m.value_case() == amld::v1::Metric::kNumber) return FormatNumber(m.number());
-  return "-";
-}
-
-nlohmann::json ValueJson(const amld::v1::Metric& m) {
-  if (m.value_case() == amld::v1::Metric::kText) return m.text();
-  if (m.value_case() != amld::v1::Metric::kNumber) return nullptr;
-  // JSON has no NaN or infinities; they are spelled as strings.
-  if (std::isnan(m.number())) return "NaN";
-  if (std::isinf(m.number())) return m.number() > 0 ? "Infinity" : "-Infinity";
-  return m.number();
-}
-
 nlohmann::json RunJson(const std::string& run_id, const std::vector<MetricSummary>& summaries) {
   nlohmann::json metrics = nlohmann::json::array();
   for (const auto& s : summaries) {
     nlohmann::json values = nlohmann::json::array();
     for (const auto* m : s.values) {
-      values.push_back(
-          {{"step", m->step()}, {"value", ValueJson(*m)}, {"time", absl::FormatTime(absl::RFC3339_full, ToAbslTime(m->time()), absl::UTCTimeZone())}});
+      values.push_back({{"step", m->step()},
+                        {"value", MetricValueJson(*m)},
+                        {"time", absl::FormatTime(absl::RFC3339_full, ToAbslTime(m->time()),
+                                                  absl::UTCTimeZone())}});
     }
-    metrics.push_back({{"name", s.name},
-                       {"count", s.values.size()},
-                       {"last", ValueJson(*s.values.back())},
-                       {"last_step", s.values.back()->step()},
-                       {"min", s.min ? nlohmann::json(*s.min) : nlohmann::json()},
-                       {"max", s.max ? nlohmann::json(*s.max) : nlohmann::json()},
-                       {"values", std::move(values)}});
+    nlohmann::json j = MetricSummaryJson(s);
+    j["values"] = std::move(values);
+    metrics.push_back(std::move(j));
   }
   return nlohmann::json{{"run_id", run_id}, {"metrics", std::move(metrics)}};
 }
@@ -95,9 +53,9 @@ void AddSummaryRows(const std::string& run_id, const std::vector<MetricSummary>&
   for (const auto& s : summaries) {
     const amld::v1::Metric& last = *s.values.back();
     std::vector<std::string> row = {s.name, std::to_string(s.values.size()),
-                                    std::to_string(last.step()), FormatValue(last),
-                                    s.min ? FormatNumber(*s.min) : "-",
-                                    s.max ? FormatNumber(*s.max) : "-"};
+                                    std::to_string(last.step()), FormatMetricValue(last),
+                                    s.min ? FormatMetricNumber(*s.min) : "-",
+                                    s.max ? FormatMetricNumber(*s.max) : "-"};
     if (with_run) row.insert(row.begin(), run_id);
     rows->push_back(std::move(row));
   }
@@ -112,7 +70,7 @@ void PrintSeries(const std::vector<std::pair<std::string, std::vector<MetricSumm
       for (const amld::v1::Metric* m : s.values) {
         std::vector<std::string>& row = by_step[m->step()];
         row.resize(runs.size(), "-");
-        row[i] = FormatValue(*m);
+        row[i] = FormatMetricValue(*m);
       }
     }
   }
@@ -147,7 +105,7 @@ int RunMetrics(const GlobalOptions& global, const MetricsOptions& o) {
       return ReportError(
           global, FromGrpcStatus(st, "read the metrics of run " + ids[i], conn->socket_path));
     }
-    runs.emplace_back(ids[i], Summarize(responses[i]));
+    runs.emplace_back(ids[i], SummarizeMetrics(responses[i]));
   }
   if (global.json()) {
     if (runs.size() == 1) {

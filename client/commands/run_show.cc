@@ -45,25 +45,8 @@ std::string JoinMap(const Map& m) {
   return absl::StrJoin(items, ", ");
 }
 
-bool IsLocal(const amld::v1::RunConfig& c) {
-  return c.compute_target().empty() || c.compute_target() == "local";
-}
-
-// The interpreter a script ran with, and where it came from
-// (daemon/runs/run_plan.h UseSubmitterEnvironment).
-std::string InterpreterText(const amld::v1::RunConfig& c) {
-  if (!c.environment().interpreter_path().empty()) return c.environment().interpreter_path();
-  if (!c.environment().digest().empty()) return "python of the managed environment";
-  if (!IsLocal(c)) return absl::StrCat("python3 on the PATH of ", c.compute_target());
-  if (!c.has_submitter_environment()) return "python3 on the daemon's PATH";
-  if (c.submitter_environment().python().empty()) {
-    return "python3 (none was on the submitter's PATH)";
-  }
-  return absl::StrCat(c.submitter_environment().python(), " (python3 on the submitter's PATH)");
-}
-
 std::string EnvironmentText(const amld::v1::RunConfig& c) {
-  if (!IsLocal(c)) return absl::StrCat("the login environment of ", c.compute_target());
+  if (!IsLocalTarget(c)) return absl::StrCat("the login environment of ", c.compute_target());
   if (!c.has_submitter_environment()) return "the daemon's (submitted with --daemon-env)";
   const auto& e = c.submitter_environment();
   std::string text = absl::StrCat("the submitter's, ", e.variables_size(), " variables");
@@ -82,7 +65,8 @@ void PrintRun(const amld::v1::Run& r) {
   Field(out, "display name", c.display_name());
   Field(out, "status", StatusName(r.status()));
   Field(out, "exit status", ExitStatusText(r));
-  Field(out, "reason", r.error());
+  // The reason of a run that failed by its exit is that exit: said once.
+  if (r.error() != ExitStatusText(r)) Field(out, "reason", r.error());
   Field(out, "queue wait", HumanDuration(QueueWait(r)));
   if (const absl::Duration d = RunDuration(r); d > absl::ZeroDuration()) {
     Field(out, "run time", HumanDuration(d));

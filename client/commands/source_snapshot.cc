@@ -253,7 +253,12 @@ void AddSubmitterEnvOptions(CLI::App& cmd, SubmitterEnvOptions& o) {
 
 void ApplySubmitterEnv(const SubmitterEnvOptions& o, amld::v1::RunConfig* config) {
   if (o.daemon_env) return;
-  *config->mutable_submitter_environment() = CaptureSubmitterEnvironment(environ, o.pass_env);
+  // Relative folders in PATH-like lists mean the caller's working folder.
+  std::error_code ec;
+  std::filesystem::path cwd = std::filesystem::current_path(ec);
+  if (ec) cwd.clear();
+  *config->mutable_submitter_environment() =
+      CaptureSubmitterEnvironment(environ, o.pass_env, cwd);
 }
 
 }  // namespace amld::client::commands

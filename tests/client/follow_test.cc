@@ -194,5 +194,20 @@ TEST_F(FollowTest, GivesUpWhenTheDaemonStaysAway) {
       << run.status();
 }
 
+TEST_F(FollowTest, ConnectWhenUpWaitsForTheTimeoutAndSaysSoOnce) {
+  FollowOptions o = Options();
+  o.reconnect_timeout = absl::Milliseconds(200);
+  int told = 0;
+  const absl::Time start = absl::Now();
+  auto conn = ConnectWhenUp("/nonexistent/amld.sock", o, [&told](const absl::Status& s) {
+    EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+    ++told;
+  });
+  ASSERT_FALSE(conn.ok());
+  EXPECT_TRUE(absl::IsUnavailable(conn.status())) << conn.status();
+  EXPECT_EQ(told, 1);
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(200)) << "it tried until the timeout";
+}
+
 }  // namespace
 }  // namespace amld::client

@@ -58,6 +58,26 @@ TEST(OutputTest, TablesFitTheWidthByCuttingTheLastColumnAndColourStatuses) {
   }
 }
 
+TEST(OutputTest, ShrinkWidestNarrowsEveryWideColumnSoEachStaysInView) {
+  std::ostringstream out;
+  TableStyle style;
+  style.width = 40;
+  style.shrink_widest = true;
+  PrintTable(out, {"RUN", "run_a", "run_b"},
+             {{"interpreter", "/home/u/venv/bin/python3 (subé)", "/usr/bin/python3"},
+              {"lr", "0.1", "0.01"}},
+             style);
+  EXPECT_EQ(out.str(),
+            "RUN          run_a         run_b\n"
+            "interpreter  /home/u/ven\u2026  /usr/bin/pyt\u2026\n"
+            "lr           0.1           0.01\n");
+  // Narrow enough, nothing is cut.
+  std::ostringstream wide;
+  style.width = 200;
+  PrintTable(wide, {"RUN", "a"}, {{"lr", "/home/u/venv/bin/python3"}}, style);
+  EXPECT_EQ(wide.str(), "RUN  a\nlr   /home/u/venv/bin/python3\n");
+}
+
 TEST(OutputTest, JsonHasNumbersAsNumbersLocalAndNoExitCodeBeforeTheEnd) {
   amld::v1::Run run;
   run.set_id("r1");

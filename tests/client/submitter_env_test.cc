@@ -37,8 +37,9 @@ TEST(SubmitterEnvTest, EverythingButSecretsShellStateAndAmldVariablesIsSent) {
                         "PWD=/somewhere",   "SHLVL=2",          "_=/usr/bin/aml",
                         "AMLD_SOCKET=/s",   "EMPTY=",           "WANDB_API_KEY=k",
                         "=nameless",        "no-equals-sign",   nullptr};
-  amld::v1::SubmitterEnvironment e = CaptureSubmitterEnvironment(envp, {"WANDB_API_KEY"});
-  EXPECT_EQ(e.variables().at("PATH"), path);
+  amld::v1::SubmitterEnvironment e =
+      CaptureSubmitterEnvironment(envp, {"WANDB_API_KEY"}, "/home/u/proj");
+  EXPECT_EQ(e.variables().at("PATH"), "/home/u/proj/relative/bin:" + bin.string() + ":/usr/bin");
   EXPECT_EQ(e.variables().at("VIRTUAL_ENV"), "/v");
   EXPECT_EQ(e.variables().at("EMPTY"), "");
   EXPECT_EQ(e.variables().at("WANDB_API_KEY"), "k") << "asked for by name";
@@ -46,6 +47,21 @@ TEST(SubmitterEnvTest, EverythingButSecretsShellStateAndAmldVariablesIsSent) {
   EXPECT_THAT(e.left_out(), ElementsAre("AMLD_SOCKET", "GITHUB_TOKEN", "PWD", "SHLVL", "_"));
   // The venv's python3, as found (not resolved), before /usr/bin's.
   EXPECT_EQ(e.python(), (bin / "python3").string());
+}
+
+TEST(SubmitterEnvTest, RelativeFoldersOfPathListsMeanTheSubmittersWorkingFolder) {
+  EXPECT_EQ(AbsolutePathList("build/python:/opt/lib::./tools/:../up/x/..:.", "/home/u/proj"),
+            "/home/u/proj/build/python:/opt/lib::/home/u/proj/tools:/home/u/up:/home/u/proj");
+  EXPECT_EQ(AbsolutePathList("build/python", ""), "build/python") << "no cwd: as it was";
+  EXPECT_EQ(AbsolutePathList("", "/w"), "");
+  // Only the path lists: other values that look relative are data.
+  const char* envp[] = {"PYTHONPATH=build/python", "LD_LIBRARY_PATH=lib:/usr/lib",
+                        "MODEL=models/best.pt", "PATH=bin:/usr/bin", nullptr};
+  amld::v1::SubmitterEnvironment e = CaptureSubmitterEnvironment(envp, {}, "/w");
+  EXPECT_EQ(e.variables().at("PYTHONPATH"), "/w/build/python");
+  EXPECT_EQ(e.variables().at("LD_LIBRARY_PATH"), "/w/lib:/usr/lib");
+  EXPECT_EQ(e.variables().at("MODEL"), "models/best.pt");
+  EXPECT_EQ(e.variables().at("PATH"), "/w/bin:/usr/bin");
 }
 
 TEST(SubmitterEnvTest, FindInPathSkipsRelativeFoldersAndWhatCannotRun) {

@@ -116,6 +116,8 @@ TEST(DaemonConfigTest, TheSampleFileParsesAsShippedAndWithEverySettingOn) {
   EXPECT_THAT(o.runs.gpus, ElementsAre(0, 1));
   EXPECT_THAT(o.runs.submitter_env.deny, ElementsAre("SSH_*", "*_PROXY"));
   EXPECT_EQ(o.runs.max_run_duration_seconds, 604800);
+  EXPECT_EQ(o.gc.interval, absl::Hours(1));
+  EXPECT_EQ(o.gc.grace, absl::Hours(2));
 }
 
 TEST(DaemonConfigTest, UnknownKeysAreRefusedWithTheirLine) {

@@ -404,16 +404,23 @@ print("TOKEN", os.environ.get("MY_API_TOKEN"))
 
 namespace {
 
-TEST_F(CliE2eTest, ComparingRunsByTagsAndMetrics) {
-  StartDaemon();
-  // The loss it reaches is 1/lr: the best run has the largest lr.
-  WriteFile(project_ / "fit.py", R"(import json, os, sys, time
+// fit.py LR [diverge]: logs loss (3 - step) / LR for steps 0..2; with a
+// second argument it fails after step 1.
+constexpr const char* kFitScript = R"(import json, os, sys, time
 lr = float(sys.argv[1])
 with open(os.environ["AMLD_METRICS_FILE"], "a") as f:
     for step in range(3):
         f.write(json.dumps({"name": "loss", "value": (3 - step) / lr, "step": step,
                             "time": time.time()}) + "\n")
-)");
+        f.flush()
+        if len(sys.argv) > 2 and step == 1:
+            sys.exit("diverged")
+)";
+
+TEST_F(CliE2eTest, ComparingRunsByTagsAndMetrics) {
+  StartDaemon();
+  // The loss it reaches is 1/lr: the best run has the largest lr.
+  WriteFile(project_ / "fit.py", kFitScript);
   std::map<std::string, std::string> ids;
   for (const char* lr : {"1", "4", "2"}) {
     ids[lr] = Submit("fit.py", {"-e", "cmp", "--tag", absl::StrCat("lr=", lr), "--tag",
@@ -565,6 +572,193 @@ TEST_F(CliE2eTest, LogsAsJsonAndCompletionOfRunIds) {
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   EXPECT_NE(r.out.find(".SS aml run restart"), std::string::npos);
   EXPECT_NE(r.out.find("\\-\\-daemon\\-env"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(CliE2eTest, CompareRunsSideBySide) {
+  StartDaemon();
+  // loss falls to 1/lr by step 2; lr 4 "diverges" after step 1.
+  WriteFile(project_ / "fit.py", kFitScript);
+  const std::string one = Submit("fit.py", {"-e", "cmp", "--tag", "lr=1"}, {"1"});
+  ASSERT_EQ(Aml({"run", "wait", one}).exit_code, 0);
+  const std::string four = Submit("fit.py", {"-e", "cmp", "--tag", "lr=4"}, {"4", "diverge"});
+  ASSERT_EQ(Aml({"run", "wait", four}).exit_code, 1);
+
+  // By suffix and `last`; only the fields that differ, then the metrics.
+  auto r = Aml({"run", "compare", one.substr(one.size() - 8), "last"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(r.out.substr(0, r.out.find('\n')).find("RUN"), 0u) << r.out;
+  EXPECT_NE(r.out.find(one), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(four), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("FAILED (exit code 1)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\narguments "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\ntag lr "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("\nscript "), std::string::npos) << "the same in both: " << r.out;
+  EXPECT_NE(r.err.find("the same in every run: experiment, script"), std::string::npos)
+      << Describe(r);
+  EXPECT_NE(r.out.find("\nloss last "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1 (step 2)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("0.5 (step 1)"), std::string::npos) << r.out;
+  // --all: every field.
+  r = Aml({"run", "compare", one, four, "--all"});
+  EXPECT_NE(r.out.find("\nscript "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\ninterpreter "), std::string::npos) << r.out;
+
+  json j = AmlJson({"run", "compare", one, four});
+  EXPECT_EQ(j["runs"], json::array({one, four})) << j.dump(2);
+  bool saw_arguments = false;
+  for (const json& f : j["fields"]) {
+    if (f["field"] == "arguments") {
+      saw_arguments = true;
+      EXPECT_EQ(f["values"], json::array({"1", "4 diverge"}));
+      EXPECT_TRUE(f["differs"].get<bool>());
+    }
+    if (f["field"] == "script") EXPECT_FALSE(f["differs"].get<bool>());
+  }
+  EXPECT_TRUE(saw_arguments) << j.dump(2);
+  ASSERT_EQ(j["metrics"].size(), 1u) << j.dump(2);
+  EXPECT_EQ(j["metrics"][0]["name"], "loss");
+  EXPECT_EQ(j["metrics"][0]["runs"][0]["last"], 1.0);
+  EXPECT_EQ(j["metrics"][0]["runs"][0]["max"], 3.0);
+  EXPECT_EQ(j["metrics"][0]["runs"][1]["last"], 0.5);
+  EXPECT_EQ(j["metrics"][0]["runs"][1]["last_step"], 1);
+  EXPECT_EQ(j["metrics"][0]["runs"][1]["min"], 0.5);
+
+  // One run (twice) is not a comparison; a typo is an error.
+  r = Aml({"run", "compare", four, "last"});
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
+  EXPECT_NE(r.err.find("two or more different runs"), std::string::npos) << Describe(r);
+  EXPECT_EQ(Aml({"run", "compare", one, "no_such_run_anywhere"}).exit_code, 1);
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(CliE2eTest, ADeletedRunsObjectsAreCollectedByTheDaemonAndSharedOnesStay) {
+  // The daemon's own collector, every second, for objects older than 5 s
+  // (longer than a submit's upload takes).
+  WriteFile(dir_ / "amld.yaml", "gc_interval_seconds: 1\ngc_grace_seconds: 5\n");
+  StartDaemon({"--config", (dir_ / "amld.yaml").string()});
+  WriteFile(project_ / "train.py", R"(import os, sys
+os.makedirs("outputs", exist_ok=True)
+open("outputs/model.txt", "w").write("weights of " + sys.argv[1])
+open("outputs/shared.txt", "w").write("the same in every run")
+)");
+  // The run to delete has a source folder of its own, with a file no other
+  // snapshot holds.
+  const fs::path own = dir_ / "own";
+  WriteFile(own / "train.py", ReadFile(project_ / "train.py"));
+  WriteFile(own / "data.txt", "only the deleted run's source");
+  auto r = Aml({"run", "submit", "-q", "-s", own.string(), "--interpreter", kPython, "train.py",
+                "--", "gone"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  const std::string gone = r.out.substr(0, r.out.find('\n'));
+  const std::string kept = Submit("train.py", {}, {"kept"});
+  ASSERT_EQ(Aml({"run", "wait", gone}).exit_code, 0);
+  ASSERT_EQ(Aml({"run", "wait", kept}).exit_code, 0);
+
+  auto object = [&](const std::string& hash) {
+    return data_ / "cas" / "objects" / hash.substr(0, 2) / hash.substr(2);
+  };
+  auto stored = [&](const std::string& id, const std::string& path) -> fs::path {
+    const json listing = AmlJson({"run", "files", id});
+    for (const json& f : listing["files"]) {
+      if (f["path"] == path) return object(f["digest"]["hash"].get<std::string>());
+    }
+    ADD_FAILURE() << id << " has no " << path;
+    return {};
+  };
+  const fs::path gone_model = stored(gone, "outputs/model.txt");
+  const fs::path kept_model = stored(kept, "outputs/model.txt");
+  const fs::path shared = stored(gone, "outputs/shared.txt");
+  EXPECT_EQ(shared, stored(kept, "outputs/shared.txt"));
+  auto sha = amld::testing::RunProcess(
+      {kPython, "-c",
+       "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())",
+       (own / "data.txt").string()},
+      Options());
+  ASSERT_EQ(sha.exit_code, 0) << Describe(sha);
+  const fs::path gone_source = object(sha.out.substr(0, 64));
+  for (const fs::path& p : {gone_model, kept_model, shared, gone_source}) {
+    ASSERT_TRUE(fs::exists(p)) << p;
+  }
+
+  r = Aml({"run", "delete", gone});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_NE(r.err.find("next garbage collection (every 1.0s, once older than 5.0s)"),
+            std::string::npos)
+      << Describe(r);
+  // A collection past the grace period removes what only the deleted run
+  // referred to; by then what the other run refers to was as old, and stays.
+  EXPECT_TRUE(Eventually([&] { return !fs::exists(gone_model) && !fs::exists(gone_source); }));
+  EXPECT_TRUE(fs::exists(kept_model));
+  EXPECT_TRUE(fs::exists(shared));
+  r = Aml({"run", "download", kept, "outputs/shared.txt", "-o", "-"});
+  EXPECT_EQ(r.out, "the same in every run") << Describe(r);
+  // The kept run's snapshot is whole: it runs again.
+  r = Aml({"run", "restart", "-q", kept});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(Aml({"run", "wait", r.out.substr(0, r.out.find('\n'))}).exit_code, 0);
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(CliE2eTest, RelativeFoldersInPathListsMeanTheSubmittersWorkingFolder) {
+  StartDaemon();
+  // A module outside the source folder, on a relative PYTHONPATH, as from a
+  // shell in dir_ (PYTHONPATH=pylib).
+  WriteFile(dir_ / "pylib" / "helper.py", "WHO = 'the helper'\n");
+  WriteFile(project_ / "use.py", "import os, helper\nprint(helper.WHO, os.environ['PYTHONPATH'])\n");
+  ProcessOptions o = Options(dir_);
+  o.env.push_back({"PYTHONPATH", "pylib"});
+  auto r = amld::testing::RunProcess(
+      Argv({"run", "submit", "-q", "-s", project_.string(), "--interpreter", kPython, "use.py"}),
+      o);
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  const std::string id = r.out.substr(0, r.out.find('\n'));
+  r = Aml({"run", "wait", id});
+  EXPECT_EQ(r.exit_code, 0) << Describe(r) << Aml({"run", "logs", id}).out;
+  // (after the daemon's azureml alias folder)
+  const std::string out = Aml({"run", "logs", id}).out;
+  EXPECT_EQ(out.substr(0, 11), "the helper ") << out;
+  EXPECT_TRUE(out.ends_with(":" + (dir_ / "pylib").string() + "\n")) << out;
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(CliE2eTest, LogsFollowStartedWhileTheDaemonIsDownWaitsForIt) {
+  StartDaemon();
+  WriteFile(project_ / "hello.py", "print('hello')\n");
+  const std::string id = Submit("hello.py");
+  ASSERT_EQ(Aml({"run", "wait", id}).exit_code, 0);
+  auto r = Aml({"daemon", "stop"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  // Its stderr into the stdout the test can read while it runs.
+  std::string command;
+  for (const std::string& a : Argv({"run", "logs", "-f", id})) command += "'" + a + "' ";
+  amld::testing::Subprocess follower({"/bin/bash", "-c", command + "2>&1"}, Options());
+  ASSERT_TRUE(Eventually([&] {
+    return follower.StdoutSoFar().find("waiting for amld") != std::string::npos;
+  }));
+  r = Aml({"daemon", "start", "--data-dir", data_.string()});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  ProcessResult done = follower.Wait();
+  EXPECT_EQ(done.exit_code, 0) << Describe(done);
+  EXPECT_NE(done.out.find("hello\n"), std::string::npos) << Describe(done);
+  EXPECT_NE(done.out.find("run " + id + " COMPLETED"), std::string::npos) << Describe(done);
+  // Without -f nothing waits: the daemon being down is an error at once.
+  ASSERT_EQ(Aml({"daemon", "stop"}).exit_code, 0);
+  r = Aml({"run", "logs", id});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  ASSERT_EQ(Aml({"daemon", "start", "--data-dir", data_.string()}).exit_code, 0);
 }
 
 }  // namespace

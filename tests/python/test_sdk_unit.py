@@ -432,3 +432,24 @@ def test_pip_requirements_keep_their_options(tmp_path):
     proto = env._to_proto()
     assert list(proto.pip_requirements) == ["--find-links /srv/wheels", "--no-index", "alpha"]
     assert list(proto.conda_packages) == ["pip=23.2"]
+
+
+def test_submitter_environment_makes_relative_path_list_folders_absolute():
+    from amld.core import _submitter_env
+    from amld.v1 import runs_pb2
+    message = runs_pb2.SubmitterEnvironment()
+    _submitter_env.capture(message, environ={
+        "PYTHONPATH": "build/python:/opt/lib::./tools/:../up/x/..",
+        "LD_LIBRARY_PATH": "lib",
+        "PATH": "bin:/usr/bin",
+        "MODEL": "models/best.pt",
+    }, python="/usr/bin/python3", cwd="/home/u/proj")
+    assert message.variables["PYTHONPATH"] == (
+        "/home/u/proj/build/python:/opt/lib::/home/u/proj/tools:/home/u/up")
+    assert message.variables["LD_LIBRARY_PATH"] == "/home/u/proj/lib"
+    assert message.variables["PATH"] == "/home/u/proj/bin:/usr/bin"
+    assert message.variables["MODEL"] == "models/best.pt"  # not a path list: data
+    # By default, the process's working folder.
+    message = runs_pb2.SubmitterEnvironment()
+    _submitter_env.capture(message, environ={"PYTHONPATH": "src"}, python="/usr/bin/python3")
+    assert message.variables["PYTHONPATH"] == os.path.join(os.getcwd(), "src")

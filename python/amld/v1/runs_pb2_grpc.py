@@ -171,8 +171,9 @@ class RunsServicer(object):
 
     def DeleteRun(self, request, context):
         """Deletes an ended run: its record, status history, metrics, list of
-        stored files and its run folder; a sweep's children with it. Its CAS
-        objects stay (nothing collects them yet). Codes: OK; NOT_FOUND;
+        stored files and its run folder; a sweep's children with it. CAS
+        objects only it referred to go at the next garbage collection
+        (Daemon.CollectGarbage, or the daemon's own). Codes: OK; NOT_FOUND;
         FAILED_PRECONDITION when it (or a child) has not ended (cancel it
         first); PERMISSION_DENIED for another user's run (root may).
         """
