@@ -93,6 +93,12 @@ absl::StatusOr<RunConfig> RunManager::CheckSubmission(const RunConfig& submitted
         "attach one with "
         "`aml compute create NAME --type slurm --workdir SHARED_DIR` and submit to it"));
   }
+  if (processes.nodes > 1 && submitted.resources().gpus() % processes.nodes != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "resources.gpus ", submitted.resources().gpus(), " is the run's total, shared out over its ",
+        processes.nodes, " nodes: ask for a multiple of ", processes.nodes, " (e.g. ",
+        processes.nodes * std::max(1, submitted.resources().gpus() / processes.nodes), ")"));
+  }
   if (options_.run_as_submitter) AMLD_RETURN_IF_ERROR(CheckRunsAsSubmitter(submitted));
   RunConfig config = submitted;
   // amld.yaml default_gpus, for a local run that asked for nothing (an

@@ -229,6 +229,22 @@ def test_a_request_the_cluster_can_never_hold_is_refused_at_submit(ws, project, 
     assert "Node count specification invalid" in message, message
 
 
+def test_gpus_are_shared_out_per_node_and_must_divide(ws, project, cluster):
+    """resources.gpus is the run's total; on 2 nodes it goes out as
+    --gpus-per-node, so 3 is refused (and 2 asks Slurm for a GPU per node,
+    which this cluster has none of: refused with Slurm's reason)."""
+    write_script(project, "noop.py", "print('never runs')\n")
+    for gpus, words in ((3, "ask for a multiple of 2"), (2, "--gpus-per-node=1")):
+        config = ScriptRunConfig(source_directory=str(project), script="noop.py",
+                                 compute_target=cluster, environment=_environment(),
+                                 distributed_job_config=PyTorchConfiguration(process_count=4,
+                                                                             node_count=2))
+        config.run_config.gpus = gpus
+        with pytest.raises(UserErrorException) as refused:
+            Experiment(ws, "ddp-slurm").submit(config)
+        assert words in str(refused.value), str(refused.value)
+
+
 def test_the_time_limit_ends_every_process_on_both_nodes(ws, project, cluster, daemon):
     write_script(project, "wait.py", """\
 import os, time

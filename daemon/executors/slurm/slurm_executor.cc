@@ -285,6 +285,12 @@ SubmitSpec SlurmExecutor::SubmitSpecFor(const LaunchSpec& spec, const fs::path& 
     submit.nodes = spec.processes.nodes;
     submit.tasks_per_node = spec.processes.count / spec.processes.nodes;
     submit.cpus = std::max(1, spec.cpus / spec.processes.count);
+    if (spec.processes.nodes > 1) {
+      // Each node's share (the run manager refuses a total that does not
+      // divide): --gpus alone would let Slurm put them all on one node.
+      submit.gpus_per_node = spec.gpus / spec.processes.nodes;
+      submit.gpus = 0;
+    }
   }
   submit.extra_args = options_.sbatch_args;
   return submit;

@@ -279,6 +279,7 @@ static void AppendRequestArgs(const SubmitSpec& spec, std::vector<std::string>* 
   }
   if (spec.cpus > 1) argv->push_back(absl::StrCat("--cpus-per-task=", spec.cpus));
   if (spec.gpus > 0) argv->push_back(absl::StrCat("--gpus=", spec.gpus));
+  if (spec.gpus_per_node > 0) argv->push_back(absl::StrCat("--gpus-per-node=", spec.gpus_per_node));
   argv->insert(argv->end(), spec.extra_args.begin(), spec.extra_args.end());
 }
 

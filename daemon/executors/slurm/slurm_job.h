@@ -109,7 +109,8 @@ struct SubmitSpec {
   std::string partition;  // empty: the cluster's default
   std::string account;    // empty: the user's default
   int cpus = 1;           // --cpus-per-task when more than 1 (per process)
-  int gpus = 0;           // --gpus when any
+  int gpus = 0;           // --gpus when any (the job's total)
+  int gpus_per_node = 0;  // a run on several nodes: --gpus-per-node instead
   int nodes = 1;          // a distributed run: --nodes
   int tasks_per_node = 0; // a distributed run: --ntasks-per-node; 0: one task
   std::vector<std::string> extra_args;  // the target's sbatch args, last

@@ -171,6 +171,8 @@ TEST(SlurmJob, SbatchArguments) {
   spec.nodes = 2;
   spec.tasks_per_node = 3;
   EXPECT_THAT(SbatchArgv(spec), AllOf(Contains("--nodes=2"), Contains("--ntasks-per-node=3")));
+  spec.gpus_per_node = 4;
+  EXPECT_THAT(SbatchArgv(spec), Contains("--gpus-per-node=4"));
 }
 
 TEST(SlurmJob, TestOnlyAsksForTheSameAsTheJob) {
