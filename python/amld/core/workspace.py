@@ -55,25 +55,24 @@ def client_socket_path():
     user = default_socket_path()
     if os.environ.get("AMLD_SOCKET"):
         return user, "$AMLD_SOCKET"
-    import stat
     system = system_socket_path()
-    try:
-        system_exists = stat.S_ISSOCK(os.stat(system).st_mode)
-    except OSError:
-        system_exists = False
-    if not system_exists or _daemon_listening(user):
+    if not _is_socket(system) or _daemon_listening(user):
         return user, "the user-mode default"
     return system, "the system daemon"
+
+
+def _is_socket(path):
+    import stat
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _daemon_listening(socket_path):
     """True when something accepts connections on the Unix socket ``socket_path``."""
     import socket
-    import stat
-    try:
-        if not stat.S_ISSOCK(os.stat(socket_path).st_mode):
-            return False
-    except OSError:
+    if not _is_socket(socket_path):
         return False
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(2)
