@@ -197,6 +197,16 @@ class LineReader:
         return "".join(self.lines)
 
 
+def listening_socket(path):
+    """A Unix socket accepting connections at ``path``, as a daemon's (the caller closes it)."""
+    import socket
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(4)
+    return server
+
+
 def python_env(**extra):
     """The environment for a child /usr/bin/python3 that imports the SDK from the build."""
     env = dict(os.environ)

@@ -8,6 +8,8 @@ import warnings
 import grpc
 import pytest
 
+from conftest import listening_socket
+
 from amld.core import Environment, ScriptRunConfig, Workspace
 from amld.core.runconfig import (
     MpiConfiguration,
@@ -43,16 +45,6 @@ def test_from_config_searches_up_the_folder_tree(tmp_path, monkeypatch):
     assert ws.name == "lab"
     assert Workspace.from_config(path=str(deep)) == ws
     assert Workspace.from_config(path=str(tmp_path / ".amld" / "config.json")) == ws
-
-
-def listening_socket(path):
-    """A Unix socket accepting connections at ``path``, as a daemon's (the caller closes it)."""
-    import socket
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(4)
-    return server
 
 
 def test_from_config_without_a_file_raises_as_azureml_unless_a_daemon_listens(tmp_path,

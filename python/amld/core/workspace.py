@@ -21,6 +21,10 @@ CONFIG_DIR = ".amld"
 CONFIG_FILE = "config.json"
 
 
+# The system daemon's socket (`amld --system`); base/workspace_paths.cc SystemSocketPath.
+SYSTEM_SOCKET = "/run/amld/amld.sock"
+
+
 def default_socket_path():
     """The user-mode socket, as the daemon and the CLI compute it.
 
@@ -34,14 +38,41 @@ def default_socket_path():
     return "/tmp/amld-%d/amld.sock" % os.getuid()
 
 
+def system_socket_path():
+    """The system daemon's socket: ``$AMLD_SYSTEM_SOCKET`` (tests, unusual installs), else
+    SYSTEM_SOCKET, as base/workspace_paths.cc SystemSocketPath."""
+    return os.environ.get("AMLD_SYSTEM_SOCKET") or SYSTEM_SOCKET
+
+
+def client_socket_path():
+    """The daemon a client given no socket talks to, and why, as `aml` chooses it.
+
+    base/workspace_paths.h ClientSocketPath, in its order: ``$AMLD_SOCKET`` when set; else
+    the user daemon's socket when a daemon answers there, or when no system socket exists (so
+    errors name the user daemon to start); else the system socket. Returns ``(path, why)``,
+    ``why`` being "$AMLD_SOCKET", "the user-mode default" or "the system daemon".
+    """
+    user = default_socket_path()
+    if os.environ.get("AMLD_SOCKET"):
+        return user, "$AMLD_SOCKET"
+    system = system_socket_path()
+    if not _is_socket(system) or _daemon_listening(user):
+        return user, "the user-mode default"
+    return system, "the system daemon"
+
+
+def _is_socket(path):
+    import stat
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _daemon_listening(socket_path):
     """True when something accepts connections on the Unix socket ``socket_path``."""
     import socket
-    import stat
-    try:
-        if not stat.S_ISSOCK(os.stat(socket_path).st_mode):
-            return False
-    except OSError:
+    if not _is_socket(socket_path):
         return False
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(2)
@@ -82,14 +113,15 @@ def _read_config(path):
 class Workspace:
     """An amld daemon and its data folder, reached through its Unix socket.
 
-    :param socket_path: the daemon's socket; None means the default
-        (``$AMLD_SOCKET``, else the user-mode socket).
+    :param socket_path: the daemon's socket; None means the one `aml` uses
+        (client_socket_path: ``$AMLD_SOCKET``, else the user daemon when one
+        answers, else the system daemon when its socket exists).
     :param workspace_name: a name for people; defaults to "amld".
     """
 
     def __init__(self, socket_path=None, workspace_name=None):
         """Refer to the daemon at ``socket_path``; nothing is sent until a call needs it."""
-        self._socket_path = os.path.abspath(socket_path or default_socket_path())
+        self._socket_path = os.path.abspath(socket_path or client_socket_path()[0])
         self._name = workspace_name or "amld"
         self._client = None
 
@@ -101,10 +133,11 @@ class Workspace:
         folder) and each folder above it; ``path`` may also be the config file
         itself. Without a config file, azureml raises UserErrorException("We
         could not find config.json in: ..."); amld does too, unless a daemon
-        listens on ``$AMLD_SOCKET``, else on the user-mode socket
-        (``$XDG_RUNTIME_DIR/amld/amld.sock`` or ``/tmp/amld-$UID/amld.sock``):
-        then it uses that daemon and says so on stderr (one line naming the
-        socket; ``ws.write_config()`` pins it for the project).
+        listens on the socket `aml` would use (client_socket_path:
+        ``$AMLD_SOCKET``, else the user-mode socket when a daemon answers there,
+        else the system daemon's ``/run/amld/amld.sock`` when it exists): then
+        it uses that daemon and says so on stderr (one line naming the socket
+        and which one it is; ``ws.write_config()`` pins it for the project).
 
         :param auth: Azure credentials have no meaning here (the daemon knows
             the caller from the socket); passing one warns and is not used.
@@ -139,15 +172,15 @@ class Workspace:
     @staticmethod
     def _without_config(searched, file_name):
         """from_config() when no config file was found: the daemon listening, or azureml's error."""
-        socket_path = os.path.abspath(default_socket_path())
-        why = "$AMLD_SOCKET" if os.environ.get("AMLD_SOCKET") else "the user-mode default"
+        socket_path, why = client_socket_path()
+        socket_path = os.path.abspath(socket_path)
         if _daemon_listening(socket_path):
             sys.stderr.write(
                 "amld: Workspace.from_config(): no %s/%s in %s or its parent folders; using the "
                 "daemon on %s (%s). ws.write_config() pins it for this project.\n"
                 % (CONFIG_DIR, file_name, searched, socket_path, why))
             sys.stderr.flush()
-            return Workspace()
+            return Workspace(socket_path)
         raise UserErrorException(
             "We could not find config.json in: %s or in its parent directories. Please provide "
             "the full path to the config file or ensure that config.json exists in the parent "
