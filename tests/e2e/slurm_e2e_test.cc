@@ -197,7 +197,7 @@ print("second line", flush=True)
   EXPECT_EQ(r.out, "first line\nsecond line\n");
 }
 
-TEST_F(SlurmE2eTest, APendingJobShowsSlurmsReasonAndARefusedOneFailsSayingWhy) {
+TEST_F(SlurmE2eTest, APendingJobShowsSlurmsReasonAndAnImpossibleOneIsRefusedAtSubmit) {
   StartDaemon();
   CreateTarget("held", {"--hold"});
   CreateTarget("huge", {"--cpus-per-task=128"});  // the partition has 2 nodes of 32
@@ -218,13 +218,15 @@ TEST_F(SlurmE2eTest, APendingJobShowsSlurmsReasonAndARefusedOneFailsSayingWhy) {
   EXPECT_EQ(Show(held)["status"], "COMPLETED");
   EXPECT_EQ(Aml({"run", "logs", held}).out, "hello from slurm\n");
 
-  const std::string huge = Submit("huge", "hello.py");
-  EXPECT_EQ(Aml({"run", "wait", huge}).exit_code, 1);
-  json refused = Show(huge);
-  EXPECT_EQ(refused["status"], "FAILED") << refused.dump();
-  EXPECT_NE(refused["error"].get<std::string>().find("More processors requested than permitted"),
-            std::string::npos)
-      << refused.dump();
+  // A request the partition can never hold is refused at submit, with
+  // Slurm's reason (sbatch --test-only), and leaves no run behind.
+  auto huge = Aml({"run", "submit", "-q", "-s", project_.string(), "--interpreter", kPython, "-c",
+                   "huge", "hello.py"});
+  EXPECT_EQ(huge.exit_code, 1) << Describe(huge);
+  EXPECT_TRUE(absl::StrContains(huge.err, "Slurm can never run this request") &&
+              absl::StrContains(huge.err, "More processors requested than permitted"))
+      << Describe(huge);
+  EXPECT_EQ(huge.out, "");
 }
 
 // kill -9 of the daemon while one Slurm run runs and another is held: the
