@@ -381,7 +381,7 @@ TEST_F(SlurmExecutorTest, CheckCanEverHoldAsksSbatchTestOnly) {
   spec.processes.count = 4;
   spec.processes.nodes = 2;
   EXPECT_TRUE(executor_->CheckCanEverHold(spec).ok());
-  spec.gpus = 1;  // no node has a GPU
+  spec.gpus = 2;  // one per node (--gpus-per-node=1), and no node has a GPU
   EXPECT_THAT(std::string(executor_->CheckCanEverHold(spec).message()),
               HasSubstr("Invalid generic resource (gres) specification"));
   EXPECT_FALSE(fs::exists(SharedDir(spec)));  // nothing was submitted
