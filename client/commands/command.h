@@ -29,6 +29,9 @@
 namespace CLI {
 class App;
 }
+namespace amld::client {
+struct FollowOptions;  // client/follow.h
+}
 
 namespace amld::client::commands {
 
@@ -127,6 +130,13 @@ struct WaitOutcome {
 };
 WaitOutcome FollowUntilDone(const GlobalOptions& global, const Connection& conn,
                             const std::string& run_id, bool show_output);
+
+// The daemon's connection for a command that follows a run (`logs -f`,
+// `wait`): started while the daemon is down (restarting, not started yet),
+// it says so once on stderr and waits for it, as a follow under way does
+// (client/follow.h ConnectWhenUp; `follow` has the timeout and interrupt).
+absl::StatusOr<Connection> ConnectForFollowing(const GlobalOptions& global,
+                                               const FollowOptions& follow);
 
 // Subcommand registration, one per file in client/commands/.
 void AddRunSubmitCommand(CLI::App& run, CommandContext& ctx);

@@ -37,16 +37,7 @@ int RunLogs(const GlobalOptions& global, const LogsOptions& o) {
   SigintInterrupt on_ctrl_c(&interrupt);
   FollowOptions follow;
   follow.interrupt = &interrupt;
-  // -f started while the daemon is down (restarting, not started yet) waits
-  // for it, as a follow under way does.
-  auto conn = o.follow ? ConnectWhenUp(global.SocketPath(), follow,
-                                       [&follow](const absl::Status& down) {
-                                         std::cerr << "aml: " << down.message()
-                                                   << "\nwaiting for amld for up to "
-                                                   << HumanDuration(follow.reconnect_timeout)
-                                                   << " (Ctrl-C stops)" << std::endl;
-                                       })
-                       : ConnectFromOptions(global);
+  auto conn = o.follow ? ConnectForFollowing(global, follow) : ConnectFromOptions(global);
   if (!conn.ok()) {
     if (interrupt.triggered()) return kExitInterrupted;
     return ReportError(global, conn.status());

@@ -53,6 +53,14 @@ WaitOutcome FollowUntilDone(const GlobalOptions& global, const Connection& conn,
   return outcome;
 }
 
+absl::StatusOr<Connection> ConnectForFollowing(const GlobalOptions& global,
+                                               const FollowOptions& follow) {
+  return ConnectWhenUp(global.SocketPath(), follow, [&follow](const absl::Status& down) {
+    std::cerr << "aml: " << down.message() << "\nwaiting for amld for up to "
+              << HumanDuration(follow.reconnect_timeout) << " (Ctrl-C stops)" << std::endl;
+  });
+}
+
 namespace {
 
 struct WaitOptions {
@@ -61,7 +69,15 @@ struct WaitOptions {
 };
 
 int RunWait(const GlobalOptions& global, const WaitOptions& o) {
-  auto conn = ConnectFromOptions(global);
+  absl::StatusOr<Connection> conn;
+  {
+    Interrupt interrupt;
+    SigintInterrupt on_ctrl_c(&interrupt);
+    FollowOptions follow;
+    follow.interrupt = &interrupt;
+    conn = ConnectForFollowing(global, follow);
+    if (!conn.ok() && interrupt.triggered()) return kExitInterrupted;
+  }
   if (!conn.ok()) return ReportError(global, conn.status());
   auto run = ResolveRun(*conn, o.run);
   if (!run.ok()) return ReportError(global, run.status());

@@ -745,15 +745,22 @@ TEST_F(CliE2eTest, LogsFollowStartedWhileTheDaemonIsDownWaitsForIt) {
   std::string command;
   for (const std::string& a : Argv({"run", "logs", "-f", id})) command += "'" + a + "' ";
   amld::testing::Subprocess follower({"/bin/bash", "-c", command + "2>&1"}, Options());
+  // `aml run wait` likewise.
+  command.clear();
+  for (const std::string& a : Argv({"run", "wait", id, "--show-output"})) command += "'" + a + "' ";
+  amld::testing::Subprocess waiter({"/bin/bash", "-c", command + "2>&1"}, Options());
   ASSERT_TRUE(Eventually([&] {
-    return follower.StdoutSoFar().find("waiting for amld") != std::string::npos;
+    return follower.StdoutSoFar().find("waiting for amld") != std::string::npos &&
+           waiter.StdoutSoFar().find("waiting for amld") != std::string::npos;
   }));
   r = Aml({"daemon", "start", "--data-dir", data_.string()});
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
-  ProcessResult done = follower.Wait();
-  EXPECT_EQ(done.exit_code, 0) << Describe(done);
-  EXPECT_NE(done.out.find("hello\n"), std::string::npos) << Describe(done);
-  EXPECT_NE(done.out.find("run " + id + " COMPLETED"), std::string::npos) << Describe(done);
+  for (amld::testing::Subprocess* p : {&follower, &waiter}) {
+    ProcessResult done = p->Wait();
+    EXPECT_EQ(done.exit_code, 0) << Describe(done);
+    EXPECT_NE(done.out.find("hello\n"), std::string::npos) << Describe(done);
+    EXPECT_NE(done.out.find("run " + id + " COMPLETED"), std::string::npos) << Describe(done);
+  }
   // Without -f nothing waits: the daemon being down is an error at once.
   ASSERT_EQ(Aml({"daemon", "stop"}).exit_code, 0);
   r = Aml({"run", "logs", id});
