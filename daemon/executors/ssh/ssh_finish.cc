@@ -104,9 +104,11 @@ absl::Status SshExecutor::Pull(Follow& f, bool final) {
       "-rltR", "--append-verify", remote_.RsyncPath(rd + "/./metrics.jsonl"),
       remote_.RsyncPath(absl::StrCat(rd, "/./system_logs/", shim::kShimLogName)),
       f.local_dir.string() + "/"};
+  std::vector<const std::vector<std::string>*> calls = {&mirror, &append};
   // A distributed run's rank logs (append-only, as above) and amld-launch's
-  // records of its processes (rewritten whole); nothing for one process.
-  // Rank 0's is std_log.txt, which the tail above brings.
+  // records of its processes (rewritten whole). Rank 0's is std_log.txt,
+  // which the tail above brings. A run is distributed when Launch made its
+  // rank logs here (CreateRankLogs); one process pays for no more calls.
   std::vector<std::string> ranks = {"-rlt", "--append-verify", "--include=/user_logs/",
                                     absl::StrCat("--exclude=/", launch::RankLogPath(0)),
                                     "--include=/user_logs/std_log_process_*.txt", "--exclude=*",
@@ -116,7 +118,10 @@ absl::Status SshExecutor::Pull(Follow& f, bool final) {
       absl::StrCat("--include=/", launch::kProcessListPath),
       absl::StrCat("--include=/", launch::kFailurePath), "--exclude=*",
       remote_.RsyncPath(rd + "/"), f.local_dir.string() + "/"};
-  for (const auto* args : {&mirror, &append, &ranks, &records}) {
+  if (fs::exists(f.local_dir / launch::RankLogPath(0), ec)) {
+    calls.insert(calls.end(), {&ranks, &records});
+  }
+  for (const std::vector<std::string>* args : calls) {
     AMLD_ASSIGN_OR_RETURN(CommandResult r, remote_.Rsync(*args, options_.transfer_timeout));
     // 24: files vanished while copying (the script is still writing).
     if (!r.ok() && !(r.signal == 0 && r.exit_code == 24)) {
