@@ -352,6 +352,10 @@ absl::Status EnvironmentBuilder::Publish(const fs::path& folder, const std::stri
   }
   // rename(2) replaces a link left by an earlier daemon atomically.
   fs::rename(link, options_.root / digest, ec);
+  {
+    absl::MutexLock lock(&mu_);
+    ++changes_;
+  }
   if (ec) {
     fs::remove(link, ec);
     return absl::InternalError(
@@ -400,13 +404,26 @@ void EnvironmentBuilder::RequestTrim() {
 std::vector<CachedEnvironment> EnvironmentBuilder::Prune() { return Evict(0); }
 
 CacheUsage EnvironmentBuilder::Usage() const {
+  std::optional<std::vector<CachedEnvironment>> listed;
+  uint64_t at = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    at = changes_;
+    if (listed_at_ == at) listed = listed_;
+  }
+  // Outside the lock: a first look may measure an old folder's files.
+  if (!listed) listed = ListCache(options_.root);
   CacheUsage usage;
   std::set<std::string> held;
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [holder, digest] : leases_) held.insert(digest);
+    if (changes_ == at) {
+      listed_ = listed;
+      listed_at_ = at;
+    }
   }
-  for (const CachedEnvironment& env : ListCache(options_.root)) {
+  for (const CachedEnvironment& env : *listed) {
     ++usage.count;
     usage.bytes += env.bytes;
     if (held.contains(env.digest)) ++usage.in_use;
@@ -434,6 +451,10 @@ std::vector<CachedEnvironment> EnvironmentBuilder::Evict(int64_t keep_bytes) {
       total -= env.bytes;
       removed.push_back(env);
     }
+  }
+  if (!removed.empty()) {
+    absl::MutexLock lock(&mu_);
+    ++changes_;
   }
   std::error_code ec;
   for (const CachedEnvironment& env : removed) fs::remove_all(env.folder, ec);

@@ -47,6 +47,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -138,7 +139,8 @@ class EnvironmentBuilder {
   // Removes every environment no run holds and none is building; returns
   // what it removed (bytes: what each freed).
   std::vector<CachedEnvironment> Prune();
-  // What the cache holds now.
+  // What the cache holds now. Every `aml` command asks (GetInfo), so the
+  // folder is listed only after a publish or an eviction changed it.
   CacheUsage Usage() const;
   // Asks the worker to bring the cache within its budget (at start, once
   // the run manager holds its re-adopted runs' environments).
@@ -180,6 +182,11 @@ class EnvironmentBuilder {
   int folder_counter_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, std::string> leases_ ABSL_GUARDED_BY(mu_);  // holder → digest
   bool trim_wanted_ ABSL_GUARDED_BY(mu_) = false;
+  // Usage()'s listing of the cache and the change count it was made at;
+  // Publish and Evict count changes.
+  mutable std::optional<std::vector<CachedEnvironment>> listed_ ABSL_GUARDED_BY(mu_);
+  mutable uint64_t listed_at_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t changes_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread worker_;
 };
 
