@@ -241,3 +241,21 @@ def test_a_distributed_job_yaml_runs_each_rank(ws, project):
         logs = subprocess.run([binary("aml"), "--socket", ws.socket_path, "run", "logs", run["id"],
                                "--rank", str(rank)], stdout=subprocess.PIPE, text=True).stdout
         assert logs.endswith("rank %d of 2\n" % rank), logs
+
+
+def test_run_configuration_communicator_asks_for_the_same_distributed_run(ws, project, tmp_path):
+    """azureml v1's older way: RunConfiguration(framework="PyTorch", communicator="Gloo") with
+    run_config.pytorch.process_count, given as ScriptRunConfig(run_config=...), is the run
+    PyTorchConfiguration(process_count=2) makes: two ranks, each with its log."""
+    from amld.core.runconfig import RunConfiguration
+    write_script(project, "ranks.py",
+                 "import os\nprint('rank', os.environ['RANK'], 'of', os.environ['WORLD_SIZE'])\n")
+    rc = RunConfiguration(framework="PyTorch", communicator="Gloo")
+    rc.pytorch.process_count = 2
+    rc.max_run_duration_seconds = 300
+    run = Experiment(ws, "rc-dist").submit(
+        ScriptRunConfig(source_directory=str(project), script="ranks.py", run_config=rc))
+    run.wait_for_completion()
+    assert run._fetch().config.distributed.pytorch.process_count == 2
+    for rank in (0, 1):
+        assert _rank_log(run, rank, tmp_path).endswith("rank %d of 2\n" % rank)

@@ -220,8 +220,13 @@ def test_unknown_or_unsupported_config_attributes_raise():
     with pytest.raises(UnsupportedOptionError, match="RunConfiguration.docker: amld does not "
                                                      "run containers"):
         rc.docker.use_docker = True
-    with pytest.raises(UnsupportedOptionError, match="distributed_job_config"):
-        rc.mpi = MpiConfiguration()
+    with pytest.raises(UserErrorException, match="RunConfiguration.mpi must be a "
+                                                 "MpiConfiguration, got dict"):
+        rc.mpi = {"process_count_per_node": 2}
+    with pytest.raises(UnsupportedOptionError, match="communicator='ParallelTask'"):
+        rc.communicator = "ParallelTask"
+    with pytest.raises(UnsupportedOptionError, match="framework='PySpark'"):
+        rc.framework = "PySpark"
     with pytest.raises(UserErrorException, match="RunConfiguration has no field 'targt'"):
         rc.targt = "gpu-box"
     with pytest.raises(AttributeError):
@@ -445,3 +450,75 @@ def test_submitter_environment_makes_relative_path_list_folders_absolute():
     message = runs_pb2.SubmitterEnvironment()
     _submitter_env.capture(message, environ={"PYTHONPATH": "src"}, python="/usr/bin/python3")
     assert message.variables["PYTHONPATH"] == os.path.join(os.getcwd(), "src")
+
+
+def test_run_configuration_mpi_pytorch_tensorflow_communicator_node_count_as_azureml():
+    """azureml v1's older way to ask for a distributed run: run_config.framework, .communicator
+    and .node_count with run_config.mpi / .pytorch / .tensorflow. azureml's ScriptRunConfig
+    (distributed_job_config=X) sets exactly these from X — node_count = X.node_count
+    (TensorflowConfiguration: its worker_count); MpiConfiguration: framework "Python",
+    communicator "IntelMpi"; PyTorchConfiguration: framework "PyTorch", communicator
+    X.communication_backend; TensorflowConfiguration: framework "TensorFlow", communicator
+    "ParameterServer" — so a run_config built either way runs the same; node_count of the
+    run_config is the run's."""
+    rc = RunConfiguration()
+    assert (rc.mpi.process_count_per_node, rc.pytorch.process_count,
+            rc.tensorflow.worker_count) == (1, None, 1)  # azureml's defaults
+    rc.communicator = "IntelMpi"
+    rc.mpi.process_count_per_node = 2
+    rc.node_count = 2
+    rc.target = "cluster"
+    config = ScriptRunConfig("p", script="t.py", run_config=rc)._to_proto("e")
+    assert (config.distributed.mpi.process_count_per_node, config.distributed.mpi.node_count,
+            config.compute_target) == (2, 2, "cluster")
+    for name in ("OpenMpi", "Mpi", "intelmpi"):
+        rc.communicator = name
+        assert ScriptRunConfig("p", script="t.py", run_config=rc)._to_proto("e").HasField(
+            "distributed")
+
+    torch = RunConfiguration(framework="PyTorch", communicator="Gloo")
+    torch.pytorch = PyTorchConfiguration(process_count=4, node_count=2)
+    torch.node_count = 2
+    pt = ScriptRunConfig("p", script="t.py", run_config=torch)._to_proto("e").distributed.pytorch
+    assert (pt.communication_backend, pt.process_count, pt.node_count) == ("gloo", 4, 2)
+    torch.pytorch.node_count = 3  # disagrees with run_config.node_count: not silently either
+    with pytest.raises(UserErrorException, match="run_config.pytorch.node_count=3 but "
+                                                 "run_config.node_count=2"):
+        ScriptRunConfig("p", script="t.py", run_config=torch)._to_proto("e")
+
+    tf = RunConfiguration(framework="TensorFlow", communicator="ParameterServer")
+    tf.tensorflow = TensorflowConfiguration(worker_count=2, parameter_server_count=1)
+    t = ScriptRunConfig("p", script="t.py", run_config=tf)._to_proto("e").distributed.tensorflow
+    assert (t.worker_count, t.parameter_server_count) == (2, 1)
+
+    # distributed_job_config= without run_config fills the run_config as azureml's does.
+    src = ScriptRunConfig("p", script="t.py",
+                          distributed_job_config=MpiConfiguration(process_count_per_node=3,
+                                                                  node_count=2))
+    assert (src.run_config.framework, src.run_config.communicator,
+            src.run_config.node_count) == ("Python", "IntelMpi", 2)
+    src = ScriptRunConfig("p", script="t.py",
+                          distributed_job_config=PyTorchConfiguration(communication_backend="Gloo"))
+    assert (src.run_config.framework, src.run_config.communicator) == ("PyTorch", "Gloo")
+    src = ScriptRunConfig("p", script="t.py",
+                          distributed_job_config=TensorflowConfiguration(worker_count=3))
+    assert (src.run_config.framework, src.run_config.communicator,
+            src.run_config.node_count) == ("TensorFlow", "ParameterServer", 3)
+    # ... and the run_config so made, given as run_config=, makes the same run.
+    again = ScriptRunConfig("p", script="t.py", run_config=src.run_config)._to_proto("e")
+    assert again.distributed == src._to_proto("e").distributed
+
+    # What does not map is refused, saying what to set.
+    with pytest.raises(UnsupportedOptionError, match="set run_config.framework = \"PyTorch\""):
+        ScriptRunConfig("p", script="t.py",
+                        run_config=RunConfiguration(communicator="Nccl"))._to_proto("e")
+    with pytest.raises(UnsupportedOptionError, match="TensorFlow only"):
+        ScriptRunConfig("p", script="t.py",
+                        run_config=RunConfiguration(communicator="ParameterServer"))._to_proto("e")
+    several = RunConfiguration()
+    several.node_count = 2
+    with pytest.raises(UnsupportedOptionError, match="node_count=2 with communicator \"None\""):
+        ScriptRunConfig("p", script="t.py", run_config=several)._to_proto("e")
+    with pytest.raises(UserErrorException, match="communication_backend must be"):
+        ScriptRunConfig("p", script="t.py",
+                        distributed_job_config=PyTorchConfiguration(communication_backend="mpi"))

@@ -125,11 +125,6 @@ _UNSUPPORTED_FIELDS = {
     "data": "amld has no datasets", "data_references": "amld has no datastores",
     "output_data": "amld has no datasets", "datacaches": "amld has no datastores",
     "source_directory_data_store": "amld has no datastores",
-    "mpi": "give ScriptRunConfig(distributed_job_config=MpiConfiguration(...)) without run_config",
-    "pytorch": "give ScriptRunConfig(distributed_job_config=PyTorchConfiguration(...)) without "
-               "run_config",
-    "tensorflow": "give ScriptRunConfig(distributed_job_config=TensorflowConfiguration(...)) "
-                  "without run_config",
     "amlcompute": "amld provisions no clusters; name a compute target in run_config.target",
     "kubernetescompute": "amld has no Kubernetes targets",
     "spark": "amld does not run Spark", "hdi": "amld does not run HDInsight",
@@ -138,6 +133,17 @@ _UNSUPPORTED_FIELDS = {
     "credential_passthrough": "runs run as their submitter's user",
     "priority": "amld's priority is -100..100: use `aml run submit --priority`",
 }
+
+
+# azureml's communicators (RunConfiguration.communicator), by lower-case name → the distributed
+# configuration they start. ScriptRunConfig(distributed_job_config=...) sets them as azureml does.
+_MPI_COMMUNICATORS = ("intelmpi", "openmpi", "mpi")
+_PYTORCH_COMMUNICATORS = ("nccl", "gloo")
+_FRAMEWORKS = ("python", "pytorch", "tensorflow")
+
+
+def _lower(value):
+    return str(value).lower() if value is not None else None
 
 
 def _count(field, value):
@@ -153,27 +159,37 @@ class RunConfiguration:
     :ivar target: the compute target's name; "local" runs on the daemon's machine.
     :ivar environment: the Environment; by default user-managed with the
         executor's python3 (set ``environment.python.interpreter_path`` for another).
-    :ivar node_count: nodes; only 1 is supported without a distributed config.
+    :ivar node_count: nodes of a distributed run (azureml's precedence: this, not the
+        ``mpi``/``pytorch`` configuration's own node_count, which must agree).
+    :ivar framework: "Python" (default), "PyTorch" or "TensorFlow".
+    :ivar communicator: "None" (default: one process), "IntelMpi"/"OpenMpi"/"Mpi" (mpirun with
+        ``mpi.process_count_per_node`` processes on each of ``node_count`` nodes), "Nccl"/"Gloo"
+        with framework "PyTorch" (``pytorch.process_count`` processes), or "ParameterServer"
+        with framework "TensorFlow" (``tensorflow``'s workers and parameter servers) — the
+        same runs ScriptRunConfig(distributed_job_config=...) makes.
+    :ivar mpi: an MpiConfiguration; :ivar pytorch: a PyTorchConfiguration;
+    :ivar tensorflow: a TensorflowConfiguration (azureml's defaults).
     :ivar max_run_duration_seconds: the run is canceled after this long (None: no limit).
     :ivar gpus: (amld) GPUs the run gets to itself, through CUDA_VISIBLE_DEVICES;
         None means the daemon's default (amld.yaml ``runs.default_gpus``, else 0).
     :ivar cpus: (amld) CPU slots the run holds; None means 1.
 
-    Other azureml fields (docker, data, history, mpi, ...) raise
+    Other azureml fields (docker, data, history, ...) raise
     UnsupportedOptionError saying what amld does instead; unknown names raise
     UserErrorException: nothing set is silently ignored.
     """
 
     _FIELDS = frozenset(("script", "arguments", "command", "target", "environment", "node_count",
-                         "max_run_duration_seconds", "framework", "communicator", "gpus", "cpus"))
+                         "max_run_duration_seconds", "framework", "communicator", "gpus", "cpus",
+                         "mpi", "pytorch", "tensorflow"))
 
     def __init__(self, script=None, arguments=None, framework=None, communicator=None,
                  conda_dependencies=None, _history_enabled=None, _path=None, _name=None,
                  command=None):
         """A local, single-node configuration with the default environment.
 
-        framework other than "Python", communicator other than "None" and
-        conda_dependencies are azureml options amld does not support; they raise.
+        conda_dependencies, and a framework or communicator amld cannot run
+        ("PySpark", "ParallelTask", ...), raise.
         """
         if conda_dependencies is not None:
             raise UnsupportedOptionError("RunConfiguration(conda_dependencies=...): amld does not "
@@ -186,19 +202,29 @@ class RunConfiguration:
         self.target = "local"
         self.environment = default_environment()
         self.node_count = 1
+        self.mpi = MpiConfiguration()
+        self.pytorch = PyTorchConfiguration()
+        self.tensorflow = TensorflowConfiguration()
         self.max_run_duration_seconds = None
         self.gpus = None
         self.cpus = None
 
     def __setattr__(self, name, value):
         """Keep the fields amld uses; refuse the rest by name."""
-        if name == "framework" and value not in (None, "Python", "python"):
+        if name == "framework" and value is not None and _lower(value) not in _FRAMEWORKS:
             raise UnsupportedOptionError("RunConfiguration(framework=%r): amld runs Python "
-                                         "scripts or commands only" % value)
-        if name == "communicator" and value not in (None, "None"):
-            raise UnsupportedOptionError("RunConfiguration(communicator=%r): use "
-                                         "ScriptRunConfig(distributed_job_config=...) instead"
-                                         % value)
+                                         "scripts or commands (framework \"Python\", "
+                                         "\"PyTorch\" or \"TensorFlow\") only" % value)
+        if name == "communicator" and value is not None and _lower(value) not in (
+                ("none", "parameterserver") + _MPI_COMMUNICATORS + _PYTORCH_COMMUNICATORS):
+            raise UnsupportedOptionError(
+                "RunConfiguration(communicator=%r): amld runs \"None\", \"IntelMpi\", "
+                "\"OpenMpi\", \"Mpi\", \"Nccl\", \"Gloo\" and \"ParameterServer\"" % value)
+        for field, kind in (("mpi", MpiConfiguration), ("pytorch", PyTorchConfiguration),
+                            ("tensorflow", TensorflowConfiguration)):
+            if name == field and not isinstance(value, kind):
+                raise UserErrorException("RunConfiguration.%s must be a %s, got %s"
+                                         % (field, kind.__name__, type(value).__name__))
         if name in ("gpus", "cpus"):
             value = _count(name, value)
         if name in _UNSUPPORTED_FIELDS:
@@ -208,6 +234,54 @@ class RunConfiguration:
             raise UserErrorException("RunConfiguration has no field %r; amld's holds %s"
                                      % (name, ", ".join(sorted(self._FIELDS))))
         object.__setattr__(self, name, value)
+
+    def _distributed(self):
+        """The distributed configuration framework, communicator and node_count ask for, as
+        azureml reads them (ScriptRunConfig(distributed_job_config=X) sets them from X); None
+        for one process. Refuses, naming the fields, what does not map."""
+        communicator = _lower(self.communicator) or "none"
+        framework = _lower(self.framework) or "python"
+        nodes = self.node_count if self.node_count is not None else 1
+        if communicator == "none":
+            if nodes != 1:
+                raise UnsupportedOptionError(
+                    "run_config.node_count=%r with communicator \"None\": a run on several "
+                    "nodes needs a communicator (e.g. \"IntelMpi\" with run_config.mpi, or "
+                    "framework \"PyTorch\" with \"Nccl\"/\"Gloo\"), or give "
+                    "ScriptRunConfig(distributed_job_config=...)" % nodes)
+            return None
+
+        def same_nodes(field, config):
+            if config.node_count not in (1, nodes):
+                raise UserErrorException(
+                    "run_config.%s.node_count=%r but run_config.node_count=%r: azureml runs "
+                    "run_config.node_count nodes; set both to the same number"
+                    % (field, config.node_count, nodes))
+
+        if communicator in _MPI_COMMUNICATORS:
+            same_nodes("mpi", self.mpi)
+            return MpiConfiguration(process_count_per_node=self.mpi.process_count_per_node,
+                                    node_count=nodes)
+        if communicator in _PYTORCH_COMMUNICATORS:
+            if framework != "pytorch":
+                raise UnsupportedOptionError(
+                    "run_config.communicator=%r with framework %r: the %s backend is PyTorch's; "
+                    "set run_config.framework = \"PyTorch\"" % (self.communicator,
+                                                                 self.framework or "Python",
+                                                                 self.communicator))
+            same_nodes("pytorch", self.pytorch)
+            return PyTorchConfiguration(communication_backend=self.communicator,
+                                        process_count=self.pytorch.process_count,
+                                        node_count=nodes)
+        # "parameterserver"
+        if framework != "tensorflow":
+            raise UnsupportedOptionError(
+                "run_config.communicator=\"ParameterServer\" with framework %r: amld runs "
+                "parameter servers for TensorFlow only; set run_config.framework = "
+                "\"TensorFlow\"" % (self.framework or "Python"))
+        return TensorflowConfiguration(
+            worker_count=self.tensorflow.worker_count,
+            parameter_server_count=self.tensorflow.parameter_server_count)
 
     def __getattr__(self, name):
         """Reading an azureml field amld does not act on says so (e.g. run_config.docker)."""

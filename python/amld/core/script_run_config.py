@@ -149,6 +149,24 @@ class ScriptRunConfig:
             self.run_config.environment = environment
         self.run_config.max_run_duration_seconds = max_run_duration_seconds
         self.distributed_job_config = distributed_job_config
+        if distributed_job_config is not None:
+            # As azureml: the run_config says how the run is distributed.
+            rc = self.run_config
+            if isinstance(distributed_job_config, TensorflowConfiguration):
+                rc.node_count = distributed_job_config.worker_count
+                rc.tensorflow, rc.framework = distributed_job_config, "TensorFlow"
+                rc.communicator = "ParameterServer"
+            elif isinstance(distributed_job_config, MpiConfiguration):
+                rc.node_count = distributed_job_config.node_count
+                rc.mpi, rc.framework, rc.communicator = distributed_job_config, "Python", "IntelMpi"
+            else:
+                backend = distributed_job_config.communication_backend or "Nccl"
+                if str(backend).lower() not in ("nccl", "gloo"):
+                    raise UserErrorException("PyTorchConfiguration.communication_backend must be "
+                                             "\"Nccl\" or \"Gloo\", got %r" % backend)
+                rc.node_count = distributed_job_config.node_count
+                rc.pytorch, rc.framework, rc.communicator = (distributed_job_config, "PyTorch",
+                                                             backend)
 
     def __setattr__(self, name, value):
         """Refuse fields azureml's ScriptRunConfig lacks, rather than keep and ignore them."""
@@ -187,9 +205,7 @@ class ScriptRunConfig:
         if isinstance(duration, bool) or not isinstance(duration, int) or duration < 0:
             raise UserErrorException("max_run_duration_seconds must be a non-negative integer, "
                                      "got %r" % (duration,))
-        if self.run_config.node_count not in (None, 1) and self.distributed_job_config is None:
-            raise UnsupportedOptionError("run_config.node_count=%r: give a distributed_job_config "
-                                         "for more than one node" % self.run_config.node_count)
+        distributed = self.run_config._distributed()
         environment = self.run_config.environment
         if environment is None:
             from amld.core.runconfig import default_environment
@@ -203,8 +219,8 @@ class ScriptRunConfig:
             compute_target=_target_name(self.run_config.target),
             max_run_duration_seconds=duration,
         )
-        if self.distributed_job_config is not None:
-            config.distributed.CopyFrom(self.distributed_job_config._to_proto())
+        if distributed is not None:
+            config.distributed.CopyFrom(distributed._to_proto())
         gpus, cpus = self.run_config.gpus, self.run_config.cpus
         if gpus is not None or cpus is not None:
             # Sent even as 0: an explicit "no GPU" is not the daemon's default_gpus.
