@@ -1,13 +1,15 @@
 """Run configuration pieces (azureml.core.runconfig).
 
 The distributed job configurations — MpiConfiguration, PyTorchConfiguration
-and TensorflowConfiguration — with azureml's parameters, and a small
+and TensorflowConfiguration — with azureml's parameters, and a
 RunConfiguration carrying what a ScriptRunConfig's ``run_config`` carries in
-amld: the compute target, the environment and the time limit. The daemon
-runs distributed configurations on the local target with node_count 1 (each
-process's output in user_logs/std_log_process_<rank>.txt) and refuses more
-nodes, or SSH and Slurm targets, by name (UNIMPLEMENTED); they are never
-dropped.
+amld: the compute target, the environment, the time limit, and (azureml v1's
+older way) the framework, communicator and node_count that make a run
+distributed with its ``mpi``, ``pytorch`` or ``tensorflow`` configuration.
+The daemon runs distributed configurations on one machine on the local and
+SSH targets (each process's output in user_logs/std_log_process_<rank>.txt)
+and on several nodes on Slurm targets, and refuses more nodes elsewhere by
+name (UNIMPLEMENTED); they are never dropped.
 """
 
 from amld.core.environment import Environment
