@@ -12,12 +12,15 @@ namespace amld::daemon {
 
 namespace fs = std::filesystem;
 
-absl::StatusOr<fs::path> WriteAzuremlAlias(const fs::path& data_dir, bool readable_by_others) {
-  const fs::path dest = data_dir / "azureml-alias";
-  const fs::path tmp = data_dir / absl::StrCat(".azureml-alias-", ::getpid());
+namespace {
+
+absl::StatusOr<fs::path> WriteTree(std::span<const AliasFile> files, const fs::path& data_dir,
+                                   const std::string& name, bool readable_by_others) {
+  const fs::path dest = data_dir / name;
+  const fs::path tmp = data_dir / absl::StrCat(".", name, "-", ::getpid());
   std::error_code ec;
   fs::remove_all(tmp, ec);
-  for (const AliasFile& f : AzuremlAliasFiles()) {
+  for (const AliasFile& f : files) {
     const fs::path path = tmp / f.path;
     fs::create_directories(path.parent_path(), ec);
     if (ec) {
@@ -49,6 +52,16 @@ absl::StatusOr<fs::path> WriteAzuremlAlias(const fs::path& data_dir, bool readab
   fs::rename(tmp, dest, ec);
   if (ec) return absl::InternalError(absl::StrCat("rename to ", dest.string(), ": ", ec.message()));
   return dest;
+}
+
+}  // namespace
+
+absl::StatusOr<fs::path> WriteAzuremlAlias(const fs::path& data_dir, bool readable_by_others) {
+  return WriteTree(AzuremlAliasFiles(), data_dir, "azureml-alias", readable_by_others);
+}
+
+absl::StatusOr<fs::path> WriteRunPython(const fs::path& data_dir, bool readable_by_others) {
+  return WriteTree(RunPythonFiles(), data_dir, "run-python", readable_by_others);
 }
 
 }  // namespace amld::daemon

@@ -124,6 +124,7 @@ struct Daemon::Impl {
   std::unique_ptr<SocketListener> listener;
   fs::path socket_path;
   bool stopped = false;
+  RunPython run_python;  // <data>/run-python, for the remote executors
 
   absl::Status OpenStores() {
     AMLD_RETURN_IF_ERROR(PrepareDataDir(options.data_dir, options.system_mode));
@@ -137,6 +138,13 @@ struct Daemon::Impl {
       options.runs.azureml_alias_dir = *alias;
     } else {
       log->warn("runs get no azureml alias on their PYTHONPATH: {}", alias.status().ToString());
+    }
+    absl::StatusOr<fs::path> python = WriteRunPython(options.data_dir, options.system_mode);
+    if (python.ok()) {
+      run_python = RunPython{*python, std::string(RunPythonDigest())};
+    } else {
+      log->warn("runs on SSH and Slurm targets get no amld SDK on their PYTHONPATH: {}",
+                python.status().ToString());
     }
     return absl::OkStatus();
   }
@@ -152,7 +160,7 @@ struct Daemon::Impl {
     AMLD_ASSIGN_OR_RETURN(std::unique_ptr<Executor> local,
                           NewLocalExecutor(LocalExecutorOptions{shim}));
     executor = std::make_unique<ExecutorRegistry>(
-        std::move(local), MakeExecutorFactories({options.data_dir, shim}), store.get());
+        std::move(local), MakeExecutorFactories({options.data_dir, shim, run_python}), store.get());
     tasks = std::make_unique<base::ThreadPoolTaskRunner>(
         std::clamp(options.runs.max_concurrent_runs, 2, kMaxWorkThreads));
     housekeeping = std::make_unique<base::ThreadPoolTaskRunner>(1, base::LowerThisThreadsPriority);

@@ -16,6 +16,7 @@ ExecutorFactory SshFactory(const ExecutorFactoryOptions& options) {
     o.endpoint = SshEndpoint{ssh.host(), ssh.port(), ssh.user(), ssh.identity_file()};
     o.workdir = ssh.workdir();
     o.shim_path = options.shim_path;
+    o.run_python = options.run_python;
     o.state_dir = options.data_dir / "ssh";
     return NewSshExecutor(o);
   };
@@ -31,6 +32,7 @@ ExecutorFactory SlurmFactory(const ExecutorFactoryOptions& options) {
     o.account = slurm.account();
     o.sbatch_args.assign(slurm.sbatch_args().begin(), slurm.sbatch_args().end());
     o.shim_path = options.shim_path;
+    o.run_python = options.run_python;
     return NewSlurmExecutor(o);
   };
 }

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "daemon/executors/executor_registry.h"
+#include "daemon/executors/run_python.h"
 
 namespace amld::daemon {
 
@@ -17,6 +18,8 @@ struct ExecutorFactoryOptions {
   std::filesystem::path data_dir;
   // The daemon's amld-shim, which remote executors copy to their hosts.
   std::filesystem::path shim_path;
+  // amld's Python for runs (<data>/run-python), which they install too.
+  RunPython run_python;
 };
 
 // ssh: NewSshExecutor (daemon/executors/ssh/ssh_executor.h).

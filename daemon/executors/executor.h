@@ -63,6 +63,10 @@ struct LaunchSpec {
     int parameter_servers = 0;
     int nodes = 1;     // count / nodes on each (only Slurm takes more than 1)
   } processes;
+  // Put amld's Python for runs (run_python.h) first on the process's
+  // PYTHONPATH on the target: the SSH and Slurm executors install their copy
+  // of it there. A local run's `env` already names the daemon's folder.
+  bool run_python = false;
   // System mode: the submitter's account, which the run, its supervisor and
   // every file of its folder belong to (run_as.h); `env` already carries
   // its HOME, USER and LOGNAME. nullopt (user mode): the daemon's own user.

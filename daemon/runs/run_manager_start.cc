@@ -174,7 +174,7 @@ void RunManager::Launch(const std::string& run_id, const RunConfig& config,
     SetAccountEnvironment(*account, &spec.env);
     spec.run_as = std::move(*account);
   }
-  AddAzuremlAlias(options_.azureml_alias_dir, config, &spec.env);
+  AddAzuremlAlias(options_.azureml_alias_dir, config, &spec);
   // Before the process exists, so its first file is seen.
   deps_.ingester->Watch(run_id, PathsFor(run_id));
   const absl::Time launch_start = absl::Now();

@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "base/shell_quote.h"
+#include "daemon/executors/run_python.h"
 
 extern char** environ;
 
@@ -68,6 +69,9 @@ EnvList BuildEnvironment(const EnvList& base, const std::string& run_id,
   std::map<std::string, std::string> env(base.begin(), base.end());
   env["AMLD_RUN_ID"] = run_id;
   env["AMLD_EXPERIMENT"] = config.experiment_name();
+  // The SDK refuses, by name, calls that need the daemon's socket in a run
+  // on another machine.
+  env["AMLD_COMPUTE_TARGET"] = config.compute_target().empty() ? "local" : config.compute_target();
   env["AMLD_OUTPUTS_DIR"] = paths.outputs.string();
   env["AMLD_LOGS_DIR"] = paths.logs.string();
   env["AMLD_METRICS_FILE"] = paths.metrics.string();
@@ -79,15 +83,13 @@ EnvList BuildEnvironment(const EnvList& base, const std::string& run_id,
 }
 
 void AddAzuremlAlias(const std::filesystem::path& alias_dir, const amld::v1::RunConfig& config,
-                     EnvList* env) {
-  if (alias_dir.empty() || config.environment().azureml_alias_off()) return;
-  for (auto& [name, value] : *env) {
-    if (name != "PYTHONPATH") continue;
-    value = value.empty() ? alias_dir.string() : absl::StrCat(alias_dir.string(), ":", value);
+                     LaunchSpec* spec) {
+  if (config.environment().azureml_alias_off()) return;
+  if (!config.compute_target().empty() && config.compute_target() != "local") {
+    spec->run_python = true;
     return;
   }
-  env->emplace_back("PYTHONPATH", alias_dir.string());
-  std::sort(env->begin(), env->end());
+  if (!alias_dir.empty()) PrependToPythonPath(alias_dir.string(), &spec->env);
 }
 
 absl::Status CheckExecLimits(const LaunchSpec& spec) {

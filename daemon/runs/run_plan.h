@@ -34,19 +34,21 @@ std::string MakeRunId(const std::string& experiment, absl::Time now, uint32_t ra
 // ["/bin/sh", "-c", command + " " + quoted args].
 std::vector<std::string> BuildArgv(const amld::v1::RunConfig& config);
 
-// `base` + AMLD_RUN_ID, AMLD_EXPERIMENT, AMLD_OUTPUTS_DIR, AMLD_LOGS_DIR,
+// `base` + AMLD_RUN_ID, AMLD_EXPERIMENT, AMLD_COMPUTE_TARGET, AMLD_OUTPUTS_DIR, AMLD_LOGS_DIR,
 // AMLD_METRICS_FILE, PYTHONUNBUFFERED=1 + the run's environment_variables
 // (later ones replace earlier ones of the same name). Sorted by name.
 EnvList BuildEnvironment(const EnvList& base, const std::string& run_id,
                          const amld::v1::RunConfig& config, const RunPaths& paths);
 
-// Puts `alias_dir` (amld's azureml alias: python/amld/_azureml_alias, written
-// into the data dir at start) first on PYTHONPATH in `env`, so
-// `from azureml.core import Run` in an unchanged script is amld's Run.
-// Nothing when `alias_dir` is empty or the run's environment opts out
-// (Environment.azureml_alias_off). `env` stays sorted by name.
+// Makes `from azureml.core import Run` in an unchanged script amld's Run,
+// unless the run's environment opts out (Environment.azureml_alias_off): on
+// the local target `alias_dir` (amld's azureml alias, written into the data
+// dir at start; nothing when empty) goes first on PYTHONPATH in spec->env,
+// which stays sorted by name; on any other target spec->run_python is set,
+// and its executor puts its copy of amld's Python for runs there
+// (daemon/executors/run_python.h).
 void AddAzuremlAlias(const std::filesystem::path& alias_dir, const amld::v1::RunConfig& config,
-                     EnvList* env);
+                     LaunchSpec* spec);
 
 // The processes RunConfig.distributed asks for (one, kind "", when unset);
 // MPI's count is per node × nodes. The config was validated

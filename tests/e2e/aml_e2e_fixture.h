@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -167,20 +168,19 @@ class AmlDaemonTest : public ::testing::Test {
   // job YAML and waits for it; returns its children (`aml sweep show`, best
   // first) after checking that each completed as a child of the sweep. The
   // script prints "<placement_env> <value of that variable> lr <lr>" and
-  // appends its loss to AMLD_METRICS_FILE itself, in the format amld.core's
-  // Run.log writes (remote nodes have no SDK on their path); the best child is
-  // lr 0.01 with loss 0.5.
+  // logs its loss with azureml's Run.log (amld ships its SDK to the target);
+  // the best child is lr 0.01 with loss 0.5.
   json RunLrGridSweep(const std::string& compute, const std::string& placement_env) {
     fs::create_directories(project_ / "sweep-src");
-    amld::testing::WriteFile(project_ / "sweep-src/train.py", R"(import argparse, json, os, time
+    amld::testing::WriteFile(project_ / "sweep-src/train.py", R"(import argparse, os
+from azureml.core import Run
 p = argparse.ArgumentParser()
 p.add_argument("--lr", type=float)
 p.add_argument("--placement-env")
 a = p.parse_args()
-with open(os.environ["AMLD_METRICS_FILE"], "a") as f:
-    for step in (1, 2):
-        f.write(json.dumps({"name": "loss", "value": abs(a.lr - 0.01) + 1.0 / step,
-                            "step": step, "time": time.time()}) + "\n")
+run = Run.get_context()
+for step in (1, 2):
+    run.log("loss", abs(a.lr - 0.01) + 1.0 / step, step=step)
 print(a.placement_env, os.environ.get(a.placement_env), "lr", a.lr)
 )");
     amld::testing::WriteFile(project_ / "sweep.yml", R"(type: sweep
@@ -218,6 +218,76 @@ limits:
       EXPECT_EQ(shown["children"][0]["best_primary_metric"], 0.5) << shown.dump();
     }
     return shown["children"];
+  }
+
+  // A training script in the azureml samples' style, unchanged: `from
+  // azureml.core import Run`, run.log, run.log_list, run.tag, run.set_tags,
+  // run.add_properties, run.upload_file to a name outside outputs/ and
+  // run.register_model. Submitted to `compute`, whose machine has neither
+  // amld's SDK nor (for all the script knows) gRPC on its path: amld ships
+  // its Python there. Checks that it ran on amld's shipped copy without
+  // importing gRPC or protobuf, and that its metrics, tags, properties,
+  // uploaded file and model are the daemon's afterwards. Returns the run id.
+  std::string RunSamplesStyleScript(const std::string& compute) {
+    fs::create_directories(project_ / "samples-src");
+    amld::testing::WriteFile(project_ / "samples-src/train.py", R"(import os, sys
+from azureml.core import Run
+
+run = Run.get_context()
+for epoch in range(3):
+    run.log("loss", 1.0 / (epoch + 1))
+run.log_list("accuracy", [0.5, 0.75])
+run.tag("framework", "sklearn")
+run.set_tags({"stage": "dev"})
+run.add_properties({"seed": "42"})
+os.makedirs("outputs", exist_ok=True)
+with open("outputs/model.pkl", "wb") as f:
+    f.write(b"model bytes")
+with open("confusion.txt", "w") as f:
+    f.write("tp 3 fp 1\n")
+run.upload_file("reports/confusion.txt", "confusion.txt")
+run.register_model(model_name="samples-model", model_path="outputs/model.pkl",
+                   tags={"area": "e2e"})
+print("amld from", os.path.dirname(os.path.dirname(sys.modules["amld"].__file__)))
+print("grpc or protobuf imported:",
+      any(m.startswith(("grpc", "google.protobuf")) for m in sys.modules))
+)");
+    auto r = Aml({"run", "submit", "-q", "-s", (project_ / "samples-src").string(), "-c", compute,
+                  "-e", "samples", "--interpreter", kPython, "train.py"});
+    EXPECT_EQ(r.exit_code, 0) << Describe(r);
+    std::string id = r.out;
+    while (!id.empty() && id.back() == '\n') id.pop_back();
+    if (id.empty()) return id;
+    auto wait = Aml({"run", "wait", id, "--show-output"});
+    EXPECT_EQ(wait.exit_code, 0) << Describe(wait);
+    EXPECT_NE(wait.out.find("/.amld/python-"), std::string::npos)
+        << "amld came from the target's copy of amld's Python: " << Describe(wait);
+    EXPECT_NE(wait.out.find("grpc or protobuf imported: False"), std::string::npos)
+        << Describe(wait);
+    json run = Show(id);
+    EXPECT_EQ(run["status"], "COMPLETED") << run.dump();
+    EXPECT_EQ(run["tags"]["framework"], "sklearn") << run.dump();
+    EXPECT_EQ(run["tags"]["stage"], "dev") << run.dump();
+    EXPECT_EQ(run["properties"]["seed"], "42") << run.dump();
+    json metrics = AmlJson({"run", "metrics", id});
+    std::map<std::string, std::vector<double>> values;
+    for (const json& m : metrics["metrics"]) {
+      for (const json& v : m["values"]) values[m["name"]].push_back(v["value"]);
+    }
+    EXPECT_EQ(values["loss"], (std::vector<double>{1.0, 0.5, 1.0 / 3})) << metrics.dump();
+    EXPECT_EQ(values["accuracy"], (std::vector<double>{0.5, 0.75})) << metrics.dump();
+    const fs::path report = dir_ / (id + "-confusion.txt");
+    auto got = Aml({"run", "download", id, "reports/confusion.txt", "-o", report.string()});
+    EXPECT_EQ(got.exit_code, 0) << Describe(got);
+    EXPECT_EQ(ReadFile(report), "tp 3 fp 1\n");
+    json model = AmlJson({"model", "show", "samples-model"});
+    EXPECT_EQ(model["run_id"], id) << model.dump();
+    EXPECT_EQ(model["tags"]["area"], "e2e") << model.dump();
+    const fs::path dl = dir_ / (id + "-model");
+    auto m = Aml({"model", "download", "samples-model", "-d", dl.string()});
+    EXPECT_EQ(m.exit_code, 0) << Describe(m);
+    EXPECT_EQ(ReadFile(dl / "model.pkl"), "model bytes");
+    return id;
   }
 
   // Managed environments without a network: wheels of two tiny packages

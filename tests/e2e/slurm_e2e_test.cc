@@ -315,6 +315,25 @@ TEST_F(SlurmE2eTest, ASweepRunsItsChildrenOnTheSweepsSlurmTarget) {
   EXPECT_EQ(jobs.size(), 3u);  // one Slurm job per child
 }
 
+// A training script written for Azure ML runs unchanged as a Slurm job:
+// amld copies its Python into the shared work dir once (.amld/python-
+// <digest>), the job's PYTHONPATH starts with it, and what the script
+// logged, tagged, uploaded (copied back before the line naming it) and
+// registered is the daemon's.
+TEST_F(SlurmE2eTest, AnAzuremlSamplesScriptRunsUnchangedAsASlurmJob) {
+  StartDaemon();
+  CreateTarget("cluster");
+  const std::string first = RunSamplesStyleScript("cluster");
+  ASSERT_FALSE(first.empty());
+  EXPECT_FALSE(JobIdOf(Show(first)).empty()) << Show(first).dump();
+  RunSamplesStyleScript("cluster");
+  int copies = 0;
+  for (const auto& e : fs::directory_iterator(shared_ / ".amld")) {
+    if (absl::StartsWith(e.path().filename().string(), "python-")) ++copies;
+  }
+  EXPECT_EQ(copies, 1);  // installed once for both jobs
+}
+
 // A managed environment on a Slurm target is built in the shared workdir
 // (<workdir>/envs/<digest>) by whichever job gets there first, under a lock
 // on the shared filesystem: two jobs of a new spec build it once, and a

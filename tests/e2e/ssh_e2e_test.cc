@@ -332,6 +332,23 @@ TEST_F(SshE2eTest, ASweepRunsItsChildrenOnTheSweepsSshTarget) {
   }
 }
 
+// A training script written for Azure ML runs unchanged on an SSH host that
+// has no amld SDK on its path: amld installs its Python beside amld-shim
+// once (.amld/python-<digest>) and puts it on the run's PYTHONPATH, and what
+// the script logged, tagged, uploaded and registered is the daemon's.
+TEST_F(SshE2eTest, AnAzuremlSamplesScriptRunsUnchangedOnTheHost) {
+  StartDaemon();
+  CreateBox();
+  const std::string first = RunSamplesStyleScript("box");
+  ASSERT_FALSE(first.empty());
+  EXPECT_EQ(Show(first)["placement"], absl::StrCat("ssh:", user_, "@", host_, ":", port_));
+  // The host's login has no SDK of its own.
+  EXPECT_EQ(Remote("python3 -c 'import amld' 2>&1 | grep -c ModuleNotFoundError || true"), "1\n");
+  RunSamplesStyleScript("box");
+  // Installed once for both runs.
+  EXPECT_EQ(Remote("ls -d " + workdir_ + "/.amld/python-* | wc -l"), "1\n");
+}
+
 // A distributed run on one SSH host: its processes start under the host's
 // amld-launch (installed beside amld-shim), gloo's all_reduce runs across
 // them, each rank's log comes back, and a failing rank fails the run by name.

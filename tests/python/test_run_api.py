@@ -251,3 +251,44 @@ def test_aml_model_commands(ws, tmp_path):
         second.download(target_dir=str(tmp_path / "sdk"))
     with pytest.raises(WebserviceException, match="ModelNotFound"):
         Model(ws, "no-such-model")
+
+
+def test_the_run_side_sdk_a_remote_target_gets_needs_only_the_standard_library(daemon, tmp_path):
+    """<data>/run-python (what the SSH and Slurm executors install on their target) runs the
+    samples' script on a bare python3 (no site-packages: no gRPC, no protobuf, no SDK), and a
+    call that needs the daemon's socket says which calls work there instead."""
+    import json
+    tree = os.path.join(daemon.data_dir, "run-python")
+    assert sorted(os.listdir(tree)) == ["amld", "azureml"]
+    assert not os.path.exists(os.path.join(tree, "amld", "v1")), "no gRPC stubs on a target"
+    run_dir = tmp_path / "run"
+    wd = run_dir / "wd"
+    (wd / "outputs").mkdir(parents=True)
+    write_script(str(wd), "train.py", SAMPLE_SCRIPT + """
+import sys
+print("grpc or protobuf imported:", any(m.startswith(("grpc", "google")) for m in sys.modules))
+print("amld from", sys.modules["amld"].__file__)
+try:
+    run.get_tags()
+except Exception as e:
+    print("get_tags:", type(e).__name__, e)
+""")
+    env = {"PATH": "/usr/bin:/bin", "AMLD_RUN_ID": "remote_1_00000001",
+           "AMLD_EXPERIMENT": "remote", "AMLD_COMPUTE_TARGET": "box",
+           "AMLD_METRICS_FILE": str(run_dir / "metrics.jsonl"),
+           "AMLD_OUTPUTS_DIR": str(wd / "outputs"), "PYTHONPATH": tree,
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    out = subprocess.run(["/usr/bin/python3", "-S", "train.py"], cwd=str(wd), env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "grpc or protobuf imported: False" in out.stdout
+    assert "amld from " + os.path.join(tree, "amld", "__init__.py") in out.stdout
+    assert "registered sample-model version None" in out.stdout
+    assert ("get_tags: RunEnvironmentException this call needs the amld daemon's socket, which "
+            "run remote_1_00000001 on compute target 'box'") in out.stdout
+    lines = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+    kinds = [line.get("kind", "metric") for line in lines]
+    for kind in ("metric", "tags", "properties", "display_name", "upload", "register_model"):
+        assert kind in kinds, kinds
+    assert (run_dir / "uploads" / "notes" / "notes.txt").read_text() == "hello"
+    assert (wd / "outputs" / "copy.txt").read_text() == "hello"

@@ -238,6 +238,37 @@ absl::StatusOr<fs::path> SlurmExecutor::EnsureLaunchOnSharedDir() {
   return InstallOnSharedDirLocked(source, launch_name_);
 }
 
+absl::StatusOr<fs::path> SlurmExecutor::EnsureRunPythonOnSharedDir() {
+  const fs::path target =
+      options_.workdir / ".amld" / RunPythonFolderName(options_.run_python);
+  absl::MutexLock lock(&shim_mu_);
+  std::error_code ec;
+  if (fs::is_directory(target, ec)) return target;
+  const fs::path tmp = absl::StrCat(target.string(), ".tmp.", ::getpid());
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp.parent_path(), ec);
+  if (ec) return ErrnoStatus(ec.value(), "mkdir", tmp.parent_path());
+  fs::copy(options_.run_python.dir, tmp, fs::copy_options::recursive, ec);
+  if (ec) {
+    return ErrnoStatus(ec.value(), absl::StrCat("copy ", options_.run_python.dir.string(), " to"),
+                       tmp);
+  }
+  // Readable by every node's job, whoever it runs as.
+  fs::permissions(tmp, fs::perms(0755), ec);
+  for (auto it = fs::recursive_directory_iterator(tmp, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    fs::permissions(it->path(), it->is_directory() ? fs::perms(0755) : fs::perms(0644), ec);
+  }
+  // Another daemon may have put it there meanwhile: then its copy stays.
+  if (::rename(tmp.c_str(), target.c_str()) != 0 && !fs::is_directory(target)) {
+    const int err = errno;
+    fs::remove_all(tmp, ec);
+    return ErrnoStatus(err, "install", target);
+  }
+  fs::remove_all(tmp, ec);
+  return target;
+}
+
 absl::StatusOr<std::string> SlurmExecutor::Launch(const LaunchSpec& spec) {
   AMLD_RETURN_IF_ERROR(ValidateLaunchSpec(spec));
   const fs::path run_dir = spec.run_dir.lexically_normal();  // absolute: ValidateLaunchSpec
@@ -345,6 +376,10 @@ absl::StatusOr<std::string> SlurmExecutor::Submit(const LaunchSpec& spec, const 
   script.shim = shim;
   script.argv = spec.argv;
   script.env = JobEnvironment(spec.env, run_dir, shared_dir);
+  if (spec.run_python && !options_.run_python.empty()) {
+    AMLD_ASSIGN_OR_RETURN(fs::path python, EnsureRunPythonOnSharedDir());
+    PrependToPythonPath(python.string(), &script.env);
+  }
   script.max_duration = spec.max_duration;
   script.kill_grace = spec.kill_grace;
   const bool distributed = !spec.processes.kind.empty();

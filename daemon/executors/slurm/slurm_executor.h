@@ -58,6 +58,7 @@
 #include "absl/time/time.h"
 #include "daemon/executors/command_runner.h"
 #include "daemon/executors/executor.h"
+#include "daemon/executors/run_python.h"
 
 namespace amld::daemon {
 
@@ -71,6 +72,10 @@ struct SlurmExecutorOptions {
   // The daemon's amld-shim (ShimPathBesideExecutable()); copied into
   // <workdir>/.amld/ for the nodes.
   std::filesystem::path shim_path;
+  // amld's Python for runs, copied into <workdir>/.amld/python-<digest>/
+  // once and put first on the PYTHONPATH of runs that ask for it
+  // (LaunchSpec.run_python); empty: runs get none.
+  RunPython run_python;
   absl::Duration poll_interval = absl::Seconds(1);
   // Each Slurm client call is killed after this long (a hung controller).
   absl::Duration command_timeout = absl::Seconds(30);

@@ -55,6 +55,13 @@ absl::Status CopyGrowth(const std::filesystem::path& from, const std::filesystem
 absl::Status CopyLogsGrowth(const std::filesystem::path& shared_dir,
                             const std::filesystem::path& run_dir);
 
+// Copies the files under `shared_dir`/uploads (the SDK's upload_file to
+// names outside outputs/ and logs/) that `run_dir`/uploads lacks or has
+// with another size or time, before the metrics lines that name them are
+// copied. Nothing when there is no such folder.
+absl::Status CopyNewUploads(const std::filesystem::path& shared_dir,
+                            const std::filesystem::path& run_dir);
+
 // The shim's exit record in `shared_dir`; nullopt when there is none (then
 // *problem says why when it is not simply missing).
 std::optional<shim::ExitRecord> ReadExitRecord(const std::filesystem::path& shared_dir,
@@ -109,6 +116,8 @@ class SlurmExecutor final : public Executor {
   // slurm_executor.cc
   absl::StatusOr<std::filesystem::path> EnsureShimOnSharedDir();
   absl::StatusOr<std::filesystem::path> EnsureLaunchOnSharedDir();
+  // options_.run_python copied to <workdir>/.amld/<its folder name>/ once.
+  absl::StatusOr<std::filesystem::path> EnsureRunPythonOnSharedDir();
   absl::StatusOr<std::filesystem::path> InstallOnSharedDirLocked(
       const std::filesystem::path& source, const std::string& name)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shim_mu_);

@@ -72,6 +72,29 @@ absl::Status CopyLogsGrowth(const fs::path& shared_dir, const fs::path& run_dir)
   return absl::OkStatus();
 }
 
+absl::Status CopyNewUploads(const fs::path& shared_dir, const fs::path& run_dir) {
+  const fs::path from = shared_dir / "uploads";
+  std::error_code ec;
+  if (!fs::is_directory(fs::symlink_status(from, ec))) return absl::OkStatus();
+  for (fs::recursive_directory_iterator it(from, ec), end; !ec && it != end; it.increment(ec)) {
+    if (!it->is_regular_file(ec) || it->is_symlink(ec)) continue;
+    const fs::path to = run_dir / "uploads" / it->path().lexically_relative(from);
+    const auto size = it->file_size(ec);
+    const auto time = it->last_write_time(ec);
+    std::error_code to_ec;
+    if (fs::is_regular_file(to, to_ec) && fs::file_size(to, to_ec) == size &&
+        fs::last_write_time(to, to_ec) == time && !to_ec) {
+      continue;
+    }
+    fs::create_directories(to.parent_path(), ec);
+    if (ec) return ErrnoStatus(ec.value(), "mkdir", to.parent_path());
+    fs::copy_file(it->path(), to, fs::copy_options::overwrite_existing, ec);
+    if (ec) return ErrnoStatus(ec.value(), absl::StrCat("copy ", it->path().string(), " to"), to);
+    fs::last_write_time(to, time, to_ec);  // else copied again next time: harmless
+  }
+  return ec ? ErrnoStatus(ec.value(), "read", from) : absl::OkStatus();
+}
+
 namespace {
 
 // Replaces `to` (a folder) with a copy of `from`; links stay links. A
@@ -123,6 +146,7 @@ absl::Status SlurmExecutor::CopyBack(const Job& job) {
   const fs::path& from = job.shared_dir;
   const fs::path& to = job.run_dir;
   AMLD_RETURN_IF_ERROR(CopyLogsGrowth(from, to));
+  AMLD_RETURN_IF_ERROR(CopyNewUploads(from, to));
   AMLD_RETURN_IF_ERROR(CopyGrowth(from / "metrics.jsonl", to / "metrics.jsonl"));
   AMLD_RETURN_IF_ERROR(CopyFileOver(from / shim::kExitFileName, to / shim::kExitFileName));
   AMLD_RETURN_IF_ERROR(CopyFileOver(from / "job.sh", to / "system_logs" / "slurm-job.sh"));

@@ -95,6 +95,7 @@ void SlurmExecutor::PollOnce() {
 void SlurmExecutor::PollJob(const std::string& run_id, Job job,
                             const std::map<std::string, JobInfo>& queue, bool queue_ok) {
   absl::Status synced = CopyLogsGrowth(job.shared_dir, job.run_dir);
+  if (synced.ok()) synced = CopyNewUploads(job.shared_dir, job.run_dir);
   if (synced.ok()) {
     synced = CopyGrowth(job.shared_dir / "metrics.jsonl", job.run_dir / "metrics.jsonl");
   }

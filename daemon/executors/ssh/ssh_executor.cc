@@ -58,8 +58,11 @@ absl::Status SshExecutor::PrepareHost() {
       tool_digests_[tool] = digest.hash;
     }
   }
+  const std::string python_folder =
+      options_.run_python.empty() ? "" : RunPythonFolderName(options_.run_python);
   AMLD_ASSIGN_OR_RETURN(CommandResult r,
-                        remote_.Run(PrepareHostScript(options_.workdir), options_.command_timeout));
+                        remote_.Run(PrepareHostScript(options_.workdir, python_folder),
+                                    options_.command_timeout));
   if (!r.ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot prepare the work folder ",
@@ -72,6 +75,13 @@ absl::Status SshExecutor::PrepareHost() {
     if (installed == host.installed.end() || installed->second != digest) {
       AMLD_RETURN_IF_ERROR(InstallTool(host.remote_workdir, tool, digest));
     }
+  }
+  if (!python_folder.empty()) {
+    if (host.installed[kRemotePythonKey] != python_folder) {
+      AMLD_RETURN_IF_ERROR(InstallRunPython(host.remote_workdir));
+    }
+    remote_python_dir_ =
+        absl::StrCat(host.remote_workdir, "/", kRemotePythonParent, "/", python_folder);
   }
   remote_workdir_ = host.remote_workdir;
   host_ready_ = true;
@@ -104,6 +114,34 @@ absl::Status SshExecutor::InstallTool(const std::string& remote_workdir, const s
   return absl::OkStatus();
 }
 
+absl::Status SshExecutor::InstallRunPython(const std::string& remote_workdir) {
+  uint32_t bits;
+  {
+    absl::MutexLock lock(&mu_);
+    bits = absl::Uniform<uint32_t>(random_);
+  }
+  const std::string dir = absl::StrCat(remote_workdir, "/", kRemotePythonParent, "/",
+                                       RunPythonFolderName(options_.run_python));
+  const std::string tmp = absl::StrCat(dir, ".tmp-", bits);
+  // Readable by all: in system mode a host login may serve several users.
+  AMLD_ASSIGN_OR_RETURN(
+      CommandResult copied,
+      remote_.Rsync({"-r", "--chmod=D755,F644", options_.run_python.dir.string() + "/",
+                     remote_.RsyncPath(tmp + "/")},
+                    options_.transfer_timeout));
+  if (!copied.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot copy amld's Python for runs to ", remote_.Describe(), ": ", copied.Describe()));
+  }
+  AMLD_ASSIGN_OR_RETURN(CommandResult moved,
+                        remote_.Run(InstallFolderScript(tmp, dir), options_.command_timeout));
+  if (!moved.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot install amld's Python for runs on ", remote_.Describe(), ": ", moved.Describe()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<RemoteRun> SshExecutor::StartShim(const std::string& remote_dir) {
   AMLD_ASSIGN_OR_RETURN(
       CommandResult r,
@@ -131,7 +169,7 @@ absl::StatusOr<std::string> SshExecutor::Launch(const LaunchSpec& spec) {
   AMLD_RETURN_IF_ERROR(ValidateLaunchSpec(spec));
   AMLD_RETURN_IF_ERROR(NotFollowed(spec.run_id));
   AMLD_RETURN_IF_ERROR(PrepareHost());
-  std::string remote_dir, tools;
+  std::string remote_dir, tools, python_dir;
   {
     absl::MutexLock lock(&setup_mu_);
     if (!spec.processes.kind.empty() && !tool_digests_.contains(launch::kLaunchBinaryName)) {
@@ -142,12 +180,13 @@ absl::StatusOr<std::string> SshExecutor::Launch(const LaunchSpec& spec) {
     }
     remote_dir = absl::StrCat(remote_workdir_, "/", spec.run_id);
     tools = absl::StrCat(remote_workdir_, "/", kRemoteToolsDir);
+    python_dir = remote_python_dir_;
   }
   // Here, before the run folder goes over: the host's amld-launch links
   // its own rank 0 (the copy has no hard links), the pulls fill the others.
   AMLD_RETURN_IF_ERROR(CreateRankLogs(spec.run_dir, spec.processes));
-  AMLD_RETURN_IF_ERROR(amld::base::WriteFileAtomically(spec.run_dir / kLaunchScriptName,
-                                                       LaunchScript(spec, remote_dir, tools)));
+  AMLD_RETURN_IF_ERROR(amld::base::WriteFileAtomically(
+      spec.run_dir / kLaunchScriptName, LaunchScript(spec, remote_dir, tools, python_dir)));
   AMLD_ASSIGN_OR_RETURN(
       CommandResult pushed,
       remote_.Rsync({"-rlpt", "--delete", absl::StrCat(spec.run_dir.string(), "/"),

@@ -68,6 +68,7 @@
 #include "absl/time/time.h"
 #include "daemon/executors/command_runner.h"
 #include "daemon/executors/executor.h"
+#include "daemon/executors/run_python.h"
 #include "daemon/executors/ssh/ssh_remote.h"
 
 namespace amld::daemon {
@@ -79,6 +80,10 @@ struct SshExecutorOptions {
   std::string workdir;
   // The daemon's amld-shim (ShimPathBesideExecutable()), copied to the host.
   std::filesystem::path shim_path;
+  // amld's Python for runs, copied to <workdir>/.amld/python-<digest>/ on
+  // the host once and put first on the PYTHONPATH of runs that ask for it
+  // (LaunchSpec.run_python); empty: runs get none.
+  RunPython run_python;
   // Local folder for known_hosts and the control socket (<data>/ssh).
   std::filesystem::path state_dir;
   // Outputs, logs/ and metrics are pulled this often while a run runs.

@@ -82,6 +82,8 @@ class SshExecutor final : public Executor {
   // Copies kRemoteTools entry `tool` (beside the local shim) to the host.
   absl::Status InstallTool(const std::string& remote_workdir, const std::string& tool,
                            const std::string& digest);
+  // Copies options_.run_python to the host as .amld/<its folder name>.
+  absl::Status InstallRunPython(const std::string& remote_workdir);
   absl::StatusOr<RemoteRun> StartShim(const std::string& remote_dir);
   // ALREADY_EXISTS when `run_id` is followed already (launched or reattached).
   absl::Status NotFollowed(const std::string& run_id) ABSL_LOCKS_EXCLUDED(mu_);
@@ -116,6 +118,8 @@ class SshExecutor final : public Executor {
   std::string remote_workdir_ ABSL_GUARDED_BY(setup_mu_);  // absolute
   // kRemoteTools found beside the local shim → their digests.
   std::map<std::string, std::string> tool_digests_ ABSL_GUARDED_BY(setup_mu_);
+  // The host's copy of amld's Python for runs ("" when there is none).
+  std::string remote_python_dir_ ABSL_GUARDED_BY(setup_mu_);
 
   absl::Mutex mu_;
   ExitCallback exit_callback_ ABSL_GUARDED_BY(mu_);

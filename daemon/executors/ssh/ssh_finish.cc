@@ -93,11 +93,14 @@ absl::Status SshExecutor::Pull(Follow& f, bool final) {
   // outputs/ and logs/: mirrored (a file the script removed goes), files
   // replaced whole by rename; temp files kept out of the watched folders.
   // The last copy compares checksums: an mtime can repeat within a second.
-  std::vector<std::string> mirror = {"-rlt", "--safe-links", "--delete", "-T", tmp.string()};
+  // uploads/ (the SDK's upload_file to other names) in the same call, so a
+  // file is here before the metrics line that names it (the call below).
+  std::vector<std::string> mirror = {"-rltR", "--safe-links", "--delete", "--ignore-missing-args",
+                                     "-T", tmp.string()};
   if (final) mirror.push_back("--checksum");
   mirror.insert(mirror.end(),
-                {remote_.RsyncPath(rd + "/wd/outputs"), remote_.RsyncPath(rd + "/wd/logs"),
-                 (f.local_dir / "wd").string() + "/"});
+                {remote_.RsyncPath(rd + "/./wd/outputs"), remote_.RsyncPath(rd + "/./wd/logs"),
+                 remote_.RsyncPath(rd + "/./uploads"), f.local_dir.string() + "/"});
   // Append-only files grow in place, so a reader following them (metrics
   // ingestion) keeps its offset.
   std::vector<std::string> append = {

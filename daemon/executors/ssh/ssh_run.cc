@@ -47,7 +47,7 @@ absl::StatusOr<RemoteRun> ParseHandle(const std::string& run_id, const std::stri
   return r;
 }
 
-std::string PrepareHostScript(const std::string& configured) {
+std::string PrepareHostScript(const std::string& configured, const std::string& python_folder) {
   std::string workdir = configured.empty() ? kDefaultWorkdir : configured;
   if (absl::StartsWith(workdir, "~/")) workdir = workdir.substr(2);
   if (workdir == "~") workdir = ".";
@@ -58,6 +58,11 @@ std::string PrepareHostScript(const std::string& configured) {
     const std::string path = absl::StrCat(tools, "/", tool);
     absl::StrAppend(&s, "if [ -x ", path, " ]; then printf '", tool, " %s\\n' \"$(cat ", path,
                     ".sha256 2>/dev/null || true)\"; fi\n");
+  }
+  if (!python_folder.empty()) {
+    const std::string dir = absl::StrCat(kRemotePythonParent, "/", python_folder);
+    absl::StrAppend(&s, "if [ -d ", ShellQuote(dir), " ]; then echo ", kRemotePythonKey, " ",
+                    ShellQuote(python_folder), "; fi\n");
   }
   return s;
 }
@@ -88,17 +93,35 @@ std::string InstallToolScript(const std::string& tmp, const std::string& dir,
                       ShellQuote(sum + ".tmp"), " ", ShellQuote(sum), "\n");
 }
 
+std::string InstallFolderScript(const std::string& tmp, const std::string& dir) {
+  return absl::StrCat("if [ -d ", ShellQuote(dir), " ]; then rm -rf -- ", ShellQuote(tmp),
+                      "; else mv -T -- ", ShellQuote(tmp), " ", ShellQuote(dir),
+                      " 2>/dev/null || rm -rf -- ", ShellQuote(tmp), "; fi\n[ -d ",
+                      ShellQuote(dir), " ]\n");
+}
+
 std::string LaunchScript(const LaunchSpec& spec, const std::string& remote_dir,
-                         const std::string& tools) {
+                         const std::string& tools, const std::string& python_dir) {
   const std::string shim = absl::StrCat(tools, "/amld-shim");
   const std::string local_prefix = spec.run_dir.string();
+  const bool with_python = spec.run_python && !python_dir.empty();
+  bool python_path_set = false;
   std::vector<std::string> env_words;
   for (const auto& [name, value] : spec.run_env) {
     std::string v = value;
     if (v == local_prefix || absl::StartsWith(v, local_prefix + "/")) {
       v = remote_dir + v.substr(local_prefix.size());
     }
+    if (with_python && name == "PYTHONPATH") {
+      v = v.empty() ? python_dir : absl::StrCat(python_dir, ":", v);
+      python_path_set = true;
+    }
     env_words.push_back(ShellQuote(absl::StrCat(name, "=", v)));
+  }
+  if (with_python && !python_path_set) {
+    // First on the login's own PYTHONPATH, expanded by the host's shell.
+    env_words.push_back(absl::StrCat(ShellQuote(absl::StrCat("PYTHONPATH=", python_dir)),
+                                     "\"${PYTHONPATH:+:$PYTHONPATH}\""));
   }
   std::vector<std::string> argv = spec.argv;
   if (!spec.processes.kind.empty()) {  // several processes: under amld-launch, as locally

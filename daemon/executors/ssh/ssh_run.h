@@ -22,6 +22,11 @@ inline constexpr char kLaunchLockName[] = ".amld-launch";       // on the host
 inline constexpr char kSyncTmpName[] = ".ssh-sync-tmp";         // rsync's temp files
 inline constexpr char kExecutorLogName[] = "ssh-executor.log";  // in system_logs/
 inline constexpr char kRemoteToolsDir[] = ".amld/bin";  // kRemoteTools, under the workdir
+// amld's Python for runs (run_python.h), under the workdir:
+// .amld/<RunPythonFolderName>.
+inline constexpr char kRemotePythonParent[] = ".amld";
+// PrepareHostAnswer's key for it: "amld-python <folder name>".
+inline constexpr char kRemotePythonKey[] = "amld-python";
 inline constexpr char kDefaultWorkdir[] = "amld";
 
 // A run on a host, as its handle names it.
@@ -49,12 +54,15 @@ absl::StatusOr<RemoteRun> ParseHandle(const std::string& run_id, const std::stri
 inline constexpr const char* kRemoteTools[] = {"amld-shim", "amld-launch"};
 
 // Makes the work folder and prints its absolute path, then "<tool>
-// <SHA-256>" for each of kRemoteTools installed there. `workdir`: as
-// configured ("" → amld; "~/x" → x, relative to the login's home).
-std::string PrepareHostScript(const std::string& workdir);
+// <SHA-256>" for each of kRemoteTools installed there, and "amld-python
+// <python_folder>" when .amld/<python_folder> is there (python_folder: a
+// RunPythonFolderName, "" for none). `workdir`: as configured ("" → amld;
+// "~/x" → x, relative to the login's home).
+std::string PrepareHostScript(const std::string& workdir, const std::string& python_folder = "");
 struct PreparedHost {
   std::string remote_workdir;  // absolute
   // Tool name → digest of the copy installed on the host; absent when none.
+  // kRemotePythonKey → the Python folder's name, when it is there.
   std::map<std::string, std::string> installed;
 };
 absl::StatusOr<PreparedHost> ParsePrepareHostAnswer(const std::string& out,
@@ -66,6 +74,10 @@ absl::StatusOr<PreparedHost> ParsePrepareHostAnswer(const std::string& out,
 std::string InstallToolScript(const std::string& tmp, const std::string& dir,
                               const std::string& name, const std::string& digest);
 
+// Moves an uploaded folder (`tmp`) to `dir` unless another launch put it
+// there first (then `tmp` goes); exits 0 when `dir` is there after.
+std::string InstallFolderScript(const std::string& tmp, const std::string& dir);
+
 // The script that starts the run on the host, written into the run folder
 // (so it travels with it and stays as a record; no command-line length
 // limit). A mkdir lock makes it idempotent: run again (a retry after a
@@ -73,8 +85,11 @@ std::string InstallToolScript(const std::string& tmp, const std::string& dir,
 // twice. The run's environment is LaunchSpec.run_env with paths under the
 // daemon's run folder moved to `remote_dir`. `tools`: the host's folder of
 // kRemoteTools; a distributed run's command is wrapped in its amld-launch.
+// `python_dir`: the host's copy of amld's Python for runs, put first on the
+// run's PYTHONPATH (before run_env's, else the login's) when
+// spec.run_python; "" for none.
 std::string LaunchScript(const LaunchSpec& spec, const std::string& remote_dir,
-                         const std::string& tools);
+                         const std::string& tools, const std::string& python_dir = "");
 // The launch script's answer: "boot <id>" then the shim's "ok <pid>
 // <starttime>" (→ the run) or "error <message>" (FAILED_PRECONDITION).
 absl::StatusOr<RemoteRun> ParseLaunchAnswer(const CommandResult& answer, RemoteRun run,

@@ -8,7 +8,14 @@ that talk to the daemon import them.
 
 def pb():
     """amld.v1.runs_pb2, imported on first use."""
-    from amld.v1 import runs_pb2
+    try:
+        from amld.v1 import runs_pb2
+    except ImportError:
+        # A run on an SSH or Slurm target gets the SDK without its stubs:
+        # say which calls work there rather than "no module amld.v1".
+        from amld.core.workspace import _refuse_off_the_daemons_machine
+        _refuse_off_the_daemons_machine()
+        raise
     return runs_pb2
 
 

@@ -51,6 +51,25 @@ def _models_pb2():
     return models_pb2
 
 
+class _NoTime:
+    seconds = 0
+    nanos = 0
+
+
+class _PendingModel:
+    """The amld.v1.Model fields a pending Model reads, without protobuf."""
+
+    version = 0
+    source_path = ""
+    single_file = False
+    files = ()
+    created_time = _NoTime()
+
+    def __init__(self, name, run_id, tags, properties, description):
+        self.name, self.run_id, self.tags = name, run_id, tags
+        self.properties, self.description = properties, description
+
+
 class Model:
     """A registered model version (azureml.core.Model).
 
@@ -104,10 +123,13 @@ class Model:
 
     @staticmethod
     def _pending(workspace, name, run_id, meta):
-        """The Model a run registers when it ends (inside the run: not registered yet)."""
-        proto = _models_pb2().Model(name=name, run_id=run_id, tags=meta["tags"],
-                                    properties=meta["properties"],
-                                    description=meta["description"])
+        """The Model a run registers when it ends (inside the run: not registered yet).
+
+        Its fields are a plain stand-in for amld.v1.Model: a run on an SSH
+        host or Slurm node may have no protobuf."""
+        proto = _PendingModel(name=name, run_id=run_id, tags=dict(meta["tags"]),
+                              properties=dict(meta["properties"]),
+                              description=meta["description"])
         return Model._of(workspace, proto)
 
     # --- registering ---------------------------------------------------------

@@ -110,6 +110,23 @@ def _read_config(path):
     return config
 
 
+def _refuse_off_the_daemons_machine():
+    """Inside a run on an SSH or Slurm target the daemon's socket is on another machine: say
+    which calls work there instead of failing on a missing socket (or gRPC)."""
+    target = os.environ.get("AMLD_COMPUTE_TARGET")
+    run_id = os.environ.get("AMLD_RUN_ID")
+    if not run_id or target in (None, "", "local"):
+        return
+    from amld.exceptions import RunEnvironmentException
+    raise RunEnvironmentException(
+        "this call needs the amld daemon's socket, which run %s on compute target %r (an SSH "
+        "host or Slurm node) cannot reach. Inside such a run, Run.get_context() logs through "
+        "the run's metrics file: log, log_list, log_row, log_table, log_image, tag, set_tags, "
+        "remove_tags, add_properties, display_name, upload_file, upload_files, upload_folder, "
+        "fail and register_model work there; read the run (its tags, metrics, children, "
+        "parent) from the submitting side with Run.get(ws, %r)" % (run_id, target, run_id))
+
+
 class Workspace:
     """An amld daemon and its data folder, reached through its Unix socket.
 
@@ -251,6 +268,7 @@ class Workspace:
 
     def _daemon(self):
         if self._client is None:
+            _refuse_off_the_daemons_machine()
             from amld.core._daemon import DaemonClient
             self._client = DaemonClient(self._socket_path)
         return self._client

@@ -59,6 +59,7 @@ TEST(RunPlanTest, EnvironmentHasTheAmldVariablesAndTheRunsOwn) {
                              "exp_1_00000001", c, paths));
   EXPECT_EQ(env["AMLD_RUN_ID"], "exp_1_00000001");
   EXPECT_EQ(env["AMLD_EXPERIMENT"], "exp");
+  EXPECT_EQ(env["AMLD_COMPUTE_TARGET"], "local");
   EXPECT_EQ(env["AMLD_OUTPUTS_DIR"], "/data/runs/exp_1_00000001/wd/outputs");
   EXPECT_EQ(env["AMLD_LOGS_DIR"], "/data/runs/exp_1_00000001/wd/logs");
   EXPECT_EQ(env["AMLD_METRICS_FILE"], "/data/runs/exp_1_00000001/metrics.jsonl");
@@ -66,6 +67,45 @@ TEST(RunPlanTest, EnvironmentHasTheAmldVariablesAndTheRunsOwn) {
   EXPECT_EQ(env["PATH"], "/bin");
   EXPECT_EQ(env["LR"], "0.5");
   EXPECT_EQ(env["HOME"], "/custom");  // the run's own variables win
+}
+
+// The azureml alias: the daemon's folder first on a local run's PYTHONPATH;
+// on another target the executor's copy of amld's Python (run_python); for
+// an environment that opts out, neither.
+TEST(RunPlanTest, TheAzuremlAliasGoesWhereTheRunRuns) {
+  RunConfig c;
+  c.set_experiment_name("exp");
+  LaunchSpec local;
+  local.env = {{"PATH", "/bin"}, {"PYTHONPATH", "/mine"}};
+  AddAzuremlAlias("/data/azureml-alias", c, &local);
+  EXPECT_EQ(AsMap(local.env)["PYTHONPATH"], "/data/azureml-alias:/mine");
+  EXPECT_FALSE(local.run_python);
+  LaunchSpec bare;
+  bare.env = {{"A", "1"}, {"Z", "2"}};
+  AddAzuremlAlias("/data/azureml-alias", c, &bare);
+  EXPECT_THAT(bare.env, ElementsAre(std::pair<std::string, std::string>{"A", "1"},
+                                    std::pair<std::string, std::string>{"PYTHONPATH",
+                                                                        "/data/azureml-alias"},
+                                    std::pair<std::string, std::string>{"Z", "2"}));
+
+  c.set_compute_target("box");
+  LaunchSpec remote;
+  remote.env = {{"PYTHONPATH", "/mine"}};
+  AddAzuremlAlias("/data/azureml-alias", c, &remote);
+  EXPECT_TRUE(remote.run_python);
+  EXPECT_EQ(AsMap(remote.env)["PYTHONPATH"], "/mine") << "the daemon's folder is not there";
+  EXPECT_EQ(AsMap(BuildEnvironment({}, "exp_1_00000001", c,
+                                   RunPathsFor("/data/runs", "exp_1_00000001")))
+                ["AMLD_COMPUTE_TARGET"],
+            "box");
+
+  c.mutable_environment()->set_azureml_alias_off(true);
+  LaunchSpec off;
+  AddAzuremlAlias("/data/azureml-alias", c, &off);
+  EXPECT_FALSE(off.run_python);
+  c.clear_compute_target();
+  AddAzuremlAlias("/data/azureml-alias", c, &off);
+  EXPECT_TRUE(off.env.empty());
 }
 
 TEST(RunPlanTest, DaemonOnlyVariablesAreNotPassedOn) {

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "base/shell_quote.h"
 #include "daemon/executors/shim/shim_protocol.h"
 #include "daemon/executors/slurm/slurm_executor.h"
 #include "gmock/gmock.h"
@@ -41,6 +42,8 @@ class SlurmPollerTest : public ::testing::Test {
     o.exit_file_wait = absl::Milliseconds(100);
     o.jobcomp_file = dir_ / "no-jobcomp";
     o.runner = fake_;
+    WriteFile(dir_ / "run-python/amld/__init__.py", "# amld\n");
+    o.run_python = RunPython{dir_ / "run-python", "0123456789abcdef0123"};
     absl::StatusOr<std::unique_ptr<Executor>> made = NewSlurmExecutor(o);
     ASSERT_TRUE(made.ok()) << made.status();
     executor_ = std::move(*made);
@@ -112,6 +115,8 @@ TEST_F(SlurmPollerTest, SqueueStatesBecomeProgressThenTheEnd) {
   EXPECT_TRUE(WaitProgress("run1 0 slurm:77 SUBMITTED"));
   EXPECT_TRUE(WaitProgress("run1 0 slurm:77 PENDING (Resources)"));
   EXPECT_EQ(ReadFile(dir_ / "shared/run1/wd/train.py"), "print(1)\n");
+  EXPECT_THAT(ReadFile(dir_ / "shared/run1/job.sh"), ::testing::Not(HasSubstr("PYTHONPATH")))
+      << "amld's Python only for a run that asks for it";
 
   Queue("77|RUNNING|None|node-1|run1");
   EXPECT_TRUE(WaitProgress("run1 1 slurm:77 on node-1 RUNNING"));
@@ -135,6 +140,37 @@ TEST_F(SlurmPollerTest, SqueueStatesBecomeProgressThenTheEnd) {
   EXPECT_EQ(ReadFile(dir_ / "runs/run1/user_logs/std_log.txt"), "epoch 1\n");
   EXPECT_TRUE(fs::exists(dir_ / "runs/run1/exit.json"));
   EXPECT_FALSE(fs::exists(dir_ / "shared/run1/wd")) << "the shared copy of wd/ is removed";
+}
+
+// amld's Python for runs is copied into the shared work dir once and is
+// first on the PYTHONPATH of a job that asks for it; a file the script
+// uploads reaches the daemon's run folder no later than the metrics line
+// that names it.
+TEST_F(SlurmPollerTest, RunPythonOnThePythonPathAndUploadsBeforeTheirLine) {
+  fake_->On("sbatch --parsable", {0, 0, "77\n", ""});
+  Queue("77|RUNNING|None|node-1|run1");
+  LaunchSpec spec = Spec();
+  spec.run_python = true;
+  spec.env = {{"PYTHONPATH", "/mine"}};
+  ASSERT_TRUE(executor_->Launch(spec).ok());
+  const fs::path copy = dir_ / "shared/.amld/python-0123456789abcdef";
+  EXPECT_EQ(ReadFile(copy / "amld/__init__.py"), "# amld\n");
+  EXPECT_THAT(ReadFile(dir_ / "shared/run1/job.sh"),
+              HasSubstr(absl::StrCat("export PYTHONPATH=", base::ShellQuote(copy.string() + ":/mine"),
+                                     "\n")));
+  EXPECT_TRUE(WaitProgress("run1 1 slurm:77 on node-1 RUNNING"));
+
+  WriteFile(dir_ / "shared/run1/uploads/reports/a.txt", "report\n");
+  WriteFile(dir_ / "shared/run1/metrics.jsonl", "{\"kind\": \"upload\", \"name\": \"reports/a.txt\"}\n");
+  ASSERT_TRUE(testing::Eventually(
+      [&] { return fs::exists(dir_ / "runs/run1/metrics.jsonl") &&
+                   !ReadFile(dir_ / "runs/run1/metrics.jsonl").empty(); }));
+  EXPECT_EQ(ReadFile(dir_ / "runs/run1/uploads/reports/a.txt"), "report\n");
+  // Uploaded again under the same name: the new bytes come over too.
+  WriteFile(dir_ / "shared/run1/uploads/reports/a.txt", "report, longer\n");
+  ASSERT_TRUE(testing::Eventually(
+      [&] { return ReadFile(dir_ / "runs/run1/uploads/reports/a.txt") == "report, longer\n"; }));
+
 }
 
 TEST_F(SlurmPollerTest, CancelRunsScancelAndCancelledEndsCanceled) {

@@ -121,6 +121,39 @@ TEST(SshRunTest, DistributedRunsStartUnderAmldLaunch) {
                         "--run-dir=/home/me/amld/run1 --grace-ns=2000000000 -- python3 train.py"));
 }
 
+// amld's Python for runs: reported by the host preparation when installed,
+// installed by rename unless another launch was first, and first on the
+// run's PYTHONPATH (before the run's own, else the login's) when asked for.
+TEST(SshRunTest, RunPythonIsInstalledOnceAndFirstOnThePythonPath) {
+  EXPECT_THAT(PrepareHostScript("amld", "python-0123456789abcdef"),
+              HasSubstr("if [ -d .amld/python-0123456789abcdef ]; then echo amld-python "
+                        "python-0123456789abcdef; fi"));
+  EXPECT_THAT(PrepareHostScript("amld"), Not(HasSubstr("amld-python")));
+  absl::StatusOr<PreparedHost> host =
+      ParsePrepareHostAnswer("/w\namld-shim abc\namld-python python-01\n", "h");
+  ASSERT_TRUE(host.ok());
+  EXPECT_EQ(host->installed[kRemotePythonKey], "python-01");
+  EXPECT_EQ(InstallFolderScript("/w/.amld/python-01.tmp-7", "/w/.amld/python-01"),
+            "if [ -d /w/.amld/python-01 ]; then rm -rf -- /w/.amld/python-01.tmp-7; else mv -T "
+            "-- /w/.amld/python-01.tmp-7 /w/.amld/python-01 2>/dev/null || rm -rf -- "
+            "/w/.amld/python-01.tmp-7; fi\n[ -d /w/.amld/python-01 ]\n");
+
+  LaunchSpec spec;
+  spec.run_id = "run1";
+  spec.run_dir = "/var/lib/amld/runs/run1";
+  spec.argv = {"python3", "train.py"};
+  const std::string tools = "/w/.amld/bin", py = "/w/.amld/python-01";
+  EXPECT_THAT(LaunchScript(spec, "/w/run1", tools, py), Not(HasSubstr("PYTHONPATH")));
+  spec.run_python = true;
+  EXPECT_THAT(LaunchScript(spec, "/w/run1", tools, py),
+              HasSubstr("PYTHONPATH=/w/.amld/python-01\"${PYTHONPATH:+:$PYTHONPATH}\" "));
+  EXPECT_THAT(LaunchScript(spec, "/w/run1", tools, ""), Not(HasSubstr("PYTHONPATH")));
+  spec.run_env = {{"PYTHONPATH", "lib"}};
+  const std::string script = LaunchScript(spec, "/w/run1", tools, py);
+  EXPECT_THAT(script, HasSubstr("PYTHONPATH=/w/.amld/python-01:lib "));
+  EXPECT_THAT(script, Not(HasSubstr("${PYTHONPATH")));
+}
+
 TEST(ShellQuoteTest, OneWordExactly) {
   EXPECT_EQ(base::ShellQuote("plain-word_1.txt"), "plain-word_1.txt");
   EXPECT_EQ(base::ShellQuote(""), "''");
