@@ -31,7 +31,7 @@ test: build
 # and the e2e binaries add ~90 objects to build: not done yet (issue 19).
 # Dependencies (gRPC, protobuf, SQLite) are Debian's, uninstrumented: their
 # own bugs are out of sight, and container overflow checks are off (they
-# misfire across that boundary). Cold, this build is ~257 objects, about
+# misfire across that boundary). Cold, this build is ~257 objects, an estimated
 # 75 CPU-minutes (ASan objects of this tree take ~16 CPU-s each on average
 # here): too long for CI, which runs test-asan-ci below.
 test-asan: deps
@@ -55,7 +55,7 @@ test-tsan: deps
 # The part of test-asan that CI (.ci/run, 2 cores, after `make test`) can
 # afford: the tests of base/, storage/ and the shim, the code that parses
 # what others wrote (ignore files, Directory protos, the stat cache, the
-# database, exit.json). 70 objects, about 19 CPU-minutes cold (~10 min on
+# database, exit.json). 70 objects, an estimated 19 CPU-minutes cold (~10 min on
 # CI's 2 cores) and 7 s of tests. Left out, for their build time: the
 # daemon, client and executor unit tests (the other ~187 objects).
 test-asan-ci: deps
