@@ -37,3 +37,15 @@ function(amld_library name)
     target_link_libraries(${name} PUBLIC ${L_DEPS} PRIVATE ${L_PRIVATE_DEPS})
   endif()
 endfunction()
+
+# Links `target` statically (the helper binaries that must start fast and
+# run anywhere: amld-shim, amld-launch), except in a sanitizer build
+# (presets asan, tsan, fuzz): the sanitizer runtimes exist only as shared
+# libraries for a -static executable ("cannot specify -static with
+# -fsanitize=address"), and a dynamic shim is the same code under test.
+function(amld_link_static target)
+  string(TOUPPER "${CMAKE_BUILD_TYPE}" config)
+  if(NOT "${CMAKE_CXX_FLAGS} ${CMAKE_CXX_FLAGS_${config}}" MATCHES "-fsanitize=")
+    target_link_options(${target} PRIVATE -static)
+  endif()
+endfunction()
