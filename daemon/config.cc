@@ -96,6 +96,18 @@ class ConfigParser {
            options->access.users_manage_targets = v.Scalar() == "true";
            return absl::OkStatus();
          }},
+        {"local_ingest",
+         [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
+           if (!v.IsScalar() || (v.Scalar() != "true" && v.Scalar() != "false")) {
+             return Error(v.Mark().is_null() ? k : v, "local_ingest must be true or false");
+           }
+           options->watched_roots.local_ingest = v.Scalar() == "true";
+           return absl::OkStatus();
+         }},
+        {"auto_watch_roots",
+         [&](const YAML::Node& k, const YAML::Node& v) {
+           return Assign(k, v, 0, kMaxCount, &options->watched_roots.max_auto_roots);
+         }},
         {"submitter_environment",
          [&](const YAML::Node& k, const YAML::Node& v) {
            return SubmitterEnvironment(k, v, &runs.submitter_env);
