@@ -32,4 +32,24 @@ struct WatchedSnapshotAnswer {
 absl::StatusOr<WatchedSnapshotAnswer> AskWatchedSnapshot(const Connection& conn,
                                                          const std::filesystem::path& dir);
 
+struct LocalIngestAnswer {
+  // Set when the daemon read and stored the folder itself.
+  std::optional<amld::v1::IngestLocalFolderResponse> snapshot;
+  // Why it could not, for a note; empty when the daemon simply lacks the
+  // call (an older daemon) or it was not asked (AMLD_NO_LOCAL_INGEST).
+  std::string fallback_reason;
+};
+
+// Local ingest (daemon/watch/local_ingest.h): hands the daemon `dir` as a
+// descriptor held open for the call, for it to read, hash and store. An
+// answer without a snapshot means: walk and upload. Errors are the
+// snapshot's own (what a walk here would report too: an unreadable file, a
+// bad link, over the limits) and UNAVAILABLE. Not asked when the
+// environment sets AMLD_NO_LOCAL_INGEST (to compare with an upload);
+// AMLD_NO_AUTO_WATCH asks the daemon not to watch the folder however often
+// it is submitted.
+absl::StatusOr<LocalIngestAnswer> AskLocalIngest(const Connection& conn,
+                                                 const std::filesystem::path& dir,
+                                                 int64_t max_total_bytes, int64_t max_files);
+
 }  // namespace amld::client

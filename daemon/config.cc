@@ -89,12 +89,16 @@ class ConfigParser {
            return absl::OkStatus();
          }},
         {"users_manage_targets",
-         [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
-           if (!v.IsScalar() || (v.Scalar() != "true" && v.Scalar() != "false")) {
-             return Error(v.Mark().is_null() ? k : v, "users_manage_targets must be true or false");
-           }
-           options->access.users_manage_targets = v.Scalar() == "true";
-           return absl::OkStatus();
+         [&](const YAML::Node& k, const YAML::Node& v) {
+           return Boolean(k, v, &options->access.users_manage_targets);
+         }},
+        {"local_ingest",
+         [&](const YAML::Node& k, const YAML::Node& v) {
+           return Boolean(k, v, &options->watched_roots.local_ingest);
+         }},
+        {"auto_watch_roots",
+         [&](const YAML::Node& k, const YAML::Node& v) {
+           return Assign(k, v, 0, kMaxCount, &options->watched_roots.max_auto_roots);
          }},
         {"submitter_environment",
          [&](const YAML::Node& k, const YAML::Node& v) {
@@ -122,6 +126,15 @@ class ConfigParser {
 
  private:
   using Handler = std::function<absl::Status(const YAML::Node& key, const YAML::Node& value)>;
+
+  // `key: true` or `key: false`, nothing else.
+  absl::Status Boolean(const YAML::Node& key, const YAML::Node& value, bool* out) const {
+    if (!value.IsScalar() || (value.Scalar() != "true" && value.Scalar() != "false")) {
+      return Error(value.Mark().is_null() ? key : value, key.Scalar() + " must be true or false");
+    }
+    *out = value.Scalar() == "true";
+    return absl::OkStatus();
+  }
 
   absl::Status Error(const YAML::Node& at, const std::string& what) const {
     return Error(at.Mark(), what);

@@ -54,6 +54,7 @@
 #pragma once
 
 #include <cstdint>
+#include <atomic>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -146,6 +147,14 @@ class ContentStore {
   // pass). INVALID_ARGUMENT when `path` is not a regular file.
   absl::StatusOr<Digest> PutFile(const std::filesystem::path& path,
                                  Durability durability = Durability::kImmediate);
+  // Stores a copy of the regular file open as `fd` (read from offset 0;
+  // `name` is for messages). Where the file system can, the copy is a
+  // reflink (FICLONE: shared blocks, copy-on-write) hashed as read back from
+  // the store's own clone, so the object matches its digest even when the
+  // source changes meanwhile; elsewhere one read pass hashes and writes.
+  // Read errors name `name`.
+  absl::StatusOr<Digest> PutOpenFile(int fd, std::string_view name,
+                                     Durability durability = Durability::kImmediate);
 
   // Reads a whole blob; NOT_FOUND when absent, DATA_LOSS when corrupt,
   // INVALID_ARGUMENT for a malformed digest (likewise below).
@@ -192,6 +201,8 @@ class ContentStore {
   explicit ContentStore(std::filesystem::path root);
   std::filesystem::path root_;
   std::shared_ptr<internal::PendingSyncs> pending_;
+  // Set once FICLONE failed for lack of support: not tried again.
+  std::atomic<bool> no_reflink_{false};
   friend class ContentStoreAccess;
 };
 

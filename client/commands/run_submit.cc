@@ -85,7 +85,7 @@ absl::StatusOr<PreparedRun> Prepare(const GlobalOptions& global, const SubmitSpe
   AMLD_ASSIGN_OR_RETURN(SourceSnapshot source, HashSourceFolder(global, spec.source_dir, limits));
   // A watched folder's file list stays in the daemon, which checks the
   // script itself at submit.
-  if (!config.script().empty() && !source.watched) {
+  if (!config.script().empty() && !source.taken_by_daemon()) {
     AMLD_RETURN_IF_ERROR(CheckScriptIncluded(source.snapshot, spec.source_dir, config.script()));
   }
   amld::storage::ToProto(source.snapshot.root, config.mutable_snapshot_root());
@@ -127,6 +127,10 @@ void PrintText(const SourceSnapshot& source, const UploadStats& stats, const aml
   if (source.watched) {
     std::cout << "snapshot from amld's watch of the folder: " << stats.files_total << " files ("
               << HumanBytes(stats.bytes_total) << "), nothing uploaded" << std::endl;
+  } else if (source.ingested) {
+    std::cout << "snapshot read by amld from the folder: " << stats.files_total << " files ("
+              << HumanBytes(stats.bytes_total) << "), " << source.ingested->files_read()
+              << " read, nothing uploaded" << std::endl;
   } else {
     std::cout << "uploaded " << stats.files_uploaded << " of " << stats.files_total << " files and "
               << stats.directories_uploaded << " of " << stats.directories_total << " directories ("

@@ -17,6 +17,7 @@ extern char** environ;
 #include "client/commands/output.h"
 #include "client/git_info.h"
 #include "client/submitter_env.h"
+#include "base/status_macros.h"
 #include "client/grpc_status.h"
 #include "client/watched_snapshot.h"
 #include "storage/snapshot/stat_cache.h"
@@ -144,8 +145,20 @@ absl::StatusOr<SourceSnapshot> HashSourceFolder(const GlobalOptions& global,
       std::cerr << "aml: note: amld's watch of " << dir.string() << " cannot serve this snapshot ("
                 << watched->fallback_reason << "); walking the folder here" << std::endl;
     }
-    absl::Status walked = WalkWithStatCache(dir, limits, &source);
-    if (!walked.ok()) return walked;
+    const absl::Time walk_started = absl::Now();
+    AMLD_ASSIGN_OR_RETURN(LocalIngestAnswer ingested,
+                          AskLocalIngest(source.conn, dir, limits.max_bytes, limits.max_files));
+    if (ingested.snapshot) {
+      source.walk_time = absl::Now() - walk_started;
+      source.snapshot.root = amld::storage::FromProto(ingested.snapshot->snapshot_root());
+      source.snapshot.total_file_bytes = ingested.snapshot->total_bytes();
+      source.files_hashed = ingested.snapshot->files_read();
+      source.ingested = std::move(ingested.snapshot);
+    } else {
+      source.ingest_fallback_reason = std::move(ingested.fallback_reason);
+      absl::Status walked = WalkWithStatCache(dir, limits, &source);
+      if (!walked.ok()) return walked;
+    }
   }
   NoteRunFoldersLeftOut(dir);
   auto git = pending_git.get();
@@ -178,11 +191,12 @@ absl::StatusOr<UploadStats> UploadSourceSnapshot(const SourceSnapshot& source, b
     options.max_batch_bytes = source.conn.info.max_batch_bytes();
   }
   if (show_progress) options.on_progress = [&bar](const UploadProgress& u) { bar.Update(u); };
-  if (source.watched) {
+  if (source.watched || source.ingested) {
     // The daemon stored the tree itself: nothing to send.
     UploadStats stats;
-    stats.files_total = source.watched->file_count();
-    stats.bytes_total = source.watched->total_bytes();
+    stats.files_total =
+        source.watched ? source.watched->file_count() : source.ingested->file_count();
+    stats.bytes_total = source.snapshot.total_file_bytes;
     return stats;
   }
   const std::string daemon = DaemonIdentity(source.conn.info);
@@ -234,11 +248,24 @@ nlohmann::json SnapshotSourceJson(const SourceSnapshot& source) {
             {"changes_applied", source.watched->changes_applied()},
             {"rescanned", source.watched->rescanned()}};
   }
-  return {{"kind", "walk"},
-          {"files_hashed", source.files_hashed},
-          {"stat_cache_hits", source.stat_cache != nullptr ? source.stat_cache->hits() : 0},
-          {"trusted_earlier_upload", source.trusted_earlier_upload},
-          {"seconds", seconds}};
+  if (source.ingested) {
+    return {{"kind", "daemon_read"},
+            {"seconds", seconds},
+            {"files_hashed", source.files_hashed},
+            {"stat_cache_hits", source.ingested->file_count() - source.files_hashed},
+            {"read_as_caller", source.ingested->read_as_caller()},
+            {"watching", source.ingested->watching()}};
+  }
+  nlohmann::json walk = {
+      {"kind", "walk"},
+      {"files_hashed", source.files_hashed},
+      {"stat_cache_hits", source.stat_cache != nullptr ? source.stat_cache->hits() : 0},
+      {"trusted_earlier_upload", source.trusted_earlier_upload},
+      {"seconds", seconds}};
+  if (!source.ingest_fallback_reason.empty()) {
+    walk["local_ingest_fallback"] = source.ingest_fallback_reason;
+  }
+  return walk;
 }
 
 void AddSubmitterEnvOptions(CLI::App& cmd, SubmitterEnvOptions& o) {

@@ -45,6 +45,12 @@ struct SourceSnapshot {
   // Set when the daemon's watch of the folder served it: `snapshot` then
   // holds only the root digest and total bytes, and nothing is uploaded.
   std::optional<amld::v1::GetWatchedSnapshotResponse> watched;
+  // Set when the daemon read the folder itself (local ingest,
+  // client/watched_snapshot.h): `snapshot` then holds only the root digest
+  // and total bytes, and nothing is uploaded. Otherwise, why it did not
+  // (empty: not asked, or an older daemon).
+  std::optional<amld::v1::IngestLocalFolderResponse> ingested;
+  std::string ingest_fallback_reason;
   // The walk's stat cache (null for a watched folder), saved to
   // stat_cache_file after a successful upload; files read and hashed.
   std::shared_ptr<amld::storage::StatCache> stat_cache;
@@ -59,6 +65,10 @@ struct SourceSnapshot {
   mutable absl::Duration upload_time, cache_save_time;
   // The SubmitRun call that followed (aml run submit), for --output json.
   mutable absl::Duration submit_time;
+
+  // Whether the daemon took the snapshot itself (watched or ingested): the
+  // file list stays there, and there is nothing to upload.
+  bool taken_by_daemon() const { return watched.has_value() || ingested.has_value(); }
 };
 
 // NOT_FOUND when `source_dir` is not a folder; UNAVAILABLE (the "start it
@@ -83,7 +93,9 @@ absl::StatusOr<UploadStats> UploadSourceSnapshot(const SourceSnapshot& source, b
 nlohmann::json UploadStatsJson(const UploadStats& stats);
 
 // How the snapshot was taken, as the "snapshot_source" object of --output
-// json: {"kind": "watched_root" | "walk", "files_hashed", "stat_cache_hits",
+// json: {"kind": "watched_root" | "daemon_read" | "walk", "files_hashed",
+// "stat_cache_hits", "read_as_caller" and "watching" (daemon_read only),
+// "local_ingest_fallback" (walk, when the daemon could not read it),
 // "trusted_earlier_upload", "seconds": {"ask_watched", "cache_load", "walk",
 // "upload", "cache_save"},
 // "changes_applied" (watched only), "rescanned" (watched only)}.

@@ -1,9 +1,14 @@
 // Snapshots service: watched source roots (daemon/watch/watched_roots.h) over gRPC.
 // Each handler checks the request's shape and hands it to WatchedRoots; the
 // codes are the ones proto/amld/v1/snapshots.proto documents.
+#include <sys/socket.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "amld/v1/snapshots.grpc.pb.h"
 #include "daemon/services/grpc_status.h"
 #include "daemon/services/services.h"
+#include "daemon/watch/local_ingest.h"
 #include "daemon/watch/watched_roots.h"
 
 namespace amld::daemon {
@@ -13,11 +18,33 @@ namespace pb = amld::v1;
 
 class SnapshotsService final : public pb::Snapshots::Service {
  public:
-  SnapshotsService(WatchedRoots* roots, const ServiceDeps& deps) : roots_(roots), deps_(deps) {}
+  SnapshotsService(WatchedRoots* roots, const ServiceDeps& deps)
+      : roots_(roots), deps_(deps), ingest_(deps.cas, IngestOptions(*roots, deps)) {}
+
+  grpc::Status IngestLocalFolder(grpc::ServerContext* context,
+                                 const pb::IngestLocalFolderRequest* request,
+                                 pb::IngestLocalFolderResponse* response) override {
+    if (!roots_->options().local_ingest) {
+      return ToGrpcStatus(absl::FailedPreconditionError(
+          "local ingest is turned off in amld.yaml (local_ingest: false); the client uploads"));
+    }
+    std::optional<PeerProcess> peer = PeerOf(context->peer());
+    if (!peer) {
+      return ToGrpcStatus(absl::FailedPreconditionError(
+          "amld cannot tell which process is calling; the client uploads instead"));
+    }
+    absl::StatusOr<pb::IngestLocalFolderResponse> done = ingest_.Ingest(*peer, *request);
+    if (!done.ok()) return ToGrpcStatus(done.status());
+    *response = *std::move(done);
+    return grpc::Status::OK;
+  }
 
   grpc::Status WatchRoot(grpc::ServerContext* context, const pb::WatchRootRequest* request,
                          pb::WatchedRoot* response) override {
-    if (grpc::Status s = AdminOnly(context, "watch source folders"); !s.ok()) return s;
+    if (grpc::Status s = AdminOnly(context,
+                                         "watch source folders (amld reads a watched folder with "
+                                         "its own rights; without a watch, a submit of your "
+                                         "folder is read with yours)"); !s.ok()) return s;
     absl::StatusOr<pb::WatchedRoot> root = roots_->Watch(request->path());
     if (!root.ok()) return ToGrpcStatus(root.status());
     *response = *std::move(root);
@@ -58,8 +85,37 @@ class SnapshotsService final : public pb::Snapshots::Service {
     return ToGrpcStatus(deps_.access.CheckAdmin(CallerUid(deps_, context->peer()), action));
   }
 
+  static LocalIngestOptions IngestOptions(WatchedRoots& roots, const ServiceDeps& deps) {
+    LocalIngestOptions o;
+    if (!deps.facts.data_dir.empty()) o.cache_dir = deps.facts.data_dir / "ingest-cache";
+    o.max_snapshot_bytes = roots.options().max_snapshot_bytes;
+    o.max_snapshot_files = roots.options().max_snapshot_files;
+    o.threads = roots.options().hash_threads;
+    WatchedRoots* watched = &roots;
+    o.on_repeated = [watched](const std::filesystem::path& path) {
+      return watched->WatchAutomatically(path);
+    };
+    return o;
+  }
+
+  // The connection's process as the kernel gave it (peer is "fd:N", the
+  // accepted socket: daemon/socket_listener.h); the uid must agree with the
+  // one recorded at accept.
+  std::optional<PeerProcess> PeerOf(const std::string& peer) const {
+    int fd = 0;
+    if (!absl::StartsWith(peer, "fd:") || !absl::SimpleAtoi(peer.substr(3), &fd)) {
+      return std::nullopt;
+    }
+    struct ucred cred = {};
+    socklen_t len = sizeof(cred);
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return std::nullopt;
+    if (cred.uid != CallerUid(deps_, peer)) return std::nullopt;
+    return PeerProcess{cred.pid, cred.uid, cred.gid};
+  }
+
   WatchedRoots* roots_;
   ServiceDeps deps_;
+  LocalIngest ingest_;
 };
 
 }  // namespace

@@ -21,8 +21,6 @@ namespace fs = std::filesystem;
 namespace pb = amld::v1;
 using namespace watch_tree;  // NOLINT: the tree's helpers, internal
 
-namespace {
-
 // inotify sees only changes made through this kernel: a file system another
 // machine also writes could change without an event, and a tree kept from
 // events would go stale without anyone knowing.
@@ -45,6 +43,8 @@ absl::Status CheckLocalFileSystem(const fs::path& path) {
   }
   return absl::OkStatus();
 }
+
+namespace {
 
 void ToTimestamp(absl::Time t, google::protobuf::Timestamp* ts) {
   const absl::Duration since = t - absl::UnixEpoch();
@@ -180,15 +180,23 @@ absl::StatusOr<pb::WatchedRoot> WatchedRoots::Watch(const fs::path& path) {
   AMLD_RETURN_IF_ERROR(CheckLocalFileSystem(canon));
   std::shared_ptr<Root> r;
   bool fresh = false;
+  bool promoted = false;
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return absl::UnavailableError("amld is shutting down");
     auto it = roots_.find(canon.string());
     if (it != roots_.end()) {
       r = it->second;
-      if (r->degraded.empty() && r->error.empty()) return DescribeLocked(*r);
-      r->degraded.clear();
-      RequestFullRescanLocked(*r, "registered again");
+      // Watched automatically until now: registered from here on (kept,
+      // and remembered across restarts).
+      promoted = r->automatic;
+      r->automatic = false;
+      if (r->degraded.empty() && r->error.empty()) {
+        if (!promoted) return DescribeLocked(*r);
+      } else {
+        r->degraded.clear();
+        RequestFullRescanLocked(*r, "registered again");
+      }
     } else {
       AMLD_RETURN_IF_ERROR(CheckNoOverlap(canon));
       r = std::make_shared<Root>();
@@ -205,7 +213,7 @@ absl::StatusOr<pb::WatchedRoot> WatchedRoots::Watch(const fs::path& path) {
     RemoveRootLocked(*r);
     return Annotate(result.status, absl::StrCat("cannot watch ", canon.string()));
   }
-  if (fresh) {
+  if (fresh || promoted) {
     absl::Status persisted = Persist();
     if (!persisted.ok() && deps_.log) {
       deps_.log->warn("cannot record the watched roots: {}", persisted.ToString());
@@ -281,6 +289,7 @@ void WatchedRoots::AddLiveDigests(std::vector<amld::storage::Digest>* trees,
 pb::WatchedRoot WatchedRoots::DescribeLocked(const Root& r) const {
   pb::WatchedRoot w;
   w.set_path(r.path.string());
+  w.set_automatic(r.automatic);
   if (!r.degraded.empty()) {
     w.set_state(pb::WatchedRoot::State::DEGRADED);
     w.set_detail(r.degraded);
@@ -316,6 +325,10 @@ absl::StatusOr<pb::GetWatchedSnapshotResponse> WatchedRoots::Sync(const fs::path
   std::shared_ptr<Root> r = FindRoot(path);
   if (r == nullptr) {
     return absl::NotFoundError(absl::StrCat(path.string(), " is not a watched root"));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    r->last_used = deps_.clock->Now();  // automatic roots: the least recently used go first
   }
   auto refusal = [&]() -> absl::Status {
     absl::MutexLock lock(&mu_);

@@ -99,6 +99,13 @@ struct WatchedRootsOptions {
   int hash_threads = 0;
   // False in stepping tests: nothing is applied until RunDueWork() or Sync.
   bool run_worker_thread = true;
+  // Whether clients on this machine may hand their folders over for the
+  // daemon to read (Snapshots.IngestLocalFolder, local_ingest.h); amld.yaml
+  // `local_ingest: false` turns it off (clients then upload).
+  bool local_ingest = true;
+  // Folders watched automatically at most (WatchAutomatically; amld.yaml
+  // `auto_watch_roots`); 0: none.
+  int max_auto_roots = 8;
 };
 
 struct WatchedRootsDeps {
@@ -123,9 +130,17 @@ class WatchedRoots {
   // Call after the gRPC server stopped. Idempotent.
   void Shutdown();
 
+  const WatchedRootsOptions& options() const { return options_; }
+
   // See Snapshots.WatchRoot in proto/amld/v1/snapshots.proto: registers and
   // scans `path` in full before returning (codes as documented there).
   absl::StatusOr<amld::v1::WatchedRoot> Watch(const std::filesystem::path& path);
+  // Watches `path` because it was submitted repeatedly (LocalIngest): like
+  // Watch, but returns at once (the worker scans it), is not persisted, and
+  // the least recently used of more than options.max_auto_roots such roots
+  // is dropped. A folder already watched, or one Watch would refuse, is left
+  // as it is (the error says why). A later Watch of it registers it.
+  absl::Status WatchAutomatically(const std::filesystem::path& path);
   // See Snapshots.UnwatchRoot.
   absl::StatusOr<amld::v1::WatchedRoot> Unwatch(const std::filesystem::path& path);
   // Every root, sorted by path.

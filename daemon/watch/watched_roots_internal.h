@@ -44,6 +44,11 @@ struct WatchedRoots::ProcessResult {
 struct WatchedRoots::Root {
   std::filesystem::path path;
   absl::Time registered;
+  // Watched because it was submitted repeatedly (WatchAutomatically), not
+  // registered: not persisted, and dropped when least recently used. Both
+  // guarded by WatchedRoots::mu_.
+  bool automatic = false;
+  absl::Time last_used;
 
   // Held while changes are applied; guards tree, rules and linked.
   absl::Mutex work_mu;
@@ -70,6 +75,10 @@ struct WatchedRoots::Root {
   absl::Time last_rescan_time;
   absl::flat_hash_map<std::string, int> watch_of_dir;
 };
+
+// FAILED_PRECONDITION when `path` is on a file system where changes made
+// elsewhere send no inotify event (NFS, CIFS, FUSE, ...).
+absl::Status CheckLocalFileSystem(const std::filesystem::path& path);
 
 // `s` with `context` in front of its message.
 absl::Status Annotate(const absl::Status& s, std::string_view context);

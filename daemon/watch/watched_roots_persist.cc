@@ -52,8 +52,9 @@ absl::Status WatchedRoots::Persist() {
   std::vector<std::pair<std::string, int64_t>> roots;
   {
     absl::MutexLock lock(&mu_);
-    for (const auto& [path, r] : roots_)
-      roots.emplace_back(path, absl::ToUnixSeconds(r->registered));
+    for (const auto& [path, r] : roots_) {
+      if (!r->automatic) roots.emplace_back(path, absl::ToUnixSeconds(r->registered));
+    }
   }
   std::sort(roots.begin(), roots.end());
   std::string text;

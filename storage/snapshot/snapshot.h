@@ -35,6 +35,10 @@
 #include "storage/snapshot/materialize.h"
 #include "storage/snapshot/tree_queries.h"
 
+namespace amld::base {
+struct FsIdentity;  // base/fs_identity.h
+}
+
 namespace amld::storage {
 
 // One regular file included in a snapshot.
@@ -65,6 +69,9 @@ struct Snapshot {
   // Every excluded path (ignored directories are listed, not their content).
   std::vector<SkippedPath> skipped;
   int64_t total_file_bytes = 0;
+  // Files read (hashed, or stored with BuildOptions::store) rather than
+  // answered by the cache.
+  int64_t files_read = 0;
 };
 
 // How an IgnoreDecision names a rule no ignore file holds: always applied
@@ -117,6 +124,18 @@ struct BuildOptions {
   // subfolder's. INVALID_ARGUMENT for a bad path, NOT_FOUND when it is not
   // a folder (a symlink on the way is not followed).
   std::string subdir = {};
+  // Read the folder as this user (base/fs_identity.h: a root daemon reading a
+  // caller's folder): every thread of the walk takes the identity, and each
+  // file is opened with it; null: with the process's own. Must outlive the
+  // call.
+  const base::FsIdentity* read_as = nullptr;
+  // Store each file read into this CAS in the same pass that hashes it
+  // (ContentStore::PutOpenFile: a reflink where the file system can), and
+  // read again a cache hit the store lacks; Snapshot::files then need not be
+  // read again. The Directory blobs are left to StoreDirectories. Null: hash
+  // only.
+  ContentStore* store = nullptr;
+  Durability store_durability = Durability::kDeferred;
 };
 
 // Walks `dir` and hashes it into a Snapshot, leaving out what CheckLeftOut
@@ -135,5 +154,9 @@ absl::StatusOr<Snapshot> BuildSnapshot(const std::filesystem::path& dir,
 // `durability` as in ContentStore (kDeferred: the caller syncs later).
 absl::Status StoreSnapshot(const Snapshot& snapshot, ContentStore& cas,
                            Durability durability = Durability::kImmediate);
+// Stores only the Directory blobs of `snapshot` (the root last): what is left
+// after a BuildSnapshot with BuildOptions::store.
+absl::Status StoreDirectories(const Snapshot& snapshot, ContentStore& cas,
+                              Durability durability = Durability::kImmediate);
 
 }  // namespace amld::storage

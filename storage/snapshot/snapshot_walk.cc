@@ -22,10 +22,12 @@
 #include "absl/strings/str_join.h"
 #include "base/human_bytes.h"
 #include "base/file_util.h"
+#include "base/fs_identity.h"
 #include "base/parallel.h"
 #include "base/status_macros.h"
 #include "storage/snapshot/snapshot.h"
 #include "storage/snapshot/snapshot_names.h"
+#include "storage/snapshot/walk_internal.h"
 
 namespace amld::storage {
 namespace {
@@ -39,15 +41,9 @@ using snapshot_names::kMaxLinkTargetBytes;
 using snapshot_names::kMaxTreeDepth;
 using snapshot_names::Quote;
 using snapshot_names::SplitRelPath;
+using internal::PendingFile;
 
 constexpr size_t kLargestFilesListed = 10;
-constexpr size_t kCopyChunk = 128 * 1024;  // read buffer of a file being hashed
-
-struct PendingFile {
-  std::string rel_path;
-  std::string abs_path;  // see SnapshotFile::abs_path
-  struct stat st;
-};
 
 // One folder of a walk, filled by the thread that lists it.
 struct WalkNode {
@@ -84,11 +80,14 @@ const char* UnsupportedTypeName(mode_t mode) {
 // still walked, which costs time only when the snapshot fails anyway.
 class TreeWalker {
  public:
-  TreeWalker(fs::path root, const IgnoreRules* rules, int threads)
+  // `read_as`: the identity each helper thread takes (the caller's thread
+  // has taken it already); null: the process's own.
+  TreeWalker(fs::path root, const IgnoreRules* rules, int threads, const base::FsIdentity* read_as)
       : root_(std::move(root)),
         root_prefix_(WithTrailingSlash(root_.string())),
         rules_(rules),
-        threads_(std::clamp(threads, 1, kMaxWalkThreads)) {}
+        threads_(std::clamp(threads, 1, kMaxWalkThreads)),
+        read_as_(read_as) {}
 
   // Walks the folder open as `dirfd` (closed when done) into `tree`.
   absl::Status Walk(int dirfd, const std::string& rel_dir, int depth, WalkNode* tree);
@@ -127,6 +126,7 @@ class TreeWalker {
   const std::string root_prefix_;  // root_ and a '/': + a relative path = the file's path
   const IgnoreRules* rules_;       // null: ignore files are not honoured
   const int threads_;
+  const base::FsIdentity* read_as_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Job> queue_;  // guarded by mu_
@@ -150,7 +150,11 @@ absl::Status TreeWalker::Walk(int dirfd, const std::string& rel_dir, int depth, 
   std::vector<std::thread> helpers;
   for (int t = 1; t < threads_; ++t) {
     try {
-      helpers.emplace_back([this] { Work(); });
+      helpers.emplace_back([this] {
+        // A helper that cannot take the identity lists nothing: the others
+        // (the caller's thread among them) do its share.
+        if (auto as = base::ScopedFsIdentity::Take(read_as_); as.ok()) Work();
+      });
     } catch (const std::system_error&) {
       break;  // fewer threads is still correct
     }
@@ -308,57 +312,6 @@ absl::Status TreeWalker::Flatten(WalkNode& node) {
   return node.error;
 }
 
-bool SameStat(const struct stat& a, const struct stat& b) {
-  return a.st_size == b.st_size && a.st_ino == b.st_ino && a.st_dev == b.st_dev &&
-         a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec &&
-         a.st_ctim.tv_sec == b.st_ctim.tv_sec && a.st_ctim.tv_nsec == b.st_ctim.tv_nsec;
-}
-
-struct HashedFile {
-  Digest digest;
-  struct stat st;       // as opened, before reading
-  bool stable = false;  // unchanged while it was read: safe to cache
-};
-
-// O_NOFOLLOW and O_NONBLOCK: a file swapped for a link or a fifo after the
-// walk is neither followed nor waited on.
-absl::StatusOr<HashedFile> HashFile(const PendingFile& f, std::vector<char>& buf) {
-  auto cannot_read = [&](int err, std::string_view op) {
-    return Annotate(base::ErrnoStatus(err, op, f.abs_path),
-                    absl::StrCat("cannot read ", Quote(f.rel_path),
-                                 " (fix its permissions or list it in .amlignore)"));
-  };
-  base::ScopedFd fd(::open(f.abs_path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  if (!fd.valid() && errno == ENOENT) {
-    return absl::AbortedError(absl::StrCat(
-        Quote(f.rel_path), " disappeared while the snapshot was taken; take it again"));
-  }
-  if (!fd.valid()) return cannot_read(errno, "open");
-  HashedFile out;
-  if (::fstat(fd.get(), &out.st) != 0) return cannot_read(errno, "fstat");
-  if (!S_ISREG(out.st.st_mode)) {
-    return absl::AbortedError(absl::StrCat(Quote(f.rel_path),
-                                           " stopped being a regular file while the snapshot was "
-                                           "taken; take it again"));
-  }
-  Sha256 h;
-  int64_t total = 0;
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return cannot_read(errno, "read");
-    }
-    if (n == 0) break;
-    h.Update(buf.data(), static_cast<size_t>(n));
-    total += n;
-  }
-  struct stat after;
-  out.stable = ::fstat(fd.get(), &after) == 0 && SameStat(out.st, after) && total == after.st_size;
-  out.digest = Digest{h.FinishHex(), total};
-  return out;
-}
-
 absl::Status CheckLimits(const fs::path& dir, const std::vector<PendingFile>& files,
                          const BuildOptions& options) {
   int64_t total = 0;
@@ -392,37 +345,6 @@ absl::Status CheckLimits(const fs::path& dir, const std::vector<PendingFile>& fi
       "snapshot of ", dir.string(), " holds ", over,
       ". List what the run does not need in .amlignore, or raise the limit. Largest files:\n",
       absl::StrJoin(lines, "\n")));
-}
-
-absl::StatusOr<std::vector<Digest>> HashAll(const std::vector<PendingFile>& files,
-                                            const BuildOptions& options) {
-  std::vector<Digest> digests(files.size());
-  std::vector<size_t> to_hash;
-  // The cache is only touched from this thread, so it need not be thread-safe.
-  for (size_t i = 0; i < files.size(); ++i) {
-    std::optional<Digest> hit;
-    if (options.cache != nullptr) hit = options.cache->Lookup(files[i].rel_path, files[i].st);
-    if (hit && hit->size == files[i].st.st_size && ValidateDigest(*hit).ok()) {
-      digests[i] = *hit;
-    } else {
-      to_hash.push_back(i);
-    }
-  }
-  std::vector<HashedFile> hashed(to_hash.size());
-  AMLD_RETURN_IF_ERROR(base::ParallelFor(
-      to_hash.size(), base::ResolveThreads(options.threads), [&](size_t k) -> absl::Status {
-        thread_local std::vector<char> buf(kCopyChunk);
-        AMLD_ASSIGN_OR_RETURN(hashed[k], HashFile(files[to_hash[k]], buf));
-        return absl::OkStatus();
-      }));
-  for (size_t k = 0; k < to_hash.size(); ++k) {
-    const PendingFile& f = files[to_hash[k]];
-    digests[to_hash[k]] = hashed[k].digest;
-    if (options.cache != nullptr && hashed[k].stable) {
-      options.cache->Store(f.rel_path, hashed[k].st, hashed[k].digest);
-    }
-  }
-  return digests;
 }
 
 Digest EncodeTree(const WalkNode& node, const std::vector<PendingFile>& files,
@@ -477,39 +399,46 @@ absl::StatusOr<Snapshot> BuildSnapshot(const fs::path& dir, const BuildOptions& 
   std::error_code ec;
   fs::path root = fs::absolute(dir, ec);
   if (ec) return absl::InvalidArgumentError(absl::StrCat("bad source folder ", dir.string()));
-  int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    return Annotate(base::ErrnoStatus(errno, "open", root),
-                    "source folder must be a readable folder");
-  }
-  int depth = 0;
-  if (!options.subdir.empty()) {
-    absl::StatusOr<int> sub = OpenSubdir(root, options.subdir, &fd);
-    if (!sub.ok()) {
-      ::close(fd);
-      return sub.status();
-    }
-    depth = *sub;
-  }
   std::unique_ptr<IgnoreRules> own_rules;
   const IgnoreRules* rules = nullptr;
   if (options.use_ignore_files) {
     if (options.rules == nullptr) own_rules = std::make_unique<IgnoreRules>(root);
     rules = options.rules != nullptr ? options.rules : own_rules.get();
   }
-  TreeWalker walker(root, rules, base::ResolveThreads(options.threads));
+  TreeWalker walker(root, rules, base::ResolveThreads(options.threads), options.read_as);
   WalkNode tree;
-  AMLD_RETURN_IF_ERROR(walker.Walk(fd, options.subdir, depth, &tree));
-  // An unreadable ignore file counts as empty during the walk, which could
-  // take in files the user meant to leave out: refuse instead.
-  if (rules != nullptr) {
-    AMLD_RETURN_IF_ERROR(Annotate(rules->ReadStatus(), "cannot read an ignore file"));
+  {
+    // Everything the walk reads (folders, links, ignore files) is read as
+    // options.read_as; the files are opened so by HashAll.
+    AMLD_ASSIGN_OR_RETURN(base::ScopedFsIdentity as, base::ScopedFsIdentity::Take(options.read_as));
+    int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+      return Annotate(base::ErrnoStatus(errno, "open", root),
+                      "source folder must be a readable folder");
+    }
+    int depth = 0;
+    if (!options.subdir.empty()) {
+      absl::StatusOr<int> sub = OpenSubdir(root, options.subdir, &fd);
+      if (!sub.ok()) {
+        ::close(fd);
+        return sub.status();
+      }
+      depth = *sub;
+    }
+    AMLD_RETURN_IF_ERROR(walker.Walk(fd, options.subdir, depth, &tree));
+    // An unreadable ignore file counts as empty during the walk, which could
+    // take in files the user meant to leave out: refuse instead.
+    if (rules != nullptr) {
+      AMLD_RETURN_IF_ERROR(Annotate(rules->ReadStatus(), "cannot read an ignore file"));
+    }
   }
   std::vector<PendingFile> files = walker.TakeFiles();
   AMLD_RETURN_IF_ERROR(CheckLimits(root, files, options));
-  AMLD_ASSIGN_OR_RETURN(std::vector<Digest> digests, HashAll(files, options));
+  AMLD_ASSIGN_OR_RETURN(internal::HashedFiles hashed, internal::HashAll(files, options));
+  const std::vector<Digest>& digests = hashed.digests;
 
   Snapshot snap;
+  snap.files_read = hashed.files_read;
   snap.root = EncodeTree(tree, files, digests, &snap);
   snap.skipped = walker.TakeSkipped();
   std::sort(snap.skipped.begin(), snap.skipped.end(),
@@ -545,6 +474,10 @@ absl::Status StoreSnapshot(const Snapshot& snapshot, ContentStore& cas, Durabili
         }
         return absl::OkStatus();
       }));
+  return StoreDirectories(snapshot, cas, durability);
+}
+
+absl::Status StoreDirectories(const Snapshot& snapshot, ContentStore& cas, Durability durability) {
   for (const auto& [digest, bytes] : snapshot.directories) {
     if (digest == snapshot.root || cas.Contains(digest)) continue;
     AMLD_RETURN_IF_ERROR(cas.PutVerified(digest, bytes, durability));

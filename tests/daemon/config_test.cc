@@ -77,6 +77,16 @@ users_manage_targets: true
             "amld.yaml:1:23: users_manage_targets must be true or false");
 }
 
+TEST(DaemonConfigTest, LocalIngestAndAutomaticWatchesCanBeTurnedOff) {
+  const DaemonOptions defaults = Parsed("cpus: 1\n");
+  EXPECT_TRUE(defaults.watched_roots.local_ingest);
+  EXPECT_EQ(defaults.watched_roots.max_auto_roots, 8);
+  const DaemonOptions off = Parsed("local_ingest: false\nauto_watch_roots: 0\n");
+  EXPECT_FALSE(off.watched_roots.local_ingest);
+  EXPECT_EQ(off.watched_roots.max_auto_roots, 0);
+  EXPECT_EQ(ErrorOf("local_ingest: no\n"), "amld.yaml:1:15: local_ingest must be true or false");
+}
+
 TEST(DaemonConfigTest, EmptyFileAndBlockListsWork) {
   DaemonOptions given;
   given.runs.cpus = 3;
@@ -122,10 +132,10 @@ TEST(DaemonConfigTest, TheSampleFileParsesAsShippedAndWithEverySettingOn) {
 
 TEST(DaemonConfigTest, UnknownKeysAreRefusedWithTheirLine) {
   EXPECT_EQ(ErrorOf("cpus: 4\ngpu: [0]\n"),
-            "amld.yaml:2:1: unknown key \"gpu\"; known keys: admin_group, cpus, default_gpus, "
-            "environments, gc_grace_seconds, gc_interval_seconds, gpus, keep_finished_run_folders, "
-            "kill_grace_seconds, limits, max_concurrent_runs, per_user, submitter_environment, "
-            "users_manage_targets, web");
+            "amld.yaml:2:1: unknown key \"gpu\"; known keys: admin_group, auto_watch_roots, cpus, "
+            "default_gpus, environments, gc_grace_seconds, gc_interval_seconds, gpus, "
+            "keep_finished_run_folders, kill_grace_seconds, limits, local_ingest, "
+            "max_concurrent_runs, per_user, submitter_environment, users_manage_targets, web");
   EXPECT_EQ(ErrorOf("limits:\n  max_duration: 5\n"),
             "amld.yaml:2:3: unknown key \"limits.max_duration\"; known keys: "
             "limits.default_run_duration_seconds, limits.max_run_duration_seconds");

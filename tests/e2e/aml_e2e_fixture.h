@@ -121,9 +121,10 @@ class AmlDaemonTest : public ::testing::Test {
   ProcessOptions Options(fs::path cwd = {}) const {
     ProcessOptions o;
     o.unset_env = {"AMLD_SOCKET", "AMLD_DATA_DIR", "AMLD_MAX_SNAPSHOT_BYTES",
-                   "AMLD_MAX_SNAPSHOT_FILES"};
+                   "AMLD_MAX_SNAPSHOT_FILES", "AMLD_NO_LOCAL_INGEST"};
     // The client's stat cache of this test only.
     o.env = {{"XDG_CACHE_HOME", (dir_ / "cache").string()}};
+    if (upload_snapshots_) o.env.emplace_back("AMLD_NO_LOCAL_INGEST", "1");
     o.cwd = cwd.empty() ? dir_ : cwd;
     return o;
   }
@@ -344,6 +345,9 @@ print("grpc or protobuf imported:",
 
   fs::path dir_, socket_, data_, project_;
   bool started_ = false;
+  // True: `aml` walks and uploads snapshots itself (AMLD_NO_LOCAL_INGEST),
+  // for the tests of that path; false: the daemon reads local folders.
+  bool upload_snapshots_ = false;
 };
 
 }  // namespace amld::e2e

@@ -260,6 +260,7 @@ TEST_F(AmlE2eTest, MaxDurationEndsCanceledSayingItTimedOut) {
 }
 
 TEST_F(AmlE2eTest, ResubmitAfterChangingOneFileUploadsExactlyOneFileBlob) {
+  upload_snapshots_ = true;  // the client's upload, not the daemon's read
   StartDaemon();
   WriteFile(project_ / "main.py", "print('v1')\n");
   for (int i = 0; i < 20; ++i) {

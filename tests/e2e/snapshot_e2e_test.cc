@@ -6,7 +6,9 @@
 //   - the client's stat cache: an unchanged resubmit reads no file, one
 //     changed file is the only one read;
 //   - `aml snapshot explain` names the rule and file that left a path out;
-//   - limits: going over fails, listing the largest files.
+//   - limits: going over fails, listing the largest files;
+//   - the daemon's own read of the folder: the upload's digest, and the
+//     upload when the daemon will not read it.
 // Nothing asserts how long something took.
 #include <gtest/gtest.h>
 
@@ -27,6 +29,9 @@ class SnapshotE2eTest : public AmlDaemonTest {
  protected:
   void SetUp() override {
     SetUpWorkspace("amld-se-");
+    // These test the client's walk, stat cache and upload; the daemon's own
+    // read of the folder is LocalIngestE2eTest's.
+    upload_snapshots_ = true;
     WriteFile(project_ / "train.py", "print(open('data.txt').read().strip())\n");
     WriteFile(project_ / "data.txt", "version 1\n");
     WriteFile(project_ / "lib" / "util.py", "X = 1\n");
@@ -222,3 +227,97 @@ TEST_F(SnapshotE2eTest, GoingOverALimitFailsListingTheLargestFiles) {
 }
 
 }  // namespace
+
+// The daemon's own read of the folder (daemon/watch/local_ingest.h), which
+// `aml` asks for whenever the folder is not watched.
+class LocalIngestE2eTest : public SnapshotE2eTest {
+ protected:
+  void SetUp() override {
+    SnapshotE2eTest::SetUp();
+    upload_snapshots_ = false;
+    WriteFile(project_ / ".gitignore", "*.log\ndata/\n");
+    WriteFile(project_ / "train.log", "left out\n");
+    WriteFile(project_ / "data" / "big.bin", std::string(10000, 'd'));
+    WriteFile(project_ / "lib" / ".amlignore", "secret.txt\n");
+    WriteFile(project_ / "lib" / "secret.txt", "s\n");
+    WriteFile(project_ / "lib" / "a b \xc3\xbc.py", "odd name\n");
+    WriteFile(project_ / "outputs" / "model.pt", "a local try's output\n");
+    fs::create_directories(project_ / "empty" / "nested");
+    fs::create_symlink("lib/util.py", project_ / "util_link.py");
+  }
+  json Create(bool upload) {
+    upload_snapshots_ = upload;
+    json j = AmlJson({"snapshot", "create", project_.string()});
+    upload_snapshots_ = false;
+    return j;
+  }
+};
+
+TEST_F(LocalIngestE2eTest, TheDaemonsReadGivesTheUploadsDigestAndTheRunSeesTheFiles) {
+  StartDaemon();
+  json read = Create(/*upload=*/false);
+  EXPECT_EQ(read["snapshot_source"]["kind"], "daemon_read") << read.dump(2);
+  EXPECT_EQ(read["upload"]["bytes_uploaded"], 0) << read.dump(2);
+  EXPECT_EQ(read["upload"]["files_total"], 6) << read.dump(2);
+  json uploaded = Create(/*upload=*/true);
+  EXPECT_EQ(uploaded["snapshot_source"]["kind"], "walk") << uploaded.dump(2);
+  EXPECT_EQ(uploaded["snapshot_root"], read["snapshot_root"]) << uploaded.dump(2);
+
+  std::string output;
+  json run = SubmitAndWait(&output);
+  EXPECT_EQ(run["snapshot_source"]["kind"], "daemon_read") << run.dump(2);
+  EXPECT_EQ(run["run"]["status"], "COMPLETED") << run.dump(2) << output;
+  EXPECT_TRUE(absl::StrContains(output, "version 1")) << output;
+  EXPECT_EQ(run["run"]["config"]["snapshot_root"], read["snapshot_root"]) << run.dump(2);
+}
+
+TEST_F(LocalIngestE2eTest, ADaemonThatWillNotReadTheFolderGetsItUploaded) {
+  WriteFile(data_ / "amld.yaml", "local_ingest: false\n");
+  StartDaemon();
+  std::string output;
+  json run = SubmitAndWait(&output);
+  EXPECT_EQ(run["snapshot_source"]["kind"], "walk") << run.dump(2);
+  EXPECT_TRUE(absl::StrContains(run["snapshot_source"].value("local_ingest_fallback", ""),
+                                "local_ingest: false"))
+      << run.dump(2);
+  EXPECT_EQ(run["upload"]["files_uploaded"], 6) << run.dump(2);
+  EXPECT_EQ(run["run"]["status"], "COMPLETED") << run.dump(2) << output;
+}
+
+TEST_F(LocalIngestE2eTest, AFolderSubmittedTwiceIsWatchedUntilTheDaemonRestarts) {
+  StartDaemon();
+  json first = SubmitAndWait();
+  EXPECT_EQ(first["snapshot_source"]["kind"], "daemon_read") << first.dump(2);
+  EXPECT_EQ(first["snapshot_source"]["watching"], false) << first.dump(2);
+  json second = SubmitAndWait();
+  EXPECT_EQ(second["snapshot_source"]["watching"], true) << second.dump(2);
+  json list = AmlJson({"snapshot", "list"});
+  ASSERT_EQ(list["roots"].size(), 1u) << list.dump(2);
+  EXPECT_EQ(list["roots"][0]["automatic"], true) << list.dump(2);
+  // Edited right before the submit: the watch serves the new tree.
+  WriteFile(project_ / "data.txt", "version 3\n");
+  std::string output;
+  json third = SubmitAndWait(&output);
+  EXPECT_EQ(third["snapshot_source"]["kind"], "watched_root") << third.dump(2);
+  EXPECT_TRUE(absl::StrContains(output, "version 3")) << output;
+  EXPECT_EQ(third["snapshot_root"], SubmitAndWait()["snapshot_root"]);
+
+  // Not remembered across a restart, unlike `aml snapshot watch`.
+  ASSERT_EQ(Aml({"daemon", "stop"}).exit_code, 0);
+  started_ = false;
+  StartDaemon();
+  EXPECT_EQ(AmlJson({"snapshot", "list"})["roots"].size(), 0u);
+}
+
+TEST_F(LocalIngestE2eTest, NoAutoWatchInTheEnvironmentKeepsTheFolderUnwatched) {
+  StartDaemon();
+  for (int i = 0; i < 3; ++i) {
+    auto args = Argv({"--output", "json", "snapshot", "create", project_.string()});
+    ProcessOptions o = Options();
+    o.env.emplace_back("AMLD_NO_AUTO_WATCH", "1");
+    auto r = amld::testing::RunProcess(args, o);
+    ASSERT_EQ(r.exit_code, 0) << Describe(r);
+    EXPECT_EQ(json::parse(r.out)["snapshot_source"]["kind"], "daemon_read") << r.out;
+  }
+  EXPECT_EQ(AmlJson({"snapshot", "list"})["roots"].size(), 0u);
+}

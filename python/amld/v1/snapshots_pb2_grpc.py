@@ -35,6 +35,11 @@ class SnapshotsStub(object):
                 request_serializer=amld_dot_v1_dot_snapshots__pb2.GetWatchedSnapshotRequest.SerializeToString,
                 response_deserializer=amld_dot_v1_dot_snapshots__pb2.GetWatchedSnapshotResponse.FromString,
                 )
+        self.IngestLocalFolder = channel.unary_unary(
+                '/amld.v1.Snapshots/IngestLocalFolder',
+                request_serializer=amld_dot_v1_dot_snapshots__pb2.IngestLocalFolderRequest.SerializeToString,
+                response_deserializer=amld_dot_v1_dot_snapshots__pb2.IngestLocalFolderResponse.FromString,
+                )
 
 
 class SnapshotsServicer(object):
@@ -93,6 +98,33 @@ class SnapshotsServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IngestLocalFolder(self, request, context):
+        """Local ingest: the daemon snapshots a folder of a client on the same
+        machine itself, reading it once (walk, hash on all cores, store into
+        the CAS in the same pass), instead of the client hashing it and
+        streaming every byte. No path is passed (the two may live in different
+        mount namespaces): the client holds the folder open (O_DIRECTORY) for
+        the whole call and names the descriptor's number; the daemon opens
+        /proc/<pid>/fd/<dir_fd>, pid being the caller's as the kernel gave it for
+        the connection (SO_PEERCRED), only when that process belongs to the
+        caller's uid, and checks it names a folder. A root daemon reads with the
+        caller's filesystem identity (its uid, gid and groups), so it reads
+        exactly what the caller may read. Ignore rules and the tree are the
+        client walk's (storage/snapshot), so the root digest is the one an
+        upload of the same folder gives. Every blob of the tree is in the CAS.
+        Codes: OK; FAILED_PRECONDITION when the daemon cannot take the folder
+        this way (a client in another pid namespace, a descriptor that is not a
+        folder or not the caller's, local ingest turned off in amld.yaml): the
+        client then walks and uploads; the snapshot's own errors otherwise, as
+        a client walk reports them (PERMISSION_DENIED naming an unreadable file,
+        INVALID_ARGUMENT for a bad link or name, RESOURCE_EXHAUSTED over the
+        limits, listing the largest files). An older daemon answers
+        UNIMPLEMENTED, and the client uploads.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SnapshotsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +147,11 @@ def add_SnapshotsServicer_to_server(servicer, server):
                     servicer.GetWatchedSnapshot,
                     request_deserializer=amld_dot_v1_dot_snapshots__pb2.GetWatchedSnapshotRequest.FromString,
                     response_serializer=amld_dot_v1_dot_snapshots__pb2.GetWatchedSnapshotResponse.SerializeToString,
+            ),
+            'IngestLocalFolder': grpc.unary_unary_rpc_method_handler(
+                    servicer.IngestLocalFolder,
+                    request_deserializer=amld_dot_v1_dot_snapshots__pb2.IngestLocalFolderRequest.FromString,
+                    response_serializer=amld_dot_v1_dot_snapshots__pb2.IngestLocalFolderResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -192,5 +229,22 @@ class Snapshots(object):
         return grpc.experimental.unary_unary(request, target, '/amld.v1.Snapshots/GetWatchedSnapshot',
             amld_dot_v1_dot_snapshots__pb2.GetWatchedSnapshotRequest.SerializeToString,
             amld_dot_v1_dot_snapshots__pb2.GetWatchedSnapshotResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def IngestLocalFolder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/amld.v1.Snapshots/IngestLocalFolder',
+            amld_dot_v1_dot_snapshots__pb2.IngestLocalFolderRequest.SerializeToString,
+            amld_dot_v1_dot_snapshots__pb2.IngestLocalFolderResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
