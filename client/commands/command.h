@@ -178,6 +178,8 @@ void AddSweepSubmitCommand(CLI::App& sweep, CommandContext& ctx);
 void AddSweepShowCommand(CLI::App& sweep, CommandContext& ctx);
 // `aml ui` (ui.cc).
 void AddUiCommand(CLI::App& app, CommandContext& ctx);
+// `aml tensorboard` (tensorboard.cc).
+void AddTensorboardCommand(CLI::App& app, CommandContext& ctx);
 
 // Parses argv and runs the chosen command; returns the exit code.
 int RunCli(int argc, char** argv);
