@@ -33,15 +33,7 @@ absl::StatusOr<int64_t> AppendFrom(const Connection& conn, const std::string& ru
   auto stub = amld::v1::Runs::NewStub(conn.channel);
   grpc::ClientContext ctx;
   Interrupt::CallGuard guard(interrupt, &ctx);
-  amld::v1::DownloadFileRequest req;
-  req.set_run_id(run_id);
-  if (amld::base::IsValidUtf8(path)) {
-    req.set_path(path);
-  } else {
-    req.set_path_bytes(path);
-  }
-  req.set_offset(offset);
-  auto reader = stub->DownloadFile(&ctx, req);
+  auto reader = stub->DownloadFile(&ctx, RunFileRequest(run_id, path, offset));
   amld::v1::FileChunk chunk;
   int64_t written = 0;
   absl::Status local_error;

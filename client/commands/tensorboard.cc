@@ -50,26 +50,12 @@ constexpr char kInstallHint[] =
     "TensorBoard is not installed here: install it with `pip install tensorboard` (or point "
     "AMLD_TENSORBOARD or --tensorboard at one)";
 
-std::string OnPath(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  const std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    size_t end = dirs.find(':', start);
-    if (end == std::string::npos) end = dirs.size();
-    const std::string candidate = dirs.substr(start, end - start) + "/" + name;
-    if (end > start && ::access(candidate.c_str(), X_OK) == 0) return candidate;
-    start = end + 1;
-  }
-  return "";
-}
-
 std::string FindTensorboard(const TensorboardOptions& options) {
   if (!options.tensorboard.empty()) return options.tensorboard;
   if (const char* env = std::getenv("AMLD_TENSORBOARD"); env != nullptr && *env != '\0') {
     return env;
   }
-  return OnPath("tensorboard");
+  return FindOnPath("tensorboard");
 }
 
 std::filesystem::path DefaultLogdir() {
@@ -181,10 +167,7 @@ int RunTensorboard(const GlobalOptions& global, const TensorboardOptions& option
   } else {
     std::cerr << "aml: " << message << std::endl;
   }
-  if (!url.empty() && !options.no_open && !global.json() &&
-      (std::getenv("DISPLAY") != nullptr || std::getenv("WAYLAND_DISPLAY") != nullptr)) {
-    if (std::string opener = OnPath("xdg-open"); !opener.empty()) (void)Spawn({opener, url});
-  }
+  if (!url.empty() && !options.no_open && !global.json()) (void)OpenInBrowser(url);
 
   bool final_reported = first->all_final;
   std::string last_error;
