@@ -29,6 +29,20 @@
 
 namespace amld::client {
 
+amld::v1::DownloadFileRequest RunFileRequest(const std::string& run_id, const std::string& path,
+                                             int64_t offset) {
+  amld::v1::DownloadFileRequest req;
+  req.set_run_id(run_id);
+  // A name that is not UTF-8 cannot go in a proto3 string.
+  if (amld::base::IsValidUtf8(path)) {
+    req.set_path(path);
+  } else {
+    req.set_path_bytes(path);
+  }
+  req.set_offset(offset);
+  return req;
+}
+
 absl::StatusOr<std::vector<amld::v1::RunFile>> ListRunFiles(const Connection& conn,
                                                             const std::string& run_id,
                                                             const std::string& prefix) {
@@ -280,16 +294,7 @@ absl::StatusOr<int64_t> DownloadRunFile(const Connection& conn, const std::strin
   return DownloadStream(
       conn, absl::StrCat("download ", amld::base::EscapeName(path), " of run ", run_id),
       [&](grpc::ClientContext* ctx, int64_t offset) {
-        amld::v1::DownloadFileRequest req;
-        req.set_run_id(run_id);
-        // A name that is not UTF-8 cannot go in a proto3 string.
-        if (amld::base::IsValidUtf8(path)) {
-          req.set_path(path);
-        } else {
-          req.set_path_bytes(path);
-        }
-        req.set_offset(offset);
-        return stub->DownloadFile(ctx, req);
+        return stub->DownloadFile(ctx, RunFileRequest(run_id, path, offset));
       },
       [&]() -> absl::StatusOr<amld::v1::Digest> {
         if (expected != nullptr) return *expected;

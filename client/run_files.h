@@ -18,6 +18,11 @@
 
 namespace amld::client {
 
+// Runs.DownloadFile's request for `path` of the run from `offset` on (a
+// path that is not UTF-8 goes as path_bytes).
+amld::v1::DownloadFileRequest RunFileRequest(const std::string& run_id, const std::string& path,
+                                             int64_t offset);
+
 // Runs.ListFiles: the run's stored files whose path starts with `prefix`
 // (any bytes; sent as prefix_bytes when not UTF-8).
 absl::StatusOr<std::vector<amld::v1::RunFile>> ListRunFiles(const Connection& conn,

@@ -234,6 +234,7 @@ int RunCli(int argc, char** argv) {
   AddEnvCommands(app, ctx);
   AddModelCommands(app, ctx);
   AddUiCommand(app, ctx);
+  AddTensorboardCommand(app, ctx);
 
   // Generated from the tree above (completion.h).
   std::string shell;

@@ -178,6 +178,13 @@ void AddSweepSubmitCommand(CLI::App& sweep, CommandContext& ctx);
 void AddSweepShowCommand(CLI::App& sweep, CommandContext& ctx);
 // `aml ui` (ui.cc).
 void AddUiCommand(CLI::App& app, CommandContext& ctx);
+// The first executable `name` in $PATH; empty when there is none (ui.cc).
+std::string FindOnPath(const std::string& name);
+// Starts xdg-open on `url` without waiting for it; false when there is no
+// desktop session (DISPLAY, WAYLAND_DISPLAY) or no xdg-open (ui.cc).
+bool OpenInBrowser(const std::string& url);
+// `aml tensorboard` (tensorboard.cc).
+void AddTensorboardCommand(CLI::App& app, CommandContext& ctx);
 
 // Parses argv and runs the chosen command; returns the exit code.
 int RunCli(int argc, char** argv);

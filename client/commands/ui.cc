@@ -21,12 +21,6 @@
 extern char** environ;
 
 namespace amld::client::commands {
-namespace {
-
-struct UiOptions {
-  RunRef run;
-  bool no_open = false;
-};
 
 std::string FindOnPath(const std::string& name) {
   const char* path = std::getenv("PATH");
@@ -42,8 +36,6 @@ std::string FindOnPath(const std::string& name) {
   return "";
 }
 
-// Starts xdg-open on `url` without waiting for it; false when there is no
-// desktop session or no xdg-open.
 bool OpenInBrowser(const std::string& url) {
   if (std::getenv("DISPLAY") == nullptr && std::getenv("WAYLAND_DISPLAY") == nullptr) return false;
   const std::string opener = FindOnPath("xdg-open");
@@ -58,6 +50,13 @@ bool OpenInBrowser(const std::string& url) {
   posix_spawn_file_actions_destroy(&actions);
   return ok;
 }
+
+namespace {
+
+struct UiOptions {
+  RunRef run;
+  bool no_open = false;
+};
 
 int RunUi(const GlobalOptions& global, const UiOptions& options) {
   auto conn = ConnectFromOptions(global);

@@ -6,11 +6,13 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "daemon/ingest/metrics_tail.h"
+#include "daemon/ingest/tf_events.h"
 #include "daemon/executors/run_folder.h"
 #include "daemon/watch/inotify.h"
 #include "spdlog/spdlog.h"
@@ -62,6 +64,10 @@ struct LiveIngester::RunState {
   bool seeded ABSL_GUARDED_BY(mu) = false;
   ArtifactSync sync ABSL_GUARDED_BY(mu);
   MetricsTail metrics ABSL_GUARDED_BY(mu);
+  // TensorBoard event files being followed, by path under wd/; and where a
+  // previous daemon stopped in each (from the store, at Seed).
+  std::map<std::string, TfEventsTail> tf_events ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<std::string, int64_t> tf_events_resume ABSL_GUARDED_BY(mu);
   bool metrics_file_reported ABSL_GUARDED_BY(mu) = false;
   bool degraded ABSL_GUARDED_BY(mu) = false;  // a watch was refused this pass
   bool degraded_logged ABSL_GUARDED_BY(mu) = false;
@@ -297,6 +303,12 @@ void LiveIngester::Process(RunState& run, const std::vector<Item>& items) {
   if (!synced.ok()) deps_.log->warn("run {}: live ingestion: {}", run.run_id, synced.ToString());
   Apply(run, changes);
   if (metrics) ReadMetrics(run, /*at_end=*/false);
+  std::vector<std::string> events =
+      rescan != nullptr ? KnownTfEventsFiles(run) : std::vector<std::string>();
+  for (const Artifact& a : changes.stored) {
+    if (IsTfEventsFile(a.path)) events.push_back(a.path);
+  }
+  if (!events.empty()) ReadTfEvents(run, events, /*at_end=*/false);
   if (rescan != nullptr && !rescan->empty()) {
     deps_.log->info("run {}: rescanned because {}: {} changed file(s) to store, {} removed",
                     run.run_id, *rescan, changed_found, changes.removed.size());
@@ -316,9 +328,17 @@ absl::Status LiveIngester::Seed(RunState& run) {
                           deps_.store->ListArtifacts(run.run_id, absl::StrCat(tree, "/")));
     run.sync.Seed(stored);
   }
-  AMLD_ASSIGN_OR_RETURN(std::vector<amld::v1::Metric> metrics,
-                        deps_.store->GetMetrics(run.run_id, {}));
-  run.metrics = MetricsTail(static_cast<int64_t>(metrics.size()));
+  AMLD_ASSIGN_OR_RETURN(auto sources, deps_.store->GetMetricSources(run.run_id));
+  // metrics.jsonl resumes by its own count; each events file by offset.
+  int64_t jsonl_values = 0;
+  for (const auto& [source, progress] : sources) {
+    if (source.empty()) {
+      jsonl_values = progress.values;
+    } else {
+      run.tf_events_resume[source] = progress.end_offset;
+    }
+  }
+  run.metrics = MetricsTail(jsonl_values);
   run.seeded = true;
   return absl::OkStatus();
 }
@@ -440,6 +460,55 @@ void LiveIngester::ReadMetrics(RunState& run, bool at_end) {
   if (!batch->warnings.empty()) ReportMetricWarnings(run, batch->warnings);
 }
 
+std::vector<std::string> LiveIngester::KnownTfEventsFiles(const RunState& run) {
+  run.mu.AssertHeld();
+  std::vector<std::string> files;
+  for (const Artifact& a : run.sync.Current()) {
+    if (IsTfEventsFile(a.path)) files.push_back(a.path);
+  }
+  return files;
+}
+
+void LiveIngester::ReadTfEvents(RunState& run, const std::vector<std::string>& files,
+                                bool at_end) {
+  run.mu.AssertHeld();
+  std::set<std::string> unique(files.begin(), files.end());
+  std::vector<std::string> warnings;
+  for (const std::string& rel : unique) {
+    if (!absl::StartsWith(rel, "logs/")) continue;  // outputs/ are results, not logs
+    auto it = run.tf_events.find(rel);
+    if (it == run.tf_events.end()) {
+      auto resume = run.tf_events_resume.find(rel);
+      it = run.tf_events
+               .try_emplace(rel, resume == run.tf_events_resume.end() ? 0 : resume->second)
+               .first;
+    }
+    // Beneath wd/, no links, a regular file: as every artifact is read.
+    ScopedFd wd = OpenFolderPath(run.paths.wd);
+    ScopedFd fd(wd.valid() ? OpenBeneath(wd.get(), rel, O_RDONLY | O_NONBLOCK) : -1);
+    struct stat st;
+    if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    const TfEventsTail before = it->second;
+    absl::StatusOr<TfEventsTail::Batch> batch = it->second.Read(fd.get(), at_end);
+    if (!batch.ok()) {
+      deps_.log->warn("run {}: cannot read {}: {}", run.run_id, rel, batch.status().ToString());
+      continue;
+    }
+    for (const std::string& w : batch->warnings) warnings.push_back(absl::StrCat(rel, " ", w));
+    if (batch->metrics.empty()) continue;
+    absl::Status s =
+        deps_.store->AppendMetrics(run.run_id, batch->metrics, rel, batch->record_ends);
+    if (!s.ok()) {
+      it->second = before;  // read again next time
+      deps_.log->error("run {}: cannot store {} value(s) of {}: {}", run.run_id,
+                       batch->metrics.size(), rel, s.ToString());
+      continue;
+    }
+    metrics_stored_ += static_cast<int64_t>(batch->metrics.size());
+  }
+  if (!warnings.empty()) ReportMetricWarnings(run, warnings);
+}
+
 absl::Status LiveIngester::ApplyRecord(RunState& run, RunRecordLine record) {
   run.mu.AssertHeld();
   switch (record.kind) {
@@ -544,6 +613,7 @@ absl::Status LiveIngester::Finish(const std::string& run_id, const RunPaths& pat
   ArtifactSync::Changes changes;
   for (const char* tree : kTrees) AMLD_RETURN_IF_ERROR(run->sync.Sync(tree, {}, &changes));
   files_read_ += run->sync.files_read() - read_before;
+  ReadTfEvents(*run, KnownTfEventsFiles(*run), /*at_end=*/true);
   if (skipped != nullptr) {
     skipped->insert(skipped->end(), changes.skipped.begin(), changes.skipped.end());
   }

@@ -40,6 +40,15 @@
 // run folder) at once, model registrations at Finish, from the run's
 // recorded artifacts.
 //
+// TensorBoard event files (`events.out.tfevents.*` anywhere under logs/,
+// daemon/ingest/tf_events.h) are stored like every other log file, and
+// their scalars are read into the run's metrics as they grow: after each
+// pass that stored such a file, and for every one of them at a rescan and
+// at Finish. Each value is stored with its file and record's end offset
+// (StateStore::AppendMetrics's source), so a restarted daemon resumes each
+// file where the last stopped, and metrics.jsonl's count (metrics_tail.h)
+// counts only its own values. Malformed records go to amld-metrics.log.
+//
 // The watcher and the clock are the nondeterministic edges: tests feed
 // HandleEvents by hand and call RunDue with a fake clock, without threads or
 // sleeps. IngestLoop runs the same two steps on one thread for the daemon.
@@ -179,6 +188,10 @@ class LiveIngester {
   absl::Status Seed(RunState& run);
   void WatchRunFolders(RunState& run);
   void ReadMetrics(RunState& run, bool at_end);
+  // Reads the scalars appended to these events files (paths under wd/).
+  void ReadTfEvents(RunState& run, const std::vector<std::string>& files, bool at_end);
+  // Every events file stored for the run.
+  static std::vector<std::string> KnownTfEventsFiles(const RunState& run);
   void ReportMetricWarnings(RunState& run, const std::vector<std::string>& warnings);
   // A "kind" line of the metrics file (metrics_tail.h): labels and uploads
   // at once, model registrations kept for RegisterModels at Finish.

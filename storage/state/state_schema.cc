@@ -132,6 +132,15 @@ ALTER TABLE metrics ADD COLUMN value_type INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE metrics ADD COLUMN table_name TEXT NOT NULL DEFAULT '';
 )sql";
 
+// Version 7: where a metric value came from. '' is the run's metrics.jsonl
+// (and clients' calls); otherwise the file it was read from (a TensorBoard
+// events file under logs/) and the end offset of its record, so a restarted
+// daemon resumes each file where the last one stopped.
+constexpr char kV7Sql[] = R"sql(
+ALTER TABLE metrics ADD COLUMN source TEXT NOT NULL DEFAULT '';
+ALTER TABLE metrics ADD COLUMN source_offset INTEGER NOT NULL DEFAULT 0;
+)sql";
+
 constexpr SchemaMigration kMigrations[] = {
     {1, "initial tables: experiments, runs, run_transitions, artifacts, metrics", kV1Sql},
     {2, "run handle column; metrics, submitter and parent indexes", kV2Sql},
@@ -139,6 +148,7 @@ constexpr SchemaMigration kMigrations[] = {
     {4, "compute targets table", kV4Sql},
     {5, "run labels (tags, properties, display name, requested failure); models", kV5Sql},
     {6, "metric value types and table names", kV6Sql},
+    {7, "metric sources (TensorBoard event files) and their offsets", kV7Sql},
 };
 
 }  // namespace

@@ -194,8 +194,25 @@ class StateStore {
   // Appends metric values, in one transaction; all or none. INVALID_ARGUMENT
   // when a metric has no name, no value or no time; NOT_FOUND when no run
   // has that id (also from GetMetrics). NaN and infinities are kept.
+  //
+  // `source` names the file the values were read from when it is not the
+  // run's metrics.jsonl (or a client's call): a TensorBoard events file,
+  // "logs/…/events.out.tfevents.…"; `source_offsets` then holds, for each
+  // value, the end offset of the record it came from, so a restarted
+  // daemon resumes every source where the last one stopped
+  // (GetMetricSources) — nothing twice, nothing lost.
   absl::Status AppendMetrics(const std::string& run_id,
-                             const std::vector<amld::v1::Metric>& metrics);
+                             const std::vector<amld::v1::Metric>& metrics,
+                             const std::string& source = "",
+                             const std::vector<int64_t>& source_offsets = {});
+  // Per source of the run's values ("" for metrics.jsonl and clients'
+  // calls): how many values it gave and the largest offset recorded.
+  struct MetricSourceProgress {
+    int64_t values = 0;
+    int64_t end_offset = 0;
+  };
+  absl::StatusOr<absl::flat_hash_map<std::string, MetricSourceProgress>> GetMetricSources(
+      const std::string& run_id);
   // Values ordered by name, step, time; `names` empty means all.
   absl::StatusOr<std::vector<amld::v1::Metric>> GetMetrics(const std::string& run_id,
                                                            const std::vector<std::string>& names);

@@ -108,7 +108,14 @@ absl::StatusOr<Artifact> StateStore::GetArtifact(const std::string& run_id,
 }
 
 absl::Status StateStore::AppendMetrics(const std::string& run_id,
-                                       const std::vector<amld::v1::Metric>& metrics) {
+                                       const std::vector<amld::v1::Metric>& metrics,
+                                       const std::string& source,
+                                       const std::vector<int64_t>& source_offsets) {
+  if (!source.empty() && source_offsets.size() != metrics.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("metrics from ", source, ": ",
+                                                   metrics.size(), " values but ",
+                                                   source_offsets.size(), " offsets"));
+  }
   for (const amld::v1::Metric& m : metrics) {
     if (m.name().empty()) return absl::InvalidArgumentError("metric name must not be empty");
     if (m.value_case() == amld::v1::Metric::VALUE_NOT_SET) {
@@ -122,11 +129,12 @@ absl::Status StateStore::AppendMetrics(const std::string& run_id,
   absl::MutexLock lock(&impl_->mu);
   return impl_->db.InWriteTransaction([&]() -> absl::Status {
     AMLD_RETURN_IF_ERROR(impl_->RequireRun(run_id));
-    for (const amld::v1::Metric& m : metrics) {
+    for (size_t i = 0; i < metrics.size(); ++i) {
+      const amld::v1::Metric& m = metrics[i];
       AMLD_ASSIGN_OR_RETURN(Stmt stmt, impl_->db.Prepare("INSERT INTO metrics(run_id, name, step, "
                                                          "time_ns, number, text, value_type, "
-                                                         "table_name) "
-                                                         "VALUES(?, ?, ?, ?, ?, ?, ?, ?)"));
+                                                         "table_name, source, source_offset) "
+                                                         "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
       stmt.BindText(1, run_id).BindText(2, m.name()).BindInt(3, m.step());
       stmt.BindInt(4, NanosFromTimestamp(m.time()));
       if (m.has_text()) {
@@ -137,10 +145,28 @@ absl::Status StateStore::AppendMetrics(const std::string& run_id,
         stmt.BindDouble(5, m.number()).BindNull(6);
       }
       stmt.BindInt(7, m.value_type()).BindText(8, m.table());
+      stmt.BindText(9, source).BindInt(10, source.empty() ? 0 : source_offsets[i]);
       AMLD_RETURN_IF_ERROR(stmt.Run());
     }
     return absl::OkStatus();
   });
+}
+
+absl::StatusOr<absl::flat_hash_map<std::string, StateStore::MetricSourceProgress>>
+StateStore::GetMetricSources(const std::string& run_id) {
+  absl::MutexLock lock(&impl_->mu);
+  AMLD_RETURN_IF_ERROR(impl_->RequireRun(run_id));
+  AMLD_ASSIGN_OR_RETURN(Stmt stmt,
+                        impl_->db.Prepare("SELECT source, count(*), max(source_offset) FROM "
+                                          "metrics WHERE run_id=? GROUP BY source"));
+  stmt.BindText(1, run_id);
+  absl::flat_hash_map<std::string, MetricSourceProgress> out;
+  for (;;) {
+    AMLD_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) break;
+    out[stmt.Text(0)] = MetricSourceProgress{stmt.Int(1), stmt.Int(2)};
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<amld::v1::Metric>> StateStore::GetMetrics(

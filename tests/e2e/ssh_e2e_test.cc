@@ -25,6 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "tests/testing/build_paths.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/test_env.h"
 #include "tests/e2e/aml_e2e_fixture.h"
@@ -221,6 +222,61 @@ TEST_F(SshE2eTest, LogsArriveWhileTheRunRuns) {
   EXPECT_EQ(followed.exit_code, 0) << Describe(followed);
   EXPECT_EQ(followed.out, "first line\nsecond line\n");
   EXPECT_EQ(Show(id)["status"], "COMPLETED");
+}
+
+// `aml tensorboard`'s mirror follows an SSH run's logs/ while it runs (what
+// the daemon pulls from the host, not the remote folder), and the event
+// file's scalars become the run's metrics. No tensorboard is installed
+// here: the command says so and mirrors all the same.
+TEST_F(SshE2eTest, TheTensorboardMirrorFollowsAnSshRunsLogs) {
+  StartDaemon();
+  CreateBox();
+  std::filesystem::copy_file(amld::testing::SourceDir() / "tests/python/tfevents.py",
+                             project_ / "tfevents.py");
+  WriteFile(project_ / "tb.py",
+            "import os, time\n"
+            "from tfevents import EventsWriter\n"
+            "w = EventsWriter('logs/tb')\n"
+            "w.scalar('loss', 1.0, step=0)\n"
+            "while not os.path.exists('../go'): time.sleep(0.05)\n"
+            "w.scalar('loss', 0.5, step=1)\n");
+  const std::string id = Submit("box", "tb.py");
+  const std::filesystem::path logdir = project_ / "tb-mirror";
+  ProcessOptions options = Options();
+  options.timeout = absl::Seconds(300);
+  std::filesystem::create_directories(dir_ / "no-tools");
+  options.env.emplace_back("PATH", (dir_ / "no-tools").string());  // no tensorboard on it
+  options.unset_env.push_back("AMLD_TENSORBOARD");
+  Subprocess board({kAml, "--socket", socket_.string(), "tensorboard", id, "--logdir",
+                    logdir.string()},
+                   options);
+  // The mirrored events file: its size, 0 while there is none.
+  auto mirrored = [&]() -> uintmax_t {
+    std::error_code ec;
+    for (std::filesystem::recursive_directory_iterator it(logdir / id, ec), end; !ec && it != end;
+         it.increment(ec)) {
+      if (absl::StartsWith(it->path().filename().string(), "events.out.tfevents.")) {
+        return std::filesystem::file_size(it->path(), ec);
+      }
+    }
+    return 0;
+  };
+  uintmax_t first = 0;
+  ASSERT_TRUE(Eventually([&] { return (first = mirrored()) > 0; }));
+  EXPECT_EQ(Show(id)["status"], "RUNNING") << "the run waits for ../go";
+  Remote(absl::StrCat("touch ", workdir_, "/", id, "/go"));
+  ASSERT_TRUE(Eventually([&] { return mirrored() > first; }));
+  ASSERT_TRUE(Eventually([&] { return Show(id)["status"] == "COMPLETED"; }));
+  auto metrics = Aml({"--output", "json", "run", "metrics", id, "--name", "loss"});
+  ASSERT_EQ(metrics.exit_code, 0) << Describe(metrics);
+  const nlohmann::json values = nlohmann::json::parse(metrics.out)["metrics"][0]["values"];
+  ASSERT_EQ(values.size(), 2u) << metrics.out;
+  EXPECT_EQ(values[0]["value"], 1.0);
+  EXPECT_EQ(values[1]["value"], 0.5);
+  board.Signal(SIGINT);
+  ProcessResult done = board.Wait();
+  EXPECT_EQ(done.exit_code, 0) << Describe(done);
+  EXPECT_NE(done.err.find("pip install tensorboard"), std::string::npos) << Describe(done);
 }
 
 TEST_F(SshE2eTest, KillingTheDaemonLosesNoSshRun) {

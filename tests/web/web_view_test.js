@@ -1,10 +1,12 @@
 // amld's web view in headless Chromium (see web_view_test.sh):
-//   node web_view_test.js URL FINISHED_RUN RUNNING_RUN STOP_FILE DOWNLOAD_DIR [SCREENSHOT_DIR]
+//   node web_view_test.js URL FINISHED_RUN RUNNING_RUN STOP_FILE DOWNLOAD_DIR SWEEP [SCREENSHOT_DIR]
 // URL is `aml ui`'s link. Checks, in order: no token and a wrong token are
 // 401; the runs table shows the finished and the running run; the running
 // run's log grows on its page and its loss chart gains points, without a
 // reload; a second run overlays the chart; a download from the files tab has
-// the right bytes; the running run ends as COMPLETED on the page. Prints the
+// the right bytes; the running run ends as COMPLETED on the page; a sweep's
+// page lists its children with their hyperparameters, marks the best one
+// and overlays their curves. Prints the
 // page's load time and the delay from a run.log line to its point in the
 // chart.
 'use strict';
@@ -13,7 +15,7 @@ const fs = require('fs');
 const path = require('path');
 const puppeteer = require('puppeteer-core');
 
-const [url, finished, running, stopFile, downloads, shots] = process.argv.slice(2);
+const [url, finished, running, stopFile, downloads, sweep, shots] = process.argv.slice(2);
 const base = url.replace(/\?token=.*$/, '');
 const TIMEOUT = 60000;
 
@@ -138,6 +140,23 @@ async function main() {
     fs.writeFileSync(stopFile, '');
     await waitFor(page, () => document.querySelector('h1 .status').textContent === 'COMPLETED', 'the running run to show COMPLETED');
     step('the running run shows COMPLETED when it ends');
+
+    // The sweep's page: from its run page's link, a row per child with its
+    // learning rate, the lowest loss marked best, both curves overlaid.
+    await page.goto(`${base}#/run/${sweep}`, { waitUntil: 'domcontentloaded' });
+    await waitFor(page, (s) => document.body.dataset.ready === `#/run/${s}`, 'the sweep\'s run page', sweep);
+    await page.$eval('#sweep-link', (a) => a.click());
+    await waitFor(page, () => document.querySelectorAll('#sweep-children tbody tr').length === 2, 'the sweep\'s two children');
+    const rows = await page.$$eval('#sweep-children tbody tr', (trs) => trs.map((tr) => ({
+      best: tr.classList.contains('best'), cells: [...tr.children].map((td) => td.textContent) })));
+    const headers = await page.$$eval('#sweep-children th', (ths) => ths.map((th) => th.textContent));
+    assert.deepStrictEqual(headers.slice(3), ['lr', 'min loss'], `sweep table headers: ${headers}`);
+    const bestRows = rows.filter((r) => r.best);
+    assert.strictEqual(bestRows.length, 1, 'exactly one best child');
+    assert.strictEqual(bestRows[0].cells[3], '0.01', `the best child is lr 0.01: ${JSON.stringify(rows)}`);
+    await waitFor(page, () => window.amldCharts.loss && window.amldCharts.loss.data.datasets.filter((d) => d.data.length === 4).length === 2,
+      'both children\'s loss curves overlaid');
+    step('the sweep page lists its children with their hyperparameters, the best marked, curves overlaid');
   } finally {
     await browser.close();
   }

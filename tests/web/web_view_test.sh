@@ -9,7 +9,7 @@
 # BUILD_DIR/tests/web (npm's cache makes later runs offline), starts a
 # private amld on a temporary socket, submits a run that finishes and one
 # that keeps printing and logging `loss` until told to stop, and runs the
-# browser against `aml ui`'s link. With SCREENSHOT_DIR the runs table and a
+# browser against `aml ui`'s link; a sweep of two children has ended before. With SCREENSHOT_DIR the runs table and a
 # run page are saved there (docs/images/ keeps the README's).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -59,7 +59,38 @@ PY
 finished=$(aml run submit -q -e webtest -s "$tmp/src" --tag kind=finished train.py)
 aml run wait "$finished" >/dev/null
 running=$(aml run submit -q -e webtest -s "$tmp/src" --tag kind=running train.py -- "$tmp/stop")
+# A sweep of two children (a grid over the learning rate), ended before the
+# browser starts: its page's table, best child and overlaid curves.
+mkdir -p "$tmp/sweep/src"
+cat > "$tmp/sweep/src/train.py" <<'PY'
+import argparse, json, os, time
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float)
+a = p.parse_args()
+with open(os.environ["AMLD_METRICS_FILE"], "a") as f:
+    for step in range(1, 5):
+        f.write(json.dumps({"name": "loss", "value": a.lr * 10 + 1.0 / step, "step": step, "time": time.time()}) + "\n")
+PY
+cat > "$tmp/sweep/sweep.yml" <<'YML'
+type: sweep
+experiment_name: websweep
+trial:
+  code: ./src
+  command: python3 train.py --lr ${{search_space.lr}}
+search_space:
+  lr:
+    type: choice
+    values: [0.1, 0.01]
+sampling_algorithm: grid
+objective:
+  goal: minimize
+  primary_metric: loss
+limits:
+  max_concurrent_trials: 2
+  timeout: 300
+YML
+sweep=$(aml --output json sweep submit -f "$tmp/sweep/sweep.yml" --wait | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
 url=$(aml ui --no-open)
 
 NODE_PATH=$modules/node_modules node "$here/web_view_test.js" \
-  "$url" "$finished" "$running" "$tmp/stop" "$tmp/downloads" "$shots"
+  "$url" "$finished" "$running" "$tmp/stop" "$tmp/downloads" "$sweep" "$shots"

@@ -1,5 +1,6 @@
 // amld's web view: a runs table, a run page (status history, config, live
-// log, files, metric charts) and a comparison of several runs' metrics.
+// log, files, metric charts), a comparison of several runs' metrics and a
+// sweep's page (its children, their hyperparameters, the best one).
 // Everything comes from the daemon's JSON endpoints (daemon/web/web_api.h);
 // pages poll them only while they are shown and the tab is visible, and stop
 // polling a run once it has ended. Text from runs (names, tags, logs) is
@@ -366,7 +367,11 @@ async function showRun(main, id) {
       return h('tr', {}, h('td', {}, statusBadge(t.status)), h('td', {}, fmtTime(at)),
         h('td', { class: 'num' }, next ? fmtDuration(next - at) : ''), h('td', {}, t.reason || ''));
     });
+    const sweepId = c.sweep ? run.id : (run.parent_run_id || null);
     overview.replaceChildren(
+      sweepId && (c.sweep || (c.tags || {}).hyperparameters !== undefined)
+        ? h('p', {}, h('a', { id: 'sweep-link', href: `#/sweep/${encodeURIComponent(sweepId)}` }, c.sweep ? 'the sweep\'s children' : 'this run\'s sweep'))
+        : null,
       h('div', { class: 'card' }, h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, String(v))]))),
       h('h2', {}, 'Status history'), h('table', { id: 'history' }, h('tbody', {}, history)),
       h('h2', {}, 'Config'), h('div', { class: 'card' }, h('pre', { id: 'config' }, JSON.stringify(c, null, 2))));
@@ -488,6 +493,78 @@ async function showCompare(main, ids) {
 }
 
 // ---------------------------------------------------------------------------
+// A sweep's page: #/sweep/<id>. Its children as a table (status, each
+// hyperparameter a column, the primary metric's best value), the best child
+// marked, and every child's curves overlaid; live until the sweep has ended.
+
+async function showSweep(main, id) {
+  const gen = generation;
+  let sweep = (await getJson(`/api/runs/${encodeURIComponent(id)}`)).run;
+  const spec = sweep.config.sweep || {};
+  const metric = spec.primary_metric_name || '';
+  const maximize = spec.primary_metric_goal === 'MAXIMIZE' || spec.primary_metric_goal === 1;
+  const table = h('table', { id: 'sweep-children' });
+  const summary = h('p', { class: 'muted', id: 'sweep-summary' });
+  const box = h('div', { class: 'charts', id: 'charts' });
+  const charts = new MetricCharts(box);
+  main.replaceChildren(
+    h('div', { class: 'muted' }, h('a', { href: '#/' }, 'Runs'), ' / ', sweep.config.experiment_name, ' / ',
+      h('a', { href: `#/run/${encodeURIComponent(id)}` }, id)),
+    h('h1', {}, 'Sweep ', sweep.config.display_name || id, ' ', statusBadge(sweep.status)),
+    summary, table, h('h2', {}, 'Curves'), charts.controls(), box);
+  const followed = new Set();
+  const best = (values) => {
+    const nums = (values || []).filter((v) => typeof v === 'number' && isFinite(v));
+    if (nums.length === 0) return undefined;
+    return maximize ? Math.max(...nums) : Math.min(...nums);
+  };
+  const load = async () => {
+    const [parent, listed] = await Promise.all([
+      getJson(`/api/runs/${encodeURIComponent(id)}`),
+      getJson(`/api/runs?${new URLSearchParams({ experiment: sweep.config.experiment_name, limit: '10000' })}`)]);
+    sweep = parent.run;
+    const children = listed.runs.filter((r) => r.parent === id).sort((a, b) => (a.id < b.id ? -1 : 1));
+    const values = new Map();  // child id → best value of the primary metric
+    await Promise.all(children.map(async (c) => {
+      const m = await getJson(`/api/runs/${encodeURIComponent(c.id)}/metrics`);
+      values.set(c.id, best(m.metrics[metric] && m.metrics[metric].values));
+    }));
+    const params = [];
+    const hyper = new Map();
+    for (const c of children) {
+      let hp = {};
+      try { hp = JSON.parse(c.tags.hyperparameters || '{}'); } catch (e) { hp = {}; }
+      hyper.set(c.id, hp);
+      for (const k of Object.keys(hp)) if (!params.includes(k)) params.push(k);
+    }
+    let bestId = null;
+    for (const c of children) {
+      const v = values.get(c.id);
+      if (v === undefined) continue;
+      if (bestId === null || (maximize ? v > values.get(bestId) : v < values.get(bestId))) bestId = c.id;
+    }
+    table.replaceChildren(
+      h('thead', {}, h('tr', {}, h('th', {}, ''), h('th', {}, 'status'), h('th', {}, 'run'),
+        params.map((k) => h('th', {}, k)), h('th', {}, `${maximize ? 'max' : 'min'} ${metric}`))),
+      h('tbody', {}, children.map((c) => h('tr', { 'data-run': c.id, class: c.id === bestId ? 'best' : null },
+        h('td', {}, c.id === bestId ? h('span', { class: 'best-mark', title: 'best run' }, '★ best') : ''),
+        h('td', {}, statusBadge(c.status)),
+        h('td', {}, h('a', { href: `#/run/${encodeURIComponent(c.id)}` }, c.id)),
+        params.map((k) => h('td', { class: 'num' }, k in hyper.get(c.id) ? String(hyper.get(c.id)[k]) : '')),
+        h('td', { class: 'num' }, fmtNumber(values.get(c.id)))))));
+    summary.textContent = `${children.length} child run${children.length === 1 ? '' : 's'}; primary metric ${metric} ` +
+      `(${maximize ? 'maximize' : 'minimize'})${bestId ? `; best: ${bestId}` : ''}`;
+    for (const c of children) {
+      if (followed.has(c.id)) continue;
+      followed.add(c.id);
+      followMetrics(charts, c.id).catch((e) => console.warn(e));
+    }
+    return !TERMINAL.has(sweep.status);
+  };
+  if (await load()) onLeave(poll(load, RUNS_POLL_MS), gen);
+}
+
+// ---------------------------------------------------------------------------
 
 async function route() {
   generation++;
@@ -500,6 +577,7 @@ async function route() {
   try {
     let m;
     if ((m = hash.match(/^#\/run\/(.+)$/))) await showRun(main, decodeURIComponent(m[1]));
+    else if ((m = hash.match(/^#\/sweep\/(.+)$/))) await showSweep(main, decodeURIComponent(m[1]));
     else if ((m = hash.match(/^#\/compare(?:\?runs=(.*))?$/))) await showCompare(main, (m[1] || '').split(',').map(decodeURIComponent).filter(Boolean));
     else await showRuns(main);
   } catch (e) {

@@ -20,6 +20,7 @@
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_watcher.h"
 #include "tests/testing/test_util.h"
+#include "tests/testing/tf_events_writer.h"
 
 namespace amld::daemon {
 namespace {
@@ -488,6 +489,59 @@ TEST_F(LiveIngesterTest, ARestartedDaemonResumesWithoutDuplicatesAndRescans) {
   EXPECT_EQ(Stored(), (Files{{"outputs/a.txt", "a2, while down"}, {"outputs/b.txt", "b"}}));
   EXPECT_THAT(Metrics(), ElementsAre("loss@0=1", "loss@1=2", "loss@2=3"));
   EXPECT_TRUE(fresh.Watches(paths_.outputs));
+}
+
+// SummaryWriter's files under logs/: stored like every log, and their
+// scalars read into the run's metrics beside metrics.jsonl's; a restarted
+// daemon resumes each source where the last stopped.
+TEST_F(LiveIngesterTest, TensorBoardEventFilesScalarsBecomeMetricsAndSurviveARestart) {
+  namespace tf = amld::testing::tf_events;
+  const fs::path folder = paths_.logs / "tb";
+  const fs::path events = folder / "events.out.tfevents.1750000000.host.7.0";
+  auto append_events = [&](const std::string& bytes) {
+    std::ofstream out(events, std::ios::binary | std::ios::app);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  };
+  MakeIngester();
+  StartWatching();
+  fs::create_directories(folder);
+  Event(paths_.logs, "tb", /*is_dir=*/true);
+  Step();
+  const std::string second = tf::Record(tf::Event(1750000002, 1, {tf::SimpleValue("Loss/train", 0.5f)}));
+  append_events(tf::Record(tf::Double(1, 1750000000) + tf::Bytes(3, "brain.Event:2")) +
+                tf::Record(tf::Event(1750000001, 0, {tf::SimpleValue("Loss/train", 1.0f)})) +
+                second.substr(0, 20));  // the writer is in the middle of a record
+  Event(folder, events.filename());
+  AppendMetrics("{\"name\": \"lr\", \"value\": 0.1}\n");
+  Event(paths_.root, "metrics.jsonl");
+  Settle();
+  EXPECT_THAT(Metrics(), ElementsAre("Loss/train@0=1", "lr@0=0.1"));
+  EXPECT_THAT(Stored(), Contains(Pair("logs/tb/" + events.filename().string(), ::testing::_)));
+
+  append_events(second.substr(20));
+  Event(folder, events.filename());
+  Settle();
+  EXPECT_THAT(Metrics(), ElementsAre("Loss/train@0=1", "Loss/train@1=0.5", "lr@0=0.1"));
+
+  ingester_.reset();  // the daemon stops; the run goes on writing both
+  append_events(tf::Record(tf::Event(1750000003, 2, {tf::SimpleValue("Loss/train", 0.25f)})));
+  AppendMetrics("{\"name\": \"lr\", \"value\": 0.05}\n");
+  FakeWatcher fresh;
+  MakeIngester(Exact(), &fresh);
+  ingester_->Watch(run_id_, paths_);
+  Step();
+  clock_.Advance(kSettle);
+  Step();
+  // Nothing twice (not the events file's first two, not lr's first, whose
+  // count is metrics.jsonl's own), nothing lost.
+  EXPECT_THAT(Metrics(), ElementsAre("Loss/train@0=1", "Loss/train@1=0.5", "Loss/train@2=0.25",
+                                     "lr@0=0.1", "lr@1=0.05"));
+  // A torn last record when the run has ended is reported and ignored.
+  append_events(tf::Record(tf::Event(1750000004, 3, {tf::SimpleValue("Loss/train", 0.1f)})).substr(0, 9));
+  ASSERT_TRUE(ingester_->Finish(run_id_, paths_, nullptr).ok());
+  EXPECT_EQ(Metrics().size(), 5u);
+  EXPECT_THAT(ReadFile(paths_.system_logs / "amld-metrics.log"),
+              HasSubstr("logs/tb/" + events.filename().string() + " byte "));
 }
 
 TEST_F(LiveIngesterTest, WhenTheKernelRefusesWatchesTheRunIsRescannedPeriodically) {

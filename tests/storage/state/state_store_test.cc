@@ -209,7 +209,7 @@ class StateStoreTest : public ::testing::Test {
 // Opening and migrating.
 
 TEST_F(StateStoreTest, EmptyFileIsMigratedToLatestWithWalAndTables) {
-  EXPECT_EQ(StateStore::LatestSchemaVersion(), 6);
+  EXPECT_EQ(StateStore::LatestSchemaVersion(), 7);
   auto version = store_->SchemaVersion();
   ASSERT_TRUE(version.ok()) << version.status();
   EXPECT_EQ(*version, StateStore::LatestSchemaVersion());
@@ -1083,6 +1083,34 @@ TEST_F(StateStoreTest, MetricsAreAppendedAndReadByName) {
   EXPECT_EQ(store_->GetMetrics("nope", {}).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(store_->AppendMetrics("nope", {NumberMetric("x", 0, 1, kBaseNs)}).code(),
             absl::StatusCode::kNotFound);
+}
+
+// Schema 7: each value's source, so a restarted daemon resumes every file
+// (metrics.jsonl by count, TensorBoard event files by offset) where the
+// last one stopped.
+TEST_F(StateStoreTest, MetricSourcesCountValuesAndKeepTheLargestOffset) {
+  Insert(MakeRun("r1", "mnist", At(0)));
+  ASSERT_TRUE(store_->AppendMetrics("r1", {NumberMetric("loss", 0, 1, kBaseNs),
+                                           NumberMetric("loss", 1, 2, kBaseNs)})
+                  .ok());
+  const std::string events = "logs/tb/events.out.tfevents.1.host";
+  ASSERT_TRUE(store_
+                  ->AppendMetrics("r1",
+                                  {NumberMetric("Loss/train", 0, 3, kBaseNs),
+                                   NumberMetric("acc", 0, 4, kBaseNs),
+                                   NumberMetric("Loss/train", 1, 5, kBaseNs)},
+                                  events, {80, 80, 120})
+                  .ok());
+  EXPECT_EQ(store_->AppendMetrics("r1", {NumberMetric("x", 0, 1, kBaseNs)}, events, {}).code(),
+            absl::StatusCode::kInvalidArgument);
+  auto sources = store_->GetMetricSources("r1");
+  ASSERT_TRUE(sources.ok()) << sources.status();
+  ASSERT_EQ(sources->size(), 2u);
+  EXPECT_EQ(sources->at("").values, 2);
+  EXPECT_EQ(sources->at(events).values, 3);
+  EXPECT_EQ(sources->at(events).end_offset, 120);
+  EXPECT_EQ(store_->GetMetrics("r1", {})->size(), 5u);  // every source reads alike
+  EXPECT_EQ(store_->GetMetricSources("nope").status().code(), absl::StatusCode::kNotFound);
 }
 
 // Schema 6: a value's logged type (int, bool, None) and its table come back
