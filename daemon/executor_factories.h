@@ -17,6 +17,10 @@ struct ExecutorFactoryOptions {
   std::filesystem::path data_dir;
   // The daemon's amld-shim, which remote executors copy to their hosts.
   std::filesystem::path shim_path;
+  // System mode: ssh targets get an executor per submitter (ssh_as), whose
+  // ssh runs as them with its state (the control socket) in
+  // <data>/ssh-users/<uid>.
+  bool system_mode = false;
 };
 
 // ssh: NewSshExecutor (daemon/executors/ssh/ssh_executor.h).

@@ -132,6 +132,17 @@ ALTER TABLE metrics ADD COLUMN value_type INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE metrics ADD COLUMN table_name TEXT NOT NULL DEFAULT '';
 )sql";
 
+// Version 7: proof of content (system mode): which uid has sent the daemon
+// the bytes of which blob (an upload checked against its digest), so that
+// knowing a digest alone never lets a user read or reuse another's content.
+constexpr char kV7Sql[] = R"sql(
+CREATE TABLE blob_claims (
+  uid INTEGER NOT NULL,
+  hash TEXT NOT NULL,
+  PRIMARY KEY (uid, hash)
+) STRICT, WITHOUT ROWID;
+)sql";
+
 constexpr SchemaMigration kMigrations[] = {
     {1, "initial tables: experiments, runs, run_transitions, artifacts, metrics", kV1Sql},
     {2, "run handle column; metrics, submitter and parent indexes", kV2Sql},
@@ -139,6 +150,7 @@ constexpr SchemaMigration kMigrations[] = {
     {4, "compute targets table", kV4Sql},
     {5, "run labels (tags, properties, display name, requested failure); models", kV5Sql},
     {6, "metric value types and table names", kV6Sql},
+    {7, "blob claims per uid", kV7Sql},
 };
 
 }  // namespace
