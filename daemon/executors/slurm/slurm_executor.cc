@@ -375,14 +375,14 @@ absl::Status SlurmExecutor::CheckCanEverHold(const LaunchSpec& spec) {
 
 absl::StatusOr<std::string> SlurmExecutor::Submit(const LaunchSpec& spec, const fs::path& run_dir,
                                                   const fs::path& shared_dir) {
-  AMLD_ASSIGN_OR_RETURN(fs::path shim, EnsureShimOnSharedDir());
   std::error_code ec;
-  // A leftover of an earlier, failed attempt with this id.
-  fs::remove_all(shared_dir, ec);
   const bool created = !fs::exists(options_.workdir, ec);
   fs::create_directories(options_.workdir, ec);
   if (ec) return ErrnoStatus(ec.value(), "mkdir", options_.workdir);
   AMLD_RETURN_IF_ERROR(MakeReachable(options_.workdir, spec.run_as, created));
+  AMLD_ASSIGN_OR_RETURN(fs::path shim, EnsureShimOnSharedDir());
+  // A leftover of an earlier, failed attempt with this id.
+  fs::remove_all(shared_dir, ec);
   for (const char* sub : {"user_logs", "system_logs"}) {
     fs::create_directories(shared_dir / sub, ec);
     if (ec) return ErrnoStatus(ec.value(), "mkdir", shared_dir / sub);
