@@ -160,7 +160,7 @@ struct Daemon::Impl {
     AMLD_ASSIGN_OR_RETURN(std::unique_ptr<Executor> local,
                           NewLocalExecutor(LocalExecutorOptions{shim}));
     executor = std::make_unique<ExecutorRegistry>(
-        std::move(local), MakeExecutorFactories({options.data_dir, shim, run_python}), store.get());
+        std::move(local), MakeExecutorFactories({options.data_dir, shim, run_python, options.system_mode}), store.get());
     tasks = std::make_unique<base::ThreadPoolTaskRunner>(
         std::clamp(options.runs.max_concurrent_runs, 2, kMaxWorkThreads));
     housekeeping = std::make_unique<base::ThreadPoolTaskRunner>(1, base::LowerThisThreadsPriority);

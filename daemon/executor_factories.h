@@ -20,6 +20,10 @@ struct ExecutorFactoryOptions {
   std::filesystem::path shim_path;
   // amld's Python for runs (<data>/run-python), which they install too.
   RunPython run_python;
+  // System mode: ssh targets get an executor per submitter (ssh_as), whose
+  // ssh runs as them with its state (the control socket) in
+  // <data>/ssh-users/<uid>.
+  bool system_mode = false;
 };
 
 // ssh: NewSshExecutor (daemon/executors/ssh/ssh_executor.h).

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -11,6 +12,8 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "daemon/executors/subprocess.h"
+
+extern char** environ;
 
 namespace amld::daemon {
 namespace {
@@ -23,10 +26,41 @@ void SetEnd(int wait_status, CommandResult* result) {
   }
 }
 
+// The command's environment as its account's (command_runner.h: run_as).
+std::vector<std::string> AccountEnvironment(const Command& command) {
+  std::vector<std::pair<std::string, std::string>> pairs;
+  auto add = [&](const std::string& entry) {
+    const size_t eq = entry.find('=');
+    if (eq != std::string::npos) pairs.emplace_back(entry.substr(0, eq), entry.substr(eq + 1));
+  };
+  if (command.env) {
+    for (const std::string& entry : *command.env) add(entry);
+  } else {
+    for (char** e = environ; *e != nullptr; ++e) add(*e);
+  }
+  // The daemon's agent and tickets are never lent (nor reachable: root's).
+  pairs.erase(std::remove_if(pairs.begin(), pairs.end(),
+                             [](const auto& entry) {
+                               return entry.first == "SSH_AUTH_SOCK" ||
+                                      entry.first == "SSH_AGENT_PID" ||
+                                      entry.first == "KRB5CCNAME";
+                             }),
+              pairs.end());
+  SetAccountEnvironment(*command.run_as, &pairs);
+  std::vector<std::string> env;
+  for (const auto& [name, value] : pairs) env.push_back(absl::StrCat(name, "=", value));
+  return env;
+}
+
 SubprocessOptions OptionsFor(const Command& command, bool capture_stderr_in_pipe) {
   SubprocessOptions o;
   o.argv = command.argv;
   o.env = command.env;
+  if (command.run_as) {
+    o.env = AccountEnvironment(command);
+    o.run_as = command.run_as;
+    o.cwd = "/";
+  }
   o.out = command.stdout_fd >= 0 ? Stdio::Fd(command.stdout_fd) : Stdio::Pipe();
   // A pipe when the caller drains it anyway; a memfd for a long-lived
   // command, so nobody has to read its stderr while it runs.

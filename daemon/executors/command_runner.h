@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "daemon/executors/run_as.h"
 
 namespace amld::daemon {
 
@@ -39,6 +40,13 @@ struct Command {
   // -1: stdout is captured (CommandResult::out; Start: dropped). Else the
   // daemon's descriptor it writes to (a log file being appended to).
   int stdout_fd = -1;
+  // Run it as this account (system mode: a run's submitter, so the Slurm
+  // job is theirs and their own ssh keys are used): their uid, gid and
+  // groups (Subprocess::run_as), their HOME, USER, LOGNAME and SHELL in the
+  // environment above (SetAccountEnvironment) less the daemon's ssh agent
+  // and Kerberos tickets, and "/" as its working folder (the daemon's may
+  // be closed to them). nullopt: the daemon's.
+  std::optional<RunAs> run_as;
 };
 
 struct CommandResult {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 
@@ -93,12 +94,30 @@ absl::StatusOr<std::unique_ptr<Executor>> ExecutorRegistry::Make(const v1::Compu
   return (*factory)(target);
 }
 
-absl::StatusOr<Executor*> ExecutorRegistry::ExecutorFor(const std::string& target_name) {
+absl::StatusOr<Executor*> ExecutorRegistry::ExecutorFor(const std::string& target_name,
+                                                        const std::optional<RunAs>& account) {
   const std::string name = target_name.empty() ? amld::storage::kLocalTargetName : target_name;
+  const bool per_account =
+      account.has_value() && factories_.ssh_as && name != amld::storage::kLocalTargetName;
+  // "<target>\n<uid>": an account's entry (a target's name has no line break).
+  const std::string account_key = per_account ? absl::StrCat(name, "\n", account->uid) : "";
   absl::MutexLock lock(&mu_);
-  if (auto it = by_target_.find(name); it != by_target_.end()) return it->second;
-  AMLD_ASSIGN_OR_RETURN(v1::ComputeTarget target, store_->GetComputeTarget(name));
-  AMLD_ASSIGN_OR_RETURN(std::unique_ptr<Executor> made, Make(target));
+  if (per_account) {
+    if (auto it = by_target_.find(account_key); it != by_target_.end()) return it->second;
+  }
+  Executor* shared = nullptr;
+  if (auto it = by_target_.find(name); it != by_target_.end()) shared = it->second;
+  std::optional<v1::ComputeTarget> target;
+  if (shared == nullptr || per_account) {
+    AMLD_ASSIGN_OR_RETURN(target, store_->GetComputeTarget(name));
+  }
+  const bool own = per_account && target->has_ssh();
+  if (!own && shared != nullptr) {
+    if (per_account) by_target_[account_key] = shared;  // not asked again
+    return shared;
+  }
+  AMLD_ASSIGN_OR_RETURN(std::unique_ptr<Executor> made,
+                        own ? factories_.ssh_as(*target, *account) : Make(*target));
   made->SetExitCallback([this](const std::string& run_id, absl::StatusOr<ExitStatus> outcome) {
     OnExit(run_id, std::move(outcome));
   });
@@ -107,8 +126,18 @@ absl::StatusOr<Executor*> ExecutorRegistry::ExecutorFor(const std::string& targe
   });
   Executor* executor = made.get();
   owned_.push_back(std::move(made));
-  by_target_[name] = executor;
+  if (!own) by_target_[name] = executor;
+  if (per_account) by_target_[account_key] = executor;
   return executor;
+}
+
+absl::StatusOr<std::optional<RunAs>> ExecutorRegistry::AccountOf(const v1::Run& run) const {
+  const std::string& target = run.config().compute_target();
+  if (!factories_.ssh_as || target.empty() || target == amld::storage::kLocalTargetName) {
+    return std::optional<RunAs>();
+  }
+  AMLD_ASSIGN_OR_RETURN(RunAs account, LookupAccount(run.submitter_uid()));
+  return std::optional<RunAs>(std::move(account));
 }
 
 std::string ExecutorRegistry::Placement(const std::string& run_id,
@@ -131,7 +160,7 @@ std::string ExecutorRegistry::Placement(const std::string& run_id,
 }
 
 absl::StatusOr<std::string> ExecutorRegistry::Launch(const LaunchSpec& spec) {
-  AMLD_ASSIGN_OR_RETURN(Executor * executor, ExecutorFor(spec.compute_target));
+  AMLD_ASSIGN_OR_RETURN(Executor * executor, ExecutorFor(spec.compute_target, spec.run_as));
   {
     // Before the launch: its exit may be reported before Launch returns.
     absl::MutexLock lock(&mu_);
@@ -154,7 +183,8 @@ absl::Status ExecutorRegistry::Reattach(const std::string& run_id,
                                         const std::filesystem::path& run_dir,
                                         const std::string& handle) {
   AMLD_ASSIGN_OR_RETURN(v1::Run run, store_->GetRun(run_id));
-  AMLD_ASSIGN_OR_RETURN(Executor * executor, ExecutorFor(run.config().compute_target()));
+  AMLD_ASSIGN_OR_RETURN(std::optional<RunAs> account, AccountOf(run));
+  AMLD_ASSIGN_OR_RETURN(Executor * executor, ExecutorFor(run.config().compute_target(), account));
   {
     absl::MutexLock lock(&mu_);
     by_run_[run_id] = executor;
@@ -170,7 +200,8 @@ absl::Status ExecutorRegistry::Reattach(const std::string& run_id,
 absl::StatusOr<std::string> ExecutorRegistry::FindUnrecorded(
     const std::string& run_id, const std::filesystem::path& run_dir) {
   AMLD_ASSIGN_OR_RETURN(v1::Run run, store_->GetRun(run_id));
-  AMLD_ASSIGN_OR_RETURN(Executor * executor, ExecutorFor(run.config().compute_target()));
+  AMLD_ASSIGN_OR_RETURN(std::optional<RunAs> account, AccountOf(run));
+  AMLD_ASSIGN_OR_RETURN(Executor * executor, ExecutorFor(run.config().compute_target(), account));
   return executor->FindUnrecorded(run_id, run_dir);
 }
 
@@ -190,7 +221,14 @@ absl::Status ExecutorRegistry::Cancel(const std::string& run_id) {
 void ExecutorRegistry::Forget(const std::string& target_name) {
   if (target_name == amld::storage::kLocalTargetName) return;
   absl::MutexLock lock(&mu_);
-  by_target_.erase(target_name);  // stays in owned_: retired, not destroyed
+  // Its own and every account's (stay in owned_: retired, not destroyed).
+  const std::string accounts = absl::StrCat(target_name, "\n");
+  for (auto it = by_target_.begin(); it != by_target_.end();) {
+    auto here = it++;
+    if (here->first == target_name || absl::StartsWith(here->first, accounts)) {
+      by_target_.erase(here);
+    }
+  }
 }
 
 absl::Status ExecutorRegistry::ValidateTarget(const v1::ComputeTarget& target) const {

@@ -28,6 +28,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,9 +53,19 @@ using ExecutorFactory =
 // saying what to change (amld::storage::InvalidComputeTarget).
 using TargetValidator = std::function<absl::Status(const amld::v1::ComputeTarget&)>;
 
+// System mode: the executor of an ssh target for one submitter, whose ssh
+// and rsync run as them (ssh_executor.h: SshExecutorOptions::run_as).
+using AccountExecutorFactory = std::function<absl::StatusOr<std::unique_ptr<Executor>>(
+    const amld::v1::ComputeTarget&, const RunAs&)>;
+
 struct ExecutorFactories {
   ExecutorFactory ssh;    // SshTarget; ssh_executor.h: NewSshExecutor
   ExecutorFactory slurm;  // SlurmTarget; slurm_executor.h: NewSlurmExecutor
+  // Set (system mode): each submitter of an ssh target gets an executor of
+  // their own from it, made on their first run there (Launch by the spec's
+  // run_as, Reattach by the stored run's submitter); other kinds stay one
+  // per target.
+  AccountExecutorFactory ssh_as;
   // Unset: the kind's settings are stored unchecked.
   TargetValidator validate_ssh;    // ssh_target.h: ValidateSshTarget
   TargetValidator validate_slurm;  // slurm_target.h: ValidateSlurmTarget
@@ -109,8 +120,13 @@ class ExecutorRegistry final : public Executor {
   std::vector<std::string> Kinds() const;
 
  private:
-  // The executor of `target_name` ("" means local), made on first use.
-  absl::StatusOr<Executor*> ExecutorFor(const std::string& target_name);
+  // The executor of `target_name` ("" means local), made on first use; with
+  // `account`, that account's own for an ssh target when ssh_as is set.
+  absl::StatusOr<Executor*> ExecutorFor(const std::string& target_name,
+                                        const std::optional<RunAs>& account = std::nullopt);
+  // The account a stored run's executor is chosen by (ssh_as set), else
+  // nullopt.
+  absl::StatusOr<std::optional<RunAs>> AccountOf(const amld::v1::Run& run) const;
   absl::StatusOr<std::unique_ptr<Executor>> Make(const amld::v1::ComputeTarget& target);
   void OnExit(const std::string& run_id, absl::StatusOr<ExitStatus> outcome);
   void OnProgress(const std::string& run_id, const RunProgress& progress);

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
@@ -52,6 +53,12 @@ absl::Status ChownBelow(int dir, const fs::path& path, uid_t uid, gid_t gid) {
   }
   ::closedir(d);
   return status;
+}
+
+std::string Octal(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
 }
 
 }  // namespace
@@ -111,6 +118,38 @@ void SetAccountEnvironment(const RunAs& account,
   env->emplace_back("LOGNAME", account.user);
   env->emplace_back("SHELL", account.shell);
   std::sort(env->begin(), env->end());
+}
+
+absl::Status CheckAccountMay(const RunAs& account, const fs::path& file, int access) {
+  // Whether the bits of `st` that apply to `account` (owner, else group,
+  // else others) include the owner's `bit` shifted to that class.
+  auto allowed = [&](const struct stat& st, mode_t bit) {
+    const int shift = st.st_uid == account.uid ? 0 : InGroup(account, st.st_gid) ? 3 : 6;
+    return (st.st_mode & (bit >> shift)) != 0;
+  };
+  const fs::path absolute = file.lexically_normal();
+  fs::path at = absolute.root_path();
+  struct stat st;
+  for (const fs::path& part : absolute.relative_path()) {
+    if (::stat(at.c_str(), &st) != 0) return ErrnoStatus(errno, "stat", at);
+    if (!allowed(st, S_IXUSR)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          account.user, " cannot reach ", file.string(), ": the folder ", at.string(),
+          " is closed to them (mode ", Octal(st.st_mode), "); keep what their runs use where "
+          "every user can reach it (amld itself: install it, e.g. `make install` to /usr/local)"));
+    }
+    at /= part;
+  }
+  if (::stat(at.c_str(), &st) != 0) return ErrnoStatus(errno, "stat", at);
+  const bool execute = access == X_OK;
+  if (!allowed(st, execute ? S_IXUSR : S_IRUSR)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        account.user, " may not ", execute ? "execute " : "read ", at.string(), " (mode ",
+        Octal(st.st_mode), ", owner uid ", st.st_uid, "): ",
+        execute ? "make it executable by every user (chmod a+rx)"
+                : "give them a file of their own, or read access to this one"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status GiveTreeTo(const fs::path& root, uid_t uid, gid_t gid) {

@@ -45,6 +45,15 @@ bool InGroup(const RunAs& account, gid_t gid);
 void SetAccountEnvironment(const RunAs& account,
                            std::vector<std::pair<std::string, std::string>>* env);
 
+// OK when `account` may use `file` as `access` says (R_OK: read, X_OK:
+// execute): search permission on every folder above it and that permission
+// on it, by the mode bits (owner, group, others; ACLs are not read). Else
+// FAILED_PRECONDITION naming the first folder or file that stops them. For
+// files the daemon hands to what runs as the account — amld-launch, which
+// the run starts; an SSH target's key file, which their ssh reads — so a
+// run is refused with the reason instead of failing somewhere later.
+absl::Status CheckAccountMay(const RunAs& account, const std::filesystem::path& file, int access);
+
 // Gives the folder `root` and everything below it to uid:gid (lchown: links
 // are never followed, their targets never changed) and makes `root` 0700, so
 // the run's user owns its run folder and no other user can enter it. Called

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "daemon/executors/shim/take_account.h"
 
 extern char** environ;
 
@@ -78,10 +79,26 @@ struct ChildPlan {
   bool own_group = false;
   bool die_with_parent = false;
   pid_t parent = 0;
-  volatile int child_errno = 0;  // written by the child when it fails
+  const RunAs* run_as = nullptr;
+  volatile int child_errno = 0;             // written by the child when it fails
+  volatile bool account_not_taken = false;  // ... in TakeAccount
 };
 
 [[noreturn]] void ExecChild(ChildPlan& plan) {
+  if (plan.run_as != nullptr) {
+    const RunAs& a = *plan.run_as;
+    const shim::TakeAccountResult taken =
+        shim::TakeAccount(a.uid, a.gid, a.groups.data(), a.groups.size());
+    // The uid change marked the memory undumpable, and it is the daemon's
+    // memory until execve (take_account.h).
+    ::prctl(PR_SET_DUMPABLE, 1);
+    if (!taken.ok()) {
+      plan.account_not_taken = true;
+      plan.child_errno = taken.error != 0 ? taken.error : EPERM;
+      ::_exit(127);
+    }
+  }
+  // After TakeAccount, which clears the death signal.
   if (plan.die_with_parent) {
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != plan.parent) ::_exit(127);
@@ -181,6 +198,7 @@ absl::StatusOr<Subprocess> Subprocess::Start(const SubprocessOptions& options) {
   child_plan.own_group = options.new_process_group;
   child_plan.die_with_parent = options.die_with_parent;
   child_plan.parent = ::getpid();
+  if (options.run_as) child_plan.run_as = &*options.run_as;
 
   // No signal handler of the daemon may run in the child before it has
   // reset them: block everything around vfork.
@@ -194,6 +212,12 @@ absl::StatusOr<Subprocess> Subprocess::Start(const SubprocessOptions& options) {
   if (pid < 0) return ErrnoStatus(vfork_errno, "vfork", name);
   if (const int err = child_plan.child_errno; err != 0) {
     while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    if (child_plan.account_not_taken) {
+      return ErrnoStatus(err,
+                         absl::StrCat("take the uid and groups of ", options.run_as->user,
+                                      " (uid ", options.run_as->uid, ") to run"),
+                         name);
     }
     if (err == ENOENT || err == EACCES || err == ENOEXEC) {
       return absl::NotFoundError(

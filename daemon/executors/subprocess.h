@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "base/file_util.h"
+#include "daemon/executors/run_as.h"
 
 namespace amld::daemon {
 
@@ -86,6 +87,11 @@ struct SubprocessOptions {
   // SIGTERM when the thread that started it ends (also when the daemon is
   // killed): for children that write into the daemon's files.
   bool die_with_parent = false;
+  // Run it as this account (a system-mode daemon, as root, running a
+  // command for a run's submitter): its uid, primary gid and supplementary
+  // groups, taken in the child before anything else (shim/take_account.h).
+  // The environment is `env` as given: set the account's HOME and USER there.
+  std::optional<RunAs> run_as;
 };
 
 class Subprocess {

@@ -328,13 +328,9 @@ void RunManager::CancelChildren(const std::string& parent_id, const std::string&
 }
 
 absl::Status RunManager::CheckRunsAsSubmitter(const RunConfig& config) const {
-  if (!IsLocalTarget(config)) {
-    return absl::UnimplementedError(absl::StrCat(
-        "this is a system-mode daemon, which runs each run as its submitter; it cannot yet submit "
-        "to SSH or Slurm target \"", config.compute_target(),
-        "\" as you (it would use its own key and login): submit to the local target, or run your "
-        "own daemon (aml daemon start) for remote targets"));
-  }
+  // Every target runs as the submitter: local runs through the shim, Slurm
+  // jobs and SSH connections through Slurm's clients and ssh run with their
+  // uid (the executors' LaunchSpec::run_as).
   if (IsManagedEnvironment(config.environment())) {
     return absl::UnimplementedError(
         "this is a system-mode daemon, which does not build managed environments yet (the build "

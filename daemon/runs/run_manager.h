@@ -129,9 +129,10 @@ struct RunManagerOptions {
   EnvironmentOptions environments;
   // System mode (`amld --system`): each run runs as its submitter's account
   // (LaunchSpec::run_as, daemon/executors/run_as.h). What cannot run as the
-  // submitter yet is refused at submit with UNIMPLEMENTED: SSH and Slurm
-  // targets (they would use the daemon's key and login) and managed
-  // environments (they would be built by root).
+  // submitter yet is refused at submit with UNIMPLEMENTED: managed
+  // environments (they would be built by root). Slurm jobs and SSH
+  // connections are the submitter's (those executors run Slurm's clients,
+  // ssh and rsync with their uid).
   bool run_as_submitter = false;
   // Per-user caps on the local target (amld.yaml `per_user:`; scheduler.h).
   UserLimits user_limits;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "amld/v1/cas.grpc.pb.h"
+#include "daemon/services/content_proof.h"
 #include "daemon/services/grpc_status.h"
 #include "daemon/services/services.h"
 #include "base/status_macros.h"
@@ -31,7 +32,8 @@ class CasService final : public pb::Cas::Service {
  public:
   explicit CasService(const ServiceDeps& deps) : deps_(deps) {}
 
-  grpc::Status FindMissingBlobs(grpc::ServerContext*, const pb::FindMissingBlobsRequest* request,
+  grpc::Status FindMissingBlobs(grpc::ServerContext* context,
+                                const pb::FindMissingBlobsRequest* request,
                                 pb::FindMissingBlobsResponse* response) override {
     std::vector<Digest> digests;
     digests.reserve(request->blob_digests_size());
@@ -40,13 +42,16 @@ class CasService final : public pb::Cas::Service {
       if (!d.ok()) return ToGrpcStatus(d.status());
       digests.push_back(std::move(*d));
     }
-    for (const Digest& d : deps_.cas->FindMissing(digests)) {
-      amld::storage::ToProto(d, response->add_missing_blob_digests());
-    }
+    // System mode: also what the caller has not proved (content_proof.h).
+    absl::StatusOr<std::vector<Digest>> missing =
+        MissingFor(deps_, CallerUid(deps_, context->peer()), digests);
+    if (!missing.ok()) return ToGrpcStatus(missing.status());
+    for (const Digest& d : *missing) amld::storage::ToProto(d, response->add_missing_blob_digests());
     return grpc::Status::OK;
   }
 
-  grpc::Status BatchUpdateBlobs(grpc::ServerContext*, const pb::BatchUpdateBlobsRequest* request,
+  grpc::Status BatchUpdateBlobs(grpc::ServerContext* context,
+                                const pb::BatchUpdateBlobsRequest* request,
                                 pb::BatchUpdateBlobsResponse* response) override {
     const int64_t size = static_cast<int64_t>(request->ByteSizeLong());
     if (size > kMaxBatchBytes) {
@@ -54,26 +59,40 @@ class CasService final : public pb::Cas::Service {
           "BatchUpdateBlobs request is ", size, " bytes, over the limit of ", kMaxBatchBytes,
           "; send fewer blobs per batch, and blobs this large with Write")));
     }
+    std::vector<Digest> proved;
     for (const auto& item : request->requests()) {
       pb::BatchUpdateBlobsResponse::Response* out = response->add_responses();
       *out->mutable_digest() = item.digest();
       absl::Status s = StoreOne(item);
+      if (s.ok()) proved.push_back(FromProto(item.digest()));
       out->set_code(static_cast<int>(s.code()));
       out->set_message(std::string(s.message()));
     }
-    return grpc::Status::OK;
+    // Each was checked against its digest, stored before or not.
+    return ToGrpcStatus(RecordProof(deps_, CallerUid(deps_, context->peer()), proved));
   }
 
-  grpc::Status Write(grpc::ServerContext*, grpc::ServerReader<pb::WriteRequest>* reader,
+  grpc::Status Write(grpc::ServerContext* context, grpc::ServerReader<pb::WriteRequest>* reader,
                      pb::WriteResponse* response) override {
-    return ToGrpcStatus(WriteImpl(reader, response));
+    return ToGrpcStatus(WriteImpl(CallerUid(deps_, context->peer()), reader, response));
   }
 
-  grpc::Status QueryWriteStatus(grpc::ServerContext*, const pb::QueryWriteStatusRequest* request,
+  grpc::Status QueryWriteStatus(grpc::ServerContext* context,
+                                const pb::QueryWriteStatusRequest* request,
                                 pb::QueryWriteStatusResponse* response) override {
     absl::StatusOr<Digest> d = CheckedDigest(request->digest());
     if (!d.ok()) return ToGrpcStatus(d.status());
-    const bool complete = deps_.cas->Contains(*d);
+    bool complete = deps_.cas->Contains(*d);
+    if (complete) {
+      // Held, but not for a caller who never sent it (content_proof.h).
+      absl::StatusOr<bool> proved = HasProof(deps_, CallerUid(deps_, context->peer()), *d);
+      if (!proved.ok()) return ToGrpcStatus(proved.status());
+      if (!*proved) {
+        response->set_complete(false);
+        response->set_committed_size(0);
+        return grpc::Status::OK;
+      }
+    }
     response->set_complete(complete);
     response->set_committed_size(complete ? d->size : deps_.cas->UploadedSize(*d));
     return grpc::Status::OK;
@@ -92,7 +111,7 @@ class CasService final : public pb::Cas::Service {
     deps_.counters->cas_bytes_uploaded.fetch_add(bytes, std::memory_order_relaxed);
   }
 
-  absl::Status WriteImpl(grpc::ServerReader<pb::WriteRequest>* reader,
+  absl::Status WriteImpl(uid_t caller, grpc::ServerReader<pb::WriteRequest>* reader,
                          pb::WriteResponse* response) {
     pb::WriteRequest msg;
     if (!reader->Read(&msg)) {
@@ -105,6 +124,9 @@ class CasService final : public pb::Cas::Service {
     AMLD_ASSIGN_OR_RETURN(std::unique_ptr<amld::storage::BlobUpload> upload,
                           deps_.cas->BeginUpload(d, kUploadDurability));
     if (deps_.cas->Contains(d)) {
+      AMLD_ASSIGN_OR_RETURN(bool proved, HasProof(deps_, caller, d));
+      // Not theirs yet: the whole stream must hash to the digest.
+      if (!proved) return ProveByStream(caller, d, std::move(msg), reader, response);
       // Already stored: nothing more to send (the client's further writes
       // fail and it reads this response).
       response->set_committed_size(d.size);
@@ -122,6 +144,7 @@ class CasService final : public pb::Cas::Service {
       if (msg.finish_write()) {
         AMLD_RETURN_IF_ERROR(upload->Commit());
         Count(d.size);
+        AMLD_RETURN_IF_ERROR(RecordProof(deps_, caller, {d}));
         response->set_committed_size(d.size);
         return absl::OkStatus();
       }
@@ -130,6 +153,39 @@ class CasService final : public pb::Cas::Service {
     // resume (QueryWriteStatus tells how much).
     response->set_committed_size(upload->committed_size());
     return absl::OkStatus();
+  }
+
+  // A Write of a blob the store holds from someone else: reads every
+  // message from offset 0 and checks that they hash to `d`, then records
+  // the caller's claim. Nothing is stored; a stream cut short proves
+  // nothing (it starts again from 0: QueryWriteStatus said 0).
+  absl::Status ProveByStream(uid_t caller, const Digest& d, pb::WriteRequest msg,
+                             grpc::ServerReader<pb::WriteRequest>* reader,
+                             pb::WriteResponse* response) {
+    amld::storage::Sha256 hash;
+    int64_t received = 0;
+    do {
+      if (msg.write_offset() != received) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "Write of ", d.ToString(), " must send it from offset 0 in order (got offset ",
+            msg.write_offset(), " after ", received, " bytes)"));
+      }
+      hash.Update(msg.data());
+      received += static_cast<int64_t>(msg.data().size());
+      if (received > d.size) break;
+      if (msg.finish_write()) {
+        if (received != d.size || hash.FinishHex() != d.hash) break;
+        AMLD_RETURN_IF_ERROR(RecordProof(deps_, caller, {d}));
+        response->set_committed_size(d.size);
+        return absl::OkStatus();
+      }
+    } while (reader->Read(&msg));
+    if (received <= d.size && !msg.finish_write()) {
+      response->set_committed_size(0);
+      return absl::OkStatus();
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("the bytes sent do not match their digest ", d.ToString()));
   }
 
   ServiceDeps deps_;

@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "amld/v1/runs.grpc.pb.h"
 #include "daemon/services/blob_stream.h"
+#include "daemon/services/content_proof.h"
 #include "daemon/services/grpc_status.h"
 #include "daemon/services/run_ids.h"
 #include "daemon/executors/run_folder.h"
@@ -360,6 +361,12 @@ class RunsService final : public RunsBase {
   grpc::Status SubmitRun(grpc::ServerContext* context, const pb::SubmitRunRequest* request,
                          pb::SubmitRunResponse* response) override {
     const uid_t uid = CallerUid(context);
+    if (request->config().has_snapshot_root()) {
+      // System mode: only content the caller sent (content_proof.h).
+      absl::Status proved = CheckSnapshotProof(
+          deps_, uid, amld::storage::FromProto(request->config().snapshot_root()));
+      if (!proved.ok()) return ToGrpcStatus(proved);
+    }
     absl::StatusOr<Run> run = absl::UnimplementedError("this daemon runs no sweeps");
     if (!request->parent_run_id().empty() && !request->config().interactive()) {
       run = absl::InvalidArgumentError(

@@ -141,6 +141,17 @@ ALTER TABLE metrics ADD COLUMN source TEXT NOT NULL DEFAULT '';
 ALTER TABLE metrics ADD COLUMN source_offset INTEGER NOT NULL DEFAULT 0;
 )sql";
 
+// Version 8: proof of content (system mode): which uid has sent the daemon
+// the bytes of which blob (an upload checked against its digest), so that
+// knowing a digest alone never lets a user read or reuse another's content.
+constexpr char kV8Sql[] = R"sql(
+CREATE TABLE blob_claims (
+  uid INTEGER NOT NULL,
+  hash TEXT NOT NULL,
+  PRIMARY KEY (uid, hash)
+) STRICT, WITHOUT ROWID;
+)sql";
+
 constexpr SchemaMigration kMigrations[] = {
     {1, "initial tables: experiments, runs, run_transitions, artifacts, metrics", kV1Sql},
     {2, "run handle column; metrics, submitter and parent indexes", kV2Sql},
@@ -149,6 +160,7 @@ constexpr SchemaMigration kMigrations[] = {
     {5, "run labels (tags, properties, display name, requested failure); models", kV5Sql},
     {6, "metric value types and table names", kV6Sql},
     {7, "metric sources (TensorBoard event files) and their offsets", kV7Sql},
+    {8, "blob claims per uid", kV8Sql},
 };
 
 }  // namespace

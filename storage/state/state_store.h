@@ -269,6 +269,14 @@ class StateStore {
   // naming such a run, or for "local"; NOT_FOUND when none has that name.
   absl::Status DeleteComputeTarget(const std::string& name);
 
+  // Proof of content (system mode; daemon/services/content_proof.h): `uid`
+  // sent the daemon the bytes of each of `digests` (an upload checked
+  // against its digest), so it may refer to them. Table blob_claims.
+  absl::Status AddBlobClaims(uint32_t uid, const std::vector<Digest>& digests);
+  // The digests among `digests` that `uid` has no claim on, in their order.
+  absl::StatusOr<std::vector<Digest>> UnclaimedBlobs(uint32_t uid,
+                                                     const std::vector<Digest>& digests);
+
   // Every digest a run refers to directly, the roots of garbage collection:
   // snapshot roots (trees, expanded by the caller) and artifacts (plain
   // blobs). Each list sorted, without duplicates.

@@ -4,7 +4,8 @@
 // experiments; state_store_runs.cc runs and their transitions;
 // state_store_artifacts.cc artifacts and metrics; state_store_targets.cc
 // compute targets; state_store_labels.cc what changes about a run after
-// submit; state_store_models.cc registered models.
+// submit; state_store_models.cc registered models; state_store_claims.cc
+// which uid has proved it holds which blob.
 //
 // Internal to storage/state/: include it only from the StateStore's own .cc
 // files.

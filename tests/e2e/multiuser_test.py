@@ -8,7 +8,15 @@ daemon's data dir and socket, and copies of `aml` and the build's shared
 libraries it loads (the clone may be under /root, which others cannot enter).
 The users are removed, with their homes, at the end.
 
-usage: multiuser_test.py BUILD_DIR
+usage: multiuser_test.py BUILD_DIR [--slurm | --ssh]
+
+--slurm: only the Slurm part (MultiUserSlurm), against the private cluster of
+the ctest fixture `slurm` (SLURM_CONF and AMLD_TEST_SLURM_STATE set): a job
+submitted in system mode is its submitter's (squeue, the job's processes,
+its shared folder and the files copied back).
+--ssh: only the SSH part (MultiUserSsh), against the private sshd of the
+fixture `sshd` (AMLD_TEST_SSH_STATE set): ssh and rsync run as the submitter,
+with their own key and known_hosts, never the daemon's.
 """
 import json
 import os
@@ -23,6 +31,8 @@ import time
 import unittest
 
 BUILD = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else None
+SLURM = "--slurm" in sys.argv[2:]
+SSH = "--ssh" in sys.argv[2:]
 SUFFIX = "%d" % (os.getpid() % 100000)
 USERS = ("amldmu_a" + SUFFIX, "amldmu_b" + SUFFIX)
 ADMIN_GROUP = "amldmu_adm" + SUFFIX
@@ -79,7 +89,10 @@ def copy_aml(dest):
             os.chmod(os.path.join(root, f), 0o755)
 
 
-class MultiUser(unittest.TestCase):
+class SystemDaemon(unittest.TestCase):
+    """Two users, an admin group and an `amld --system` on a private socket."""
+    EXTRA_CONFIG = ""
+
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="amld-multiuser-", dir="/tmp")
@@ -92,6 +105,17 @@ class MultiUser(unittest.TestCase):
             cls.users[name] = pw
         cls.bin = os.path.join(cls.tmp, "bin")
         copy_aml(cls.bin)
+        # What runs as the users must be theirs to run (as when installed in
+        # /usr/local): the supervisor, the launcher, the SDK.
+        for tool in ("amld-shim", "amld-launch"):
+            shutil.copy2(os.path.join(BUILD, "bin", tool), os.path.join(cls.bin, tool))
+        cls.python = os.path.join(cls.tmp, "python")
+        shutil.copytree(os.path.join(BUILD, "python", "amld"), os.path.join(cls.python, "amld"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        for root, dirs, files in os.walk(cls.python):
+            os.chmod(root, 0o755)
+            for f in files:
+                os.chmod(os.path.join(root, f), 0o644)
         cls.data = os.path.join(cls.tmp, "data")
         cls.sock = os.path.join(cls.tmp, "run", "amld.sock")
         cls.config = os.path.join(cls.tmp, "amld.yaml")
@@ -99,12 +123,13 @@ class MultiUser(unittest.TestCase):
             f.write("max_concurrent_runs: 4\ncpus: 4\nkill_grace_seconds: 2\n"
                     "keep_finished_run_folders: -1\n"
                     "per_user:\n  max_running_runs: %d\n"
-                    "admin_group: %s\n" % (MAX_RUNNING_PER_USER, ADMIN_GROUP))
+                    "admin_group: %s\n" % (MAX_RUNNING_PER_USER, ADMIN_GROUP) +
+                    cls.EXTRA_CONFIG)
         cls.log = open(os.path.join(cls.tmp, "amld.stderr"), "w")
         cls.daemon = subprocess.Popen(
             [os.path.join(BUILD, "bin", "amld"), "--system", "--data-dir", cls.data,
              "--socket", cls.sock, "--config", cls.config,
-             "--shim", os.path.join(BUILD, "bin", "amld-shim")],
+             "--shim", os.path.join(cls.bin, "amld-shim")],
             stdout=cls.log, stderr=cls.log)
         eventually(lambda: os.path.exists(cls.sock) or cls.daemon.poll() is not None,
                    "the system daemon's socket")
@@ -189,6 +214,26 @@ class MultiUser(unittest.TestCase):
     def run_dir(self, run_id):
         return os.path.join(self.data, "runs", run_id)
 
+    def aml_root(self, *args):
+        """aml as root, who may define compute targets."""
+        p = subprocess.run([os.path.join(self.bin, "aml")] + list(args), capture_output=True,
+                           text=True, env=dict(os.environ, AMLD_SOCKET=self.sock,
+                                               LD_LIBRARY_PATH=os.path.join(self.bin, "lib")))
+        if p.returncode != 0:
+            raise AssertionError("aml %s failed (%d): %s%s" %
+                                 (" ".join(args), p.returncode, p.stdout, p.stderr))
+        return p
+
+    def assert_all_theirs(self, root, pw):
+        """`root` and everything below it belong to pw's user."""
+        for dirpath, dirs, files in os.walk(root):
+            self.assertEqual(os.lstat(dirpath).st_uid, pw.pw_uid, dirpath)
+            for entry in dirs + files:
+                p = os.path.join(dirpath, entry)
+                self.assertEqual(os.lstat(p).st_uid, pw.pw_uid, p)
+
+
+class MultiUser(SystemDaemon):
     # -- tests -------------------------------------------------------------
 
     def test_0_system_units_verify(self):
@@ -252,10 +297,7 @@ class MultiUser(unittest.TestCase):
             st = os.lstat(root)
             self.assertEqual((st.st_uid, st.st_gid), (pw.pw_uid, pw.pw_gid))
             self.assertEqual(stat.S_IMODE(st.st_mode), 0o700)
-            for dirpath, dirs, files in os.walk(root):
-                for entry in dirs + files:
-                    p = os.path.join(dirpath, entry)
-                    self.assertEqual(os.lstat(p).st_uid, pw.pw_uid, p)
+            self.assert_all_theirs(root, pw)
         # The CAS and the database stay root's alone.
         for private in ("cas", "amld.db"):
             st = os.stat(os.path.join(self.data, private))
@@ -366,6 +408,98 @@ class MultiUser(unittest.TestCase):
         self.assertGreaterEqual(min(first_ten.count(n) for n in USERS), 4, first_ten)
 
 
+    def test_7_a_users_distributed_and_azureml_runs(self):
+        """amld-launch and the azureml alias serve an ordinary user."""
+        a = USERS[0]
+        pw = self.users[a]
+        job = os.path.join(pw.pw_dir, "proj", "dist.yml")
+        write(job, "experiment_name: mu\ncommand: /usr/bin/python3 train.py rank\n"
+                   "distribution:\n  type: pytorch\n  process_count_per_instance: 2\n")
+        os.chown(job, pw.pw_uid, pw.pw_gid)
+        run = json.loads(self.aml(a, "--output", "json", "run", "submit", "-f", "dist.yml",
+                                  "--wait", check=False).stdout)
+        self.assertEqual(run["status"], "COMPLETED", run)
+        for rank in (0, 1):
+            logs = self.aml(a, "run", "logs", run["id"], "--rank", str(rank)).stdout
+            self.assertIn("rank %d of 2 uid %d" % (rank, pw.pw_uid), logs)
+        # `from azureml.core import Run` in a run of hers: the alias from the
+        # daemon's data dir, amld.core from her PYTHONPATH.
+        run_id = self.aml(a, "run", "submit", "-q", "-e", "mu", "train.py", "--", "azureml",
+                          env={"PYTHONPATH": self.python}).stdout.strip()
+        r = self.wait_status(a, run_id, ("COMPLETED", "FAILED"))
+        self.assertEqual(r["status"], "COMPLETED", self.aml(a, "run", "logs", run_id).stdout)
+        metrics = self.aml(a, "run", "metrics", run_id, "--output", "json").stdout
+        self.assertIn(str(pw.pw_uid), metrics)
+    def test_8_a_digest_alone_reads_nothing(self):
+        """CAS content only for whom sent it: B learns nothing from A's digest."""
+        a, b = USERS
+        secret = read(os.path.join(self.users[a].pw_dir, "proj", "secret", "key.txt"))
+        self.submit(a, "short")  # her project, secret/ included, is uploaded
+        mine = self.probe(a, secret)
+        self.assertEqual((mine["missing_before"], mine["complete"], mine["submit"]),
+                         (0, True, "OK"), mine)
+        theirs = self.probe(b, secret)
+        # Held, but reported missing to B: he cannot tell A has it...
+        self.assertEqual((theirs["missing_before"], theirs["complete"]), (1, False), theirs)
+        # ...nor run a tree that names it by digest.
+        self.assertTrue(theirs["submit"].startswith("FAILED_PRECONDITION"), theirs)
+        self.assertIn("blobs you never sent this daemon", theirs["submit"])
+        # Sending the bytes is the proof: then it is his to use too.
+        self.assertEqual((theirs["missing_after"], theirs["resubmit"]), (0, "OK"), theirs)
+
+    def probe(self, name, secret):
+        """PROBE as `name`, over the daemon's gRPC API."""
+        pw = self.users[name]
+        p = subprocess.run(
+            ["setpriv", "--reuid=%d" % pw.pw_uid, "--regid=%d" % pw.pw_gid, "--init-groups",
+             "--", "/usr/bin/python3", "-c", PROBE, self.sock, secret],
+            capture_output=True, text=True, cwd="/",
+            env={"PATH": "/usr/bin:/bin", "HOME": pw.pw_dir, "PYTHONPATH": self.python})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)
+
+
+PROBE = r'''
+import hashlib, json, sys
+import grpc
+from amld.v1 import cas_pb2, cas_pb2_grpc, common_pb2, runs_pb2, runs_pb2_grpc
+sock, text = sys.argv[1], sys.argv[2].encode()
+channel = grpc.insecure_channel("unix://" + sock)
+cas, runs = cas_pb2_grpc.CasStub(channel), runs_pb2_grpc.RunsStub(channel)
+
+def digest(data):
+    return common_pb2.Digest(hash=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+
+def missing(d):
+    request = cas_pb2.FindMissingBlobsRequest(blob_digests=[d])
+    return len(cas.FindMissingBlobs(request).missing_blob_digests)
+
+def upload(d, data):
+    item = cas_pb2.BatchUpdateBlobsRequest.Request(digest=d, data=data)
+    cas.BatchUpdateBlobs(cas_pb2.BatchUpdateBlobsRequest(requests=[item]))
+
+def submit(root):
+    config = runs_pb2.RunConfig(experiment_name="mu", snapshot_root=root, command="cat key.txt")
+    try:
+        runs.SubmitRun(runs_pb2.SubmitRunRequest(config=config))
+        return "OK"
+    except grpc.RpcError as e:
+        return e.code().name + ": " + e.details()
+
+secret = digest(text)
+out = {"missing_before": missing(secret)}
+out["complete"] = cas.QueryWriteStatus(cas_pb2.QueryWriteStatusRequest(digest=secret)).complete
+# A tree of one file named by its digest alone; the tree itself is sent.
+tree = common_pb2.Directory(files=[common_pb2.FileNode(name="key.txt", digest=secret)])
+tree = tree.SerializeToString(deterministic=True)
+upload(digest(tree), tree)
+out["submit"] = submit(digest(tree))
+upload(secret, text)
+out["missing_after"] = missing(secret)
+out["resubmit"] = submit(digest(tree))
+print(json.dumps(out))
+'''
+
 TRAIN_PY = r'''
 import json, os, sys, time
 mode = sys.argv[1]
@@ -386,15 +520,186 @@ elif mode == "spy":
     except PermissionError:
         result = "PermissionError"
     open("outputs/spy.txt", "w").write(result + "\n")
+elif mode == "rank":
+    print("rank", os.environ["RANK"], "of", os.environ["WORLD_SIZE"], "uid", os.getuid())
+elif mode == "azureml":
+    from azureml.core import Run
+    Run.get_context().log("uid", os.getuid())
 elif mode == "short":
     time.sleep(0.3)
 '''
 
 
+class MultiUserSlurm(SystemDaemon):
+    """Slurm targets in system mode: each job is its submitter's."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        state = os.environ["AMLD_TEST_SLURM_STATE"]
+        # A work dir the daemon creates (so it must open it to the users'
+        # jobs itself) inside the fixture's shared folder.
+        cls.workdir = os.path.join(state, "shared", "mu-" + SUFFIX)
+        shutil.rmtree(cls.workdir, ignore_errors=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        if getattr(cls, "workdir", None):
+            for name in USERS:
+                subprocess.run(["scancel", "-u", name], check=False, stderr=subprocess.DEVNULL)
+            shutil.rmtree(cls.workdir, ignore_errors=True)
+        super().tearDownClass()
+
+    def test_0_target(self):
+        self.aml_root("compute", "create", "cluster", "--type", "slurm",
+                      "--workdir", self.workdir)
+
+    def job_of(self, name, run_id):
+        placement = self.run_record(name, run_id).get("placement", "")
+        self.assertTrue(placement.startswith("slurm:"), placement)
+        return placement[len("slurm:"):].split()[0]
+
+    def test_1_a_job_is_its_submitters(self):
+        a, b = USERS
+        pw = self.users[a]
+        run_id = self.submit(a, "hold", extra=("-c", "cluster"))
+        self.wait_status(a, run_id, ("RUNNING",))
+        job = self.job_of(a, run_id)
+        # Slurm's own record: the job is A's.
+        squeue = subprocess.run(["squeue", "-h", "-j", job, "-o", "%U"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        self.assertEqual(squeue, str(pw.pw_uid))
+        # So are its processes and its folder on the shared filesystem,
+        # which others cannot enter; the work dir the daemon made lets
+        # them through without listing it.
+        shared = os.path.join(self.workdir, run_id)
+        st = os.stat(shared)
+        self.assertEqual((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)),
+                         (pw.pw_uid, pw.pw_gid, 0o700))
+        self.assertEqual(stat.S_IMODE(os.stat(self.workdir).st_mode) & 0o011, 0o011)
+        self.assert_all_theirs(shared, pw)
+        pidfile = os.path.join(shared, "wd", "outputs", "pid")
+        pid = int(eventually(lambda: os.path.exists(pidfile) and read(pidfile).strip(),
+                             "the job's pid"))
+        with open("/proc/%d/status" % pid) as f:
+            ids = [l.split()[1:] for l in f if l.startswith(("Uid:", "Gid:"))]
+        self.assertEqual(ids, [[str(pw.pw_uid)] * 4, [str(pw.pw_gid)] * 4])
+        # B cannot cancel it; A can (scancel as A).
+        p = self.aml(b, "run", "cancel", run_id, check=False)
+        self.assertIn("belongs to %s" % a, p.stderr)
+        self.aml(a, "run", "cancel", run_id)
+        self.assertEqual(self.wait_status(a, run_id, ("CANCELED", "FAILED"))["status"],
+                         "CANCELED")
+
+    def test_2_each_users_job_runs_as_them(self):
+        ids = {name: self.submit(name, "who", extra=("-c", "cluster")) for name in USERS}
+        for name, run_id in ids.items():
+            pw = self.users[name]
+            r = self.wait_status(name, run_id, ("COMPLETED", "FAILED", "CANCELED"), timeout=120)
+            self.assertEqual(r["status"], "COMPLETED", r)
+            who = json.loads(self.aml(name, "run", "download", run_id, "outputs/who.json",
+                                      "-o", "-").stdout)
+            self.assertEqual((who["uid"], who["euid"], who["gid"]),
+                             (pw.pw_uid, pw.pw_uid, pw.pw_gid))
+            self.assertEqual((who["HOME"], who["USER"]), (pw.pw_dir, name))
+            # The files copied back from the cluster are theirs as well.
+            self.assert_all_theirs(self.run_dir(run_id), pw)
+            # Slurm's record of the finished job names them.
+            job = self.job_of(name, run_id)
+            jobcomp = read(os.path.join(os.environ["AMLD_TEST_SLURM_STATE"], "jobcomp.txt"))
+            line = [l for l in jobcomp.splitlines() if ("JobId=%s " % job) in l]
+            self.assertEqual(len(line), 1, jobcomp)
+            self.assertRegex(line[0], r"UserId=\S*\(%d\)" % pw.pw_uid)
+
+
+class MultiUserSsh(SystemDaemon):
+    """SSH targets in system mode: ssh and rsync run as the submitter.
+
+    Both users log in as the fixture's user (the target's login, as an admin
+    would set it); only A's own key is authorized there."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        state = os.environ["AMLD_TEST_SSH_STATE"]
+        cls.ssh = dict(line.split("=", 1) for line in read(os.path.join(state, "env")).split())
+        cls.authorized = os.path.join(state, "authorized_keys")
+        cls.authorized_before = read(cls.authorized)
+        a = USERS[0]
+        pw = cls.users[a]
+        dot_ssh = os.path.join(pw.pw_dir, ".ssh")
+        os.makedirs(dot_ssh, mode=0o700)
+        key = os.path.join(dot_ssh, "id_ed25519")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", a, "-f", key],
+                       check=True)
+        for path in (dot_ssh, key, key + ".pub"):
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        with open(cls.authorized, "a") as f:
+            f.write(read(key + ".pub"))
+
+    @classmethod
+    def tearDownClass(cls):
+        if getattr(cls, "authorized_before", None) is not None:
+            write(cls.authorized, cls.authorized_before)
+        super().tearDownClass()
+
+    def test_0_targets(self):
+        common = ("--type", "ssh", "--host", self.ssh["AMLD_TEST_SSH_HOST"], "--port",
+                  self.ssh["AMLD_TEST_SSH_PORT"], "--user", self.ssh["AMLD_TEST_SSH_USER"],
+                  "--workdir", "amld-mu-" + SUFFIX)
+        self.aml_root("compute", "create", "box", *common)
+        # The fixture's own key: root's file (0600), which no user may read.
+        self.aml_root("compute", "create", "keyed", *common, "--identity-file",
+                      self.ssh["AMLD_TEST_SSH_KEY"])
+
+    def test_1_ssh_runs_with_the_submitters_own_key(self):
+        a, b = USERS
+        pw = self.users[a]
+        run_id = self.submit(a, "who", extra=("-c", "box"))
+        r = self.wait_status(a, run_id, ("COMPLETED", "FAILED"), timeout=120)
+        self.assertEqual(r["status"], "COMPLETED", r)
+        self.assertTrue(r.get("placement", "").startswith("ssh:"), r)
+        who = json.loads(self.aml(a, "run", "download", run_id, "outputs/who.json",
+                                  "-o", "-").stdout)
+        login = pwd.getpwnam(self.ssh["AMLD_TEST_SSH_USER"])
+        self.assertEqual(who["uid"], login.pw_uid)
+        # Her own known_hosts learned the host; the daemon's has nothing.
+        known = os.path.join(pw.pw_dir, ".ssh", "known_hosts")
+        self.assertTrue(os.path.exists(known))
+        self.assertEqual(os.stat(known).st_uid, pw.pw_uid)
+        self.assertFalse(os.path.exists(os.path.join(self.data, "ssh", "known_hosts")))
+        # Her connection's state is hers; her run folder, with what came
+        # back from the host, too.
+        state = os.path.join(self.data, "ssh-users", str(pw.pw_uid))
+        self.assertEqual((os.stat(state).st_uid, stat.S_IMODE(os.stat(state).st_mode)),
+                         (pw.pw_uid, 0o700))
+        self.assert_all_theirs(self.run_dir(run_id), pw)
+        # B has no key the host takes, and the daemon lends none: his run
+        # fails with ssh's own refusal.
+        spy = self.submit(b, "who", extra=("-c", "box"))
+        r = self.wait_status(b, spy, ("COMPLETED", "FAILED"), timeout=120)
+        self.assertEqual(r["status"], "FAILED", r)
+        self.assertIn("Permission denied", json.dumps(r))
+
+    def test_2_a_key_file_the_submitter_cannot_read_is_refused(self):
+        a = USERS[0]
+        run_id = self.submit(a, "who", extra=("-c", "keyed"))
+        r = self.wait_status(a, run_id, ("COMPLETED", "FAILED"), timeout=120)
+        self.assertEqual(r["status"], "FAILED", r)
+        self.assertIn("%s may not read %s" % (a, self.ssh["AMLD_TEST_SSH_KEY"]), json.dumps(r))
+
+
 if __name__ == "__main__":
     if BUILD is None:
-        sys.exit("usage: multiuser_test.py BUILD_DIR")
+        sys.exit("usage: multiuser_test.py BUILD_DIR [--slurm | --ssh]")
     if os.geteuid() != 0:
         print("multiuser_test: needs root (it creates Unix users); skipped")
         sys.exit(77)
-    unittest.main(argv=sys.argv[:1], verbosity=2)
+    if SLURM and "AMLD_TEST_SLURM_STATE" not in os.environ:
+        sys.exit("multiuser_test --slurm: run it through ctest (the slurm fixture)")
+    if SSH and "AMLD_TEST_SSH_STATE" not in os.environ:
+        sys.exit("multiuser_test --ssh: run it through ctest (the sshd fixture)")
+    suite = unittest.defaultTestLoader.loadTestsFromTestCase(
+        MultiUserSlurm if SLURM else MultiUserSsh if SSH else MultiUser)
+    result = unittest.TextTestRunner(verbosity=2).run(suite)
+    sys.exit(0 if result.wasSuccessful() else 1)

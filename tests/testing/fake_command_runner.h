@@ -116,6 +116,7 @@ class FakeCommandRunner : public daemon::CommandRunner {
     {
       absl::MutexLock lock(&mu_);
       calls_.push_back(absl::StrJoin(command.argv, " "));
+      accounts_.push_back(command.run_as ? static_cast<int64_t>(command.run_as->uid) : -1);
       answer = FindLocked(command);
     }
     absl::StatusOr<CommandResult> result = answer ? answer(command) : CommandResult{};
@@ -133,6 +134,7 @@ class FakeCommandRunner : public daemon::CommandRunner {
     auto running = std::make_shared<Running>(kept);
     absl::MutexLock lock(&mu_);
     calls_.push_back(absl::StrJoin(command.argv, " "));
+    accounts_.push_back(command.run_as ? static_cast<int64_t>(command.run_as->uid) : -1);
     started_.push_back(running);
     return std::unique_ptr<daemon::RunningCommand>(new Handle(running));
   }
@@ -141,6 +143,18 @@ class FakeCommandRunner : public daemon::CommandRunner {
   std::vector<std::string> Calls() const {
     absl::MutexLock lock(&mu_);
     return calls_;
+  }
+  // The uid each command matching `words` ran as (Command::run_as), -1 for
+  // the daemon's own, in call order.
+  std::vector<int64_t> AccountsOf(const std::string& words) const {
+    absl::MutexLock lock(&mu_);
+    std::vector<int64_t> uids;
+    for (size_t i = 0; i < calls_.size(); ++i) {
+      if (Matches(absl::StrSplit(words, ' ', absl::SkipEmpty()), calls_[i])) {
+        uids.push_back(accounts_[i]);
+      }
+    }
+    return uids;
   }
   int CallsMatching(const std::string& words) const {
     absl::MutexLock lock(&mu_);
@@ -207,6 +221,7 @@ class FakeCommandRunner : public daemon::CommandRunner {
   mutable absl::Mutex mu_;
   std::vector<Rule> rules_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> calls_ ABSL_GUARDED_BY(mu_);
+  std::vector<int64_t> accounts_ ABSL_GUARDED_BY(mu_);  // one per call
   std::vector<std::shared_ptr<Running>> started_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -228,6 +228,8 @@ absl::StatusOr<ShimIdentity> LocalExecutor::SpawnShim(const LaunchSpec& spec,
           "cannot start the run's ", spec.processes.count, " processes: ", launch_binary.string(),
           " is not an executable (install it beside amld-shim)"));
     }
+    // It runs as the submitter (after the shim took their identity).
+    if (spec.run_as) AMLD_RETURN_IF_ERROR(CheckAccountMay(*spec.run_as, launch_binary, X_OK));
     AMLD_RETURN_IF_ERROR(CreateRankLogs(run_dir, spec.processes));
     std::vector<std::string> launch =
         launch::BuildLaunchArgv(launch_binary, spec.processes.kind, spec.processes.count,

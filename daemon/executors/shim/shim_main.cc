@@ -56,6 +56,7 @@
 
 #include "daemon/executors/shim/shim_protocol.h"
 #include "daemon/executors/shim/static_flags.h"
+#include "daemon/executors/shim/take_account.h"
 
 extern char** environ;
 
@@ -194,16 +195,10 @@ void BecomeRunUser(const Options& o) {
   if (o.uid < 0) return;
   const uid_t uid = static_cast<uid_t>(o.uid);
   const gid_t gid = static_cast<gid_t>(o.gid);
-  if (::setgroups(o.groups.size(), o.groups.data()) != 0) {
-    FailToStart(ErrnoMessage("setgroups", errno));
-  }
-  if (::setresgid(gid, gid, gid) != 0) FailToStart(ErrnoMessage("setresgid", errno));
-  if (::setresuid(uid, uid, uid) != 0) FailToStart(ErrnoMessage("setresuid", errno));
-  uid_t ru, eu, su;
-  gid_t rg, eg, sg;
-  if (::getresuid(&ru, &eu, &su) != 0 || ::getresgid(&rg, &eg, &sg) != 0 || ru != uid ||
-      eu != uid || su != uid || rg != gid || eg != gid || sg != gid) {
-    FailToStart("the run's uid and gid did not take");
+  const TakeAccountResult taken = TakeAccount(uid, gid, o.groups.data(), o.groups.size());
+  if (!taken.ok()) {
+    FailToStart(taken.error != 0 ? ErrnoMessage(taken.failed_step, taken.error)
+                                 : "the run's uid and gid did not take");
   }
   // setresuid left the process undumpable (its /proc entries root's); it is
   // the user's own supervisor, so let its user see it as any of theirs.

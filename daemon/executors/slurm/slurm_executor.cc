@@ -1,6 +1,7 @@
 #include "daemon/executors/slurm/slurm_executor.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include "daemon/executors/launch/launch_protocol.h"
 #include "daemon/executors/launch_spec.h"
 #include "daemon/executors/run_handle.h"
+#include "daemon/executors/run_as.h"
 #include "daemon/executors/shim/shim_protocol.h"
 #include "daemon/executors/slurm/slurm_executor_impl.h"
 #include "daemon/executors/slurm/slurm_job.h"
@@ -39,6 +41,7 @@ constexpr char kHandleKind[] = "a Slurm executor";
 struct Handle {
   std::string job_id;
   fs::path shared_dir;
+  std::optional<uid_t> uid;  // system mode: the submitter's
 };
 
 absl::StatusOr<Handle> ParseHandle(const std::string& run_id, const std::string& text) {
@@ -47,7 +50,41 @@ absl::StatusOr<Handle> ParseHandle(const std::string& run_id, const std::string&
   if (!id.ok() || !ParseSbatchJobId(*id)) return h.Invalid("no job_id");
   absl::StatusOr<std::string> dir = h.String("shared_dir");
   if (!dir.ok() || !fs::path(*dir).is_absolute()) return h.Invalid("no absolute shared_dir");
-  return Handle{*id, *dir};
+  Handle handle{*id, *dir, std::nullopt};
+  if (h.Has("uid")) {
+    absl::StatusOr<int64_t> uid = h.Int("uid");
+    if (!uid.ok() || *uid < 0) return h.Invalid("a bad uid");
+    handle.uid = static_cast<uid_t>(*uid);
+  }
+  return handle;
+}
+
+std::string EncodeHandle(const std::string& job_id, const fs::path& shared_dir,
+                         const std::optional<RunAs>& run_as) {
+  RunHandle h;
+  h.Set("job_id", job_id).Set("shared_dir", shared_dir.string());
+  if (run_as) h.Set("uid", static_cast<int64_t>(run_as->uid));
+  return h.Encode();
+}
+
+// A folder the submitter's job must enter: searchable by others. The
+// daemon's umask (077) would make one it creates its own alone.
+absl::Status MakeReachable(const fs::path& dir, const std::optional<RunAs>& run_as,
+                           bool created) {
+  if (!run_as) return absl::OkStatus();
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) return ErrnoStatus(errno, "stat", dir);
+  if ((st.st_mode & S_IXOTH) != 0) return absl::OkStatus();
+  if (created) {
+    if (::chmod(dir.c_str(), (st.st_mode & 07777) | 0711) != 0) {
+      return ErrnoStatus(errno, "chmod", dir);
+    }
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the Slurm work dir ", dir.string(), " is closed to other users, so ", run_as->user,
+      "'s job could not enter its run folder there: make it searchable (chmod o+x ",
+      dir.string(), "; mode 0711 keeps it unlistable)"));
 }
 
 std::vector<std::pair<std::string, std::string>> ProcessEnvironment() {
@@ -104,6 +141,10 @@ absl::Status SlurmExecutor::Reattach(const std::string& run_id, const fs::path& 
     absl::MutexLock lock(&mu_);
     if (jobs_.count(run_id) != 0) return AlreadyWatched(run_id);
   }
+  std::optional<RunAs> run_as;
+  if (h.uid) {
+    AMLD_ASSIGN_OR_RETURN(run_as, LookupAccount(*h.uid));
+  }
   ReportWaiting(run_id, h.job_id, "re-adopted, asking Slurm");
   absl::MutexLock lock(&mu_);
   if (jobs_.count(run_id) != 0) return AlreadyWatched(run_id);
@@ -111,6 +152,7 @@ absl::Status SlurmExecutor::Reattach(const std::string& run_id, const fs::path& 
   job.job_id = h.job_id;
   job.run_dir = fs::absolute(run_dir).lexically_normal();
   job.shared_dir = h.shared_dir;
+  job.run_as = std::move(run_as);
   jobs_.emplace(run_id, std::move(job));
   PollSoonLocked();
   return absl::OkStatus();
@@ -187,11 +229,13 @@ void SlurmExecutor::PollSoonLocked() {
 }
 
 absl::StatusOr<CommandResult> SlurmExecutor::RunSlurm(std::vector<std::string> argv,
-                                                      std::optional<std::vector<std::string>> env) {
+                                                      std::optional<std::vector<std::string>> env,
+                                                      const std::optional<RunAs>& run_as) {
   Command command;
   command.argv = std::move(argv);
   command.timeout = options_.command_timeout;
   command.env = std::move(env);
+  command.run_as = run_as;
   return runner_.Run(command);
 }
 
@@ -205,6 +249,8 @@ absl::StatusOr<fs::path> SlurmExecutor::InstallOnSharedDirLocked(const fs::path&
   if (fs::exists(target, ec)) return target;
   fs::create_directories(dir, ec);
   if (ec) return ErrnoStatus(ec.value(), "mkdir", dir);
+  // The tools are public; every submitter's job runs them (system mode).
+  fs::permissions(dir, fs::perms(0755), ec);
   const fs::path tmp = dir / absl::StrCat(name, ".tmp.", ::getpid());
   fs::copy_file(source, tmp, fs::copy_options::overwrite_existing, ec);
   if (ec) return ErrnoStatus(ec.value(), absl::StrCat("copy ", source.string(), " to"), tmp);
@@ -280,6 +326,12 @@ absl::StatusOr<std::string> SlurmExecutor::Launch(const LaunchSpec& spec) {
   std::error_code ec;
   fs::create_directories(run_dir / "system_logs", ec);
   AMLD_RETURN_IF_ERROR(CreateRankLogs(run_dir, spec.processes));
+  if (spec.run_as) {
+    // Its log files, before anything appends to them: the submitter's.
+    LogForRun(run_dir, absl::StrCat("submitting as ", spec.run_as->user, " (uid ",
+                                    spec.run_as->uid, ")"));
+    AMLD_RETURN_IF_ERROR(GiveTreeTo(run_dir, spec.run_as->uid, spec.run_as->gid));
+  }
   absl::StatusOr<std::string> job_id = Submit(spec, run_dir, shared_dir);
   if (!job_id.ok()) {
     LogForRun(run_dir, absl::StrCat("not submitted: ", job_id.status().message()));
@@ -296,10 +348,11 @@ absl::StatusOr<std::string> SlurmExecutor::Launch(const LaunchSpec& spec) {
     job.job_id = *job_id;
     job.run_dir = run_dir;
     job.shared_dir = shared_dir;
+    job.run_as = spec.run_as;
     jobs_.emplace(spec.run_id, std::move(job));
     PollSoonLocked();
   }
-  return RunHandle().Set("job_id", *job_id).Set("shared_dir", shared_dir.string()).Encode();
+  return EncodeHandle(*job_id, shared_dir, spec.run_as);
 }
 
 SubmitSpec SlurmExecutor::SubmitSpecFor(const LaunchSpec& spec, const fs::path& shared_dir) const {
@@ -353,8 +406,12 @@ absl::Status SlurmExecutor::CheckCanEverHold(const LaunchSpec& spec) {
 
 absl::StatusOr<std::string> SlurmExecutor::Submit(const LaunchSpec& spec, const fs::path& run_dir,
                                                   const fs::path& shared_dir) {
-  AMLD_ASSIGN_OR_RETURN(fs::path shim, EnsureShimOnSharedDir());
   std::error_code ec;
+  const bool created = !fs::exists(options_.workdir, ec);
+  fs::create_directories(options_.workdir, ec);
+  if (ec) return ErrnoStatus(ec.value(), "mkdir", options_.workdir);
+  AMLD_RETURN_IF_ERROR(MakeReachable(options_.workdir, spec.run_as, created));
+  AMLD_ASSIGN_OR_RETURN(fs::path shim, EnsureShimOnSharedDir());
   // A leftover of an earlier, failed attempt with this id.
   fs::remove_all(shared_dir, ec);
   for (const char* sub : {"user_logs", "system_logs"}) {
@@ -389,10 +446,16 @@ absl::StatusOr<std::string> SlurmExecutor::Submit(const LaunchSpec& spec, const 
     AMLD_RETURN_IF_ERROR(CreateRankLogs(shared_dir, spec.processes));
   }
   AMLD_RETURN_IF_ERROR(base::WriteFileAtomically(shared_dir / "job.sh", BatchScript(script), 0755));
+  if (spec.run_as) {
+    // The job runs as its submitter (sbatch below is theirs): so is every
+    // file of its folder, which no other user may enter.
+    AMLD_RETURN_IF_ERROR(GiveTreeTo(shared_dir, spec.run_as->uid, spec.run_as->gid));
+  }
 
   std::vector<std::string> argv = SbatchArgv(SubmitSpecFor(spec, shared_dir));
-  AMLD_ASSIGN_OR_RETURN(CommandResult result,
-                        RunSlurm(std::move(argv), SbatchEnvironment(ProcessEnvironment())));
+  AMLD_ASSIGN_OR_RETURN(CommandResult result, RunSlurm(std::move(argv),
+                                                       SbatchEnvironment(ProcessEnvironment()),
+                                                       spec.run_as));
   if (!result.ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat("sbatch refused the job (", result.Describe(), ")"));

@@ -97,6 +97,9 @@ class SlurmExecutor final : public Executor {
     std::string job_id;
     std::filesystem::path run_dir;     // the daemon's runs/<id>
     std::filesystem::path shared_dir;  // <workdir>/<id>
+    // System mode: the submitter, whom the job, its shared dir and every
+    // Slurm client call about it belong to (sbatch, squeue, scancel, ...).
+    std::optional<RunAs> run_as;
     bool cancel_pending = false;
     bool progress_sent = false;
     RunProgress progress;           // the last one reported
@@ -110,8 +113,11 @@ class SlurmExecutor final : public Executor {
                      const std::string& detail);
   static absl::Status AlreadyWatched(const std::string& run_id);
   void PollSoonLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs a Slurm client; as `run_as` when given (a system-mode run's
+  // submitter), else as the daemon.
   absl::StatusOr<CommandResult> RunSlurm(std::vector<std::string> argv,
-                                         std::optional<std::vector<std::string>> env = {});
+                                         std::optional<std::vector<std::string>> env = {},
+                                         const std::optional<RunAs>& run_as = {});
 
   // slurm_executor.cc
   absl::StatusOr<std::filesystem::path> EnsureShimOnSharedDir();
@@ -131,8 +137,8 @@ class SlurmExecutor final : public Executor {
   void PollJob(const std::string& run_id, Job job, const std::map<std::string, JobInfo>& queue,
                bool queue_ok);
   std::optional<JobInfo> FinalRecordOffQueue(const Job& job, const std::string& run_id);
-  std::optional<JobInfo> ScontrolJob(const std::string& job_id);
-  std::optional<JobInfo> SacctJob(const std::string& job_id);
+  std::optional<JobInfo> ScontrolJob(const Job& job);
+  std::optional<JobInfo> SacctJob(const Job& job);
   std::string JobCompFile();
   void SendProgress(const std::string& run_id, const RunProgress& progress);
   // Updates the stored copy of a job, if it is still watched.

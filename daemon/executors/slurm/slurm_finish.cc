@@ -14,6 +14,7 @@
 #include "base/status_macros.h"
 #include "daemon/executors/exit_status.h"
 #include "daemon/executors/launch/launch_protocol.h"
+#include "daemon/executors/run_as.h"
 #include "daemon/executors/slurm/slurm_executor_impl.h"
 
 namespace amld::daemon::slurm {
@@ -190,6 +191,15 @@ void SlurmExecutor::Finish(const std::string& run_id, const Job& job, const JobI
                                   : "",
                    record ? "" : "; amld-shim left no exit.json",
                    copied.ok() ? "" : absl::StrCat("; copy back failed: ", copied.message())));
+  if (job.run_as) {
+    // What was copied back is the daemon's (root's) so far: the submitter's,
+    // as every file of their run folder is.
+    if (absl::Status given = GiveTreeTo(job.run_dir, job.run_as->uid, job.run_as->gid);
+        !given.ok() && status.failure.empty()) {
+      status.failure = absl::StrCat("the run ended but its files could not be given to ",
+                                    job.run_as->user, ": ", given.message());
+    }
+  }
   ExitCallback callback;
   {
     absl::MutexLock lock(&mu_);

@@ -1,6 +1,7 @@
 // The Slurm executor's poller: one thread for all of an executor's jobs
 // (slurm_executor_impl.h).
 #include <algorithm>
+#include <map>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -51,7 +52,7 @@ void SlurmExecutor::UpdateJob(const std::string& run_id, const std::function<voi
 void SlurmExecutor::SendCancels(const std::vector<std::pair<std::string, Job>>& jobs) {
   for (const auto& [run_id, job] : jobs) {
     if (!job.cancel_pending) continue;
-    absl::StatusOr<CommandResult> r = RunSlurm({"scancel", job.job_id});
+    absl::StatusOr<CommandResult> r = RunSlurm({"scancel", job.job_id}, {}, job.run_as);
     // An unknown job has ended already: its end is reported as it is.
     bool done = r.ok() && (r->ok() || InvalidJobIdError(*r));
     if (done) {
@@ -72,23 +73,33 @@ void SlurmExecutor::PollOnce() {
   }
   if (jobs.empty()) return;
   SendCancels(jobs);
-  std::vector<std::string> ids;
-  for (const auto& [run_id, job] : jobs) ids.push_back(job.job_id);
-  absl::StatusOr<CommandResult> r =
-      RunSlurm({"squeue", "-h", "-t", "all", "-j", absl::StrJoin(ids, ","), "-o", kSqueueFormat});
-  // A single unknown id makes squeue fail with "Invalid job id": it is not
-  // in the queue any more, the same as an empty answer.
-  bool queue_ok = r.ok() && (r->ok() || InvalidJobIdError(*r));
-  std::map<std::string, JobInfo> queue;
-  if (queue_ok && r->ok()) queue = ParseSqueue(r->out);
-  for (auto& [run_id, job] : jobs) {
-    if (!queue_ok) {
-      std::string problem = absl::StrCat("squeue failed (retrying): ",
-                                         r.ok() ? r->Describe() : r.status().ToString());
-      if (problem != job.last_poll_problem) LogForRun(job.run_dir, problem);
-      UpdateJob(run_id, [&](Job& j) { j.last_poll_problem = problem; });
+  // One squeue per submitter (system mode: each asks as its own user, who
+  // may see only their jobs), so a single one in user mode.
+  std::map<int64_t, std::vector<std::pair<std::string, Job>>> by_user;
+  for (auto& entry : jobs) {
+    const Job& job = entry.second;
+    by_user[job.run_as ? static_cast<int64_t>(job.run_as->uid) : -1].push_back(std::move(entry));
+  }
+  for (auto& [uid, user_jobs] : by_user) {
+    std::vector<std::string> ids;
+    for (const auto& [run_id, job] : user_jobs) ids.push_back(job.job_id);
+    absl::StatusOr<CommandResult> r =
+        RunSlurm({"squeue", "-h", "-t", "all", "-j", absl::StrJoin(ids, ","), "-o", kSqueueFormat},
+                 {}, user_jobs.front().second.run_as);
+    // A single unknown id makes squeue fail with "Invalid job id": it is
+    // not in the queue any more, the same as an empty answer.
+    bool queue_ok = r.ok() && (r->ok() || InvalidJobIdError(*r));
+    std::map<std::string, JobInfo> queue;
+    if (queue_ok && r->ok()) queue = ParseSqueue(r->out);
+    for (auto& [run_id, job] : user_jobs) {
+      if (!queue_ok) {
+        std::string problem = absl::StrCat("squeue failed (retrying): ",
+                                           r.ok() ? r->Describe() : r.status().ToString());
+        if (problem != job.last_poll_problem) LogForRun(job.run_dir, problem);
+        UpdateJob(run_id, [&](Job& j) { j.last_poll_problem = problem; });
+      }
+      PollJob(run_id, std::move(job), queue, queue_ok);
     }
-    PollJob(run_id, std::move(job), queue, queue_ok);
   }
 }
 
@@ -113,7 +124,7 @@ void SlurmExecutor::PollJob(const std::string& run_id, Job job,
   // Over: the exit code and times from scontrol while Slurm still holds the
   // job, else from what it left behind.
   if (info) {
-    if (std::optional<JobInfo> full = ScontrolJob(job.job_id); full && full->state == info->state) {
+    if (std::optional<JobInfo> full = ScontrolJob(job); full && full->state == info->state) {
       info = full;
     }
   } else {
@@ -143,17 +154,20 @@ void SlurmExecutor::PollJob(const std::string& run_id, Job job,
   Finish(run_id, job, *info, record);
 }
 
-std::optional<JobInfo> SlurmExecutor::ScontrolJob(const std::string& job_id) {
-  absl::StatusOr<CommandResult> r = RunSlurm({"scontrol", "show", "job", "-o", job_id});
+std::optional<JobInfo> SlurmExecutor::ScontrolJob(const Job& job) {
+  absl::StatusOr<CommandResult> r =
+      RunSlurm({"scontrol", "show", "job", "-o", job.job_id}, {}, job.run_as);
   if (!r.ok() || !r->ok()) return std::nullopt;
   return ParseScontrolJob(r->out);
 }
 
-std::optional<JobInfo> SlurmExecutor::SacctJob(const std::string& job_id) {
+std::optional<JobInfo> SlurmExecutor::SacctJob(const Job& job) {
   if (sacct_unavailable_) return std::nullopt;
+  const std::string& job_id = job.job_id;
   absl::StatusOr<CommandResult> r =
       RunSlurm({"sacct", "-n", "-P", "-X", "-j", job_id, "-o",
-                "JobID,JobName,State,ExitCode,Start,End,NodeList,Reason"});
+                "JobID,JobName,State,ExitCode,Start,End,NodeList,Reason"},
+               {}, job.run_as);
   if (!r.ok()) {
     sacct_unavailable_ = absl::IsNotFound(r.status());
     return std::nullopt;
@@ -188,10 +202,10 @@ std::string SlurmExecutor::JobCompFile() {
 
 std::optional<JobInfo> SlurmExecutor::FinalRecordOffQueue(const Job& job,
                                                           const std::string& run_id) {
-  if (std::optional<JobInfo> info = ScontrolJob(job.job_id); info && IsFinalState(info->state)) {
+  if (std::optional<JobInfo> info = ScontrolJob(job); info && IsFinalState(info->state)) {
     return info;
   }
-  if (std::optional<JobInfo> info = SacctJob(job.job_id); info && IsFinalState(info->state)) {
+  if (std::optional<JobInfo> info = SacctJob(job); info && IsFinalState(info->state)) {
     return info;
   }
   std::string file = JobCompFile();

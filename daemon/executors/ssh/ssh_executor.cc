@@ -13,6 +13,7 @@
 #include "base/status_macros.h"
 #include "daemon/executors/launch/launch_protocol.h"
 #include "daemon/executors/launch_spec.h"
+#include "daemon/executors/run_as.h"
 #include "daemon/executors/ssh/ssh_executor_impl.h"
 #include "storage/digest.h"
 
@@ -167,6 +168,20 @@ absl::Status SshExecutor::NotFollowed(const std::string& run_id) {
 
 absl::StatusOr<std::string> SshExecutor::Launch(const LaunchSpec& spec) {
   AMLD_RETURN_IF_ERROR(ValidateLaunchSpec(spec));
+  const std::optional<RunAs>& as = options_.run_as;
+  if (spec.run_as.has_value() != as.has_value() || (as && spec.run_as->uid != as->uid)) {
+    return absl::InternalError(absl::StrCat(
+        "run ", spec.run_id, " runs as ", spec.run_as ? spec.run_as->user : "the daemon",
+        ", but this SSH executor connects as ", as ? as->user : "the daemon"));
+  }
+  if (as) {
+    // Their ssh reads the key, their rsync the tools it installs on the
+    // host: a clear refusal rather than ssh's or rsync's own.
+    if (!remote_.endpoint().identity_file.empty()) {
+      AMLD_RETURN_IF_ERROR(CheckAccountMay(*as, remote_.endpoint().identity_file, R_OK));
+    }
+    AMLD_RETURN_IF_ERROR(CheckAccountMay(*as, options_.shim_path, R_OK));
+  }
   AMLD_RETURN_IF_ERROR(NotFollowed(spec.run_id));
   AMLD_RETURN_IF_ERROR(PrepareHost());
   std::string remote_dir, tools, python_dir;
@@ -187,6 +202,8 @@ absl::StatusOr<std::string> SshExecutor::Launch(const LaunchSpec& spec) {
   AMLD_RETURN_IF_ERROR(CreateRankLogs(spec.run_dir, spec.processes));
   AMLD_RETURN_IF_ERROR(amld::base::WriteFileAtomically(
       spec.run_dir / kLaunchScriptName, LaunchScript(spec, remote_dir, tools, python_dir)));
+  // Their rsync reads the folder, and pulls into it later.
+  if (as) AMLD_RETURN_IF_ERROR(GiveTreeTo(spec.run_dir, as->uid, as->gid));
   AMLD_ASSIGN_OR_RETURN(
       CommandResult pushed,
       remote_.Rsync({"-rlpt", "--delete", absl::StrCat(spec.run_dir.string(), "/"),
@@ -306,6 +323,7 @@ absl::StatusOr<std::unique_ptr<Executor>> NewSshExecutor(const SshExecutorOption
   remote.attempts = options.attempts;
   remote.backoff = options.backoff;
   remote.runner = options.runner.get();
+  remote.run_as = options.run_as;
   AMLD_ASSIGN_OR_RETURN(SshRemote ssh, SshRemote::Create(std::move(remote)));
   return std::unique_ptr<Executor>(new ssh::SshExecutor(options, std::move(ssh)));
 }

@@ -62,6 +62,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -98,6 +99,14 @@ struct SshExecutorOptions {
   // Runs ssh and rsync; null: the system's (SystemCommandRunner). Tests
   // give a fake.
   std::shared_ptr<CommandRunner> runner;
+  // System mode: this executor serves one submitter of the target (the
+  // registry keeps one per target and user, executor_registry.h). Every ssh
+  // and rsync runs as them (ssh_remote.h), so their own keys, known_hosts
+  // and login are used; state_dir is theirs. Their runs' folders are given
+  // to them before the copy to the host and again at the end. A target's
+  // identity_file they may not read fails the launch saying so. Launch
+  // refuses a spec whose run_as is not this account.
+  std::optional<RunAs> run_as;
 };
 
 // INVALID_ARGUMENT for an empty host or a relative shim path;

@@ -89,6 +89,10 @@ absl::Status SshExecutor::Pull(Follow& f, bool final) {
   const fs::path tmp = f.local_dir / kSyncTmpName;
   std::error_code ec;
   fs::create_directories(tmp, ec);
+  // Their rsync writes its temp files there (system mode).
+  if (const std::optional<RunAs>& as = options_.run_as) {
+    AMLD_RETURN_IF_ERROR(GiveTreeTo(tmp, as->uid, as->gid));
+  }
   const std::string rd = f.remote.remote_dir;
   // outputs/ and logs/: mirrored (a file the script removed goes), files
   // replaced whole by rename; temp files kept out of the watched folders.

@@ -30,6 +30,13 @@ constexpr int kFollowerFailuresBeforePolling = 3;
 
 void SshExecutor::FollowThread(std::shared_ptr<Follow> f, bool reattached, uint64_t thread_id) {
   std::optional<Outcome> outcome = FollowToEnd(*f, reattached);
+  if (outcome.has_value() && options_.run_as) {
+    // What the daemon wrote at the end (exit.json, its log) is root's so far.
+    const RunAs& as = *options_.run_as;
+    if (absl::Status given = GiveTreeTo(f->local_dir, as.uid, as.gid); !given.ok()) {
+      Note(*f, absl::StrCat("cannot give the run folder to ", as.user, ": ", given.message()));
+    }
+  }
   ExitCallback callback;
   {
     absl::MutexLock lock(&mu_);

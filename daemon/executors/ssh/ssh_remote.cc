@@ -42,15 +42,34 @@ uint64_t StableHash(const std::string& s) {
   return h;
 }
 
-absl::Status MakePrivateDir(const fs::path& dir) {
+// `dir`, 0700, of the daemon's user or (run_as) of that account; with
+// run_as its parent lets others through (0711) without listing it.
+absl::Status MakePrivateDir(const fs::path& dir, const std::optional<RunAs>& run_as) {
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return amld::base::ErrnoStatus(ec.value(), "mkdir", dir);
+  if (run_as) {
+    fs::create_directories(dir.parent_path(), ec);
+    if (ec) return amld::base::ErrnoStatus(ec.value(), "mkdir", dir.parent_path());
+    if (::chmod(dir.parent_path().c_str(), 0711) != 0) {
+      return amld::base::ErrnoStatus(errno, "chmod", dir.parent_path());
+    }
+    if (::mkdir(dir.c_str(), 0700) == 0) {
+      if (::chown(dir.c_str(), run_as->uid, run_as->gid) != 0) {
+        return amld::base::ErrnoStatus(errno, "chown", dir);
+      }
+    } else if (errno != EEXIST) {
+      return amld::base::ErrnoStatus(errno, "mkdir", dir);
+    }
+  } else {
+    fs::create_directories(dir, ec);
+    if (ec) return amld::base::ErrnoStatus(ec.value(), "mkdir", dir);
+  }
+  const uid_t owner = run_as ? run_as->uid : ::geteuid();
   struct stat st;
   if (::lstat(dir.c_str(), &st) != 0) return amld::base::ErrnoStatus(errno, "stat", dir);
-  if (!S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) {
+  if (!S_ISDIR(st.st_mode) || st.st_uid != owner) {
     return absl::FailedPreconditionError(absl::StrCat(
-        dir.string(), " is not a folder owned by this user; remove it so amld can make its own"));
+        dir.string(), " is not a folder owned by uid ", owner,
+        "; remove it so amld can make its own"));
   }
   if ((st.st_mode & 077) != 0 && ::chmod(dir.c_str(), 0700) != 0) {
     return amld::base::ErrnoStatus(errno, "chmod", dir);
@@ -69,18 +88,20 @@ std::string RsyncWord(const std::string& s) {
 absl::StatusOr<SshRemote> SshRemote::Create(SshRemoteOptions options) {
   if (options.endpoint.host.empty()) return absl::InvalidArgumentError("ssh target has no host");
   if (options.attempts < 1) options.attempts = 1;
-  absl::Status made = MakePrivateDir(options.state_dir);
+  absl::Status made = MakePrivateDir(options.state_dir, options.run_as);
   if (!made.ok()) return made;
   SshRemote remote(std::move(options));
   const SshEndpoint& e = remote.options_.endpoint;
-  remote.known_hosts_ = remote.options_.state_dir / "known_hosts";
+  // An account's own known_hosts (~/.ssh) is theirs to keep.
+  if (!remote.options_.run_as) remote.known_hosts_ = remote.options_.state_dir / "known_hosts";
   const std::string socket_name = absl::StrFormat(
       "cm-%016x",
       StableHash(absl::StrCat(e.host, "\n", e.port, "\n", e.user, "\n", e.identity_file)));
   fs::path socket_dir = remote.options_.state_dir;
   if ((socket_dir / socket_name).string().size() > kMaxControlPath) {
-    socket_dir = fs::path("/tmp") / absl::StrCat("amld-ssh-", ::geteuid());
-    made = MakePrivateDir(socket_dir);
+    const std::optional<RunAs>& as = remote.options_.run_as;
+    socket_dir = fs::path("/tmp") / absl::StrCat("amld-ssh-", as ? as->uid : ::geteuid());
+    made = MakePrivateDir(socket_dir, as);
     if (!made.ok()) return made;
   }
   remote.control_path_ = socket_dir / socket_name;
@@ -100,15 +121,16 @@ bool SshRemote::IsSshConnectionFailure(const CommandResult& r) {
 
 std::vector<std::string> SshRemote::CommonOptions(bool multiplex) const {
   const SshEndpoint& e = options_.endpoint;
-  std::vector<std::string> o = {
-      "-o", "BatchMode=yes",
-      "-o", "StrictHostKeyChecking=accept-new",
-      "-o", absl::StrCat("UserKnownHostsFile=", known_hosts_.string()),
+  std::vector<std::string> o = {"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new"};
+  if (!known_hosts_.empty()) {  // else the account's own (run_as)
+    o.insert(o.end(), {"-o", absl::StrCat("UserKnownHostsFile=", known_hosts_.string())});
+  }
+  o.insert(o.end(), {
       "-o", absl::StrCat("ConnectTimeout=", absl::ToInt64Seconds(options_.connect_timeout)),
       "-o", "ServerAliveInterval=15",
       "-o", "ServerAliveCountMax=3",
       "-o", "LogLevel=ERROR",  // no banners or warnings mixed into messages
-  };
+  });
   if (multiplex) {
     o.insert(o.end(),
              {"-o", "ControlMaster=auto", "-o",
@@ -149,10 +171,7 @@ absl::StatusOr<CommandResult> SshRemote::WithRetries(const std::vector<std::stri
                                                      absl::Duration timeout, bool rsync) const {
   absl::Duration backoff = options_.backoff;
   for (int attempt = 1;; ++attempt) {
-    Command command;
-    command.argv = argv;
-    command.timeout = timeout;
-    absl::StatusOr<CommandResult> r = runner().Run(command);
+    absl::StatusOr<CommandResult> r = runner().Run(MakeCommand(argv, timeout));
     if (!r.ok()) return r;
     bool connection_failed = rsync ? IsRsyncConnectionFailure(*r) : IsSshConnectionFailure(*r);
     if (!connection_failed) return r;
@@ -185,9 +204,7 @@ absl::StatusOr<CommandResult> SshRemote::Rsync(const std::vector<std::string>& a
 
 absl::StatusOr<CommandResult> SshRemote::RunToFd(const std::string& command, int stdout_fd,
                                                  absl::Duration timeout) const {
-  Command c;
-  c.argv = SshArgv(command);
-  c.timeout = timeout;
+  Command c = MakeCommand(SshArgv(command), timeout);
   c.stdout_fd = stdout_fd;
   return runner().Run(c);
 }
@@ -195,23 +212,26 @@ absl::StatusOr<CommandResult> SshRemote::RunToFd(const std::string& command, int
 absl::StatusOr<std::unique_ptr<RunningCommand>> SshRemote::Start(const std::string& command,
                                                                  int stdout_fd,
                                                                  bool multiplex) const {
-  Command c;
-  c.argv = SshArgv(command, multiplex);
+  Command c = MakeCommand(SshArgv(command, multiplex), Command().timeout);  // not applied
   c.stdout_fd = stdout_fd;
   return runner().Start(c);
 }
 
 void SshRemote::CloseMaster() const {
-  Command c;
-  c.argv = {"ssh"};
-  for (std::string& o : CommonOptions(true)) c.argv.push_back(std::move(o));
-  c.argv.insert(c.argv.end(), {"-O", "exit", options_.endpoint.host});
-  c.timeout = absl::Seconds(5);
-  (void)runner().Run(c);
+  std::vector<std::string> argv = {"ssh"};
+  for (std::string& o : CommonOptions(true)) argv.push_back(std::move(o));
+  argv.insert(argv.end(), {"-O", "exit", options_.endpoint.host});
+  (void)runner().Run(MakeCommand(std::move(argv), absl::Seconds(5)));
 }
 
 CommandRunner& SshRemote::runner() const {
   return options_.runner != nullptr ? *options_.runner : SystemCommandRunner();
+}
+
+Command SshRemote::MakeCommand(std::vector<std::string> argv, absl::Duration timeout) const {
+  Command c(std::move(argv), timeout);
+  c.run_as = options_.run_as;
+  return c;
 }
 
 }  // namespace amld::daemon

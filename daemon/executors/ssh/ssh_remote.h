@@ -15,6 +15,11 @@
 // The user's ~/.ssh/config still applies (Host aliases, ProxyJump, ...);
 // these options take precedence.
 //
+// With `run_as` (a system-mode daemon, one SshRemote per submitter) every
+// ssh and rsync runs as that account (command_runner.h): their ~/.ssh keys,
+// agent-less, their ~/.ssh/config and their own ~/.ssh/known_hosts (no
+// UserKnownHostsFile option), the control socket in a folder of theirs.
+//
 // Connection failures (ssh exits 255, rsync's connection codes) are retried
 // a bounded number of times with doubling backoff; after the last attempt
 // the result is UNAVAILABLE carrying ssh's own message, e.g.
@@ -30,6 +35,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,6 +68,9 @@ struct SshRemoteOptions {
   // Runs ssh and rsync; not owned, must outlive the SshRemote. Null: the
   // system's (SystemCommandRunner).
   CommandRunner* runner = nullptr;
+  // Run every call as this account (see above); state_dir is made theirs
+  // (0700) below a parent that only lets them through (0711).
+  std::optional<RunAs> run_as;
 };
 
 class SshRemote {
@@ -112,6 +121,8 @@ class SshRemote {
                                             absl::Duration timeout, bool rsync) const;
 
   CommandRunner& runner() const;
+  // A command of this remote: as run_as, when set.
+  Command MakeCommand(std::vector<std::string> argv, absl::Duration timeout) const;
 
   SshRemoteOptions options_;
   std::filesystem::path known_hosts_;

@@ -4,10 +4,12 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "base/file_util.h"
 #include "daemon/executors/subprocess.h"
 #include "gmock/gmock.h"
@@ -35,6 +37,26 @@ TEST(CommandRunnerTest, ExactEnvironment) {
   absl::StatusOr<CommandResult> r = SystemCommandRunner().Run(c);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->out, "ONLY=this\n");
+}
+
+TEST(CommandRunnerTest, RunsAsTheAccountItIsGiven) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run a command as another user";
+  absl::StatusOr<RunAs> nobody = LookupAccount(65534);
+  if (!nobody.ok()) GTEST_SKIP() << "this machine has no uid 65534";
+  Command c{{"sh", "-c", "echo $(id -u) $(id -g) $(id -G) $HOME $USER $LOGNAME $(pwd) $KEPT"}};
+  c.env = std::vector<std::string>{"PATH=/usr/bin:/bin", "HOME=/root", "USER=root", "KEPT=yes"};
+  c.run_as = *nobody;
+  absl::StatusOr<CommandResult> r = SystemCommandRunner().Run(c);
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::string groups;
+  for (gid_t g : nobody->groups) groups += std::to_string(g) + " ";
+  EXPECT_EQ(r->out, absl::StrCat("65534 ", nobody->gid, " ", groups, nobody->home.string(), " ",
+                                 nobody->user, " ", nobody->user, " / yes\n"))
+      << r->err;
+  // The daemon itself is still root, and still dumpable (the vfork child
+  // shared its memory when it changed uid).
+  EXPECT_EQ(::geteuid(), 0u);
+  EXPECT_EQ(::prctl(PR_GET_DUMPABLE), 1);
 }
 
 TEST(CommandRunnerTest, MissingProgramIsNotFound) {

@@ -189,6 +189,62 @@ TEST(ExecutorRegistryValidateTest, StoreRulesFirstThenTheKindsValidator) {
   EXPECT_THAT(unchecked.message(), HasSubstr("no executor for this kind"));
 }
 
+TEST_F(ExecutorRegistryTest, InSystemModeEachSubmitterOfAnSshTargetHasTheirOwnExecutor) {
+  Define(Ssh("a", "host-a"));
+  v1::ComputeTarget cluster;
+  cluster.set_name("c");
+  cluster.mutable_slurm()->set_workdir("/shared");
+  Define(cluster);
+  std::vector<std::string> made;
+  ExecutorFactories factories;
+  factories.ssh = [&](const v1::ComputeTarget&) -> absl::StatusOr<std::unique_ptr<Executor>> {
+    made.push_back("ssh for all");
+    return std::make_unique<FakeExecutor>("ssh-all");
+  };
+  factories.slurm = [&](const v1::ComputeTarget&) -> absl::StatusOr<std::unique_ptr<Executor>> {
+    made.push_back("slurm for all");
+    return std::make_unique<FakeExecutor>("slurm");
+  };
+  factories.ssh_as = [&](const v1::ComputeTarget& target,
+                         const RunAs& account) -> absl::StatusOr<std::unique_ptr<Executor>> {
+    made.push_back(absl::StrCat(target.name(), " as ", account.uid));
+    return std::make_unique<FakeExecutor>(absl::StrCat("ssh-", account.uid));
+  };
+  ExecutorRegistry registry(std::make_unique<FakeExecutor>("local"), factories, store_.get());
+  auto launch = [&](const std::string& run_id, const std::string& target, uid_t uid) {
+    LaunchSpec spec = SpecOn(run_id, target);
+    spec.run_as.emplace();
+    spec.run_as->uid = uid;
+    return registry.Launch(spec);
+  };
+  ASSERT_TRUE(launch("r1", "a", 1001).ok());
+  ASSERT_TRUE(launch("r2", "a", 1001).ok());
+  ASSERT_TRUE(launch("r3", "a", 1002).ok());
+  ASSERT_TRUE(launch("r4", "c", 1001).ok());
+  ASSERT_TRUE(launch("r5", "c", 1002).ok());
+  ASSERT_TRUE(launch("r6", "", 1002).ok());
+  // One ssh executor per submitter; Slurm and local stay shared.
+  EXPECT_THAT(made, ElementsAre("a as 1001", "a as 1002", "slurm for all"));
+  EXPECT_EQ(registry.Placement("r3", "h"), "ssh-1002:h");
+  EXPECT_EQ(registry.Placement("r5", "h"), "slurm:h");
+  // Re-adopted by the stored run's submitter (root: an account every
+  // machine has).
+  amld::storage::NewRun run;
+  run.id = "exp_1_00000001";
+  run.config.set_experiment_name("exp");
+  run.config.set_compute_target("a");
+  run.submitter_uid = 0;
+  run.now = absl::Now();
+  ASSERT_TRUE(store_->InsertRun(run).ok());
+  ASSERT_TRUE(registry.Reattach(run.id, dir_ / "run", "h").ok());
+  EXPECT_EQ(made.back(), "a as 0");
+  // Deleting the target retires every submitter's executor.
+  registry.Forget("a");
+  ASSERT_TRUE(launch("r7", "a", 1001).ok());
+  EXPECT_EQ(made.back(), "a as 1001");
+  EXPECT_EQ(made.size(), 5u);
+}
+
 TEST(ExecutorRegistryValidateTest, FieldPredicates) {
   EXPECT_FALSE(HasSpaceOrControl("gpu-box.example.org"));
   EXPECT_TRUE(HasSpaceOrControl("a b"));

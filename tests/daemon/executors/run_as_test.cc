@@ -77,5 +77,41 @@ TEST(RunAsTest, GiveTreeToChangesEveryEntryButNoLinkTarget) {
   EXPECT_EQ(st.st_uid, 0u);  // the link was not followed
 }
 
+TEST(RunAsTest, CheckAccountMayReadsEveryFolderAboveByTheAccountsBits) {
+  amld::testing::TempDir dir;
+  const fs::path tool = dir / "opt" / "bin" / "amld-launch";
+  amld::testing::WriteFile(tool, "#!/bin/sh\n");
+  fs::permissions(dir.path(), fs::perms(0755));
+  fs::permissions(dir / "opt", fs::perms(0755));
+  fs::permissions(dir / "opt" / "bin", fs::perms(0755));
+  fs::permissions(tool, fs::perms(0755));
+  RunAs someone;
+  someone.uid = 4242;
+  someone.gid = 4242;
+  someone.groups = {4242};
+  someone.user = "someone";
+  EXPECT_TRUE(CheckAccountMay(someone, tool, X_OK).ok()) << CheckAccountMay(someone, tool, X_OK);
+  // A folder on the way closed to others (a build under /root).
+  fs::permissions(dir / "opt", fs::perms(0700));
+  absl::Status closed = CheckAccountMay(someone, tool, X_OK);
+  EXPECT_TRUE(absl::IsFailedPrecondition(closed)) << closed;
+  EXPECT_THAT(std::string(closed.message()),
+              HasSubstr("the folder " + (dir / "opt").string() + " is closed to them (mode 0700)"));
+  // ... but open to its group, which they are in.
+  fs::permissions(dir / "opt", fs::perms(0710));
+  someone.groups.push_back(::getegid());
+  EXPECT_TRUE(CheckAccountMay(someone, tool, X_OK).ok()) << CheckAccountMay(someone, tool, X_OK);
+  // The file itself not executable by them.
+  fs::permissions(tool, fs::perms(0744));
+  absl::Status file = CheckAccountMay(someone, tool, X_OK);
+  EXPECT_THAT(std::string(file.message()), HasSubstr("someone may not execute " + tool.string()));
+  // Reading: a key file that only its owner may read.
+  fs::permissions(tool, fs::perms(0600));
+  absl::Status key = CheckAccountMay(someone, tool, R_OK);
+  EXPECT_THAT(std::string(key.message()), HasSubstr("someone may not read " + tool.string()));
+  someone.uid = ::geteuid();  // the owner
+  EXPECT_TRUE(CheckAccountMay(someone, tool, R_OK).ok());
+}
+
 }  // namespace
 }  // namespace amld::daemon

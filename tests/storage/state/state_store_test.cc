@@ -209,7 +209,7 @@ class StateStoreTest : public ::testing::Test {
 // Opening and migrating.
 
 TEST_F(StateStoreTest, EmptyFileIsMigratedToLatestWithWalAndTables) {
-  EXPECT_EQ(StateStore::LatestSchemaVersion(), 7);
+  EXPECT_EQ(StateStore::LatestSchemaVersion(), 8);
   auto version = store_->SchemaVersion();
   ASSERT_TRUE(version.ok()) << version.status();
   EXPECT_EQ(*version, StateStore::LatestSchemaVersion());
@@ -219,8 +219,8 @@ TEST_F(StateStoreTest, EmptyFileIsMigratedToLatestWithWalAndTables) {
   EXPECT_EQ(raw.One("PRAGMA journal_mode"), "wal");  // WAL is a property of the file
   EXPECT_EQ(raw.One("PRAGMA application_id"), absl::StrCat(kStateApplicationId));
   EXPECT_THAT(raw.Rows("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"),
-              ElementsAre("artifacts", "compute_targets", "experiments", "metrics", "models",
-                          "run_labels", "run_transitions", "runs"));
+              ElementsAre("artifacts", "blob_claims", "compute_targets", "experiments", "metrics",
+                          "models", "run_labels", "run_transitions", "runs"));
   EXPECT_THAT(raw.Rows("SELECT name FROM sqlite_master WHERE type='index' AND sql IS NOT NULL "
                        "ORDER BY name"),
               ElementsAre("metrics_by_run", "models_by_run", "runs_by_created",
@@ -1256,6 +1256,19 @@ TEST_F(StateStoreTest, LocalTargetIsBuiltInAndCannotBeRedefinedOrDeleted) {
   EXPECT_THAT(deleted.message(), HasSubstr("built in"));
   RawDb raw(db_path_);
   EXPECT_EQ(raw.One("SELECT COUNT(*) FROM compute_targets"), "0");
+}
+
+TEST_F(StateStoreTest, BlobClaimsArePerUidAndSurviveAReopen) {
+  const Digest a = amld::storage::DigestOf("a");
+  const Digest b = amld::storage::DigestOf("b");
+  ASSERT_TRUE(store_->AddBlobClaims(1001, {a, a}).ok());  // twice: one claim
+  auto unclaimed = store_->UnclaimedBlobs(1001, {a, b});
+  ASSERT_TRUE(unclaimed.ok()) << unclaimed.status();
+  EXPECT_EQ(*unclaimed, std::vector<Digest>{b});
+  // Another uid has proved nothing.
+  EXPECT_EQ(*store_->UnclaimedBlobs(1002, {a, b}), (std::vector<Digest>{a, b}));
+  Reopen();
+  EXPECT_EQ(*store_->UnclaimedBlobs(1001, {b, a}), std::vector<Digest>{b});
 }
 
 TEST_F(StateStoreTest, DuplicateAndMissingComputeTargets) {

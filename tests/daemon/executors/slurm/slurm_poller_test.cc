@@ -2,6 +2,7 @@
 // sbatch, squeue and scancel say becomes the run's launch error, progress
 // and end. The real cluster is exercised by slurm_executor_test.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <map>
 #include <string>
@@ -199,6 +200,48 @@ TEST_F(SlurmPollerTest, AJobSlurmForgotWithoutRecordIsUnavailable) {
   ASSERT_TRUE(outcome.has_value());
   EXPECT_TRUE(absl::IsUnavailable(outcome->status())) << outcome->status();
   EXPECT_THAT(std::string(outcome->status().message()), HasSubstr("Slurm no longer knows job 77"));
+}
+
+TEST_F(SlurmPollerTest, ASystemModeJobIsItsSubmittersFromSbatchToScancel) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to give the run's folders to another user";
+  absl::StatusOr<RunAs> nobody = LookupAccount(65534);
+  if (!nobody.ok()) GTEST_SKIP() << "this machine has no uid 65534";
+  fake_->On("sbatch --parsable", {0, 0, "77\n", ""});
+  Queue("77|RUNNING|None|node-1|run1");
+  LaunchSpec spec = Spec();
+  spec.run_as = *nobody;
+  absl::StatusOr<std::string> handle = executor_->Launch(spec);
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  EXPECT_THAT(*handle, HasSubstr(R"("uid":65534)"));
+  // Its folders are the submitter's; the work dir the executor made lets
+  // them through.
+  for (const fs::path& dir : {dir_ / "shared/run1", dir_ / "runs/run1"}) {
+    struct stat st;
+    ASSERT_EQ(::stat(dir.c_str(), &st), 0) << dir;
+    EXPECT_EQ(st.st_uid, 65534u) << dir;
+    EXPECT_EQ(st.st_mode & 0777, 0700u) << dir;
+  }
+  struct stat work;
+  ASSERT_EQ(::stat((dir_ / "shared").c_str(), &work), 0);
+  EXPECT_EQ(work.st_mode & 0011, 0011u);
+  EXPECT_TRUE(WaitProgress("run1 1 slurm:77 on node-1 RUNNING"));
+  ASSERT_TRUE(executor_->Cancel("run1").ok());
+  Queue("77|CANCELLED|None|node-1|run1");
+  std::optional<absl::StatusOr<ExitStatus>> outcome = WaitExit();
+  ASSERT_TRUE(outcome.has_value() && outcome->ok());
+  // Every Slurm client about the job ran as its submitter.
+  for (const char* client : {"sbatch", "squeue", "scancel 77"}) {
+    std::vector<int64_t> uids = fake_->AccountsOf(client);
+    ASSERT_FALSE(uids.empty()) << client;
+    EXPECT_THAT(uids, ::testing::Each(65534)) << client;
+  }
+  // A restarted daemon's executor takes the account back from the handle.
+  fake_->On("squeue -j 78", {0, 0, "78|RUNNING|None|node-1|run2\n", ""});
+  const std::string readopted = absl::StrCat(R"({"job_id":"78","shared_dir":")",
+                                             (dir_ / "shared/run2").string(), R"(","uid":65534})");
+  ASSERT_TRUE(executor_->Reattach("run2", dir_ / "runs/run2", readopted).ok());
+  EXPECT_TRUE(WaitProgress("run2 1 slurm:78 on node-1 RUNNING"));
+  EXPECT_THAT(fake_->AccountsOf("squeue -j 78"), ::testing::Each(65534));
 }
 
 }  // namespace
