@@ -46,8 +46,10 @@ absl::Status RecordProof(const ServiceDeps& deps, uid_t caller,
   return deps.store->AddBlobClaims(caller, digests);
 }
 
-absl::Status CheckSnapshotProof(const ServiceDeps& deps, uid_t caller, const Digest& root) {
-  if (!MustProveContent(deps, caller)) return absl::OkStatus();
+namespace {
+
+// Every non-empty blob of the tree under `root`, sorted.
+absl::StatusOr<std::vector<Digest>> TreeBlobs(const ServiceDeps& deps, const Digest& root) {
   AMLD_RETURN_IF_ERROR(amld::storage::ValidateDigest(root));
   absl::flat_hash_set<Digest> tree;
   AMLD_RETURN_IF_ERROR(amld::storage::CollectTreeDigests(*deps.cas, root, &tree));
@@ -56,6 +58,20 @@ absl::Status CheckSnapshotProof(const ServiceDeps& deps, uid_t caller, const Dig
     if (d.size > 0) blobs.push_back(d);
   }
   std::sort(blobs.begin(), blobs.end());
+  return blobs;
+}
+
+}  // namespace
+
+absl::Status RecordSnapshotProof(const ServiceDeps& deps, uid_t caller, const Digest& root) {
+  if (!MustProveContent(deps, caller)) return absl::OkStatus();
+  AMLD_ASSIGN_OR_RETURN(std::vector<Digest> blobs, TreeBlobs(deps, root));
+  return RecordProof(deps, caller, blobs);
+}
+
+absl::Status CheckSnapshotProof(const ServiceDeps& deps, uid_t caller, const Digest& root) {
+  if (!MustProveContent(deps, caller)) return absl::OkStatus();
+  AMLD_ASSIGN_OR_RETURN(std::vector<Digest> blobs, TreeBlobs(deps, root));
   // What the store lacks is the submit's own error to report (it names the
   // missing blobs); proof is about what it holds.
   const std::vector<Digest> lacking = deps.cas->FindMissing(blobs);

@@ -52,6 +52,12 @@ absl::StatusOr<bool> HasProof(const ServiceDeps& deps, uid_t caller,
 absl::Status RecordProof(const ServiceDeps& deps, uid_t caller,
                          const std::vector<amld::storage::Digest>& digests);
 
+// Records that `caller` had every blob of the snapshot `root`: the daemon
+// read their folder with their own rights (Snapshots.IngestLocalFolder, a
+// local ingest), which proves the content as an upload does.
+absl::Status RecordSnapshotProof(const ServiceDeps& deps, uid_t caller,
+                                 const amld::storage::Digest& root);
+
 // OK when `caller` may run the snapshot `root`: every blob of the tree is
 // theirs to refer to; FAILED_PRECONDITION naming one that is not, and how
 // to send it.

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "amld/v1/snapshots.grpc.pb.h"
+#include "daemon/services/content_proof.h"
 #include "daemon/services/grpc_status.h"
 #include "daemon/services/services.h"
 #include "daemon/watch/local_ingest.h"
@@ -35,6 +36,13 @@ class SnapshotsService final : public pb::Snapshots::Service {
     }
     absl::StatusOr<pb::IngestLocalFolderResponse> done = ingest_.Ingest(*peer, *request);
     if (!done.ok()) return ToGrpcStatus(done.status());
+    // Read with the caller's own rights: their proof of this content on a
+    // shared daemon (content_proof.h), as an upload would be.
+    if (absl::Status proof = RecordSnapshotProof(
+            deps_, peer->uid, amld::storage::FromProto(done->snapshot_root()));
+        !proof.ok()) {
+      return ToGrpcStatus(proof);
+    }
     *response = *std::move(done);
     return grpc::Status::OK;
   }

@@ -294,6 +294,9 @@ absl::StatusOr<fs::path> SlurmExecutor::EnsureRunPythonOnSharedDir() {
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp.parent_path(), ec);
   if (ec) return ErrnoStatus(ec.value(), "mkdir", tmp.parent_path());
+  // .amld/ may be made here first (the shim's install opens it too): jobs
+  // running as their submitters must pass through it.
+  fs::permissions(tmp.parent_path(), fs::perms(0755), ec);
   fs::copy(options_.run_python.dir, tmp, fs::copy_options::recursive, ec);
   if (ec) {
     return ErrnoStatus(ec.value(), absl::StrCat("copy ", options_.run_python.dir.string(), " to"),
