@@ -292,3 +292,61 @@ except Exception as e:
         assert kind in kinds, kinds
     assert (run_dir / "uploads" / "notes" / "notes.txt").read_text() == "hello"
     assert (wd / "outputs" / "copy.txt").read_text() == "hello"
+
+
+# An Azure ML v1 training notebook's cells as the samples write them (compute target lookup,
+# environment, ScriptRunConfig, submit, wait, metrics, register model, download), run with no
+# line changed through the opt-in alias of the submitting side. Only the compute target's name
+# is this machine's: "local", which the samples' try/except finds without creating anything.
+NOTEBOOK = """
+from azureml.core import Workspace, Experiment, Environment, ScriptRunConfig, Model
+from azureml.core.compute import ComputeTarget, AmlCompute
+from azureml.core.compute_target import ComputeTargetException
+
+ws = Workspace.from_config()
+
+cluster_name = "local"
+try:
+    compute_target = ComputeTarget(workspace=ws, name=cluster_name)
+    print("Found existing compute target")
+except ComputeTargetException:
+    compute_config = AmlCompute.provisioning_configuration(vm_size="STANDARD_D2_V2", max_nodes=4)
+    compute_target = ComputeTarget.create(ws, cluster_name, compute_config)
+    compute_target.wait_for_completion(show_output=True)
+
+env = Environment("sklearn-env")
+env.python.user_managed_dependencies = True
+
+src = ScriptRunConfig(source_directory=".", script="train.py",
+                      arguments=["--regularization", 0.5],
+                      compute_target=compute_target, environment=env)
+run = Experiment(workspace=ws, name="notebook-sample").submit(config=src)
+run.wait_for_completion(show_output=True)
+
+metrics = run.get_metrics()
+print("accuracy", metrics["accuracy"])
+model = run.register_model(model_name="notebook-sample-model",
+                           model_path="outputs/model.pkl")
+print("model version", model.version)
+Model(ws, "notebook-sample-model").download(target_dir="downloaded", exist_ok=True)
+run.download_file(name="outputs/model.pkl", output_file_path="model-copy.pkl")
+print("done", run.get_status(), run.id)
+"""
+
+
+def test_an_azureml_notebook_runs_unchanged_through_the_opt_in_alias(daemon, tmp_path):
+    alias = subprocess.run([PYTHON, "-m", "amld.azureml_alias", "path"], env=python_env(),
+                           capture_output=True, text=True, check=True).stdout.strip()
+    write_script(str(tmp_path), "train.py", SAMPLE_SCRIPT)
+    write_script(str(tmp_path), "notebook.py", NOTEBOOK)
+    env = python_env(PYTHONPATH=alias + os.pathsep + PYTHON_DIR,
+                     AMLD_SOCKET=daemon.socket)
+    result = subprocess.run([PYTHON, "notebook.py"], cwd=str(tmp_path), env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Found existing compute target" in result.stdout
+    assert "accuracy [0.5, 0.6, 0.7]" in result.stdout.replace("0.6000000000000001", "0.6")
+    assert "done Completed" in result.stdout
+    with open(tmp_path / "downloaded" / "model.pkl", "rb") as f:
+        assert f.read() == b"model bytes " * 1000
+    assert (tmp_path / "model-copy.pkl").read_bytes() == b"model bytes " * 1000
