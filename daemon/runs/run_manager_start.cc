@@ -27,6 +27,17 @@ using run_manager_internal::IsLocalTarget;
 using run_manager_internal::WithReason;
 using Status = amld::v1::RunStatus;
 
+// The managed environment a run names, as the builder reads it; refused when
+// this daemon was started without one (its runs were accepted by an earlier
+// daemon). Both the local build (Prepare) and the remote one (Launch) ask.
+absl::StatusOr<EnvironmentSpec> CheckManagedEnvironment(EnvironmentBuilder* environments,
+                                                        const RunConfig& config) {
+  if (environments == nullptr) {
+    return absl::FailedPreconditionError("this daemon no longer builds managed environments");
+  }
+  return environments->Check(config.environment());
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -72,9 +83,7 @@ void RunManager::Prepare(const std::string& run_id) {
   // (Launch, env_remote.h).
   if (!config.environment().digest().empty() && IsLocalTarget(config)) {
     absl::StatusOr<EnvironmentSpec> spec =
-        environments_ == nullptr
-            ? absl::FailedPreconditionError("this daemon no longer builds managed environments")
-            : environments_->Check(config.environment());
+        CheckManagedEnvironment(environments_.get(), config);
     if (spec.ok()) {
       const RunPaths paths = PathsFor(run_id);
       BuildRequest request{run_id, paths.std_log,
@@ -133,9 +142,7 @@ void RunManager::Launch(const std::string& run_id, const RunConfig& config,
     ActivateEnvironment(environment_prefix, config.command().empty(), &spec.argv, &spec.env);
   } else if (!config.environment().digest().empty() && !IsLocalTarget(config)) {
     absl::StatusOr<EnvironmentSpec> env_spec =
-        environments_ == nullptr
-            ? absl::FailedPreconditionError("this daemon no longer builds managed environments")
-            : environments_->Check(config.environment());
+        CheckManagedEnvironment(environments_.get(), config);
     if (!env_spec.ok()) {
       absl::MutexLock lock(&mu_);
       if (!active_.contains(run_id)) return;
