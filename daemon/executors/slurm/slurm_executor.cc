@@ -239,18 +239,30 @@ absl::StatusOr<CommandResult> SlurmExecutor::RunSlurm(std::vector<std::string> a
   return runner_.Run(command);
 }
 
+namespace {
+
+// <workdir>/.amld, where the tools (amld-shim, amld-launch) and amld's
+// Python for runs are installed, made if missing. Public: every submitter's
+// job runs what is inside (system mode), whichever install made it first.
+absl::StatusOr<fs::path> MakeToolsDir(const fs::path& workdir) {
+  const fs::path dir = workdir / ".amld";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return ErrnoStatus(ec.value(), "mkdir", dir);
+  fs::permissions(dir, fs::perms(0755), ec);
+  return dir;
+}
+
+}  // namespace
+
 // Copies `source` to <workdir>/.amld/<name> unless it is there (the name
 // carries the file's digest, so a file there is the right one).
 absl::StatusOr<fs::path> SlurmExecutor::InstallOnSharedDirLocked(const fs::path& source,
                                                                  const std::string& name) {
-  const fs::path dir = options_.workdir / ".amld";
-  const fs::path target = dir / name;
+  const fs::path target = options_.workdir / ".amld" / name;
   std::error_code ec;
   if (fs::exists(target, ec)) return target;
-  fs::create_directories(dir, ec);
-  if (ec) return ErrnoStatus(ec.value(), "mkdir", dir);
-  // The tools are public; every submitter's job runs them (system mode).
-  fs::permissions(dir, fs::perms(0755), ec);
+  AMLD_ASSIGN_OR_RETURN(const fs::path dir, MakeToolsDir(options_.workdir));
   const fs::path tmp = dir / absl::StrCat(name, ".tmp.", ::getpid());
   fs::copy_file(source, tmp, fs::copy_options::overwrite_existing, ec);
   if (ec) return ErrnoStatus(ec.value(), absl::StrCat("copy ", source.string(), " to"), tmp);
@@ -290,13 +302,9 @@ absl::StatusOr<fs::path> SlurmExecutor::EnsureRunPythonOnSharedDir() {
   absl::MutexLock lock(&shim_mu_);
   std::error_code ec;
   if (fs::is_directory(target, ec)) return target;
+  AMLD_RETURN_IF_ERROR(MakeToolsDir(options_.workdir).status());
   const fs::path tmp = absl::StrCat(target.string(), ".tmp.", ::getpid());
   fs::remove_all(tmp, ec);
-  fs::create_directories(tmp.parent_path(), ec);
-  if (ec) return ErrnoStatus(ec.value(), "mkdir", tmp.parent_path());
-  // .amld/ may be made here first (the shim's install opens it too): jobs
-  // running as their submitters must pass through it.
-  fs::permissions(tmp.parent_path(), fs::perms(0755), ec);
   fs::copy(options_.run_python.dir, tmp, fs::copy_options::recursive, ec);
   if (ec) {
     return ErrnoStatus(ec.value(), absl::StrCat("copy ", options_.run_python.dir.string(), " to"),
