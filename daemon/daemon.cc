@@ -242,9 +242,7 @@ struct Daemon::Impl {
     services.push_back(NewModelsService(deps));
     services.push_back(NewSnapshotsService(watched_roots.get(), deps));
     web = std::make_unique<WebServer>(options.web, log);
-    services.push_back(NewWebViewService(
-        web.get(), deps.uid_of_peer,
-        [access = deps.access](uid_t uid) { return !access.system_mode() || access.IsAdmin(uid); }));
+    services.push_back(NewWebViewService(web.get(), deps.uid_of_peer));
     // For clients nobody here wrote (IDE plugins, grpcurl): the standard
     // health service (grpc.health.v1.Health: "" is SERVING while the daemon
     // serves, NOT_SERVING once it stops) and server reflection

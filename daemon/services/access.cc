@@ -6,7 +6,11 @@
 
 #include <vector>
 
+#include <grpcpp/server_context.h>
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/viewer_metadata.h"
 #include "daemon/executors/run_as.h"
 #include "daemon/services/services.h"
 
@@ -73,8 +77,24 @@ void AccessPolicy::RedactForCaller(uid_t caller, bool caller_is_admin,
   run->mutable_config()->mutable_environment()->clear_environment_variables();
 }
 
-uid_t CallerUid(const ServiceDeps& deps, const std::string& peer) {
+uid_t PeerUid(const ServiceDeps& deps, const std::string& peer) {
   return deps.uid_of_peer ? deps.uid_of_peer(peer).value_or(::geteuid()) : ::geteuid();
+}
+
+uid_t CallerUid(const ServiceDeps& deps, const grpc::ServerContextBase& context) {
+  const std::string peer = context.peer();
+  if (deps.uid_of_peer) {
+    if (std::optional<uid_t> uid = deps.uid_of_peer(peer)) return *uid;
+  }
+  // Not a connection the listener accepted: the in-process channel.
+  const auto& metadata = context.client_metadata();
+  auto viewer = metadata.find(base::kViewerUidMetadata);
+  uid_t uid = 0;
+  if (viewer != metadata.end() &&
+      absl::SimpleAtoi(absl::string_view(viewer->second.data(), viewer->second.size()), &uid)) {
+    return uid;
+  }
+  return ::geteuid();
 }
 
 std::string UserName(uid_t uid) {

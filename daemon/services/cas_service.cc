@@ -44,7 +44,7 @@ class CasService final : public pb::Cas::Service {
     }
     // System mode: also what the caller has not proved (content_proof.h).
     absl::StatusOr<std::vector<Digest>> missing =
-        MissingFor(deps_, CallerUid(deps_, context->peer()), digests);
+        MissingFor(deps_, CallerUid(deps_, *context), digests);
     if (!missing.ok()) return ToGrpcStatus(missing.status());
     for (const Digest& d : *missing) amld::storage::ToProto(d, response->add_missing_blob_digests());
     return grpc::Status::OK;
@@ -69,12 +69,12 @@ class CasService final : public pb::Cas::Service {
       out->set_message(std::string(s.message()));
     }
     // Each was checked against its digest, stored before or not.
-    return ToGrpcStatus(RecordProof(deps_, CallerUid(deps_, context->peer()), proved));
+    return ToGrpcStatus(RecordProof(deps_, CallerUid(deps_, *context), proved));
   }
 
   grpc::Status Write(grpc::ServerContext* context, grpc::ServerReader<pb::WriteRequest>* reader,
                      pb::WriteResponse* response) override {
-    return ToGrpcStatus(WriteImpl(CallerUid(deps_, context->peer()), reader, response));
+    return ToGrpcStatus(WriteImpl(CallerUid(deps_, *context), reader, response));
   }
 
   grpc::Status QueryWriteStatus(grpc::ServerContext* context,
@@ -85,7 +85,7 @@ class CasService final : public pb::Cas::Service {
     bool complete = deps_.cas->Contains(*d);
     if (complete) {
       // Held, but not for a caller who never sent it (content_proof.h).
-      absl::StatusOr<bool> proved = HasProof(deps_, CallerUid(deps_, context->peer()), *d);
+      absl::StatusOr<bool> proved = HasProof(deps_, CallerUid(deps_, *context), *d);
       if (!proved.ok()) return ToGrpcStatus(proved.status());
       if (!*proved) {
         response->set_complete(false);

@@ -41,7 +41,7 @@ class ComputeTargetsService final : public pb::ComputeTargets::Service {
   grpc::Status CreateComputeTarget(grpc::ServerContext* context,
                                    const pb::CreateComputeTargetRequest* request,
                                    pb::ComputeTarget* response) override {
-    if (absl::Status s = deps_.access.CheckManageTargets(CallerUid(deps_, context->peer()),
+    if (absl::Status s = deps_.access.CheckManageTargets(CallerUid(deps_, *context),
                                                          "create compute targets");
         !s.ok()) {
       return ToGrpcStatus(s);
@@ -86,7 +86,7 @@ class ComputeTargetsService final : public pb::ComputeTargets::Service {
   grpc::Status DeleteComputeTarget(grpc::ServerContext* context,
                                    const pb::DeleteComputeTargetRequest* request,
                                    pb::DeleteComputeTargetResponse*) override {
-    if (absl::Status s = deps_.access.CheckManageTargets(CallerUid(deps_, context->peer()),
+    if (absl::Status s = deps_.access.CheckManageTargets(CallerUid(deps_, *context),
                                                          "delete compute targets");
         !s.ok()) {
       return ToGrpcStatus(s);

@@ -29,7 +29,7 @@ class EnvironmentsService final : public pb::Environments::Service {
   grpc::Status RegisterEnvironment(grpc::ServerContext* context,
                                    const pb::RegisterEnvironmentRequest* request,
                                    pb::RegisteredEnvironment* response) override {
-    if (absl::Status s = deps_.access.CheckManageTargets(CallerUid(deps_, context->peer()),
+    if (absl::Status s = deps_.access.CheckManageTargets(CallerUid(deps_, *context),
                                                          "register environments");
         !s.ok()) {
       return ToGrpcStatus(s);
@@ -133,7 +133,7 @@ class EnvironmentsService final : public pb::Environments::Service {
 
   grpc::Status PruneEnvironments(grpc::ServerContext* context, const pb::PruneEnvironmentsRequest*,
                                  pb::PruneEnvironmentsResponse* response) override {
-    if (absl::Status s = deps_.access.CheckManageTargets(CallerUid(deps_, context->peer()),
+    if (absl::Status s = deps_.access.CheckManageTargets(CallerUid(deps_, *context),
                                                          "prune environments");
         !s.ok()) {
       return ToGrpcStatus(s);

@@ -62,8 +62,7 @@ class ModelsService final : public pb::Models::Service {
 
  private:
   uid_t CallerUid(const grpc::ServerContextBase* context) const {
-    return deps_.uid_of_peer ? deps_.uid_of_peer(context->peer()).value_or(::geteuid())
-                             : ::geteuid();
+    return amld::daemon::CallerUid(deps_, *context);
   }
 
   absl::StatusOr<pb::Model> Register(const pb::RegisterModelRequest& request, uid_t uid) {

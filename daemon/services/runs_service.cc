@@ -510,7 +510,7 @@ class RunsService final : public RunsBase {
 
  private:
   uid_t CallerUid(const grpc::ServerContextBase* context) const {
-    return amld::daemon::CallerUid(deps_, context->peer());
+    return amld::daemon::CallerUid(deps_, *context);
   }
 
   // Resolve, then PERMISSION_DENIED unless the caller may `action` the run

@@ -33,6 +33,7 @@
 
 namespace grpc {
 class Service;
+class ServerContextBase;
 }
 namespace spdlog {
 class logger;
@@ -92,7 +93,12 @@ struct ServiceDeps {
 
 // The uid of the caller on the connection `peer` (ServerContext::peer())
 // names; the daemon's own uid when unknown (only it can connect in user mode).
-uid_t CallerUid(const ServiceDeps& deps, const std::string& peer);
+uid_t PeerUid(const ServiceDeps& deps, const std::string& peer);
+
+// Who makes `context`'s call: PeerUid of its connection, or for the
+// daemon's in-process channel (the web view) the uid it names in
+// base::kViewerUidMetadata (base/viewer_metadata.h says why that is safe).
+uid_t CallerUid(const ServiceDeps& deps, const grpc::ServerContextBase& context);
 
 std::unique_ptr<grpc::Service> NewRunsService(const ServiceDeps& deps);
 std::unique_ptr<grpc::Service> NewCasService(const ServiceDeps& deps);

@@ -90,7 +90,7 @@ class SnapshotsService final : public pb::Snapshots::Service {
   // A system-mode daemon reads watched folders with root's rights, so only
   // root and the admin group may use them (access.h).
   grpc::Status AdminOnly(grpc::ServerContext* context, std::string_view action) const {
-    return ToGrpcStatus(deps_.access.CheckAdmin(CallerUid(deps_, context->peer()), action));
+    return ToGrpcStatus(deps_.access.CheckAdmin(CallerUid(deps_, *context), action));
   }
 
   static LocalIngestOptions IngestOptions(WatchedRoots& roots, const ServiceDeps& deps) {
@@ -117,7 +117,7 @@ class SnapshotsService final : public pb::Snapshots::Service {
     struct ucred cred = {};
     socklen_t len = sizeof(cred);
     if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return std::nullopt;
-    if (cred.uid != CallerUid(deps_, peer)) return std::nullopt;
+    if (cred.uid != PeerUid(deps_, peer)) return std::nullopt;
     return PeerProcess{cred.pid, cred.uid, cred.gid};
   }
 

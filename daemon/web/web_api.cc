@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "base/viewer_metadata.h"
 #include "amld/v1/daemon.grpc.pb.h"
 #include "amld/v1/experiments.grpc.pb.h"
 #include "amld/v1/runs.grpc.pb.h"
@@ -28,6 +29,7 @@ constexpr int kRunsPerCall = 1000;
 int HttpStatusOf(grpc::StatusCode code) {
   switch (code) {
     case grpc::StatusCode::NOT_FOUND: return 404;
+    case grpc::StatusCode::PERMISSION_DENIED: return 403;
     case grpc::StatusCode::INVALID_ARGUMENT: return 400;
     case grpc::StatusCode::OUT_OF_RANGE: return 416;
     case grpc::StatusCode::UNAVAILABLE:
@@ -169,18 +171,25 @@ std::variant<WebStream, WebReply> StartStream(std::shared_ptr<StreamCall<Chunk>>
 
 }  // namespace
 
-WebApi::WebApi(std::shared_ptr<grpc::Channel> channel) : channel_(std::move(channel)) {}
+WebApi::WebApi(std::shared_ptr<grpc::Channel> channel, uid_t viewer)
+    : channel_(std::move(channel)), viewer_(viewer) {}
 
-WebReply WebApi::Info(uid_t uid) const {
+void WebApi::AsViewer(grpc::ClientContext* context) const {
+  context->AddMetadata(base::kViewerUidMetadata, absl::StrCat(viewer_));
+}
+
+WebReply WebApi::Info() const {
   grpc::ClientContext context;
+  AsViewer(&context);
   pb::DaemonInfo info;
   grpc::Status s = pb::Daemon::NewStub(channel_)->GetInfo(&context, pb::GetInfoRequest(), &info);
   if (!s.ok()) return ErrorReply(s);
-  return JsonReply({{"version", info.version()}, {"user", UserName(uid)}, {"uid", uid}});
+  return JsonReply({{"version", info.version()}, {"user", UserName(viewer_)}, {"uid", viewer_}});
 }
 
 WebReply WebApi::Experiments() const {
   grpc::ClientContext context;
+  AsViewer(&context);
   pb::ListExperimentsResponse response;
   grpc::Status s = pb::Experiments::NewStub(channel_)->ListExperiments(
       &context, pb::ListExperimentsRequest(), &response);
@@ -214,6 +223,7 @@ WebReply WebApi::Runs(const std::string& experiment, const std::vector<std::stri
   while (true) {
     request.set_page_size(std::min(kRunsPerCall, limit - static_cast<int>(rows.size())));
     grpc::ClientContext context;
+    AsViewer(&context);
     pb::ListRunsResponse page;
     grpc::Status s = stub->ListRuns(&context, request, &page);
     if (!s.ok()) return ErrorReply(s);
@@ -227,6 +237,7 @@ WebReply WebApi::Runs(const std::string& experiment, const std::vector<std::stri
 
 WebReply WebApi::Run(const std::string& run_id) const {
   grpc::ClientContext context;
+  AsViewer(&context);
   pb::GetRunRequest request;
   request.set_run_id(run_id);
   pb::Run run;
@@ -246,6 +257,7 @@ WebReply WebApi::Run(const std::string& run_id) const {
 
 WebReply WebApi::Metrics(const std::string& run_id) const {
   grpc::ClientContext context;
+  AsViewer(&context);
   pb::GetMetricsRequest request;
   request.set_run_id(run_id);
   pb::GetMetricsResponse response;
@@ -272,11 +284,17 @@ WebReply WebApi::LastMetrics(const std::vector<std::string>& run_ids) const {
   json all = json::object();
   for (const std::string& id : run_ids) {
     grpc::ClientContext context;
+    AsViewer(&context);
     pb::GetMetricsRequest request;
     request.set_run_id(id);
     pb::GetMetricsResponse response;
     grpc::Status s = stub->GetMetrics(&context, request, &response);
-    if (s.error_code() == grpc::StatusCode::NOT_FOUND) continue;  // a run gone meanwhile
+    // A run gone meanwhile, or another user's (its metrics are theirs):
+    // no columns for it.
+    if (s.error_code() == grpc::StatusCode::NOT_FOUND ||
+        s.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+      continue;
+    }
     if (!s.ok()) return ErrorReply(s);
     json last = json::object();
     // Ordered by name, then step: the last number of each name wins.
@@ -291,6 +309,7 @@ WebReply WebApi::LastMetrics(const std::vector<std::string>& run_ids) const {
 WebReply WebApi::Log(const std::string& run_id, const std::string& path, int64_t offset,
                      int64_t max_bytes) const {
   grpc::ClientContext context;
+  AsViewer(&context);
   pb::StreamLogsRequest request;
   request.set_run_id(run_id);
   request.set_path(path);
@@ -301,13 +320,20 @@ WebReply WebApi::Log(const std::string& run_id, const std::string& path, int64_t
   reply.content_type = "text/plain; charset=utf-8";
   pb::LogChunk chunk;
   int64_t next = offset;
-  while (static_cast<int64_t>(reply.body.size()) < max_bytes && reader->Read(&chunk)) {
+  bool ended = false;  // the service closed the stream: Finish has its status
+  while (static_cast<int64_t>(reply.body.size()) < max_bytes) {
+    if (!reader->Read(&chunk)) {
+      ended = true;
+      break;
+    }
     const size_t take =
         std::min<size_t>(chunk.data().size(), static_cast<size_t>(max_bytes) - reply.body.size());
     reply.body.append(chunk.data(), 0, take);
     next = chunk.offset() + static_cast<int64_t>(take);
   }
-  context.TryCancel();  // the rest, if any, comes with the next request
+  // The rest, if any, comes with the next request. Not cancelled when the
+  // stream already ended: a refusal (another user's run) must stay one.
+  if (!ended) context.TryCancel();
   grpc::Status s = reader->Finish();
   if (!s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) return ErrorReply(s);
   reply.headers["X-Log-Offset"] = absl::StrCat(offset);
@@ -317,6 +343,7 @@ WebReply WebApi::Log(const std::string& run_id, const std::string& path, int64_t
 
 WebReply WebApi::Files(const std::string& run_id) const {
   grpc::ClientContext context;
+  AsViewer(&context);
   pb::ListFilesRequest request;
   request.set_run_id(run_id);
   pb::ListFilesResponse response;
@@ -335,6 +362,7 @@ std::variant<WebStream, WebReply> WebApi::OpenFile(const std::string& run_id,
   pb::DownloadFileRequest request;
   request.set_run_id(run_id);
   request.set_path(path);
+  AsViewer(&call->context);
   call->reader = pb::Runs::NewStub(channel_)->DownloadFile(&call->context, request);
   return StartStream(std::move(call));
 }
@@ -345,6 +373,7 @@ std::variant<WebStream, WebReply> WebApi::OpenLog(const std::string& run_id,
   pb::StreamLogsRequest request;
   request.set_run_id(run_id);
   request.set_path(path);
+  AsViewer(&call->context);
   call->reader = pb::Runs::NewStub(channel_)->StreamLogs(&call->context, request);
   return StartStream(std::move(call));
 }

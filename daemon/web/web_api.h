@@ -4,8 +4,8 @@
 // `aml` and the SDK are told, and nothing here keeps state of its own.
 // docs/web.md lists the endpoints and their JSON.
 //
-// Errors keep the service's meaning: NOT_FOUND → 404, INVALID_ARGUMENT →
-// 400, OUT_OF_RANGE → 416, UNAVAILABLE (the daemon is stopping) → 503,
+// Errors keep the service's meaning: NOT_FOUND → 404, PERMISSION_DENIED →
+// 403, INVALID_ARGUMENT → 400, OUT_OF_RANGE → 416, UNAVAILABLE (the daemon is stopping) → 503,
 // anything else → 500; the body is {"error": {"code", "message"}}.
 //
 // Thread-safety: thread-safe (gRPC stubs are).
@@ -21,6 +21,10 @@
 #include <string>
 #include <variant>
 #include <vector>
+
+namespace grpc {
+class ClientContext;
+}
 
 namespace amld::daemon {
 
@@ -39,12 +43,17 @@ struct WebStream {
   std::function<bool(std::string* out)> next;
 };
 
+// The endpoints as seen by one viewer: the uid whose token the request
+// carried. Every call says so to the services (base/viewer_metadata.h), so
+// in system mode a user sees what `aml` would show them — everyone's runs
+// and status, but only their own runs' logs, files and metrics (403
+// otherwise, naming the owner) — and root or admin_group see all.
 class WebApi {
  public:
-  explicit WebApi(std::shared_ptr<grpc::Channel> channel);
+  WebApi(std::shared_ptr<grpc::Channel> channel, uid_t viewer);
 
   // {"version", "user", "uid"}: the daemon and who is looking.
-  WebReply Info(uid_t uid) const;
+  WebReply Info() const;
   // {"experiments": [{"name", "run_count", "last_run"}]}.
   WebReply Experiments() const;
   // {"runs": [row...], "more": bool}: the newest `limit` runs (1..10000) of
@@ -76,7 +85,10 @@ class WebApi {
                                             const std::string& path) const;
 
  private:
+  void AsViewer(grpc::ClientContext* context) const;
+
   std::shared_ptr<grpc::Channel> channel_;
+  uid_t viewer_;
 };
 
 }  // namespace amld::daemon

@@ -101,8 +101,8 @@ void ServeAsset(const std::string& path, httplib::Response& res) {
   res.set_content(asset->data.data(), asset->data.size(), std::string(asset->content_type).c_str());
 }
 
-void Route(httplib::Server& http, std::shared_ptr<WebApi> api, WebTokens* tokens, int port,
-           std::vector<std::string> hosts) {
+void Route(httplib::Server& http, std::shared_ptr<grpc::Channel> channel, WebTokens* tokens,
+           int port, std::vector<std::string> hosts) {
   http.set_default_headers({
       {"X-Content-Type-Options", "nosniff"},
       {"X-Frame-Options", "DENY"},
@@ -142,47 +142,52 @@ void Route(httplib::Server& http, std::shared_ptr<WebApi> api, WebTokens* tokens
   http.Get(R"(/static/([A-Za-z0-9._-]+))", [](const httplib::Request& req, httplib::Response& res) {
     ServeAsset(req.matches[1], res);
   });
-  http.Get("/api/info", [api, tokens, port, hosts](const httplib::Request& req,
-                                                   httplib::Response& res) {
-    SendReply(api->Info(CheckWebAccess(*tokens, FactsOf(req), port, hosts).uid), res);
+  // Each endpoint reads as the viewer whose token the request carried (the
+  // pre-routing handler let only such requests through).
+  auto as_viewer = [channel, tokens, port, hosts](const httplib::Request& req) {
+    return WebApi(channel, CheckWebAccess(*tokens, FactsOf(req), port, hosts).uid);
+  };
+  http.Get("/api/info", [as_viewer](const httplib::Request& req, httplib::Response& res) {
+    SendReply(as_viewer(req).Info(), res);
   });
-  http.Get("/api/experiments", [api](const httplib::Request&, httplib::Response& res) {
-    SendReply(api->Experiments(), res);
+  http.Get("/api/experiments", [as_viewer](const httplib::Request& req, httplib::Response& res) {
+    SendReply(as_viewer(req).Experiments(), res);
   });
-  http.Get("/api/runs", [api](const httplib::Request& req, httplib::Response& res) {
-    SendReply(api->Runs(req.get_param_value("experiment"), ListParam(req, "status"),
-                        static_cast<int>(IntParam(req, "limit", 1000))),
+  http.Get("/api/runs", [as_viewer](const httplib::Request& req, httplib::Response& res) {
+    SendReply(as_viewer(req).Runs(req.get_param_value("experiment"), ListParam(req, "status"),
+                                  static_cast<int>(IntParam(req, "limit", 1000))),
               res);
   });
-  http.Get("/api/metrics/last", [api](const httplib::Request& req, httplib::Response& res) {
-    SendReply(api->LastMetrics(ListParam(req, "runs")), res);
+  http.Get("/api/metrics/last", [as_viewer](const httplib::Request& req, httplib::Response& res) {
+    SendReply(as_viewer(req).LastMetrics(ListParam(req, "runs")), res);
   });
   const std::string run = R"(/api/runs/([A-Za-z0-9._-]+))";
-  http.Get(run, [api](const httplib::Request& req, httplib::Response& res) {
-    SendReply(api->Run(req.matches[1]), res);
+  http.Get(run, [as_viewer](const httplib::Request& req, httplib::Response& res) {
+    SendReply(as_viewer(req).Run(req.matches[1]), res);
   });
-  http.Get(run + "/metrics", [api](const httplib::Request& req, httplib::Response& res) {
-    SendReply(api->Metrics(req.matches[1]), res);
+  http.Get(run + "/metrics", [as_viewer](const httplib::Request& req, httplib::Response& res) {
+    SendReply(as_viewer(req).Metrics(req.matches[1]), res);
   });
-  http.Get(run + "/files", [api](const httplib::Request& req, httplib::Response& res) {
-    SendReply(api->Files(req.matches[1]), res);
+  http.Get(run + "/files", [as_viewer](const httplib::Request& req, httplib::Response& res) {
+    SendReply(as_viewer(req).Files(req.matches[1]), res);
   });
-  http.Get(run + "/file", [api](const httplib::Request& req, httplib::Response& res) {
+  http.Get(run + "/file", [as_viewer](const httplib::Request& req, httplib::Response& res) {
     const std::string path = req.get_param_value("path");
-    auto opened = api->OpenFile(req.matches[1], path);
+    auto opened = as_viewer(req).OpenFile(req.matches[1], path);
     if (auto* reply = std::get_if<WebReply>(&opened)) return SendReply(*reply, res);
     SendStream(std::get<WebStream>(std::move(opened)), Basename(path), res);
   });
-  http.Get(run + "/log", [api](const httplib::Request& req, httplib::Response& res) {
+  http.Get(run + "/log", [as_viewer](const httplib::Request& req, httplib::Response& res) {
     const std::string path = req.get_param_value("path");
+    const WebApi api = as_viewer(req);
     if (req.get_param_value("download") == "1") {
-      auto opened = api->OpenLog(req.matches[1], path);
+      auto opened = api.OpenLog(req.matches[1], path);
       if (auto* reply = std::get_if<WebReply>(&opened)) return SendReply(*reply, res);
       return SendStream(std::get<WebStream>(std::move(opened)),
                         Basename(path.empty() ? "std_log.txt" : path), res);
     }
     const int64_t max = std::clamp<int64_t>(IntParam(req, "max", kDefaultLogBytes), 1, kMaxLogBytes);
-    SendReply(api->Log(req.matches[1], path, IntParam(req, "offset", 0), max), res);
+    SendReply(api.Log(req.matches[1], path, IntParam(req, "offset", 0), max), res);
   });
 }
 
@@ -217,7 +222,7 @@ absl::Status WebServer::EnsureServing() {
         errno != 0 ? std::strerror(errno) : "bind failed",
         "; set web.address and web.port in amld.yaml to a free local address"));
   }
-  Route(*http, std::make_shared<WebApi>(channel_), &tokens_, port,
+  Route(*http, channel_, &tokens_, port,
         WebHostsFor(options_.address, port));
   httplib::Server* raw = http.get();
   thread_ = std::thread([raw] { raw->listen_after_bind(); });

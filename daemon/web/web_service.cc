@@ -14,20 +14,13 @@ namespace pb = amld::v1;
 class WebViewService final : public pb::WebView::Service {
  public:
   WebViewService(WebServer* web,
-                 std::function<std::optional<uid_t>(const std::string&)> uid_of_peer,
-                 std::function<bool(uid_t)> may_open)
-      : web_(web), uid_of_peer_(std::move(uid_of_peer)), may_open_(std::move(may_open)) {}
+                 std::function<std::optional<uid_t>(const std::string&)> uid_of_peer)
+      : web_(web), uid_of_peer_(std::move(uid_of_peer)) {}
 
   grpc::Status OpenWebView(grpc::ServerContext* context, const pb::OpenWebViewRequest*,
                            pb::OpenWebViewResponse* response) override {
     const uid_t uid =
         uid_of_peer_ ? uid_of_peer_(context->peer()).value_or(::geteuid()) : ::geteuid();
-    if (may_open_ && !may_open_(uid)) {
-      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                          "the web view of a daemon shared by several users shows every "
-                          "user's runs, so only root and members of admin_group may open it "
-                          "for now; use aml run list/show/logs/metrics, which show you yours");
-    }
     absl::Status serving = web_->EnsureServing();
     if (!serving.ok()) {
       return grpc::Status(static_cast<grpc::StatusCode>(serving.code()),
@@ -43,15 +36,13 @@ class WebViewService final : public pb::WebView::Service {
  private:
   WebServer* const web_;
   const std::function<std::optional<uid_t>(const std::string&)> uid_of_peer_;
-  const std::function<bool(uid_t)> may_open_;
 };
 
 }  // namespace
 
 std::unique_ptr<grpc::Service> NewWebViewService(
-    WebServer* web, std::function<std::optional<uid_t>(const std::string&)> uid_of_peer,
-    std::function<bool(uid_t)> may_open) {
-  return std::make_unique<WebViewService>(web, std::move(uid_of_peer), std::move(may_open));
+    WebServer* web, std::function<std::optional<uid_t>(const std::string&)> uid_of_peer) {
+  return std::make_unique<WebViewService>(web, std::move(uid_of_peer));
 }
 
 }  // namespace amld::daemon

@@ -22,12 +22,10 @@ namespace amld::daemon {
 class WebServer;
 
 // `uid_of_peer` may return nullopt (the daemon's own uid is then assumed:
-// only it can connect in user mode). `may_open` says whether a caller may
-// have the view: its pages read through the services as the daemon, so on a
-// daemon shared by several users (system mode) only those who may read every
-// run (root, admin_group) may open it, until the pages read as their user.
+// only it can connect in user mode). Every user may open the view: its pages
+// read as the token's user (web_api.h), so on a shared daemon each sees what
+// `aml` would show them.
 std::unique_ptr<grpc::Service> NewWebViewService(
-    WebServer* web, std::function<std::optional<uid_t>(const std::string& peer)> uid_of_peer,
-    std::function<bool(uid_t)> may_open);
+    WebServer* web, std::function<std::optional<uid_t>(const std::string& peer)> uid_of_peer);
 
 }  // namespace amld::daemon

@@ -430,6 +430,7 @@ class MultiUser(SystemDaemon):
         self.assertEqual(r["status"], "COMPLETED", self.aml(a, "run", "logs", run_id).stdout)
         metrics = self.aml(a, "run", "metrics", run_id, "--output", "json").stdout
         self.assertIn(str(pw.pw_uid), metrics)
+
     def test_8_a_digest_alone_reads_nothing(self):
         """CAS content only for whom sent it: B learns nothing from A's digest."""
         a, b = USERS
@@ -457,6 +458,72 @@ class MultiUser(SystemDaemon):
             env={"PATH": "/usr/bin:/bin", "HOME": pw.pw_dir, "PYTHONPATH": self.python})
         self.assertEqual(p.returncode, 0, p.stderr)
         return json.loads(p.stdout)
+
+    def test_9_the_web_view_shows_each_user_what_aml_would(self):
+        """Issue 16 in system mode: every user may open the view, reads as
+        their token's user, and meets the same rule as `aml`."""
+        import http.cookiejar
+        import urllib.error
+        import urllib.request
+        a, b = USERS
+        a_run, b_run = (self.aml(name, "run", "submit", "-q", "-e", "mu", "train.py", "--",
+                                 "azureml", env={"PYTHONPATH": self.python}).stdout.strip()
+                        for name in (a, b))
+        for name, run_id in ((a, a_run), (b, b_run)):
+            r = self.wait_status(name, run_id, ("COMPLETED", "FAILED"))
+            self.assertEqual(r["status"], "COMPLETED", r)
+
+        def view(name):
+            """An opener holding `name`'s cookie, and the view's base URL."""
+            link = json.loads(self.aml(name, "ui", "--no-open", "--output", "json").stdout)
+            opener = urllib.request.build_opener(
+                urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+            opener.open(link["url"], timeout=10).read()  # sets the cookie
+            return opener, link["base_url"].rstrip("/")
+
+        def get(opener_base, path):
+            opener, base = opener_base
+            try:
+                with opener.open(base + path, timeout=10) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+
+        va, vb = view(a), view(b)
+        status, body = get(vb, "/api/info")
+        self.assertEqual((status, json.loads(body)["user"]), (200, b), body)
+        # B lists everyone's runs, A's with its owner...
+        status, body = get(vb, "/api/runs?experiment=mu")
+        self.assertEqual(status, 200, body)
+        rows = {r["id"]: r for r in json.loads(body)["runs"]}
+        self.assertEqual(rows[a_run]["user"], a)
+        self.assertEqual(rows[a_run]["status"], "COMPLETED")
+        # ...but A's logs, files and metrics are A's: 403 naming her.
+        owner = "belongs to %s (uid %d)" % (a, self.users[a].pw_uid)
+        for path in ("/log", "/log?download=1", "/files", "/metrics",
+                     "/file?path=outputs/who.json"):
+            status, body = get(vb, "/api/runs/%s%s" % (a_run, path))
+            self.assertEqual(status, 403, (path, body))
+            self.assertIn(owner, body, path)
+        # The runs table's metric columns leave A's run out for B.
+        status, body = get(vb, "/api/metrics/last?runs=%s,%s" % (a_run, b_run))
+        self.assertEqual(status, 200, body)
+        self.assertEqual(sorted(json.loads(body)), [b_run])
+        self.assertIn("uid", json.loads(body)[b_run])
+        # Each reads their own; A's view reads A's run.
+        for v, run_id, name in ((vb, b_run, b), (va, a_run, a)):
+            status, body = get(v, "/api/runs/%s/metrics" % run_id)
+            self.assertEqual(status, 200, body)
+            self.assertEqual(json.loads(body)["metrics"]["uid"]["values"],
+                             [self.users[name].pw_uid])
+            self.assertEqual(get(v, "/api/runs/%s/log" % run_id)[0], 200)
+        # Root (an admin) reads A's run through its own view.
+        link = json.loads(self.aml_root("ui", "--no-open", "--output", "json").stdout)
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        opener.open(link["url"], timeout=10).read()
+        self.assertEqual(get((opener, link["base_url"].rstrip("/")),
+                             "/api/runs/%s/metrics" % a_run)[0], 200)
 
 
 PROBE = r'''
