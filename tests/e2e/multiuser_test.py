@@ -517,6 +517,16 @@ class MultiUser(SystemDaemon):
             self.assertEqual(json.loads(body)["metrics"]["uid"]["values"],
                              [self.users[name].pw_uid])
             self.assertEqual(get(v, "/api/runs/%s/log" % run_id)[0], 200)
+        # The viewer key counts only on the daemon's in-process channel: B
+        # naming A in it over the socket is still B.
+        pw = self.users[b]
+        spoof = subprocess.run(
+            ["setpriv", "--reuid=%d" % pw.pw_uid, "--regid=%d" % pw.pw_gid, "--init-groups",
+             "--", "/usr/bin/python3", "-c", SPOOF_VIEWER, self.sock, a_run,
+             str(self.users[a].pw_uid)],
+            capture_output=True, text=True, cwd="/",
+            env={"PATH": "/usr/bin:/bin", "HOME": pw.pw_dir, "PYTHONPATH": self.python})
+        self.assertEqual(spoof.stdout.strip(), "PERMISSION_DENIED", spoof.stderr)
         # Root (an admin) reads A's run through its own view.
         link = json.loads(self.aml_root("ui", "--no-open", "--output", "json").stdout)
         opener = urllib.request.build_opener(
@@ -565,6 +575,20 @@ upload(secret, text)
 out["missing_after"] = missing(secret)
 out["resubmit"] = submit(digest(tree))
 print(json.dumps(out))
+'''
+
+SPOOF_VIEWER = r'''
+import sys
+import grpc
+from amld.v1 import runs_pb2, runs_pb2_grpc
+sock, run_id, uid = sys.argv[1:]
+runs = runs_pb2_grpc.RunsStub(grpc.insecure_channel("unix:" + sock))
+try:
+    runs.GetMetrics(runs_pb2.GetMetricsRequest(run_id=run_id),
+                    metadata=[("amld-viewer-uid", uid)])
+    print("READ")
+except grpc.RpcError as e:
+    print(e.code().name)
 '''
 
 TRAIN_PY = r'''
