@@ -82,6 +82,15 @@ absl::StatusOr<Directory> DecodeDirectory(std::string_view bytes, int depth_from
     AMLD_RETURN_IF_ERROR(Annotate(CheckLinkTarget(l.target(), depth_from_root),
                                   absl::StrCat("symlink ", Quote(l.name()))));
   }
+  // One tree, one blob: bytes that parse but are not the tree's own
+  // encoding (unknown fields, a field twice, another field order) would be a
+  // second digest for the same content (found by tests/fuzz/directory_fuzz).
+  dir.DiscardUnknownFields();  // kept by the parser and written back otherwise
+  if (EncodeDirectory(dir) != bytes) {
+    return absl::InvalidArgumentError(
+        "not the canonical encoding of an amld.v1.Directory (unknown fields, a field given "
+        "twice or fields out of order); encode it with deterministic serialization");
+  }
   return dir;
 }
 

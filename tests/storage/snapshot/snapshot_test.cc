@@ -540,6 +540,41 @@ TEST(DecodeDirectoryTest, RefusesMalformedDigestsAndBytes) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// Found by directory_fuzz: bytes that parse to a valid Directory but are not
+// its canonical encoding (an unknown field, a field given twice, fields out
+// of order) were accepted, so two different blobs — two digests — stood for
+// one tree.
+TEST(DecodeDirectoryTest, RefusesEncodingsThatAreNotCanonical) {
+  Directory d;
+  auto* f = d.add_files();
+  f->set_name("f");
+  ToProto(DigestOf("f"), f->mutable_digest());
+  const std::string canonical = EncodeDirectory(d);
+  ASSERT_TRUE(DecodeDirectory(canonical).ok());
+  // Field 15, varint 61: unknown to amld.v1.Directory.
+  const std::string unknown_field = canonical + std::string("\x78\x3d", 2);
+  absl::StatusOr<Directory> back = DecodeDirectory(unknown_field);
+  EXPECT_EQ(back.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(back.status().message()), HasSubstr("canonical"));
+  // The same FileNode's digest field given twice (the last one wins when
+  // parsing): same tree, other bytes.
+  amld::v1::FileNode only_digest;
+  ToProto(DigestOf("f"), only_digest.mutable_digest());
+  Directory twice_parsed;
+  ASSERT_TRUE(twice_parsed.ParseFromString(canonical));
+  std::string node = twice_parsed.files(0).SerializeAsString() +
+                     only_digest.SerializeAsString();
+  std::string twice = "\x0a";  // field 1 (files), length-delimited
+  for (size_t n = node.size(); ; n >>= 7) {  // the length, as a varint
+    twice += static_cast<char>((n & 0x7f) | (n >= 0x80 ? 0x80 : 0));
+    if (n < 0x80) break;
+  }
+  twice += node;
+  ASSERT_TRUE(twice_parsed.ParseFromString(twice));
+  EXPECT_EQ(EncodeDirectory(twice_parsed), canonical);
+  EXPECT_EQ(DecodeDirectory(twice).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 // ------------------------------------------------------- trees in the store
 
 TEST_F(SnapshotTest, FindMissingInTreeListsWhatIsAbsentAndHidesBelowMissingDirs) {
