@@ -17,9 +17,9 @@
 //     proof (content_proof.h) or ownership of the run it comes from;
 //   - compute targets are created and deleted by root and the admin group
 //     only, unless amld.yaml sets users_manage_targets: true;
-//   - watched source roots are root's and the admin group's only (the
-//     daemon would read the folder with root's rights); others' clients
-//     walk and upload their folders themselves.
+//   - a watched source root is its owner's (the caller who watched it,
+//     whose rights every read of it takes: daemon/watch/watched_roots.h);
+//     others may not use, list or unwatch it, root and the admin group may.
 //
 // Thread-safety: immutable after Create; thread-safe.
 #pragma once

@@ -348,14 +348,11 @@ class MultiUser(SystemDaemon):
         seen = self.aml(b, "run", "download", spy, "outputs/spy.txt", "-o", "-").stdout
         self.assertEqual(seen.strip(), "PermissionError")
         # B cannot snapshot A's private folder (B's client walks with B's rights)
-        # nor have the daemon watch it.
+        # nor have the daemon watch it (it reads a watched folder with his).
         a_proj = os.path.join(self.users[a].pw_dir, "proj")
         p = self.aml(b, "run", "submit", "-s", a_proj, "train.py", check=False)
         self.assertNotEqual(p.returncode, 0)
-        b_proj = os.path.join(self.users[b].pw_dir, "proj")
-        p = self.aml(b, "snapshot", "watch", b_proj, check=False)
-        self.assertNotEqual(p.returncode, 0)
-        self.assertIn("may watch source folders", p.stderr)
+        self.assertIn("Permission denied", self.probe(b, a_proj, WATCH_PROBE, "watch")["watch"])
         # B cannot create compute targets; the owner can cancel.
         p = self.aml(b, "compute", "create", "box", "--type", "ssh", "--host", "localhost",
                      check=False)
@@ -487,6 +484,34 @@ class MultiUser(SystemDaemon):
         self.assertEqual(json.loads(read(os.path.join(dest, "who.json")))["uid"],
                          self.users[a].pw_uid)
 
+    def test_11_a_user_watches_her_own_folder(self):
+        """Watched with her rights: she submits from it; B cannot watch, list or unwatch it."""
+        a, b = USERS
+        pw = self.users[a]
+        folder = os.path.join(pw.pw_dir, "watched")
+        shutil.copytree(os.path.join(pw.pw_dir, "proj"), folder)
+        for root, dirs, files in os.walk(folder):
+            os.chown(root, pw.pw_uid, pw.pw_gid)
+            for x in files:
+                os.chown(os.path.join(root, x), pw.pw_uid, pw.pw_gid)
+        os.chmod(folder, 0o700)
+        self.aml(a, "snapshot", "watch", folder)
+        self.assertIn(folder, self.aml(a, "snapshot", "list").stdout)
+        p = json.loads(self.aml(a, "--output", "json", "run", "submit", "-e", "mu", "-s", folder,
+                                "train.py", "--", "who").stdout)
+        self.assertEqual(p["snapshot_source"]["kind"], "watched_root", p)  # the watch served it
+        r = self.wait_status(a, p["run_id"], ("COMPLETED", "FAILED"))
+        self.assertEqual(r["status"], "COMPLETED", r)
+        # B may watch folders of his own, not hers (his client cannot even
+        # look at it; the daemon, asked directly, reads it as him).
+        self.assertIn("Permission denied", self.probe(b, folder, WATCH_PROBE, "watch")["watch"])
+        self.assertNotIn(folder, self.aml(b, "snapshot", "list").stdout)
+        theirs = self.probe(b, folder, WATCH_PROBE, "sync", "unwatch")
+        for call in ("sync", "unwatch"):
+            self.assertTrue(theirs[call].startswith("PERMISSION_DENIED"), theirs)
+            self.assertIn("is watched by uid %d" % pw.pw_uid, theirs[call])
+        self.aml(a, "snapshot", "unwatch", folder)
+
     def test_10_a_partial_upload_is_its_senders(self):
         """B learns nothing of A's interrupted Write, and cannot continue it."""
         a, b = USERS
@@ -566,6 +591,27 @@ if model is not None:
                                         source_path="who.json", single_file=True)))
 out["download"], _ = call(lambda: b"".join(c.data for c in models.DownloadModelFile(
     models_pb2.DownloadModelFileRequest(name=name, path="who.json"))))
+print(json.dumps(out))
+'''
+
+WATCH_PROBE = r'''
+import json, sys
+import grpc
+from amld.v1 import snapshots_pb2 as pb, snapshots_pb2_grpc
+sock, path = sys.argv[1:3]
+snapshots = snapshots_pb2_grpc.SnapshotsStub(grpc.insecure_channel("unix://" + sock))
+calls = {
+    "watch": lambda: snapshots.WatchRoot(pb.WatchRootRequest(path=path)),
+    "sync": lambda: snapshots.GetWatchedSnapshot(pb.GetWatchedSnapshotRequest(path=path)),
+    "unwatch": lambda: snapshots.UnwatchRoot(pb.UnwatchRootRequest(path=path)),
+}
+out = {}
+for name in sys.argv[3:]:
+    try:
+        calls[name]()
+        out[name] = "OK"
+    except grpc.RpcError as e:
+        out[name] = e.code().name + ": " + e.details()
 print(json.dumps(out))
 '''
 
