@@ -379,7 +379,8 @@ absl::Status ContentStore::Verify(const Digest& d) const {
 }
 
 absl::StatusOr<GcStats> ContentStore::CollectGarbage(const absl::flat_hash_set<Digest>& live,
-                                                     absl::Duration min_age) {
+                                                     absl::Duration min_age,
+                                                     std::vector<std::string>* removed) {
   const time_t young_after = std::time(nullptr) - absl::ToInt64Seconds(min_age);
   // By hash, not digest: an object whose hash is live is never removed, even
   // if its size on disk disagrees (that is corruption for Verify to report).
@@ -423,6 +424,7 @@ absl::StatusOr<GcStats> ContentStore::CollectGarbage(const absl::flat_hash_set<D
         continue;
       }
       if (::unlink(taken.c_str()) != 0) return base::ErrnoStatus(errno, "remove", taken);
+      if (removed != nullptr) removed->push_back(absl::StrCat(shard, name));
       ++stats.objects_removed;
       stats.bytes_removed += st.st_size;
     }

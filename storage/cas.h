@@ -5,7 +5,7 @@
 //                        by the first two hex characters; mode 0400
 //   tmp/                 blobs being written (unique names), renamed into
 //                        objects/ once verified and fsynced
-//   uploads/<hash>-<size> partial resumable uploads (BeginUpload)
+//   uploads/<hash>-<size>[-<owner>] partial resumable uploads (BeginUpload)
 //
 // Every blob is verified against its digest before it becomes visible, so a
 // reader never sees a wrong or partial object. Writing the same blob twice,
@@ -23,7 +23,11 @@
 // in uploads/<hash>-<size>, and the BlobUpload that uses it holds an
 // exclusive flock on it. The lock dies with its process, so a partial file
 // left by a killed daemon is resumed by the next BeginUpload, from any
-// ContentStore object. A second, concurrent upload of the same digest does
+// ContentStore object. Uploads given an owner (a caller's key: the Cas
+// service passes the uid on a daemon several users share) have their own
+// partial file, uploads/<hash>-<size>-<owner>: how much of a blob one owner
+// has sent is never seen, continued or restarted by another. A second,
+// concurrent upload of the same digest and owner does
 // not wait for the lock (a stalled client must not block another); it writes
 // to its own file in tmp/ from offset 0 instead. Both may commit: the second
 // rename replaces identical bytes. We chose this over "one private file per
@@ -164,13 +168,16 @@ class ContentStore {
   // Re-hashes an object: OK, NOT_FOUND, or DATA_LOSS when it is corrupt.
   absl::Status Verify(const Digest& d) const;
 
-  // Starts or resumes the upload of `d` (INVALID_ARGUMENT for a malformed
-  // digest). If the blob is already stored, committed_size() == d.size and
+  // Starts or resumes `owner`'s upload of `d` (INVALID_ARGUMENT for a
+  // malformed digest, or an owner other than 1-32 letters, digits and '_').
+  // If the blob is already stored, committed_size() == d.size and
   // Commit() is a no-op. Resuming re-reads the bytes already held, to hash
-  // them. While another upload of `d` is open, this one starts at 0 in a
-  // private file (see the top of this file).
+  // them. While another upload of `d` by the same owner is open, this one
+  // starts at 0 in a private file (see the top of this file). "": the
+  // partial file every ownerless upload shares.
   absl::StatusOr<std::unique_ptr<BlobUpload>> BeginUpload(
-      const Digest& d, Durability durability = Durability::kImmediate);
+      const Digest& d, Durability durability = Durability::kImmediate,
+      std::string_view owner = {});
   // Makes every object stored with Durability::kDeferred so far durable: one
   // syncfs() for many objects, fsyncs for a few. When it returns OK, every
   // deferred object stored before the call began is on stable storage, even
@@ -180,8 +187,9 @@ class ContentStore {
   absl::Status SyncPending();
   // Objects stored with kDeferred and not yet synced.
   int64_t PendingSyncCount() const;
-  // Bytes held of an interrupted upload of `d` (d.size if stored, else 0).
-  int64_t UploadedSize(const Digest& d) const;
+  // Bytes held of `owner`'s interrupted upload of `d` (d.size if stored,
+  // else 0; 0 for an owner BeginUpload refuses).
+  int64_t UploadedSize(const Digest& d, std::string_view owner = {}) const;
 
   // Removes every object whose hash is not in `live` (the empty blob always
   // stays), and files of tmp/ and uploads/ untouched for over an hour and not
@@ -194,8 +202,13 @@ class ContentStore {
   // for a run it has not submitted yet. FindMissing refreshes the mtime of
   // the objects it reports present (as REAPI's FindMissingBlobs extends a
   // blob's lifetime), so a blob a client relies on outlives one GC pass.
+  //
+  // `removed`, when given, gets the hash of every object removed, also when
+  // the collection stops early with an error (what refers to blobs by hash
+  // elsewhere, the per-user claims, is pruned from it).
   absl::StatusOr<GcStats> CollectGarbage(const absl::flat_hash_set<Digest>& live,
-                                         absl::Duration min_age = absl::ZeroDuration());
+                                         absl::Duration min_age = absl::ZeroDuration(),
+                                         std::vector<std::string>* removed = nullptr);
 
  private:
   explicit ContentStore(std::filesystem::path root);

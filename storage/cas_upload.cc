@@ -1,5 +1,5 @@
 // ContentStore's uploads (see "Resumable uploads and concurrency" in
-// storage/cas.h): the shared partial file uploads/<hash>-<size>, resumed by
+// storage/cas.h): the partial file uploads/<hash>-<size>[-<owner>], resumed by
 // whoever holds its flock, and the private file in tmp/ of an upload that
 // found it busy.
 #include <fcntl.h>
@@ -7,9 +7,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
@@ -30,8 +33,21 @@ using internal::StillNamedBy;
 using internal::UniqueTempPath;
 using internal::UploadsDir;
 
-fs::path PartialUploadPath(const fs::path& root, const Digest& d) {
-  return UploadsDir(root) / absl::StrCat(d.hash, "-", d.size);
+// An owner names a file: short, and nothing that could climb out.
+absl::Status ValidateOwner(std::string_view owner) {
+  const bool ok = owner.size() <= 32 && std::all_of(owner.begin(), owner.end(), [](char c) {
+                    return absl::ascii_isalnum(c) || c == '_';
+                  });
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "an upload's owner must be at most 32 letters, digits or '_', not \"",
+      absl::CHexEscape(std::string(owner)), "\""));
+}
+
+fs::path PartialUploadPath(const fs::path& root, const Digest& d, std::string_view owner) {
+  return UploadsDir(root) /
+         (owner.empty() ? absl::StrCat(d.hash, "-", d.size)
+                        : absl::StrCat(d.hash, "-", d.size, "-", std::string(owner)));
 }
 
 absl::Status PwriteAll(int fd, std::string_view data, int64_t offset, const fs::path& path) {
@@ -221,10 +237,12 @@ absl::StatusOr<std::unique_ptr<BlobUpload>> BeginPrivateUpload(
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<BlobUpload>> ContentStore::BeginUpload(const Digest& d,
-                                                                      Durability durability) {
+                                                                      Durability durability,
+                                                                      std::string_view owner) {
   AMLD_RETURN_IF_ERROR(ValidateDigest(d));
+  AMLD_RETURN_IF_ERROR(ValidateOwner(owner));
   std::shared_ptr<PendingSyncs> pending = PendingFor(durability, pending_);
-  fs::path path = PartialUploadPath(root_, d);
+  fs::path path = PartialUploadPath(root_, d, owner);
   // Retried only while concurrent commits keep moving the partial file away.
   for (int attempt = 0; attempt < 8; ++attempt) {
     if (Contains(d)) return FileBlobUpload::AlreadyStored(root_, d);
@@ -241,11 +259,13 @@ absl::StatusOr<std::unique_ptr<BlobUpload>> ContentStore::BeginUpload(const Dige
   return BeginPrivateUpload(root_, d, pending);
 }
 
-int64_t ContentStore::UploadedSize(const Digest& d) const {
-  if (!ValidateDigest(d).ok()) return 0;
+int64_t ContentStore::UploadedSize(const Digest& d, std::string_view owner) const {
+  if (!ValidateDigest(d).ok() || !ValidateOwner(owner).ok()) return 0;
   if (Contains(d)) return d.size;
   struct stat st;
-  if (::stat(PartialUploadPath(root_, d).c_str(), &st) != 0 || st.st_size > d.size) return 0;
+  if (::stat(PartialUploadPath(root_, d, owner).c_str(), &st) != 0 || st.st_size > d.size) {
+    return 0;
+  }
   return st.st_size;
 }
 

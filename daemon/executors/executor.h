@@ -155,8 +155,12 @@ class Executor {
   // a Slurm job named after the run, an SSH run's supervisor — and returns
   // a handle to Reattach with. NOT_FOUND when nothing of the run was
   // started there; UNIMPLEMENTED when this executor cannot tell (local).
+  // `run_as`: the run's submitter in system mode (as LaunchSpec::run_as),
+  // as whom the executor asks (Slurm: squeue as them, and the handle says
+  // so, so the polls after Reattach ask as them too).
   virtual absl::StatusOr<std::string> FindUnrecorded(const std::string& run_id,
-                                                     const std::filesystem::path& run_dir) {
+                                                     const std::filesystem::path& run_dir,
+                                                     const std::optional<RunAs>& run_as) {
     return absl::UnimplementedError("this executor cannot look for a run it did not record");
   }
 

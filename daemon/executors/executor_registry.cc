@@ -198,11 +198,12 @@ absl::Status ExecutorRegistry::Reattach(const std::string& run_id,
 }
 
 absl::StatusOr<std::string> ExecutorRegistry::FindUnrecorded(
-    const std::string& run_id, const std::filesystem::path& run_dir) {
+    const std::string& run_id, const std::filesystem::path& run_dir,
+    const std::optional<RunAs>& run_as) {
   AMLD_ASSIGN_OR_RETURN(v1::Run run, store_->GetRun(run_id));
   AMLD_ASSIGN_OR_RETURN(std::optional<RunAs> account, AccountOf(run));
   AMLD_ASSIGN_OR_RETURN(Executor * executor, ExecutorFor(run.config().compute_target(), account));
-  return executor->FindUnrecorded(run_id, run_dir);
+  return executor->FindUnrecorded(run_id, run_dir, run_as ? run_as : account);
 }
 
 absl::Status ExecutorRegistry::Cancel(const std::string& run_id) {

@@ -99,7 +99,8 @@ class ExecutorRegistry final : public Executor {
   absl::Status CheckCanEverHold(const LaunchSpec& spec) override;
   // By the target of the run as stored, like Reattach.
   absl::StatusOr<std::string> FindUnrecorded(const std::string& run_id,
-                                             const std::filesystem::path& run_dir) override;
+                                             const std::filesystem::path& run_dir,
+                                             const std::optional<RunAs>& run_as) override;
   absl::Status Reattach(const std::string& run_id, const std::filesystem::path& run_dir,
                         const std::string& handle) override;
   // NOT_FOUND when no executor holds the run (it ended, or never started).

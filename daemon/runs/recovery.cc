@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "daemon/executors/run_as.h"
 #include "daemon/ingest/live_ingester.h"
 #include "daemon/runs/run_manager.h"
 #include "spdlog/spdlog.h"
@@ -92,9 +93,21 @@ absl::Status RunManager::Start() {
 // supervisor), and the run is then adopted like any other — or canceled
 // again, when that was asked. What was not found stays unfound: never a
 // second launch.
-absl::StatusOr<std::string> RunManager::FindUnrecorded(const std::string& id,
-                                                       std::string* not_found) {
-  absl::StatusOr<std::string> found = deps_.executor->FindUnrecorded(id, PathsFor(id).root);
+absl::StatusOr<std::string> RunManager::FindUnrecorded(const Run& run, std::string* not_found) {
+  const std::string& id = run.id();
+  // System mode: the executor looks as the submitter (Slurm: their squeue),
+  // never with the daemon's rights.
+  std::optional<RunAs> run_as;
+  if (options_.run_as_submitter) {
+    absl::StatusOr<RunAs> account = LookupAccount(run.submitter_uid());
+    if (!account.ok()) {
+      *not_found = std::string(account.status().message());
+      return account.status();
+    }
+    run_as = std::move(*account);
+  }
+  absl::StatusOr<std::string> found =
+      deps_.executor->FindUnrecorded(id, PathsFor(id).root, run_as);
   if (!found.ok()) {
     if (!absl::IsUnimplemented(found.status())) *not_found = std::string(found.status().message());
     return found;
@@ -113,7 +126,7 @@ absl::Status RunManager::Recover(const Run& run) {
   std::string not_found;  // where the executor looked, for the error
   if (status != Status::QUEUED && status != Status::PREPARING) {
     handle = deps_.store->GetRunHandle(id);
-    if (!handle.ok() || handle->empty()) handle = FindUnrecorded(id, &not_found);
+    if (!handle.ok() || handle->empty()) handle = FindUnrecorded(run, &not_found);
   }
   RecoveryStep step = DecideRecovery(status, handle.ok() && !handle->empty());
   if (!not_found.empty()) absl::StrAppend(&step.error, " (", not_found, ")");

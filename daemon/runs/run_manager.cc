@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
+#include "daemon/executors/run_as.h"
 #include "daemon/ingest/live_ingester.h"
 #include "daemon/runs/run_manager_internal.h"
 #include "spdlog/spdlog.h"
@@ -77,7 +78,8 @@ RunManager::~RunManager() { environments_.reset(); }
 // ---------------------------------------------------------------------------
 // Submit, cancel, watch.
 
-absl::StatusOr<RunConfig> RunManager::CheckSubmission(const RunConfig& submitted) {
+absl::StatusOr<RunConfig> RunManager::CheckSubmission(const RunConfig& submitted,
+                                                      uint32_t submitter_uid) {
   AMLD_RETURN_IF_ERROR(ValidateRunConfig(submitted));
   const LaunchSpec::Processes processes = ProcessesOf(submitted);
   bool slurm = false;
@@ -130,6 +132,11 @@ absl::StatusOr<RunConfig> RunManager::CheckSubmission(const RunConfig& submitted
                                      options_.kill_grace);
   UseSubmitterEnvironment(sized_id, config, PathsFor(sized_id), &sized);
   AMLD_RETURN_IF_ERROR(CheckExecLimits(sized));
+  if (options_.run_as_submitter && !IsLocalTarget(config)) {
+    // Asked as the submitter, as the launch will be: what a cluster lets
+    // one user run (partitions, limits) it may not let another.
+    AMLD_ASSIGN_OR_RETURN(sized.run_as, LookupAccount(submitter_uid));
+  }
   // A request the target can never hold is refused now, not when it
   // reaches the front of the queue (the Slurm executor asks sbatch).
   AMLD_RETURN_IF_ERROR(deps_.executor->CheckCanEverHold(sized));
@@ -177,7 +184,7 @@ absl::StatusOr<Run> RunManager::Submit(const RunConfig& submitted, uint32_t subm
         "this config is a sweep (it has a sweep spec); submit it as a sweep, not as a run");
   }
   if (IsInteractive(submitted)) return SubmitInteractive(submitted, submitter_uid, options);
-  AMLD_ASSIGN_OR_RETURN(RunConfig config, CheckSubmission(submitted));
+  AMLD_ASSIGN_OR_RETURN(RunConfig config, CheckSubmission(submitted, submitter_uid));
   AMLD_ASSIGN_OR_RETURN(Run run, InsertQueued(config, submitter_uid, options));
   deps_.log->info("run {} queued ({})", run.id(),
                   config.script().empty() ? "command" : config.script());
@@ -195,7 +202,7 @@ absl::StatusOr<Run> RunManager::SubmitParent(const RunConfig& submitted, uint32_
   if (!IsParentRun(submitted)) return absl::InvalidArgumentError("a parent run needs a sweep spec");
   RunConfig children = submitted;
   children.clear_sweep();
-  AMLD_ASSIGN_OR_RETURN(RunConfig checked, CheckSubmission(children));
+  AMLD_ASSIGN_OR_RETURN(RunConfig checked, CheckSubmission(children, submitter_uid));
   *checked.mutable_sweep() = submitted.sweep();
   AMLD_ASSIGN_OR_RETURN(Run run, InsertQueued(checked, submitter_uid, {}));
   deps_.log->info("parent run {} recorded", run.id());

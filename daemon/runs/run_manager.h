@@ -352,9 +352,11 @@ class RunManager {
   // The handle of a run started but never recorded, as the executor finds
   // it (recorded now); else its error, with `not_found` saying where it
   // looked (empty when the executor cannot look).
-  absl::StatusOr<std::string> FindUnrecorded(const std::string& id, std::string* not_found);
-  // Submit's checks: the config with the daemon's limits applied.
-  absl::StatusOr<amld::v1::RunConfig> CheckSubmission(const amld::v1::RunConfig& submitted);
+  absl::StatusOr<std::string> FindUnrecorded(const amld::v1::Run& run, std::string* not_found);
+  // Submit's checks: the config with the daemon's limits applied. The
+  // target is asked as `submitter_uid` in system mode.
+  absl::StatusOr<amld::v1::RunConfig> CheckSubmission(const amld::v1::RunConfig& submitted,
+                                                      uint32_t submitter_uid);
   // Submit of an interactive run (see IsInteractive).
   absl::StatusOr<amld::v1::Run> SubmitInteractive(const amld::v1::RunConfig& config,
                                                   uint32_t submitter_uid,

@@ -58,6 +58,20 @@ absl::Status AccessPolicy::CheckRunOwner(uid_t caller, const amld::v1::Run& run,
       Who(), " may ", std::string(action), " it"));
 }
 
+absl::Status AccessPolicy::CheckModelReader(uid_t caller, const amld::v1::Model& model,
+                                            std::optional<uid_t> run_owner) const {
+  if (model.registered_by_uid() == caller || run_owner == caller || IsAdmin(caller)) {
+    return absl::OkStatus();
+  }
+  // A model registered by its run (run.register_model) has the run's
+  // submitter as its owner; one registered through the API, its caller.
+  const uid_t owner = run_owner.value_or(model.registered_by_uid());
+  return absl::PermissionDeniedError(absl::StrCat(
+      "model ", model.name(), " version ", model.version(), " belongs to ", DescribeUser(owner),
+      "; only whoever registered it, the submitter of its run, or ", Who(),
+      " may download its files"));
+}
+
 absl::Status AccessPolicy::CheckManageTargets(uid_t caller, std::string_view action) const {
   if (options_.users_manage_targets) return absl::OkStatus();
   return CheckAdmin(caller, action);

@@ -10,11 +10,16 @@
 //   - only a run's submitter, root, or a member of amld.yaml's admin_group
 //     may cancel it or read its logs, files and metrics (CheckRunOwner);
 //     a refusal is PERMISSION_DENIED naming the run's owner;
+//   - a registered model's metadata is everyone's to list and get, but its
+//     files are content: they are downloaded only by whoever registered
+//     it, the submitter of the run it was registered from, root and the
+//     admin group (CheckModelReader); registering one needs the files'
+//     proof (content_proof.h) or ownership of the run it comes from;
 //   - compute targets are created and deleted by root and the admin group
 //     only, unless amld.yaml sets users_manage_targets: true;
-//   - watched source roots are root's and the admin group's only (the
-//     daemon would read the folder with root's rights); others' clients
-//     walk and upload their folders themselves.
+//   - a watched source root is its owner's (the caller who watched it,
+//     whose rights every read of it takes: daemon/watch/watched_roots.h);
+//     others may not use, list or unwatch it, root and the admin group may.
 //
 // Thread-safety: immutable after Create; thread-safe.
 #pragma once
@@ -27,6 +32,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "amld/v1/models.pb.h"
 #include "amld/v1/runs.pb.h"
 
 namespace amld::daemon {
@@ -51,6 +57,11 @@ class AccessPolicy {
   // OK when `caller` may `action` ("cancel", "read the logs of") `run`.
   absl::Status CheckRunOwner(uid_t caller, const amld::v1::Run& run,
                              std::string_view action) const;
+  // OK when `caller` may read the files of `model`: they registered it, or
+  // submitted `run_owner` (the submitter of the model's run, when it came
+  // from one), or are an admin. PERMISSION_DENIED naming the owner.
+  absl::Status CheckModelReader(uid_t caller, const amld::v1::Model& model,
+                                std::optional<uid_t> run_owner) const;
   // OK when `caller` may create or delete compute targets.
   absl::Status CheckManageTargets(uid_t caller, std::string_view action) const;
   // OK when `caller` may `action` (admins only in system mode).

@@ -94,11 +94,20 @@ class CasService final : public pb::Cas::Service {
       }
     }
     response->set_complete(complete);
-    response->set_committed_size(complete ? d->size : deps_.cas->UploadedSize(*d));
+    response->set_committed_size(
+        complete ? d->size
+                 : deps_.cas->UploadedSize(*d, UploadOwner(CallerUid(deps_, *context))));
     return grpc::Status::OK;
   }
 
  private:
+  // Whose partial upload a Write continues: on a shared daemon each uid
+  // has its own, so no one learns how much of a blob another has sent,
+  // nor appends to or restarts it (storage/cas.h).
+  std::string UploadOwner(uid_t caller) const {
+    return deps_.access.system_mode() ? absl::StrCat("u", caller) : std::string();
+  }
+
   absl::Status StoreOne(const pb::BatchUpdateBlobsRequest::Request& item) {
     AMLD_ASSIGN_OR_RETURN(Digest d, CheckedDigest(item.digest()));
     AMLD_RETURN_IF_ERROR(deps_.cas->PutVerified(d, item.data(), kUploadDurability));
@@ -122,7 +131,7 @@ class CasService final : public pb::Cas::Service {
     }
     AMLD_ASSIGN_OR_RETURN(Digest d, CheckedDigest(msg.digest()));
     AMLD_ASSIGN_OR_RETURN(std::unique_ptr<amld::storage::BlobUpload> upload,
-                          deps_.cas->BeginUpload(d, kUploadDurability));
+                          deps_.cas->BeginUpload(d, kUploadDurability, UploadOwner(caller)));
     if (deps_.cas->Contains(d)) {
       AMLD_ASSIGN_OR_RETURN(bool proved, HasProof(deps_, caller, d));
       // Not theirs yet: the whole stream must hash to the digest.

@@ -1,14 +1,18 @@
 // Models service: registered, versioned models (proto amld/v1/models.proto)
 // over the state store's models table; their files are CAS blobs, taken
-// from a run's artifacts or uploaded by the client first.
+// from a run's artifacts or uploaded by the client first. In system mode a
+// model's files are content (access.h): registering needs the files' proof
+// or the run's ownership, downloading is for the model's owners.
 #include <unistd.h>
 
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "amld/v1/models.grpc.pb.h"
 #include "base/status_macros.h"
 #include "daemon/services/blob_stream.h"
+#include "daemon/services/content_proof.h"
 #include "daemon/services/grpc_status.h"
 #include "daemon/services/run_ids.h"
 #include "daemon/services/services.h"
@@ -55,9 +59,10 @@ class ModelsService final : public pb::Models::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status DownloadModelFile(grpc::ServerContext*, const pb::DownloadModelFileRequest* request,
+  grpc::Status DownloadModelFile(grpc::ServerContext* context,
+                                 const pb::DownloadModelFileRequest* request,
                                  grpc::ServerWriter<pb::FileChunk>* writer) override {
-    return ToGrpcStatus(Download(*request, writer));
+    return ToGrpcStatus(Download(*request, CallerUid(context), writer));
   }
 
  private:
@@ -81,6 +86,11 @@ class ModelsService final : public pb::Models::Service {
     if (from_run) {
       AMLD_ASSIGN_OR_RETURN(std::string run_id,
                             ResolveRunId(*deps_.store, request.run_id(), uid, ""));
+      if (deps_.access.system_mode()) {
+        // The model's files would be the caller's to download (access.h).
+        AMLD_ASSIGN_OR_RETURN(pb::Run run, deps_.store->GetRun(run_id));
+        AMLD_RETURN_IF_ERROR(deps_.access.CheckRunOwner(uid, run, "register a model from"));
+      }
       return deps_.store->RegisterModelFromRun(model, run_id, request.run_path(), "",
                                                deps_.clock->Now());
     }
@@ -92,6 +102,15 @@ class ModelsService final : public pb::Models::Service {
             "the content of ", f.path(), " (", digest.ToString(),
             ") is not in the CAS; upload it first (Cas.BatchUpdateBlobs or Cas.Write)"));
       }
+      // On a shared daemon a digest alone names no content (content_proof.h):
+      // the caller must have sent these bytes, as the CAS service tells them.
+      AMLD_ASSIGN_OR_RETURN(bool proved, HasProof(deps_, uid, digest));
+      if (!proved) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the content of ", f.path(), " (", digest.ToString(),
+            ") was never sent to this daemon by you; upload it first (Cas.FindMissingBlobs lists "
+            "it as missing, then Cas.BatchUpdateBlobs or Cas.Write)"));
+      }
       *model.add_files() = f;
     }
     model.set_source_path(request.source_path());
@@ -99,12 +118,13 @@ class ModelsService final : public pb::Models::Service {
     return deps_.store->RegisterModel(model, "", deps_.clock->Now());
   }
 
-  absl::Status Download(const pb::DownloadModelFileRequest& request,
+  absl::Status Download(const pb::DownloadModelFileRequest& request, uid_t caller,
                         grpc::ServerWriter<pb::FileChunk>* writer) {
     if (request.offset() < 0) {
       return absl::InvalidArgumentError(absl::StrCat("offset must be >= 0, got ", request.offset()));
     }
     AMLD_ASSIGN_OR_RETURN(pb::Model model, deps_.store->GetModel(request.name(), request.version()));
+    AMLD_RETURN_IF_ERROR(CheckReader(model, caller));
     for (const pb::ModelFile& f : model.files()) {
       if (f.path() != request.path()) continue;
       return StreamBlob(*deps_.cas, amld::storage::FromProto(f.digest()), request.offset(),
@@ -112,6 +132,22 @@ class ModelsService final : public pb::Models::Service {
     }
     return absl::NotFoundError(absl::StrCat("model ", model.name(), " version ", model.version(),
                                             " has no file ", request.path()));
+  }
+
+  // System mode: a model's files go to its owners only (access.h).
+  absl::Status CheckReader(const pb::Model& model, uid_t caller) const {
+    if (!deps_.access.system_mode()) return absl::OkStatus();
+    std::optional<uid_t> run_owner;
+    if (!model.run_id().empty()) {
+      // A run deleted since leaves the registrant as the only owner.
+      absl::StatusOr<pb::Run> run = deps_.store->GetRun(model.run_id());
+      if (run.ok()) {
+        run_owner = run->submitter_uid();
+      } else if (!absl::IsNotFound(run.status())) {
+        return run.status();
+      }
+    }
+    return deps_.access.CheckModelReader(caller, model, run_owner);
   }
 
   ServiceDeps deps_;

@@ -49,11 +49,17 @@ class SnapshotsService final : public pb::Snapshots::Service {
 
   grpc::Status WatchRoot(grpc::ServerContext* context, const pb::WatchRootRequest* request,
                          pb::WatchedRoot* response) override {
-    if (grpc::Status s = AdminOnly(context,
-                                         "watch source folders (amld reads a watched folder with "
-                                         "its own rights; without a watch, a submit of your "
-                                         "folder is read with yours)"); !s.ok()) return s;
-    absl::StatusOr<pb::WatchedRoot> root = roots_->Watch(request->path());
+    // System mode: the root is the caller's, read with their rights.
+    std::optional<RootOwner> owner;
+    if (deps_.access.system_mode()) {
+      std::optional<PeerProcess> peer = PeerOf(context->peer());
+      if (!peer) {
+        return ToGrpcStatus(absl::FailedPreconditionError(
+            "amld cannot tell who is calling, so it cannot read the folder with your rights"));
+      }
+      owner = RootOwner{peer->uid, peer->gid};
+    }
+    absl::StatusOr<pb::WatchedRoot> root = roots_->Watch(request->path(), owner);
     if (!root.ok()) return ToGrpcStatus(root.status());
     *response = *std::move(root);
     return grpc::Status::OK;
@@ -61,16 +67,18 @@ class SnapshotsService final : public pb::Snapshots::Service {
 
   grpc::Status UnwatchRoot(grpc::ServerContext* context, const pb::UnwatchRootRequest* request,
                            pb::UnwatchRootResponse* response) override {
-    if (grpc::Status s = AdminOnly(context, "unwatch source folders"); !s.ok()) return s;
-    absl::StatusOr<pb::WatchedRoot> root = roots_->Unwatch(request->path());
+    absl::StatusOr<pb::WatchedRoot> root = roots_->Unwatch(request->path(), OnlyOwn(context));
     if (!root.ok()) return ToGrpcStatus(root.status());
     *response->mutable_root() = *std::move(root);
     return grpc::Status::OK;
   }
 
-  grpc::Status ListWatchedRoots(grpc::ServerContext*, const pb::ListWatchedRootsRequest*,
+  grpc::Status ListWatchedRoots(grpc::ServerContext* context, const pb::ListWatchedRootsRequest*,
                                 pb::ListWatchedRootsResponse* response) override {
-    for (pb::WatchedRoot& root : roots_->List()) *response->add_roots() = std::move(root);
+    const std::optional<uid_t> only = OnlyOwn(context);
+    for (pb::WatchedRoot& root : roots_->List()) {
+      if (!only || root.owner_uid() == *only) *response->add_roots() = std::move(root);
+    }
     return grpc::Status::OK;
   }
 
@@ -79,18 +87,28 @@ class SnapshotsService final : public pb::Snapshots::Service {
                                   pb::GetWatchedSnapshotResponse* response) override {
     // The client walks the folder itself after any refusal (with its own
     // rights: a user never snapshots what they cannot read).
-    if (grpc::Status s = AdminOnly(context, "use watched source folders"); !s.ok()) return s;
-    absl::StatusOr<pb::GetWatchedSnapshotResponse> snap = roots_->Sync(request->path());
+    const uid_t caller = CallerUid(deps_, *context);
+    absl::StatusOr<pb::GetWatchedSnapshotResponse> snap =
+        roots_->Sync(request->path(), OnlyOwn(context));
     if (!snap.ok()) return ToGrpcStatus(snap.status());
+    // Read with the owner's rights (only they get here, or an admin): their
+    // proof of the content, as for a local ingest (content_proof.h).
+    if (absl::Status proof =
+            RecordSnapshotProof(deps_, caller, amld::storage::FromProto(snap->snapshot_root()));
+        !proof.ok()) {
+      return ToGrpcStatus(proof);
+    }
     *response = *std::move(snap);
     return grpc::Status::OK;
   }
 
  private:
-  // A system-mode daemon reads watched folders with root's rights, so only
-  // root and the admin group may use them (access.h).
-  grpc::Status AdminOnly(grpc::ServerContext* context, std::string_view action) const {
-    return ToGrpcStatus(deps_.access.CheckAdmin(CallerUid(deps_, *context), action));
+  // Whose roots the caller may act on: in system mode a user other than
+  // root and the admin group only their own (access.h); nullopt: all.
+  std::optional<uid_t> OnlyOwn(grpc::ServerContext* context) const {
+    const uid_t caller = CallerUid(deps_, *context);
+    if (!deps_.access.system_mode() || deps_.access.IsAdmin(caller)) return std::nullopt;
+    return caller;
   }
 
   static LocalIngestOptions IngestOptions(WatchedRoots& roots, const ServiceDeps& deps) {

@@ -131,6 +131,25 @@ std::shared_ptr<WatchedRoots::Root> WatchedRoots::FindRoot(const fs::path& path)
   return it == roots_.end() ? nullptr : it->second;
 }
 
+absl::Status WatchedRoots::CheckOwner(const Root& r, std::optional<uid_t> as_owner) {
+  if (!as_owner || r.owner_uid() == *as_owner) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(
+      r.path.string(), " is watched by uid ", r.owner_uid(),
+      ", not by you; only they, root or the admin group may use or unwatch it"));
+}
+
+std::shared_ptr<WatchedRoots::Root> WatchedRoots::NewRoot(const fs::path& canon,
+                                                          std::optional<RootOwner> owner) const {
+  auto r = std::make_shared<Root>();
+  r->path = canon;
+  r->owner = owner;
+  if (owner && amld::base::NeedsFsIdentity(owner->uid)) {
+    r->read_as = amld::base::FsIdentity::ForUser(owner->uid, owner->gid);
+  }
+  r->registered = deps_.clock->Now();
+  return r;
+}
+
 void WatchedRoots::RemoveRootLocked(Root& r) {
   r.removed = true;
   DropWatchesLocked(r, "");
@@ -163,21 +182,34 @@ absl::Status WatchedRoots::CheckNoOverlap(const fs::path& path) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<pb::WatchedRoot> WatchedRoots::Watch(const fs::path& path) {
+absl::StatusOr<pb::WatchedRoot> WatchedRoots::Watch(const fs::path& path,
+                                                    std::optional<RootOwner> owner) {
   if (!path.is_absolute()) {
     return absl::InvalidArgumentError(
         absl::StrCat("the folder to watch must be an absolute path, got \"", path.string(), "\""));
   }
+  // Resolved and looked at as its owner: a folder they cannot reach is
+  // refused here, naming it.
+  std::shared_ptr<Root> candidate = NewRoot(path, owner);
   std::error_code ec;
-  const fs::path canon = fs::canonical(path, ec);
+  fs::path canon;
+  bool is_dir = false;
+  absl::Status local;
+  {
+    AMLD_ASSIGN_OR_RETURN(amld::base::ScopedFsIdentity as, candidate->ReadAs());
+    canon = fs::canonical(path, ec);
+    if (!ec) is_dir = fs::is_directory(canon, ec);
+    if (is_dir) local = CheckLocalFileSystem(canon);
+  }
   if (ec) {
     return Annotate(amld::base::ErrnoStatus(ec.value(), "resolve", path), "cannot watch");
   }
-  if (!fs::is_directory(canon, ec)) {
+  if (!is_dir) {
     return absl::NotFoundError(absl::StrCat("cannot watch ", canon.string(), ": not a folder"));
   }
   AMLD_RETURN_IF_ERROR(CheckNotInDataDir(canon));
-  AMLD_RETURN_IF_ERROR(CheckLocalFileSystem(canon));
+  AMLD_RETURN_IF_ERROR(local);
+  candidate->path = canon;
   std::shared_ptr<Root> r;
   bool fresh = false;
   bool promoted = false;
@@ -187,6 +219,7 @@ absl::StatusOr<pb::WatchedRoot> WatchedRoots::Watch(const fs::path& path) {
     auto it = roots_.find(canon.string());
     if (it != roots_.end()) {
       r = it->second;
+      if (owner) AMLD_RETURN_IF_ERROR(CheckOwner(*r, owner->uid));
       // Watched automatically until now: registered from here on (kept,
       // and remembered across restarts).
       promoted = r->automatic;
@@ -199,9 +232,7 @@ absl::StatusOr<pb::WatchedRoot> WatchedRoots::Watch(const fs::path& path) {
       }
     } else {
       AMLD_RETURN_IF_ERROR(CheckNoOverlap(canon));
-      r = std::make_shared<Root>();
-      r->path = canon;
-      r->registered = deps_.clock->Now();
+      r = std::move(candidate);
       r->pending.full_rescan = "initial scan";
       roots_[canon.string()] = r;
       fresh = true;
@@ -223,7 +254,8 @@ absl::StatusOr<pb::WatchedRoot> WatchedRoots::Watch(const fs::path& path) {
   return DescribeLocked(*r);
 }
 
-absl::StatusOr<pb::WatchedRoot> WatchedRoots::Unwatch(const fs::path& path) {
+absl::StatusOr<pb::WatchedRoot> WatchedRoots::Unwatch(const fs::path& path,
+                                                      std::optional<uid_t> as_owner) {
   if (!path.is_absolute()) {
     return absl::InvalidArgumentError(
         absl::StrCat("the root to unwatch must be an absolute path, got \"", path.string(), "\""));
@@ -239,6 +271,7 @@ absl::StatusOr<pb::WatchedRoot> WatchedRoots::Unwatch(const fs::path& path) {
                                             " is not a watched root (see `aml "
                                             "snapshot list`)"));
   }
+  AMLD_RETURN_IF_ERROR(CheckOwner(*r, as_owner));
   pb::WatchedRoot described;
   {
     absl::MutexLock lock(&mu_);
@@ -290,6 +323,7 @@ pb::WatchedRoot WatchedRoots::DescribeLocked(const Root& r) const {
   pb::WatchedRoot w;
   w.set_path(r.path.string());
   w.set_automatic(r.automatic);
+  w.set_owner_uid(r.owner_uid());
   if (!r.degraded.empty()) {
     w.set_state(pb::WatchedRoot::State::DEGRADED);
     w.set_detail(r.degraded);
@@ -317,7 +351,8 @@ pb::WatchedRoot WatchedRoots::DescribeLocked(const Root& r) const {
   return w;
 }
 
-absl::StatusOr<pb::GetWatchedSnapshotResponse> WatchedRoots::Sync(const fs::path& path) {
+absl::StatusOr<pb::GetWatchedSnapshotResponse> WatchedRoots::Sync(const fs::path& path,
+                                                                  std::optional<uid_t> as_owner) {
   if (!path.is_absolute()) {
     return absl::InvalidArgumentError(
         absl::StrCat("the source folder must be an absolute path, got \"", path.string(), "\""));
@@ -326,6 +361,7 @@ absl::StatusOr<pb::GetWatchedSnapshotResponse> WatchedRoots::Sync(const fs::path
   if (r == nullptr) {
     return absl::NotFoundError(absl::StrCat(path.string(), " is not a watched root"));
   }
+  AMLD_RETURN_IF_ERROR(CheckOwner(*r, as_owner));
   {
     absl::MutexLock lock(&mu_);
     r->last_used = deps_.clock->Now();  // automatic roots: the least recently used go first
@@ -354,9 +390,19 @@ absl::StatusOr<pb::GetWatchedSnapshotResponse> WatchedRoots::Sync(const fs::path
     cookies_waiting_.insert(cookie_name);
   }
   const fs::path cookie = r->path / cookie_name;
-  int fd = ::open(cookie.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  int fd = -1;
+  int err = 0;
+  {
+    // Written as the owner: the daemon writes nowhere they could not.
+    absl::StatusOr<amld::base::ScopedFsIdentity> as = r->ReadAs();
+    if (as.ok()) {
+      fd = ::open(cookie.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+      err = errno;
+    } else {
+      err = EPERM;
+    }
+  }
   if (fd < 0) {
-    const int err = errno;
     absl::MutexLock lock(&mu_);
     cookies_waiting_.erase(cookie_name);
     return absl::FailedPreconditionError(absl::StrCat(
@@ -377,7 +423,10 @@ absl::StatusOr<pb::GetWatchedSnapshotResponse> WatchedRoots::Sync(const fs::path
     cookies_waiting_.erase(cookie_name);
     stopping = stopping_;
   }
-  ::unlink(cookie.c_str());
+  {
+    absl::StatusOr<amld::base::ScopedFsIdentity> as = r->ReadAs();
+    ::unlink(cookie.c_str());
+  }
   if (stopping) return absl::UnavailableError("amld is shutting down");
   if (!seen) {
     AMLD_RETURN_IF_ERROR(refusal());

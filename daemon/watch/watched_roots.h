@@ -39,11 +39,17 @@
 // scanned in full again in the background (files already in the CAS are
 // hashed, not stored again).
 //
-// Security: the daemon reads the root as itself. In user mode that is the
-// same user who registered it. A system-mode daemon (root) must not: it
-// has to check that the caller (SO_PEERCRED) may read the whole folder, and
-// read it with the caller's credentials, or a user could snapshot files
-// they cannot read.
+// Security: a root has an owner, whose folder it is. In user mode (no
+// owner given) the daemon reads it as itself, the same user who registered
+// it. A system-mode daemon (root) is given the caller (SO_PEERCRED) as the
+// owner, and every read of the root — each stat, open, walk (its hashing
+// threads too), ignore file and inotify_add_watch (which checks read
+// permission with the thread's fsuid) — and the sync cookie's write take
+// the owner's filesystem identity (base/fs_identity.h), while the CAS is
+// written as the daemon: a user cannot watch, nor have stored, what they
+// cannot read. Calls that name an `as_owner` (a user who is no admin) act
+// only on that user's roots (PERMISSION_DENIED naming the owner's uid).
+// The owner (uid and primary gid) is persisted with the root.
 //
 // Code: watched_roots.cc (the calls below and the worker),
 // watched_roots_events.cc (events → pending), watched_roots_scan.cc
@@ -58,6 +64,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -69,6 +76,7 @@
 #include "absl/time/time.h"
 #include "amld/v1/snapshots.pb.h"
 #include "base/clock.h"
+#include "base/fs_identity.h"
 #include "daemon/watch/settle_queue.h"
 #include "daemon/watch/watcher.h"
 #include "storage/cas.h"
@@ -108,6 +116,12 @@ struct WatchedRootsOptions {
   int max_auto_roots = 8;
 };
 
+// Whose folder a root is (system mode: the caller who watched it).
+struct RootOwner {
+  uid_t uid = 0;
+  gid_t gid = 0;  // primary group
+};
+
 struct WatchedRootsDeps {
   amld::storage::ContentStore* cas = nullptr;
   base::Clock* clock = nullptr;
@@ -134,19 +148,25 @@ class WatchedRoots {
 
   // See Snapshots.WatchRoot in proto/amld/v1/snapshots.proto: registers and
   // scans `path` in full before returning (codes as documented there).
-  absl::StatusOr<amld::v1::WatchedRoot> Watch(const std::filesystem::path& path);
+  // `owner`: read it as them (see "Security" above); absent: as the daemon.
+  // A folder already watched for another owner is PERMISSION_DENIED.
+  absl::StatusOr<amld::v1::WatchedRoot> Watch(const std::filesystem::path& path,
+                                              std::optional<RootOwner> owner = std::nullopt);
   // Watches `path` because it was submitted repeatedly (LocalIngest): like
   // Watch, but returns at once (the worker scans it), is not persisted, and
   // the least recently used of more than options.max_auto_roots such roots
   // is dropped. A folder already watched, or one Watch would refuse, is left
   // as it is (the error says why). A later Watch of it registers it.
   absl::Status WatchAutomatically(const std::filesystem::path& path);
-  // See Snapshots.UnwatchRoot.
-  absl::StatusOr<amld::v1::WatchedRoot> Unwatch(const std::filesystem::path& path);
+  // See Snapshots.UnwatchRoot. `as_owner`: only a root of theirs.
+  absl::StatusOr<amld::v1::WatchedRoot> Unwatch(const std::filesystem::path& path,
+                                                std::optional<uid_t> as_owner = std::nullopt);
   // Every root, sorted by path.
   std::vector<amld::v1::WatchedRoot> List() const;
-  // See Snapshots.GetWatchedSnapshot and the file comment.
-  absl::StatusOr<amld::v1::GetWatchedSnapshotResponse> Sync(const std::filesystem::path& path);
+  // See Snapshots.GetWatchedSnapshot and the file comment. `as_owner`: only
+  // a root of theirs.
+  absl::StatusOr<amld::v1::GetWatchedSnapshotResponse> Sync(
+      const std::filesystem::path& path, std::optional<uid_t> as_owner = std::nullopt);
 
   // For CAS garbage collection: adds the digest of every root's last
   // published tree to `trees` (the caller keeps their Directory blobs and
@@ -172,6 +192,11 @@ class WatchedRoots {
   // watched_roots.cc: the calls and the worker.
   void WorkerLoop();
   std::shared_ptr<Root> FindRoot(const std::filesystem::path& path) const;
+  // PERMISSION_DENIED unless `r` is `as_owner`'s (absent: anyone's).
+  static absl::Status CheckOwner(const Root& r, std::optional<uid_t> as_owner);
+  // A new root at `canon` (not yet in roots_), read as `owner`.
+  std::shared_ptr<Root> NewRoot(const std::filesystem::path& canon,
+                                std::optional<RootOwner> owner) const;
   absl::Status CheckNotInDataDir(const std::filesystem::path& canon) const;
   absl::Status CheckNoOverlap(const std::filesystem::path& path) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

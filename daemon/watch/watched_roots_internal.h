@@ -4,6 +4,8 @@
 // Thread-safety: as marked on each field.
 #pragma once
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -44,6 +46,18 @@ struct WatchedRoots::ProcessResult {
 struct WatchedRoots::Root {
   std::filesystem::path path;
   absl::Time registered;
+  // Whose folder it is, and the identity its reads take (set when that
+  // needs a change: a root daemon reading a user's folder). Fixed at
+  // creation.
+  std::optional<RootOwner> owner;
+  std::optional<amld::base::FsIdentity> read_as;
+  uid_t owner_uid() const { return owner ? owner->uid : ::geteuid(); }
+  // Takes the owner's filesystem identity on this thread for a read of the
+  // root (nothing changes where the daemon reads as itself). Never around a
+  // write of the CAS: what is created meanwhile would be the owner's.
+  absl::StatusOr<amld::base::ScopedFsIdentity> ReadAs() const {
+    return amld::base::ScopedFsIdentity::Take(read_as ? &*read_as : nullptr);
+  }
   // Watched because it was submitted repeatedly (WatchAutomatically), not
   // registered: not persisted, and dropped when least recently used. Both
   // guarded by WatchedRoots::mu_.

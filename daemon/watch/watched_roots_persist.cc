@@ -1,7 +1,9 @@
 // WatchedRoots (watched_roots.h): the state file that keeps registered roots
-// across restarts — "<registered, unix seconds> <C-escaped absolute path>"
-// per line, written atomically (mode 0600).
+// across restarts — "<registered, unix seconds> [<owner uid>:<gid> ]<C-escaped
+// absolute path>" per line (the owner only for a root read as a user:
+// system mode), written atomically (mode 0600). Files without owners load.
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,8 +28,20 @@ absl::Status WatchedRoots::LoadRegistered() {
         absl::StrSplit(line, absl::MaxSplits(' ', 1));
     int64_t registered = 0;
     std::string path;
-    if (!absl::SimpleAtoi(fields.first, &registered) || !absl::CUnescape(fields.second, &path) ||
-        path.empty() || path[0] != '/') {
+    std::optional<RootOwner> owner;
+    bool owner_ok = true;
+    if (!fields.second.empty() && fields.second[0] != '/') {  // "<uid>:<gid> <path>"
+      std::pair<absl::string_view, absl::string_view> rest =
+          absl::StrSplit(fields.second, absl::MaxSplits(' ', 1));
+      std::pair<absl::string_view, absl::string_view> ids =
+          absl::StrSplit(rest.first, absl::MaxSplits(':', 1));
+      RootOwner o;
+      owner_ok = absl::SimpleAtoi(ids.first, &o.uid) && absl::SimpleAtoi(ids.second, &o.gid);
+      owner = o;
+      fields.second = rest.second;
+    }
+    if (!owner_ok || !absl::SimpleAtoi(fields.first, &registered) ||
+        !absl::CUnescape(fields.second, &path) || path.empty() || path[0] != '/') {
       if (deps_.log) deps_.log->warn("ignoring a bad line of {}", options_.state_file.string());
       continue;
     }
@@ -36,8 +50,7 @@ absl::Status WatchedRoots::LoadRegistered() {
       if (deps_.log) deps_.log->warn("no longer watching: {}", std::string(inside.message()));
       continue;
     }
-    auto r = std::make_shared<Root>();
-    r->path = path;
+    std::shared_ptr<Root> r = NewRoot(path, owner);
     r->registered = absl::FromUnixSeconds(registered);
     roots_[path] = r;
     RequestFullRescanLocked(*r, "daemon restart");
@@ -49,18 +62,20 @@ absl::Status WatchedRoots::LoadRegistered() {
 absl::Status WatchedRoots::Persist() {
   if (options_.state_file.empty()) return absl::OkStatus();
   absl::MutexLock persist(&persist_mu_);
-  std::vector<std::pair<std::string, int64_t>> roots;
+  std::vector<std::pair<std::string, std::string>> roots;  // path, its line
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [path, r] : roots_) {
-      if (!r->automatic) roots.emplace_back(path, absl::ToUnixSeconds(r->registered));
+      if (r->automatic) continue;
+      const std::string owner =
+          r->owner ? absl::StrCat(r->owner->uid, ":", r->owner->gid, " ") : std::string();
+      roots.emplace_back(path, absl::StrCat(absl::ToUnixSeconds(r->registered), " ", owner,
+                                            absl::CEscape(path), "\n"));
     }
   }
   std::sort(roots.begin(), roots.end());
   std::string text;
-  for (const auto& [path, registered] : roots) {
-    absl::StrAppend(&text, registered, " ", absl::CEscape(path), "\n");
-  }
+  for (const auto& [path, line] : roots) absl::StrAppend(&text, line);
   return amld::base::WriteFileAtomically(options_.state_file, text, 0600);
 }
 

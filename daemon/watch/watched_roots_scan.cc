@@ -34,9 +34,13 @@ namespace {
 constexpr int kMaxScanPasses = 4;
 constexpr size_t kLargestFilesListed = 10;
 
-// A watch on the folder `dir` itself (never a link to one). NOT_FOUND when
-// it is gone or no folder.
-absl::StatusOr<int> WatchFolder(Watcher& watcher, const fs::path& dir) {
+// A watch on the folder `dir` itself (never a link to one), taken as
+// `read_as` (inotify_add_watch checks read permission with the thread's
+// fsuid). NOT_FOUND when it is gone or no folder.
+absl::StatusOr<int> WatchFolder(Watcher& watcher, const fs::path& dir,
+                                const amld::base::FsIdentity* read_as) {
+  AMLD_ASSIGN_OR_RETURN(amld::base::ScopedFsIdentity as,
+                        amld::base::ScopedFsIdentity::Take(read_as));
   amld::base::ScopedFd fd(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.valid()) {
     if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) {
@@ -63,6 +67,7 @@ WatchedRoots::ProcessResult WatchedRoots::Process(Root& r) {
     settle_.Take(r.path.string());
   }
   if (r.tree != nullptr) {
+    absl::StatusOr<amld::base::ScopedFsIdentity> as = r.ReadAs();
     for (const std::string& rel : r.linked) {
       struct stat st;
       const FileEntry* e = FindFile(r.tree.get(), rel);
@@ -163,13 +168,16 @@ std::string WatchedRoots::LimitProblem(Root& r) {
 }
 
 absl::Status WatchedRoots::FullScan(Root& r, const std::string& reason) {
-  std::error_code ec;
-  if (!fs::is_directory(r.path, ec)) {
-    return absl::NotFoundError(absl::StrCat(r.path.string(),
-                                            " no longer exists or is not a folder; unwatch it "
-                                            "(aml snapshot unwatch) or create it again"));
+  {
+    AMLD_ASSIGN_OR_RETURN(amld::base::ScopedFsIdentity as, r.ReadAs());
+    std::error_code ec;
+    if (!fs::is_directory(r.path, ec)) {
+      return absl::NotFoundError(absl::StrCat(r.path.string(),
+                                              " no longer exists or is not a folder; unwatch it "
+                                              "(aml snapshot unwatch) or create it again"));
+    }
+    r.rules = std::make_unique<amld::storage::IgnoreRules>(r.path);
   }
-  r.rules = std::make_unique<amld::storage::IgnoreRules>(r.path);
   AMLD_RETURN_IF_ERROR(ScanSubtree(r, "", /*apply_limits=*/true));
   absl::MutexLock lock(&mu_);
   ++r.rescans;
@@ -194,6 +202,13 @@ absl::Status WatchedRoots::ScanSubtree(Root& r, const std::string& rel_dir, bool
       o.max_total_bytes = options_.max_snapshot_bytes;
       o.max_files = options_.max_snapshot_files;
     }
+    if (r.read_as) {
+      // Read as the owner, each file stored as it is read (the CAS written
+      // as the daemon): StoreSnapshot would open them again as the daemon.
+      o.read_as = &*r.read_as;
+      o.store = deps_.cas;
+      o.store_durability = amld::storage::Durability::kDeferred;
+    }
     absl::StatusOr<amld::storage::Snapshot> snap = amld::storage::BuildSnapshot(r.path, o);
     if (!snap.ok()) {
       if (!rel_dir.empty() && absl::IsNotFound(snap.status())) {
@@ -203,7 +218,10 @@ absl::Status WatchedRoots::ScanSubtree(Root& r, const std::string& rel_dir, bool
       return snap.status();
     }
     absl::Status stored =
-        amld::storage::StoreSnapshot(*snap, *deps_.cas, amld::storage::Durability::kDeferred);
+        r.read_as ? amld::storage::StoreDirectories(*snap, *deps_.cas,
+                                                    amld::storage::Durability::kDeferred)
+                  : amld::storage::StoreSnapshot(*snap, *deps_.cas,
+                                                 amld::storage::Durability::kDeferred);
     if (absl::IsAborted(stored)) continue;  // a file changed under us: walk again
     AMLD_RETURN_IF_ERROR(stored);
     AMLD_ASSIGN_OR_RETURN(
@@ -253,7 +271,8 @@ absl::StatusOr<bool> WatchedRoots::SyncWatches(Root& r, const std::string& rel_d
   bool added = false;
   for (const std::string& d : desired) {
     if (r.watch_of_dir.contains(d)) continue;
-    absl::StatusOr<int> id = WatchFolder(*watcher_, d.empty() ? r.path : r.path / d);
+    absl::StatusOr<int> id =
+        WatchFolder(*watcher_, d.empty() ? r.path : r.path / d, r.read_as ? &*r.read_as : nullptr);
     if (!id.ok()) {
       if (absl::IsNotFound(id.status())) continue;  // removed meanwhile; its parent tells
       return id.status();
@@ -284,7 +303,10 @@ void WatchedRoots::SetDegraded(Root& r, const absl::Status& why) {
 }
 
 absl::Status WatchedRoots::ApplyChanges(Root& r, Pending& p) {
-  if (p.rules_changed) r.rules = std::make_unique<amld::storage::IgnoreRules>(r.path);
+  if (p.rules_changed) {
+    AMLD_ASSIGN_OR_RETURN(amld::base::ScopedFsIdentity as, r.ReadAs());
+    r.rules = std::make_unique<amld::storage::IgnoreRules>(r.path);
+  }
   std::vector<std::string> paths(p.paths.begin(), p.paths.end());
   std::sort(paths.begin(), paths.end());
   std::vector<std::string> rescan(p.rescan_dirs.begin(), p.rescan_dirs.end());
@@ -305,7 +327,12 @@ absl::Status WatchedRoots::ApplyChanges(Root& r, Pending& p) {
       struct stat st;
       auto [parent_rel, name] = SplitParent(d);
       if (FindDir(r.tree.get(), parent_rel) == nullptr) continue;
-      if (::lstat((r.path / d).c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+      int found = -1;
+      {
+        AMLD_ASSIGN_OR_RETURN(amld::base::ScopedFsIdentity as, r.ReadAs());
+        found = ::lstat((r.path / d).c_str(), &st);
+      }
+      if (found != 0 || !S_ISDIR(st.st_mode) ||
           amld::storage::CheckLeftOut(r.rules.get(), d, name, true).ignored) {
         RemoveEntry(r, d);
         continue;
@@ -324,7 +351,15 @@ absl::Status WatchedRoots::ApplyPath(Root& r, const std::string& rel,
   if (parent == nullptr) return absl::OkStatus();  // inside a folder left out or gone
   const fs::path abs = r.path / rel;
   struct stat st;
-  if (::lstat(abs.c_str(), &st) != 0) {
+  int found = -1;
+  int err = 0;
+  {
+    AMLD_ASSIGN_OR_RETURN(amld::base::ScopedFsIdentity as, r.ReadAs());
+    found = ::lstat(abs.c_str(), &st);
+    err = errno;
+  }
+  if (found != 0) {
+    errno = err;
     if (errno == ENOENT || errno == ENOTDIR) {
       RemoveEntry(r, rel);
       return absl::OkStatus();
@@ -358,7 +393,16 @@ absl::Status WatchedRoots::StoreFile(Root& r, const std::string& rel,
   auto [parent_rel, name] = SplitParent(rel);
   const fs::path abs = r.path / rel;
   const absl::Time started = absl::Now();
-  amld::base::ScopedFd fd(::open(abs.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  amld::base::ScopedFd fd;
+  int open_errno = 0;
+  {
+    // Opened as the owner; read and stored through the descriptor as the
+    // daemon (an open fd is read without further checks).
+    AMLD_ASSIGN_OR_RETURN(amld::base::ScopedFsIdentity as, r.ReadAs());
+    fd = amld::base::ScopedFd(::open(abs.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    open_errno = errno;
+  }
+  errno = open_errno;
   if (!fd.valid()) {
     if (errno == ENOENT) {
       RemoveEntry(r, rel);

@@ -1,6 +1,8 @@
 #include "storage/state/gc.h"
 
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "base/status_macros.h"
@@ -21,7 +23,15 @@ absl::StatusOr<GcStats> CollectUnreferencedBlobs(StateStore& state, ContentStore
     // reference would turn a repairable problem into lost data.
     AMLD_RETURN_IF_ERROR(CollectTreeDigests(cas, root, &live));
   }
-  return cas.CollectGarbage(live, min_age);
+  std::vector<std::string> removed;
+  absl::StatusOr<GcStats> stats = cas.CollectGarbage(live, min_age, &removed);
+  // Claims on what is gone go in the same sweep, also after an error part
+  // way: a claim must not outlive its blob (a user who sends it again
+  // proves it again, and the table does not grow without bound).
+  absl::Status pruned = state.RemoveBlobClaims(removed);
+  if (!stats.ok()) return stats;
+  AMLD_RETURN_IF_ERROR(pruned);
+  return stats;
 }
 
 CasCollector::CasCollector(Deps deps, CasCollectorOptions options)

@@ -2,7 +2,9 @@
 // that no run refers to — neither through its snapshot tree nor as an
 // artifact — and nothing the daemon holds otherwise (ExtraLive: its watched
 // roots). What becomes garbage: uploads never submitted, old versions of a
-// watched tree or of a run's output file, stale partial uploads.
+// watched tree or of a run's output file, stale partial uploads. The users'
+// claims on removed blobs (system mode's proof of content, table
+// blob_claims) are dropped by the same collection.
 //
 // Blobs uploaded for a run that is not submitted yet are referenced by
 // nothing; objects younger than `min_age` are therefore always kept, so a

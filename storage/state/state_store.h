@@ -276,6 +276,10 @@ class StateStore {
   // The digests among `digests` that `uid` has no claim on, in their order.
   absl::StatusOr<std::vector<Digest>> UnclaimedBlobs(uint32_t uid,
                                                      const std::vector<Digest>& digests);
+  // Drops every uid's claims on the blobs with these hashes: the CAS no
+  // longer holds them (garbage collection), so whoever sends them again
+  // proves them again.
+  absl::Status RemoveBlobClaims(const std::vector<std::string>& hashes);
 
   // Every digest a run refers to directly, the roots of garbage collection:
   // snapshot roots (trees, expanded by the caller) and artifacts (plain

@@ -39,4 +39,29 @@ absl::StatusOr<std::vector<Digest>> StateStore::UnclaimedBlobs(uint32_t uid,
   return unclaimed;
 }
 
+absl::Status StateStore::RemoveBlobClaims(const std::vector<std::string>& hashes) {
+  if (hashes.empty()) return absl::OkStatus();
+  absl::MutexLock lock(&impl_->mu);
+  return impl_->db.InWriteTransaction([&]() -> absl::Status {
+    // The key is (uid, hash) and a machine has few users: one indexed
+    // delete per uid and hash, the uids found by stepping along the key
+    // (no index by hash to keep up on every claim).
+    int64_t after = -1;
+    for (;;) {
+      AMLD_ASSIGN_OR_RETURN(Stmt next,
+                            impl_->db.Prepare("SELECT MIN(uid) FROM blob_claims WHERE uid > ?"));
+      next.BindInt(1, after);
+      AMLD_ASSIGN_OR_RETURN(bool row, next.Step());
+      if (!row || next.IsNull(0)) return absl::OkStatus();
+      after = next.Int(0);
+      for (const std::string& hash : hashes) {
+        AMLD_ASSIGN_OR_RETURN(
+            Stmt remove, impl_->db.Prepare("DELETE FROM blob_claims WHERE uid=? AND hash=?"));
+        remove.BindInt(1, after).BindText(2, hash);
+        AMLD_RETURN_IF_ERROR(remove.Run());
+      }
+    }
+  });
+}
+
 }  // namespace amld::storage

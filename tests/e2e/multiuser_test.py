@@ -348,14 +348,11 @@ class MultiUser(SystemDaemon):
         seen = self.aml(b, "run", "download", spy, "outputs/spy.txt", "-o", "-").stdout
         self.assertEqual(seen.strip(), "PermissionError")
         # B cannot snapshot A's private folder (B's client walks with B's rights)
-        # nor have the daemon watch it.
+        # nor have the daemon watch it (it reads a watched folder with his).
         a_proj = os.path.join(self.users[a].pw_dir, "proj")
         p = self.aml(b, "run", "submit", "-s", a_proj, "train.py", check=False)
         self.assertNotEqual(p.returncode, 0)
-        b_proj = os.path.join(self.users[b].pw_dir, "proj")
-        p = self.aml(b, "snapshot", "watch", b_proj, check=False)
-        self.assertNotEqual(p.returncode, 0)
-        self.assertIn("may watch source folders", p.stderr)
+        self.assertIn("Permission denied", self.probe(b, a_proj, WATCH_PROBE, "watch")["watch"])
         # B cannot create compute targets; the owner can cancel.
         p = self.aml(b, "compute", "create", "box", "--type", "ssh", "--host", "localhost",
                      check=False)
@@ -448,18 +445,89 @@ class MultiUser(SystemDaemon):
         # Sending the bytes is the proof: then it is his to use too.
         self.assertEqual((theirs["missing_after"], theirs["resubmit"]), (0, "OK"), theirs)
 
-    def probe(self, name, secret):
-        """PROBE as `name`, over the daemon's gRPC API."""
+    def probe(self, name, secret, script=None, *args):
+        """PROBE (or `script`) as `name`, over the daemon's gRPC API."""
         pw = self.users[name]
         p = subprocess.run(
             ["setpriv", "--reuid=%d" % pw.pw_uid, "--regid=%d" % pw.pw_gid, "--init-groups",
-             "--", "/usr/bin/python3", "-c", PROBE, self.sock, secret],
+             "--", "/usr/bin/python3", "-c", script or PROBE, self.sock, secret] + list(args),
             capture_output=True, text=True, cwd="/",
             env={"PATH": "/usr/bin:/bin", "HOME": pw.pw_dir, "PYTHONPATH": self.python})
         self.assertEqual(p.returncode, 0, p.stderr)
         return json.loads(p.stdout)
 
-    def test_9_the_web_view_shows_each_user_what_aml_would(self):
+    def test_9_model_files_only_for_their_owners(self):
+        """A model's metadata is everyone's; its files only its owner's."""
+        a, b = USERS
+        run_id = self.submit(a, "who")
+        self.assertEqual(self.wait_status(a, run_id, ("COMPLETED", "FAILED"))["status"],
+                         "COMPLETED")
+        model = "mu-model-" + SUFFIX
+        mine = self.probe(a, model, MODEL_PROBE, run_id)
+        self.assertEqual((mine["register_from_run"], mine["download"]), ("OK", "OK"), mine)
+        theirs = self.probe(b, model, MODEL_PROBE, run_id)
+        owner = "belongs to %s (uid %d)" % (a, self.users[a].pw_uid)
+        self.assertEqual(theirs["get"], "OK", theirs)  # metadata is open to all
+        self.assertTrue(theirs["download"].startswith("PERMISSION_DENIED"), theirs)
+        self.assertIn(owner, theirs["download"])
+        # Nor can B make the files his: not from A's run, not by their digest.
+        self.assertTrue(theirs["register_from_run"].startswith("PERMISSION_DENIED"), theirs)
+        self.assertIn(owner, theirs["register_from_run"])
+        self.assertTrue(theirs["register_by_digest"].startswith("FAILED_PRECONDITION"), theirs)
+        self.assertIn("never sent to this daemon by you", theirs["register_by_digest"])
+        # The CLI says the same; the owner downloads.
+        out = os.path.join(self.users[b].pw_dir, "dl")
+        p = self.aml(b, "model", "download", model, "-d", out, check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn(owner, p.stderr)
+        dest = os.path.join(self.users[a].pw_dir, "dl")
+        self.aml(a, "model", "download", model, "-d", dest)
+        self.assertEqual(json.loads(read(os.path.join(dest, "who.json")))["uid"],
+                         self.users[a].pw_uid)
+
+    def test_11_a_user_watches_her_own_folder(self):
+        """Watched with her rights: she submits from it; B cannot watch, list or unwatch it."""
+        a, b = USERS
+        pw = self.users[a]
+        folder = os.path.join(pw.pw_dir, "watched")
+        shutil.copytree(os.path.join(pw.pw_dir, "proj"), folder)
+        for root, dirs, files in os.walk(folder):
+            os.chown(root, pw.pw_uid, pw.pw_gid)
+            for x in files:
+                os.chown(os.path.join(root, x), pw.pw_uid, pw.pw_gid)
+        os.chmod(folder, 0o700)
+        self.aml(a, "snapshot", "watch", folder)
+        self.assertIn(folder, self.aml(a, "snapshot", "list").stdout)
+        p = json.loads(self.aml(a, "--output", "json", "run", "submit", "-e", "mu", "-s", folder,
+                                "train.py", "--", "who").stdout)
+        self.assertEqual(p["snapshot_source"]["kind"], "watched_root", p)  # the watch served it
+        r = self.wait_status(a, p["run_id"], ("COMPLETED", "FAILED"))
+        self.assertEqual(r["status"], "COMPLETED", r)
+        # B may watch folders of his own, not hers (his client cannot even
+        # look at it; the daemon, asked directly, reads it as him).
+        self.assertIn("Permission denied", self.probe(b, folder, WATCH_PROBE, "watch")["watch"])
+        self.assertNotIn(folder, self.aml(b, "snapshot", "list").stdout)
+        theirs = self.probe(b, folder, WATCH_PROBE, "sync", "unwatch")
+        for call in ("sync", "unwatch"):
+            self.assertTrue(theirs[call].startswith("PERMISSION_DENIED"), theirs)
+            self.assertIn("is watched by uid %d" % pw.pw_uid, theirs[call])
+        self.aml(a, "snapshot", "unwatch", folder)
+
+    def test_10_a_partial_upload_is_its_senders(self):
+        """B learns nothing of A's interrupted Write, and cannot continue it."""
+        a, b = USERS
+        text = "partial upload %s %f\n" % (SUFFIX, time.time())
+        started = self.probe(a, text, WRITE_PROBE, "start")
+        half = started["half"]
+        self.assertEqual(started["committed"], half, started)
+        theirs = self.probe(b, text, WRITE_PROBE, "resume")
+        self.assertEqual(theirs["committed"], 0, theirs)
+        self.assertTrue(theirs["resume"].startswith("INVALID_ARGUMENT"), theirs)
+        self.assertEqual(self.probe(a, text, WRITE_PROBE, "query")["committed"], half)
+        mine = self.probe(a, text, WRITE_PROBE, "resume")
+        self.assertEqual((mine["committed"], mine["resume"]), (half, "OK"), mine)
+
+    def test_12_the_web_view_shows_each_user_what_aml_would(self):
         """Issue 16 in system mode: every user may open the view, reads as
         their token's user, and meets the same rule as `aml`."""
         import http.cookiejar
@@ -589,6 +657,80 @@ try:
     print("READ")
 except grpc.RpcError as e:
     print(e.code().name)
+'''
+
+MODEL_PROBE = r'''
+import json, sys
+import grpc
+from amld.v1 import models_pb2, models_pb2_grpc
+sock, name, run_id = sys.argv[1:4]
+models = models_pb2_grpc.ModelsStub(grpc.insecure_channel("unix://" + sock))
+
+def call(f):
+    try:
+        return "OK", f()
+    except grpc.RpcError as e:
+        return e.code().name + ": " + e.details(), None
+
+out = {}
+out["register_from_run"], _ = call(lambda: models.RegisterModel(models_pb2.RegisterModelRequest(
+    name=name, run_id=run_id, run_path="outputs/who.json")))
+out["get"], model = call(lambda: models.GetModel(models_pb2.GetModelRequest(name=name)))
+if model is not None:
+    out["register_by_digest"], _ = call(lambda: models.RegisterModel(
+        models_pb2.RegisterModelRequest(name=name + "-copy", files=model.files,
+                                        source_path="who.json", single_file=True)))
+out["download"], _ = call(lambda: b"".join(c.data for c in models.DownloadModelFile(
+    models_pb2.DownloadModelFileRequest(name=name, path="who.json"))))
+print(json.dumps(out))
+'''
+
+WATCH_PROBE = r'''
+import json, sys
+import grpc
+from amld.v1 import snapshots_pb2 as pb, snapshots_pb2_grpc
+sock, path = sys.argv[1:3]
+snapshots = snapshots_pb2_grpc.SnapshotsStub(grpc.insecure_channel("unix://" + sock))
+calls = {
+    "watch": lambda: snapshots.WatchRoot(pb.WatchRootRequest(path=path)),
+    "sync": lambda: snapshots.GetWatchedSnapshot(pb.GetWatchedSnapshotRequest(path=path)),
+    "unwatch": lambda: snapshots.UnwatchRoot(pb.UnwatchRootRequest(path=path)),
+}
+out = {}
+for name in sys.argv[3:]:
+    try:
+        calls[name]()
+        out[name] = "OK"
+    except grpc.RpcError as e:
+        out[name] = e.code().name + ": " + e.details()
+print(json.dumps(out))
+'''
+
+WRITE_PROBE = r'''
+import hashlib, json, sys
+import grpc
+from amld.v1 import cas_pb2, cas_pb2_grpc, common_pb2
+sock, text, action = sys.argv[1:4]
+cas = cas_pb2_grpc.CasStub(grpc.insecure_channel("unix://" + sock))
+data = (text * 4096).encode()
+d = common_pb2.Digest(hash=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+half = len(data) // 2
+
+def committed():
+    return cas.QueryWriteStatus(cas_pb2.QueryWriteStatusRequest(digest=d)).committed_size
+
+out = {"half": half}
+if action == "start":  # the first half, then the stream stops
+    cas.Write(iter([cas_pb2.WriteRequest(digest=d, write_offset=0, data=data[:half])]))
+out["committed"] = committed()
+if action == "resume":  # the second half, as if the first were the caller's
+    try:
+        cas.Write(iter([cas_pb2.WriteRequest(digest=d, write_offset=half, data=data[half:],
+                                             finish_write=True)]))
+        out["resume"] = "OK"
+    except grpc.RpcError as e:
+        out["resume"] = e.code().name + ": " + e.details()
+print(json.dumps(out))
 '''
 
 TRAIN_PY = r'''

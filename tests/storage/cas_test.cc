@@ -494,6 +494,45 @@ TEST_F(ContentStoreTest, DroppedUploadKeepsItsDataForTheNextOne) {
   EXPECT_EQ(*cas_->Read(d), data);
 }
 
+// Uploads with an owner (the Cas service's uid in system mode) keep apart:
+// one owner's partial data is neither seen, continued nor restarted by
+// another, and each may finish the blob.
+TEST_F(ContentStoreTest, OwnersKeepTheirPartialUploadsApart) {
+  const std::string data = Blob(300000, 21);
+  const Digest d = DigestOf(data);
+  {
+    auto upload = cas_->BeginUpload(d, Durability::kImmediate, "u1001");
+    ASSERT_TRUE(upload.ok()) << upload.status();
+    ASSERT_TRUE((*upload)->Append(0, std::string_view(data).substr(0, 100000)).ok());
+  }
+  EXPECT_EQ(cas_->UploadedSize(d, "u1001"), 100000);
+  EXPECT_EQ(cas_->UploadedSize(d, "u1002"), 0);
+  EXPECT_EQ(cas_->UploadedSize(d), 0);
+  {
+    auto other = cas_->BeginUpload(d, Durability::kImmediate, "u1002");
+    ASSERT_TRUE(other.ok()) << other.status();
+    EXPECT_EQ((*other)->committed_size(), 0);
+    EXPECT_FALSE((*other)->Append(100000, "more").ok()) << "continues only its own";
+    ASSERT_TRUE((*other)->Append(0, std::string_view(data).substr(0, 10)).ok());
+  }
+  EXPECT_EQ(cas_->UploadedSize(d, "u1001"), 100000) << "the other's start left hers alone";
+  auto resumed = cas_->BeginUpload(d, Durability::kImmediate, "u1001");
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  ASSERT_EQ((*resumed)->committed_size(), 100000);
+  ASSERT_TRUE((*resumed)->Append(100000, std::string_view(data).substr(100000)).ok());
+  ASSERT_TRUE((*resumed)->Commit().ok());
+  EXPECT_EQ(*cas_->Read(d), data);
+  EXPECT_EQ(cas_->UploadedSize(d, "u1002"), d.size) << "stored is stored, for everyone";
+
+  for (const std::string& bad :
+       std::vector<std::string>{"../x", "u 1", "a/b", "0123456789abcdef0123456789abcdef0"}) {
+    EXPECT_TRUE(absl::IsInvalidArgument(
+        cas_->BeginUpload(DigestOf("x"), Durability::kImmediate, bad).status()))
+        << bad;
+    EXPECT_EQ(cas_->UploadedSize(DigestOf("x"), bad), 0) << bad;
+  }
+}
+
 TEST_F(ContentStoreTest, AppendAtWrongOffsetIsRefused) {
   const std::string data = Blob(1000, 12);
   const Digest d = DigestOf(data);

@@ -48,8 +48,10 @@ class FakeExecutor final : public daemon::Executor {
     return reattach_error;
   }
   absl::StatusOr<std::string> FindUnrecorded(const std::string& run_id,
-                                             const std::filesystem::path& run_dir) override {
+                                             const std::filesystem::path& run_dir,
+                                             const std::optional<daemon::RunAs>& run_as) override {
     looked_for.push_back(run_id);
+    looked_for_as.push_back(run_as ? static_cast<int64_t>(run_as->uid) : -1);
     auto it = unrecorded.find(run_id);
     if (it == unrecorded.end()) return absl::NotFoundError("no job named " + run_id);
     return it->second;
@@ -88,6 +90,7 @@ class FakeExecutor final : public daemon::Executor {
   std::function<void(const std::string&)> on_reattach;       // inside Reattach
   std::map<std::string, std::string> unrecorded;  // what FindUnrecorded finds: run id → handle
   std::vector<std::string> looked_for;            // FindUnrecorded's calls
+  std::vector<int64_t> looked_for_as;             // their run_as uids (-1: none)
 
  private:
   std::string name_;

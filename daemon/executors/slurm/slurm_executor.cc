@@ -159,7 +159,8 @@ absl::Status SlurmExecutor::Reattach(const std::string& run_id, const fs::path& 
 }
 
 absl::StatusOr<std::string> SlurmExecutor::FindUnrecorded(const std::string& run_id,
-                                                          const fs::path& run_dir) {
+                                                          const fs::path& run_dir,
+                                                          const std::optional<RunAs>& run_as) {
   // Job ids of the jobs a command lists, one per line.
   auto ids_of = [](const CommandResult& r) {
     std::vector<int64_t> ids;
@@ -169,8 +170,12 @@ absl::StatusOr<std::string> SlurmExecutor::FindUnrecorded(const std::string& run
     }
     return ids;
   };
-  AMLD_ASSIGN_OR_RETURN(CommandResult queued,
-                        RunSlurm({"squeue", "-h", "-t", "all", "--name", run_id, "-o", "%i"}));
+  // As the submitter (system mode), whose job it would be: a user's squeue
+  // lists the jobs Slurm lets them see, and no job of another user by
+  // this name is taken for theirs.
+  AMLD_ASSIGN_OR_RETURN(
+      CommandResult queued,
+      RunSlurm({"squeue", "-h", "-t", "all", "--name", run_id, "-o", "%i"}, {}, run_as));
   if (!queued.ok()) {
     return absl::UnavailableError(
         absl::StrCat("cannot ask Slurm for a job named ", run_id, ": ", queued.Describe()));
@@ -179,7 +184,8 @@ absl::StatusOr<std::string> SlurmExecutor::FindUnrecorded(const std::string& run
   if (ids.empty()) {
     // Gone from squeue (MinJobAge): accounting, when the cluster keeps it.
     absl::StatusOr<CommandResult> accounted = RunSlurm(
-        {"sacct", "-n", "-X", "-P", "-S", "now-30days", "--name", run_id, "-o", "JobID"});
+        {"sacct", "-n", "-X", "-P", "-S", "now-30days", "--name", run_id, "-o", "JobID"}, {},
+        run_as);
     if (accounted.ok() && accounted->ok()) ids = ids_of(*accounted);
   }
   if (ids.empty()) {
@@ -189,10 +195,8 @@ absl::StatusOr<std::string> SlurmExecutor::FindUnrecorded(const std::string& run
   const std::string job_id = absl::StrCat(*std::max_element(ids.begin(), ids.end()));
   LogForRun(run_dir, absl::StrCat("found Slurm job ", job_id,
                                   " by its name after a daemon restart; its id was never recorded"));
-  return RunHandle()
-      .Set("job_id", job_id)
-      .Set("shared_dir", (options_.workdir / run_id).string())
-      .Encode();
+  // With the submitter's uid, so the polls after Reattach ask as them too.
+  return EncodeHandle(job_id, options_.workdir / run_id, run_as);
 }
 
 absl::Status SlurmExecutor::Cancel(const std::string& run_id) {
@@ -394,12 +398,17 @@ SubmitSpec SlurmExecutor::SubmitSpecFor(const LaunchSpec& spec, const fs::path& 
 absl::Status SlurmExecutor::CheckCanEverHold(const LaunchSpec& spec) {
   std::vector<std::string> argv = SbatchTestOnlyArgv(SubmitSpecFor(spec, options_.workdir));
   const std::string request = absl::StrJoin(argv.begin() + 2, argv.end() - 1, " ");
+  // What fits is remembered per submitter: the cluster answers each user
+  // by their own partitions and limits (system mode asks as them).
+  const std::pair<int64_t, std::string> key(spec.run_as ? static_cast<int64_t>(spec.run_as->uid)
+                                                        : -1,
+                                            request);
   {
     absl::MutexLock lock(&mu_);
-    if (fitting_requests_.contains(request)) return absl::OkStatus();
+    if (fitting_requests_.contains(key)) return absl::OkStatus();
   }
   absl::StatusOr<CommandResult> r =
-      RunSlurm(std::move(argv), SbatchEnvironment(ProcessEnvironment()));
+      RunSlurm(std::move(argv), SbatchEnvironment(ProcessEnvironment()), spec.run_as);
   // No answer about the job (no sbatch, no controller): the launch says so.
   if (!r.ok() || SlurmUnreachable(*r)) return absl::OkStatus();
   if (!r->ok()) {
@@ -411,7 +420,7 @@ absl::Status SlurmExecutor::CheckCanEverHold(const LaunchSpec& spec) {
         "has them (`sinfo -N -l` lists each node's CPUs and GPUs)"));
   }
   absl::MutexLock lock(&mu_);
-  fitting_requests_.insert(request);
+  fitting_requests_.insert(key);
   return absl::OkStatus();
 }
 

@@ -78,8 +78,9 @@ class SlurmExecutor final : public Executor {
 
   void SetExitCallback(ExitCallback callback) override;
   void SetProgressCallback(ProgressCallback callback) override;
-  // `sbatch --test-only` of the run's request; a request the cluster could
-  // hold once is taken as fitting until the target is redefined.
+  // `sbatch --test-only` of the run's request, as its submitter in system
+  // mode; a request the cluster could hold once for a submitter is taken as
+  // fitting for them until the target is redefined.
   absl::Status CheckCanEverHold(const LaunchSpec& spec) override;
   absl::StatusOr<std::string> Launch(const LaunchSpec& spec) override;
   // "slurm:<job id>", and " on <nodes>" once the job was seen running.
@@ -87,9 +88,11 @@ class SlurmExecutor final : public Executor {
   absl::Status Reattach(const std::string& run_id, const std::filesystem::path& run_dir,
                         const std::string& handle) override;
   // The job named after the run (squeue -t all, then sacct when there is
-  // accounting); the newest when there are several.
+  // accounting), asked as `run_as` when given; the newest when there are
+  // several. The handle carries run_as's uid, as Launch's does.
   absl::StatusOr<std::string> FindUnrecorded(const std::string& run_id,
-                                             const std::filesystem::path& run_dir) override;
+                                             const std::filesystem::path& run_dir,
+                                             const std::optional<RunAs>& run_as) override;
   absl::Status Cancel(const std::string& run_id) override;
 
  private:
@@ -160,8 +163,9 @@ class SlurmExecutor final : public Executor {
   ExitCallback exit_callback_ ABSL_GUARDED_BY(mu_);
   ProgressCallback progress_callback_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);
-  // CheckCanEverHold's requests (its sbatch arguments) the cluster can hold.
-  std::set<std::string> fitting_requests_ ABSL_GUARDED_BY(mu_);
+  // CheckCanEverHold's requests the cluster can hold: (submitter uid, -1 in
+  // user mode; its sbatch arguments).
+  std::set<std::pair<int64_t, std::string>> fitting_requests_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool poll_soon_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time fast_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();

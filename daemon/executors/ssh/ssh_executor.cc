@@ -243,7 +243,8 @@ absl::Status SshExecutor::Reattach(const std::string& run_id, const fs::path& ru
 }
 
 absl::StatusOr<std::string> SshExecutor::FindUnrecorded(const std::string& run_id,
-                                                        const fs::path& run_dir) {
+                                                        const fs::path& run_dir,
+                                                        const std::optional<RunAs>&) {
   AMLD_RETURN_IF_ERROR(NotFollowed(run_id));
   AMLD_RETURN_IF_ERROR(PrepareHost());
   std::string remote_dir;

@@ -57,8 +57,11 @@ class SshExecutor final : public Executor {
   absl::StatusOr<std::string> Launch(const LaunchSpec& spec) override;
   // The run's supervisor, when the launch script got as far as its lock
   // (FindLaunchScript); starts nothing.
+  // `run_as` is this executor's own submitter already (system mode: one
+  // executor per submitter).
   absl::StatusOr<std::string> FindUnrecorded(const std::string& run_id,
-                                             const std::filesystem::path& run_dir) override;
+                                             const std::filesystem::path& run_dir,
+                                             const std::optional<RunAs>& run_as) override;
   absl::Status Reattach(const std::string& run_id, const std::filesystem::path& run_dir,
                         const std::string& handle) override;
   absl::Status Cancel(const std::string& run_id) override;

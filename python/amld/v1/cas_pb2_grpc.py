@@ -77,7 +77,9 @@ class CasServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def QueryWriteStatus(self, request, context):
-        """Tells how much of an interrupted Write the daemon holds.
+        """Tells how much of an interrupted Write the daemon holds. On a
+        system-mode daemon each user's interrupted Writes are their own: a user
+        is told only of (and a Write resumes only) what they sent themselves.
         Codes: OK; INVALID_ARGUMENT when the digest is malformed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -48,7 +48,9 @@ class ModelsServicer(object):
         absolute or climbs out, or duplicate paths; NOT_FOUND when the run does
         not exist or has no artifact at or under run_path (the message lists
         what it has); FAILED_PRECONDITION when a file's blob is not in the CAS
-        (upload it first).
+        (upload it first) or, on a system-mode daemon, was never sent by the
+        caller (upload it: FindMissingBlobs lists it); PERMISSION_DENIED on a
+        system-mode daemon when the run is another user's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -73,7 +75,9 @@ class ModelsServicer(object):
         """Streams one file of a model version from a byte offset. Codes: OK;
         NOT_FOUND when the model, version or path does not exist; OUT_OF_RANGE
         when offset is past the end of the file; DATA_LOSS when the stored
-        bytes do not match their digest.
+        bytes do not match their digest; PERMISSION_DENIED on a system-mode
+        daemon unless the caller registered the model, submitted the run it
+        came from, or is root or in admin_group (the message names the owner).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -15,7 +15,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from amld.v1 import common_pb2 as amld_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61mld/v1/snapshots.proto\x12\x07\x61mld.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x61mld/v1/common.proto\"\x94\x01\n\x18IngestLocalFolderRequest\x12\x0e\n\x06\x64ir_fd\x18x \x01(\x05\x12\x17\n\x0fmax_total_bytes\x18y \x01(\x03\x12\x11\n\tmax_files\x18z \x01(\x03\x12\x12\n\ndir_device\x18{ \x01(\x04\x12\x11\n\tdir_inode\x18| \x01(\x04\x12\x15\n\rno_auto_watch\x18} \x01(\x08\"\xaa\x01\n\x19IngestLocalFolderResponse\x12&\n\rsnapshot_root\x18x \x01(\x0b\x32\x0f.amld.v1.Digest\x12\x12\n\nfile_count\x18y \x01(\x03\x12\x13\n\x0btotal_bytes\x18z \x01(\x03\x12\x12\n\nfiles_read\x18{ \x01(\x03\x12\x16\n\x0eread_as_caller\x18| \x01(\x08\x12\x10\n\x08watching\x18} \x01(\x08\"B\n\x06Rescan\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf1\x03\n\x0bWatchedRoot\x12\x0c\n\x04path\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .amld.v1.WatchedRoot.State.Value\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12&\n\rsnapshot_root\x18\x04 \x01(\x0b\x32\x0f.amld.v1.Digest\x12\x12\n\nfile_count\x18\x05 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x06 \x01(\x03\x12\x1b\n\x13\x64irectories_watched\x18\x07 \x01(\x03\x12\x33\n\x0fregistered_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_change_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0crescan_count\x18\n \x01(\x03\x12$\n\x0blast_rescan\x18\x0b \x01(\x0b\x32\x0f.amld.v1.Rescan\x12\x17\n\x0fpending_changes\x18\x0c \x01(\x03\x12\x11\n\tautomatic\x18x \x01(\x08\x1aR\n\x05State\"I\n\x05Value\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0c\n\x08SCANNING\x10\x01\x12\x0c\n\x08WATCHING\x10\x02\x12\x0c\n\x08\x44\x45GRADED\x10\x03\x12\t\n\x05\x45RROR\x10\x04\" \n\x10WatchRootRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\"\"\n\x12UnwatchRootRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\"9\n\x13UnwatchRootResponse\x12\"\n\x04root\x18\x01 \x01(\x0b\x32\x14.amld.v1.WatchedRoot\"\x19\n\x17ListWatchedRootsRequest\"?\n\x18ListWatchedRootsResponse\x12#\n\x05roots\x18\x01 \x03(\x0b\x32\x14.amld.v1.WatchedRoot\")\n\x19GetWatchedSnapshotRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\"\x99\x01\n\x1aGetWatchedSnapshotResponse\x12&\n\rsnapshot_root\x18\x01 \x01(\x0b\x32\x0f.amld.v1.Digest\x12\x12\n\nfile_count\x18\x02 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\x12\x17\n\x0f\x63hanges_applied\x18\x04 \x01(\x03\x12\x11\n\trescanned\x18\x05 \x01(\x08\x32\xa7\x03\n\tSnapshots\x12<\n\tWatchRoot\x12\x19.amld.v1.WatchRootRequest\x1a\x14.amld.v1.WatchedRoot\x12H\n\x0bUnwatchRoot\x12\x1b.amld.v1.UnwatchRootRequest\x1a\x1c.amld.v1.UnwatchRootResponse\x12W\n\x10ListWatchedRoots\x12 .amld.v1.ListWatchedRootsRequest\x1a!.amld.v1.ListWatchedRootsResponse\x12]\n\x12GetWatchedSnapshot\x12\".amld.v1.GetWatchedSnapshotRequest\x1a#.amld.v1.GetWatchedSnapshotResponse\x12Z\n\x11IngestLocalFolder\x12!.amld.v1.IngestLocalFolderRequest\x1a\".amld.v1.IngestLocalFolderResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61mld/v1/snapshots.proto\x12\x07\x61mld.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x61mld/v1/common.proto\"\x94\x01\n\x18IngestLocalFolderRequest\x12\x0e\n\x06\x64ir_fd\x18x \x01(\x05\x12\x17\n\x0fmax_total_bytes\x18y \x01(\x03\x12\x11\n\tmax_files\x18z \x01(\x03\x12\x12\n\ndir_device\x18{ \x01(\x04\x12\x11\n\tdir_inode\x18| \x01(\x04\x12\x15\n\rno_auto_watch\x18} \x01(\x08\"\xaa\x01\n\x19IngestLocalFolderResponse\x12&\n\rsnapshot_root\x18x \x01(\x0b\x32\x0f.amld.v1.Digest\x12\x12\n\nfile_count\x18y \x01(\x03\x12\x13\n\x0btotal_bytes\x18z \x01(\x03\x12\x12\n\nfiles_read\x18{ \x01(\x03\x12\x16\n\x0eread_as_caller\x18| \x01(\x08\x12\x10\n\x08watching\x18} \x01(\x08\"B\n\x06Rescan\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x85\x04\n\x0bWatchedRoot\x12\x0c\n\x04path\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .amld.v1.WatchedRoot.State.Value\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12&\n\rsnapshot_root\x18\x04 \x01(\x0b\x32\x0f.amld.v1.Digest\x12\x12\n\nfile_count\x18\x05 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x06 \x01(\x03\x12\x1b\n\x13\x64irectories_watched\x18\x07 \x01(\x03\x12\x33\n\x0fregistered_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_change_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0crescan_count\x18\n \x01(\x03\x12$\n\x0blast_rescan\x18\x0b \x01(\x0b\x32\x0f.amld.v1.Rescan\x12\x17\n\x0fpending_changes\x18\x0c \x01(\x03\x12\x11\n\tautomatic\x18x \x01(\x08\x12\x12\n\towner_uid\x18\x96\x01 \x01(\r\x1aR\n\x05State\"I\n\x05Value\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0c\n\x08SCANNING\x10\x01\x12\x0c\n\x08WATCHING\x10\x02\x12\x0c\n\x08\x44\x45GRADED\x10\x03\x12\t\n\x05\x45RROR\x10\x04\" \n\x10WatchRootRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\"\"\n\x12UnwatchRootRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\"9\n\x13UnwatchRootResponse\x12\"\n\x04root\x18\x01 \x01(\x0b\x32\x14.amld.v1.WatchedRoot\"\x19\n\x17ListWatchedRootsRequest\"?\n\x18ListWatchedRootsResponse\x12#\n\x05roots\x18\x01 \x03(\x0b\x32\x14.amld.v1.WatchedRoot\")\n\x19GetWatchedSnapshotRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\"\x99\x01\n\x1aGetWatchedSnapshotResponse\x12&\n\rsnapshot_root\x18\x01 \x01(\x0b\x32\x0f.amld.v1.Digest\x12\x12\n\nfile_count\x18\x02 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\x12\x17\n\x0f\x63hanges_applied\x18\x04 \x01(\x03\x12\x11\n\trescanned\x18\x05 \x01(\x08\x32\xa7\x03\n\tSnapshots\x12<\n\tWatchRoot\x12\x19.amld.v1.WatchRootRequest\x1a\x14.amld.v1.WatchedRoot\x12H\n\x0bUnwatchRoot\x12\x1b.amld.v1.UnwatchRootRequest\x1a\x1c.amld.v1.UnwatchRootResponse\x12W\n\x10ListWatchedRoots\x12 .amld.v1.ListWatchedRootsRequest\x1a!.amld.v1.ListWatchedRootsResponse\x12]\n\x12GetWatchedSnapshot\x12\".amld.v1.GetWatchedSnapshotRequest\x1a#.amld.v1.GetWatchedSnapshotResponse\x12Z\n\x11IngestLocalFolder\x12!.amld.v1.IngestLocalFolderRequest\x1a\".amld.v1.IngestLocalFolderResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'amld.v1.snapshots_pb2', globals())
@@ -29,25 +29,25 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _RESCAN._serialized_start=415
   _RESCAN._serialized_end=481
   _WATCHEDROOT._serialized_start=484
-  _WATCHEDROOT._serialized_end=981
-  _WATCHEDROOT_STATE._serialized_start=899
-  _WATCHEDROOT_STATE._serialized_end=981
-  _WATCHEDROOT_STATE_VALUE._serialized_start=908
-  _WATCHEDROOT_STATE_VALUE._serialized_end=981
-  _WATCHROOTREQUEST._serialized_start=983
-  _WATCHROOTREQUEST._serialized_end=1015
-  _UNWATCHROOTREQUEST._serialized_start=1017
-  _UNWATCHROOTREQUEST._serialized_end=1051
-  _UNWATCHROOTRESPONSE._serialized_start=1053
-  _UNWATCHROOTRESPONSE._serialized_end=1110
-  _LISTWATCHEDROOTSREQUEST._serialized_start=1112
-  _LISTWATCHEDROOTSREQUEST._serialized_end=1137
-  _LISTWATCHEDROOTSRESPONSE._serialized_start=1139
-  _LISTWATCHEDROOTSRESPONSE._serialized_end=1202
-  _GETWATCHEDSNAPSHOTREQUEST._serialized_start=1204
-  _GETWATCHEDSNAPSHOTREQUEST._serialized_end=1245
-  _GETWATCHEDSNAPSHOTRESPONSE._serialized_start=1248
-  _GETWATCHEDSNAPSHOTRESPONSE._serialized_end=1401
-  _SNAPSHOTS._serialized_start=1404
-  _SNAPSHOTS._serialized_end=1827
+  _WATCHEDROOT._serialized_end=1001
+  _WATCHEDROOT_STATE._serialized_start=919
+  _WATCHEDROOT_STATE._serialized_end=1001
+  _WATCHEDROOT_STATE_VALUE._serialized_start=928
+  _WATCHEDROOT_STATE_VALUE._serialized_end=1001
+  _WATCHROOTREQUEST._serialized_start=1003
+  _WATCHROOTREQUEST._serialized_end=1035
+  _UNWATCHROOTREQUEST._serialized_start=1037
+  _UNWATCHROOTREQUEST._serialized_end=1071
+  _UNWATCHROOTRESPONSE._serialized_start=1073
+  _UNWATCHROOTRESPONSE._serialized_end=1130
+  _LISTWATCHEDROOTSREQUEST._serialized_start=1132
+  _LISTWATCHEDROOTSREQUEST._serialized_end=1157
+  _LISTWATCHEDROOTSRESPONSE._serialized_start=1159
+  _LISTWATCHEDROOTSRESPONSE._serialized_end=1222
+  _GETWATCHEDSNAPSHOTREQUEST._serialized_start=1224
+  _GETWATCHEDSNAPSHOTREQUEST._serialized_end=1265
+  _GETWATCHEDSNAPSHOTRESPONSE._serialized_start=1268
+  _GETWATCHEDSNAPSHOTRESPONSE._serialized_end=1421
+  _SNAPSHOTS._serialized_start=1424
+  _SNAPSHOTS._serialized_end=1847
 # @@protoc_insertion_point(module_scope)

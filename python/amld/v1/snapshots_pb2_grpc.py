@@ -55,9 +55,11 @@ class SnapshotsServicer(object):
         the state says what to raise); INVALID_ARGUMENT when `path` is not
         absolute; NOT_FOUND when it does not exist or is not a folder;
         FAILED_PRECONDITION when it lies inside, or contains, a root already
-        watched; PERMISSION_DENIED when the daemon cannot read it;
-        RESOURCE_EXHAUSTED when it is over the daemon's snapshot limits (the
-        message lists the largest files; the root is not registered).
+        watched; PERMISSION_DENIED when the daemon cannot read it (system
+        mode: when the caller cannot, as it reads with their rights) or another
+        user watches it; RESOURCE_EXHAUSTED when it is over the daemon's
+        snapshot limits (the message lists the largest files; the root is not
+        registered).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -66,14 +68,16 @@ class SnapshotsServicer(object):
     def UnwatchRoot(self, request, context):
         """Stops watching a root and forgets it. Stored blobs stay in the CAS.
         Codes: OK; INVALID_ARGUMENT when `path` is not absolute; NOT_FOUND when
-        it is not a watched root.
+        it is not a watched root; PERMISSION_DENIED (system mode) when it is
+        another user's and the caller is neither root nor in admin_group.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListWatchedRoots(self, request, context):
-        """Lists every watched root with its state. Codes: OK.
+        """Lists every watched root with its state (system mode: the caller's own;
+        root and admin_group see all). Codes: OK.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -92,7 +96,8 @@ class SnapshotsServicer(object):
         message says why), or the cookie cannot be written; DEADLINE_EXCEEDED
         when the cookie's event does not arrive in time; RESOURCE_EXHAUSTED when
         the tree is over the daemon's snapshot limits (the message lists the
-        largest files).
+        largest files); PERMISSION_DENIED (system mode) when the root is another
+        user's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -17,6 +17,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "daemon/executors/run_as.h"
 #include "storage/snapshot/snapshot.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_executor.h"
@@ -557,6 +558,7 @@ TEST_F(RecoveryTest, ARunStartedButNotRecordedIsFoundAndAdopted) {
 
   StartManager(1);
   EXPECT_THAT(executor_.looked_for, ElementsAre(starting, cancel, lost));
+  EXPECT_THAT(executor_.looked_for_as, ElementsAre(-1, -1, -1));  // user mode: as the daemon
   EXPECT_THAT(executor_.reattached, ElementsAre(starting + " job-7", cancel + " job-8"));
   EXPECT_THAT(executor_.canceled, ElementsAre(cancel));
   EXPECT_EQ(*store_->GetRunHandle(starting), "job-7");
@@ -573,6 +575,28 @@ TEST_F(RecoveryTest, ARunStartedButNotRecordedIsFoundAndAdopted) {
   EXPECT_EQ(StatusOf(starting), RunStatus::COMPLETED);
   EXPECT_EQ(StatusOf(cancel), RunStatus::CANCELED);
   EXPECT_THAT(executor_.launched, ElementsAre(queued));
+}
+
+// System mode: the executor looks for such a run as its submitter (Slurm:
+// their squeue), never with the daemon's rights.
+TEST_F(RecoveryTest, SystemModeLooksForAnUnrecordedRunAsItsSubmitter) {
+  if (!LookupAccount(65534).ok()) GTEST_SKIP() << "this machine has no uid 65534";
+  amld::storage::NewRun nr;
+  nr.id = "exp_1_theirs";
+  nr.config = Config();
+  nr.submitter_uid = 65534;
+  nr.now = clock_.Now();
+  ASSERT_TRUE(store_->InsertRun(nr).ok());
+  for (RunStatusValue s : {RunStatus::PREPARING, RunStatus::STARTING}) {
+    ASSERT_TRUE(store_->Transition(nr.id, s, {}, clock_.Now()).ok());
+  }
+  executor_.unrecorded[nr.id] = "job-9";
+  RunManagerOptions options = Options(1);
+  options.run_as_submitter = true;
+  StartManagerWith(options);
+  EXPECT_THAT(executor_.looked_for, ElementsAre(nr.id));
+  EXPECT_THAT(executor_.looked_for_as, ElementsAre(65534));
+  EXPECT_THAT(executor_.reattached, ElementsAre(nr.id + " job-9"));
 }
 
 // An executor whose Launch only queues the run elsewhere (Slurm) says so

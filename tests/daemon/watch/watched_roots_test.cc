@@ -7,6 +7,7 @@
 #include "daemon/watch/watched_roots.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <future>
@@ -190,6 +191,44 @@ TEST_F(WatchedRootsTest, WatchScansTheFolderAsAWalkDoes) {
   EXPECT_TRUE(Watched("cfg/deep"));
   EXPECT_FALSE(Watched("build"));
   EXPECT_EQ(w.directories_watched(), 3);
+}
+
+// System mode: a root is read as its owner (uid 65534 here). What they
+// cannot read is refused, naming the folder; the CAS is still written as
+// the daemon; only they (or an admin: no as_owner) use and unwatch it; the
+// owner survives a restart.
+TEST_F(WatchedRootsTest, AUsersRootIsReadWithTheirRightsAndIsTheirs) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to read as another user";
+  const RootOwner nobody{65534, 65534};
+  fs::permissions(root_, fs::perms(0700));  // root's own: nobody may not read it
+  StartRoots();
+  auto refused = roots_->Watch(root_, nobody);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::IsPermissionDenied(refused.status())) << refused.status();
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), root_.string()))
+      << refused.status();
+  EXPECT_TRUE(roots_->List().empty());
+
+  fs::permissions(root_, fs::perms(0755));
+  auto w = roots_->Watch(root_, nobody);
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->owner_uid(), 65534u);
+  ExpectTreeMatchesWalkAndIsStored();
+  struct stat object;
+  ASSERT_EQ(::stat(cas_->ObjectPath(amld::storage::DigestOf("print('hi')\n")).c_str(), &object),
+            0);
+  EXPECT_EQ(object.st_uid, 0u) << "the CAS is written as the daemon";
+  // Someone else watching it, using or unwatching it: refused, naming the owner.
+  EXPECT_TRUE(absl::IsPermissionDenied(roots_->Watch(root_, RootOwner{1234, 1234}).status()));
+  absl::Status theirs = roots_->Sync(root_, 1234u).status();
+  EXPECT_TRUE(absl::IsPermissionDenied(theirs)) << theirs;
+  EXPECT_TRUE(absl::StrContains(theirs.message(), "is watched by uid 65534")) << theirs;
+  EXPECT_TRUE(absl::IsPermissionDenied(roots_->Unwatch(root_, 1234u).status()));
+
+  roots_.reset();  // a restart keeps the owner
+  StartRoots();
+  EXPECT_EQ(Listed().owner_uid(), 65534u);
+  EXPECT_TRUE(roots_->Unwatch(root_, 65534u).ok());
 }
 
 TEST_F(WatchedRootsTest, AChangeIsAppliedOnlyAfterItSettles) {

@@ -46,6 +46,37 @@ class GcTest : public ::testing::Test {
   std::unique_ptr<StateStore> state_;
 };
 
+// System mode's claims (who proved which blob) go with their blobs: a
+// removed blob leaves no claim behind for anyone, a kept one keeps them.
+TEST_F(GcTest, ClaimsOfRemovedBlobsGoInTheSameCollection) {
+  auto kept = cas_->Put("a run's output");
+  auto young = cas_->Put("just uploaded, not submitted yet");
+  auto orphan = cas_->Put("uploaded long ago, never submitted");
+  ASSERT_TRUE(kept.ok() && young.ok() && orphan.ok());
+  auto snapshot = BuildSnapshot(dir_ / "src");
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  ASSERT_TRUE(StoreSnapshot(*snapshot, *cas_).ok());
+  SubmitRun("exp_1_00000001", snapshot->root);
+  ASSERT_TRUE(state_->PutArtifacts("exp_1_00000001", {{"outputs/out.txt", *kept}}).ok());
+  for (uint32_t uid : {1001u, 1002u}) {
+    ASSERT_TRUE(state_->AddBlobClaims(uid, {*kept, *young, *orphan}).ok());
+  }
+  // The orphan is old; the young blob within the grace period.
+  const fs::path orphan_path = cas_->ObjectPath(*orphan);
+  const timespec old_times[2] = {{::time(nullptr) - 7200, 0}, {::time(nullptr) - 7200, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, orphan_path.c_str(), old_times, 0), 0);
+
+  auto stats = CollectUnreferencedBlobs(*state_, *cas_, absl::Hours(1));
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->objects_removed, 1);
+  EXPECT_FALSE(cas_->Contains(*orphan));
+  for (uint32_t uid : {1001u, 1002u}) {
+    auto unclaimed = state_->UnclaimedBlobs(uid, {*kept, *young, *orphan});
+    ASSERT_TRUE(unclaimed.ok()) << unclaimed.status();
+    EXPECT_EQ(*unclaimed, std::vector<Digest>{*orphan}) << "uid " << uid;
+  }
+}
+
 TEST_F(GcTest, RemovesOnlyWhatNoRunReferences) {
   auto snapshot = BuildSnapshot(dir_ / "src");
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();

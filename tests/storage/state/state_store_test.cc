@@ -1271,6 +1271,17 @@ TEST_F(StateStoreTest, BlobClaimsArePerUidAndSurviveAReopen) {
   EXPECT_EQ(*store_->UnclaimedBlobs(1001, {b, a}), std::vector<Digest>{b});
 }
 
+TEST_F(StateStoreTest, RemovingBlobClaimsDropsThemForEveryUid) {
+  const Digest a = amld::storage::DigestOf("a");
+  const Digest b = amld::storage::DigestOf("b");
+  for (uint32_t uid : {0u, 1001u, 4000000000u}) ASSERT_TRUE(store_->AddBlobClaims(uid, {a, b}).ok());
+  ASSERT_TRUE(store_->RemoveBlobClaims({a.hash, amld::storage::DigestOf("never claimed").hash}).ok());
+  ASSERT_TRUE(store_->RemoveBlobClaims({}).ok());
+  for (uint32_t uid : {0u, 1001u, 4000000000u}) {
+    EXPECT_EQ(*store_->UnclaimedBlobs(uid, {a, b}), std::vector<Digest>{a}) << uid;
+  }
+}
+
 TEST_F(StateStoreTest, DuplicateAndMissingComputeTargets) {
   ASSERT_TRUE(store_->CreateComputeTarget(SshTargetNamed("box"), At(1)).ok());
   v1::ComputeTarget other = SlurmTargetNamed("box");

@@ -489,7 +489,7 @@ TEST_F(SlurmExecutorTest, AJobSubmittedButNotRecordedIsFoundByItsName) {
   executor_.reset();  // the handle was never stored
 
   executor_ = NewExecutor({});
-  absl::StatusOr<std::string> found = executor_->FindUnrecorded(spec.run_id, spec.run_dir);
+  absl::StatusOr<std::string> found = executor_->FindUnrecorded(spec.run_id, spec.run_dir, {});
   ASSERT_TRUE(found.ok()) << found.status();
   EXPECT_EQ(JobIdOf(*found), JobIdOf(*handle));
   ASSERT_TRUE(executor_->Reattach(spec.run_id, spec.run_dir, *found).ok());
@@ -501,7 +501,7 @@ TEST_F(SlurmExecutorTest, AJobSubmittedButNotRecordedIsFoundByItsName) {
   EXPECT_THAT(ReadFile(spec.run_dir / "system_logs" / "slurm-executor.log"), HasSubstr("found Slurm job"));
 
   LaunchSpec never = Spec("never-submitted", "exit 0\n");
-  absl::StatusOr<std::string> none = executor_->FindUnrecorded(never.run_id, never.run_dir);
+  absl::StatusOr<std::string> none = executor_->FindUnrecorded(never.run_id, never.run_dir, {});
   EXPECT_TRUE(absl::IsNotFound(none.status())) << none.status();
   EXPECT_THAT(std::string(none.status().message()), HasSubstr("never submitted"));
 }

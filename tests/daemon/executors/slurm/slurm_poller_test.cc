@@ -244,5 +244,36 @@ TEST_F(SlurmPollerTest, ASystemModeJobIsItsSubmittersFromSbatchToScancel) {
   EXPECT_THAT(fake_->AccountsOf("squeue -j 78"), ::testing::Each(65534));
 }
 
+// System mode asks Slurm as the submitter also before the launch and
+// after a restart: the submit's `sbatch --test-only` (each user's answer
+// remembered for them alone) and the search for a job whose id was never
+// recorded, whose handle then keeps the polls theirs.
+TEST_F(SlurmPollerTest, ASystemModeSubmitCheckAndRecoveryAskAsTheSubmitter) {
+  absl::StatusOr<RunAs> nobody = LookupAccount(65534);
+  if (!nobody.ok()) GTEST_SKIP() << "this machine has no uid 65534";
+  fake_->On("sbatch --test-only", {0, 0, "", "sbatch: Job 5 to start at now"});
+  LaunchSpec spec = Spec();
+  spec.run_as = *nobody;
+  ASSERT_TRUE(executor_->CheckCanEverHold(spec).ok());
+  ASSERT_TRUE(executor_->CheckCanEverHold(spec).ok());  // remembered for them
+  spec.run_as.reset();
+  ASSERT_TRUE(executor_->CheckCanEverHold(spec).ok());  // the daemon's own asks itself
+  EXPECT_THAT(fake_->AccountsOf("sbatch --test-only"), ::testing::ElementsAre(65534, -1));
+
+  fake_->On("squeue --name run3", {0, 0, "79\n", ""});
+  fake_->On("squeue -j 79", {0, 0, "79|RUNNING|None|node-1|run3\n", ""});
+  fs::create_directories(dir_ / "runs/run3/system_logs");
+  absl::StatusOr<std::string> found =
+      executor_->FindUnrecorded("run3", dir_ / "runs/run3", *nobody);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_THAT(*found, HasSubstr(R"("uid":65534)"));
+  EXPECT_THAT(fake_->AccountsOf("squeue --name run3"), ::testing::Each(65534));
+  ASSERT_TRUE(executor_->Reattach("run3", dir_ / "runs/run3", *found).ok());
+  EXPECT_TRUE(WaitProgress("run3 1 slurm:79 on node-1 RUNNING"));
+  std::vector<int64_t> polls = fake_->AccountsOf("squeue -j 79");
+  ASSERT_FALSE(polls.empty());
+  EXPECT_THAT(polls, ::testing::Each(65534));
+}
+
 }  // namespace
 }  // namespace amld::daemon

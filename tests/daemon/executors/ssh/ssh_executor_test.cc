@@ -369,7 +369,7 @@ exit 3
   executor_.reset();  // the handle was never stored
 
   executor_ = NewExecutor(host_.port);
-  absl::StatusOr<std::string> found = executor_->FindUnrecorded("unrecorded", spec.run_dir);
+  absl::StatusOr<std::string> found = executor_->FindUnrecorded("unrecorded", spec.run_dir, {});
   ASSERT_TRUE(found.ok()) << found.status();
   EXPECT_EQ(nlohmann::json::parse(*found)["shim_pid"], nlohmann::json::parse(*handle)["shim_pid"]);
   ASSERT_TRUE(executor_->Reattach("unrecorded", spec.run_dir, *found).ok());
@@ -379,7 +379,7 @@ exit 3
   EXPECT_EQ((*outcome)->exit_code, 3);
   EXPECT_EQ(ReadFile(log), "before\nafter\n");
 
-  absl::StatusOr<std::string> none = executor_->FindUnrecorded("never", root_ / "never");
+  absl::StatusOr<std::string> none = executor_->FindUnrecorded("never", root_ / "never", {});
   EXPECT_TRUE(absl::IsNotFound(none.status())) << none.status();
   EXPECT_EQ(Remote(absl::StrCat("test -e ", RemoteRunDir("never"), " && echo exists")), "");
 }
