@@ -172,9 +172,13 @@ absl::Status LiveIngester::ApplyRecord(RunState& run, RunRecordLine record) {
 void LiveIngester::RegisterModels(RunState& run) {
   run.mu.AssertHeld();
   std::vector<std::string> warnings;
+  // A model the run registers is its submitter's (access.h: who may read it).
+  absl::StatusOr<amld::v1::Run> record_of_run = deps_.store->GetRun(run.run_id);
   for (const RunRecordLine& record : run.model_registrations) {
+    amld::v1::Model wanted = record.model;
+    if (record_of_run.ok()) wanted.set_registered_by_uid(record_of_run->submitter_uid());
     absl::StatusOr<amld::v1::Model> model = deps_.store->RegisterModelFromRun(
-        record.model, run.run_id, record.model.source_path(),
+        std::move(wanted), run.run_id, record.model.source_path(),
         absl::StrCat(run.run_id, ":", record.line), deps_.clock->Now());
     if (model.ok()) {
       deps_.log->info("run {}: registered model {} version {}", run.run_id, model->name(),

@@ -45,6 +45,7 @@ constexpr absl::Duration kSettle = absl::Milliseconds(200);
 
 class LiveIngesterTest : public ::testing::Test {
  protected:
+  static constexpr uint32_t kSubmitter = 1234;
   void SetUp() override {
     store_ = *StateStore::Open(dir_ / "amld.db");
     cas_ = *ContentStore::Open(dir_ / "cas");
@@ -54,6 +55,7 @@ class LiveIngesterTest : public ::testing::Test {
     run.config.set_script("train.py");
     amld::storage::ToProto(amld::storage::Digest::Empty(), run.config.mutable_snapshot_root());
     run.now = absl::FromUnixSeconds(1750000000);
+    run.submitter_uid = kSubmitter;
     ASSERT_TRUE(store_->InsertRun(run).ok());
     paths_ = RunPathsFor(dir_ / "runs", run_id_);
     for (const fs::path& d : {paths_.outputs, paths_.logs, paths_.user_logs, paths_.system_logs}) {
@@ -444,6 +446,8 @@ TEST_F(LiveIngesterTest, KindLinesTagUploadFailAndRegisterAModelAtTheEnd) {
   auto model = store_->GetModel("clf", 0);
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_EQ(model->run_id(), run_id_);
+  // The run's submitter registered it (who may read its files in system mode).
+  EXPECT_EQ(model->registered_by_uid(), kSubmitter);
   EXPECT_EQ(*cas_->Read(amld::storage::FromProto(model->files(0).digest())), "weights");
   const std::string log = ReadFile(paths_.system_logs / "amld-metrics.log");
   EXPECT_THAT(log, HasSubstr("line 3: upload of \"missing.txt\""));
