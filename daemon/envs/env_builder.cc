@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <set>
 #include <system_error>
 #include <utility>
@@ -94,6 +95,30 @@ std::optional<RunAs> BuildAccount(const std::string& name, std::string* why) {
     return std::nullopt;
   }
   return std::move(*account);
+}
+
+// The interpreter `name` as `as` can run it: the first one on the
+// daemon's PATH that they may execute. Root's PATH may start with folders
+// of root's own (pyenv's shims under /root), which a user's build cannot
+// enter. Unset `as` (the daemon's own build): `name`, as Subprocess finds it.
+absl::StatusOr<std::string> InterpreterFor(const std::string& name,
+                                           const std::optional<RunAs>& as) {
+  if (!as || absl::StrContains(name, "/")) return name;
+  const char* path = std::getenv("PATH");
+  std::vector<std::string> closed;
+  for (absl::string_view dir : absl::StrSplit(path != nullptr ? path : "/usr/bin:/bin", ':')) {
+    if (!absl::StartsWith(dir, "/")) continue;
+    const fs::path candidate = fs::path(std::string(dir)) / name;
+    if (::access(candidate.c_str(), X_OK) != 0) continue;
+    if (CheckAccountMay(*as, candidate, X_OK).ok()) return candidate.string();
+    closed.push_back(candidate.string());
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the environment is built as ", as->user, ", who can run no ", name,
+      closed.empty() ? " (none on the daemon's PATH)"
+                     : absl::StrCat(" (the daemon's PATH has only ", absl::StrJoin(closed, ", "),
+                                    ", closed to them)"),
+      "; install it where every user can run it, e.g. /usr/bin"));
 }
 
 // Digests of the curated environments that name packages.
@@ -451,8 +476,9 @@ absl::StatusOr<fs::path> EnvironmentBuilder::RunBuild(const Build& build, int lo
       argv.insert(argv.end(), spec.conda_packages.begin(), spec.conda_packages.end());
       AMLD_RETURN_IF_ERROR(Step("conda create", std::move(argv), cache.build_as, log_fd));
     } else {
-      AMLD_RETURN_IF_ERROR(Step("python -m venv",
-                                {BaseInterpreter(spec), "-m", "venv", folder.string()},
+      AMLD_ASSIGN_OR_RETURN(std::string interpreter,
+                            InterpreterFor(BaseInterpreter(spec), cache.build_as));
+      AMLD_RETURN_IF_ERROR(Step("python -m venv", {interpreter, "-m", "venv", folder.string()},
                                 cache.build_as, log_fd));
     }
     const std::string python = (folder / "bin" / "python").string();

@@ -496,10 +496,10 @@ class MultiUser(SystemDaemon):
         self.assertNotEqual(prefixes[USERS[0]], prefixes[USERS[1]])
         users = os.lstat(os.path.join(self.data, "envs", "users"))
         self.assertEqual((users.st_uid, stat.S_IMODE(users.st_mode)), (0, 0o711))
-        # B cannot look into A's cache, nor run A's environment.
+        # B can neither list A's cache nor read a file of A's environment.
         a, b = USERS
         pw_b = self.users[b]
-        for cmd in (["ls", os.path.dirname(prefixes[a])], [prefixes[a] + "/bin/python", "-V"]):
+        for cmd in (["ls", os.path.dirname(prefixes[a])], ["cat", prefixes[a] + "/pyvenv.cfg"]):
             p = subprocess.run(["setpriv", "--reuid=%d" % pw_b.pw_uid,
                                 "--regid=%d" % pw_b.pw_gid, "--init-groups", "--"] + cmd,
                                capture_output=True, text=True, cwd="/")

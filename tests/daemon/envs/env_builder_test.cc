@@ -342,6 +342,10 @@ class SystemModeEnvBuilderTest : public EnvBuilderTest {
     const fs::path folder = venv->command().argv.back();
     ASSERT_TRUE(venv->command().run_as.has_value());
     const RunAs& as = *venv->command().run_as;
+    // An interpreter they may run (the daemon's PATH may begin with root's
+    // own folders, like pyenv's shims under /root).
+    EXPECT_TRUE(CheckAccountMay(as, venv->command().argv[0], X_OK).ok())
+        << venv->command().argv[0];
     fs::create_directories(folder / "bin");
     amld::testing::WriteFile(folder / "bin" / "python", "#!/bin/sh\n", 0700);
     for (const fs::path& p : {folder, folder / "bin", folder / "bin" / "python"}) {
