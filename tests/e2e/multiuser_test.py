@@ -510,6 +510,15 @@ class MultiUser(SystemDaemon):
         eventually(lambda: self.aml(a, "env", "prune") and not os.path.exists(prefixes[a]),
                    "A's environment to be pruned")
         self.assertTrue(os.path.exists(prefixes[b]))
+        # `aml env build` builds for its caller, as them, into their cache.
+        write(os.path.join(self.tmp, "conda.yml"), "dependencies:\n  - pip:\n    - amldtest-alpha\n")
+        write(os.path.join(self.tmp, "env.yml"), "name: mu-env\nconda_file: conda.yml\n")
+        self.aml_root("env", "create", "-f", os.path.join(self.tmp, "env.yml"))
+        out = self.aml(a, "env", "build", "mu-env").stdout
+        cache_a = os.path.join(self.data, "envs", "users", str(self.users[a].pw_uid))
+        self.assertIn("environment mu-env built", out)
+        self.assertIn(" at " + cache_a + "/.build-", out)
+        self.assert_all_theirs(cache_a, self.users[a])
 
     def probe(self, name, secret):
         """PROBE as `name`, over the daemon's gRPC API."""

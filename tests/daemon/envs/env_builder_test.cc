@@ -470,6 +470,24 @@ TEST_F(SystemModeEnvBuilderTest, WithoutTheBuildAccountAHashPinnedSpecStaysInThe
   EXPECT_THAT(fake_.AccountsOf("-m venv"), ElementsAre(kUserA));
 }
 
+TEST_F(SystemModeEnvBuilderTest, ACondaToolTheUserCannotRunIsRefusedAtSubmit) {
+  // A conda tool in a folder of root's alone.
+  fs::create_directories(dir_ / "root-only");
+  fs::permissions(dir_ / "root-only", fs::perms(0700));
+  amld::testing::WriteFile(dir_ / "root-only" / "micromamba", "#!/bin/sh\n", 0755);
+  options_.conda_path = (dir_ / "root-only" / "micromamba").string();
+  auto builder = StartBuilder();
+  amld::v1::Environment env;
+  env.add_conda_packages("numpy");
+  const absl::StatusOr<EnvironmentSpec> spec = builder->Check(env, kUserA);
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(spec.status().message()),
+              HasSubstr("conda packages are built as you, with environments.conda_path " +
+                        options_.conda_path + ", which you cannot run: daemon cannot reach"));
+  EXPECT_TRUE(builder->Check(env, 0).ok());  // root can
+  EXPECT_TRUE(builder->Check(env).ok());     // the run's own later look: no account
+}
+
 TEST_F(SystemModeEnvBuilderTest, ARequestWithoutItsUserIsRefused) {
   auto builder = StartBuilder();
   Results results;
