@@ -315,7 +315,8 @@ class ConfigParser {
   }
 
   // environments: {index_url, extra_index_urls, find_links, no_index,
-  // conda_path, build_timeout_seconds, cache_budget} (daemon/envs/env_builder.h).
+  // conda_path, build_timeout_seconds, cache_budget, build_user}
+  // (daemon/envs/env_builder.h).
   absl::Status Environments(const YAML::Node& key, const YAML::Node& value,
                             EnvironmentOptions* envs) {
     if (value.IsNull()) return absl::OkStatus();
@@ -357,6 +358,20 @@ class ConfigParser {
         {"cache_budget",
          [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
            AMLD_ASSIGN_OR_RETURN(envs->cache_budget, Bytes(k, v, p + k.Scalar()));
+           return absl::OkStatus();
+         }},
+        {"build_user",
+         [&](const YAML::Node& k, const YAML::Node& v) -> absl::Status {
+           // "": no build account (every spec in its user's cache).
+           if (v.IsScalar() && v.Scalar().empty()) {
+             envs->build_user.clear();
+             return absl::OkStatus();
+           }
+           AMLD_ASSIGN_OR_RETURN(envs->build_user, String(k, v, p + k.Scalar()));
+           if (envs->build_user == "root") {
+             return Error(v, p + "build_user must not be root: the shared environments are "
+                                 "built by an unprivileged account (\"\" for none)");
+           }
            return absl::OkStatus();
          }},
     };

@@ -24,6 +24,9 @@
 //     build_timeout_seconds: 3600  # one build step at most
 //     cache_budget: 20GiB       # built environments kept, least recently used
 //                               # removed first (default 20GiB; 0: no budget)
+//     build_user: amld-build    # system mode: the account that builds the shared
+//                               # cache (hash-pinned specs); "" or no such
+//                               # account: each user's cache builds them
 //   web:                        # the web view (daemon/web/web_server.h)
 //     enabled: true             # serve from the start (default: from the first `aml ui`)
 //     address: 127.0.0.1        # where to listen (default); another address

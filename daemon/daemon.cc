@@ -323,6 +323,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   }
   options.access.system_mode = options.system_mode;
   options.runs.run_as_submitter = options.system_mode;
+  options.runs.environments.per_user = options.system_mode;
   if (options.data_dir.empty()) options.data_dir = amld::base::DefaultDataDir();
   if (options.socket_path.empty()) options.socket_path = amld::base::DefaultSocketPath();
   PrivateUmask();  // before anything is created: the data dir is the user's alone

@@ -4,8 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -30,7 +32,7 @@ absl::Status Refuse(const fs::path& dir, const fs::path& path, mode_t mode,
 // Removes group/other bits from `path` (lstat: a symlink's own mode means
 // nothing and is left alone); walks into a folder that had them.
 absl::Status Tighten(const fs::path& dir, const fs::path& path, bool top,
-                     const fs::path& skip = {}) {
+                     const std::vector<fs::path>& skip = {}) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT && !top) return absl::OkStatus();  // gone meanwhile
@@ -52,7 +54,7 @@ absl::Status Tighten(const fs::path& dir, const fs::path& path, bool top,
   if (!S_ISDIR(st.st_mode) || (!loose && !top)) return absl::OkStatus();
   std::error_code ec;
   for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
-    if (!skip.empty() && it->path() == skip) continue;
+    if (std::find(skip.begin(), skip.end(), it->path()) != skip.end()) continue;
     if (absl::Status s = Tighten(dir, it->path(), false); !s.ok()) return s;
   }
   if (ec) return base::ErrnoStatus(ec.value(), "list", path);
@@ -63,7 +65,8 @@ absl::Status Tighten(const fs::path& dir, const fs::path& path, bool top,
 
 namespace {
 
-absl::Status PreparePrivate(const fs::path& dir, const fs::path& skip) {
+// `skip`: the data dir's entries that other users reach (system mode).
+absl::Status PreparePrivate(const fs::path& dir, const std::vector<std::string>& skip) {
   std::error_code ec;
   if (!fs::exists(fs::symlink_status(dir, ec))) {
     fs::create_directories(dir.parent_path(), ec);
@@ -76,7 +79,9 @@ absl::Status PreparePrivate(const fs::path& dir, const fs::path& skip) {
   }
   // A data dir given as a symlink: its target is the data dir.
   fs::path real = fs::canonical(dir, ec);
-  return Tighten(dir, ec ? dir : real, true, skip.empty() ? skip : (ec ? dir : real) / skip);
+  std::vector<fs::path> skipped;
+  for (const std::string& name : skip) skipped.push_back((ec ? dir : real) / name);
+  return Tighten(dir, ec ? dir : real, true, skipped);
 }
 
 // A folder others may pass through but not list: root's, 0711.
@@ -98,7 +103,9 @@ absl::Status MakePassThrough(const fs::path& path) {
 
 absl::Status PrepareDataDir(const fs::path& dir, bool system_mode) {
   if (!system_mode) return PreparePrivate(dir, {});
-  if (absl::Status s = PreparePrivate(dir, "runs"); !s.ok()) return s;
+  // envs/: users reach their own caches and the shared one's environments
+  // (daemon/envs/env_builder.h keeps its modes).
+  if (absl::Status s = PreparePrivate(dir, {"runs", "envs"}); !s.ok()) return s;
   if (absl::Status s = MakePassThrough(dir); !s.ok()) return s;
   return MakePassThrough(dir / "runs");
 }

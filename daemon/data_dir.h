@@ -27,7 +27,10 @@ namespace amld::daemon {
 // run folders each submitter owns (0700) under <dir>/runs/, so the data dir
 // and runs/ are made 0711 — others may pass through to their own run folder
 // but list neither — and runs/ is not walked (its folders are their users').
-// Everything else in the data dir stays root's alone.
+// envs/ is not walked either: the environment builder keeps its modes (each
+// user's cache theirs, the shared environments readable by all;
+// daemon/envs/env_builder.h). Everything else in the data dir stays root's
+// alone.
 absl::Status PrepareDataDir(const std::filesystem::path& dir, bool system_mode = false);
 
 // Sets the process umask to 077: every file and folder the daemon creates

@@ -2,10 +2,13 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <set>
 #include <system_error>
 #include <utility>
@@ -18,7 +21,10 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "base/file_util.h"
+#include "base/fs_identity.h"
 #include "base/status_macros.h"
+#include "daemon/envs/env_registry.h"
+#include "spdlog/spdlog.h"
 
 namespace amld::daemon {
 namespace {
@@ -55,12 +61,86 @@ void CallAll(std::vector<std::pair<EnvironmentBuilder::Done, absl::StatusOr<fs::
   for (auto& [done, result] : calls) done(std::move(result));
 }
 
+// Takes `who`'s file rights on this thread while it lives (nothing when
+// `who` is unset or the daemon is not root): what the daemon does in a
+// user's cache it does as them, so a link they planted there never gets
+// root's hand.
+absl::StatusOr<base::ScopedFsIdentity> ActAs(const std::optional<RunAs>& who) {
+  if (!who || !base::NeedsFsIdentity(who->uid)) return base::ScopedFsIdentity::Take(nullptr);
+  const base::FsIdentity identity{who->uid, who->gid, who->groups};
+  return base::ScopedFsIdentity::Take(&identity);
+}
+
+// The account named `name`, for environments.build_user; nullopt (with
+// the reason in `why`) when there is none or it is root.
+std::optional<RunAs> BuildAccount(const std::string& name, std::string* why) {
+  if (name.empty()) {
+    *why = "environments.build_user is empty";
+    return std::nullopt;
+  }
+  std::string buf(16384, '\0');
+  passwd pw;
+  passwd* found = nullptr;
+  if (::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+    *why = absl::StrCat("environments.build_user ", name, " has no account on this machine");
+    return std::nullopt;
+  }
+  if (pw.pw_uid == 0) {
+    *why = absl::StrCat("environments.build_user ", name, " is root, and no build runs as root");
+    return std::nullopt;
+  }
+  absl::StatusOr<RunAs> account = LookupAccount(pw.pw_uid);
+  if (!account.ok()) {
+    *why = std::string(account.status().message());
+    return std::nullopt;
+  }
+  return std::move(*account);
+}
+
+// The interpreter `name` as `as` can run it: the first one on the
+// daemon's PATH that they may execute. Root's PATH may start with folders
+// of root's own (pyenv's shims under /root), which a user's build cannot
+// enter. Unset `as` (the daemon's own build): `name`, as Subprocess finds it.
+absl::StatusOr<std::string> InterpreterFor(const std::string& name,
+                                           const std::optional<RunAs>& as) {
+  if (!as || absl::StrContains(name, "/")) return name;
+  const char* path = std::getenv("PATH");
+  std::vector<std::string> closed;
+  for (absl::string_view dir : absl::StrSplit(path != nullptr ? path : "/usr/bin:/bin", ':')) {
+    if (!absl::StartsWith(dir, "/")) continue;
+    const fs::path candidate = fs::path(std::string(dir)) / name;
+    if (::access(candidate.c_str(), X_OK) != 0) continue;
+    if (CheckAccountMay(*as, candidate, X_OK).ok()) return candidate.string();
+    closed.push_back(candidate.string());
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the environment is built as ", as->user, ", who can run no ", name,
+      closed.empty() ? " (none on the daemon's PATH)"
+                     : absl::StrCat(" (the daemon's PATH has only ", absl::StrJoin(closed, ", "),
+                                    ", closed to them)"),
+      "; install it where every user can run it, e.g. /usr/bin"));
+}
+
+// Digests of the curated environments that name packages.
+std::set<std::string> CuratedDigests() {
+  std::set<std::string> digests;
+  absl::StatusOr<std::vector<amld::v1::Environment>> curated = CuratedEnvironments();
+  if (!curated.ok()) return digests;  // the registry refuses to open, saying why
+  for (const amld::v1::Environment& env : *curated) {
+    if (!IsManagedEnvironment(env)) continue;
+    absl::StatusOr<EnvironmentSpec> spec = SpecFromEnvironment(env, true);
+    if (spec.ok()) digests.insert(SpecDigest(*spec));
+  }
+  return digests;
+}
+
 }  // namespace
 
 EnvironmentBuilder::EnvironmentBuilder(EnvironmentOptions options, CommandRunner* runner)
     : options_(std::move(options)),
       runner_(runner != nullptr ? runner : &SystemCommandRunner()),
-      wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+      wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      curated_digests_(CuratedDigests()) {}
 
 EnvironmentBuilder::~EnvironmentBuilder() {
   {
@@ -80,15 +160,31 @@ absl::Status EnvironmentBuilder::Start() {
     return absl::InternalError(absl::StrCat("cannot create the environment cache ",
                                             options_.root.string(), ": ", ec.message()));
   }
-  CleanUp();
+  if (options_.per_user) {
+    // Users pass through to their own caches and run the shared one's
+    // environments; none lists another's.
+    if (::chmod(options_.root.c_str(), 0711) != 0) {
+      return base::ErrnoStatus(errno, "chmod", options_.root);
+    }
+    std::string why;
+    build_account_ = BuildAccount(options_.build_user, &why);
+    if (!build_account_) {
+      spdlog::warn("{}: environments whose spec decides their content (hash-pinned) are built in "
+                   "each user's own cache, not shared",
+                   why);
+    }
+  }
+  for (const Cache& cache : CachesOf(std::nullopt)) CleanUp(cache);
   worker_ = std::thread([this] { Work(); });
   return absl::OkStatus();
 }
 
-void EnvironmentBuilder::CleanUp() {
+void EnvironmentBuilder::CleanUp(const Cache& cache) {
+  absl::StatusOr<base::ScopedFsIdentity> as = ActAs(cache.owner);
+  if (!as.ok()) return;
   std::set<std::string> linked;
   std::error_code ec;
-  for (const fs::directory_entry& e : fs::directory_iterator(options_.root, ec)) {
+  for (const fs::directory_entry& e : fs::directory_iterator(cache.dir, ec)) {
     if (!e.is_symlink(ec)) continue;
     const std::string name = e.path().filename().string();
     if (absl::StartsWith(name, kLinkPrefix)) {
@@ -97,7 +193,7 @@ void EnvironmentBuilder::CleanUp() {
       linked.insert(fs::read_symlink(e.path(), ec).filename().string());
     }
   }
-  for (const fs::directory_entry& e : fs::directory_iterator(options_.root, ec)) {
+  for (const fs::directory_entry& e : fs::directory_iterator(cache.dir, ec)) {
     const std::string name = e.path().filename().string();
     if (absl::StartsWith(name, kBuildPrefix) && !linked.contains(name)) {
       fs::remove_all(e.path(), ec);  // a build cut short
@@ -107,20 +203,83 @@ void EnvironmentBuilder::CleanUp() {
   }
 }
 
-absl::StatusOr<EnvironmentSpec> EnvironmentBuilder::Check(const amld::v1::Environment& env) const {
-  return SpecFromEnvironment(env, !options_.conda_path.empty());
+absl::StatusOr<EnvironmentSpec> EnvironmentBuilder::Check(const amld::v1::Environment& env,
+                                                         std::optional<uid_t> user) const {
+  AMLD_ASSIGN_OR_RETURN(EnvironmentSpec spec,
+                        SpecFromEnvironment(env, !options_.conda_path.empty()));
+  if (options_.per_user && user && spec.needs_conda()) {
+    // Their build runs the tool as them: say now when it cannot.
+    AMLD_ASSIGN_OR_RETURN(RunAs account, LookupAccount(*user));
+    if (absl::Status may = CheckAccountMay(account, options_.conda_path, X_OK); !may.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "conda packages are built as you, with environments.conda_path ", options_.conda_path,
+          ", which you cannot run: ", may.message(), " (ask an admin to install it where every "
+          "user can run it, or use pip packages)"));
+    }
+  }
+  return spec;
 }
 
-absl::StatusOr<fs::path> EnvironmentBuilder::Built(const std::string& digest) const {
+absl::StatusOr<EnvironmentBuilder::Cache> EnvironmentBuilder::UserCache(uid_t uid) const {
+  AMLD_ASSIGN_OR_RETURN(RunAs account, LookupAccount(uid));
+  return Cache{options_.root / "users" / absl::StrCat(uid), account, account};
+}
+
+absl::StatusOr<EnvironmentBuilder::Cache> EnvironmentBuilder::CacheFor(
+    const EnvironmentSpec& spec, const std::string& digest, std::optional<uid_t> user) const {
+  if (!options_.per_user) return Cache{options_.root, std::nullopt, std::nullopt};
+  if (!user) {
+    return absl::InternalError("a system-mode daemon builds an environment only for a user");
+  }
+  if (DeterminesItsResult(spec) || curated_digests_.contains(digest)) {
+    // Built by the daemon's account, or published earlier by one.
+    if (build_account_ || BuiltIn(SharedCache(), digest).ok()) return SharedCache();
+  }
+  return UserCache(*user);
+}
+
+std::vector<EnvironmentBuilder::Cache> EnvironmentBuilder::CachesOf(
+    std::optional<uid_t> user) const {
+  std::vector<Cache> caches;
+  if (!options_.per_user) return {Cache{options_.root, std::nullopt, std::nullopt}};
+  std::vector<uid_t> uids;
+  if (user) {
+    uids.push_back(*user);
+  } else {
+    caches.push_back(SharedCache());
+    uids = ListUserCaches(options_.root);
+  }
+  for (uid_t uid : uids) {
+    // A cache of a uid without an account stays as it is: nobody can run
+    // from it, and nothing may be done there with their rights.
+    if (absl::StatusOr<Cache> cache = UserCache(uid); cache.ok()) caches.push_back(*cache);
+  }
+  return caches;
+}
+
+absl::StatusOr<fs::path> EnvironmentBuilder::BuiltIn(const Cache& cache,
+                                                      const std::string& digest) {
   std::error_code ec;
-  const fs::path link = options_.root / digest;
+  const fs::path link = cache.dir / digest;
   fs::path target = fs::read_symlink(link, ec);
   if (ec) return absl::NotFoundError(absl::StrCat("environment ", digest, " is not built"));
-  fs::path prefix = options_.root / target;
+  fs::path prefix = cache.dir / target;
   if (!fs::exists(prefix / "bin" / "python", ec)) {
     return absl::NotFoundError(absl::StrCat("environment ", digest, " has no bin/python"));
   }
   return prefix;
+}
+
+absl::StatusOr<fs::path> EnvironmentBuilder::Built(const EnvironmentSpec& spec,
+                                                   std::optional<uid_t> user) const {
+  const std::string digest = SpecDigest(spec);
+  AMLD_ASSIGN_OR_RETURN(Cache cache, CacheFor(spec, digest, user));
+  AMLD_ASSIGN_OR_RETURN(base::ScopedFsIdentity as, ActAs(cache.owner));
+  return BuiltIn(cache, digest);
+}
+
+absl::StatusOr<fs::path> EnvironmentBuilder::Built(const std::string& digest) const {
+  return BuiltIn(Cache{options_.root, std::nullopt, std::nullopt}, digest);
 }
 
 int EnvironmentBuilder::builds_started() const {
@@ -131,10 +290,13 @@ int EnvironmentBuilder::builds_started() const {
 void EnvironmentBuilder::Acquire(const EnvironmentSpec& spec, BuildRequest request, Done done) {
   const std::string digest = SpecDigest(spec);
   const std::string shorter = ShortDigest(digest);
+  absl::StatusOr<Cache> cache = CacheFor(spec, digest, request.user);
+  if (!cache.ok()) return done(cache.status());
+  const fs::path link = cache->dir / digest;
   absl::StatusOr<fs::path> built;
   {
     absl::MutexLock lock(&mu_);
-    auto it = builds_.find(digest);
+    auto it = builds_.find(link);
     if (it != builds_.end()) {
       Note(request.std_log,
            absl::StrCat("environment ", shorter, " is being built for run ",
@@ -144,19 +306,30 @@ void EnvironmentBuilder::Acquire(const EnvironmentSpec& spec, BuildRequest reque
     }
     // Looked up under the lock: a build is published before it leaves
     // builds_, so no run can miss both.
-    built = Built(digest);
+    {
+      absl::StatusOr<base::ScopedFsIdentity> as = ActAs(cache->owner);
+      if (as.ok()) {
+        built = BuiltIn(*cache, digest);
+      } else {
+        built = as.status();
+      }
+    }
     if (!built.ok()) {
-      Build& build = builds_[digest];
+      Build& build = builds_[link];
+      build.cache = *cache;
       build.spec = spec;
       build.digest = digest;
       build.waiters.push_back({std::move(request), std::move(done)});
-      queue_.push_back(digest);
+      queue_.push_back(link);
       return;
     }
-    TakeLeaseLocked(digest, request.run_id);
+    TakeLeaseLocked(*cache, digest, request.run_id);
   }
-  TouchLastUse(*built);
-  Note(request.std_log, absl::StrCat("using environment ", shorter, " (built before)"));
+  if (absl::StatusOr<base::ScopedFsIdentity> as = ActAs(cache->owner); as.ok()) {
+    TouchLastUse(*built);
+  }
+  Note(request.std_log, absl::StrCat("using environment ", shorter, " (built before",
+                                     options_.per_user && !cache->owner ? ", shared" : "", ")"));
   done(std::move(built));
 }
 
@@ -175,9 +348,10 @@ void EnvironmentBuilder::Work() {
       if (trim) {
         trim_wanted_ = false;
       } else {
-        const std::string digest = queue_.front();
+        const fs::path link = queue_.front();
         queue_.erase(queue_.begin());
-        Build& b = builds_.at(digest);
+        Build& b = builds_.at(link);
+        build.cache = b.cache;
         build.spec = b.spec;
         build.digest = b.digest;
         build.waiters.push_back({b.waiters.front().request, nullptr});
@@ -185,7 +359,9 @@ void EnvironmentBuilder::Work() {
       }
     }
     if (trim) {
-      if (options_.cache_budget > 0) Evict(options_.cache_budget);
+      if (options_.cache_budget > 0) {
+        for (const Cache& cache : CachesOf(std::nullopt)) Evict(cache, options_.cache_budget);
+      }
       continue;
     }
     const BuildRequest& first = build.waiters.front().request;
@@ -214,7 +390,7 @@ void EnvironmentBuilder::Work() {
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;  // cut short: the waiters are prepared again at restart
-      auto node = builds_.extract(build.digest);
+      auto node = builds_.extract(build.cache.dir / build.digest);
       for (Waiter& w : node.mapped().waiters) {
         if (&w != &node.mapped().waiters.front()) {
           Note(w.request.std_log,
@@ -223,7 +399,7 @@ void EnvironmentBuilder::Work() {
                            : absl::StrCat("environment ", shorter, " could not be built (run ",
                                           first.run_id, "): ", result.status().message()));
         }
-        if (result.ok()) TakeLeaseLocked(build.digest, w.request.run_id);
+        if (result.ok()) TakeLeaseLocked(build.cache, build.digest, w.request.run_id);
         calls.emplace_back(std::move(w.done), result);
       }
       // Within the budget again, now that the new one is held.
@@ -233,21 +409,58 @@ void EnvironmentBuilder::Work() {
   }
 }
 
-absl::StatusOr<fs::path> EnvironmentBuilder::RunBuild(const Build& build, int log_fd) {
-  const EnvironmentSpec& spec = build.spec;
+absl::StatusOr<fs::path> EnvironmentBuilder::NewBuildFolder(const Build& build) {
+  const Cache& cache = build.cache;
+  if (options_.per_user && !cache.build_as) {
+    // CacheFor chose the shared one without a build account because it was
+    // built; it was evicted since. Never build it as root.
+    return absl::FailedPreconditionError(
+        "the shared environment was removed meanwhile and no build account "
+        "(environments.build_user) can build it again; submit the run again to build it in your "
+        "own cache");
+  }
+  if (cache.owner) {
+    AMLD_RETURN_IF_ERROR(MakeUserCache(options_.root, cache.owner->uid, cache.owner->gid).status());
+  }
   fs::path folder;
   {
     absl::MutexLock lock(&mu_);
-    folder = options_.root / absl::StrCat(kBuildPrefix, ShortDigest(build.digest), "-", ::getpid(),
-                                          "-", ++folder_counter_);
+    folder = cache.dir / absl::StrCat(kBuildPrefix, ShortDigest(build.digest), "-", ::getpid(),
+                                      "-", ++folder_counter_);
   }
   std::error_code ec;
-  fs::remove_all(folder, ec);
+  {
+    AMLD_ASSIGN_OR_RETURN(base::ScopedFsIdentity as, ActAs(cache.owner));
+    fs::remove_all(folder, ec);
+  }
+  if (!cache.owner && cache.build_as) {
+    // The shared cache's folder stays root's; the build account gets this
+    // one folder to build in.
+    if (::mkdir(folder.c_str(), 0700) != 0) return base::ErrnoStatus(errno, "mkdir", folder);
+    if (::chown(folder.c_str(), cache.build_as->uid, cache.build_as->gid) != 0) {
+      return base::ErrnoStatus(errno, "chown", folder);
+    }
+  }
+  return folder;
+}
+
+absl::StatusOr<fs::path> EnvironmentBuilder::RunBuild(const Build& build, int log_fd) {
+  const EnvironmentSpec& spec = build.spec;
+  const Cache& cache = build.cache;
+  const bool shared_build = !cache.owner && cache.build_as;
+  AMLD_ASSIGN_OR_RETURN(const fs::path folder, NewBuildFolder(build));
   auto write = [&](const std::string& text) {
     if (log_fd >= 0) (void)base::WriteAll(log_fd, text, "std log");
   };
   write(absl::StrCat("amld: building environment ", ShortDigest(build.digest), " in ",
-                     folder.string(), "\n"));
+                     folder.string(),
+                     cache.build_as ? absl::StrCat(" as ", cache.build_as->user) : "", "\n"));
+  // The build's commands and files are build_as's; its files are written
+  // with that account's rights too.
+  auto as_builder = [&](const std::function<absl::Status()>& f) -> absl::Status {
+    AMLD_ASSIGN_OR_RETURN(base::ScopedFsIdentity as, ActAs(cache.build_as));
+    return f();
+  };
   absl::Status built = [&]() -> absl::Status {
     if (spec.needs_conda()) {
       std::vector<std::string> argv = {options_.conda_path, "create", "--yes", "--prefix",
@@ -261,48 +474,62 @@ absl::StatusOr<fs::path> EnvironmentBuilder::RunBuild(const Build& build, int lo
                                                  : absl::StrCat("python=", spec.python_version));
       argv.push_back("pip");
       argv.insert(argv.end(), spec.conda_packages.begin(), spec.conda_packages.end());
-      AMLD_RETURN_IF_ERROR(Step("conda create", std::move(argv), log_fd));
+      AMLD_RETURN_IF_ERROR(Step("conda create", std::move(argv), cache.build_as, log_fd));
     } else {
-      AMLD_RETURN_IF_ERROR(
-          Step("python -m venv", {BaseInterpreter(spec), "-m", "venv", folder.string()}, log_fd));
+      AMLD_ASSIGN_OR_RETURN(std::string interpreter,
+                            InterpreterFor(BaseInterpreter(spec), cache.build_as));
+      AMLD_RETURN_IF_ERROR(Step("python -m venv", {interpreter, "-m", "venv", folder.string()},
+                                cache.build_as, log_fd));
     }
     const std::string python = (folder / "bin" / "python").string();
     if (!spec.python_version.empty()) {
       // python3.11 may be 3.11.4 when 3.11.7 was asked for: say so, never
       // run with another version than the spec names.
-      AMLD_RETURN_IF_ERROR(
-          Step("python version check", {python, "-c", PythonVersionCheck(spec)}, log_fd));
+      AMLD_RETURN_IF_ERROR(Step("python version check", {python, "-c", PythonVersionCheck(spec)},
+                                cache.build_as, log_fd));
     }
-    AMLD_RETURN_IF_ERROR(
-        base::WriteFileAtomically(folder / "amld-requirements.txt", RequirementsFile(spec)));
+    AMLD_RETURN_IF_ERROR(as_builder([&] {
+      return base::WriteFileAtomically(folder / "amld-requirements.txt", RequirementsFile(spec));
+    }));
     if (!spec.pip_options.empty() || !spec.pip_requirements.empty()) {
       std::vector<std::string> argv = {
           python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"};
+      // The build account has no HOME of its own to keep a cache in.
+      if (shared_build) argv.push_back("--no-cache-dir");
       for (std::string& o : PipIndexOptions(options_)) argv.push_back(std::move(o));
       argv.insert(argv.end(), {"-r", (folder / "amld-requirements.txt").string()});
-      AMLD_RETURN_IF_ERROR(Step("pip install", std::move(argv), log_fd));
+      AMLD_RETURN_IF_ERROR(Step("pip install", std::move(argv), cache.build_as, log_fd));
     }
+    if (shared_build) AMLD_RETURN_IF_ERROR(SealForEveryone(folder));
+    AMLD_ASSIGN_OR_RETURN(base::ScopedFsIdentity as, ActAs(cache.owner));
     AMLD_RETURN_IF_ERROR(
         base::WriteFileAtomically(folder / "amld-environment.txt", CanonicalText(spec)));
+    if (shared_build) {
+      // Written by root into a sealed folder: readable by all, like the rest.
+      (void)::chmod((folder / "amld-environment.txt").c_str(), 0644);
+    }
     RecordSize(folder);
     TouchLastUse(folder);
-    return Publish(folder, build.digest);
+    return Publish(cache, folder, build.digest);
   }();
   if (!built.ok()) {
-    fs::remove_all(folder, ec);
+    std::error_code ec;
+    absl::StatusOr<base::ScopedFsIdentity> as = ActAs(cache.owner);
+    if (as.ok()) fs::remove_all(folder, ec);
     return built;
   }
   return folder;
 }
 
 absl::Status EnvironmentBuilder::Step(const std::string& what, std::vector<std::string> argv,
-                                      int log_fd) {
+                                      const std::optional<RunAs>& as, int log_fd) {
   if (log_fd >= 0) {
     (void)base::WriteAll(log_fd, absl::StrCat("amld: $ ", absl::StrJoin(argv, " "), "\n"),
                          "std log");
   }
   Command command(std::move(argv), options_.build_timeout);
   command.stdout_fd = log_fd;
+  command.run_as = as;
   base::ScopedFd devnull;
   if (log_fd < 0) {
     devnull = base::ScopedFd(::open("/dev/null", O_WRONLY | O_CLOEXEC));
@@ -341,8 +568,9 @@ absl::Status EnvironmentBuilder::Step(const std::string& what, std::vector<std::
                    ")", tail.empty() ? "" : ":\n", tail));
 }
 
-absl::Status EnvironmentBuilder::Publish(const fs::path& folder, const std::string& digest) {
-  const fs::path link = options_.root / absl::StrCat(kLinkPrefix, folder.filename().string());
+absl::Status EnvironmentBuilder::Publish(const Cache& cache, const fs::path& folder,
+                                         const std::string& digest) {
+  const fs::path link = cache.dir / absl::StrCat(kLinkPrefix, folder.filename().string());
   std::error_code ec;
   fs::remove(link, ec);
   fs::create_symlink(folder.filename(), link, ec);
@@ -351,7 +579,7 @@ absl::Status EnvironmentBuilder::Publish(const fs::path& folder, const std::stri
         absl::StrCat("cannot link environment ", link.string(), ": ", ec.message()));
   }
   // rename(2) replaces a link left by an earlier daemon atomically.
-  fs::rename(link, options_.root / digest, ec);
+  fs::rename(link, cache.dir / digest, ec);
   {
     absl::MutexLock lock(&mu_);
     ++changes_;
@@ -361,7 +589,7 @@ absl::Status EnvironmentBuilder::Publish(const fs::path& folder, const std::stri
     return absl::InternalError(
         absl::StrCat("cannot publish environment ", digest, ": ", ec.message()));
   }
-  return base::SyncDirectory(options_.root);
+  return base::SyncDirectory(cache.dir);
 }
 
 std::vector<std::string> PipIndexOptions(const EnvironmentOptions& options) {
@@ -375,25 +603,47 @@ std::vector<std::string> PipIndexOptions(const EnvironmentOptions& options) {
   return args;
 }
 
-void EnvironmentBuilder::TakeLeaseLocked(const std::string& digest, const std::string& holder) {
-  if (!holder.empty()) leases_[holder] = digest;
+void EnvironmentBuilder::TakeLeaseLocked(const Cache& cache, const std::string& digest,
+                                         const std::string& holder) {
+  if (!holder.empty()) leases_[holder].push_back(Lease{cache, digest});
 }
 
-void EnvironmentBuilder::Hold(const std::string& digest, const std::string& holder) {
+std::set<fs::path> EnvironmentBuilder::HeldLocked() const {
+  std::set<fs::path> held;
+  for (const auto& [holder, leases] : leases_) {
+    for (const Lease& lease : leases) held.insert(lease.cache.dir / lease.digest);
+  }
+  return held;
+}
+
+void EnvironmentBuilder::Hold(const std::string& digest, const std::string& holder,
+                              std::optional<uid_t> user) {
+  // The spec is not at hand: in system mode the run took it from the
+  // shared cache or from its user's, so both are held.
+  std::vector<Cache> caches = {Cache{options_.root, std::nullopt, std::nullopt}};
+  if (options_.per_user && user) {
+    if (absl::StatusOr<Cache> mine = UserCache(*user); mine.ok()) caches.push_back(*mine);
+  }
   absl::MutexLock lock(&mu_);
-  TakeLeaseLocked(digest, holder);
+  for (const Cache& cache : caches) TakeLeaseLocked(cache, digest, holder);
 }
 
 void EnvironmentBuilder::Release(const std::string& holder) {
-  std::string digest;
+  std::vector<Lease> released;
   {
     absl::MutexLock lock(&mu_);
     auto node = leases_.extract(holder);
     if (node.empty()) return;
-    digest = std::move(node.mapped());
+    released = std::move(node.mapped());
     if (options_.cache_budget > 0) trim_wanted_ = true;
   }
-  if (absl::StatusOr<fs::path> prefix = Built(digest); prefix.ok()) TouchLastUse(*prefix);
+  for (const Lease& lease : released) {
+    absl::StatusOr<base::ScopedFsIdentity> as = ActAs(lease.cache.owner);
+    if (!as.ok()) continue;
+    if (absl::StatusOr<fs::path> prefix = BuiltIn(lease.cache, lease.digest); prefix.ok()) {
+      TouchLastUse(*prefix);
+    }
+  }
 }
 
 void EnvironmentBuilder::RequestTrim() {
@@ -401,49 +651,59 @@ void EnvironmentBuilder::RequestTrim() {
   if (options_.cache_budget > 0) trim_wanted_ = true;
 }
 
-std::vector<CachedEnvironment> EnvironmentBuilder::Prune() { return Evict(0); }
+std::vector<CachedEnvironment> EnvironmentBuilder::Prune(std::optional<uid_t> user) {
+  std::vector<CachedEnvironment> removed;
+  for (const Cache& cache : CachesOf(user)) {
+    for (CachedEnvironment& env : Evict(cache, 0)) removed.push_back(std::move(env));
+  }
+  return removed;
+}
 
-CacheUsage EnvironmentBuilder::Usage() const {
-  std::optional<std::vector<CachedEnvironment>> listed;
-  uint64_t at = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    at = changes_;
-    if (listed_at_ == at) listed = listed_;
-  }
-  // Outside the lock: a first look may measure an old folder's files.
-  if (!listed) listed = ListCache(options_.root);
+CacheUsage EnvironmentBuilder::Usage(std::optional<uid_t> user) const {
   CacheUsage usage;
-  std::set<std::string> held;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const auto& [holder, digest] : leases_) held.insert(digest);
-    if (changes_ == at) {
-      listed_ = listed;
-      listed_at_ = at;
+  for (const Cache& cache : CachesOf(user)) {
+    std::optional<std::vector<CachedEnvironment>> listed;
+    uint64_t at = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      at = changes_;
+      auto it = listed_.find(cache.dir);
+      if (it != listed_.end() && it->second.at == at) listed = it->second.environments;
     }
-  }
-  for (const CachedEnvironment& env : *listed) {
-    ++usage.count;
-    usage.bytes += env.bytes;
-    if (held.contains(env.digest)) ++usage.in_use;
+    // Outside the lock: a first look may measure an old folder's files.
+    if (!listed) {
+      absl::StatusOr<base::ScopedFsIdentity> as = ActAs(cache.owner);
+      listed = as.ok() ? ListCache(cache.dir) : std::vector<CachedEnvironment>{};
+    }
+    std::set<fs::path> held;
+    {
+      absl::MutexLock lock(&mu_);
+      held = HeldLocked();
+      if (changes_ == at) listed_[cache.dir] = Listing{at, *listed};
+    }
+    for (const CachedEnvironment& env : *listed) {
+      ++usage.count;
+      usage.bytes += env.bytes;
+      if (held.contains(cache.dir / env.digest)) ++usage.in_use;
+    }
   }
   return usage;
 }
 
-std::vector<CachedEnvironment> EnvironmentBuilder::Evict(int64_t keep_bytes) {
-  const std::vector<CachedEnvironment> all = ListCache(options_.root);
+std::vector<CachedEnvironment> EnvironmentBuilder::Evict(const Cache& cache, int64_t keep_bytes) {
+  absl::StatusOr<base::ScopedFsIdentity> as = ActAs(cache.owner);
+  if (!as.ok()) return {};
+  const std::vector<CachedEnvironment> all = ListCache(cache.dir);
   int64_t total = 0;
   for (const CachedEnvironment& env : all) total += env.bytes;
   std::vector<CachedEnvironment> removed;
   {
     absl::MutexLock lock(&mu_);
-    std::set<std::string> held;
-    for (const auto& [holder, digest] : leases_) held.insert(digest);
+    const std::set<fs::path> held = HeldLocked();
     for (const CachedEnvironment& env : all) {  // least recently used first
       if (total <= keep_bytes) break;
-      if (held.contains(env.digest) || builds_.contains(env.digest)) continue;
-      const fs::path link = options_.root / env.digest;
+      const fs::path link = cache.dir / env.digest;
+      if (held.contains(link) || builds_.contains(link)) continue;
       std::error_code ec;
       // Rebuilt since it was listed: that one is new, not this.
       if (fs::read_symlink(link, ec).filename() != env.folder.filename() || ec) continue;
@@ -458,7 +718,7 @@ std::vector<CachedEnvironment> EnvironmentBuilder::Evict(int64_t keep_bytes) {
   }
   std::error_code ec;
   for (const CachedEnvironment& env : removed) fs::remove_all(env.folder, ec);
-  if (!removed.empty()) (void)base::SyncDirectory(options_.root);
+  if (!removed.empty()) (void)base::SyncDirectory(cache.dir);
   return removed;
 }
 

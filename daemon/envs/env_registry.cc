@@ -47,17 +47,26 @@ absl::Status ValidateEnvironmentName(const std::string& name) {
       "'-'"));
 }
 
-absl::StatusOr<std::unique_ptr<EnvironmentRegistry>> EnvironmentRegistry::Open(fs::path root) {
-  std::unique_ptr<EnvironmentRegistry> registry(new EnvironmentRegistry(std::move(root)));
+absl::StatusOr<std::vector<Environment>> CuratedEnvironments() {
+  std::vector<Environment> all;
   for (const CuratedFile& file : CuratedEnvironmentFiles()) {
-    RegisteredEnvironment curated;
-    if (!google::protobuf::TextFormat::ParseFromString(file.text, curated.mutable_environment())) {
+    Environment& env = all.emplace_back();
+    if (!google::protobuf::TextFormat::ParseFromString(file.text, &env)) {
       return absl::InternalError(
           absl::StrCat("curated environment file ", file.file, " does not parse"));
     }
-    Environment& env = *curated.mutable_environment();
-    AMLD_RETURN_IF_ERROR(ValidateEnvironmentName(env.name()));
     env.set_version("1");
+  }
+  return all;
+}
+
+absl::StatusOr<std::unique_ptr<EnvironmentRegistry>> EnvironmentRegistry::Open(fs::path root) {
+  std::unique_ptr<EnvironmentRegistry> registry(new EnvironmentRegistry(std::move(root)));
+  AMLD_ASSIGN_OR_RETURN(std::vector<Environment> all, CuratedEnvironments());
+  for (Environment& env : all) {
+    AMLD_RETURN_IF_ERROR(ValidateEnvironmentName(env.name()));
+    RegisteredEnvironment curated;
+    *curated.mutable_environment() = std::move(env);
     curated.set_curated(true);
     curated.add_versions("1");
     registry->curated_.push_back(std::move(curated));

@@ -32,6 +32,9 @@ struct CuratedFile {
   const char* text;
 };
 const std::vector<CuratedFile>& CuratedEnvironmentFiles();
+// Those definitions parsed, version "1" each; INTERNAL naming a file that
+// does not parse.
+absl::StatusOr<std::vector<amld::v1::Environment>> CuratedEnvironments();
 
 class EnvironmentRegistry {
  public:

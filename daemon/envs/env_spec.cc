@@ -141,6 +141,30 @@ absl::Status SetPythonVersion(const std::string& version, const std::string& fro
   return absl::OkStatus();
 }
 
+// "name==1.0", "name[extra]==1.0", "name==1.0; python_version>'3'": one
+// exact version (no wildcard, no other clause, no URL).
+bool PinsOneVersion(absl::string_view requirement) {
+  absl::string_view spec = requirement.substr(0, requirement.find(';'));
+  const size_t eq = spec.find("==");
+  if (eq == absl::string_view::npos || eq == 0) return false;
+  absl::string_view name = absl::StripAsciiWhitespace(spec.substr(0, eq));
+  absl::string_view version = absl::StripAsciiWhitespace(spec.substr(eq + 2));
+  if (name.empty() || version.empty() || version[0] == '=') return false;  // "===" is not pip's pin
+  return !std::any_of(name.begin(), name.end(), [](char c) { return std::strchr("<>!~=@ ", c); }) &&
+         !std::any_of(version.begin(), version.end(),
+                      [](char c) { return std::strchr("*,<>!~=@ ", c); });
+}
+
+// "sha256:<hex>" (sha384, sha512: the algorithms pip accepts).
+bool IsHashValue(absl::string_view value) {
+  const size_t colon = value.find(':');
+  if (colon == absl::string_view::npos) return false;
+  const absl::string_view algorithm = value.substr(0, colon);
+  const absl::string_view hex = value.substr(colon + 1);
+  return (algorithm == "sha256" || algorithm == "sha384" || algorithm == "sha512") &&
+         !hex.empty() && std::all_of(hex.begin(), hex.end(), absl::ascii_isxdigit);
+}
+
 void SortUnique(std::vector<std::string>* v) {
   std::sort(v->begin(), v->end());
   v->erase(std::unique(v->begin(), v->end()), v->end());
@@ -261,6 +285,34 @@ std::string RequirementsFile(const EnvironmentSpec& spec) {
   for (const std::string& o : spec.pip_options) absl::StrAppend(&text, o, "\n");
   for (const std::string& r : spec.pip_requirements) absl::StrAppend(&text, r, "\n");
   return text;
+}
+
+bool DeterminesItsResult(const EnvironmentSpec& spec) {
+  if (spec.needs_conda()) return false;
+  for (const std::string& option : spec.pip_options) {
+    if (absl::StartsWith(option, "-e ")) return false;
+  }
+  for (const std::string& line : spec.pip_requirements) {
+    // The canonical line has single spaces: "name==1.0 --hash=sha256:ab".
+    std::vector<absl::string_view> words = absl::StrSplit(line, ' ');
+    std::string requirement;
+    int hashes = 0;
+    for (size_t i = 0; i < words.size(); ++i) {
+      if (absl::StartsWith(words[i], "--hash=")) {
+        if (!IsHashValue(words[i].substr(7))) return false;
+        ++hashes;
+      } else if (words[i] == "--hash" && i + 1 < words.size()) {
+        if (!IsHashValue(words[++i])) return false;
+        ++hashes;
+      } else if (absl::StartsWith(words[i], "-")) {
+        return false;  // another per-requirement option (--global-option, ...)
+      } else {
+        absl::StrAppend(&requirement, requirement.empty() ? "" : " ", words[i]);
+      }
+    }
+    if (hashes == 0 || !PinsOneVersion(requirement)) return false;
+  }
+  return true;
 }
 
 std::string PythonVersionCheck(const EnvironmentSpec& spec) {

@@ -80,4 +80,13 @@ std::string PythonVersionCheck(const EnvironmentSpec& spec);
 // line.
 std::string RequirementsFile(const EnvironmentSpec& spec);
 
+// True when the spec alone decides what gets installed, so one build may
+// serve every user of a shared machine (system mode's shared cache,
+// env_builder.h): no conda packages (conda resolves against the channels'
+// state of the day), no -e, and every pip requirement pinned to one version
+// with "==" and carrying --hash=ALG:HEX (pip's hash-checking mode, in which
+// pip also refuses any dependency that is not pinned and hashed). A spec
+// with only a Python version qualifies too: nothing from an index runs.
+bool DeterminesItsResult(const EnvironmentSpec& spec);
+
 }  // namespace amld::daemon

@@ -21,40 +21,6 @@ namespace fs = std::filesystem;
 using base::ErrnoStatus;
 using base::ScopedFd;
 
-// Every entry of the open folder `dir` (named `path` in errors), depth first.
-absl::Status ChownBelow(int dir, const fs::path& path, uid_t uid, gid_t gid) {
-  ScopedFd walk(::dup(dir));
-  if (!walk.valid()) return ErrnoStatus(errno, "dup", path);
-  DIR* d = ::fdopendir(walk.get());
-  if (d == nullptr) return ErrnoStatus(errno, "opendir", path);
-  (void)walk.release();  // owned by d now
-  absl::Status status;
-  while (status.ok()) {
-    errno = 0;
-    const dirent* e = ::readdir(d);
-    if (e == nullptr) {
-      if (errno != 0) status = ErrnoStatus(errno, "readdir", path);
-      break;
-    }
-    const std::string name = e->d_name;
-    if (name == "." || name == "..") continue;
-    if (::fchownat(dir, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
-      status = ErrnoStatus(errno, "chown", path / name);
-      break;
-    }
-    if (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN) continue;
-    ScopedFd sub(::openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!sub.valid()) {
-      if (errno == ENOTDIR || errno == ELOOP) continue;  // DT_UNKNOWN that was no folder
-      status = ErrnoStatus(errno, "open", path / name);
-      break;
-    }
-    status = ChownBelow(sub.get(), path / name, uid, gid);
-  }
-  ::closedir(d);
-  return status;
-}
-
 std::string Octal(mode_t mode) {
   char text[8];
   std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
@@ -152,10 +118,47 @@ absl::Status CheckAccountMay(const RunAs& account, const fs::path& file, int acc
   return absl::OkStatus();
 }
 
+absl::Status ForEachEntryBelow(int dir, const fs::path& path, const EntryVisitor& visit) {
+  ScopedFd walk(::dup(dir));
+  if (!walk.valid()) return ErrnoStatus(errno, "dup", path);
+  DIR* d = ::fdopendir(walk.get());
+  if (d == nullptr) return ErrnoStatus(errno, "opendir", path);
+  (void)walk.release();  // owned by d now
+  absl::Status status;
+  while (status.ok()) {
+    errno = 0;
+    const dirent* e = ::readdir(d);
+    if (e == nullptr) {
+      if (errno != 0) status = ErrnoStatus(errno, "readdir", path);
+      break;
+    }
+    const std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    status = visit(dir, name, path / name);
+    if (!status.ok() || (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN)) continue;
+    ScopedFd sub(::openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!sub.valid()) {
+      if (errno == ENOTDIR || errno == ELOOP) continue;  // DT_UNKNOWN that was no folder
+      status = ErrnoStatus(errno, "open", path / name);
+      break;
+    }
+    status = ForEachEntryBelow(sub.get(), path / name, visit);
+  }
+  ::closedir(d);
+  return status;
+}
+
 absl::Status GiveTreeTo(const fs::path& root, uid_t uid, gid_t gid) {
   ScopedFd dir(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!dir.valid()) return ErrnoStatus(errno, "open", root);
-  if (absl::Status s = ChownBelow(dir.get(), root, uid, gid); !s.ok()) return s;
+  absl::Status s = ForEachEntryBelow(
+      dir.get(), root, [&](int parent, const std::string& name, const fs::path& path) {
+        if (::fchownat(parent, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
+          return ErrnoStatus(errno, "chown", path);
+        }
+        return absl::OkStatus();
+      });
+  if (!s.ok()) return s;
   if (::fchown(dir.get(), uid, gid) != 0) return ErrnoStatus(errno, "chown", root);
   if (::fchmod(dir.get(), 0700) != 0) return ErrnoStatus(errno, "chmod", root);
   return absl::OkStatus();

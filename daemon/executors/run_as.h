@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -59,5 +60,16 @@ absl::Status CheckAccountMay(const RunAs& account, const std::filesystem::path& 
 // the run's user owns its run folder and no other user can enter it. Called
 // before the run starts, while only the daemon can reach the folder.
 absl::Status GiveTreeTo(const std::filesystem::path& root, uid_t uid, gid_t gid);
+
+// Calls `visit(dir, name, path)` for every entry below the open folder
+// `dir` (named `path`), depth first: an entry is visited before the walk
+// enters it, and the walk opens folders with O_NOFOLLOW, so a link is
+// visited itself and never followed. The first error ends the walk. For
+// changing a tree a user could still be changing (GiveTreeTo, the shared
+// environments' seal): act on `name` relative to `dir`, never on `path`.
+using EntryVisitor = std::function<absl::Status(int dir, const std::string& name,
+                                                const std::filesystem::path& path)>;
+absl::Status ForEachEntryBelow(int dir, const std::filesystem::path& path,
+                               const EntryVisitor& visit);
 
 }  // namespace amld::daemon

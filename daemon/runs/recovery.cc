@@ -163,7 +163,7 @@ absl::Status RunManager::Recover(const Run& run) {
   r.cancel_requested = step.cancel_again;
   // Its environment stays in use until it ends, as before the restart.
   if (environments_ != nullptr && !run.config().environment().digest().empty()) {
-    environments_->Hold(run.config().environment().digest(), id);
+    environments_->Hold(run.config().environment().digest(), id, run.submitter_uid());
   }
   const RunPaths paths = PathsFor(id);
   // Reattach may report the exit at once, from the executor's thread, which

@@ -101,7 +101,6 @@ absl::StatusOr<RunConfig> RunManager::CheckSubmission(const RunConfig& submitted
         processes.nodes, " nodes: ask for a multiple of ", processes.nodes, " (e.g. ",
         processes.nodes * std::max(1, submitted.resources().gpus() / processes.nodes), ")"));
   }
-  if (options_.run_as_submitter) AMLD_RETURN_IF_ERROR(CheckRunsAsSubmitter(submitted));
   RunConfig config = submitted;
   // amld.yaml default_gpus, for a local run that asked for nothing (an
   // explicit request, even for 0 GPUs, is kept).
@@ -115,7 +114,7 @@ absl::StatusOr<RunConfig> RunManager::CheckSubmission(const RunConfig& submitted
   if (config.resources().cpus() < processes.count) {
     config.mutable_resources()->set_cpus(processes.count);
   }
-  AMLD_RETURN_IF_ERROR(CheckEnvironment(&config));
+  AMLD_RETURN_IF_ERROR(CheckEnvironment(&config, submitter_uid));
   {
     absl::MutexLock lock(&mu_);
     AMLD_RETURN_IF_ERROR(ApplyLimitsLocked(&config));
@@ -334,20 +333,7 @@ void RunManager::CancelChildren(const std::string& parent_id, const std::string&
   }
 }
 
-absl::Status RunManager::CheckRunsAsSubmitter(const RunConfig& config) const {
-  // Every target runs as the submitter: local runs through the shim, Slurm
-  // jobs and SSH connections through Slurm's clients and ssh run with their
-  // uid (the executors' LaunchSpec::run_as).
-  if (IsManagedEnvironment(config.environment())) {
-    return absl::UnimplementedError(
-        "this is a system-mode daemon, which does not build managed environments yet (the build "
-        "would run as root): use a user-managed environment (python.user_managed_dependencies = "
-        "True) with an interpreter that has the packages");
-  }
-  return absl::OkStatus();
-}
-
-absl::Status RunManager::CheckEnvironment(RunConfig* config) const {
+absl::Status RunManager::CheckEnvironment(RunConfig* config, uint32_t submitter_uid) const {
   config->mutable_environment()->clear_digest();  // the daemon's to set
   if (!IsManagedEnvironment(config->environment())) return absl::OkStatus();
   if (environments_ == nullptr) {
@@ -355,7 +341,11 @@ absl::Status RunManager::CheckEnvironment(RunConfig* config) const {
         "this daemon does not build managed environments (it has no environment cache); use a "
         "user-managed environment (python.user_managed_dependencies = True)");
   }
-  AMLD_ASSIGN_OR_RETURN(EnvironmentSpec spec, environments_->Check(config->environment()));
+  AMLD_ASSIGN_OR_RETURN(
+      EnvironmentSpec spec,
+      environments_->Check(config->environment(),
+                           IsLocalTarget(*config) ? std::optional<uid_t>(submitter_uid)
+                                                  : std::nullopt));
   if (!IsLocalTarget(*config) && spec.needs_conda()) {
     // The conda tool of amld.yaml is this machine's; a target's is unknown.
     return absl::UnimplementedError(absl::StrCat(

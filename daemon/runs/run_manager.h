@@ -321,10 +321,10 @@ class RunManager {
   void Launch(const std::string& run_id, const amld::v1::RunConfig& config,
               const std::vector<int>& gpus, absl::Duration prepare_time,
               const std::filesystem::path& environment_prefix);
-  // Submit's checks of a managed environment; sets its digest in `config`.
-  absl::Status CheckEnvironment(amld::v1::RunConfig* config) const;
-  // System mode: UNIMPLEMENTED for what cannot run as the submitter yet.
-  absl::Status CheckRunsAsSubmitter(const amld::v1::RunConfig& config) const;
+  // Submit's checks of a managed environment (in system mode, for the
+  // submitter: their build runs the conda tool as them); sets its digest in
+  // `config`.
+  absl::Status CheckEnvironment(amld::v1::RunConfig* config, uint32_t submitter_uid) const;
   // The run's time limit after the daemon's limits, and its place in the
   // scheduler's order; INVALID_ARGUMENT when the target cannot hold it.
   absl::Status ApplyLimitsLocked(amld::v1::RunConfig* config) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -46,6 +46,7 @@ absl::StatusOr<EnvironmentSpec> CheckManagedEnvironment(EnvironmentBuilder* envi
 void RunManager::Prepare(const std::string& run_id) {
   RunConfig config;
   std::vector<int> gpus;
+  uint32_t submitter_uid = 0;
   {
     absl::MutexLock lock(&mu_);
     auto it = active_.find(run_id);
@@ -59,15 +60,18 @@ void RunManager::Prepare(const std::string& run_id) {
     TransitionDetails preparing;
     preparing.assigned_gpus = gpus;  // before any launch, so a restart keeps them
     const std::string& digest = r.config.environment().digest();
-    if (!digest.empty() && environments_ != nullptr && IsLocalTarget(r.config) &&
-        !environments_->Built(digest).ok()) {
-      preparing.reason = absl::StrCat("building environment ", ShortDigest(digest));
+    if (!digest.empty() && environments_ != nullptr && IsLocalTarget(r.config)) {
+      absl::StatusOr<EnvironmentSpec> spec = environments_->Check(r.config.environment());
+      if (!spec.ok() || !environments_->Built(*spec, r.submitter_uid).ok()) {
+        preparing.reason = absl::StrCat("building environment ", ShortDigest(digest));
+      }
     }
     if (r.status != Status::PREPARING &&
         !TransitionLocked(run_id, Status::PREPARING, preparing).ok()) {
       return ForgetLocked(run_id);
     }
     config = r.config;
+    submitter_uid = r.submitter_uid;
   }
   const amld::storage::Digest snapshot = amld::storage::FromProto(config.snapshot_root());
   const absl::Time prepare_start = absl::Now();
@@ -86,8 +90,10 @@ void RunManager::Prepare(const std::string& run_id) {
         CheckManagedEnvironment(environments_.get(), config);
     if (spec.ok()) {
       const RunPaths paths = PathsFor(run_id);
-      BuildRequest request{run_id, paths.std_log,
-                           paths.system_logs / "environment_build.log"};
+      // In system mode the submitter's: built as them, in their cache (or
+      // the shared one, for a spec that decides its content).
+      BuildRequest request{run_id, paths.std_log, paths.system_logs / "environment_build.log",
+                           submitter_uid};
       environments_->Acquire(
           *spec, std::move(request),
           [this, run_id, config, gpus, prepare_time](absl::StatusOr<std::filesystem::path> prefix) {

@@ -32,7 +32,7 @@ class DaemonService final : public pb::Daemon::Service {
  public:
   explicit DaemonService(const ServiceDeps& deps) : deps_(deps) {}
 
-  grpc::Status GetInfo(grpc::ServerContext*, const pb::GetInfoRequest*,
+  grpc::Status GetInfo(grpc::ServerContext* context, const pb::GetInfoRequest*,
                        pb::DaemonInfo* info) override {
     const DaemonFacts& facts = deps_.facts;
     info->set_version(facts.version);
@@ -63,7 +63,11 @@ class DaemonService final : public pb::Daemon::Service {
     for (int id : local.free_gpus) info->add_free_gpus(id);
     const RunManagerOptions& run_options = deps_.runs->options();
     if (const EnvironmentBuilder* envs = deps_.runs->environments(); envs != nullptr) {
-      const CacheUsage cache = envs->Usage();
+      // System mode: the caller's own cache.
+      const CacheUsage cache =
+          envs->Usage(deps_.access.system_mode()
+                          ? std::optional<uid_t>(CallerUid(deps_, context->peer()))
+                          : std::nullopt);
       info->set_environment_cache_count(cache.count);
       info->set_environment_cache_bytes(cache.bytes);
       info->set_environment_cache_in_use(cache.in_use);

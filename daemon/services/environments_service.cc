@@ -74,7 +74,10 @@ class EnvironmentsService final : public pb::Environments::Service {
     absl::StatusOr<EnvironmentSpec> spec = builder()->Check(env);
     if (!spec.ok()) return ToGrpcStatus(spec.status());
     const std::string digest = SpecDigest(*spec);
-    const bool built_before = builder()->Built(digest).ok();
+    // In system mode the caller's environment: built as them, in their cache
+    // (or the shared one), as their runs would take it.
+    const std::optional<uid_t> user = Caller(context);
+    const bool built_before = builder()->Built(*spec, user).ok();
 
     // The builder appends the output to a file; this call sends it on as it
     // grows. The file goes when the build ends (this call may be gone by
@@ -94,7 +97,7 @@ class EnvironmentsService final : public pb::Environments::Service {
       return ToGrpcStatus(base::ErrnoStatus(errno, "create build log", log.string()));
     }
     EnvironmentBuilder* envs = builder();
-    envs->Acquire(*spec, BuildRequest{holder, log, ""},
+    envs->Acquire(*spec, BuildRequest{holder, log, "", user},
                   [envs, holder, log, outcome](absl::StatusOr<std::filesystem::path> prefix) {
                     envs->Release(holder);
                     std::error_code ec;
@@ -133,16 +136,17 @@ class EnvironmentsService final : public pb::Environments::Service {
 
   grpc::Status PruneEnvironments(grpc::ServerContext* context, const pb::PruneEnvironmentsRequest*,
                                  pb::PruneEnvironmentsResponse* response) override {
-    if (absl::Status s = deps_.access.CheckManageTargets(CallerUid(deps_, *context),
-                                                         "prune environments");
-        !s.ok()) {
-      return ToGrpcStatus(s);
-    }
     if (builder() == nullptr) {
       return ToGrpcStatus(absl::UnimplementedError(
           "this daemon keeps no environment cache (it has no data dir for environments)"));
     }
-    for (const CachedEnvironment& env : builder()->Prune()) {
+    // System mode: a user prunes their own cache; root and admin_group
+    // every cache (the shared one and each user's). User mode: the one.
+    const uid_t caller = CallerUid(deps_, context->peer());
+    const std::optional<uid_t> scope =
+        deps_.access.system_mode() && !deps_.access.IsAdmin(caller) ? std::optional<uid_t>(caller)
+                                                                    : std::nullopt;
+    for (const CachedEnvironment& env : builder()->Prune(scope)) {
       pb::CachedEnvironment* out = response->add_removed();
       out->set_digest(env.digest);
       out->set_prefix(env.folder.string());
@@ -150,7 +154,7 @@ class EnvironmentsService final : public pb::Environments::Service {
       out->mutable_last_used()->set_seconds(absl::ToUnixSeconds(env.last_used));
       response->set_bytes_freed(response->bytes_freed() + env.bytes);
     }
-    const CacheUsage left = builder()->Usage();
+    const CacheUsage left = builder()->Usage(scope);
     response->set_kept(left.count);
     response->set_kept_bytes(left.bytes);
     return grpc::Status::OK;
@@ -165,12 +169,12 @@ class EnvironmentsService final : public pb::Environments::Service {
       return absl::UnimplementedError(
           "this daemon does not build managed environments (it has no environment cache)");
     }
-    if (deps_.runs->options().run_as_submitter) {
-      return absl::UnimplementedError(
-          "this is a system-mode daemon, which does not build managed environments yet (the "
-          "build would run as root)");
-    }
     return absl::OkStatus();
+  }
+  // Whose environments a call acts on: the caller in system mode.
+  std::optional<uid_t> Caller(grpc::ServerContext* context) const {
+    if (!deps_.access.system_mode()) return std::nullopt;
+    return CallerUid(deps_, context->peer());
   }
   static grpc::Status Off() {
     return ToGrpcStatus(absl::UnimplementedError(

@@ -323,7 +323,16 @@ TEST(DaemonConfigTest, EnvironmentsSayWherePackagesComeFrom) {
               HasSubstr("amld.yaml:2:3: unknown key \"environments.index\""));
   EXPECT_THAT(ErrorOf("environments:\n  index: x\n"),
               HasSubstr("known keys: environments.build_timeout_seconds, "
-                        "environments.cache_budget, environments.conda_path, "));
+                        "environments.build_user, environments.cache_budget, "
+                        "environments.conda_path, "));
+  // System mode's shared-cache builder: an account of the admin's choosing,
+  // or none; never root.
+  EXPECT_EQ(Parsed("cpus: 1\n").runs.environments.build_user, "amld-build");
+  EXPECT_EQ(Parsed("environments:\n  build_user: builder\n").runs.environments.build_user,
+            "builder");
+  EXPECT_EQ(Parsed("environments:\n  build_user: \"\"\n").runs.environments.build_user, "");
+  EXPECT_THAT(ErrorOf("environments:\n  build_user: root\n"),
+              HasSubstr("environments.build_user must not be root"));
   EXPECT_THAT(ErrorOf("environments:\n  find_links: /srv\n"),
               HasSubstr("environments.find_links must be a list"));
   EXPECT_THAT(ErrorOf("environments:\n  no_index: 1\n"),

@@ -48,6 +48,26 @@ TEST(DataDirTest, MissingDirIsCreatedPrivate) {
   EXPECT_EQ(ModeOf(dir / "a/data"), 0700u);
 }
 
+TEST(DataDirTest, SystemModeLeavesTheEnvironmentCachesOpenToTheirUsers) {
+  TempDir dir;
+  const fs::path data = dir / "data";
+  MakeLooseDataDir(data);
+  // The shared cache's sealed environments (0755/0644) and users/ (0711),
+  // as the builder keeps them (daemon/envs/env_builder.h).
+  fs::create_directories(data / "envs/users/1001");
+  fs::create_directories(data / "envs/.build-abc/bin");
+  WriteFile(data / "envs/.build-abc/bin/python", "", 0755);
+  for (const char* d : {"envs", "envs/users"}) ::chmod((data / d).c_str(), 0711);
+  ::chmod((data / "envs/.build-abc").c_str(), 0755);
+  ASSERT_TRUE(PrepareDataDir(data, /*system_mode=*/true).ok());
+  EXPECT_EQ(ModeOf(data), 0711u);
+  EXPECT_EQ(ModeOf(data / "amld.db"), 0600u);  // the rest is tightened as ever
+  EXPECT_EQ(ModeOf(data / "envs"), 0711u);
+  EXPECT_EQ(ModeOf(data / "envs/users"), 0711u);
+  EXPECT_EQ(ModeOf(data / "envs/.build-abc"), 0755u);
+  EXPECT_EQ(ModeOf(data / "envs/.build-abc/bin/python"), 0755u);
+}
+
 TEST(DataDirTest, LooseDirAndContentsAreTightened) {
   TempDir dir;
   const fs::path data = dir / "data";

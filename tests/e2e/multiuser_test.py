@@ -119,9 +119,12 @@ class SystemDaemon(unittest.TestCase):
         cls.data = os.path.join(cls.tmp, "data")
         cls.sock = os.path.join(cls.tmp, "run", "amld.sock")
         cls.config = os.path.join(cls.tmp, "amld.yaml")
+        # Managed environments come from a wheelhouse made when a test needs it.
+        cls.wheelhouse = os.path.join(cls.tmp, "wheelhouse")
         with open(cls.config, "w") as f:
             f.write("max_concurrent_runs: 4\ncpus: 4\nkill_grace_seconds: 2\n"
                     "keep_finished_run_folders: -1\n"
+                    "environments:\n  no_index: true\n  find_links: [%s]\n" % cls.wheelhouse +
                     "per_user:\n  max_running_runs: %d\n"
                     "admin_group: %s\n" % (MAX_RUNNING_PER_USER, ADMIN_GROUP) +
                     cls.EXTRA_CONFIG)
@@ -445,6 +448,76 @@ class MultiUser(SystemDaemon):
         # Sending the bytes is the proof: then it is his to use too.
         self.assertEqual((theirs["missing_after"], theirs["resubmit"]), (0, "OK"), theirs)
 
+    def test_13_managed_environments_are_built_as_their_user(self):
+        """A pip environment in system mode: built by its submitter into their own cache,
+        run from there; the other user with the same spec gets their own."""
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                        "python"))
+        from wheelhouse import build_wheel
+        os.makedirs(self.wheelhouse, mode=0o755)
+        for package in ("amldtest-beta", "amldtest-alpha"):
+            build_wheel(package, self.wheelhouse, os.path.join(self.tmp, "wheel-src"))
+        for f in os.listdir(self.wheelhouse):
+            os.chmod(os.path.join(self.wheelhouse, f), 0o644)
+        prefixes = {}
+        for name in USERS:
+            pw = self.users[name]
+            proj = os.path.join(pw.pw_dir, "proj")
+            write(os.path.join(proj, "conda.yml"),
+                  "dependencies:\n  - pip:\n    - amldtest-alpha\n")
+            write(os.path.join(proj, "job.yml"),
+                  "experiment_name: mu\ncode: .\ncommand: python envcheck.py\n"
+                  "environment:\n  conda_file: conda.yml\n")
+            write(os.path.join(proj, "envcheck.py"), ENVCHECK_PY)
+            for f in ("conda.yml", "job.yml", "envcheck.py"):
+                os.chown(os.path.join(proj, f), pw.pw_uid, pw.pw_gid)
+            run_id = self.aml(name, "run", "submit", "-q", "-f", "job.yml").stdout.strip()
+            r = self.wait_status(name, run_id, ("COMPLETED", "FAILED"), timeout=180)
+            self.assertEqual(r["status"], "COMPLETED", self.aml(name, "run", "logs", run_id).stdout)
+            seen = json.loads(self.aml(name, "run", "download", run_id, "outputs/env.json",
+                                       "-o", "-").stdout)
+            self.assertEqual(seen["hello"], "alpha sees beta 42")
+            self.assertEqual(seen["uid"], pw.pw_uid)
+            # Its python is the venv's, in the submitter's own cache...
+            cache = os.path.join(self.data, "envs", "users", str(pw.pw_uid))
+            prefix = seen["prefix"]
+            self.assertEqual(os.path.dirname(prefix), cache, seen)
+            self.assertTrue(seen["executable"].startswith(prefix + "/bin/python"), seen)
+            # ...which is theirs, every file (the build ran as them), and theirs alone.
+            st = os.lstat(cache)
+            self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (pw.pw_uid, 0o700))
+            self.assert_all_theirs(cache, pw)
+            prefixes[name] = prefix
+            # The caller's cache is what `aml daemon status` counts.
+            info = json.loads(self.aml(name, "daemon", "status", "--output", "json").stdout)
+            self.assertEqual(int(info["environment_cache_count"]), 1, info)
+        self.assertNotEqual(prefixes[USERS[0]], prefixes[USERS[1]])
+        users = os.lstat(os.path.join(self.data, "envs", "users"))
+        self.assertEqual((users.st_uid, stat.S_IMODE(users.st_mode)), (0, 0o711))
+        # B can neither list A's cache nor read a file of A's environment.
+        a, b = USERS
+        pw_b = self.users[b]
+        for cmd in (["ls", os.path.dirname(prefixes[a])], ["cat", prefixes[a] + "/pyvenv.cfg"]):
+            p = subprocess.run(["setpriv", "--reuid=%d" % pw_b.pw_uid,
+                                "--regid=%d" % pw_b.pw_gid, "--init-groups", "--"] + cmd,
+                               capture_output=True, text=True, cwd="/")
+            self.assertNotEqual(p.returncode, 0, p.stdout)
+            self.assertIn("Permission denied", p.stderr)
+        # `aml env prune` of a user acts on their own cache only (once the run that
+        # held it is forgotten).
+        eventually(lambda: self.aml(a, "env", "prune") and not os.path.exists(prefixes[a]),
+                   "A's environment to be pruned")
+        self.assertTrue(os.path.exists(prefixes[b]))
+        # `aml env build` builds for its caller, as them, into their cache.
+        write(os.path.join(self.tmp, "conda.yml"), "dependencies:\n  - pip:\n    - amldtest-alpha\n")
+        write(os.path.join(self.tmp, "env.yml"), "name: mu-env\nconda_file: conda.yml\n")
+        self.aml_root("env", "create", "-f", os.path.join(self.tmp, "env.yml"))
+        out = self.aml(a, "env", "build", "mu-env").stdout
+        cache_a = os.path.join(self.data, "envs", "users", str(self.users[a].pw_uid))
+        self.assertIn("environment mu-env built", out)
+        self.assertIn(" at " + cache_a + "/.build-", out)
+        self.assert_all_theirs(cache_a, self.users[a])
+
     def probe(self, name, secret, script=None, *args):
         """PROBE (or `script`) as `name`, over the daemon's gRPC API."""
         pw = self.users[name]
@@ -731,6 +804,14 @@ if action == "resume":  # the second half, as if the first were the caller's
     except grpc.RpcError as e:
         out["resume"] = e.code().name + ": " + e.details()
 print(json.dumps(out))
+'''
+
+ENVCHECK_PY = r'''
+import json, os, sys
+import amldtest_alpha
+os.makedirs("outputs", exist_ok=True)
+json.dump({"hello": amldtest_alpha.hello(), "uid": os.getuid(), "prefix": sys.prefix,
+           "executable": sys.executable}, open("outputs/env.json", "w"))
 '''
 
 TRAIN_PY = r'''

@@ -82,7 +82,9 @@ class EnvironmentsServicer(object):
         says so). Codes: OK; NOT_FOUND as GetEnvironment; FAILED_PRECONDITION
         for a build that failed (the message has the tail of pip's output) or
         a spec this daemon cannot build (conda packages without a conda tool);
-        UNIMPLEMENTED when the daemon builds no environments (system mode).
+        UNIMPLEMENTED when the daemon keeps no environment cache. In system mode
+        it builds for the caller, as the caller, into their own cache (or the
+        shared one, for a spec that decides its content), as their runs would.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -90,9 +92,9 @@ class EnvironmentsServicer(object):
 
     def PruneEnvironments(self, request, context):
         """Removes every cached environment no run uses now and none is being
-        built, whatever the budget. Codes: OK; PERMISSION_DENIED in system
-        mode for callers who may not manage targets; UNIMPLEMENTED when the
-        daemon keeps no cache.
+        built, whatever the budget. In system mode: the caller's own cache;
+        for root and admin_group every cache (the shared one and each user's).
+        Codes: OK; UNIMPLEMENTED when the daemon keeps no cache.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -3,6 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -67,7 +70,8 @@ class EnvBuilderTest : public ::testing::Test {
   BuildRequest Request(const std::string& run) {
     fs::create_directories(dir_ / "runs" / run / "system_logs");
     return BuildRequest{run, dir_ / "runs" / run / "std_log.txt",
-                        dir_ / "runs" / run / "system_logs" / "environment_build.log"};
+                        dir_ / "runs" / run / "system_logs" / "environment_build.log",
+                        std::nullopt};
   }
 
   // Ends the running `python -m venv DIR` as the real one would: DIR/bin/python exists.
@@ -312,6 +316,185 @@ TEST_F(EnvBuilderTest, OverTheBudgetTheLeastRecentlyUsedUnheldGoFirst) {
   // A later run of the evicted spec builds it again.
   BuildOne(*builder, fake_, Spec({"beta"}), Request("r3"), results);
   EXPECT_EQ(builder->builds_started(), 3);
+}
+
+// System mode, with real accounts of every Debian system (daemon: uid 1,
+// bin: uid 2, nobody: 65534) as the users and the build account: the
+// builder chowns and takes their file rights, so these need root.
+class SystemModeEnvBuilderTest : public EnvBuilderTest {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (chown, the users' file rights)";
+    for (uid_t uid : {kUserA, kUserB, kNobody}) {
+      if (!LookupAccount(uid).ok()) GTEST_SKIP() << "this machine has no uid " << uid;
+    }
+    // The users pass through to their caches, as through /var/lib/amld.
+    fs::permissions(dir_.path(), fs::perms(0711));
+    options_.per_user = true;
+    options_.build_user = "";  // per test
+  }
+
+  // Ends the latest `python -m venv DIR` as the real one would, as the
+  // account it ran as: DIR/bin/python, theirs.
+  void FinishVenvAsItsAccount() {
+    auto venv = fake_.Started("-m venv");
+    ASSERT_NE(venv, nullptr);
+    const fs::path folder = venv->command().argv.back();
+    ASSERT_TRUE(venv->command().run_as.has_value());
+    const RunAs& as = *venv->command().run_as;
+    // An interpreter they may run (the daemon's PATH may begin with root's
+    // own folders, like pyenv's shims under /root).
+    EXPECT_TRUE(CheckAccountMay(as, venv->command().argv[0], X_OK).ok())
+        << venv->command().argv[0];
+    fs::create_directories(folder / "bin");
+    amld::testing::WriteFile(folder / "bin" / "python", "#!/bin/sh\n", 0700);
+    for (const fs::path& p : {folder, folder / "bin", folder / "bin" / "python"}) {
+      ASSERT_EQ(::lchown(p.c_str(), as.uid, as.gid), 0) << p;
+    }
+    venv->End();
+    auto pip = fake_.Started("-m pip install");
+    ASSERT_NE(pip, nullptr);
+    pip->End();
+  }
+
+  BuildRequest RequestOf(const std::string& run, uid_t user) {
+    BuildRequest request = Request(run);
+    request.user = user;
+    return request;
+  }
+
+  static struct stat Stat(const fs::path& p) {
+    struct stat st {};
+    EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
+    return st;
+  }
+
+  static constexpr uid_t kUserA = 1;
+  static constexpr uid_t kUserB = 2;
+  static constexpr uid_t kNobody = 65534;
+};
+
+TEST_F(SystemModeEnvBuilderTest, EachUserBuildsTheirOwnAsThemselvesInTheirOwnCache) {
+  auto builder = StartBuilder();
+  Results results;
+  const EnvironmentSpec spec = Spec({"alpha"});
+  const std::string digest = SpecDigest(spec);
+  builder->Acquire(spec, RequestOf("a1", kUserA), results.For("a1"));
+  builder->Acquire(spec, RequestOf("b1", kUserB), results.For("b1"));
+  FinishVenvAsItsAccount();
+  FinishVenvAsItsAccount();
+  ASSERT_TRUE(Eventually([&] { return results.size() == 2; }));
+  // Two users, one spec: two builds, each run as its user.
+  EXPECT_EQ(builder->builds_started(), 2);
+  EXPECT_THAT(fake_.AccountsOf("-m venv"), ElementsAre(kUserA, kUserB));
+  EXPECT_THAT(fake_.AccountsOf("-m pip install"), ElementsAre(kUserA, kUserB));
+  const absl::StatusOr<fs::path> a = results.Of("a1");
+  const absl::StatusOr<fs::path> b = results.Of("b1");
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(a->parent_path(), options_.root / "users" / "1");
+  EXPECT_EQ(b->parent_path(), options_.root / "users" / "2");
+  EXPECT_EQ(*builder->Built(spec, kUserA), *a);
+  EXPECT_EQ(*builder->Built(spec, kUserB), *b);
+  EXPECT_FALSE(builder->Built(digest).ok());  // nothing in the shared cache
+  // users/ lets each through to their own folder, which is theirs alone;
+  // what the daemon wrote there is theirs too.
+  struct stat users = Stat(options_.root / "users");
+  EXPECT_EQ(users.st_uid, 0u);
+  EXPECT_EQ(users.st_mode & 07777, 0711u);
+  for (auto [uid, prefix] : {std::pair{kUserA, *a}, std::pair{kUserB, *b}}) {
+    struct stat mine = Stat(prefix.parent_path());
+    EXPECT_EQ(mine.st_uid, uid);
+    EXPECT_EQ(mine.st_mode & 07777, 0700u);
+    for (const char* file : {"amld-requirements.txt", "amld-environment.txt", "amld-size",
+                             "amld-last-use"}) {
+      EXPECT_EQ(Stat(prefix / file).st_uid, uid) << file;
+    }
+    EXPECT_EQ(Stat(prefix.parent_path() / digest).st_uid, uid);  // the link
+  }
+  // Usage and Prune are per cache: A's release frees only A's.
+  EXPECT_EQ(builder->Usage(kUserA).count, 1);
+  EXPECT_EQ(builder->Usage(std::nullopt).count, 2);
+  builder->Release("a1");
+  EXPECT_THAT(builder->Prune(kUserB), IsEmpty());  // B's run holds B's
+  const std::vector<CachedEnvironment> removed = builder->Prune(kUserA);
+  ASSERT_EQ(removed.size(), 1u);
+  EXPECT_EQ(removed[0].folder, *a);
+  EXPECT_FALSE(fs::exists(*a));
+  EXPECT_TRUE(builder->Built(spec, kUserB).ok());
+}
+
+TEST_F(SystemModeEnvBuilderTest, AHashPinnedSpecIsBuiltOnceInTheSharedCacheByTheBuildAccount) {
+  options_.build_user = "nobody";
+  auto builder = StartBuilder();
+  Results results;
+  const EnvironmentSpec spec = Spec({"alpha==1.0 --hash=sha256:0123abcd"});
+  ASSERT_TRUE(DeterminesItsResult(spec));
+  builder->Acquire(spec, RequestOf("a1", kUserA), results.For("a1"));
+  builder->Acquire(spec, RequestOf("b1", kUserB), results.For("b1"));
+  FinishVenvAsItsAccount();
+  ASSERT_TRUE(Eventually([&] { return results.size() == 2; }));
+  EXPECT_EQ(builder->builds_started(), 1);
+  EXPECT_THAT(fake_.AccountsOf("-m venv"), ElementsAre(kNobody));
+  EXPECT_THAT(fake_.AccountsOf("-m pip install"), ElementsAre(kNobody));
+  EXPECT_EQ(fake_.CallsMatching("--no-cache-dir"), 1);  // nobody has no HOME for pip's cache
+  const absl::StatusOr<fs::path> a = results.Of("a1");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(*results.Of("b1"), *a);
+  EXPECT_EQ(a->parent_path(), options_.root);
+  EXPECT_EQ(*builder->Built(SpecDigest(spec)), *a);
+  EXPECT_FALSE(fs::exists(options_.root / "users" / "1"));
+  // Sealed: root's and readable by everyone, writable by no one else —
+  // the build account included.
+  for (const fs::path& p : {*a, *a / "bin", *a / "bin" / "python", *a / "amld-requirements.txt",
+                            *a / "amld-environment.txt"}) {
+    struct stat st = Stat(p);
+    EXPECT_EQ(st.st_uid, 0u) << p;
+    EXPECT_EQ(st.st_mode & 0022, 0u) << p;
+    EXPECT_EQ(st.st_mode & 0044, 0044u) << p;
+  }
+  EXPECT_EQ(Stat(*a).st_mode & 07777, 0755u);
+  EXPECT_EQ(Stat(*a / "bin" / "python").st_mode & 07777, 0755u);
+}
+
+TEST_F(SystemModeEnvBuilderTest, WithoutTheBuildAccountAHashPinnedSpecStaysInTheUsersCache) {
+  options_.build_user = "amld-no-such-account";
+  auto builder = StartBuilder();
+  Results results;
+  const EnvironmentSpec spec = Spec({"alpha==1.0 --hash=sha256:0123abcd"});
+  builder->Acquire(spec, RequestOf("a1", kUserA), results.For("a1"));
+  FinishVenvAsItsAccount();
+  ASSERT_TRUE(Eventually([&] { return results.size() == 1; }));
+  ASSERT_TRUE(results.Of("a1").ok()) << results.Of("a1").status();
+  EXPECT_EQ(results.Of("a1")->parent_path(), options_.root / "users" / "1");
+  EXPECT_THAT(fake_.AccountsOf("-m venv"), ElementsAre(kUserA));
+}
+
+TEST_F(SystemModeEnvBuilderTest, ACondaToolTheUserCannotRunIsRefusedAtSubmit) {
+  // A conda tool in a folder of root's alone.
+  fs::create_directories(dir_ / "root-only");
+  fs::permissions(dir_ / "root-only", fs::perms(0700));
+  amld::testing::WriteFile(dir_ / "root-only" / "micromamba", "#!/bin/sh\n", 0755);
+  options_.conda_path = (dir_ / "root-only" / "micromamba").string();
+  auto builder = StartBuilder();
+  amld::v1::Environment env;
+  env.add_conda_packages("numpy");
+  const absl::StatusOr<EnvironmentSpec> spec = builder->Check(env, kUserA);
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(spec.status().message()),
+              HasSubstr("conda packages are built as you, with environments.conda_path " +
+                        options_.conda_path + ", which you cannot run: daemon cannot reach"));
+  EXPECT_TRUE(builder->Check(env, 0).ok());  // root can
+  EXPECT_TRUE(builder->Check(env).ok());     // the run's own later look: no account
+}
+
+TEST_F(SystemModeEnvBuilderTest, ARequestWithoutItsUserIsRefused) {
+  auto builder = StartBuilder();
+  Results results;
+  builder->Acquire(Spec({"alpha"}), Request("r1"), results.For("r1"));
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results.Of("r1").status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(fake_.Calls(), IsEmpty());
 }
 
 TEST(ActivateEnvironmentTest, TheScriptRunsWithTheEnvironmentsPython) {

@@ -133,5 +133,34 @@ TEST(EnvSpecTest, PythonVersionsMustBeExactAndAgree) {
   EXPECT_EQ(BaseInterpreter(EnvironmentSpec{}), "python3");
 }
 
+TEST(EnvSpecTest, OnlyHashPinnedSpecsDetermineTheirResult) {
+  auto spec = [](std::vector<std::string> pip, std::vector<std::string> options = {}) {
+    EnvironmentSpec s;
+    s.pip_requirements = std::move(pip);
+    s.pip_options = std::move(options);
+    return s;
+  };
+  const std::string hash = "--hash=sha256:0123456789abcdef";
+  EXPECT_TRUE(DeterminesItsResult(spec({})));  // a Python version alone
+  EXPECT_TRUE(DeterminesItsResult(spec({"alpha==1.0 " + hash})));
+  EXPECT_TRUE(DeterminesItsResult(spec({"alpha[gpu]==1.0 " + hash + " --hash=sha512:ff"},
+                                       {"--index-url https://x/simple", "--no-index"})));
+  EXPECT_TRUE(DeterminesItsResult(spec({"alpha==1.0 ; python_version > '3' " + hash})));
+  EXPECT_TRUE(DeterminesItsResult(spec({"alpha==1.0 --hash sha256:00ff"})));
+  EXPECT_FALSE(DeterminesItsResult(spec({"alpha==1.0"})));             // no hash
+  EXPECT_FALSE(DeterminesItsResult(spec({"alpha " + hash})));          // no version
+  EXPECT_FALSE(DeterminesItsResult(spec({"alpha>=1.0 " + hash})));     // a range
+  EXPECT_FALSE(DeterminesItsResult(spec({"alpha==1.* " + hash})));     // a wildcard
+  EXPECT_FALSE(DeterminesItsResult(spec({"alpha==1.0,!=1.1 " + hash})));
+  EXPECT_FALSE(DeterminesItsResult(spec({"alpha===1.0 " + hash})));
+  EXPECT_FALSE(DeterminesItsResult(spec({"alpha==1.0 --hash=md5:00ff"})));
+  EXPECT_FALSE(DeterminesItsResult(spec({"alpha==1.0 --hash=sha256:xyz"})));
+  EXPECT_FALSE(DeterminesItsResult(spec({"alpha==1.0 " + hash, "beta"})));  // one unpinned
+  EXPECT_FALSE(DeterminesItsResult(spec({"alpha==1.0 " + hash}, {"-e /src/alpha"})));
+  EnvironmentSpec conda = spec({"alpha==1.0 " + hash});
+  conda.conda_packages = {"numpy"};
+  EXPECT_FALSE(DeterminesItsResult(conda));
+}
+
 }  // namespace
 }  // namespace amld::daemon
