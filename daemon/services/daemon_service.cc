@@ -66,7 +66,7 @@ class DaemonService final : public pb::Daemon::Service {
       // System mode: the caller's own cache.
       const CacheUsage cache =
           envs->Usage(deps_.access.system_mode()
-                          ? std::optional<uid_t>(CallerUid(deps_, context->peer()))
+                          ? std::optional<uid_t>(CallerUid(deps_, *context))
                           : std::nullopt);
       info->set_environment_cache_count(cache.count);
       info->set_environment_cache_bytes(cache.bytes);

@@ -142,7 +142,7 @@ class EnvironmentsService final : public pb::Environments::Service {
     }
     // System mode: a user prunes their own cache; root and admin_group
     // every cache (the shared one and each user's). User mode: the one.
-    const uid_t caller = CallerUid(deps_, context->peer());
+    const uid_t caller = CallerUid(deps_, *context);
     const std::optional<uid_t> scope =
         deps_.access.system_mode() && !deps_.access.IsAdmin(caller) ? std::optional<uid_t>(caller)
                                                                     : std::nullopt;
@@ -174,7 +174,7 @@ class EnvironmentsService final : public pb::Environments::Service {
   // Whose environments a call acts on: the caller in system mode.
   std::optional<uid_t> Caller(grpc::ServerContext* context) const {
     if (!deps_.access.system_mode()) return std::nullopt;
-    return CallerUid(deps_, context->peer());
+    return CallerUid(deps_, *context);
   }
   static grpc::Status Off() {
     return ToGrpcStatus(absl::UnimplementedError(
