@@ -1,12 +1,15 @@
 #include "client/connection.h"
 
+#include <grpc/grpc.h>
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <system_error>
 
 #include "amld/v1/daemon.grpc.pb.h"
@@ -14,7 +17,17 @@
 
 namespace amld::client {
 
+namespace {
+std::atomic<bool> hold_grpc{false};
+}  // namespace
+
+void HoldGrpcFromFirstChannel() { hold_grpc = true; }
+
 std::shared_ptr<grpc::Channel> MakeChannel(const std::filesystem::path& socket) {
+  if (hold_grpc) {
+    static std::once_flag once;
+    std::call_once(once, [] { grpc_init(); });
+  }
   grpc::ChannelArguments args;
   // Log and file chunks are at most a few MiB; leave room above gRPC's 4 MiB
   // default so a daemon with larger chunks still works.

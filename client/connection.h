@@ -33,6 +33,13 @@ struct Connection {
 // A channel to `unix:<socket>`; nothing is sent yet.
 std::shared_ptr<grpc::Channel> MakeChannel(const std::filesystem::path& socket);
 
+// For a process that ends with _exit (aml): the first channel made after
+// this call also takes a reference to gRPC that is never given back, so gRPC
+// is not shut down (joining its threads, several ms) whenever the last
+// channel goes, while a command that makes no call (--version, --help,
+// completion) never starts gRPC's threads at all.
+void HoldGrpcFromFirstChannel();
+
 // One Daemon.GetInfo call with a deadline. UNAVAILABLE (with the "not
 // running" message) when nothing answers at the socket.
 absl::StatusOr<amld::v1::DaemonInfo> GetDaemonInfo(const std::shared_ptr<grpc::Channel>& channel,

@@ -15,7 +15,8 @@
 //                        after it never launches the run a second time;
 //                        the live ingester (live_ingester.h) starts
 //                        watching the run's folders before the launch
-//          → RUNNING     Launch returned; its handle is persisted first.
+//          → RUNNING     Launch returned; its handle is stored in the
+//                        same commit (alone when the run stays STARTING).
 //                        An executor that only queued the run elsewhere
 //                        (Slurm) says so during Launch (RunProgress with
 //                        started == false): the run stays STARTING, its
@@ -321,6 +322,10 @@ class RunManager {
   void Launch(const std::string& run_id, const amld::v1::RunConfig& config,
               const std::vector<int>& gpus, absl::Duration prepare_time,
               const std::filesystem::path& environment_prefix);
+  // Stores the executor's handle of a run that is not becoming RUNNING now
+  // (RUNNING stores it in the same commit); a failure is logged.
+  void SaveHandleLocked(const std::string& run_id, const std::string& handle)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Submit's checks of a managed environment (in system mode, for the
   // submitter: their build runs the conda tool as them); sets its digest in
   // `config`.

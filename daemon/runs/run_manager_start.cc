@@ -204,11 +204,10 @@ void RunManager::Launch(const std::string& run_id, const RunConfig& config,
       return EndWithoutProcessLocked(run_id, Status::FAILED,
                                      absl::StrCat("could not start: ", handle.status().message()));
     }
-    absl::Status saved = deps_.store->SetRunHandle(run_id, *handle);
-    if (!saved.ok()) {
-      // The run goes on; only a daemon restart before it ends would lose it.
-      deps_.log->error("run {}: cannot persist its handle: {}", run_id, saved.ToString());
-    }
+    // RUNNING carries the handle in its own commit; a run that stays
+    // STARTING or was canceled meanwhile stores it alone.
+    const bool becomes_running = !r.cancel_requested && !r.waiting_elsewhere;
+    if (!becomes_running) SaveHandleLocked(run_id, *handle);
     r.phase = Phase::kRunning;
     if (!r.cancel_requested && r.waiting_elsewhere) {
       // Handed to another scheduler (Slurm): STARTING until it runs there.
@@ -216,10 +215,15 @@ void RunManager::Launch(const std::string& run_id, const RunConfig& config,
       deps_.log->info("run {} handed on ({}); prepared in {:.2f} ms, launched in {:.2f} ms", run_id,
                       r.waiting_placement, absl::ToDoubleMilliseconds(prepare_time),
                       absl::ToDoubleMilliseconds(launch_time));
-    } else if (!r.cancel_requested) {
+    } else if (becomes_running) {
       TransitionDetails details;
       details.placement = placement;
-      (void)TransitionLocked(run_id, Status::RUNNING, details);
+      details.handle = *handle;
+      // Failed, the status stays STARTING: the handle alone still lets a
+      // restart re-adopt the run.
+      if (!TransitionLocked(run_id, Status::RUNNING, details).ok()) {
+        SaveHandleLocked(run_id, *handle);
+      }
       deps_.log->info("run {} running (prepared in {:.2f} ms, launched in {:.2f} ms)", run_id,
                       absl::ToDoubleMilliseconds(prepare_time),
                       absl::ToDoubleMilliseconds(launch_time));
@@ -234,6 +238,14 @@ void RunManager::Launch(const std::string& run_id, const RunConfig& config,
   if (signal_process) {
     absl::Status s = deps_.executor->Cancel(run_id);
     if (!s.ok()) deps_.log->warn("run {}: cancel: {}", run_id, s.ToString());
+  }
+}
+
+void RunManager::SaveHandleLocked(const std::string& run_id, const std::string& handle) {
+  absl::Status saved = deps_.store->SetRunHandle(run_id, handle);
+  if (!saved.ok()) {
+    // The run goes on; only a daemon restart before it ends would lose it.
+    deps_.log->error("run {}: cannot persist its handle: {}", run_id, saved.ToString());
   }
 }
 

@@ -12,6 +12,7 @@
 // owner (the StateStore) serializes every use on its own mutex.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -118,6 +119,9 @@ class SqliteDb {
   absl::StatusOr<std::string> QueryText(const std::string& sql);
   // Rows changed by the last INSERT, UPDATE or DELETE.
   int64_t Changes();
+  // Write transactions committed by InWriteTransaction so far; readable
+  // without the owner's lock.
+  int64_t commits() const { return commits_.load(std::memory_order_relaxed); }
 
   // Runs `body` (returning absl::Status or absl::StatusOr) inside BEGIN
   // IMMEDIATE … COMMIT; rolls back when it (or the commit) fails, so a
@@ -129,6 +133,7 @@ class SqliteDb {
     AMLD_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
     auto result = body();
     absl::Status status = result.ok() ? Exec("COMMIT") : absl::OkStatus();
+    if (result.ok() && status.ok()) commits_.fetch_add(1, std::memory_order_relaxed);
     if (!result.ok() || !status.ok()) {
       Exec("ROLLBACK").IgnoreError();  // fails harmlessly when SQLite already rolled back
       if (!status.ok()) return status;
@@ -140,6 +145,7 @@ class SqliteDb {
   std::filesystem::path path_;
   sqlite3* db_ = nullptr;
   absl::flat_hash_map<std::string, std::unique_ptr<CachedStmt>> cache_;
+  std::atomic<int64_t> commits_{0};
 };
 
 }  // namespace amld::storage

@@ -187,6 +187,14 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::filesyst
   }
   auto impl = std::make_unique<Impl>();
   AMLD_RETURN_IF_ERROR(impl->db.Open(path));
+  // The daemon is the file's only user (one daemon per data dir: amld.lock),
+  // so it holds the file's lock for as long as it is open. Set before the
+  // first read: in WAL mode SQLite then keeps the WAL index in the heap and
+  // never locks the -shm file, which otherwise costs two fcntl calls around
+  // every read and more around every write (~70 per trivial run, a third of
+  // the daemon's system calls for it). Durability is unchanged; another
+  // process opening the file while amld runs gets "database is locked".
+  AMLD_RETURN_IF_ERROR(impl->db.Exec("PRAGMA locking_mode=EXCLUSIVE"));
   absl::StatusOr<int64_t> version = impl->CheckFile();
   absl::Status status = version.status();
   if (status.ok()) status = impl->CheckIntegrity();

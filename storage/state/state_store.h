@@ -75,6 +75,10 @@ struct TransitionDetails {
   std::optional<std::string> placement{};
   // Run.assigned_gpus, replaced as a whole.
   std::optional<std::vector<int>> assigned_gpus{};
+  // The executor's handle (SetRunHandle), stored in the same transaction:
+  // RUNNING and the handle that lets a restart re-adopt the run become
+  // durable together, in one commit instead of two.
+  std::optional<std::string> handle{};
 };
 
 struct RunFilter {
@@ -162,6 +166,10 @@ class StateStore {
   // run has that id.
   absl::Status SetRunHandle(const std::string& run_id, const std::string& handle);
   absl::StatusOr<std::string> GetRunHandle(const std::string& run_id);
+
+  // Write transactions committed since Open: a counting seam for tests that
+  // hold the run lifecycle to a number of commits (each costs WAL pages).
+  int64_t write_transactions() const;
 
   // Replaces Run.placement without a status change: where a run handed to
   // another scheduler waits and what that scheduler says ("slurm:1234

@@ -234,7 +234,8 @@ absl::StatusOr<amld::v1::Run> StateStore::Impl::TransitionLocked(const std::stri
       Stmt update, db.Prepare("UPDATE runs SET status=?, exit_code=COALESCE(?, exit_code), "
                               "exit_signal=COALESCE(?, exit_signal), error=COALESCE(?, error), "
                               "placement=COALESCE(?, placement), "
-                              "assigned_gpus=COALESCE(?, assigned_gpus) WHERE id=?"));
+                              "assigned_gpus=COALESCE(?, assigned_gpus), "
+                              "handle=COALESCE(?, handle) WHERE id=?"));
   std::optional<std::string> gpus;
   if (details.assigned_gpus) gpus = absl::StrJoin(*details.assigned_gpus, ",");
   // FINALIZING records how the process ended; without an exit code (the
@@ -249,7 +250,8 @@ absl::StatusOr<amld::v1::Run> StateStore::Impl::TransitionLocked(const std::stri
       .BindOptionalText(4, details.error)
       .BindOptionalText(5, details.placement)
       .BindOptionalText(6, gpus)
-      .BindText(7, run_id);
+      .BindOptionalText(7, details.handle)
+      .BindText(8, run_id);
   AMLD_RETURN_IF_ERROR(update.Run());
   AMLD_RETURN_IF_ERROR(AddTransition(run_id, to, now_ns, details.reason));
   return LoadRun(run_id);
@@ -420,6 +422,8 @@ absl::StatusOr<v1::Run> StateStore::SetRunPlacement(const std::string& run_id,
   AMLD_RETURN_IF_ERROR(updated);
   return impl_->LoadRun(run_id);
 }
+
+int64_t StateStore::write_transactions() const { return impl_->db.commits(); }
 
 absl::StatusOr<std::string> StateStore::GetRunHandle(const std::string& run_id) {
   absl::MutexLock lock(&impl_->mu);

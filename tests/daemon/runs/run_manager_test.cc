@@ -145,6 +145,26 @@ TEST_F(RunManagerTest, RunGoesThroughEveryStatusToCompleted) {
   EXPECT_EQ(manager_->runs_holding_slots(), 0);
 }
 
+// Issue 20: each commit costs the daemon WAL pages and system calls, and a
+// trivial run's cost is mostly its commits. The handle goes with RUNNING (one
+// commit, not two); QUEUED, PREPARING, STARTING, FINALIZING, the stored
+// outputs and the end stay separate commits, each durable before what it
+// records is visible (docs/ARCHITECTURE.md §3).
+TEST_F(RunManagerTest, ATrivialRunTakesSevenCommitsFromSubmitToItsEnd) {
+  StartManager(1);
+  const int64_t before = store_->write_transactions();
+  std::string id = Submit();
+  EXPECT_EQ(store_->write_transactions() - before, 1);  // QUEUED
+  tasks_.RunAll();
+  ASSERT_EQ(StatusOf(id), RunStatus::RUNNING);
+  EXPECT_EQ(*store_->GetRunHandle(id), "handle:" + id);
+  EXPECT_EQ(store_->write_transactions() - before, 4);  // PREPARING, STARTING, RUNNING + handle
+  executor_.ExitCode(id, 0);
+  tasks_.RunAll();
+  ASSERT_EQ(StatusOf(id), RunStatus::COMPLETED);
+  EXPECT_EQ(store_->write_transactions() - before, 7);  // FINALIZING, artifacts, COMPLETED
+}
+
 // Issue 19: with the database's disk full, FINALIZING could not be recorded:
 // the run stayed RUNNING, holding its slot, until a restart. Now the
 // transition is retried and the run ends by itself once space returns.

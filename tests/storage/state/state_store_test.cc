@@ -214,6 +214,7 @@ TEST_F(StateStoreTest, EmptyFileIsMigratedToLatestWithWalAndTables) {
   ASSERT_TRUE(version.ok()) << version.status();
   EXPECT_EQ(*version, StateStore::LatestSchemaVersion());
 
+  store_.reset();  // the store holds the file's lock while it is open
   RawDb raw(db_path_);
   EXPECT_EQ(raw.One("PRAGMA user_version"), absl::StrCat(StateStore::LatestSchemaVersion()));
   EXPECT_EQ(raw.One("PRAGMA journal_mode"), "wal");  // WAL is a property of the file
@@ -226,6 +227,25 @@ TEST_F(StateStoreTest, EmptyFileIsMigratedToLatestWithWalAndTables) {
               ElementsAre("metrics_by_run", "models_by_run", "runs_by_created",
                           "runs_by_experiment", "runs_by_parent", "runs_by_status",
                           "runs_by_submitter"));
+}
+
+// Issue 20: the daemon is the file's only user, so the store holds the
+// file's lock while open (locking_mode EXCLUSIVE): SQLite keeps the WAL index
+// in memory and takes no -shm locks around each statement (~70 fcntl calls
+// per trivial run). Another connection is refused until the store closes,
+// and what was committed is all there after a close.
+TEST_F(StateStoreTest, TheOpenStoreHoldsTheFileAndNothingSharesIt) {
+  ASSERT_TRUE(store_->InsertRun(MakeRun("r1", "mnist", At(1))).ok());
+  {
+    sqlite3* other = nullptr;
+    ASSERT_EQ(sqlite3_open(db_path_.c_str(), &other), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(other, "SELECT COUNT(*) FROM runs", nullptr, nullptr, nullptr),
+              SQLITE_BUSY);
+    sqlite3_close(other);
+  }
+  EXPECT_FALSE(fs::exists(fs::path(db_path_.string() + "-shm")));
+  store_.reset();
+  EXPECT_EQ(RawDb(db_path_).One("SELECT COUNT(*) FROM runs"), "1");
 }
 
 TEST_F(StateStoreTest, ForeignKeysAreEnforcedAndAFailedWriteLeavesNothing) {
@@ -356,11 +376,15 @@ TEST_F(StateStoreTest, MigratesCheckedInV1FileWithItsData) {
   ASSERT_TRUE(opened.ok()) << opened.status();
   store_ = std::move(*opened);
   EXPECT_EQ(*store_->SchemaVersion(), StateStore::LatestSchemaVersion());
+  store_.reset();  // the store holds the file's lock while it is open
   {
     RawDb raw(old);
     EXPECT_EQ(raw.One("PRAGMA journal_mode"), "wal");
     EXPECT_EQ(raw.One("PRAGMA foreign_key_check"), "<no row>");
   }
+  opened = StateStore::Open(old);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  store_ = std::move(*opened);
 
   auto done = store_->GetRun("mnist_1700000000_0a1b2c3d");
   ASSERT_TRUE(done.ok()) << done.status();
@@ -1254,6 +1278,7 @@ TEST_F(StateStoreTest, LocalTargetIsBuiltInAndCannotBeRedefinedOrDeleted) {
   absl::Status deleted = store_->DeleteComputeTarget("local");
   EXPECT_EQ(deleted.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(deleted.message(), HasSubstr("built in"));
+  store_.reset();  // the store holds the file's lock while it is open
   RawDb raw(db_path_);
   EXPECT_EQ(raw.One("SELECT COUNT(*) FROM compute_targets"), "0");
 }
@@ -1321,6 +1346,7 @@ TEST_F(StateStoreTest, MalformedComputeTargetsAreRefusedSayingWhat) {
     EXPECT_EQ(created.status().code(), absl::StatusCode::kInvalidArgument) << c.why;
     EXPECT_THAT(created.status().message(), HasSubstr(c.message)) << c.why;
   }
+  store_.reset();  // the store holds the file's lock while it is open
   RawDb raw(db_path_);
   EXPECT_EQ(raw.One("SELECT COUNT(*) FROM compute_targets"), "0");
 }
