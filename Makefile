@@ -7,6 +7,21 @@ BUILD_DIR := build
 PREFIX ?= /usr/local
 DESTDIR ?=
 
+# The sanitizers' options of test-asan and test-asan-ci. Reports go to files
+# (log_path) in a folder outside the clone, one per clone, that runs of the
+# multi-user tests can write as their users (the clone may be in /root).
+SANITIZER_DIR := /var/tmp/amld-sanitizer-$(shell printf %s '$(CURDIR)' | sha256sum | cut -c1-12)
+SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:detect_container_overflow=0:abort_on_error=1:strict_string_checks=1:log_path=$(SANITIZER_DIR)/report \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(SANITIZER_DIR)/report \
+  LSAN_OPTIONS=suppressions=$(SANITIZER_DIR)/lsan.supp:print_suppressions=0
+# ctest PRESET under the sanitizers, then every report printed; fails if
+# either failed.
+define sanitized_ctest
+	@tests/asan/sanitizer_reports.sh clear $(SANITIZER_DIR) tests/asan/lsan.supp
+	@status=0; $(SANITIZER_ENV) ctest --preset $(1) || status=$$?; \
+	  tests/asan/sanitizer_reports.sh check $(SANITIZER_DIR) || status=1; exit $$status
+endef
+
 .PHONY: deps configure build test test-asan test-asan-ci test-tsan fuzz demo clean format bench install
 
 deps:
@@ -21,23 +36,23 @@ build: configure
 test: build
 	@ctest --preset $(PRESET)
 
-# The unit and daemon tests again, built with AddressSanitizer and
-# UndefinedBehaviorSanitizer (build-asan/; CMakePresets.json "asan"). The
-# end-to-end, Python, Slurm and SSH tests stay with `make test` for now.
-# Python itself needs no LD_PRELOAD of libasan to join: the SDK is pure
-# Python and only starts the ASan-built aml/amld/amld-shim; but a daemon
-# started by `aml daemon start` has no terminal, so its reports must go to
-# files (ASAN_OPTIONS log_path) that a last step checks, and the ASan daemon
-# and the e2e binaries add ~90 objects to build: not done yet (issue 19).
-# Dependencies (gRPC, protobuf, SQLite) are Debian's, uninstrumented: their
-# own bugs are out of sight, and container overflow checks are off (they
-# misfire across that boundary). Cold, this build is ~257 objects, an estimated
-# 75 CPU-minutes (ASan objects of this tree take ~16 CPU-s each on average
-# here): too long for CI, which runs test-asan-ci below.
+# The whole suite again, built with AddressSanitizer and
+# UndefinedBehaviorSanitizer (build-asan/; CMakePresets.json "asan"): unit,
+# daemon, end-to-end, Python, Slurm, SSH and multi-user tests. The daemons,
+# shims and CLIs the tests start have no terminal for a report, so every
+# test runs with the sanitizers' log_path set (SANITIZER_ENV above), and
+# tests/asan/sanitizer_reports.sh empties that folder first and fails last
+# if any process wrote a report. Python needs no
+# LD_PRELOAD of libasan: the SDK is pure Python and only starts the ASan-built
+# aml/amld/amld-shim. Dependencies (gRPC, protobuf, SQLite) are Debian's,
+# uninstrumented: their own bugs are out of sight, and container overflow
+# checks are off (they misfire across that boundary). Cold, this build is the
+# whole tree (~400 objects, ~16 CPU-s each here): too long for CI, which runs
+# test-asan-ci below.
 test-asan: deps
 	@if [ ! -f build-asan/build.ninja ]; then cmake --preset asan >/dev/null; fi
 	@cmake --build --preset asan
-	@ctest --preset asan
+	$(call sanitized_ctest,asan)
 
 # The tests of the daemon's own threads under ThreadSanitizer (build-tsan/;
 # preset "tsan"): so far the task runner's pool and CAS GC beside writers
@@ -61,7 +76,7 @@ test-tsan: deps
 test-asan-ci: deps
 	@if [ ! -f build-asan/build.ninja ]; then cmake --preset asan >/dev/null; fi
 	@cmake --build --preset asan-ci
-	@ctest --preset asan-ci
+	$(call sanitized_ctest,asan-ci)
 
 # Each libFuzzer target of tests/fuzz for FUZZ_SECONDS (default 60) over
 # its checked-in seeds (tests/fuzz/corpus/<target>/); new inputs go to
