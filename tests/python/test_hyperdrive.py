@@ -171,11 +171,13 @@ def test_a_sweep_survives_kill_9_of_the_daemon(project):
                                                         for i in range(6))
         # A child the kill caught between STARTING and its handle being
         # recorded is FAILED by recovery, never launched twice (ARCHITECTURE,
-        # "What the daemon checks at start"); every other child completes.
+        # "What the daemon checks at start": recovery.cc's DecideRecovery says
+        # which of its two messages); every other child completes.
+        lost = ("daemon lost the run", "the daemon stopped while starting this run")
         for c in children:
             run = c._fetch()
             assert c.get_status() == "Completed" or (
-                c.get_status() == "Failed" and run.error.startswith("daemon lost the run")), (
+                c.get_status() == "Failed" and run.error.startswith(lost)), (
                 c.id, c.get_status(), run.error)
         assert len(set(sweep.get_hyperparameters().values())) == 6
     finally:
