@@ -1,7 +1,6 @@
 #include "daemon/daemon.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/impl/codegen/service_type.h>
 #include <grpcpp/resource_quota.h>
 #include <grpcpp/server.h>
@@ -29,6 +28,7 @@
 #include "daemon/ingest/live_ingester.h"
 #include "daemon/runs/run_manager.h"
 #include "daemon/runs/run_plan.h"
+#include "daemon/services/health_service.h"
 #include "daemon/services/services.h"
 #include "daemon/sweeps/sweep_controller.h"
 #include "daemon/socket_listener.h"
@@ -120,6 +120,7 @@ struct Daemon::Impl {
   std::unique_ptr<amld::storage::CasCollector> gc;
   DaemonCounters counters;
   std::vector<std::unique_ptr<grpc::Service>> services;
+  std::unique_ptr<HealthService> health;
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<SocketListener> listener;
   fs::path socket_path;
@@ -244,14 +245,15 @@ struct Daemon::Impl {
     web = std::make_unique<WebServer>(options.web, log);
     services.push_back(NewWebViewService(web.get(), deps.uid_of_peer));
     // For clients nobody here wrote (IDE plugins, grpcurl): the standard
-    // health service (grpc.health.v1.Health: "" is SERVING while the daemon
-    // serves, NOT_SERVING once it stops) and server reflection
+    // health service (health_service.h; not gRPC's built-in one, which runs
+    // on the callback API: sync_stream.h) and server reflection
     // (grpc.reflection.v1alpha), which describes every service and message
     // from the descriptors linked into the daemon. docs/api.md says how.
-    grpc::EnableDefaultHealthCheckService(true);
+    health = NewHealthService();
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
     for (auto& service : services) builder.RegisterService(service.get());
+    builder.RegisterService(health->service());
     // Room for a full batch plus its framing; bigger blobs go through Write.
     builder.SetMaxReceiveMessageSize(static_cast<int>(4 * kMaxBatchBytes));
     server = builder.BuildAndStart();
@@ -268,9 +270,7 @@ struct Daemon::Impl {
   void Shutdown() {
     if (stopped) return;
     stopped = true;
-    if (server != nullptr && server->GetHealthCheckService() != nullptr) {
-      server->GetHealthCheckService()->Shutdown();  // NOT_SERVING to health watchers
-    }
+    if (health != nullptr) health->Shutdown();  // NOT_SERVING to health watchers
     if (web != nullptr) web->Stop();  // its requests call the server
     if (listener != nullptr) listener->Stop();
     if (server != nullptr) {
@@ -285,6 +285,7 @@ struct Daemon::Impl {
     executor.reset();
     server.reset();
     services.clear();
+    health.reset();
     web.reset();
     sweeps.reset();
     runs.reset();

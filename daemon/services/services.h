@@ -4,10 +4,10 @@
 // ToGrpcStatus (grpc_status.h). The generated *.grpc.pb.h headers stay in the
 // .cc files; callers see only grpc::Service.
 //
-// Calling conventions: unary and client-streaming RPCs use gRPC's sync API
-// (its thread pool may block briefly on SQLite or the disk); the long-lived
-// server streams WaitRun and StreamLogs use the callback API and hold no
-// thread while they wait for a status change or log growth.
+// Calling conventions: every RPC uses gRPC's sync API (its thread pool may
+// block briefly on SQLite or the disk); the long-lived server streams WaitRun
+// and StreamLogs (run_streams.h) hold a thread while they wait for a status
+// change or log growth, and never use the callback API (sync_stream.h).
 //
 // Thread-safety: services are thread-safe; everything in ServiceDeps must
 // outlive the grpc::Server they are registered with.

@@ -20,6 +20,7 @@
 #include "amld/v1/daemon.grpc.pb.h"
 #include "amld/v1/experiments.grpc.pb.h"
 #include "amld/v1/runs.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "storage/digest.h"
 #include "base/file_util.h"
 #include "storage/snapshot/snapshot.h"
@@ -619,6 +620,59 @@ TEST_F(DaemonTest, ARestartedDaemonReadoptsARunningRun) {
   int running = 0;
   for (const auto& t : end.history()) running += t.status() == pb::RunStatus::RUNNING;
   EXPECT_EQ(running, 1);
+}
+
+TEST_F(DaemonTest, HealthIsServingUntilTheDaemonStopsAndWatchersAreTold) {
+  namespace health = grpc::health::v1;
+  auto channel = grpc::CreateChannel("unix:" + daemon_->socket_path().string(),
+                                     grpc::InsecureChannelCredentials());
+  std::unique_ptr<health::Health::Stub> stub = health::Health::NewStub(channel);
+  health::HealthCheckRequest whole;
+  health::HealthCheckResponse response;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->Check(&ctx, whole, &response).ok());
+    EXPECT_EQ(response.status(), health::HealthCheckResponse::SERVING);
+  }
+  {
+    grpc::ClientContext ctx;
+    health::HealthCheckRequest other;
+    other.set_service("amld.v1.Runs");
+    grpc::Status s = stub->Check(&ctx, other, &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_THAT(s.error_message(), HasSubstr("ask for service \"\""));
+  }
+  grpc::ClientContext watch_ctx;
+  auto watch = stub->Watch(&watch_ctx, whole);
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), health::HealthCheckResponse::SERVING);
+  // A follower waiting on a running run must not keep the server from
+  // stopping: it ends when the server cancels it.
+  std::string id = MustSubmit(Command("sleep 30"));
+  grpc::ClientContext follow_ctx;
+  pb::StreamLogsRequest follow;
+  follow.set_run_id(id);
+  follow.set_follow(true);
+  auto follower = runs_->StreamLogs(&follow_ctx, follow);
+  Wait(id, pb::RunStatus::RUNNING);
+
+  daemon_->Shutdown();
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), health::HealthCheckResponse::NOT_SERVING);
+  EXPECT_FALSE(watch->Read(&response));
+  EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  pb::LogChunk chunk;
+  while (follower->Read(&chunk)) {
+  }
+  EXPECT_FALSE(follower->Finish().ok());
+  daemon_.reset();
+  StartDaemon();  // the run goes on; stop it so the test leaves nothing behind
+  grpc::ClientContext cancel_ctx;
+  pb::CancelRunRequest cancel;
+  cancel.set_run_id(id);
+  pb::Run canceled;
+  ASSERT_TRUE(runs_->CancelRun(&cancel_ctx, cancel, &canceled).ok());
+  EXPECT_EQ(WaitEnd(id).status(), pb::RunStatus::CANCELED);
 }
 
 }  // namespace

@@ -7,9 +7,7 @@
 'use strict';
 
 const assert = require('assert');
-const path = require('path');
 const grpc = require('@grpc/grpc-js');
-const protoLoader = require('@grpc/proto-loader');
 const { GrpcReflection } = require('grpc-js-reflection-client');
 
 const socket = process.argv[2];
@@ -56,11 +54,8 @@ async function main() {
     assert(methods.includes(m), `amld.v1.Runs has no ${m}: ${methods}`);
   }
 
-  // The health service is the standard one (its well-known .proto: gRPC
-  // C++'s built-in implementation has no descriptor to reflect).
-  const healthPkg = grpc.loadPackageDefinition(protoLoader.loadSync(
-    path.join(__dirname, 'health.proto'), { keepCase: true, enums: String }));
-  const health = new healthPkg.grpc.health.v1.Health(target, insecure);
+  // The health service is the standard one, described by reflection too.
+  const health = await serviceClient(reflection, 'grpc.health.v1.Health');
   // The daemon as a whole (""): it serves every service or none.
   const status = (await call(health, 'Check', { service: '' })).status;
   assert.strictEqual(status, 'SERVING', `health is ${status}`);
