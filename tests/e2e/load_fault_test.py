@@ -135,6 +135,7 @@ def follower():
 
 
 status_latencies = []
+status_calls = []  # (seconds, at seconds since start, first call on its channel)
 stop_probe = threading.Event()
 
 
@@ -144,6 +145,7 @@ def prober():
     while not stop_probe.is_set():
         channel = grpc.insecure_channel("unix:" + sock)
         stub = daemon_pb2_grpc.DaemonStub(channel)
+        first = True
         while not stop_probe.is_set():
             t0 = time.perf_counter()
             try:
@@ -151,7 +153,10 @@ def prober():
             except grpc.RpcError:
                 time.sleep(0.1)  # down: not a status call under load
                 break
-            status_latencies.append(time.perf_counter() - t0)
+            took = time.perf_counter() - t0
+            status_latencies.append(took)
+            status_calls.append((took, time.monotonic() - t_start, first))
+            first = False
             time.sleep(0.02)
         channel.close()
 
@@ -244,6 +249,10 @@ print("load_fault_test: %d runs (%d acknowledged submits, %d completed, %d faile
       "%d followers, %d kills, %.0f s; status call under load: p50 %.1f ms, p99 %.1f ms (%d calls)"
       % (len(by_id), len(acknowledged), completed, failed, len(follower_results), kills, elapsed,
          p(0.5), p(0.99), len(lat)))
+# Where the tail is: a new channel's first call also connects (after a kill).
+print("load_fault_test: slowest status calls (ms at s, * = first on its channel): " + ", ".join(
+    "%.1f at %.1f%s" % (took * 1000, at, "*" if first else "")
+    for took, at, first in sorted(status_calls, reverse=True)[:6]))
 if failed > len(by_id) // 10:
     problems.append("%d of %d runs failed" % (failed, len(by_id)))
 if problems:
