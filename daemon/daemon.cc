@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <thread>
 #include <vector>
 
@@ -121,6 +122,7 @@ struct Daemon::Impl {
   DaemonCounters counters;
   std::vector<std::unique_ptr<grpc::Service>> services;
   std::unique_ptr<HealthService> health;
+  std::atomic<bool> stopping{false};  // ServiceDeps::stopping
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<SocketListener> listener;
   fs::path socket_path;
@@ -234,6 +236,7 @@ struct Daemon::Impl {
     deps.sweeps = sweeps.get();
     deps.access = std::move(access);
     deps.gc = gc.get();
+    deps.stopping = &stopping;
     services.push_back(NewRunsService(deps));
     services.push_back(NewCasService(deps));
     services.push_back(NewExperimentsService(deps));
@@ -270,6 +273,7 @@ struct Daemon::Impl {
   void Shutdown() {
     if (stopped) return;
     stopped = true;
+    stopping = true;                            // open streams end (services.h)
     if (health != nullptr) health->Shutdown();  // NOT_SERVING to health watchers
     if (web != nullptr) web->Stop();  // its requests call the server
     if (listener != nullptr) listener->Stop();

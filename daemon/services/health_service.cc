@@ -46,9 +46,9 @@ class HealthServiceImpl final : public HealthService, public pb::Health::Service
       }
       absl::MutexLock lock(&mu_);
       // Only stopping changes what this daemon reports.
-      if (!AwaitUnlessCancelled(mu_, absl::Condition(&stopping_), context)) {
-        return grpc::Status(grpc::StatusCode::CANCELLED, "Watch canceled");
-      }
+      // Shutdown() sets stopping_ under mu_, which wakes this at once.
+      grpc::Status waited = AwaitForStream(mu_, absl::Condition(&stopping_), context, nullptr);
+      if (!waited.ok()) return waited;
       stopping = true;
       response.set_status(StatusOf(request->service()));
     }

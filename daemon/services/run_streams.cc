@@ -36,7 +36,8 @@ constexpr char kRankLogPrefix[] = "user_logs/std_log_process_";
 
 class RunWaiter {
  public:
-  RunWaiter(RunManager* runs, std::string run_id) : runs_(runs), run_id_(std::move(run_id)) {}
+  RunWaiter(RunManager* runs, std::string run_id, const std::atomic<bool>* stopping)
+      : runs_(runs), run_id_(std::move(run_id)), stopping_(stopping) {}
   RunWaiter(const RunWaiter&) = delete;
   RunWaiter& operator=(const RunWaiter&) = delete;
   ~RunWaiter() {
@@ -63,9 +64,9 @@ class RunWaiter {
       {
         absl::MutexLock lock(&mu_);
         if (sent_terminal && pending_.empty()) return grpc::Status::OK;
-        if (!AwaitUnlessCancelled(mu_, absl::Condition(this, &RunWaiter::HasPending), context)) {
-          return grpc::Status(grpc::StatusCode::CANCELLED, "WaitRun canceled");
-        }
+        grpc::Status waited =
+            AwaitForStream(mu_, absl::Condition(this, &RunWaiter::HasPending), context, stopping_);
+        if (!waited.ok()) return waited;
         *response.mutable_run() = std::move(pending_.front());
         pending_.pop_front();
       }
@@ -80,6 +81,7 @@ class RunWaiter {
 
   RunManager* const runs_;
   const std::string run_id_;
+  const std::atomic<bool>* const stopping_;
   uint64_t listener_id_ = 0;
   absl::Mutex mu_;
   std::deque<Run> pending_ ABSL_GUARDED_BY(mu_);
@@ -139,9 +141,8 @@ class LogStreamer {
       if (!follow_ || was_terminal || blob_ != nullptr) return grpc::Status::OK;
       absl::MutexLock lock(&mu_);
       // Idle until the file or the run changes (both set again_).
-      if (!AwaitUnlessCancelled(mu_, absl::Condition(&again_), context)) {
-        return grpc::Status(grpc::StatusCode::CANCELLED, "StreamLogs canceled");
-      }
+      grpc::Status waited = AwaitForStream(mu_, absl::Condition(&again_), context, deps_.stopping);
+      if (!waited.ok()) return waited;
     }
   }
 
@@ -265,10 +266,10 @@ absl::Status CheckStreamOffset(int64_t offset) {
   return absl::OkStatus();
 }
 
-grpc::Status ServeWaitRun(RunManager* runs, const std::string& run_id,
+grpc::Status ServeWaitRun(const ServiceDeps& deps, const std::string& run_id,
                           const std::function<void(Run*)>& redact, grpc::ServerContext* context,
                           grpc::ServerWriter<pb::WaitRunResponse>* writer) {
-  RunWaiter waiter(runs, run_id);
+  RunWaiter waiter(deps.runs, run_id, deps.stopping);
   return waiter.Serve(redact, context, writer);
 }
 

@@ -32,7 +32,7 @@ absl::Status CheckStreamOffset(int64_t offset);
 
 // WaitRun of the run `run_id` (already resolved and allowed); `redact`
 // removes what the caller may not see (AccessPolicy).
-grpc::Status ServeWaitRun(RunManager* runs, const std::string& run_id,
+grpc::Status ServeWaitRun(const ServiceDeps& deps, const std::string& run_id,
                           const std::function<void(amld::v1::Run*)>& redact,
                           grpc::ServerContext* context,
                           grpc::ServerWriter<amld::v1::WaitRunResponse>* writer);

@@ -106,7 +106,7 @@ class RunsService final : public pb::Runs::Service {
     const uid_t caller = CallerUid(context);
     const bool admin = deps_.access.IsAdmin(caller);
     return ServeWaitRun(
-        deps_.runs, *id,
+        deps_, *id,
         [this, caller, admin](Run* run) { deps_.access.RedactForCaller(caller, admin, run); },
         context, writer);
   }

@@ -79,6 +79,10 @@ struct ServiceDeps {
   // The executors by compute target (ComputeTargets retires a deleted
   // target's); may be null in tests that define no targets.
   ExecutorRegistry* executors = nullptr;
+  // Set when the daemon begins to stop: open streams (WaitRun, StreamLogs)
+  // then end with UNAVAILABLE within kCancelCheckInterval (sync_stream.h),
+  // instead of holding the server's shutdown until its deadline. May be null.
+  const std::atomic<bool>* stopping = nullptr;
   // The daemon's log; may be null.
   std::shared_ptr<spdlog::logger> log;
   // Runs sweeps (SubmitRun of a config with a sweep); null: sweeps are

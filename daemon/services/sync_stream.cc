@@ -4,12 +4,16 @@
 
 namespace amld::daemon {
 
-bool AwaitUnlessCancelled(absl::Mutex& mu, const absl::Condition& ready,
-                          grpc::ServerContext* context) {
+grpc::Status AwaitForStream(absl::Mutex& mu, const absl::Condition& ready,
+                            grpc::ServerContext* context, const std::atomic<bool>* stopping) {
   while (!mu.AwaitWithTimeout(ready, kCancelCheckInterval)) {
-    if (context->IsCancelled()) return false;
+    if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "canceled");
+    if (stopping != nullptr && stopping->load()) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "amld is stopping; a follower resumes once it is back");
+    }
   }
-  return true;
+  return grpc::Status::OK;
 }
 
 grpc::Status ClientWentAway() {

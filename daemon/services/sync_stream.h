@@ -11,6 +11,8 @@
 // registered that queue is never created.
 #pragma once
 
+#include <atomic>
+
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
@@ -26,10 +28,14 @@ namespace amld::daemon {
 // noticed at the next write, or within this while the stream waits.
 inline constexpr absl::Duration kCancelCheckInterval = absl::Milliseconds(200);
 
-// Waits under `mu` until `ready` holds; false when `context`'s call is
-// cancelled first (the client went away, or the server is shutting down).
-bool AwaitUnlessCancelled(absl::Mutex& mu, const absl::Condition& ready,
-                          grpc::ServerContext* context) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+// Waits under `mu` until `ready` holds, and returns OK; or returns what the
+// stream should end with: CANCELLED when `context`'s call is cancelled first
+// (the client went away, or the server's shutdown deadline passed),
+// UNAVAILABLE when `stopping` (may be null) is set first: the daemon is
+// stopping, and a client that follows resumes once it is back.
+grpc::Status AwaitForStream(absl::Mutex& mu, const absl::Condition& ready,
+                            grpc::ServerContext* context, const std::atomic<bool>* stopping)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
 // What a stream returns when a write fails: the client is gone.
 grpc::Status ClientWentAway();

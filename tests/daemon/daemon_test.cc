@@ -646,8 +646,9 @@ TEST_F(DaemonTest, HealthIsServingUntilTheDaemonStopsAndWatchersAreTold) {
   auto watch = stub->Watch(&watch_ctx, whole);
   ASSERT_TRUE(watch->Read(&response));
   EXPECT_EQ(response.status(), health::HealthCheckResponse::SERVING);
-  // A follower waiting on a running run must not keep the server from
-  // stopping: it ends when the server cancels it.
+  // A follower waiting on a running run must not hold the daemon's stop
+  // until the server's deadline: it ends as soon as the daemon stops, with
+  // UNAVAILABLE (a client that follows resumes once the daemon is back).
   std::string id = MustSubmit(Command("sleep 30"));
   grpc::ClientContext follow_ctx;
   pb::StreamLogsRequest follow;
@@ -664,7 +665,9 @@ TEST_F(DaemonTest, HealthIsServingUntilTheDaemonStopsAndWatchersAreTold) {
   pb::LogChunk chunk;
   while (follower->Read(&chunk)) {
   }
-  EXPECT_FALSE(follower->Finish().ok());
+  grpc::Status followed = follower->Finish();
+  EXPECT_EQ(followed.error_code(), grpc::StatusCode::UNAVAILABLE) << followed.error_message();
+  EXPECT_THAT(followed.error_message(), HasSubstr("amld is stopping"));
   daemon_.reset();
   StartDaemon();  // the run goes on; stop it so the test leaves nothing behind
   grpc::ClientContext cancel_ctx;
