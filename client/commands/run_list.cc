@@ -3,7 +3,6 @@
 // compare runs (run_columns.h).
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
-#include <pwd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -19,6 +18,7 @@
 #include "client/commands/command.h"
 #include "client/commands/options.h"
 #include "client/commands/output.h"
+#include "base/user_names.h"
 #include "client/commands/run_columns.h"
 #include "client/grpc_status.h"
 
@@ -26,15 +26,7 @@ namespace amld::client::commands {
 namespace {
 
 // The login name of `uid` on this machine, else the number.
-std::string UserName(uint32_t uid) {
-  std::vector<char> buf(16384);
-  passwd pw;
-  passwd* found = nullptr;
-  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr) {
-    return pw.pw_name;
-  }
-  return std::to_string(uid);
-}
+std::string UserName(uint32_t uid) { return base::LoginName(uid).value_or(std::to_string(uid)); }
 
 struct ListOptions {
   std::string experiment;

@@ -1,7 +1,6 @@
 #include "daemon/services/access.h"
 
 #include <grp.h>
-#include <pwd.h>
 #include <unistd.h>
 
 #include <vector>
@@ -10,6 +9,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/user_names.h"
 #include "base/viewer_metadata.h"
 #include "daemon/executors/run_as.h"
 #include "daemon/services/services.h"
@@ -111,15 +111,7 @@ uid_t CallerUid(const ServiceDeps& deps, const grpc::ServerContextBase& context)
   return ::geteuid();
 }
 
-std::string UserName(uid_t uid) {
-  std::vector<char> buf(16384);
-  passwd pw;
-  passwd* found = nullptr;
-  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr) {
-    return pw.pw_name;
-  }
-  return "";
-}
+std::string UserName(uid_t uid) { return base::LoginName(uid).value_or(""); }
 
 std::string DescribeUser(uid_t uid) {
   const std::string name = UserName(uid);

@@ -2,7 +2,6 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/client_context.h>
-#include <pwd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -11,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "base/user_names.h"
 #include "base/viewer_metadata.h"
 #include "amld/v1/daemon.grpc.pb.h"
 #include "amld/v1/experiments.grpc.pb.h"
@@ -66,14 +66,7 @@ WebReply JsonReply(const json& j) {
   return reply;
 }
 
-std::string UserName(uid_t uid) {
-  struct passwd pw, *found = nullptr;
-  char buf[4096];
-  if (::getpwuid_r(uid, &pw, buf, sizeof(buf), &found) == 0 && found != nullptr) {
-    return found->pw_name;
-  }
-  return absl::StrCat(uid);
-}
+std::string UserName(uid_t uid) { return base::LoginName(uid).value_or(absl::StrCat(uid)); }
 
 double Seconds(const google::protobuf::Timestamp& t) {
   return static_cast<double>(t.seconds()) + t.nanos() / 1e9;
