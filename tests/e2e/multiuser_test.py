@@ -239,7 +239,7 @@ class SystemDaemon(unittest.TestCase):
 class MultiUser(SystemDaemon):
     # -- tests -------------------------------------------------------------
 
-    def test_0_system_units_verify(self):
+    def test_00_system_units_verify(self):
         if shutil.which("systemd-analyze") is None:
             self.skipTest("systemd-analyze is not installed")
         units = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy",
@@ -261,7 +261,7 @@ class MultiUser(SystemDaemon):
                             os.path.join(out, "amld.service")], capture_output=True, text=True)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
-    def test_1_daemon_status_says_system(self):
+    def test_01_daemon_status_says_system(self):
         a = USERS[0]
         out = self.aml(a, "daemon", "status").stdout
         self.assertIn("mode:          system", out)
@@ -276,7 +276,7 @@ class MultiUser(SystemDaemon):
         self.assertIn("socket:        " + self.sock, found)
         self.assertIn("mode:          system", found)
 
-    def test_2_runs_run_as_their_submitter(self):
+    def test_02_runs_run_as_their_submitter(self):
         ids = {}
         for name in USERS:
             ids[name] = self.submit(name, "who")
@@ -307,7 +307,7 @@ class MultiUser(SystemDaemon):
             self.assertEqual(st.st_uid, 0)
             self.assertEqual(stat.S_IMODE(st.st_mode) & 0o077, 0, private)
 
-    def test_3_processes_belong_to_the_submitter(self):
+    def test_03_processes_belong_to_the_submitter(self):
         a = USERS[0]
         run_id = self.submit(a, "hold")
         pidfile = os.path.join(self.run_dir(run_id), "wd", "outputs", "pid")
@@ -322,7 +322,7 @@ class MultiUser(SystemDaemon):
         self.assertEqual(self.wait_status(a, run_id, ("CANCELED", "FAILED"))["status"],
                          "CANCELED")
 
-    def test_4_others_see_but_cannot_touch(self):
+    def test_04_others_see_but_cannot_touch(self):
         a, b = USERS
         run_id = self.submit(a, "hold")
         self.wait_status(a, run_id, ("RUNNING",))
@@ -364,7 +364,7 @@ class MultiUser(SystemDaemon):
         self.aml(a, "run", "cancel", run_id)
         self.wait_status(a, run_id, ("CANCELED",))
 
-    def test_5_admin_group_member_may_cancel(self):
+    def test_05_admin_group_member_may_cancel(self):
         a, b = USERS
         run_id = self.submit(a, "hold")
         self.wait_status(a, run_id, ("RUNNING",))
@@ -376,7 +376,7 @@ class MultiUser(SystemDaemon):
                            stdout=subprocess.DEVNULL)
         self.assertEqual(self.wait_status(a, run_id, ("CANCELED",))["status"], "CANCELED")
 
-    def test_6_per_user_caps_under_a_burst(self):
+    def test_06_per_user_caps_under_a_burst(self):
         ids = {name: [] for name in USERS}
         for i in range(20):
             for name in USERS:
@@ -408,7 +408,7 @@ class MultiUser(SystemDaemon):
         self.assertGreaterEqual(min(first_ten.count(n) for n in USERS), 4, first_ten)
 
 
-    def test_7_a_users_distributed_and_azureml_runs(self):
+    def test_07_a_users_distributed_and_azureml_runs(self):
         """amld-launch and the azureml alias serve an ordinary user."""
         a = USERS[0]
         pw = self.users[a]
@@ -431,7 +431,7 @@ class MultiUser(SystemDaemon):
         metrics = self.aml(a, "run", "metrics", run_id, "--output", "json").stdout
         self.assertIn(str(pw.pw_uid), metrics)
 
-    def test_8_a_digest_alone_reads_nothing(self):
+    def test_08_a_digest_alone_reads_nothing(self):
         """CAS content only for whom sent it: B learns nothing from A's digest."""
         a, b = USERS
         secret = read(os.path.join(self.users[a].pw_dir, "proj", "secret", "key.txt"))
@@ -529,7 +529,7 @@ class MultiUser(SystemDaemon):
         self.assertEqual(p.returncode, 0, p.stderr)
         return json.loads(p.stdout)
 
-    def test_9_model_files_only_for_their_owners(self):
+    def test_09_model_files_only_for_their_owners(self):
         """A model's metadata is everyone's; its files only its owner's."""
         a, b = USERS
         run_id = self.submit(a, "who")

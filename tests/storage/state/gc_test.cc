@@ -34,7 +34,9 @@ class GcTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   void SubmitRun(const std::string& id, const Digest& root) {
-    NewRun run{.id = id, .now = absl::Now()};
+    NewRun run;
+    run.id = id;
+    run.now = absl::Now();
     run.config.set_experiment_name("exp");
     run.config.set_script("train.py");
     ToProto(root, run.config.mutable_snapshot_root());
