@@ -1,6 +1,8 @@
 // `aml snapshot list`: the source folders amld watches, their state (a
 // DEGRADED or ERROR root is listed with what to do about it), their size
-// and the last full rescan with its reason.
+// and the last full rescan with its reason. On a daemon shared by several
+// users (system mode) an OWNER column says whose each folder is: users see
+// only their own, root and admin_group members see everyone's.
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 
@@ -9,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "amld/v1/snapshots.grpc.pb.h"
+#include "base/user_names.h"
 #include "client/commands/command.h"
 #include "client/commands/output.h"
 #include "client/grpc_status.h"
@@ -36,6 +39,10 @@ int RunSnapshotList(const GlobalOptions& global) {
     std::cout << "no watched folders (add one with `aml snapshot watch DIR`)" << std::endl;
     return kExitOk;
   }
+  const bool shared = conn->info.mode() == pb::DaemonInfo::SYSTEM;
+  std::vector<std::string> header = {"FOLDER",  "STATE",   "FILES",   "SIZE",
+                                     "WATCHES", "PENDING", "RESCANS", "LAST RESCAN"};
+  if (shared) header.insert(header.begin() + 1, "OWNER");
   std::vector<std::vector<std::string>> rows;
   for (const pb::WatchedRoot& r : resp.roots()) {
     std::string rescan = "-";
@@ -47,10 +54,12 @@ int RunSnapshotList(const GlobalOptions& global) {
                     std::to_string(r.file_count()), HumanBytes(r.total_bytes()),
                     std::to_string(r.directories_watched()), std::to_string(r.pending_changes()),
                     std::to_string(r.rescan_count()), rescan});
+    if (shared) {
+      rows.back().insert(rows.back().begin() + 1,
+                         base::LoginName(r.owner_uid()).value_or(std::to_string(r.owner_uid())));
+    }
   }
-  PrintTable(std::cout,
-             {"FOLDER", "STATE", "FILES", "SIZE", "WATCHES", "PENDING", "RESCANS", "LAST RESCAN"},
-             rows);
+  PrintTable(std::cout, header, rows);
   for (const pb::WatchedRoot& r : resp.roots()) {
     if (!r.detail().empty()) std::cout << "\n" << r.path() << ":\n  " << r.detail() << "\n";
   }

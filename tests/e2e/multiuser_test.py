@@ -571,6 +571,11 @@ class MultiUser(SystemDaemon):
         os.chmod(folder, 0o700)
         self.aml(a, "snapshot", "watch", folder)
         self.assertIn(folder, self.aml(a, "snapshot", "list").stdout)
+        # Root (an admin) sees every user's watched folders, with whose each is.
+        listed = self.aml_root("snapshot", "list").stdout
+        self.assertIn("OWNER", listed.splitlines()[0])
+        row = next(line for line in listed.splitlines() if line.startswith(folder))
+        self.assertEqual(row.split()[1], a, listed)
         p = json.loads(self.aml(a, "--output", "json", "run", "submit", "-e", "mu", "-s", folder,
                                 "train.py", "--", "who").stdout)
         self.assertEqual(p["snapshot_source"]["kind"], "watched_root", p)  # the watch served it
