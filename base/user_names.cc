@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+
 namespace amld::base {
 
 std::optional<std::string> LoginName(uid_t uid) {
@@ -19,6 +21,11 @@ std::optional<std::string> LoginName(uid_t uid) {
   }
   if (err != 0 || found == nullptr) return std::nullopt;
   return std::string(pw.pw_name);
+}
+
+std::string DescribeUser(uid_t uid) {
+  std::optional<std::string> name = LoginName(uid);
+  return name ? absl::StrCat(*name, " (uid ", uid, ")") : absl::StrCat("uid ", uid);
 }
 
 }  // namespace amld::base

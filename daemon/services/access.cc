@@ -54,7 +54,7 @@ absl::Status AccessPolicy::CheckRunOwner(uid_t caller, const amld::v1::Run& run,
                                          std::string_view action) const {
   if (run.submitter_uid() == caller || IsAdmin(caller)) return absl::OkStatus();
   return absl::PermissionDeniedError(absl::StrCat(
-      "run ", run.id(), " belongs to ", DescribeUser(run.submitter_uid()), "; only its submitter or ",
+      "run ", run.id(), " belongs to ", base::DescribeUser(run.submitter_uid()), "; only its submitter or ",
       Who(), " may ", std::string(action), " it"));
 }
 
@@ -67,7 +67,7 @@ absl::Status AccessPolicy::CheckModelReader(uid_t caller, const amld::v1::Model&
   // submitter as its owner; one registered through the API, its caller.
   const uid_t owner = run_owner.value_or(model.registered_by_uid());
   return absl::PermissionDeniedError(absl::StrCat(
-      "model ", model.name(), " version ", model.version(), " belongs to ", DescribeUser(owner),
+      "model ", model.name(), " version ", model.version(), " belongs to ", base::DescribeUser(owner),
       "; only whoever registered it, the submitter of its run, or ", Who(),
       " may download its files"));
 }
@@ -81,7 +81,7 @@ absl::Status AccessPolicy::CheckAdmin(uid_t caller, std::string_view action) con
   if (IsAdmin(caller)) return absl::OkStatus();
   return absl::PermissionDeniedError(
       absl::StrCat("on this shared (system-mode) daemon only ", Who(), " may ", std::string(action),
-                   "; you are ", DescribeUser(caller)));
+                   "; you are ", base::DescribeUser(caller)));
 }
 
 void AccessPolicy::RedactForCaller(uid_t caller, bool caller_is_admin,
@@ -112,10 +112,5 @@ uid_t CallerUid(const ServiceDeps& deps, const grpc::ServerContextBase& context)
 }
 
 std::string UserName(uid_t uid) { return base::LoginName(uid).value_or(""); }
-
-std::string DescribeUser(uid_t uid) {
-  const std::string name = UserName(uid);
-  return name.empty() ? absl::StrCat("uid ", uid) : absl::StrCat(name, " (uid ", uid, ")");
-}
 
 }  // namespace amld::daemon

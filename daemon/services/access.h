@@ -81,7 +81,5 @@ class AccessPolicy {
 
 // The login name of `uid`; "" when passwd does not name it.
 std::string UserName(uid_t uid);
-// "alice (uid 1001)", or "uid 1001" when passwd does not name it.
-std::string DescribeUser(uid_t uid);
 
 }  // namespace amld::daemon

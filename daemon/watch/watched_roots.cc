@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
+#include "base/user_names.h"
 #include "base/status_macros.h"
 #include "daemon/watch/watched_roots_internal.h"
 #include "spdlog/spdlog.h"
@@ -134,7 +135,7 @@ std::shared_ptr<WatchedRoots::Root> WatchedRoots::FindRoot(const fs::path& path)
 absl::Status WatchedRoots::CheckOwner(const Root& r, std::optional<uid_t> as_owner) {
   if (!as_owner || r.owner_uid() == *as_owner) return absl::OkStatus();
   return absl::PermissionDeniedError(absl::StrCat(
-      r.path.string(), " is watched by uid ", r.owner_uid(),
+      r.path.string(), " is watched by ", base::DescribeUser(r.owner_uid()),
       ", not by you; only they, root or the admin group may use or unwatch it"));
 }
 

@@ -18,7 +18,10 @@ TEST(LoginNameTest, IsEmptyForAUidNobodyHas) {
   uid_t unused = 3999999000;
   while (::getpwuid(unused) != nullptr) ++unused;
   EXPECT_EQ(LoginName(unused), std::nullopt);
+  EXPECT_EQ(DescribeUser(unused), "uid " + std::to_string(unused));
 }
+
+TEST(DescribeUserTest, GivesTheNameAndTheUid) { EXPECT_EQ(DescribeUser(0), "root (uid 0)"); }
 
 }  // namespace
 }  // namespace amld::base

@@ -588,7 +588,7 @@ class MultiUser(SystemDaemon):
         theirs = self.probe(b, folder, WATCH_PROBE, "sync", "unwatch")
         for call in ("sync", "unwatch"):
             self.assertTrue(theirs[call].startswith("PERMISSION_DENIED"), theirs)
-            self.assertIn("is watched by uid %d" % pw.pw_uid, theirs[call])
+            self.assertIn("is watched by %s (uid %d)" % (a, pw.pw_uid), theirs[call])
         self.aml(a, "snapshot", "unwatch", folder)
 
     def test_10_a_partial_upload_is_its_senders(self):

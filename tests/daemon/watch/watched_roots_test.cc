@@ -222,7 +222,8 @@ TEST_F(WatchedRootsTest, AUsersRootIsReadWithTheirRightsAndIsTheirs) {
   EXPECT_TRUE(absl::IsPermissionDenied(roots_->Watch(root_, RootOwner{1234, 1234}).status()));
   absl::Status theirs = roots_->Sync(root_, 1234u).status();
   EXPECT_TRUE(absl::IsPermissionDenied(theirs)) << theirs;
-  EXPECT_TRUE(absl::StrContains(theirs.message(), "is watched by uid 65534")) << theirs;
+  // Named as people know them: "nobody (uid 65534)" (the name from passwd).
+  EXPECT_TRUE(absl::StrContains(theirs.message(), "is watched by nobody (uid 65534)")) << theirs;
   EXPECT_TRUE(absl::IsPermissionDenied(roots_->Unwatch(root_, 1234u).status()));
 
   roots_.reset();  // a restart keeps the owner
