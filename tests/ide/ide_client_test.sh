@@ -19,12 +19,8 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 fi
 
 modules=$build/tests/ide/npm
-if ! cmp -s "$here/package-lock.json" "$modules/package-lock.json"; then
-  rm -rf "$modules" && mkdir -p "$modules"
-  cp "$here/package.json" "$here/package-lock.json" "$modules/"
-  (cd "$modules" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) ||
-    { echo "ide_client_test: npm ci failed (offline? it needs the npm registry once)" >&2; exit 1; }
-fi
+source "$here/../testing/npm_ci.sh"
+npm_ci "$here" "$modules" ide_client_test
 
 tmp=$(mktemp -d /tmp/amld-ide.XXXXXX)
 export AMLD_SOCKET=$tmp/amld.sock AMLD_DATA_DIR=$tmp/data

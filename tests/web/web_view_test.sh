@@ -21,12 +21,8 @@ for tool in node npm chromium; do
 done
 
 modules=$build/tests/web/npm
-if ! cmp -s "$here/package-lock.json" "$modules/package-lock.json"; then
-  rm -rf "$modules" && mkdir -p "$modules"
-  cp "$here/package.json" "$here/package-lock.json" "$modules/"
-  (cd "$modules" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) ||
-    { echo "web_view_test: npm ci failed (offline? it needs the npm registry once)" >&2; exit 1; }
-fi
+source "$here/../testing/npm_ci.sh"
+npm_ci "$here" "$modules" web_view_test
 
 tmp=$(mktemp -d /tmp/amld-web.XXXXXX)
 export AMLD_SOCKET=$tmp/amld.sock AMLD_DATA_DIR=$tmp/data
