@@ -13,6 +13,8 @@
 // Thread-safety: single-threaded (the CLI's main thread).
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -178,11 +180,18 @@ void AddSweepSubmitCommand(CLI::App& sweep, CommandContext& ctx);
 void AddSweepShowCommand(CLI::App& sweep, CommandContext& ctx);
 // `aml ui` (ui.cc).
 void AddUiCommand(CLI::App& app, CommandContext& ctx);
-// The first executable `name` in $PATH; empty when there is none (ui.cc).
+// Helper programs (helper_programs.cc).
+// The first executable `name` in $PATH; empty when there is none.
 std::string FindOnPath(const std::string& name);
 // Starts xdg-open on `url` without waiting for it; false when there is no
-// desktop session (DISPLAY, WAYLAND_DISPLAY) or no xdg-open (ui.cc).
+// desktop session (DISPLAY, WAYLAND_DISPLAY) or no xdg-open.
 bool OpenInBrowser(const std::string& url);
+// Where a helper's stdout and stderr go: nowhere, or (stdout too) to our
+// stderr, which keeps our stdout for results.
+enum class HelperOutput { kDiscard, kToOurStderr };
+// Starts the program at the path args[0] with stdin from /dev/null, without
+// waiting for it; its pid.
+absl::StatusOr<pid_t> StartHelper(const std::vector<std::string>& args, HelperOutput output);
 // `aml tensorboard` (tensorboard.cc).
 void AddTensorboardCommand(CLI::App& app, CommandContext& ctx);
 

@@ -13,10 +13,8 @@
 // With --output json, one line {"url", "logdir", "runs", "tensorboard",
 // "message"} is printed when ready; TensorBoard's own output goes to stderr.
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,7 +31,6 @@
 #include "client/interrupt.h"
 #include "client/log_mirror.h"
 
-extern char** environ;
 
 namespace amld::client::commands {
 namespace {
@@ -63,22 +60,6 @@ std::filesystem::path DefaultLogdir() {
   if (cache != nullptr && *cache == '/') return std::filesystem::path(cache) / "amld/tensorboard";
   const char* home = std::getenv("HOME");
   return std::filesystem::path(home != nullptr ? home : "/tmp") / ".cache/amld/tensorboard";
-}
-
-// Starts `argv` with its stdout on our stderr (our stdout is for results).
-absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args) {
-  std::vector<char*> argv;
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);
-  pid_t pid;
-  const int err = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (err != 0) return amld::base::ErrnoStatus(err, "start", args[0]);
-  return pid;
 }
 
 bool Accepts(int port) {
@@ -131,8 +112,9 @@ int RunTensorboard(const GlobalOptions& global, const TensorboardOptions& option
     std::vector<std::string> spec;
     for (const std::string& id : ids) spec.push_back(absl::StrCat(id, ":", mirror.RunFolder(id).string()));
     absl::StatusOr<pid_t> pid =
-        Spawn({tensorboard, "--logdir_spec", absl::StrJoin(spec, ","), "--port",
-               absl::StrCat(options.port), "--host", "127.0.0.1"});
+        StartHelper({tensorboard, "--logdir_spec", absl::StrJoin(spec, ","), "--port",
+                     absl::StrCat(options.port), "--host", "127.0.0.1"},
+                    HelperOutput::kToOurStderr);
     if (!pid.ok()) return ReportError(global, pid.status());
     child = *pid;
     // Ready when it accepts connections; a TensorBoard that ends first (a

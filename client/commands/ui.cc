@@ -3,10 +3,8 @@
 // socket; the link carries it once, then the browser keeps it as a cookie.
 // Opens the link with xdg-open where a desktop session is there (DISPLAY or
 // WAYLAND_DISPLAY); prints it always.
-#include <fcntl.h>
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
-#include <spawn.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -18,38 +16,8 @@
 #include "client/commands/command.h"
 #include "client/grpc_status.h"
 
-extern char** environ;
 
 namespace amld::client::commands {
-
-std::string FindOnPath(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    size_t end = dirs.find(':', start);
-    if (end == std::string::npos) end = dirs.size();
-    std::string candidate = dirs.substr(start, end - start) + "/" + name;
-    if (end > start && ::access(candidate.c_str(), X_OK) == 0) return candidate;
-    start = end + 1;
-  }
-  return "";
-}
-
-bool OpenInBrowser(const std::string& url) {
-  if (std::getenv("DISPLAY") == nullptr && std::getenv("WAYLAND_DISPLAY") == nullptr) return false;
-  const std::string opener = FindOnPath("xdg-open");
-  if (opener.empty()) return false;
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-  char* argv[] = {const_cast<char*>(opener.c_str()), const_cast<char*>(url.c_str()), nullptr};
-  pid_t pid;
-  const bool ok = ::posix_spawn(&pid, opener.c_str(), &actions, nullptr, argv, environ) == 0;
-  posix_spawn_file_actions_destroy(&actions);
-  return ok;
-}
 
 namespace {
 
