@@ -513,6 +513,10 @@ async function showSweep(main, id) {
     h('h1', {}, 'Sweep ', sweep.config.display_name || id, ' ', statusBadge(sweep.status)),
     summary, table, h('h2', {}, 'Curves'), charts.controls(), box);
   const followed = new Set();
+  // Child id → best value, for children that had ended when it was read: an
+  // ended run's metrics are final (stored before its terminal status), so
+  // each poll reads only the children still running.
+  const settled = new Map();
   const best = (values) => {
     const nums = (values || []).filter((v) => typeof v === 'number' && isFinite(v));
     if (nums.length === 0) return undefined;
@@ -526,8 +530,10 @@ async function showSweep(main, id) {
     const children = listed.runs.filter((r) => r.parent === id).sort((a, b) => (a.id < b.id ? -1 : 1));
     const values = new Map();  // child id → best value of the primary metric
     await Promise.all(children.map(async (c) => {
+      if (settled.has(c.id)) return values.set(c.id, settled.get(c.id));
       const m = await getJson(`/api/runs/${encodeURIComponent(c.id)}/metrics`);
       values.set(c.id, best(m.metrics[metric] && m.metrics[metric].values));
+      if (TERMINAL.has(c.status)) settled.set(c.id, values.get(c.id));
     }));
     const params = [];
     const hyper = new Map();
