@@ -23,6 +23,8 @@ std::optional<std::string> LoginName(uid_t uid) {
   return std::string(pw.pw_name);
 }
 
+std::string NameOrUid(uid_t uid) { return LoginName(uid).value_or(absl::StrCat(uid)); }
+
 std::string DescribeUser(uid_t uid) {
   std::optional<std::string> name = LoginName(uid);
   return name ? absl::StrCat(*name, " (uid ", uid, ")") : absl::StrCat("uid ", uid);

@@ -15,6 +15,10 @@ namespace amld::base {
 // nullopt when the database has no entry for `uid` (or cannot be read).
 std::optional<std::string> LoginName(uid_t uid);
 
+// The login name, or the number when passwd does not name it: how tables
+// (`aml run list`, `aml snapshot list`, the web view) show an owner.
+std::string NameOrUid(uid_t uid);
+
 // "alice (uid 1001)", or "uid 1001" when passwd does not name it: how error
 // messages name another user.
 std::string DescribeUser(uid_t uid);

@@ -15,18 +15,15 @@
 #include "absl/strings/str_split.h"
 #include "amld/v1/runs.grpc.pb.h"
 #include "base/status_macros.h"
+#include "base/user_names.h"
 #include "client/commands/command.h"
 #include "client/commands/options.h"
 #include "client/commands/output.h"
-#include "base/user_names.h"
 #include "client/commands/run_columns.h"
 #include "client/grpc_status.h"
 
 namespace amld::client::commands {
 namespace {
-
-// The login name of `uid` on this machine, else the number.
-std::string UserName(uint32_t uid) { return base::LoginName(uid).value_or(std::to_string(uid)); }
 
 struct ListOptions {
   std::string experiment;
@@ -205,7 +202,7 @@ int RunList(const GlobalOptions& global, const ListOptions& o) {
   for (const RunRow& row : *rows) {
     std::vector<std::string> cells;
     for (const RunColumn& c : plan->columns) cells.push_back(CellText(c, row));
-    if (shared) cells.insert(cells.begin() + user_at, UserName(row.run.submitter_uid()));
+    if (shared) cells.insert(cells.begin() + user_at, base::NameOrUid(row.run.submitter_uid()));
     table.push_back(std::move(cells));
   }
   PrintTable(std::cout, header, table, StdoutStyle(status_column));

@@ -55,8 +55,7 @@ int RunSnapshotList(const GlobalOptions& global) {
                     std::to_string(r.directories_watched()), std::to_string(r.pending_changes()),
                     std::to_string(r.rescan_count()), rescan});
     if (shared) {
-      rows.back().insert(rows.back().begin() + 1,
-                         base::LoginName(r.owner_uid()).value_or(std::to_string(r.owner_uid())));
+      rows.back().insert(rows.back().begin() + 1, base::NameOrUid(r.owner_uid()));
     }
   }
   PrintTable(std::cout, header, rows);

@@ -31,7 +31,6 @@
 #include "client/interrupt.h"
 #include "client/log_mirror.h"
 
-
 namespace amld::client::commands {
 namespace {
 

@@ -16,7 +16,6 @@
 #include "client/commands/command.h"
 #include "client/grpc_status.h"
 
-
 namespace amld::client::commands {
 
 namespace {

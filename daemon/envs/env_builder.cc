@@ -40,8 +40,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-
-
 base::ScopedFd OpenAppend(const fs::path& path) {
   if (path.empty()) return base::ScopedFd();
   return base::ScopedFd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
@@ -55,7 +53,6 @@ void Note(const fs::path& log, const std::string& line) {
 void CallAll(std::vector<std::pair<EnvironmentBuilder::Done, absl::StatusOr<fs::path>>> calls) {
   for (auto& [done, result] : calls) done(std::move(result));
 }
-
 
 // The account named `name`, for environments.build_user; nullopt (with
 // the reason in `why`) when there is none or it is root.
@@ -82,7 +79,6 @@ std::optional<RunAs> BuildAccount(const std::string& name, std::string* why) {
   }
   return std::move(*account);
 }
-
 
 // Digests of the curated environments that name packages.
 std::set<std::string> CuratedDigests() {

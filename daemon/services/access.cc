@@ -111,6 +111,4 @@ uid_t CallerUid(const ServiceDeps& deps, const grpc::ServerContextBase& context)
   return ::geteuid();
 }
 
-std::string UserName(uid_t uid) { return base::LoginName(uid).value_or(""); }
-
 }  // namespace amld::daemon

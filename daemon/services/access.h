@@ -79,7 +79,4 @@ class AccessPolicy {
   std::optional<gid_t> admin_gid_;
 };
 
-// The login name of `uid`; "" when passwd does not name it.
-std::string UserName(uid_t uid);
-
 }  // namespace amld::daemon

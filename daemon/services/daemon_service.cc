@@ -2,6 +2,7 @@
 #include <optional>
 
 #include "amld/v1/daemon.grpc.pb.h"
+#include "base/user_names.h"
 #include "spdlog/spdlog.h"
 #include "daemon/services/grpc_status.h"
 #include "daemon/services/services.h"
@@ -79,7 +80,7 @@ class DaemonService final : public pb::Daemon::Service {
     for (const UserUsage& u : local.users) {
       pb::UserUsage* usage = info->add_user_usage();
       usage->set_uid(u.user);
-      usage->set_user(UserName(u.user));
+      usage->set_user(base::LoginName(u.user).value_or(""));
       usage->set_running(u.running);
       usage->set_gpus(u.gpus);
       usage->set_queued(u.queued);

@@ -32,26 +32,24 @@ class HealthServiceImpl final : public HealthService, public pb::Health::Service
 
   grpc::Status Watch(grpc::ServerContext* context, const pb::HealthCheckRequest* request,
                      grpc::ServerWriter<pb::HealthCheckResponse>* writer) override {
-    pb::HealthCheckResponse response;
-    bool stopping;
+    // Only stopping changes what this daemon reports: the status now, the
+    // status once stopping (if it differs), then the end of the stream.
+    pb::HealthCheckResponse sent;
+    pb::HealthCheckResponse last;
     {
       absl::MutexLock lock(&mu_);
-      response.set_status(StatusOf(request->service()));
-      stopping = stopping_;
+      sent.set_status(StatusOf(request->service()));
     }
-    while (true) {
-      if (!writer->Write(response)) return ClientWentAway();
-      if (stopping) {
-        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the daemon is stopping");
-      }
+    if (!writer->Write(sent)) return ClientWentAway();
+    {
       absl::MutexLock lock(&mu_);
-      // Only stopping changes what this daemon reports.
       // Shutdown() sets stopping_ under mu_, which wakes this at once.
       grpc::Status waited = AwaitForStream(mu_, absl::Condition(&stopping_), context, nullptr);
       if (!waited.ok()) return waited;
-      stopping = true;
-      response.set_status(StatusOf(request->service()));
+      last.set_status(StatusOf(request->service()));
     }
+    if (last.status() != sent.status() && !writer->Write(last)) return ClientWentAway();
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the daemon is stopping");
   }
 
  private:

@@ -11,8 +11,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
-#include "base/user_names.h"
 #include "base/status_macros.h"
+#include "base/user_names.h"
 #include "daemon/watch/watched_roots_internal.h"
 #include "spdlog/spdlog.h"
 

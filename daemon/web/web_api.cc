@@ -66,8 +66,6 @@ WebReply JsonReply(const json& j) {
   return reply;
 }
 
-std::string UserName(uid_t uid) { return base::LoginName(uid).value_or(absl::StrCat(uid)); }
-
 double Seconds(const google::protobuf::Timestamp& t) {
   return static_cast<double>(t.seconds()) + t.nanos() / 1e9;
 }
@@ -83,7 +81,7 @@ json RunRow(const pb::Run& run, std::map<uid_t, std::string>* users) {
   }
   auto user = users->find(run.submitter_uid());
   if (user == users->end()) {
-    user = users->emplace(run.submitter_uid(), UserName(run.submitter_uid())).first;
+    user = users->emplace(run.submitter_uid(), base::NameOrUid(run.submitter_uid())).first;
   }
   json tags = json::object();
   for (const auto& [k, v] : run.config().tags()) tags[k] = v;
@@ -177,7 +175,7 @@ WebReply WebApi::Info() const {
   pb::DaemonInfo info;
   grpc::Status s = pb::Daemon::NewStub(channel_)->GetInfo(&context, pb::GetInfoRequest(), &info);
   if (!s.ok()) return ErrorReply(s);
-  return JsonReply({{"version", info.version()}, {"user", UserName(viewer_)}, {"uid", viewer_}});
+  return JsonReply({{"version", info.version()}, {"user", base::NameOrUid(viewer_)}, {"uid", viewer_}});
 }
 
 WebReply WebApi::Experiments() const {
@@ -244,7 +242,7 @@ WebReply WebApi::Run(const std::string& run_id) const {
   }
   WebReply reply;
   reply.body = absl::StrCat(R"({"run":)", run_json, R"(,"user":)",
-                            json(UserName(run.submitter_uid())).dump(), "}");
+                            json(base::NameOrUid(run.submitter_uid())).dump(), "}");
   return reply;
 }
 

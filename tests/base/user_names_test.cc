@@ -19,9 +19,13 @@ TEST(LoginNameTest, IsEmptyForAUidNobodyHas) {
   while (::getpwuid(unused) != nullptr) ++unused;
   EXPECT_EQ(LoginName(unused), std::nullopt);
   EXPECT_EQ(DescribeUser(unused), "uid " + std::to_string(unused));
+  EXPECT_EQ(NameOrUid(unused), std::to_string(unused));
 }
 
-TEST(DescribeUserTest, GivesTheNameAndTheUid) { EXPECT_EQ(DescribeUser(0), "root (uid 0)"); }
+TEST(DescribeUserTest, GivesTheNameAndTheUid) {
+  EXPECT_EQ(DescribeUser(0), "root (uid 0)");
+  EXPECT_EQ(NameOrUid(0), "root");
+}
 
 }  // namespace
 }  // namespace amld::base
